@@ -1,0 +1,92 @@
+//! Capacities, map names and wire constants. Map names are the names the XDP programs give
+//! their maps and the file names under the pin directory; lb-ctl opens maps by these.
+
+/// Default pin directory on bpffs: program, links and maps of one director.
+pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
+
+/// service key → [`crate::Service`]. Written by lb-ctl.
+pub const MAP_SERVICES: &str = "SERVICES";
+/// real id → [`crate::Real`] (array). Written by lb-ctl.
+pub const MAP_REALS: &str = "REALS";
+/// [`crate::FlowKey`] → [`crate::FlowValue`], LRU. Written by the data path.
+pub const MAP_FLOWS: &str = "FLOWS";
+/// NAT reply key (real → client) → [`crate::NatReverse`], LRU. Written by the data path.
+pub const MAP_NAT_REV: &str = "NAT_REV";
+/// Scheduler tables of all services (array of real ids). Written by lb-ctl.
+pub const MAP_SCHED_TABLE: &str = "SCHED_TABLE";
+/// service id → per-CPU [`crate::Traffic`].
+pub const MAP_SVC_STATS: &str = "SVC_STATS";
+/// real id → per-CPU [`crate::Traffic`].
+pub const MAP_REAL_STATS: &str = "REAL_STATS";
+/// [`crate::Counter`] → per-CPU packet count.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// ifindex → ifindex devmap for XDP_REDIRECT. Written by lb-ctl.
+pub const MAP_TX_PORTS: &str = "TX_PORTS";
+/// Bit filter of VIP addresses (array of u64 words). Written by lb-ctl.
+pub const MAP_VIP_FILTER: &str = "VIP_FILTER";
+/// Bit filter of NAT real-server addresses (array of u64 words). Written by lb-ctl.
+pub const MAP_NAT_FILTER: &str = "NAT_FILTER";
+/// Decap program counters: [`crate::counters::DecapCounter`] → per-CPU packet count.
+pub const MAP_DECAP_STATS: &str = "DECAP_STATS";
+
+/// Name of the balancer program in the object file.
+pub const PROG_LB: &str = "lb_xdp";
+/// Name of the decap program in the object file.
+pub const PROG_DECAP: &str = "lb_decap";
+
+/// Capacity of the service hash (keys are VIP, port, protocol).
+pub const MAX_SERVICES: u32 = 16_384;
+/// Capacity of the real-server array; ids are 0..MAX_REALS.
+pub const MAX_REALS: u32 = 65_536;
+/// Default flow-table capacity (LRU entries); lb-ctl can size it at load time.
+pub const DEFAULT_MAX_FLOWS: u32 = 1 << 20;
+/// Slots of u32 real ids shared by all scheduler tables (16 MiB).
+pub const SCHED_TABLE_SLOTS: u32 = 1 << 22;
+/// Default Maglev table size: a prime, as Maglev requires; 65537 as Katran and IPVS mh-style
+/// tables use for fine weight resolution.
+pub const DEFAULT_MAGLEV_SIZE: u32 = 65_537;
+/// Largest table a service may have.
+pub const MAX_TABLE_LEN: u32 = 1 << 20;
+/// Entry of a scheduler table with no usable real.
+pub const NO_REAL: u32 = u32::MAX;
+/// Capacity of the redirect devmap (interfaces).
+pub const MAX_TX_PORTS: u32 = 64;
+
+/// 64-bit words in each address bit filter (2^18 bits, 32 KiB).
+pub const FILTER_WORDS: u32 = 1 << 12;
+
+/// Hop limit / TTL written into outer headers (IPIP, IP6IP6), as Linux tunnels default.
+pub const ENCAP_TTL: u8 = 64;
+
+/// EtherTypes, host order (compare after `u16::from_be`).
+pub mod ethertype {
+    /// IPv4.
+    pub const IPV4: u16 = 0x0800;
+    /// IPv6.
+    pub const IPV6: u16 = 0x86DD;
+    /// 802.1Q VLAN tag.
+    pub const VLAN: u16 = 0x8100;
+    /// 802.1ad service tag (QinQ outer tag).
+    pub const QINQ: u16 = 0x88A8;
+    /// ARP.
+    pub const ARP: u16 = 0x0806;
+}
+
+/// IP protocol numbers.
+pub mod proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// IPv4-in-IP encapsulation (RFC 2003).
+    pub const IPIP: u8 = 4;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// IPv6-in-IP encapsulation (RFC 2473).
+    pub const IPV6: u8 = 41;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
+/// [`crate::VipKey`] → number of services on that address (hash). Written by lb-ctl.
+pub const MAP_VIPS: &str = "VIPS";

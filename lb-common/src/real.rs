@@ -1,0 +1,80 @@
+//! Real servers: where a flow goes and how it gets there.
+
+use crate::addr::{Be16, RawAddr};
+use bytemuck::{Pod, Zeroable};
+
+/// How packets reach a real server (ipvsadm -g / -i / -m).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardMode {
+    /// Direct routing (`-g`, gatewaying): rewrite MACs only; the real has the VIP locally.
+    Dr = 1,
+    /// IP tunnelling (`-i`, ipip): IPIP for IPv4, IP6IP6 for IPv6.
+    Tun = 2,
+    /// NAT (`-m`, masquerading): rewrite destination address and port; replies come back
+    /// through the director and get the VIP restored as source.
+    Nat = 3,
+}
+
+impl ForwardMode {
+    /// From the stored byte.
+    pub const fn from_u8(v: u8) -> Option<ForwardMode> {
+        match v {
+            1 => Some(ForwardMode::Dr),
+            2 => Some(ForwardMode::Tun),
+            3 => Some(ForwardMode::Nat),
+            _ => None,
+        }
+    }
+    /// ipvsadm's "Forward" column word.
+    pub const fn ipvsadm_name(self) -> &'static str {
+        match self {
+            ForwardMode::Dr => "Route",
+            ForwardMode::Tun => "Tunnel",
+            ForwardMode::Nat => "Masq",
+        }
+    }
+}
+
+/// Per-real flags.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct RealFlags(pub u32);
+
+impl RealFlags {
+    /// The slot holds a configured real. A flow whose real lost this bit is rescheduled.
+    pub const ACTIVE: u32 = 1 << 0;
+    /// True when `bit` is set.
+    pub const fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// A real server, indexed by its id in the `REALS` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Real {
+    /// Real server address (RIP).
+    pub addr: RawAddr,
+    /// The director's own address toward this real: the outer source of tunnel packets.
+    pub local_addr: RawAddr,
+    /// Real server port (NAT rewrites the destination port to it).
+    pub port: Be16,
+    /// [`ForwardMode`] as u8.
+    pub mode: u8,
+    /// [`crate::addr::family`] tag.
+    pub family: u8,
+    /// [`RealFlags`].
+    pub flags: RealFlags,
+    /// Id of the service this real belongs to.
+    pub svc_id: u32,
+    /// Weight as configured (the data path uses the table; kept for listing).
+    pub weight: u32,
+    /// Egress interface toward the next hop.
+    pub ifindex: u32,
+    /// Next hop's MAC (the real itself on a shared segment, else the gateway).
+    pub dst_mac: [u8; 6],
+    /// The egress interface's MAC.
+    pub src_mac: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<Real>() == 64);
