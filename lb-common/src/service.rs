@@ -25,9 +25,10 @@ const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
 pub struct VipFlags(pub u32);
 
 impl VipFlags {
-    /// Hash only the source address for scheduling (no ports): all of a client's
-    /// connections land on one real (Maglev "mh-port" off, the IPVS default for mh).
-    pub const HASH_SRC_ONLY: u32 = 1 << 0;
+    /// ipvsadm `-b mh-port`: the scheduling hash covers the whole flow (addresses, ports,
+    /// protocol). Without it only the client address is hashed, as IPVS mh does by default,
+    /// so all of a client's connections land on one real.
+    pub const HASH_PORTS: u32 = 1 << 0;
     /// True when `bit` is set.
     pub const fn has(self, bit: u32) -> bool {
         self.0 & bit != 0

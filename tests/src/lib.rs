@@ -1,1 +1,2 @@
-
+//! Shared test machinery for lb: packet builders and an independent checker, the BPF
+//! test-run harness, and network-namespace labs.
