@@ -1,0 +1,84 @@
+//! Forward (docs/datapath.md steps 11–12): rewrite the packet for the real's mode — one
+//! `match` on `ForwardMode`, one file per mode — count it, then send it out: XDP_TX on the
+//! ingress interface, else XDP_REDIRECT through TX_PORTS. Next-hop MACs come from the Real
+//! (kept fresh by lb-ctl), so there is no FIB lookup per packet.
+
+pub mod dr;
+pub mod nat;
+pub mod tun;
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{Counter, Drop, ForwardMode, NatReverse, Real};
+
+use crate::maps::TX_PORTS;
+use crate::parse::Packet;
+use crate::pkt::{bytes_at, ld16, st16};
+use crate::schedule::Dest;
+use crate::stats::{count, count_in};
+use crate::{Exit, Out};
+
+pub use nat::forward_nat_return;
+
+/// Rewrites the packet for the real, counts it, picks the way out.
+#[inline(always)]
+pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Out, Exit> {
+    let real = dest.real;
+    let counter = match ForwardMode::from_u8(real.mode) {
+        Some(ForwardMode::Dr) => {
+            dr::forward_dr(ctx, real)?;
+            Counter::FWD_DR
+        }
+        Some(ForwardMode::Tun) => {
+            tun::forward_tun(ctx, pkt, real)?;
+            Counter::FWD_TUN
+        }
+        Some(ForwardMode::Nat) => {
+            nat::forward_nat(ctx, pkt, dest)?;
+            Counter::FWD_NAT
+        }
+        // A mode this program does not know: the real is unusable.
+        None => return Err(Exit::Drop(Drop::NoReal)),
+    };
+    count(counter);
+    if pkt.quote.is_some() {
+        count(Counter::ICMP_TO_REAL);
+    }
+    count_in(dest.svc_id, dest.real_id, pkt.l3_len);
+    send(ctx, real.ifindex)
+}
+
+/// Step 12: same interface → XDP_TX, else redirect (a failed redirect: the interface is
+/// not in TX_PORTS → drop `Redirect`).
+#[inline(always)]
+pub fn send(ctx: &XdpContext, ifindex: u32) -> Result<Out, Exit> {
+    if ifindex as usize == ctx.ingress_ifindex() {
+        return Ok(Out::Tx);
+    }
+    match TX_PORTS.redirect(ifindex, 0) {
+        Ok(_) => Ok(Out::Redirect),
+        Err(_) => Err(Exit::Drop(Drop::Redirect)),
+    }
+}
+
+/// Writes the Ethernet destination and source (the frame's first 12 bytes).
+#[inline(always)]
+pub fn write_macs(ctx: &XdpContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), Drop> {
+    let p = bytes_at(ctx, 0, 12).ok_or(Drop::Truncated)?;
+    let (d, s) = (dst.as_ptr() as usize, src.as_ptr() as usize);
+    // Word copies: the MAC fields sit at even offsets of 8-aligned map values (asserted
+    // below), so the u16 reads are aligned.
+    unsafe {
+        st16(p, ld16(d));
+        st16(p + 2, ld16(d + 2));
+        st16(p + 4, ld16(d + 4));
+        st16(p + 6, ld16(s));
+        st16(p + 8, ld16(s + 2));
+        st16(p + 10, ld16(s + 4));
+    }
+    Ok(())
+}
+
+const _: () = assert!(core::mem::offset_of!(Real, dst_mac) % 2 == 0);
+const _: () = assert!(core::mem::offset_of!(Real, src_mac) % 2 == 0);
+const _: () = assert!(core::mem::offset_of!(NatReverse, client_mac) % 2 == 0);
+const _: () = assert!(core::mem::offset_of!(NatReverse, local_mac) % 2 == 0);

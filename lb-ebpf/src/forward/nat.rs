@@ -1,0 +1,253 @@
+//! NAT (`-m`, masquerading): the client's packet gets destination := real.addr:real.port and
+//! TTL − 1 (the director is a router hop here), checksums fixed incrementally; the first
+//! packet of a flow records the reverse entry, and the real's reply (found in NAT_REV) gets
+//! source := VIP:vport and goes back the way the client's packet came.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{
+    Be16, Counter, Drop, FlowKey, NatReverse, RawAddr,
+    consts::proto,
+    csum::{replace_addr, replace16, replace32},
+};
+
+use super::{send, write_macs};
+use crate::icmp;
+use crate::maps::NAT_REV;
+use crate::parse::{IPV4_LEN, IPV6_LEN, Packet, TCP_LEN, UDP_LEN, read_addr6};
+use crate::pkt::{bytes_at, ld8, ld16, ld32, st8, st16, st32};
+use crate::schedule::Dest;
+use crate::stats::{count, count_out};
+use crate::{Exit, Out};
+
+/// Which end of the packet a rewrite changes.
+#[derive(Clone, Copy)]
+pub enum Side {
+    /// Source address and port (NAT return; the quoted packet of an ICMP error).
+    Src,
+    /// Destination address and port (client → real).
+    Dst,
+}
+
+/// What an IP header rewrite changed, for the checksums that cover it further out.
+pub struct L3Change {
+    /// The address that was replaced (IPv4 in word 0).
+    pub old: RawAddr,
+    /// IPv4 header checksum before and after (both 0 for IPv6, which has none).
+    pub old_check: u16,
+    /// See `old_check`.
+    pub new_check: u16,
+}
+
+/// Client → real. An ICMP error about the flow gets its quote rewritten instead.
+#[inline(always)]
+pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<(), Drop> {
+    let real = dest.real;
+    // A real port of 0 keeps the client's destination port (all-port services).
+    let port = if real.port.0 == 0 {
+        pkt.key.dport
+    } else {
+        real.port
+    };
+    let addr = family_addr(pkt, &real.addr);
+    if pkt.quote.is_some() {
+        icmp::rewrite_quote_nat(ctx, pkt, &addr, port)?;
+    } else {
+        if dest.new_flow {
+            // Before the rewrite: the entry needs the frame's MACs as they arrived.
+            record_reverse(ctx, pkt, dest, &addr, port);
+        }
+        let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Dst, &addr, true)?;
+        rewrite_l4(ctx, pkt, Side::Dst, &l3.old, &addr, port)?;
+    }
+    write_macs(ctx, &real.dst_mac, &real.src_mac)
+}
+
+/// Real → client (docs/datapath.md "NAT return"): source := VIP:vport, TTL − 1, back to
+/// the client's MAC from ours, out the interface the client's packets came in on.
+#[inline(always)]
+pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> Result<Out, Exit> {
+    pkt.check_ttl()?;
+    let vip = family_addr(pkt, &rev.vip);
+    let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Src, &vip, true)?;
+    rewrite_l4(ctx, pkt, Side::Src, &l3.old, &vip, rev.vport)?;
+    write_macs(ctx, &rev.client_mac, &rev.local_mac)?;
+    count(Counter::NAT_RETURN);
+    count_out(rev.svc_id, rev.real_id, pkt.l3_len);
+    send(ctx, rev.ifindex)
+}
+
+/// NAT_REV entry for the real's replies: {real:port → client:cport} → VIP:vport, ingress
+/// interface and the frame's MACs. A failed insert is counted and the packet still goes.
+#[inline(always)]
+fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, port: Be16) {
+    let Some(p) = bytes_at(ctx, 0, 12) else {
+        return;
+    };
+    let mut rev = NatReverse {
+        vip: pkt.key.dst,
+        vport: pkt.key.dport,
+        _pad: [0; 2],
+        ifindex: ctx.ingress_ifindex() as u32,
+        client_mac: [0; 6],
+        local_mac: [0; 6],
+        svc_id: dest.svc_id,
+        real_id: dest.real_id,
+    };
+    // The frame's source is the client (or its router); its destination is our MAC.
+    // Word copies: both fields sit at even offsets (asserted in forward/mod.rs).
+    let (c, l) = (
+        rev.client_mac.as_mut_ptr() as usize,
+        rev.local_mac.as_mut_ptr() as usize,
+    );
+    unsafe {
+        st16(c, ld16(p + 6));
+        st16(c + 2, ld16(p + 8));
+        st16(c + 4, ld16(p + 10));
+        st16(l, ld16(p));
+        st16(l + 2, ld16(p + 2));
+        st16(l + 4, ld16(p + 4));
+    }
+    let key = FlowKey {
+        src: *addr,
+        dst: pkt.key.src,
+        sport: port,
+        dport: pkt.key.sport,
+        proto: pkt.key.proto,
+        family: pkt.key.family,
+        _pad: [0; 2],
+    };
+    if NAT_REV.insert(key, rev, 0).is_err() {
+        count(Counter::FLOW_INSERT_FAILED);
+    }
+}
+
+/// An address as this packet's family stores it: IPv4 keeps word 0 and zeroes the rest, so
+/// a stray word in a map value cannot leak into keys or checksums.
+#[inline(always)]
+pub fn family_addr(pkt: &Packet, a: &RawAddr) -> RawAddr {
+    if pkt.is_v4() { [a[0], 0, 0, 0] } else { *a }
+}
+
+/// Replaces the source or destination address of the IP header at `l3` (optionally with
+/// TTL / hop limit − 1) and fixes the IPv4 header checksum.
+#[inline(always)]
+pub fn rewrite_l3(
+    ctx: &XdpContext,
+    l3: usize,
+    v4: bool,
+    side: Side,
+    new: &RawAddr,
+    dec_ttl: bool,
+) -> Result<L3Change, Drop> {
+    if v4 {
+        let p = bytes_at(ctx, l3, IPV4_LEN).ok_or(Drop::Truncated)?;
+        let a = p + if matches!(side, Side::Src) { 12 } else { 16 };
+        unsafe {
+            let old = ld32(a);
+            st32(a, new[0]);
+            let old_check = ld16(p + 10);
+            let mut c = replace32(old_check, old, new[0]);
+            if dec_ttl {
+                // TTL shares a 16-bit word with the protocol; the checksum sees the word.
+                let w = ld16(p + 8);
+                st8(p + 8, ld8(p + 8).wrapping_sub(1));
+                c = replace16(c, w, ld16(p + 8));
+            }
+            st16(p + 10, c);
+            Ok(L3Change {
+                old: [old, 0, 0, 0],
+                old_check,
+                new_check: c,
+            })
+        }
+    } else {
+        let p = bytes_at(ctx, l3, IPV6_LEN).ok_or(Drop::Truncated)?;
+        let a = p + if matches!(side, Side::Src) { 8 } else { 24 };
+        unsafe {
+            let old = read_addr6(a);
+            st32(a, new[0]);
+            st32(a + 4, new[1]);
+            st32(a + 8, new[2]);
+            st32(a + 12, new[3]);
+            if dec_ttl {
+                st8(p + 7, ld8(p + 7).wrapping_sub(1));
+            }
+            Ok(L3Change {
+                old,
+                old_check: 0,
+                new_check: 0,
+            })
+        }
+    }
+}
+
+/// Which L4 checksum a rewrite has to fix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum L4Csum {
+    /// TCP: checksum at offset 16.
+    Tcp,
+    /// UDP: checksum at offset 6; a computed 0 is sent as all ones.
+    Udp,
+    /// IPv4 UDP sent without a checksum (0, RFC 768): it stays 0.
+    Unset,
+}
+
+/// Replaces the port on `side` and fixes the TCP/UDP checksum for it and for the address
+/// change in the pseudo-header.
+#[inline(always)]
+fn rewrite_l4(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    side: Side,
+    old: &RawAddr,
+    new: &RawAddr,
+    port: Be16,
+) -> Result<(), Drop> {
+    let port_off = if matches!(side, Side::Src) { 0 } else { 2 };
+    // One bytes_at per protocol: each range is a constant, as the verifier needs.
+    match pkt.key.proto {
+        proto::TCP => {
+            let p = bytes_at(ctx, pkt.l4_off, TCP_LEN).ok_or(Drop::Truncated)?;
+            unsafe { fix_l4(p, port_off, L4Csum::Tcp, old, new, port) };
+        }
+        proto::UDP => {
+            let p = bytes_at(ctx, pkt.l4_off, UDP_LEN).ok_or(Drop::Truncated)?;
+            let kind = if pkt.is_v4() && unsafe { ld16(p + 6) } == 0 {
+                L4Csum::Unset
+            } else {
+                L4Csum::Udp
+            };
+            unsafe { fix_l4(p, port_off, kind, old, new, port) };
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Safety: `p` is a checked L4 header of the protocol `kind` names.
+#[inline(always)]
+unsafe fn fix_l4(
+    p: usize,
+    port_off: usize,
+    kind: L4Csum,
+    old: &RawAddr,
+    new: &RawAddr,
+    port: Be16,
+) {
+    let csum_off = match kind {
+        L4Csum::Tcp => 16,
+        L4Csum::Udp | L4Csum::Unset => 6,
+    };
+    unsafe {
+        let old_port = ld16(p + port_off);
+        st16(p + port_off, port.0);
+        if kind == L4Csum::Unset {
+            return;
+        }
+        let mut c = replace16(replace_addr(ld16(p + csum_off), old, new), old_port, port.0);
+        if kind == L4Csum::Udp && c == 0 {
+            c = 0xffff;
+        }
+        st16(p + csum_off, c);
+    }
+}

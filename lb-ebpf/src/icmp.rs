@@ -1,0 +1,174 @@
+//! ICMP errors about a flow (docs/datapath.md "ICMP errors", as Katran's handle_icmp.h):
+//! a router that cannot forward a real's too-big reply sends "fragmentation needed"
+//! (ICMPv4 3/4) or "packet too big" (ICMPv6 2) to the VIP, quoting the reply's IP header and
+//! first 8 L4 bytes (VIP:vport → client:cport). We balance it with the quoted flow reversed,
+//! so it reaches the real that owns the connection and path-MTU discovery works.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{
+    Be16, Drop, FlowKey, Pass, RawAddr,
+    addr::family,
+    consts::proto,
+    csum::{replace_addr, replace16},
+};
+
+use crate::Exit;
+use crate::forward::nat::{Side, rewrite_l3};
+use crate::lookup::unless_vip;
+use crate::parse::{IPV4_LEN, IPV6_LEN, Packet, Quote, read_addr6};
+use crate::pkt::{bytes_at, ld8, ld16, ld32, st16};
+
+/// ICMP / ICMPv6 header: type, code, checksum, 4 bytes (unused / MTU).
+const ICMP_LEN: usize = 8;
+/// L4 bytes an ICMP error quotes at least (RFC 792): the ports are in them.
+const QUOTE_L4_LEN: usize = 8;
+
+/// Turns an ICMP error about a flow into that flow's key (client → VIP) and records where
+/// the quote is. Any other ICMP message to a VIP is not balanced.
+#[inline(always)]
+pub fn parse_icmp_error(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> {
+    let hdr = if pkt.l4_off + ICMP_LEN <= pkt.l3_end() {
+        bytes_at(ctx, pkt.l4_off, ICMP_LEN)
+    } else {
+        None
+    };
+    let Some(p) = hdr else {
+        return Err(unless_vip(pkt, Exit::Pass(Pass::NotBalanced)));
+    };
+    let (ty, code) = unsafe { (ld8(p), ld8(p + 1)) };
+    let v4 = pkt.is_v4();
+    let about_flow = if v4 { ty == 3 && code == 4 } else { ty == 2 };
+    if !about_flow {
+        return Err(unless_vip(pkt, Exit::Pass(Pass::NotBalanced)));
+    }
+    let q = pkt.l4_off + ICMP_LEN;
+    let (key, quote) = if v4 {
+        parse_quote_v4(ctx, q, pkt.l3_end())?
+    } else {
+        parse_quote_v6(ctx, q, pkt.l3_end())?
+    };
+    pkt.key = key;
+    pkt.quote = Some(quote);
+    Ok(())
+}
+
+/// Quoted IPv4 header (options skipped via IHL) and its first 8 L4 bytes, inside the ICMP
+/// packet's IP length.
+#[inline(always)]
+fn parse_quote_v4(ctx: &XdpContext, q: usize, end: usize) -> Result<(FlowKey, Quote), Exit> {
+    if q + IPV4_LEN > end {
+        return Err(Exit::Drop(Drop::IcmpQuote));
+    }
+    let p = bytes_at(ctx, q, IPV4_LEN).ok_or(Drop::IcmpQuote)?;
+    let vihl = unsafe { ld8(p) };
+    if vihl >> 4 != 4 || vihl & 0x0f < 5 {
+        return Err(Exit::Drop(Drop::IcmpQuote));
+    }
+    let l4 = q + (vihl & 0x0f) as usize * 4;
+    let t = quoted_l4(ctx, l4, end)?;
+    let (src, dst) = unsafe { (ld32(p + 12), ld32(p + 16)) };
+    let key = quoted_key(
+        unsafe { ld8(p + 9) },
+        family::V4,
+        [src, 0, 0, 0],
+        [dst, 0, 0, 0],
+        t,
+    )?;
+    Ok((
+        key,
+        Quote {
+            l3_off: q,
+            l4_off: l4,
+        },
+    ))
+}
+
+/// Quoted IPv6 header and its first 8 L4 bytes.
+#[inline(always)]
+fn parse_quote_v6(ctx: &XdpContext, q: usize, end: usize) -> Result<(FlowKey, Quote), Exit> {
+    if q + IPV6_LEN > end {
+        return Err(Exit::Drop(Drop::IcmpQuote));
+    }
+    let p = bytes_at(ctx, q, IPV6_LEN).ok_or(Drop::IcmpQuote)?;
+    if unsafe { ld8(p) } >> 4 != 6 {
+        return Err(Exit::Drop(Drop::IcmpQuote));
+    }
+    let l4 = q + IPV6_LEN;
+    let t = quoted_l4(ctx, l4, end)?;
+    let (src, dst) = unsafe { (read_addr6(p + 8), read_addr6(p + 24)) };
+    let key = quoted_key(unsafe { ld8(p + 6) }, family::V6, src, dst, t)?;
+    Ok((
+        key,
+        Quote {
+            l3_off: q,
+            l4_off: l4,
+        },
+    ))
+}
+
+/// The quoted L4 bytes, which must be whole.
+#[inline(always)]
+fn quoted_l4(ctx: &XdpContext, l4: usize, end: usize) -> Result<usize, Drop> {
+    if l4 + QUOTE_L4_LEN > end {
+        return Err(Drop::IcmpQuote);
+    }
+    bytes_at(ctx, l4, QUOTE_L4_LEN).ok_or(Drop::IcmpQuote)
+}
+
+/// The quoted packet VIP:vport → client:cport, reversed into the flow's own direction.
+/// A quote of anything but TCP/UDP cannot belong to a service of ours.
+#[inline(always)]
+fn quoted_key(
+    ip_proto: u8,
+    fam: u8,
+    src: RawAddr,
+    dst: RawAddr,
+    l4: usize,
+) -> Result<FlowKey, Exit> {
+    if ip_proto != proto::TCP && ip_proto != proto::UDP {
+        return Err(Exit::Pass(Pass::NotBalanced));
+    }
+    let (sport, dport) = unsafe { (ld16(l4), ld16(l4 + 2)) };
+    Ok(FlowKey {
+        src: dst,
+        dst: src,
+        sport: Be16(dport),
+        dport: Be16(sport),
+        proto: ip_proto,
+        family: fam,
+        _pad: [0; 2],
+    })
+}
+
+/// NAT mode: the real must see the error about its own reply (real:rport → client), so
+/// outer destination := real (TTL − 1), quoted source := real:port, and the checksums
+/// covering them follow: outer IPv4 header, quoted IPv4 header, ICMP (ICMPv6's covers the
+/// outer addresses too). The quoted L4 checksum stays: the quote is truncated anyway.
+#[inline(always)]
+pub fn rewrite_quote_nat(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    addr: &RawAddr,
+    port: Be16,
+) -> Result<(), Drop> {
+    let Some(q) = pkt.quote else {
+        return Ok(());
+    };
+    let v4 = pkt.is_v4();
+    let outer = rewrite_l3(ctx, pkt.l3_off, v4, Side::Dst, addr, true)?;
+    let inner = rewrite_l3(ctx, q.l3_off, v4, Side::Src, addr, false)?;
+    let t = bytes_at(ctx, q.l4_off, QUOTE_L4_LEN).ok_or(Drop::IcmpQuote)?;
+    let old_port = unsafe { ld16(t) };
+    unsafe { st16(t, port.0) };
+    let p = bytes_at(ctx, pkt.l4_off, ICMP_LEN).ok_or(Drop::Truncated)?;
+    let mut c = unsafe { ld16(p + 2) };
+    if !v4 {
+        // ICMPv6's pseudo-header holds the outer destination.
+        c = replace_addr(c, &outer.old, addr);
+    }
+    c = replace_addr(c, &inner.old, addr);
+    c = replace16(c, inner.old_check, inner.new_check);
+    c = replace16(c, old_port, port.0);
+    unsafe { st16(p + 2, c) };
+    Ok(())
+}

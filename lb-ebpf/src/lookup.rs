@@ -1,0 +1,141 @@
+//! Lookups, cheapest first (docs/datapath.md steps 3–8): the address bit filters (array
+//! reads the JIT inlines) gate every hash lookup, so traffic that is neither a NAT reply nor
+//! to a VIP costs no helper call; an established flow costs one FLOWS lookup and array
+//! reads; only a new flow pays for the SERVICES lookup.
+
+use aya_ebpf::{maps::Array, programs::XdpContext};
+use lb_common::{
+    Drop, FlowKey, NatReverse, Pass, Real, RealFlags, Service, ServiceKey, VipKey,
+    addr::{Be16, RawAddr},
+    consts::proto,
+    filter::filter_slot,
+};
+
+use crate::Exit;
+use crate::icmp;
+use crate::maps::{FLOWS, NAT_FILTER, NAT_REV, REALS, SERVICES, VIP_FILTER, VIPS};
+use crate::parse::Packet;
+use crate::schedule::Dest;
+
+/// What the lookups found for a packet to a VIP.
+pub enum Found {
+    /// An established flow to a real that is still usable.
+    Flow(Dest),
+    /// No usable flow: the service to schedule on.
+    Service(Service),
+}
+
+/// Step 3: the reverse entry of a NAT reply (real → client), if this is one.
+#[inline(always)]
+pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
+    // `ports` implies TCP/UDP and not a fragment.
+    if !pkt.ports || !in_filter(&NAT_FILTER, &pkt.key.src) {
+        return None;
+    }
+    // Copied out: an LRU element may be reused under us once we call another helper.
+    let key = &pkt.key;
+    unsafe { NAT_REV.get(key) }.copied()
+}
+
+/// Steps 4–6: is this a packet we balance? Passes what is not ours, drops what is ours but
+/// unusable, and turns an ICMP error about a flow into that flow's key (`icmp.rs`).
+#[inline(always)]
+pub fn lookup_vip(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> {
+    if !in_filter(&VIP_FILTER, &pkt.key.dst) {
+        return Err(Exit::Pass(Pass::NotVip));
+    }
+    if pkt.fragment {
+        return Err(unless_vip(pkt, Exit::Drop(Drop::Fragment)));
+    }
+    let v4 = pkt.is_v4();
+    match pkt.key.proto {
+        proto::TCP | proto::UDP if pkt.ports => Ok(()),
+        proto::TCP | proto::UDP => Err(Exit::Drop(Drop::Truncated)),
+        proto::ICMP if v4 => icmp::parse_icmp_error(ctx, pkt),
+        proto::ICMPV6 if !v4 => icmp::parse_icmp_error(ctx, pkt),
+        p if !v4 && is_ipv6_ext(p) => Err(unless_vip(pkt, Exit::Drop(Drop::Ipv6ExtHeader))),
+        _ => Err(unless_vip(pkt, Exit::Pass(Pass::NotBalanced))),
+    }
+}
+
+/// Steps 7–8: the established flow, else the service (exact port, then all-port).
+#[inline(always)]
+pub fn lookup_dest(pkt: &Packet) -> Result<Found, Exit> {
+    if let Some(dest) = lookup_flow(&pkt.key) {
+        return Ok(Found::Flow(dest));
+    }
+    match lookup_service(&pkt.key) {
+        Some(svc) => Ok(Found::Service(svc)),
+        // An ICMP error to a VIP about no service of ours is not balanced.
+        None if pkt.quote.is_some() => Err(Exit::Pass(Pass::NotBalanced)),
+        None => Err(Exit::Pass(Pass::NotVip)),
+    }
+}
+
+/// A FLOWS hit whose real is still `ACTIVE` and still in the flow's service.
+#[inline(always)]
+fn lookup_flow(key: &FlowKey) -> Option<Dest> {
+    let flow = unsafe { FLOWS.get(key) }.copied()?;
+    let real = lookup_real(flow.real_id)?;
+    if real.svc_id != flow.svc_id {
+        return None;
+    }
+    Some(Dest {
+        real,
+        real_id: flow.real_id,
+        svc_id: flow.svc_id,
+        new_flow: false,
+    })
+}
+
+#[inline(always)]
+fn lookup_service(key: &FlowKey) -> Option<Service> {
+    let mut skey = ServiceKey {
+        addr: key.dst,
+        port: key.dport,
+        proto: key.proto,
+        family: key.family,
+    };
+    if let Some(svc) = unsafe { SERVICES.get(skey) } {
+        return Some(*svc);
+    }
+    skey.port = Be16(0);
+    unsafe { SERVICES.get(skey) }.copied()
+}
+
+/// A configured (`ACTIVE`) real by id. Array read: inlined by the JIT.
+#[inline(always)]
+pub fn lookup_real(id: u32) -> Option<&'static Real> {
+    REALS.get(id).filter(|r| r.flags.has(RealFlags::ACTIVE))
+}
+
+/// `exit` when the destination really is a VIP (exact VIPS lookup), else pass `NotVip`:
+/// the bit filter only says "maybe", and someone else's packet must pass untouched.
+#[inline(always)]
+pub fn unless_vip(pkt: &Packet, exit: Exit) -> Exit {
+    let key = VipKey {
+        addr: pkt.key.dst,
+        family: pkt.key.family,
+        _pad: [0; 3],
+    };
+    if unsafe { VIPS.get(key) }.is_some() {
+        exit
+    } else {
+        Exit::Pass(Pass::NotVip)
+    }
+}
+
+/// IPv6 extension headers we do not walk (hop-by-hop, routing, fragment, ESP, AH,
+/// destination options, mobility, HIP, shim6): the ports are not where TCP/UDP's would be.
+#[inline(always)]
+fn is_ipv6_ext(p: u8) -> bool {
+    matches!(p, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140)
+}
+
+/// The address's bit in a filter (VIP_FILTER / NAT_FILTER). Inlined so each call site
+/// names one map: the verifier inlines an array lookup only when the map is known there.
+#[inline(always)]
+fn in_filter(filter: &Array<u64>, a: &RawAddr) -> bool {
+    let (word, bit) = filter_slot(a);
+    matches!(filter.get(word), Some(w) if w & bit != 0)
+}

@@ -1,0 +1,90 @@
+//! Every map of the balancer, one comment each: key → value, who writes it, capacity
+//! (docs/datapath.md "Maps"). The static's name is the map name in the object and under the
+//! pin directory; the `const` checks below tie each one to its `lb_common::consts::MAP_*`,
+//! which lb-ctl opens by.
+
+use crate::pkt::same;
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    FlowKey, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic, VipKey,
+    consts::{
+        DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV,
+        MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS,
+        MAP_VIP_FILTER, MAP_VIPS, MAX_REALS, MAX_SERVICES, MAX_TX_PORTS, SCHED_TABLE_SLOTS,
+    },
+    counters::Counter,
+};
+
+/// `ServiceKey` (VIP, port or 0, proto, family) → `Service`. lb-ctl; MAX_SERVICES.
+#[map]
+pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// `VipKey` → number of services on that address. lb-ctl; MAX_SERVICES. Read only on rare
+/// paths (fragments, extension headers, other protocols) to tell VIP traffic from others'.
+#[map]
+pub static VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// real id → `Real`. lb-ctl; MAX_REALS. An array, so the JIT inlines the lookup.
+#[map]
+pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, 0);
+
+/// slot → real id (`NO_REAL` = none): every service's scheduler table, each a region
+/// (table_base, table_len). lb-ctl; SCHED_TABLE_SLOTS.
+#[map]
+pub static SCHED_TABLE: Array<u32> = Array::with_max_entries(SCHED_TABLE_SLOTS, 0);
+
+/// `FlowKey` (client → VIP) → `FlowValue`. The data path inserts; LRU evicts; lb-ctl may
+/// read and sweep. DEFAULT_MAX_FLOWS, resized at load (`--max-flows`).
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// `FlowKey` (real → client) → `NatReverse`. The data path inserts on a new NAT flow; LRU.
+/// Sized like FLOWS at load.
+#[map]
+pub static NAT_REV: LruHashMap<FlowKey, NatReverse> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// service id → per-CPU `Traffic`. The data path; MAX_SERVICES.
+#[map]
+pub static SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+
+/// real id → per-CPU `Traffic`. The data path; MAX_REALS.
+#[map]
+pub static REAL_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_REALS, 0);
+
+/// `Counter` slot → per-CPU packet count. The data path; Counter::SLOTS.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::SLOTS, 0);
+
+/// ifindex → ifindex, the XDP_REDIRECT targets. lb-ctl (one per attached interface);
+/// MAX_TX_PORTS.
+#[map]
+pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_TX_PORTS, 0);
+
+/// word → u64 bits: `filter_slot(VIP)` bits. lb-ctl; FILTER_WORDS. Checked before any hash
+/// lookup so non-VIP traffic costs no helper call.
+#[map]
+pub static VIP_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
+
+/// word → u64 bits: `filter_slot(NAT real address)` bits. lb-ctl; FILTER_WORDS. Gates the
+/// NAT_REV lookup the same way.
+#[map]
+pub static NAT_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
+
+// `#[map]` names each map after its static; these fail the build if a const is renamed.
+const _: () = assert!(same(MAP_SERVICES, "SERVICES"));
+const _: () = assert!(same(MAP_VIPS, "VIPS"));
+const _: () = assert!(same(MAP_REALS, "REALS"));
+const _: () = assert!(same(MAP_SCHED_TABLE, "SCHED_TABLE"));
+const _: () = assert!(same(MAP_FLOWS, "FLOWS"));
+const _: () = assert!(same(MAP_NAT_REV, "NAT_REV"));
+const _: () = assert!(same(MAP_SVC_STATS, "SVC_STATS"));
+const _: () = assert!(same(MAP_REAL_STATS, "REAL_STATS"));
+const _: () = assert!(same(MAP_COUNTERS, "COUNTERS"));
+const _: () = assert!(same(MAP_TX_PORTS, "TX_PORTS"));
+const _: () = assert!(same(MAP_VIP_FILTER, "VIP_FILTER"));
+const _: () = assert!(same(MAP_NAT_FILTER, "NAT_FILTER"));

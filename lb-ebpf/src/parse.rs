@@ -1,0 +1,190 @@
+//! Parse: Ethernet (+ up to two VLAN tags), IPv4 (options skipped via IHL) or IPv6, and the
+//! TCP/UDP ports, into one family-agnostic [`Packet`] view (as Katran's `flow_key` union).
+//! Only this module and `forward` branch on the address family (STYLE.md §1).
+//! Validation follows docs/datapath.md steps 1–2; L4 classification (fragments, extension
+//! headers, protocols) waits until the destination may be a VIP (`lookup::lookup_vip`).
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{
+    Be16, Drop, FlowKey, Pass,
+    addr::family,
+    consts::{ethertype, proto},
+};
+
+use crate::Exit;
+use crate::pkt::{bytes_at, fits, ld8, ld16, ld32, parse_l2};
+
+/// IPv4 header without options.
+pub const IPV4_LEN: usize = 20;
+/// IPv6 fixed header.
+pub const IPV6_LEN: usize = 40;
+/// Minimum TCP header.
+pub const TCP_LEN: usize = 20;
+/// UDP header.
+pub const UDP_LEN: usize = 8;
+
+/// Offsets of the packet quoted by an ICMP error (set by `icmp.rs`).
+#[derive(Clone, Copy)]
+pub struct Quote {
+    /// Quoted IP header.
+    pub l3_off: usize,
+    /// Quoted L4 header (its first 8 bytes are inside the frame).
+    pub l4_off: usize,
+}
+
+/// What the later stages know of a packet. Offsets are from the frame start.
+pub struct Packet {
+    /// The flow: straight from the headers for a data packet; for an ICMP error about a
+    /// flow, the quoted packet reversed (client → VIP), see `icmp.rs`.
+    pub key: FlowKey,
+    /// IP header (= length of the L2 header with its tags).
+    pub l3_off: usize,
+    /// L4 header (after IPv4 options; IPv6 extension headers are not walked).
+    pub l4_off: usize,
+    /// IP length (tot_len, or 40 + payload_len): what byte counters and tunnels use.
+    /// Bytes after it (Ethernet padding) are left alone.
+    pub l3_len: usize,
+    /// TTL / hop limit of the (outer) packet.
+    pub ttl: u8,
+    /// IPv4 fragment (MF set or offset ≠ 0): no ports to balance on.
+    pub fragment: bool,
+    /// TCP/UDP ports were read into `key` (whole header inside the IP length).
+    pub ports: bool,
+    /// Set when this is an ICMP error about a flow.
+    pub quote: Option<Quote>,
+}
+
+impl Packet {
+    /// IPv4 (else IPv6).
+    #[inline(always)]
+    pub fn is_v4(&self) -> bool {
+        self.key.family == family::V4
+    }
+
+    /// End of the IP packet (≤ the frame end, checked by parse).
+    #[inline(always)]
+    pub fn l3_end(&self) -> usize {
+        self.l3_off + self.l3_len
+    }
+
+    /// docs/datapath.md step 9: a packet with TTL / hop limit ≤ 1 may not be forwarded.
+    #[inline(always)]
+    pub fn check_ttl(&self) -> Result<(), Drop> {
+        if self.ttl <= 1 {
+            Err(Drop::TtlExpired)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// L2 and L3, then the ports when the packet is TCP/UDP.
+#[inline(always)]
+pub fn parse_packet(ctx: &XdpContext) -> Result<Packet, Exit> {
+    let (l3_off, ether) = parse_l2(ctx)?;
+    let mut pkt = match ether {
+        ethertype::IPV4 => parse_ipv4(ctx, l3_off)?,
+        ethertype::IPV6 => parse_ipv6(ctx, l3_off)?,
+        _ => return Err(Exit::Pass(Pass::NotIp)),
+    };
+    parse_ports(ctx, &mut pkt);
+    Ok(pkt)
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
+    let p = bytes_at(ctx, l3, IPV4_LEN).ok_or(Drop::Truncated)?;
+    let vihl = unsafe { ld8(p) };
+    if vihl >> 4 != 4 || vihl & 0x0f < 5 {
+        return Err(Drop::BadHeader);
+    }
+    // Masked and scaled from a nibble: the verifier sees hlen ≤ 60.
+    let hlen = (vihl & 0x0f) as usize * 4;
+    let tot = u16::from_be(unsafe { ld16(p + 2) }) as usize;
+    if !fits(ctx, l3, hlen) || !fits(ctx, l3, tot) {
+        return Err(Drop::Truncated);
+    }
+    if tot < hlen {
+        return Err(Drop::BadHeader);
+    }
+    let frag = u16::from_be(unsafe { ld16(p + 6) });
+    let (src, dst) = unsafe { (ld32(p + 12), ld32(p + 16)) };
+    Ok(Packet {
+        key: FlowKey {
+            src: [src, 0, 0, 0],
+            dst: [dst, 0, 0, 0],
+            sport: Be16(0),
+            dport: Be16(0),
+            proto: unsafe { ld8(p + 9) },
+            family: family::V4,
+            _pad: [0; 2],
+        },
+        l3_off: l3,
+        l4_off: l3 + hlen,
+        l3_len: tot,
+        ttl: unsafe { ld8(p + 8) },
+        // MF (0x2000) or a fragment offset (0x1fff).
+        fragment: frag & 0x3fff != 0,
+        ports: false,
+        quote: None,
+    })
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
+    let p = bytes_at(ctx, l3, IPV6_LEN).ok_or(Drop::Truncated)?;
+    if unsafe { ld8(p) } >> 4 != 6 {
+        return Err(Drop::BadHeader);
+    }
+    let len = IPV6_LEN + u16::from_be(unsafe { ld16(p + 4) }) as usize;
+    if !fits(ctx, l3, len) {
+        return Err(Drop::Truncated);
+    }
+    let (src, dst) = unsafe { (read_addr6(p + 8), read_addr6(p + 24)) };
+    Ok(Packet {
+        key: FlowKey {
+            src,
+            dst,
+            sport: Be16(0),
+            dport: Be16(0),
+            proto: unsafe { ld8(p + 6) },
+            family: family::V6,
+            _pad: [0; 2],
+        },
+        l3_off: l3,
+        l4_off: l3 + IPV6_LEN,
+        l3_len: len,
+        ttl: unsafe { ld8(p + 7) },
+        fragment: false,
+        ports: false,
+        quote: None,
+    })
+}
+
+/// Reads a 16-byte address. Safety: as `pkt::ld16`.
+#[inline(always)]
+pub unsafe fn read_addr6(p: usize) -> [u32; 4] {
+    unsafe { [ld32(p), ld32(p + 4), ld32(p + 8), ld32(p + 12)] }
+}
+
+/// Reads the ports of an unfragmented TCP/UDP packet whose header lies inside the IP
+/// length. Anything else keeps `ports == false`; `lookup_vip` decides what that means.
+#[inline(always)]
+fn parse_ports(ctx: &XdpContext, pkt: &mut Packet) {
+    let need = match pkt.key.proto {
+        proto::TCP => TCP_LEN,
+        proto::UDP => UDP_LEN,
+        _ => return,
+    };
+    if pkt.fragment || pkt.l4_off + need > pkt.l3_end() {
+        return;
+    }
+    // The IP length check above covers the whole header; the verifier only needs a
+    // constant range for the two port words we read.
+    let Some(p) = bytes_at(ctx, pkt.l4_off, UDP_LEN) else {
+        return;
+    };
+    pkt.key.sport = Be16(unsafe { ld16(p) });
+    pkt.key.dport = Be16(unsafe { ld16(p + 2) });
+    pkt.ports = true;
+}

@@ -1,0 +1,145 @@
+//! Bounds-checked access to packet bytes and the Ethernet/VLAN walk, shared by both programs.
+//!
+//! Every packet read or write goes through [`bytes_at`]: the verifier accepts an access only
+//! after it has seen `data + off + len <= data_end` on the same pointer. Two rules keep that
+//! provable:
+//! - `len` is a constant at every call site (after inlining). With a variable `len` the
+//!   verifier learns the range of `p + len`, not of `p`, and rejects the access.
+//! - `off` is a small bounded value (Ethernet + tags, + IHL×4, ...), so the verifier can
+//!   track the variable-offset pointer (it gives up above 0xffff).
+//!
+//! Loads and stores are 16-bit. Every field we touch sits at an even offset from `data`, and
+//! XDP frames start at an even address, so u16 accesses are aligned as Rust requires. A u32
+//! field (an IPv4 address 14 bytes behind the MAC header sits at 2 mod 4) is read as two
+//! halves: a misaligned u32 would be UB in Rust, and LLVM's BPF backend expands an
+//! `align 1` u32 access into four byte loads, so halves are both correct and cheaper.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{Drop, consts::ethertype};
+
+/// Length of the Ethernet header without tags.
+pub const ETH_LEN: usize = 14;
+/// Length of one 802.1Q / 802.1ad tag.
+pub const VLAN_LEN: usize = 4;
+/// Largest L2 header we accept: Ethernet + two tags.
+pub const L2_MAX: usize = ETH_LEN + 2 * VLAN_LEN;
+
+/// Address of the `len` bytes at `off` from the frame start, or `None` when they run past
+/// the end of the frame. `len` must be a constant at the call site (see the module note).
+#[inline(always)]
+pub fn bytes_at(ctx: &XdpContext, off: usize, len: usize) -> Option<usize> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let p = start + off;
+    if p + len > end { None } else { Some(p) }
+}
+
+/// True when `len` bytes at `off` are inside the frame. Unlike [`bytes_at`] this only
+/// compares, so `len` may vary (an IP total length); nothing may be accessed on its say-so.
+#[inline(always)]
+pub fn fits(ctx: &XdpContext, off: usize, len: usize) -> bool {
+    ctx.data() + off + len <= ctx.data_end()
+}
+
+/// Reads a byte. Safety: `p` is inside a range proved by [`bytes_at`].
+#[inline(always)]
+pub unsafe fn ld8(p: usize) -> u8 {
+    unsafe { *(p as *const u8) }
+}
+
+/// Reads a 16-bit word as it sits in memory. Safety: as [`ld8`], and `p` is even.
+#[inline(always)]
+pub unsafe fn ld16(p: usize) -> u16 {
+    unsafe { *(p as *const u16) }
+}
+
+/// Reads a 32-bit word as it sits in memory, in two halves (see the module note).
+/// Safety: as [`ld16`].
+#[inline(always)]
+pub unsafe fn ld32(p: usize) -> u32 {
+    unsafe { join(ld16(p), ld16(p + 2)) }
+}
+
+/// Writes a byte. Safety: as [`ld8`].
+#[inline(always)]
+pub unsafe fn st8(p: usize, v: u8) {
+    unsafe { *(p as *mut u8) = v }
+}
+
+/// Writes a 16-bit word. Safety: as [`ld16`].
+#[inline(always)]
+pub unsafe fn st16(p: usize, v: u16) {
+    unsafe { *(p as *mut u16) = v }
+}
+
+/// Writes a 32-bit word in two halves. Safety: as [`ld16`].
+#[inline(always)]
+pub unsafe fn st32(p: usize, v: u32) {
+    let (a, b) = split(v);
+    unsafe {
+        st16(p, a);
+        st16(p + 2, b);
+    }
+}
+
+/// The 32-bit word whose memory image is `a` followed by `b`.
+#[inline(always)]
+pub const fn join(a: u16, b: u16) -> u32 {
+    let a = a.to_ne_bytes();
+    let b = b.to_ne_bytes();
+    u32::from_ne_bytes([a[0], a[1], b[0], b[1]])
+}
+
+/// The two 16-bit halves of a word's memory image, in memory order.
+#[inline(always)]
+pub const fn split(v: u32) -> (u16, u16) {
+    let b = v.to_ne_bytes();
+    (
+        u16::from_ne_bytes([b[0], b[1]]),
+        u16::from_ne_bytes([b[2], b[3]]),
+    )
+}
+
+/// Walks Ethernet and up to two VLAN tags (0x8100, 0x88A8): returns the L3 offset and the
+/// inner EtherType (host order). The tags stay in the frame untouched.
+#[inline(always)]
+pub fn parse_l2(ctx: &XdpContext) -> Result<(usize, u16), Drop> {
+    let p = bytes_at(ctx, 0, ETH_LEN).ok_or(Drop::Truncated)?;
+    let mut ether = u16::from_be(unsafe { ld16(p + 12) });
+    let mut off = ETH_LEN;
+    // Unrolled by hand: two tags at constant offsets keep every access a constant offset
+    // from `data`, which the verifier checks without tracking a loop.
+    if is_vlan(ether) {
+        let t = bytes_at(ctx, ETH_LEN, VLAN_LEN).ok_or(Drop::Truncated)?;
+        ether = u16::from_be(unsafe { ld16(t + 2) });
+        off = ETH_LEN + VLAN_LEN;
+        if is_vlan(ether) {
+            let t = bytes_at(ctx, ETH_LEN + VLAN_LEN, VLAN_LEN).ok_or(Drop::Truncated)?;
+            ether = u16::from_be(unsafe { ld16(t + 2) });
+            off = L2_MAX;
+        }
+    }
+    Ok((off, ether))
+}
+
+#[inline(always)]
+fn is_vlan(ether: u16) -> bool {
+    ether == ethertype::VLAN || ether == ethertype::QINQ
+}
+
+/// Byte-wise `&str` equality, usable in `const` (`==` on str is not const yet): both
+/// programs check their map statics against the `MAP_*` names lb-ctl opens by.
+pub const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}

@@ -1,0 +1,51 @@
+//! Counting: global per-CPU counters (one slot per event and per pass/drop reason) and
+//! per-service / per-real `Traffic`. All per-CPU arrays: the JIT inlines their lookups (no
+//! helper call) and no atomics are needed. lb-ctl sums the CPUs.
+
+use lb_common::{Counter, Traffic};
+
+use crate::maps::{COUNTERS, REAL_STATS, SVC_STATS};
+
+/// Bumps one global counter.
+#[inline(always)]
+pub fn count(c: Counter) {
+    if let Some(p) = COUNTERS.get_ptr_mut(c.0) {
+        unsafe { *p += 1 }
+    }
+}
+
+/// A packet client → real: `in_packets`/`in_bytes` on the service and the real.
+#[inline(always)]
+pub fn count_in(svc_id: u32, real_id: u32, bytes: usize) {
+    update(svc_id, real_id, |t| {
+        t.in_packets += 1;
+        t.in_bytes += bytes as u64;
+    });
+}
+
+/// A NAT reply real → client: `out_packets`/`out_bytes` on the service and the real.
+#[inline(always)]
+pub fn count_out(svc_id: u32, real_id: u32, bytes: usize) {
+    update(svc_id, real_id, |t| {
+        t.out_packets += 1;
+        t.out_bytes += bytes as u64;
+    });
+}
+
+/// A new connection scheduled: `conns` on the service and the real.
+#[inline(always)]
+pub fn count_conn(svc_id: u32, real_id: u32) {
+    update(svc_id, real_id, |t| t.conns += 1);
+}
+
+/// Applies `f` to this CPU's `Traffic` of the service and of the real. An id out of range
+/// (a bad map entry) just goes uncounted: counting never drops a packet.
+#[inline(always)]
+fn update(svc_id: u32, real_id: u32, f: impl Fn(&mut Traffic)) {
+    if let Some(p) = SVC_STATS.get_ptr_mut(svc_id) {
+        f(unsafe { &mut *p });
+    }
+    if let Some(p) = REAL_STATS.get_ptr_mut(real_id) {
+        f(unsafe { &mut *p });
+    }
+}
