@@ -1,1 +1,298 @@
-fn main() {}
+//! The `lb-ctl` binary (also installed as `ipvsadm`): native subcommands (load, unload,
+//! decap, counters) parsed by clap, and ipvsadm's own syntax. This is the only place that
+//! uses anyhow and prints.
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+use lb_ctl::{ctl, ipvsadm, loader};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// lb's controller: load the XDP balancer and manage its services, ipvsadm-style.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lb-ctl",
+    version,
+    after_help = "Environment: LB_PIN_DIR (pin directory, default /sys/fs/bpf/lb), \
+LB_BPF_OBJECT / LB_DECAP_OBJECT (object files).\n\
+Run lb-ctl inside a namespace with `nsenter --net=/run/netns/NAME lb-ctl ...` \
+(not `ip netns exec`, which hides /sys/fs/bpf).\n\n\
+Examples:\n  lb-ctl load --iface eth0 --skb\n  lb-ctl -A -t 198.18.2.1:80 -s mh\n  \
+lb-ctl -a -t 198.18.2.1:80 -r 198.18.1.11:80 -g\n  lb-ctl -L -n\n  lb-ctl counters\n  \
+lb-ctl decap attach --iface eth0\n  lb-ctl unload"
+)]
+struct Cli {
+    /// BPF object file to load (default: next to lb-ctl, then target/release).
+    #[arg(long, global = true, value_name = "PATH")]
+    object: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Sub,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Load lb_xdp (or adopt the pinned one), pin it and its maps, attach to interfaces.
+    Load {
+        /// Interface to attach to (repeatable).
+        #[arg(long = "iface", value_name = "IF", required = true)]
+        ifaces: Vec<String>,
+        /// Generic (skb) XDP instead of the driver's native mode.
+        #[arg(long)]
+        skb: bool,
+        /// Flow table capacity (FLOWS and NAT_REV entries).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_flows: Option<u32>,
+    },
+    /// Detach from interfaces; with none, detach everywhere and remove the pin directory.
+    Unload {
+        /// Interface to detach from (repeatable).
+        #[arg(long = "iface", value_name = "IF")]
+        ifaces: Vec<String>,
+    },
+    /// The decap program for tunnel (-i) real servers.
+    Decap {
+        #[command(subcommand)]
+        cmd: DecapCmd,
+    },
+    /// Print every data-path counter, per-CPU summed: one `name value` line each.
+    Counters,
+}
+
+#[derive(Debug, Subcommand)]
+enum DecapCmd {
+    /// Load (or adopt) lb_decap and attach it.
+    Attach {
+        /// Interface (repeatable).
+        #[arg(long = "iface", value_name = "IF", required = true)]
+        ifaces: Vec<String>,
+        /// Generic (skb) XDP.
+        #[arg(long)]
+        skb: bool,
+    },
+    /// Detach lb_decap.
+    Detach {
+        /// Interface (repeatable).
+        #[arg(long = "iface", value_name = "IF", required = true)]
+        ifaces: Vec<String>,
+    },
+}
+
+/// Whether the command line is ipvsadm's syntax rather than a subcommand.
+fn is_ipvsadm(prog: &str, rest: &[String]) -> bool {
+    if prog == "ipvsadm" {
+        return true;
+    }
+    match rest.first() {
+        None => false,
+        Some(a) => {
+            let native = ["-h", "--help", "-V", "--version", "--object"];
+            a.starts_with('-') && !native.contains(&a.as_str()) && !a.starts_with("--object=")
+        }
+    }
+}
+
+fn lines(v: Vec<String>) -> String {
+    v.into_iter().map(|l| l + "\n").collect()
+}
+
+fn run_native(cli: Cli) -> Result<String> {
+    let dir = loader::pin_dir();
+    let obj = cli.object.as_deref();
+    Ok(match cli.cmd {
+        Sub::Load {
+            ifaces,
+            skb,
+            max_flows,
+        } => {
+            let req = loader::LoadRequest {
+                ifaces,
+                skb,
+                max_flows,
+                object: obj.map(PathBuf::from),
+            };
+            lines(loader::load(&dir, &req)?)
+        }
+        Sub::Unload { ifaces } => lines(loader::unload(&dir, &ifaces)?),
+        Sub::Decap {
+            cmd: DecapCmd::Attach { ifaces, skb },
+        } => lines(loader::decap_attach(&dir, &ifaces, skb, obj)?),
+        Sub::Decap {
+            cmd: DecapCmd::Detach { ifaces },
+        } => lines(loader::decap_detach(&dir, &ifaces)?),
+        Sub::Counters => ctl::counters(&dir)?,
+    })
+}
+
+/// Outcome of one invocation: what to print and the exit code.
+enum Outcome {
+    Ok(String),
+    Usage(String),
+    Failed(anyhow::Error),
+}
+
+fn run(args: Vec<String>) -> Outcome {
+    let prog = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rest = &args[1.min(args.len())..];
+    if is_ipvsadm(&prog, rest) {
+        // ipvsadm with no arguments lists, as ipvsadm does.
+        let cmd = if rest.is_empty() {
+            Ok(ipvsadm::IpvsCommand::List {
+                service: None,
+                stats: false,
+                exact: false,
+            })
+        } else {
+            ipvsadm::parse(rest)
+        };
+        return match cmd {
+            Err(e) => Outcome::Usage(e.to_string()),
+            Ok(cmd) => match ctl::run_ipvsadm(&loader::pin_dir(), &cmd) {
+                Ok(out) => Outcome::Ok(out),
+                Err(e) => Outcome::Failed(e.into()),
+            },
+        };
+    }
+    if rest.is_empty() || rest[0] == "-h" || rest[0] == "--help" {
+        let help = Cli::command().render_long_help().to_string();
+        return Outcome::Ok(format!("{help}\n{}", ctl::IPVSADM_HELP));
+    }
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => match run_native(cli).context("lb-ctl") {
+            Ok(out) => Outcome::Ok(out),
+            Err(e) => Outcome::Failed(e),
+        },
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                Outcome::Ok(e.render().to_string())
+            }
+            _ => {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("invalid command line");
+                Outcome::Usage(first.trim_start_matches("error: ").to_string())
+            }
+        },
+    }
+}
+
+/// The error and its causes on one line, skipping a cause already part of the text (some
+/// errors repeat their source in their own message).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if s == "lb-ctl" || out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match run(args) {
+        Outcome::Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Outcome::Usage(msg) => {
+            eprintln!("lb-ctl: {msg} (lb-ctl --help)");
+            ExitCode::from(2)
+        }
+        Outcome::Failed(e) => {
+            eprintln!("lb-ctl: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn dispatch_between_syntaxes() {
+        assert!(is_ipvsadm("ipvsadm", &[]));
+        assert!(is_ipvsadm("lb-ctl", &args("-L -n")));
+        assert!(is_ipvsadm("lb-ctl", &args("--list")));
+        assert!(!is_ipvsadm("lb-ctl", &args("load --iface eth0")));
+        assert!(!is_ipvsadm(
+            "lb-ctl",
+            &args("--object x.o load --iface eth0")
+        ));
+        assert!(!is_ipvsadm("lb-ctl", &args("--help")));
+        assert!(!is_ipvsadm("lb-ctl", &[]));
+    }
+
+    #[test]
+    fn native_commands_parse() {
+        let cli = Cli::try_parse_from(args(
+            "lb-ctl load --iface d0 --iface d1 --skb --max-flows 1000",
+        ))
+        .unwrap();
+        let Sub::Load {
+            ifaces,
+            skb,
+            max_flows,
+        } = cli.cmd
+        else {
+            panic!()
+        };
+        assert_eq!(ifaces, ["d0", "d1"]);
+        assert!(skb);
+        assert_eq!(max_flows, Some(1000));
+        let cli = Cli::try_parse_from(args("lb-ctl --object /x/lb.bpf.o load --iface d0")).unwrap();
+        assert_eq!(cli.object, Some(PathBuf::from("/x/lb.bpf.o")));
+        let cli = Cli::try_parse_from(args("lb-ctl decap attach --iface r0 --skb --object /y.o"))
+            .unwrap();
+        assert_eq!(cli.object, Some(PathBuf::from("/y.o")));
+        assert!(matches!(
+            cli.cmd,
+            Sub::Decap {
+                cmd: DecapCmd::Attach { skb: true, .. }
+            }
+        ));
+        let cli = Cli::try_parse_from(args("lb-ctl unload")).unwrap();
+        assert!(matches!(cli.cmd, Sub::Unload { ifaces } if ifaces.is_empty()));
+        assert!(
+            Cli::try_parse_from(args("lb-ctl load")).is_err(),
+            "--iface is required"
+        );
+        assert!(Cli::try_parse_from(args("lb-ctl load --iface d0 --max-flows 0")).is_err());
+        assert!(Cli::try_parse_from(args("lb-ctl counters")).is_ok());
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let Outcome::Usage(m) = run(args("lb-ctl load")) else {
+            panic!()
+        };
+        assert!(!m.contains('\n'), "{m}");
+        let Outcome::Usage(m) = run(args("lb-ctl -A -t 198.18.2.1:80 -w 3")) else {
+            panic!()
+        };
+        assert_eq!(m, "illegal '-w' option with the 'add-service' command");
+        let Outcome::Ok(help) = run(args("lb-ctl --help")) else {
+            panic!()
+        };
+        assert!(help.contains("load") && help.contains("--add-service"));
+    }
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,26 @@
+//! lb-ctl: the controller of lb, the XDP layer-4 load balancer.
+//!
+//! Like ipvsadm, every run is a short-lived process and the kernel holds the state: the
+//! program, its maps and its links are pinned under a bpffs directory ([`loader`]), and the
+//! admin commands read and write those maps ([`maps`]). A change is checked in full against
+//! a [`model::Snapshot`] by pure planners ([`service`], [`real`]) that return the map writes
+//! in a safe order; nothing is written for a refused change.
+//!
+//! Module map: [`loader`] (load, pin, attach, detach), [`maps`] (the only map I/O),
+//! [`model`] (types, snapshot, ops, validation errors), [`service`] / [`real`] (planners),
+//! [`table`] (Maglev tables and SCHED_TABLE regions), [`nexthop`] (egress interface and
+//! MACs via `ip -j`), [`ipvsadm`] (ipvsadm's command line), [`show`] (ipvsadm's output),
+//! [`ctl`] (runs a command), [`sys`] (the few raw system calls aya 0.14 lacks).
+#![warn(missing_docs)]
+
+pub mod ctl;
+pub mod ipvsadm;
+pub mod loader;
+pub mod maps;
+pub mod model;
+pub mod nexthop;
+pub mod real;
+pub mod service;
+pub mod show;
+pub mod sys;
+pub mod table;

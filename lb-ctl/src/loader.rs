@@ -1,0 +1,555 @@
+//! Loading, pinning and attaching the XDP programs, and taking them away again.
+//!
+//! Layout under the pin directory (env `LB_PIN_DIR`, default `/sys/fs/bpf/lb`):
+//!
+//! ```text
+//! lb_xdp              the balancer program
+//! SERVICES, REALS...  every map of the object, by name
+//! link_<IF>           the bpf_link attaching lb_xdp to interface IF
+//! decap/lb_decap      the decap program (real servers), its maps and decap/link_<IF>
+//! ```
+//!
+//! Pins are the state, as IPVS tables are kernel state: a `load` finding `lb_xdp` pinned
+//! adopts it instead of loading a new copy, so a restarted controller never interrupts
+//! traffic; maps already pinned are reused by name even when the program is loaded anew
+//! (a new object keeps the services, reals and flows). Removing a link pin detaches the
+//! program from that interface (nothing else holds the link).
+
+use crate::maps::{self, MapsError};
+use crate::sys;
+use aya::maps::MapData;
+use aya::programs::links::FdLink;
+use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::{EbpfError, EbpfLoader};
+use aya_obj::programs::XdpAttachType;
+use lb_common::consts::{
+    DEFAULT_MAX_FLOWS, MAP_COUNTERS, MAP_DECAP_STATS, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV,
+    MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS,
+    MAP_VIP_FILTER, MAP_VIPS, PIN_DIR, PROG_DECAP, PROG_LB,
+};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where bpffs is mounted on a normal system; mounted by `load` if it is not.
+const BPFFS_ROOT: &str = "/sys/fs/bpf";
+/// Sub-directory of the pin directory holding the decap program.
+const DECAP_DIR: &str = "decap";
+
+/// Why loading, attaching or detaching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No object file found.
+    #[error("cannot find {file}; tried {}", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    ObjectNotFound {
+        /// File name looked for.
+        file: &'static str,
+        /// Paths tried.
+        tried: Vec<PathBuf>,
+    },
+    /// An interface does not exist in this network namespace.
+    #[error("no interface {0} in this network namespace")]
+    NoInterface(String),
+    /// bpffs could not be mounted or the pin directory made.
+    #[error("cannot prepare the pin directory {0}")]
+    PinDir(PathBuf, #[source] io::Error),
+    /// The pin directory is not on a bpf filesystem.
+    #[error("{0} is not on a bpf filesystem (mount -t bpf bpf DIR)")]
+    NotBpffs(PathBuf),
+    /// aya could not load the object.
+    #[error("cannot load {0}")]
+    Object(PathBuf, #[source] Box<EbpfError>),
+    /// The object lacks the program.
+    #[error("{object} has no program {prog}")]
+    NoProgram {
+        /// Object file.
+        object: PathBuf,
+        /// Program name.
+        prog: &'static str,
+    },
+    /// A program operation (load, adopt, attach) failed.
+    #[error("{what}")]
+    Program {
+        /// What was being done.
+        what: String,
+        /// The aya error.
+        #[source]
+        error: Box<ProgramError>,
+    },
+    /// Pinning failed.
+    #[error("cannot pin {0}")]
+    Pin(PathBuf, #[source] aya::pin::PinError),
+    /// A pinned map could not be read.
+    #[error("map {0}")]
+    MapInfo(&'static str, #[source] aya::maps::MapError),
+    /// A link pin is live but not on this namespace's interface.
+    #[error(
+        "{0} is attached to another interface (ifindex {1}), probably in another network namespace sharing this pin directory; give each namespace its own LB_PIN_DIR"
+    )]
+    ForeignLink(PathBuf, u32),
+    /// The attachment is not a bpf_link (netlink fallback), so it cannot be pinned.
+    #[error("attaching to {0} gave no bpf_link (netlink attach), which cannot be pinned")]
+    NoFdLink(String, #[source] aya::programs::links::LinkError),
+    /// Removing pins failed.
+    #[error("cannot remove {0}")]
+    Remove(PathBuf, #[source] io::Error),
+    /// Reading a link pin failed.
+    #[error("cannot read link {0}")]
+    LinkInfo(PathBuf, #[source] io::Error),
+    /// A map write during load failed.
+    #[error(transparent)]
+    Maps(#[from] MapsError),
+}
+
+/// The pin directory: `LB_PIN_DIR` or `/sys/fs/bpf/lb`.
+pub fn pin_dir() -> PathBuf {
+    std::env::var_os("LB_PIN_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(PIN_DIR))
+}
+
+/// Which of the two programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The balancer (`lb_xdp` in lb.bpf.o).
+    Balancer,
+    /// The decap program for TUN real servers (`lb_decap` in lb-decap.bpf.o).
+    Decap,
+}
+
+impl Kind {
+    fn prog(self) -> &'static str {
+        match self {
+            Kind::Balancer => PROG_LB,
+            Kind::Decap => PROG_DECAP,
+        }
+    }
+    fn env(self) -> &'static str {
+        match self {
+            Kind::Balancer => "LB_BPF_OBJECT",
+            Kind::Decap => "LB_DECAP_OBJECT",
+        }
+    }
+    fn file(self) -> &'static str {
+        match self {
+            Kind::Balancer => "lb.bpf.o",
+            Kind::Decap => "lb-decap.bpf.o",
+        }
+    }
+    /// The bin name of the object straight out of the lb-ebpf build.
+    fn bin(self) -> &'static str {
+        match self {
+            Kind::Balancer => "lb",
+            Kind::Decap => "lb-decap",
+        }
+    }
+    fn maps(self) -> &'static [&'static str] {
+        match self {
+            Kind::Balancer => &[
+                MAP_SERVICES,
+                MAP_VIPS,
+                MAP_REALS,
+                MAP_SCHED_TABLE,
+                MAP_FLOWS,
+                MAP_NAT_REV,
+                MAP_SVC_STATS,
+                MAP_REAL_STATS,
+                MAP_COUNTERS,
+                MAP_TX_PORTS,
+                MAP_VIP_FILTER,
+                MAP_NAT_FILTER,
+            ],
+            Kind::Decap => &[MAP_DECAP_STATS],
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Balancer => "lb",
+            Kind::Decap => "lb decap",
+        }
+    }
+    /// Directory of this program's pins.
+    pub fn dir(self, pin_dir: &Path) -> PathBuf {
+        match self {
+            Kind::Balancer => pin_dir.to_path_buf(),
+            Kind::Decap => pin_dir.join(DECAP_DIR),
+        }
+    }
+}
+
+/// Finds the object file: `explicit` (`--object`), then the kind's env variable, then next
+/// to the running executable, then the workspace's target/release, then the raw lb-ebpf
+/// build output.
+pub fn object_path(kind: Kind, explicit: Option<&Path>) -> Result<PathBuf, LoadError> {
+    let not_found = |tried: Vec<PathBuf>| LoadError::ObjectNotFound {
+        file: kind.file(),
+        tried,
+    };
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(not_found(vec![p.to_path_buf()]))
+        };
+    }
+    if let Some(p) = std::env::var_os(kind.env()).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(not_found(vec![p]))
+        };
+    }
+    let mut tried = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        tried.push(dir.join(kind.file()));
+        tried.push(dir.join("../release").join(kind.file()));
+    }
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    tried.push(ws.join("target/release").join(kind.file()));
+    tried.push(
+        ws.join("lb-ebpf/target/bpfel-unknown-none/release")
+            .join(kind.bin()),
+    );
+    match tried.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(p.clone()),
+        None => Err(not_found(tried)),
+    }
+}
+
+/// Mounts bpffs on /sys/fs/bpf if needed and creates `dir` on it.
+fn prepare_dir(dir: &Path) -> Result<(), LoadError> {
+    let root = Path::new(BPFFS_ROOT);
+    if dir.starts_with(root) && !sys::is_bpffs(root) {
+        sys::mount_bpffs(root).map_err(|e| LoadError::PinDir(root.to_path_buf(), e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| LoadError::PinDir(dir.to_path_buf(), e))?;
+    if !sys::is_bpffs(dir) {
+        return Err(LoadError::NotBpffs(dir.to_path_buf()));
+    }
+    Ok(())
+}
+
+fn prog_err(what: impl Into<String>) -> impl FnOnce(ProgramError) -> LoadError {
+    let what = what.into();
+    move |error| LoadError::Program {
+        what,
+        error: Box::new(error),
+    }
+}
+
+/// Loads the program of `kind` and pins it and its maps under `dir`, or adopts the pinned
+/// one. Returns the program and whether it was adopted.
+fn load_or_adopt(
+    kind: Kind,
+    dir: &Path,
+    object: Option<&Path>,
+    max_flows: Option<u32>,
+    notes: &mut Vec<String>,
+) -> Result<Xdp, LoadError> {
+    let prog_pin = dir.join(kind.prog());
+    if prog_pin.exists() {
+        if let (Kind::Balancer, Some(n)) = (kind, max_flows) {
+            check_flows_size(dir, n, notes)?;
+        }
+        return Xdp::from_pin(&prog_pin, XdpAttachType::Interface).map_err(prog_err(format!(
+            "cannot adopt the pinned program {}",
+            prog_pin.display()
+        )));
+    }
+    let obj = object_path(kind, object)?;
+    let mut loader = EbpfLoader::new();
+    if kind == Kind::Balancer {
+        if let Some(n) = max_flows {
+            check_flows_size(dir, n, notes)?;
+        }
+        let n = max_flows.unwrap_or(DEFAULT_MAX_FLOWS);
+        loader.map_max_entries(MAP_FLOWS, n);
+        loader.map_max_entries(MAP_NAT_REV, n);
+    }
+    // Maps pinned by an earlier load are reused, the rest are created and pinned.
+    for name in kind.maps() {
+        loader.map_pin_path(name, dir.join(name));
+    }
+    let mut ebpf = loader
+        .load_file(&obj)
+        .map_err(|e| LoadError::Object(obj.clone(), Box::new(e)))?;
+    // Maps the object has beyond the known ones (not the .rodata/.bss/.data sections,
+    // which belong to the program) are pinned too.
+    for (name, map) in ebpf.maps() {
+        let path = dir.join(name);
+        if name.starts_with('.') || path.exists() {
+            continue;
+        }
+        map.pin(&path)
+            .map_err(|e| LoadError::Pin(path.clone(), e))?;
+    }
+    let prog: &mut Xdp = ebpf
+        .program_mut(kind.prog())
+        .ok_or(LoadError::NoProgram {
+            object: obj.clone(),
+            prog: kind.prog(),
+        })?
+        .try_into()
+        .map_err(prog_err(format!(
+            "{} in {} is not an XDP program",
+            kind.prog(),
+            obj.display()
+        )))?;
+    prog.load().map_err(prog_err(format!(
+        "the kernel refused {} from {}",
+        kind.prog(),
+        obj.display()
+    )))?;
+    prog.pin(&prog_pin)
+        .map_err(|e| LoadError::Pin(prog_pin.clone(), e))?;
+    notes.push(format!(
+        "{}: loaded {} from {}",
+        kind.name(),
+        kind.prog(),
+        obj.display()
+    ));
+    drop(ebpf);
+    Xdp::from_pin(&prog_pin, XdpAttachType::Interface).map_err(prog_err(format!(
+        "cannot open the pinned program {}",
+        prog_pin.display()
+    )))
+}
+
+/// Says so when FLOWS is already pinned with another size than `--max-flows` asks for.
+fn check_flows_size(dir: &Path, n: u32, notes: &mut Vec<String>) -> Result<(), LoadError> {
+    let path = dir.join(MAP_FLOWS);
+    if !path.exists() {
+        return Ok(());
+    }
+    let have = MapData::from_pin(&path)
+        .and_then(|m| m.info())
+        .map_err(|e| LoadError::MapInfo(MAP_FLOWS, e))?
+        .max_entries();
+    if have != n {
+        notes.push(format!(
+            "note: {MAP_FLOWS} is already pinned with {have} entries; --max-flows {n} takes effect after `lb-ctl unload`"
+        ));
+    }
+    Ok(())
+}
+
+/// XDP program id attached to `iface` in this network namespace, from `ip -j link`.
+fn iface_prog_id(iface: &str) -> Option<u32> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "link", "show", "dev", iface])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let xdp = v.get(0)?.get("xdp")?;
+    let id = |p: &serde_json::Value| p.get("prog")?.get("id")?.as_u64();
+    id(xdp)
+        .or_else(|| xdp.get("attached")?.as_array()?.iter().find_map(id))
+        .map(|i| i as u32)
+}
+
+/// Attaches `prog` to `iface` with a link pinned as `<dir>/link_<iface>`, unless it already
+/// is. Returns a line for the operator.
+fn attach(
+    kind: Kind,
+    prog: &mut Xdp,
+    dir: &Path,
+    iface: &str,
+    mode: XdpMode,
+) -> Result<String, LoadError> {
+    let ifindex = sys::if_index(iface);
+    if ifindex == 0 {
+        return Err(LoadError::NoInterface(iface.to_string()));
+    }
+    let prog_id = prog
+        .info()
+        .map_err(prog_err("cannot read the program's id"))?
+        .id();
+    let link_pin = dir.join(format!("link_{iface}"));
+    if link_pin.exists() {
+        let info = sys::pinned_link_info(&link_pin)
+            .map_err(|e| LoadError::LinkInfo(link_pin.clone(), e))?;
+        if info.ifindex == 0 {
+            // The interface went away and took the attachment with it: a stale pin.
+            std::fs::remove_file(&link_pin).map_err(|e| LoadError::Remove(link_pin.clone(), e))?;
+        } else if info.ifindex == ifindex && iface_prog_id(iface) == Some(info.prog_id) {
+            return Ok(format!("{} already attached to {iface}", kind.name()));
+        } else {
+            return Err(LoadError::ForeignLink(link_pin, info.ifindex));
+        }
+    }
+    if iface_prog_id(iface) == Some(prog_id) {
+        return Ok(format!("{} already attached to {iface}", kind.name()));
+    }
+    let what = format!(
+        "cannot attach {} to {iface} (another XDP program on it? `ip link show dev {iface}`)",
+        kind.prog()
+    );
+    let id = prog
+        .attach_to_if_index(ifindex, mode)
+        .map_err(prog_err(what.clone()))?;
+    let link = prog.take_link(id).map_err(prog_err(what.clone()))?;
+    let fd_link = FdLink::try_from(link).map_err(|e| LoadError::NoFdLink(iface.to_string(), e))?;
+    fd_link
+        .pin(&link_pin)
+        .map_err(|e| LoadError::Pin(link_pin.clone(), e))?;
+    let how = if mode == XdpMode::Skb {
+        "generic/skb"
+    } else {
+        "default"
+    };
+    Ok(format!(
+        "{} attached to {iface} (ifindex {ifindex}, {how} mode)",
+        kind.name()
+    ))
+}
+
+/// What `lb-ctl load` is asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct LoadRequest {
+    /// Interfaces to attach to.
+    pub ifaces: Vec<String>,
+    /// Generic (skb) XDP instead of the driver's.
+    pub skb: bool,
+    /// FLOWS / NAT_REV capacity (default DEFAULT_MAX_FLOWS).
+    pub max_flows: Option<u32>,
+    /// Object file (`--object`).
+    pub object: Option<PathBuf>,
+}
+
+fn check_ifaces(ifaces: &[String]) -> Result<Vec<u32>, LoadError> {
+    ifaces
+        .iter()
+        .map(|i| match sys::if_index(i) {
+            0 => Err(LoadError::NoInterface(i.clone())),
+            n => Ok(n),
+        })
+        .collect()
+}
+
+/// `lb-ctl load`: load (or adopt) lb_xdp, pin it and its maps, attach it to every
+/// interface and make each a redirect target. Returns lines for the operator.
+pub fn load(pin_dir: &Path, req: &LoadRequest) -> Result<Vec<String>, LoadError> {
+    let ifindexes = check_ifaces(&req.ifaces)?;
+    prepare_dir(pin_dir)?;
+    let mut out = Vec::new();
+    let mut prog = load_or_adopt(
+        Kind::Balancer,
+        pin_dir,
+        req.object.as_deref(),
+        req.max_flows,
+        &mut out,
+    )?;
+    let mode = if req.skb {
+        XdpMode::Skb
+    } else {
+        XdpMode::Default
+    };
+    for iface in &req.ifaces {
+        out.push(attach(Kind::Balancer, &mut prog, pin_dir, iface, mode)?);
+    }
+    maps::add_tx_ports(pin_dir, &ifindexes)?;
+    Ok(out)
+}
+
+fn link_pins(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(String, PathBuf)> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("link_")
+                .map(|i| (i.to_string(), e.path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn remove_file(p: &Path) -> Result<(), LoadError> {
+    std::fs::remove_file(p).map_err(|e| LoadError::Remove(p.to_path_buf(), e))
+}
+
+fn remove_dir_all(p: &Path) -> Result<(), LoadError> {
+    std::fs::remove_dir_all(p).map_err(|e| LoadError::Remove(p.to_path_buf(), e))
+}
+
+/// `lb-ctl unload`: detach from the given interfaces; with none, detach everywhere and
+/// remove the whole pin directory (program, maps, decap). Returns lines for the operator.
+pub fn unload(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, LoadError> {
+    let mut out = Vec::new();
+    if !pin_dir.exists() {
+        out.push(format!("lb is not loaded (no {})", pin_dir.display()));
+        return Ok(out);
+    }
+    if ifaces.is_empty() {
+        for (iface, pin) in link_pins(pin_dir) {
+            remove_file(&pin)?;
+            out.push(format!("lb detached from {iface}"));
+        }
+        remove_dir_all(pin_dir)?;
+        out.push(format!("removed {}", pin_dir.display()));
+        return Ok(out);
+    }
+    for iface in ifaces {
+        let pin = pin_dir.join(format!("link_{iface}"));
+        if pin.exists() {
+            remove_file(&pin)?;
+            out.push(format!("lb detached from {iface}"));
+        } else {
+            out.push(format!("lb is not attached to {iface}"));
+        }
+    }
+    Ok(out)
+}
+
+/// `lb-ctl decap attach`: load (or adopt) lb_decap under `<pin dir>/decap` and attach it.
+pub fn decap_attach(
+    pin_dir: &Path,
+    ifaces: &[String],
+    skb: bool,
+    object: Option<&Path>,
+) -> Result<Vec<String>, LoadError> {
+    check_ifaces(ifaces)?;
+    let dir = Kind::Decap.dir(pin_dir);
+    prepare_dir(&dir)?;
+    let mut out = Vec::new();
+    let mut prog = load_or_adopt(Kind::Decap, &dir, object, None, &mut out)?;
+    let mode = if skb { XdpMode::Skb } else { XdpMode::Default };
+    for iface in ifaces {
+        out.push(attach(Kind::Decap, &mut prog, &dir, iface, mode)?);
+    }
+    Ok(out)
+}
+
+/// `lb-ctl decap detach`: detach lb_decap; once no interface is left, its pins go too (and
+/// the pin directory, if nothing else is in it).
+pub fn decap_detach(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, LoadError> {
+    let dir = Kind::Decap.dir(pin_dir);
+    let mut out = Vec::new();
+    for iface in ifaces {
+        let pin = dir.join(format!("link_{iface}"));
+        if pin.exists() {
+            remove_file(&pin)?;
+            out.push(format!("lb decap detached from {iface}"));
+        } else {
+            out.push(format!("lb decap is not attached to {iface}"));
+        }
+    }
+    if dir.exists() && link_pins(&dir).is_empty() {
+        remove_dir_all(&dir)?;
+        let empty = std::fs::read_dir(pin_dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if empty {
+            std::fs::remove_dir(pin_dir)
+                .map_err(|e| LoadError::Remove(pin_dir.to_path_buf(), e))?;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,232 @@
+//! The only place that opens the pinned maps and writes them.
+//!
+//! Maps are pinned by the loader under the pin directory with their own names (the
+//! `MAP_*` consts of lb-common). Each lb-ctl run opens the ones it needs with
+//! `MapData::from_pin`, reads a [`Snapshot`], and applies a plan of [`Op`]s in order.
+
+use crate::model::{Filter, Op, Snapshot};
+use aya::maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues};
+use lb_common::consts::{
+    FILTER_WORDS, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_REAL_STATS, MAP_REALS,
+    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
+};
+use lb_common::{FlowKey, FlowValue, Real, Service, ServiceKey, Traffic, VipKey};
+use std::collections::HashMap as StdHashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why a map cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum MapsError {
+    /// The map's pin file is missing.
+    #[error("map {name} is not pinned under {dir} (is lb loaded? `lb-ctl load --iface IF`)")]
+    NotPinned {
+        /// Map name.
+        name: &'static str,
+        /// Pin directory.
+        dir: PathBuf,
+    },
+    /// A map operation failed.
+    #[error("map {name}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// The aya error.
+        source: MapError,
+    },
+    /// A TX_PORTS update failed.
+    #[error("map {MAP_TX_PORTS}")]
+    TxPorts(#[from] aya::maps::xdp::XdpMapError),
+    /// The number of CPUs (for per-CPU values) is unknown.
+    #[error("cannot count CPUs")]
+    Cpus(#[source] io::Error),
+}
+
+fn err(name: &'static str) -> impl FnOnce(MapError) -> MapsError {
+    move |source| MapsError::Map { name, source }
+}
+
+/// Opens one pinned map as the typed aya map `M`.
+pub fn open<M>(dir: &Path, name: &'static str) -> Result<M, MapsError>
+where
+    M: TryFrom<Map, Error = MapError>,
+{
+    let path = dir.join(name);
+    if !path.exists() {
+        return Err(MapsError::NotPinned {
+            name,
+            dir: dir.to_path_buf(),
+        });
+    }
+    let data = MapData::from_pin(&path).map_err(err(name))?;
+    let map = Map::from_map_data(data).map_err(err(name))?;
+    M::try_from(map).map_err(err(name))
+}
+
+/// Adds interfaces to TX_PORTS (ifindex → ifindex), the XDP_REDIRECT targets.
+pub fn add_tx_ports(dir: &Path, ifindexes: &[u32]) -> Result<(), MapsError> {
+    let mut tx: DevMapHash<MapData> = open(dir, MAP_TX_PORTS)?;
+    for &i in ifindexes {
+        tx.insert(i, i, None, 0)?;
+    }
+    Ok(())
+}
+
+/// Number of possible CPUs (the length of per-CPU values).
+fn nr_cpus() -> Result<usize, MapsError> {
+    aya::util::nr_cpus().map_err(|(_, e)| MapsError::Cpus(e))
+}
+
+/// Sums per-CPU counters.
+fn sum_traffic(v: &PerCpuValues<Traffic>) -> Traffic {
+    let mut t = Traffic::default();
+    for c in v.iter() {
+        t.add(c);
+    }
+    t
+}
+
+/// Per-CPU sum of every COUNTERS slot, by slot index.
+pub fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
+    let counters: PerCpuArray<MapData, u64> = open(dir, MAP_COUNTERS)?;
+    (0..counters.len())
+        .map(|i| {
+            let v = counters.get(&i, 0).map_err(err(MAP_COUNTERS))?;
+            Ok(v.iter().sum())
+        })
+        .collect()
+}
+
+/// The balancer's maps that lb-ctl reads and writes.
+pub struct Maps {
+    services: HashMap<MapData, ServiceKey, Service>,
+    vips: HashMap<MapData, VipKey, u32>,
+    reals: Array<MapData, Real>,
+    sched: Array<MapData, u32>,
+    svc_stats: PerCpuArray<MapData, Traffic>,
+    real_stats: PerCpuArray<MapData, Traffic>,
+    tx_ports: DevMapHash<MapData>,
+    vip_filter: Array<MapData, u64>,
+    nat_filter: Array<MapData, u64>,
+    dir: PathBuf,
+}
+
+impl Maps {
+    /// Opens the pinned maps under `dir`.
+    pub fn open(dir: &Path) -> Result<Maps, MapsError> {
+        Ok(Maps {
+            services: open(dir, MAP_SERVICES)?,
+            vips: open(dir, MAP_VIPS)?,
+            reals: open(dir, MAP_REALS)?,
+            sched: open(dir, MAP_SCHED_TABLE)?,
+            svc_stats: open(dir, MAP_SVC_STATS)?,
+            real_stats: open(dir, MAP_REAL_STATS)?,
+            tx_ports: open(dir, MAP_TX_PORTS)?,
+            vip_filter: open(dir, MAP_VIP_FILTER)?,
+            nat_filter: open(dir, MAP_NAT_FILTER)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Reads services and every REALS slot ever written.
+    pub fn snapshot(&self) -> Result<Snapshot, MapsError> {
+        let services = self
+            .services
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err(MAP_SERVICES))?;
+        let zero = Real::default();
+        let mut reals = Vec::new();
+        for i in 0..self.reals.len() {
+            let r = self.reals.get(&i, 0).map_err(err(MAP_REALS))?;
+            if r != zero {
+                reals.push((i, r));
+            }
+        }
+        Ok(Snapshot { services, reals })
+    }
+
+    /// Per-CPU sum of a service's traffic.
+    pub fn svc_traffic(&self, id: u32) -> Result<Traffic, MapsError> {
+        let v = self.svc_stats.get(&id, 0).map_err(err(MAP_SVC_STATS))?;
+        Ok(sum_traffic(&v))
+    }
+
+    /// Per-CPU sum of a real's traffic.
+    pub fn real_traffic(&self, id: u32) -> Result<Traffic, MapsError> {
+        let v = self.real_stats.get(&id, 0).map_err(err(MAP_REAL_STATS))?;
+        Ok(sum_traffic(&v))
+    }
+
+    /// Number of FLOWS entries per (real id, service id). Walks the whole LRU (two
+    /// syscalls per flow): for listing only.
+    pub fn flows_per_real(&self) -> Result<StdHashMap<(u32, u32), u64>, MapsError> {
+        let flows: HashMap<MapData, FlowKey, FlowValue> = open(&self.dir, MAP_FLOWS)?;
+        let mut n = StdHashMap::new();
+        for item in flows.iter() {
+            let (_, v) = item.map_err(err(MAP_FLOWS))?;
+            *n.entry((v.real_id, v.svc_id)).or_insert(0) += 1;
+        }
+        Ok(n)
+    }
+
+    fn filter(&mut self, f: Filter) -> (&mut Array<MapData, u64>, &'static str) {
+        match f {
+            Filter::Vip => (&mut self.vip_filter, MAP_VIP_FILTER),
+            Filter::Nat => (&mut self.nat_filter, MAP_NAT_FILTER),
+        }
+    }
+
+    /// Performs a plan's writes in order. On an error the writes before it stay done.
+    pub fn apply(&mut self, ops: &[Op]) -> Result<(), MapsError> {
+        let cpus = nr_cpus()?;
+        let zeroes =
+            || PerCpuValues::try_from(vec![Traffic::default(); cpus]).map_err(MapsError::Cpus);
+        for op in ops {
+            match op {
+                Op::PutService(k, s) => self.services.insert(k, s, 0).map_err(err(MAP_SERVICES))?,
+                Op::DelService(k) => self.services.remove(k).map_err(err(MAP_SERVICES))?,
+                Op::PutVip(k, n) => self.vips.insert(k, n, 0).map_err(err(MAP_VIPS))?,
+                Op::DelVip(k) => match self.vips.remove(k) {
+                    Ok(()) | Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(err(MAP_VIPS)(e)),
+                },
+                Op::PutReal(id, r) => self.reals.set(*id, r, 0).map_err(err(MAP_REALS))?,
+                Op::WriteTable { base, slots } => {
+                    for (i, s) in slots.iter().enumerate() {
+                        self.sched
+                            .set(base + i as u32, s, 0)
+                            .map_err(err(MAP_SCHED_TABLE))?;
+                    }
+                }
+                Op::FilterSet(f, word, mask) | Op::FilterClear(f, word, mask) => {
+                    let set = matches!(op, Op::FilterSet(..));
+                    let (map, name) = self.filter(*f);
+                    let old = map.get(word, 0).map_err(err(name))?;
+                    let new = if set { old | mask } else { old & !mask };
+                    if new != old {
+                        map.set(*word, new, 0).map_err(err(name))?;
+                    }
+                }
+                Op::FilterZero(f) => {
+                    let (map, name) = self.filter(*f);
+                    for w in 0..FILTER_WORDS.min(map.len()) {
+                        if map.get(&w, 0).map_err(err(name))? != 0 {
+                            map.set(w, 0, 0).map_err(err(name))?;
+                        }
+                    }
+                }
+                Op::ZeroSvcStats(id) => self
+                    .svc_stats
+                    .set(*id, zeroes()?, 0)
+                    .map_err(err(MAP_SVC_STATS))?,
+                Op::ZeroRealStats(id) => self
+                    .real_stats
+                    .set(*id, zeroes()?, 0)
+                    .map_err(err(MAP_REAL_STATS))?,
+                Op::AddTxPort(i) => self.tx_ports.insert(*i, *i, None, 0)?,
+            }
+        }
+        Ok(())
+    }
+}

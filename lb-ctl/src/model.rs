@@ -1,0 +1,412 @@
+//! The service model: what an operator configures (virtual services and their real
+//! servers), the snapshot of the pinned maps a change is checked against, and the map writes
+//! ([`Op`]) a change turns into.
+//!
+//! Every lb-ctl run is a fresh process, as ipvsadm is: the kernel maps are the only state.
+//! A command reads a [`Snapshot`], a pure planner ([`crate::service`], [`crate::real`])
+//! validates the whole change against it and returns the list of writes in the order they
+//! must happen, and [`crate::maps::Maps::apply`] performs them. A refused command writes
+//! nothing.
+
+use lb_common::addr::{convert, family};
+use lb_common::consts::proto;
+use lb_common::{Be16, ForwardMode, Real, RealFlags, Service, ServiceKey, VipKey};
+use std::fmt;
+use std::net::IpAddr;
+
+/// Transport protocol of a service (ipvsadm `-t` / `-u`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    /// TCP (`-t`).
+    Tcp,
+    /// UDP (`-u`).
+    Udp,
+}
+
+impl Proto {
+    /// IP protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => proto::TCP,
+            Proto::Udp => proto::UDP,
+        }
+    }
+    /// From an IP protocol number.
+    pub const fn from_number(n: u8) -> Option<Proto> {
+        match n {
+            proto::TCP => Some(Proto::Tcp),
+            proto::UDP => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+    /// ipvsadm's listing word ("TCP", "UDP").
+    pub const fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
+    }
+    /// ipvsadm's option (`-t`, `-u`).
+    pub const fn flag(self) -> &'static str {
+        match self {
+            Proto::Tcp => "-t",
+            Proto::Udp => "-u",
+        }
+    }
+}
+
+/// An address and port, printed as ipvsadm does: `198.18.0.1:80`, `[2001:db8::1]:80`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// Address.
+    pub ip: IpAddr,
+    /// Port (host order); 0 = all ports.
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
+    }
+}
+
+/// Identity of a virtual service: protocol, VIP and port (0 = all ports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceAddr {
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// VIP and port.
+    pub vip: Endpoint,
+}
+
+impl ServiceAddr {
+    /// The SERVICES map key.
+    pub fn key(&self) -> ServiceKey {
+        let (addr, fam) = convert::to_raw(self.vip.ip);
+        ServiceKey {
+            addr,
+            port: Be16::from_host(self.vip.port),
+            proto: self.proto.number(),
+            family: fam,
+        }
+    }
+    /// Back from a SERVICES key; `None` for a key lb-ctl would never write.
+    pub fn from_key(k: &ServiceKey) -> Option<ServiceAddr> {
+        if k.family != family::V4 && k.family != family::V6 {
+            return None;
+        }
+        Some(ServiceAddr {
+            proto: Proto::from_number(k.proto)?,
+            vip: Endpoint {
+                ip: convert::from_raw(&k.addr, k.family),
+                port: k.port.to_host(),
+            },
+        })
+    }
+    /// ipvsadm's sort order for services: family, protocol, address, port.
+    pub fn sort_key(&self) -> (u8, u8, IpAddr, u16) {
+        let fam = if self.vip.ip.is_ipv4() { 0 } else { 1 };
+        (fam, self.proto.number(), self.vip.ip, self.vip.port)
+    }
+}
+
+impl fmt::Display for ServiceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.proto.name(), self.vip)
+    }
+}
+
+/// The VIPS key of an address.
+pub fn vip_key(ip: IpAddr) -> VipKey {
+    let (addr, fam) = convert::to_raw(ip);
+    VipKey {
+        addr,
+        family: fam,
+        _pad: [0; 3],
+    }
+}
+
+/// A service as `-A` / `-E` give it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Which service.
+    pub addr: ServiceAddr,
+    /// Scheduler name (ipvsadm `-s`); only `mh` is supported so far.
+    pub sched: String,
+    /// ipvsadm `-b mh-port`: hash the whole flow, not only the client address.
+    pub hash_ports: bool,
+}
+
+/// A real server as `-a` / `-e` give it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealSpec {
+    /// The service it belongs to.
+    pub service: ServiceAddr,
+    /// Real server address.
+    pub addr: IpAddr,
+    /// Port as given; `None` = the service's port.
+    pub port: Option<u16>,
+    /// How packets reach it.
+    pub mode: ForwardMode,
+    /// Weight as given (checked to be 0..=65535 before any write).
+    pub weight: i64,
+}
+
+/// A real server as `-d` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealRef {
+    /// The service it belongs to.
+    pub service: ServiceAddr,
+    /// Real server address.
+    pub addr: IpAddr,
+    /// Port as given; `None` = the service's port.
+    pub port: Option<u16>,
+}
+
+/// What the pinned maps hold, read at the start of a command.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Every SERVICES entry.
+    pub services: Vec<(ServiceKey, Service)>,
+    /// Every REALS slot that was ever written (not all-zero), active or not.
+    pub reals: Vec<(u32, Real)>,
+}
+
+impl Snapshot {
+    /// The service stored under `addr`.
+    pub fn service(&self, addr: &ServiceAddr) -> Option<Service> {
+        let key = addr.key();
+        self.services
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, s)| *s)
+    }
+
+    /// Active reals of the service with id `svc_id`.
+    pub fn reals_of(&self, svc_id: u32) -> impl Iterator<Item = &(u32, Real)> {
+        self.reals
+            .iter()
+            .filter(move |(_, r)| r.flags.has(RealFlags::ACTIVE) && r.svc_id == svc_id)
+    }
+
+    /// Every active real.
+    pub fn active_reals(&self) -> impl Iterator<Item = &(u32, Real)> {
+        self.reals
+            .iter()
+            .filter(|(_, r)| r.flags.has(RealFlags::ACTIVE))
+    }
+}
+
+/// The address of a stored real.
+pub fn real_ip(r: &Real) -> IpAddr {
+    convert::from_raw(&r.addr, r.family)
+}
+
+/// The endpoint (address, port) of a stored real.
+pub fn real_endpoint(r: &Real) -> Endpoint {
+    Endpoint {
+        ip: real_ip(r),
+        port: r.port.to_host(),
+    }
+}
+
+/// Which address bit filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// VIP_FILTER: VIP addresses.
+    Vip,
+    /// NAT_FILTER: addresses of NAT-mode reals.
+    Nat,
+}
+
+/// One map write. A plan is a `Vec<Op>` applied in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Insert or replace a SERVICES entry (atomic for readers: how a table is published).
+    PutService(ServiceKey, Service),
+    /// Remove a SERVICES entry.
+    DelService(ServiceKey),
+    /// Set the number of services on a VIP.
+    PutVip(VipKey, u32),
+    /// Remove a VIP (no service left on it).
+    DelVip(VipKey),
+    /// Write a REALS slot.
+    PutReal(u32, Real),
+    /// Write `slots` into SCHED_TABLE starting at `base`.
+    WriteTable {
+        /// First slot.
+        base: u32,
+        /// Real ids.
+        slots: Vec<u32>,
+    },
+    /// Set bits in a filter word.
+    FilterSet(Filter, u32, u64),
+    /// Clear bits in a filter word.
+    FilterClear(Filter, u32, u64),
+    /// Clear a whole filter.
+    FilterZero(Filter),
+    /// Reset a service's per-CPU stats (a reused id starts from zero).
+    ZeroSvcStats(u32),
+    /// Reset a real's per-CPU stats.
+    ZeroRealStats(u32),
+    /// Make an interface a redirect target (TX_PORTS).
+    AddTxPort(u32),
+}
+
+/// Why a change is refused. Nothing has been written when one of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// `-A` of a service that exists.
+    #[error("Service already exists: {0}")]
+    ServiceExists(ServiceAddr),
+    /// A command names a service that does not exist.
+    #[error("No such service: {0}")]
+    NoSuchService(ServiceAddr),
+    /// `-a` of a real that exists in the service.
+    #[error("Destination already exists: {real} in {service}")]
+    RealExists {
+        /// The service.
+        service: ServiceAddr,
+        /// The real.
+        real: Endpoint,
+    },
+    /// `-e` / `-d` of a real the service does not have.
+    #[error("No such destination: {real} in {service}")]
+    NoSuchReal {
+        /// The service.
+        service: ServiceAddr,
+        /// The real.
+        real: Endpoint,
+    },
+    /// The real's address family differs from the VIP's.
+    #[error(
+        "address family mismatch: real {real} for {service} (real and VIP must both be IPv4 or both IPv6)"
+    )]
+    FamilyMismatch {
+        /// The service.
+        service: ServiceAddr,
+        /// The real's address.
+        real: IpAddr,
+    },
+    /// Weight outside 0..=65535.
+    #[error("weight {0} is out of range (0..65535)")]
+    Weight(i64),
+    /// A scheduler other than mh.
+    #[error("scheduler {0} is not supported yet")]
+    UnsupportedScheduler(String),
+    /// An address that cannot be a VIP or a real (unspecified, multicast, broadcast).
+    #[error("{0} cannot be used as a service or real server address")]
+    BadAddress(IpAddr),
+    /// All MAX_SERVICES service ids are taken.
+    #[error("too many services (at most {0})")]
+    TooManyServices(u32),
+    /// All MAX_REALS real ids are taken by active reals.
+    #[error("too many real servers (at most {0})")]
+    TooManyReals(u32),
+    /// SCHED_TABLE has no free run of slots for the new table.
+    #[error("no free region of {0} slots in SCHED_TABLE (too many services with real servers)")]
+    NoTableSpace(u32),
+    /// A tunnel real needs the director's own address toward it (the outer source).
+    #[error(
+        "no source address of the same family toward tunnel real {0} (its route has no preferred source)"
+    )]
+    NoTunnelSource(IpAddr),
+    /// The Maglev table cannot be built.
+    #[error("cannot build the Maglev table")]
+    Maglev(#[from] lb_common::maglev::MaglevError),
+    /// The real's next hop cannot be resolved.
+    #[error(transparent)]
+    NextHop(#[from] crate::nexthop::NextHopError),
+}
+
+/// Refuses addresses no service or real can have.
+pub fn check_unicast(ip: IpAddr) -> Result<(), ModelError> {
+    let bad =
+        ip.is_unspecified() || ip.is_multicast() || matches!(ip, IpAddr::V4(a) if a.is_broadcast());
+    if bad {
+        Err(ModelError::BadAddress(ip))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks the weight range (ipvsadm `-w`, as IPVS limits it in practice).
+pub fn check_weight(w: i64) -> Result<u32, ModelError> {
+    if (0..=65535).contains(&w) {
+        Ok(w as u32)
+    } else {
+        Err(ModelError::Weight(w))
+    }
+}
+
+/// The port a real gets: IPVS forces the service port for DR and TUN (the packet keeps
+/// its destination port); a NAT real without a port uses the service port (0 for an
+/// all-port service: the client's port is kept).
+pub fn effective_port(mode: ForwardMode, given: Option<u16>, svc_port: u16) -> u16 {
+    match mode {
+        ForwardMode::Nat => given.unwrap_or(svc_port),
+        ForwardMode::Dr | ForwardMode::Tun => svc_port,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_display() {
+        let e = Endpoint {
+            ip: "198.18.0.1".parse().unwrap(),
+            port: 80,
+        };
+        assert_eq!(e.to_string(), "198.18.0.1:80");
+        let e = Endpoint {
+            ip: "2001:db8::1".parse().unwrap(),
+            port: 443,
+        };
+        assert_eq!(e.to_string(), "[2001:db8::1]:443");
+    }
+
+    #[test]
+    fn service_key_round_trip() {
+        for s in ["198.18.2.1", "2001:db8::7"] {
+            let a = ServiceAddr {
+                proto: Proto::Udp,
+                vip: Endpoint {
+                    ip: s.parse().unwrap(),
+                    port: 53,
+                },
+            };
+            let k = a.key();
+            assert_eq!(k.port.to_host(), 53);
+            assert_eq!(ServiceAddr::from_key(&k), Some(a));
+        }
+    }
+
+    #[test]
+    fn ports_follow_ipvs() {
+        assert_eq!(effective_port(ForwardMode::Dr, Some(8080), 80), 80);
+        assert_eq!(effective_port(ForwardMode::Tun, None, 80), 80);
+        assert_eq!(effective_port(ForwardMode::Nat, Some(8080), 80), 8080);
+        assert_eq!(effective_port(ForwardMode::Nat, None, 80), 80);
+        assert_eq!(effective_port(ForwardMode::Nat, None, 0), 0);
+    }
+
+    #[test]
+    fn weights_and_addresses() {
+        assert_eq!(check_weight(0).unwrap(), 0);
+        assert_eq!(check_weight(65535).unwrap(), 65535);
+        assert!(matches!(
+            check_weight(65536),
+            Err(ModelError::Weight(65536))
+        ));
+        assert!(matches!(check_weight(-1), Err(ModelError::Weight(-1))));
+        assert!(check_unicast("0.0.0.0".parse().unwrap()).is_err());
+        assert!(check_unicast("224.0.0.1".parse().unwrap()).is_err());
+        assert!(check_unicast("ff02::1".parse().unwrap()).is_err());
+        assert!(check_unicast("198.18.0.1".parse().unwrap()).is_ok());
+    }
+}

@@ -1,0 +1,607 @@
+//! Planning changes to real servers (ipvsadm `-a`, `-e`, `-d`): pure functions from a
+//! [`Snapshot`], a request and a next-hop resolver to the ordered map writes.
+//!
+//! Everything that can be checked against the snapshot is checked before the resolver is
+//! called (it may send a datagram to trigger ARP), and nothing is written unless the whole
+//! plan was built.
+
+use crate::model::{
+    Endpoint, Filter, ModelError, Op, RealRef, RealSpec, Snapshot, check_unicast, check_weight,
+    effective_port, real_endpoint,
+};
+use crate::nexthop::{NextHop, NextHopError};
+use crate::service::{deactivated, filter_cleanup, nat_addrs, publish, slot_of};
+use lb_common::addr::convert;
+use lb_common::consts::MAX_REALS;
+use lb_common::{Be16, ForwardMode, Real, RealFlags, Service};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+/// Resolves a real's next hop (see [`crate::nexthop::resolve`]); tests pass a fake.
+pub type Resolver<'a> = dyn FnMut(IpAddr) -> Result<NextHop, NextHopError> + 'a;
+
+/// The service a request names, checked against the real's family.
+fn service_for(
+    snap: &Snapshot,
+    svc: &crate::model::ServiceAddr,
+    real: IpAddr,
+) -> Result<Service, ModelError> {
+    let s = snap.service(svc).ok_or(ModelError::NoSuchService(*svc))?;
+    if svc.vip.ip.is_ipv4() != real.is_ipv4() {
+        return Err(ModelError::FamilyMismatch {
+            service: *svc,
+            real,
+        });
+    }
+    Ok(s)
+}
+
+/// The active real of service `svc_id` at `ep`.
+fn find(snap: &Snapshot, svc_id: u32, ep: Endpoint) -> Option<(u32, Real)> {
+    snap.reals_of(svc_id)
+        .find(|(_, r)| real_endpoint(r) == ep)
+        .copied()
+}
+
+/// A free real id: never-used slots first (so a deleted real's id, which old flows may
+/// still name, is reused as late as possible), then inactive ones.
+fn alloc_id(snap: &Snapshot) -> Result<u32, ModelError> {
+    let written: BTreeSet<u32> = snap.reals.iter().map(|(id, _)| *id).collect();
+    if let Some(id) = (0..MAX_REALS).find(|i| !written.contains(i)) {
+        return Ok(id);
+    }
+    snap.reals
+        .iter()
+        .filter(|(_, r)| !r.flags.has(RealFlags::ACTIVE))
+        .map(|(id, _)| *id)
+        .min()
+        .ok_or(ModelError::TooManyReals(MAX_REALS))
+}
+
+/// Builds the stored form of a real.
+fn make_real(
+    spec: &RealSpec,
+    svc_id: u32,
+    port: u16,
+    weight: u32,
+    nh: &NextHop,
+) -> Result<Real, ModelError> {
+    let (addr, family) = convert::to_raw(spec.addr);
+    let local = nh.local_addr.filter(|a| a.is_ipv4() == spec.addr.is_ipv4());
+    if spec.mode == ForwardMode::Tun && local.is_none() {
+        return Err(ModelError::NoTunnelSource(spec.addr));
+    }
+    Ok(Real {
+        addr,
+        local_addr: local.map(|a| convert::to_raw(a).0).unwrap_or_default(),
+        port: Be16::from_host(port),
+        mode: spec.mode as u8,
+        family,
+        flags: RealFlags(RealFlags::ACTIVE),
+        svc_id,
+        weight,
+        ifindex: nh.ifindex,
+        dst_mac: nh.dst_mac,
+        src_mac: nh.src_mac,
+    })
+}
+
+/// `-a`: add a real server to a service.
+pub fn add(
+    snap: &Snapshot,
+    spec: &RealSpec,
+    resolve: &mut Resolver<'_>,
+) -> Result<Vec<Op>, ModelError> {
+    let svc = service_for(snap, &spec.service, spec.addr)?;
+    check_unicast(spec.addr)?;
+    let weight = check_weight(spec.weight)?;
+    let port = effective_port(spec.mode, spec.port, spec.service.vip.port);
+    let ep = Endpoint {
+        ip: spec.addr,
+        port,
+    };
+    if find(snap, svc.id, ep).is_some() {
+        return Err(ModelError::RealExists {
+            service: spec.service,
+            real: ep,
+        });
+    }
+    let id = alloc_id(snap)?;
+    let nh = resolve(spec.addr)?;
+    let real = make_real(spec, svc.id, port, weight, &nh)?;
+
+    let mut reals: Vec<(u32, Real)> = snap.reals_of(svc.id).copied().collect();
+    reals.push((id, real));
+    let publish_ops = publish(snap, &spec.service, svc, &reals)?;
+
+    let mut ops = vec![
+        Op::ZeroRealStats(id),
+        Op::PutReal(id, real),
+        Op::AddTxPort(nh.ifindex),
+    ];
+    if spec.mode == ForwardMode::Nat {
+        let (w, m) = slot_of(spec.addr);
+        ops.push(Op::FilterSet(Filter::Nat, w, m));
+    }
+    ops.extend(publish_ops);
+    Ok(ops)
+}
+
+/// `-e`: change a real's forwarding mode and weight (as ipvsadm, options not given take
+/// their defaults). Its next hop is resolved again, which also refreshes its MACs.
+pub fn edit(
+    snap: &Snapshot,
+    spec: &RealSpec,
+    resolve: &mut Resolver<'_>,
+) -> Result<Vec<Op>, ModelError> {
+    let svc = service_for(snap, &spec.service, spec.addr)?;
+    let weight = check_weight(spec.weight)?;
+    let port = effective_port(spec.mode, spec.port, spec.service.vip.port);
+    let ep = Endpoint {
+        ip: spec.addr,
+        port,
+    };
+    let (id, old) = find(snap, svc.id, ep).ok_or(ModelError::NoSuchReal {
+        service: spec.service,
+        real: ep,
+    })?;
+    let nh = resolve(spec.addr)?;
+    let real = make_real(spec, svc.id, port, weight, &nh)?;
+
+    let mut ops = vec![Op::AddTxPort(nh.ifindex)];
+    let was_nat = old.mode == ForwardMode::Nat as u8;
+    let is_nat = spec.mode == ForwardMode::Nat;
+    if is_nat && !was_nat {
+        let (w, m) = slot_of(spec.addr);
+        ops.push(Op::FilterSet(Filter::Nat, w, m));
+    }
+    ops.push(Op::PutReal(id, real));
+    if old.weight != weight {
+        let reals: Vec<(u32, Real)> = snap
+            .reals_of(svc.id)
+            .map(|&(i, r)| if i == id { (i, real) } else { (i, r) })
+            .collect();
+        ops.extend(publish(snap, &spec.service, svc, &reals)?);
+    }
+    if was_nat && !is_nat {
+        ops.extend(filter_cleanup(
+            Filter::Nat,
+            [spec.addr],
+            nat_addrs(snap, &[id]),
+        ));
+    }
+    Ok(ops)
+}
+
+/// `-d`: remove a real from its service. The new table is published first; only then is
+/// the real marked inactive (flows still on it are then rescheduled by the data path).
+pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
+    let svc = service_for(snap, &rref.service, rref.addr)?;
+    let ep = Endpoint {
+        ip: rref.addr,
+        port: rref.port.unwrap_or(rref.service.vip.port),
+    };
+    let (id, old) = find(snap, svc.id, ep).ok_or(ModelError::NoSuchReal {
+        service: rref.service,
+        real: ep,
+    })?;
+    let reals: Vec<(u32, Real)> = snap
+        .reals_of(svc.id)
+        .filter(|(i, _)| *i != id)
+        .copied()
+        .collect();
+    let mut ops = publish(snap, &rref.service, svc, &reals)?;
+    ops.push(Op::PutReal(id, deactivated(&old)));
+    if old.mode == ForwardMode::Nat as u8 {
+        ops.extend(filter_cleanup(
+            Filter::Nat,
+            [rref.addr],
+            nat_addrs(snap, &[id]),
+        ));
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::tests::{apply, sa, spec};
+    use lb_common::consts::{DEFAULT_MAGLEV_SIZE, NO_REAL};
+
+    fn nh(addr: IpAddr) -> Result<NextHop, NextHopError> {
+        let local: IpAddr = if addr.is_ipv4() {
+            "198.18.0.1".parse().unwrap()
+        } else {
+            "2001:db8::1".parse().unwrap()
+        };
+        Ok(NextHop {
+            ifindex: 2,
+            ifname: "d0".into(),
+            local_addr: Some(local),
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            gateway: None,
+        })
+    }
+
+    fn never(_: IpAddr) -> Result<NextHop, NextHopError> {
+        panic!("the resolver must not be called for a refused request")
+    }
+
+    fn rspec(svc: &str, rip: &str, port: Option<u16>, mode: ForwardMode, w: i64) -> RealSpec {
+        RealSpec {
+            service: sa(svc, 80),
+            addr: rip.parse().unwrap(),
+            port,
+            mode,
+            weight: w,
+        }
+    }
+
+    fn with_service(vip: &str) -> Snapshot {
+        let mut snap = Snapshot::default();
+        let ops = crate::service::add(&snap, &spec(vip, 80)).unwrap();
+        apply(&mut snap, &ops);
+        snap
+    }
+
+    fn table_of(ops: &[Op]) -> Option<&Vec<u32>> {
+        ops.iter().find_map(|o| match o {
+            Op::WriteTable { slots, .. } => Some(slots),
+            _ => None,
+        })
+    }
+
+    fn service_of(ops: &[Op]) -> Option<Service> {
+        ops.iter().find_map(|o| match o {
+            Op::PutService(_, s) => Some(*s),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn add_writes_real_then_table_then_service() {
+        let snap = with_service("198.18.2.1");
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        let kinds: Vec<&str> = ops
+            .iter()
+            .map(|o| match o {
+                Op::ZeroRealStats(_) => "zero",
+                Op::PutReal(..) => "real",
+                Op::AddTxPort(_) => "tx",
+                Op::WriteTable { .. } => "table",
+                Op::PutService(..) => "service",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["zero", "real", "tx", "table", "service"]);
+        let Op::PutReal(0, r) = ops[1] else { panic!() };
+        assert_eq!(r.port.to_host(), 80, "DR real gets the service port");
+        assert_eq!(r.svc_id, 0);
+        assert_eq!(r.weight, 1);
+        assert_eq!(r.mode, ForwardMode::Dr as u8);
+        assert!(r.flags.has(RealFlags::ACTIVE));
+        assert_eq!(r.dst_mac, [2, 0, 0, 0, 0, 2]);
+        let t = table_of(&ops).unwrap();
+        assert_eq!(t.len(), DEFAULT_MAGLEV_SIZE as usize);
+        assert!(t.iter().all(|&s| s == 0));
+        let s = service_of(&ops).unwrap();
+        assert_eq!((s.table_base, s.table_len), (0, DEFAULT_MAGLEV_SIZE));
+    }
+
+    #[test]
+    fn second_real_gets_a_fresh_region() {
+        let mut snap = with_service("198.18.2.1");
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        apply(&mut snap, &ops);
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        let s = service_of(&ops).unwrap();
+        assert_eq!(
+            s.table_base, DEFAULT_MAGLEV_SIZE,
+            "never over the live table"
+        );
+        let t = table_of(&ops).unwrap();
+        assert!(t.contains(&0) && t.contains(&1));
+        apply(&mut snap, &ops);
+        // The third table can reuse the first region, which is no longer live.
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.13", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        assert_eq!(service_of(&ops).unwrap().table_base, 0);
+    }
+
+    #[test]
+    fn refusals_happen_before_resolution() {
+        let snap = with_service("198.18.2.1");
+        let e = add(
+            &snap,
+            &rspec("198.18.2.9", "198.18.1.11", None, ForwardMode::Dr, 1),
+            &mut never,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "No such service: TCP 198.18.2.9:80");
+        let e = add(
+            &snap,
+            &rspec("198.18.2.1", "2001:db8::11", None, ForwardMode::Dr, 1),
+            &mut never,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ModelError::FamilyMismatch { .. }), "{e}");
+        let e = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 65536),
+            &mut never,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "weight 65536 is out of range (0..65535)");
+        let e = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, -1),
+            &mut never,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ModelError::Weight(-1)));
+        let mut snap = snap;
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        apply(&mut snap, &ops);
+        let e = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", Some(80), ForwardMode::Tun, 3),
+            &mut never,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Destination already exists: 198.18.1.11:80 in TCP 198.18.2.1:80"
+        );
+    }
+
+    #[test]
+    fn nat_port_and_filter() {
+        let mut snap = with_service("198.18.2.1");
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", Some(8080), ForwardMode::Nat, 1),
+            &mut nh,
+        )
+        .unwrap();
+        let Op::PutReal(_, r) = ops[1] else { panic!() };
+        assert_eq!(r.port.to_host(), 8080);
+        assert!(
+            ops.iter()
+                .any(|o| matches!(o, Op::FilterSet(Filter::Nat, ..)))
+        );
+        apply(&mut snap, &ops);
+        // A second NAT real on the same address in the same service at another port.
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
+            &mut nh,
+        )
+        .unwrap();
+        let Op::PutReal(_, r) = ops[1] else { panic!() };
+        assert_eq!(
+            r.port.to_host(),
+            80,
+            "NAT without a port takes the service port"
+        );
+        apply(&mut snap, &ops);
+        // Deleting one keeps the NAT bit: the other still uses the address.
+        let ops = delete(
+            &snap,
+            &RealRef {
+                service: sa("198.18.2.1", 80),
+                addr: "198.18.1.11".parse().unwrap(),
+                port: Some(8080),
+            },
+        )
+        .unwrap();
+        assert!(!ops.iter().any(|o| matches!(o, Op::FilterClear(..))));
+        apply(&mut snap, &ops);
+        let ops = delete(
+            &snap,
+            &RealRef {
+                service: sa("198.18.2.1", 80),
+                addr: "198.18.1.11".parse().unwrap(),
+                port: None,
+            },
+        )
+        .unwrap();
+        assert!(matches!(ops.last(), Some(Op::FilterClear(Filter::Nat, ..))));
+    }
+
+    #[test]
+    fn delete_publishes_before_deactivating() {
+        let mut snap = with_service("198.18.2.1");
+        for rip in ["198.18.1.11", "198.18.1.12"] {
+            let ops = add(
+                &snap,
+                &rspec("198.18.2.1", rip, None, ForwardMode::Dr, 1),
+                &mut nh,
+            )
+            .unwrap();
+            apply(&mut snap, &ops);
+        }
+        let ops = delete(
+            &snap,
+            &RealRef {
+                service: sa("198.18.2.1", 80),
+                addr: "198.18.1.11".parse().unwrap(),
+                port: None,
+            },
+        )
+        .unwrap();
+        let pos_svc = ops
+            .iter()
+            .position(|o| matches!(o, Op::PutService(..)))
+            .unwrap();
+        let pos_real = ops
+            .iter()
+            .position(|o| matches!(o, Op::PutReal(..)))
+            .unwrap();
+        assert!(pos_svc < pos_real);
+        let Op::PutReal(0, r) = ops[pos_real] else {
+            panic!()
+        };
+        assert!(!r.flags.has(RealFlags::ACTIVE));
+        assert!(table_of(&ops).unwrap().iter().all(|&s| s == 1));
+        apply(&mut snap, &ops);
+        // A new real does not reuse the deleted real's id while fresh ids remain.
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.13", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        assert!(matches!(ops[1], Op::PutReal(2, _)));
+        // Deleting the last weighted real leaves an empty table (no region).
+        apply(&mut snap, &ops);
+        for rip in ["198.18.1.12", "198.18.1.13"] {
+            let ops = delete(
+                &snap,
+                &RealRef {
+                    service: sa("198.18.2.1", 80),
+                    addr: rip.parse().unwrap(),
+                    port: None,
+                },
+            )
+            .unwrap();
+            apply(&mut snap, &ops);
+        }
+        assert_eq!(snap.services[0].1.table_len, 0);
+        let e = delete(
+            &snap,
+            &RealRef {
+                service: sa("198.18.2.1", 80),
+                addr: "198.18.1.12".parse().unwrap(),
+                port: None,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "No such destination: 198.18.1.12:80 in TCP 198.18.2.1:80"
+        );
+    }
+
+    #[test]
+    fn quiescent_real_takes_no_slot() {
+        let mut snap = with_service("198.18.2.1");
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        apply(&mut snap, &ops);
+        let ops = edit(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 0),
+            &mut nh,
+        )
+        .unwrap();
+        let s = service_of(&ops).unwrap();
+        assert_eq!(s.table_len, 0);
+        assert!(table_of(&ops).is_none());
+        // The real stays active (its flows continue), with weight 0.
+        let r = ops
+            .iter()
+            .find_map(|o| match o {
+                Op::PutReal(_, r) => Some(*r),
+                _ => None,
+            })
+            .unwrap();
+        assert!(r.flags.has(RealFlags::ACTIVE));
+        assert_eq!(r.weight, 0);
+        assert!(
+            !table_of(
+                &add(
+                    &snap,
+                    &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 2),
+                    &mut nh
+                )
+                .unwrap()
+            )
+            .unwrap()
+            .contains(&NO_REAL)
+        );
+    }
+
+    #[test]
+    fn edit_same_weight_keeps_table_and_mode_change_moves_nat_bit() {
+        let mut snap = with_service("198.18.2.1");
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
+            &mut nh,
+        )
+        .unwrap();
+        apply(&mut snap, &ops);
+        let ops = edit(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        assert!(table_of(&ops).is_none());
+        assert!(matches!(ops.last(), Some(Op::FilterClear(Filter::Nat, ..))));
+        let e = edit(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.99", None, ForwardMode::Dr, 1),
+            &mut never,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ModelError::NoSuchReal { .. }));
+    }
+
+    #[test]
+    fn tunnel_needs_a_source_address() {
+        let snap = with_service("198.18.2.1");
+        let mut no_src = |a: IpAddr| {
+            let mut h = nh(a)?;
+            h.local_addr = None;
+            Ok(h)
+        };
+        let e = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Tun, 1),
+            &mut no_src,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ModelError::NoTunnelSource(_)));
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Tun, 1),
+            &mut nh,
+        )
+        .unwrap();
+        let Op::PutReal(_, r) = ops[1] else { panic!() };
+        assert_eq!(
+            r.local_addr,
+            convert::to_raw("198.18.0.1".parse().unwrap()).0
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! The few system calls aya 0.14 does not expose: which interface a pinned XDP link is
+//! attached to (`bpf_link_info.xdp.ifindex`), whether a path is on bpffs, and mounting it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// `BPF_FS_MAGIC` from linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+/// `BPF_OBJ_GET` command of bpf(2).
+const BPF_OBJ_GET: libc::c_long = 7;
+/// `BPF_OBJ_GET_INFO_BY_FD` command of bpf(2).
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+/// True when `p` is on a bpf filesystem.
+pub fn is_bpffs(p: &Path) -> bool {
+    let Ok(c) = cpath(p) else { return false };
+    // SAFETY: statfs writes into a zeroed struct we own; the path is NUL-terminated.
+    unsafe {
+        let mut s: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+/// Mounts bpffs at `p` (`mount -t bpf bpf P`).
+pub fn mount_bpffs(p: &Path) -> io::Result<()> {
+    let target = cpath(p)?;
+    let fs = c"bpf";
+    // SAFETY: all strings are NUL-terminated and outlive the call; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            fs.as_ptr(),
+            target.as_ptr(),
+            fs.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What the kernel says about a pinned link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// `bpf_link_type` (6 = XDP).
+    pub kind: u32,
+    /// Link id.
+    pub id: u32,
+    /// Attached program id.
+    pub prog_id: u32,
+    /// For an XDP link: the interface, or 0 once the interface is gone (defunct link).
+    pub ifindex: u32,
+}
+
+/// `bpf_link_type` of XDP links.
+pub const BPF_LINK_TYPE_XDP: u32 = 6;
+
+#[repr(C)]
+struct ObjGetAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+    path_fd: i32,
+}
+
+#[repr(C)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// Opens a pinned BPF object and reads its link info.
+pub fn pinned_link_info(p: &Path) -> io::Result<LinkInfo> {
+    let c = cpath(p)?;
+    let attr = ObjGetAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+    };
+    // SAFETY: bpf(BPF_OBJ_GET) reads `attr` (size passed) and returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &attr as *const ObjGetAttr,
+            std::mem::size_of::<ObjGetAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd; we own it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // bpf_link_info: type, id, prog_id, then a union aligned to 8 whose xdp member starts
+    // with the ifindex (include/uapi/linux/bpf.h).
+    let mut info = [0u32; 16];
+    let attr = InfoAttr {
+        bpf_fd: std::os::fd::AsRawFd::as_raw_fd(&fd) as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: the kernel writes at most info_len bytes into `info`, which we own.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &attr as *const InfoAttr,
+            std::mem::size_of::<InfoAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(LinkInfo {
+        kind: info[0],
+        id: info[1],
+        prog_id: info[2],
+        ifindex: info[4],
+    })
+}
+
+/// The index of interface `name` in the current network namespace (0 if none).
+pub fn if_index(name: &str) -> u32 {
+    let Ok(c) = CString::new(name) else { return 0 };
+    // SAFETY: NUL-terminated name; if_nametoindex asks the kernel of this netns.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}

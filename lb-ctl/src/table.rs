@@ -1,0 +1,116 @@
+//! Scheduler tables: building a service's Maglev table and finding room for it in the
+//! shared SCHED_TABLE array.
+//!
+//! SCHED_TABLE holds the tables of all services back to back; a service's `Service` value
+//! says where its table is (`table_base`, `table_len`). The free space is whatever no
+//! service's region covers, so it is derived from SERVICES on every run and never stored.
+//! A new table always goes into free space, never over the region a live service points
+//! at; publishing it is one SERVICES update (see docs/datapath.md), after which the old
+//! region is free again.
+
+use crate::model::ModelError;
+use lb_common::Real;
+use lb_common::consts::{DEFAULT_MAGLEV_SIZE, SCHED_TABLE_SLOTS};
+use lb_common::maglev::{self, Backend};
+
+/// A region of SCHED_TABLE: first slot and length.
+pub type Region = (u32, u32);
+
+/// The first free run of `len` slots in a table of `total` slots, given the regions in use
+/// (in any order; empty regions are ignored). First fit keeps tables packed at the start.
+pub fn alloc_region(in_use: &[Region], len: u32, total: u32) -> Option<u32> {
+    let mut used: Vec<Region> = in_use.iter().copied().filter(|&(_, l)| l > 0).collect();
+    used.sort_unstable();
+    let mut next_free: u64 = 0;
+    for (base, l) in used {
+        if u64::from(base) >= next_free + u64::from(len) {
+            break;
+        }
+        next_free = next_free.max(u64::from(base) + u64::from(l));
+    }
+    (next_free + u64::from(len) <= u64::from(total)).then_some(next_free as u32)
+}
+
+/// Builds the Maglev table of a service from its reals (id, real). `None` when no real has
+/// a weight: the service then gets `table_len` 0 (the data path drops `NoReal`) and uses no
+/// space.
+pub fn build_maglev(reals: &[(u32, Real)]) -> Result<Option<Vec<u32>>, ModelError> {
+    let backends: Vec<Backend> = reals
+        .iter()
+        .map(|(id, r)| Backend {
+            id: *id,
+            addr: r.addr,
+            port: r.port.to_host(),
+            weight: r.weight,
+        })
+        .collect();
+    if backends.iter().all(|b| b.weight == 0) {
+        return Ok(None);
+    }
+    Ok(Some(maglev::build(&backends, DEFAULT_MAGLEV_SIZE)?))
+}
+
+/// Finds room for a table of `len` slots, given every service's current region.
+pub fn place(in_use: &[Region], len: u32) -> Result<u32, ModelError> {
+    alloc_region(in_use, len, SCHED_TABLE_SLOTS).ok_or(ModelError::NoTableSpace(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_table_starts_at_zero() {
+        assert_eq!(alloc_region(&[], 10, 100), Some(0));
+        assert_eq!(alloc_region(&[(0, 0), (5, 0)], 10, 100), Some(0));
+    }
+
+    #[test]
+    fn first_fit_between_regions() {
+        // [0,10) used, [10,20) free, [20,30) used.
+        let used = [(20, 10), (0, 10)];
+        assert_eq!(alloc_region(&used, 10, 100), Some(10));
+        assert_eq!(alloc_region(&used, 11, 100), Some(30));
+        assert_eq!(alloc_region(&used, 70, 100), Some(30));
+        assert_eq!(alloc_region(&used, 71, 100), None);
+    }
+
+    #[test]
+    fn never_overlaps_a_live_region() {
+        // A service being rebuilt still owns its region: the new one must go elsewhere.
+        let used = [(0, 7)];
+        assert_eq!(alloc_region(&used, 7, 14), Some(7));
+        assert_eq!(alloc_region(&used, 7, 13), None);
+    }
+
+    #[test]
+    fn overlapping_or_nested_regions_are_tolerated() {
+        let used = [(0, 10), (2, 3), (5, 10)];
+        assert_eq!(alloc_region(&used, 5, 100), Some(15));
+    }
+
+    #[test]
+    fn full_size_tables_fit_64_services() {
+        let n = DEFAULT_MAGLEV_SIZE;
+        let mut used = Vec::new();
+        for i in 0..(SCHED_TABLE_SLOTS / n) {
+            let base = place(&used, n).unwrap();
+            assert_eq!(base, i * n);
+            used.push((base, n));
+        }
+        assert!(matches!(place(&used, n), Err(ModelError::NoTableSpace(_))));
+    }
+
+    #[test]
+    fn all_quiescent_has_no_table() {
+        let mut r = Real {
+            weight: 0,
+            ..Default::default()
+        };
+        assert_eq!(build_maglev(&[(3, r)]).unwrap(), None);
+        r.weight = 1;
+        let t = build_maglev(&[(3, r)]).unwrap().unwrap();
+        assert_eq!(t.len(), DEFAULT_MAGLEV_SIZE as usize);
+        assert!(t.iter().all(|&s| s == 3));
+    }
+}
