@@ -75,6 +75,20 @@ pub enum LoadError {
         #[source]
         error: Box<ProgramError>,
     },
+    /// The verifier rejected the program.
+    #[error("the kernel refused {prog} from {}: {errno}; verifier: {reason}{}", object.display(), log.as_ref().map(|p| format!(" (full log in {})", p.display())).unwrap_or_default())]
+    Verifier {
+        /// Program name.
+        prog: &'static str,
+        /// Object file.
+        object: PathBuf,
+        /// The syscall's error.
+        errno: String,
+        /// Last line of the verifier log.
+        reason: String,
+        /// Where the full log was saved.
+        log: Option<PathBuf>,
+    },
     /// Pinning failed.
     #[error("cannot pin {0}")]
     Pin(PathBuf, #[source] aya::pin::PinError),
@@ -299,11 +313,7 @@ fn load_or_adopt(
             kind.prog(),
             obj.display()
         )))?;
-    prog.load().map_err(prog_err(format!(
-        "the kernel refused {} from {}",
-        kind.prog(),
-        obj.display()
-    )))?;
+    prog.load().map_err(|e| refused(kind, &obj, e))?;
     prog.pin(&prog_pin)
         .map_err(|e| LoadError::Pin(prog_pin.clone(), e))?;
     notes.push(format!(
@@ -317,6 +327,46 @@ fn load_or_adopt(
         "cannot open the pinned program {}",
         prog_pin.display()
     )))
+}
+
+/// Turns a failed program load into a one-line error; a verifier rejection keeps its
+/// last line in the message and its whole log in a file.
+fn refused(kind: Kind, obj: &Path, e: ProgramError) -> LoadError {
+    let ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = &e
+    else {
+        return prog_err(format!(
+            "the kernel refused {} from {}",
+            kind.prog(),
+            obj.display()
+        ))(e);
+    };
+    let log = verifier_log.to_string();
+    // The log ends with statistics ("verification time", "processed N insns"); the reason
+    // is the last line before them.
+    let reason = log
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("verification time")
+                && !l.starts_with("processed ")
+                && !l.starts_with("stack depth")
+        })
+        .unwrap_or("no verifier log")
+        .to_string();
+    let path = std::env::temp_dir().join(format!("lb-ctl-verifier-{}.log", kind.prog()));
+    let saved = std::fs::write(&path, &log).is_ok();
+    LoadError::Verifier {
+        prog: kind.prog(),
+        object: obj.to_path_buf(),
+        errno: io_error.to_string(),
+        reason,
+        log: saved.then_some(path),
+    }
 }
 
 /// Says so when FLOWS is already pinned with another size than `--max-flows` asks for.

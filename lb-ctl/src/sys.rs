@@ -72,6 +72,8 @@ struct ObjGetAttr {
     bpf_fd: u32,
     file_flags: u32,
     path_fd: i32,
+    /// Explicit tail padding: the kernel rejects non-zero bytes past the fields it knows.
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -89,6 +91,7 @@ pub fn pinned_link_info(p: &Path) -> io::Result<LinkInfo> {
         bpf_fd: 0,
         file_flags: 0,
         path_fd: 0,
+        _pad: 0,
     };
     // SAFETY: bpf(BPF_OBJ_GET) reads `attr` (size passed) and returns a new fd or -1.
     let fd = unsafe {
