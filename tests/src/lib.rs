@@ -1,2 +1,3 @@
 //! Shared test machinery for lb: packet builders and an independent checker, the BPF
 //! test-run harness, and network-namespace labs.
+pub mod lab;

@@ -1,1 +1,152 @@
-fn main() {}
+//! Network-namespace labs: real HTTP traffic from a client through lb to real servers, one
+//! trial per forward mode and family, plus plain-routing trials that check the topology
+//! itself (so a failure says whether the lab or the balancer is at fault).
+//!
+//! All trials share one lab (one director, one BPF load), built by the first trial that
+//! needs it and removed when the run ends, or on Ctrl-C. Needs root; without it every trial
+//! is reported as ignored with the reason.
+
+use lb_tests::lab::{self, Cleaner, Family, Lab};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// Requests per trial: with mh-port hashing, all of them landing on one of three reals has
+/// probability 3^-11.
+const REQUESTS: usize = 12;
+
+/// The lab shared by all trials: built once (or its error kept), dropped after the run.
+struct Shared {
+    cleaner: Cleaner,
+    lab: Mutex<Option<Result<Arc<Lab>, String>>>,
+    lb: Mutex<Option<Result<(), String>>>,
+}
+
+impl Shared {
+    fn lab(&self) -> Result<Arc<Lab>, Failed> {
+        let mut g = self.lab.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(
+                Lab::with_cleaner(self.cleaner.clone())
+                    .map(Arc::new)
+                    .map_err(|e| format!("building the lab: {e}")),
+            );
+        }
+        g.as_ref().expect("set above").clone().map_err(Failed::from)
+    }
+
+    /// The lab with lb loaded on the director and decap on the reals.
+    fn lab_with_lb(&self) -> Result<Arc<Lab>, Failed> {
+        let lab = self.lab()?;
+        let mut g = self.lb.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(lab.start_lb().map_err(|e| format!("starting lb: {e}")));
+        }
+        g.as_ref()
+            .expect("set above")
+            .clone()
+            .map_err(Failed::from)?;
+        Ok(lab)
+    }
+
+    fn teardown(&self) {
+        let lab = self.lab.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(lab); // the last Arc: Lab::drop stops servers, deletes namespaces and pins
+        self.cleaner.run();
+    }
+}
+
+/// Sends REQUESTS requests to `to`; passes when all are answered and ≥2 reals answered.
+fn check_spread(lab: &Lab, to: SocketAddr) -> Result<(), Failed> {
+    let answers = lab.http_get_many(to, REQUESTS).map_err(|e| e.to_string())?;
+    let mut by_real: BTreeMap<String, usize> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (i, a) in answers.iter().enumerate() {
+        match a {
+            Ok(name) => *by_real.entry(name.clone()).or_default() += 1,
+            Err(e) => errors.push(format!("request {}: {e}", i + 1)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(format!(
+            "{} of {REQUESTS} requests to {to} failed ({}); answered: {by_real:?}",
+            errors.len(),
+            errors.join("; ")
+        )
+        .into());
+    }
+    if by_real.len() < 2 {
+        return Err(
+            format!("all {REQUESTS} requests to {to} went to one real: {by_real:?}").into(),
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let shared = Arc::new(Shared {
+        cleaner: Cleaner::fresh(lab::REALS),
+        lab: Mutex::new(None),
+        lb: Mutex::new(None),
+    });
+    {
+        let cleaner = shared.cleaner.clone();
+        // Best effort: another handler may already be installed in odd embeddings.
+        let _ = ctrlc::set_handler(move || {
+            cleaner.run();
+            std::process::exit(130);
+        });
+    }
+    let root = lab::is_root();
+    let skip = |name: String, run: Box<dyn FnOnce() -> Result<(), Failed> + Send>| {
+        Trial::ignorable_test(name, move || {
+            if !root {
+                return Ok(Completion::ignored_with(
+                    "needs root: network namespaces, XDP, bpffs",
+                ));
+            }
+            run().map(|()| Completion::Completed)
+        })
+    };
+
+    let mut trials = Vec::new();
+    for f in Family::ALL {
+        // Plain routing, no balancer: the client reaches each real's own address through
+        // the director's kernel.
+        let s = shared.clone();
+        trials.push(skip(
+            format!("routing_{}", f.name()),
+            Box::new(move || {
+                let lab = s.lab()?;
+                for i in 1..=lab::REALS {
+                    let to = SocketAddr::new(lab::real_addr(i, f), lab::HTTP_PORT);
+                    let got = lab.http_get_many(to, 1).map_err(|e| e.to_string())?;
+                    match &got[0] {
+                        Ok(name) if *name == lab::real_name(i) => {}
+                        other => return Err(format!("GET {to}: {other:?}").into()),
+                    }
+                }
+                Ok(())
+            }),
+        ));
+    }
+    for mode in lab::MODES {
+        for f in Family::ALL {
+            let s = shared.clone();
+            trials.push(skip(
+                format!("{}_{}", lab::mode_name(mode), f.name()),
+                Box::new(move || {
+                    let lab = s.lab_with_lb()?;
+                    let vip = lab.add_service(mode, f).map_err(|e| e.to_string())?;
+                    check_spread(&lab, vip)
+                }),
+            ));
+        }
+    }
+
+    let conclusion = libtest_mimic::run(&args, trials);
+    shared.teardown();
+    conclusion.exit();
+}

@@ -1,1 +1,75 @@
-fn main() {}
+//! `cargo xtask`: the project's one entry point for setup, builds, tests and the demo
+//! (DESIGN.md §7). Each subcommand prints what it does; failures end with a one-line reason.
+
+mod build;
+mod demo;
+mod setup;
+mod test;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "lb's build, test and demo tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install everything the build and tests need (idempotent; seconds when done before).
+    Setup,
+    /// Build the eBPF objects and the userspace workspace (release).
+    Build,
+    /// Build, then load lb on an interface of this namespace (or detach it).
+    BuildAndLoad {
+        /// Interface to attach to.
+        #[arg(long)]
+        iface: String,
+        /// Generic (skb) XDP instead of native.
+        #[arg(long)]
+        skb: bool,
+        /// Detach from the interface instead.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Build, then run test groups; each ends with `GROUP: N passed, M failed, K skipped`.
+    Test {
+        /// unit, packet, lab or all.
+        #[arg(default_value = "all")]
+        group: test::Group,
+        /// Passed to the test binaries (after `--`), e.g. a name filter or --nocapture.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build, then show DR, TUN and NAT balancing real HTTP traffic in network namespaces.
+    Demo {
+        /// Requests per service.
+        #[arg(long, default_value_t = 12)]
+        requests: usize,
+    },
+    /// Benchmarks (not implemented yet).
+    Bench {
+        /// Write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Shorter runs.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup::run(),
+        Cmd::Build => build::run(),
+        Cmd::BuildAndLoad { iface, skb, detach } => build::build_and_load(&iface, skb, detach),
+        Cmd::Test { group, args } => test::run(group, &args),
+        Cmd::Demo { requests } => demo::run(requests),
+        Cmd::Bench { .. } => {
+            anyhow::bail!("bench is not implemented yet (tracked separately); no figures to show")
+        }
+    }
+}
