@@ -81,7 +81,6 @@ fn lookup_flow(key: &FlowKey) -> Option<Dest> {
         return None;
     }
     Some(Dest {
-        real,
         real_id: flow.real_id,
         svc_id: flow.svc_id,
         new_flow: false,
@@ -113,10 +112,12 @@ pub fn lookup_real(id: u32) -> Option<&'static Real> {
 /// the bit filter only says "maybe", and someone else's packet must pass untouched.
 #[inline(always)]
 pub fn unless_vip(pkt: &Packet, exit: Exit) -> Exit {
-    let key = VipKey {
-        addr: pkt.key.dst,
-        family: pkt.key.family,
-        _pad: [0; 3],
+    let a = pkt.key.dst;
+    // Built from whole words: a `_pad: [0; 3]` initialiser makes LLVM emit an out-of-line
+    // memset (a BPF-to-BPF call) for the three odd bytes. Little-endian: the family byte
+    // comes first in the last word, then the zero padding (layout asserted in lb-common).
+    let key: VipKey = unsafe {
+        core::mem::transmute::<[u32; 5], VipKey>([a[0], a[1], a[2], a[3], pkt.key.family as u32])
     };
     if unsafe { VIPS.get(key) }.is_some() {
         exit

@@ -82,22 +82,21 @@ pub unsafe fn st32(p: usize, v: u32) {
     }
 }
 
+// The BPF target we build for is little-endian (bpfel); `join`/`split` below rely on it.
+// (`to_ne_bytes` shuffles would be endian-neutral, but LLVM lowers them to per-byte masks.)
+#[cfg(not(target_endian = "little"))]
+compile_error!("lb-ebpf assumes a little-endian target (bpfel)");
+
 /// The 32-bit word whose memory image is `a` followed by `b`.
 #[inline(always)]
 pub const fn join(a: u16, b: u16) -> u32 {
-    let a = a.to_ne_bytes();
-    let b = b.to_ne_bytes();
-    u32::from_ne_bytes([a[0], a[1], b[0], b[1]])
+    a as u32 | (b as u32) << 16
 }
 
 /// The two 16-bit halves of a word's memory image, in memory order.
 #[inline(always)]
 pub const fn split(v: u32) -> (u16, u16) {
-    let b = v.to_ne_bytes();
-    (
-        u16::from_ne_bytes([b[0], b[1]]),
-        u16::from_ne_bytes([b[2], b[3]]),
-    )
+    (v as u16, (v >> 16) as u16)
 }
 
 /// Walks Ethernet and up to two VLAN tags (0x8100, 0x88A8): returns the L3 offset and the

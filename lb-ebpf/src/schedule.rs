@@ -4,7 +4,7 @@
 //! sequence- and load-driven ones slot in beside it, DESIGN.md §3 step 5).
 
 use lb_common::{
-    Counter, Drop, FlowKey, FlowValue, Real, SchedKind, Service, VipFlags,
+    Counter, Drop, FlowKey, FlowValue, SchedKind, Service, VipFlags,
     consts::NO_REAL,
     hash::{FLOW_SEED, flow_hash, src_hash},
 };
@@ -15,12 +15,14 @@ use crate::maps::{FLOWS, SCHED_TABLE};
 use crate::parse::Packet;
 use crate::stats::{count, count_conn};
 
-/// Where a packet goes: the real (a pointer into the REALS array, valid for the whole run)
-/// and the ids to count under.
+/// Where a packet goes: ids only. Verifier note: no map-value pointer travels in this
+/// struct (or in `Found`, which wraps it). LLVM may pack a small aggregate into one
+/// register with shifts, and the verifier rejects any shift of a pointer ("pointer
+/// arithmetic with >>= operator prohibited"); `forward` re-reads the REALS array (an
+/// inlined lookup) instead.
+#[derive(Clone, Copy)]
 pub struct Dest {
-    /// The real server.
-    pub real: &'static Real,
-    /// Its id (REALS index, REAL_STATS index).
+    /// The real's id (REALS index, REAL_STATS index).
     pub real_id: u32,
     /// Its service's id (SVC_STATS index).
     pub svc_id: u32,
@@ -37,13 +39,12 @@ pub fn schedule(pkt: &Packet, found: Found) -> Result<Dest, Exit> {
         Found::Service(svc) => svc,
     };
     let real_id = select_real(&svc, &pkt.key)?;
-    let real = lookup_real(real_id).ok_or(Drop::NoReal)?;
+    lookup_real(real_id).ok_or(Drop::NoReal)?;
     let new_flow = pkt.quote.is_none();
     if new_flow {
         record_flow(&pkt.key, real_id, svc.id);
     }
     Ok(Dest {
-        real,
         real_id,
         svc_id: svc.id,
         new_flow,

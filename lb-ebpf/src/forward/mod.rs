@@ -10,7 +10,7 @@ pub mod tun;
 use aya_ebpf::programs::XdpContext;
 use lb_common::{Counter, Drop, ForwardMode, NatReverse, Real};
 
-use crate::maps::TX_PORTS;
+use crate::maps::{REALS, TX_PORTS};
 use crate::parse::Packet;
 use crate::pkt::{bytes_at, ld16, st16};
 use crate::schedule::Dest;
@@ -22,7 +22,8 @@ pub use nat::forward_nat_return;
 /// Rewrites the packet for the real, counts it, picks the way out.
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Out, Exit> {
-    let real = dest.real;
+    // Checked ACTIVE by lookup/schedule; re-read here by id (see `Dest`).
+    let real = REALS.get(dest.real_id).ok_or(Drop::NoReal)?;
     let counter = match ForwardMode::from_u8(real.mode) {
         Some(ForwardMode::Dr) => {
             dr::forward_dr(ctx, real)?;
@@ -33,7 +34,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Out, Exit>
             Counter::FWD_TUN
         }
         Some(ForwardMode::Nat) => {
-            nat::forward_nat(ctx, pkt, dest)?;
+            nat::forward_nat(ctx, pkt, dest, real)?;
             Counter::FWD_NAT
         }
         // A mode this program does not know: the real is unusable.

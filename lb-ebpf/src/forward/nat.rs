@@ -5,7 +5,7 @@
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    Be16, Counter, Drop, FlowKey, NatReverse, RawAddr,
+    Be16, Counter, Drop, FlowKey, NatReverse, RawAddr, Real,
     consts::proto,
     csum::{replace_addr, replace16, replace32},
 };
@@ -40,8 +40,7 @@ pub struct L3Change {
 
 /// Client → real. An ICMP error about the flow gets its quote rewritten instead.
 #[inline(always)]
-pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<(), Drop> {
-    let real = dest.real;
+pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<(), Drop> {
     // A real port of 0 keeps the client's destination port (all-port services).
     let port = if real.port.0 == 0 {
         pkt.key.dport
@@ -83,30 +82,19 @@ fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, p
     let Some(p) = bytes_at(ctx, 0, 12) else {
         return;
     };
-    let mut rev = NatReverse {
+    // The frame's source is the client (or its router); its destination is our MAC.
+    // MACs are built from loaded words, not zero-filled then written: a `[0; 6]`
+    // initialiser makes LLVM emit an out-of-line memset (a BPF-to-BPF call).
+    let rev = NatReverse {
         vip: pkt.key.dst,
         vport: pkt.key.dport,
         _pad: [0; 2],
         ifindex: ctx.ingress_ifindex() as u32,
-        client_mac: [0; 6],
-        local_mac: [0; 6],
+        client_mac: unsafe { read_mac(p + 6) },
+        local_mac: unsafe { read_mac(p) },
         svc_id: dest.svc_id,
         real_id: dest.real_id,
     };
-    // The frame's source is the client (or its router); its destination is our MAC.
-    // Word copies: both fields sit at even offsets (asserted in forward/mod.rs).
-    let (c, l) = (
-        rev.client_mac.as_mut_ptr() as usize,
-        rev.local_mac.as_mut_ptr() as usize,
-    );
-    unsafe {
-        st16(c, ld16(p + 6));
-        st16(c + 2, ld16(p + 8));
-        st16(c + 4, ld16(p + 10));
-        st16(l, ld16(p));
-        st16(l + 2, ld16(p + 2));
-        st16(l + 4, ld16(p + 4));
-    }
     let key = FlowKey {
         src: *addr,
         dst: pkt.key.src,
@@ -119,6 +107,19 @@ fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, p
     if NAT_REV.insert(key, rev, 0).is_err() {
         count(Counter::FLOW_INSERT_FAILED);
     }
+}
+
+/// Six bytes at an even offset of the frame. Safety: as `pkt::ld16`.
+#[inline(always)]
+unsafe fn read_mac(p: usize) -> [u8; 6] {
+    let (a, b, c) = unsafe {
+        (
+            ld16(p).to_ne_bytes(),
+            ld16(p + 2).to_ne_bytes(),
+            ld16(p + 4).to_ne_bytes(),
+        )
+    };
+    [a[0], a[1], b[0], b[1], c[0], c[1]]
 }
 
 /// An address as this packet's family stores it: IPv4 keeps word 0 and zeroes the rest, so
