@@ -7,14 +7,13 @@ use aya_ebpf::{maps::Array, programs::XdpContext};
 use lb_common::{
     Drop, FlowKey, NatReverse, Pass, Real, RealFlags, Service, ServiceKey, VipKey,
     addr::{Be16, RawAddr},
-    consts::proto,
     filter::filter_slot,
 };
 
 use crate::Exit;
 use crate::icmp;
 use crate::maps::{FLOWS, NAT_FILTER, NAT_REV, REALS, SERVICES, VIP_FILTER, VIPS};
-use crate::parse::Packet;
+use crate::parse::{L4, Packet};
 use crate::schedule::Dest;
 
 /// What the lookups found for a packet to a VIP.
@@ -28,8 +27,7 @@ pub enum Found {
 /// Step 3: the reverse entry of a NAT reply (real → client), if this is one.
 #[inline(always)]
 pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
-    // `ports` implies TCP/UDP and not a fragment.
-    if !pkt.ports || !in_filter(&NAT_FILTER, &pkt.key.src) {
+    if pkt.l4 != L4::Ports || !in_filter(&NAT_FILTER, &pkt.key.src) {
         return None;
     }
     // Copied out: an LRU element may be reused under us once we call another helper.
@@ -44,17 +42,13 @@ pub fn lookup_vip(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> {
     if !in_filter(&VIP_FILTER, &pkt.key.dst) {
         return Err(Exit::Pass(Pass::NotVip));
     }
-    if pkt.fragment {
-        return Err(unless_vip(pkt, Exit::Drop(Drop::Fragment)));
-    }
-    let v4 = pkt.is_v4();
-    match pkt.key.proto {
-        proto::TCP | proto::UDP if pkt.ports => Ok(()),
-        proto::TCP | proto::UDP => Err(Exit::Drop(Drop::Truncated)),
-        proto::ICMP if v4 => icmp::parse_icmp_error(ctx, pkt),
-        proto::ICMPV6 if !v4 => icmp::parse_icmp_error(ctx, pkt),
-        p if !v4 && is_ipv6_ext(p) => Err(unless_vip(pkt, Exit::Drop(Drop::Ipv6ExtHeader))),
-        _ => Err(unless_vip(pkt, Exit::Pass(Pass::NotBalanced))),
+    match pkt.l4 {
+        L4::Ports => Ok(()),
+        L4::Cut => Err(Exit::Drop(Drop::Truncated)),
+        L4::Icmp => icmp::parse_icmp_error(ctx, pkt),
+        L4::Fragment => Err(unless_vip(pkt, Exit::Drop(Drop::Fragment))),
+        L4::Ext => Err(unless_vip(pkt, Exit::Drop(Drop::Ipv6ExtHeader))),
+        L4::Other => Err(unless_vip(pkt, Exit::Pass(Pass::NotBalanced))),
     }
 }
 
@@ -124,13 +118,6 @@ pub fn unless_vip(pkt: &Packet, exit: Exit) -> Exit {
     } else {
         Exit::Pass(Pass::NotVip)
     }
-}
-
-/// IPv6 extension headers we do not walk (hop-by-hop, routing, fragment, ESP, AH,
-/// destination options, mobility, HIP, shim6): the ports are not where TCP/UDP's would be.
-#[inline(always)]
-fn is_ipv6_ext(p: u8) -> bool {
-    matches!(p, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140)
 }
 
 /// The address's bit in a filter (VIP_FILTER / NAT_FILTER). Inlined so each call site

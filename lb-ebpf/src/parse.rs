@@ -1,8 +1,9 @@
 //! Parse: Ethernet (+ up to two VLAN tags), IPv4 (options skipped via IHL) or IPv6, and the
 //! TCP/UDP ports, into one family-agnostic [`Packet`] view (as Katran's `flow_key` union).
 //! Only this module and `forward` branch on the address family (STYLE.md §1).
-//! Validation follows docs/datapath.md steps 1–2; L4 classification (fragments, extension
-//! headers, protocols) waits until the destination may be a VIP (`lookup::lookup_vip`).
+//! Validation follows docs/datapath.md steps 1–2. The L4 header is only classified here
+//! ([`L4`]); what a class means (drop, pass, balance) is decided once the destination may
+//! be a VIP (`lookup::lookup_vip`, step 5), so that code needs no family.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
@@ -32,6 +33,24 @@ pub struct Quote {
     pub l4_off: usize,
 }
 
+/// The L4 header as balancing sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    /// TCP/UDP whose header lies inside the IP length: its ports are in the key.
+    Ports,
+    /// TCP/UDP whose header is cut short.
+    Cut,
+    /// ICMP on IPv4, ICMPv6 on IPv6: perhaps an error about a flow (`icmp.rs`).
+    Icmp,
+    /// IPv4 fragment (MF set or offset ≠ 0): no ports to balance on.
+    Fragment,
+    /// An IPv6 extension header we do not walk (hop-by-hop, routing, fragment, ESP, AH,
+    /// destination options, mobility, HIP, shim6): the ports are not where TCP/UDP's are.
+    Ext,
+    /// Any other protocol.
+    Other,
+}
+
 /// What the later stages know of a packet. Offsets are from the frame start.
 pub struct Packet {
     /// The flow: straight from the headers for a data packet; for an ICMP error about a
@@ -46,10 +65,8 @@ pub struct Packet {
     pub l3_len: usize,
     /// TTL / hop limit of the (outer) packet.
     pub ttl: u8,
-    /// IPv4 fragment (MF set or offset ≠ 0): no ports to balance on.
-    pub fragment: bool,
-    /// TCP/UDP ports were read into `key` (whole header inside the IP length).
-    pub ports: bool,
+    /// What the L4 header is.
+    pub l4: L4,
     /// Set when this is an ICMP error about a flow.
     pub quote: Option<Quote>,
 }
@@ -78,7 +95,7 @@ impl Packet {
     }
 }
 
-/// L2 and L3, then the ports when the packet is TCP/UDP.
+/// L2 and L3, then the L4 class (and the ports when the packet is TCP/UDP).
 #[inline(always)]
 pub fn parse_packet(ctx: &XdpContext) -> Result<Packet, Exit> {
     let (l3_off, ether) = parse_l2(ctx)?;
@@ -87,7 +104,7 @@ pub fn parse_packet(ctx: &XdpContext) -> Result<Packet, Exit> {
         ethertype::IPV6 => parse_ipv6(ctx, l3_off)?,
         _ => return Err(Exit::Pass(Pass::NotIp)),
     };
-    parse_ports(ctx, &mut pkt);
+    parse_l4(ctx, &mut pkt);
     Ok(pkt)
 }
 
@@ -124,8 +141,11 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
         l3_len: tot,
         ttl: unsafe { ld8(p + 8) },
         // MF (0x2000) or a fragment offset (0x1fff).
-        fragment: frag & 0x3fff != 0,
-        ports: false,
+        l4: if frag & 0x3fff != 0 {
+            L4::Fragment
+        } else {
+            L4::Other
+        },
         quote: None,
     })
 }
@@ -155,8 +175,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
         l4_off: l3 + IPV6_LEN,
         l3_len: len,
         ttl: unsafe { ld8(p + 7) },
-        fragment: false,
-        ports: false,
+        l4: L4::Other,
         quote: None,
     })
 }
@@ -167,16 +186,24 @@ pub unsafe fn read_addr6(p: usize) -> [u32; 4] {
     unsafe { [ld32(p), ld32(p + 4), ld32(p + 8), ld32(p + 12)] }
 }
 
-/// Reads the ports of an unfragmented TCP/UDP packet whose header lies inside the IP
-/// length. Anything else keeps `ports == false`; `lookup_vip` decides what that means.
+/// Classifies the L4 header and reads the ports of an unfragmented TCP/UDP packet whose
+/// header lies inside the IP length.
 #[inline(always)]
-fn parse_ports(ctx: &XdpContext, pkt: &mut Packet) {
+fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) {
+    if pkt.l4 == L4::Fragment {
+        return;
+    }
+    let v4 = pkt.is_v4();
     let need = match pkt.key.proto {
         proto::TCP => TCP_LEN,
         proto::UDP => UDP_LEN,
+        proto::ICMP if v4 => return pkt.l4 = L4::Icmp,
+        proto::ICMPV6 if !v4 => return pkt.l4 = L4::Icmp,
+        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 if !v4 => return pkt.l4 = L4::Ext,
         _ => return,
     };
-    if pkt.fragment || pkt.l4_off + need > pkt.l3_end() {
+    pkt.l4 = L4::Cut;
+    if pkt.l4_off + need > pkt.l3_end() {
         return;
     }
     // The IP length check above covers the whole header; the verifier only needs a
@@ -186,5 +213,5 @@ fn parse_ports(ctx: &XdpContext, pkt: &mut Packet) {
     };
     pkt.key.sport = Be16(unsafe { ld16(p) });
     pkt.key.dport = Be16(unsafe { ld16(p + 2) });
-    pkt.ports = true;
+    pkt.l4 = L4::Ports;
 }
