@@ -18,6 +18,9 @@ pub enum CtlError {
     /// The maps could not be opened, read or written.
     #[error(transparent)]
     Maps(#[from] MapsError),
+    /// The pin directory could not be locked.
+    #[error("cannot lock {0}")]
+    Lock(std::path::PathBuf, #[source] std::io::Error),
 }
 
 /// Help text of the ipvsadm-style commands (printed by `-h` and `lb-ctl --help`).
@@ -64,6 +67,7 @@ fn plan_and_apply(
     plan: impl FnOnce(&crate::model::Snapshot) -> Result<Vec<Op>, ModelError>,
 ) -> Result<(), CtlError> {
     let mut maps = Maps::open(dir)?;
+    let _lock = crate::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
     let snap = maps.snapshot()?;
     let ops = plan(&snap)?;
     maps.apply(&ops)?;

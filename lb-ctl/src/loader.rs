@@ -485,6 +485,7 @@ fn check_ifaces(ifaces: &[String]) -> Result<Vec<u32>, LoadError> {
 pub fn load(pin_dir: &Path, req: &LoadRequest) -> Result<Vec<String>, LoadError> {
     let ifindexes = check_ifaces(&req.ifaces)?;
     prepare_dir(pin_dir)?;
+    let _lock = sys::lock_dir(pin_dir).map_err(|e| LoadError::PinDir(pin_dir.to_path_buf(), e))?;
     let mut out = Vec::new();
     let mut prog = load_or_adopt(
         Kind::Balancer,
@@ -568,6 +569,7 @@ pub fn decap_attach(
     check_ifaces(ifaces)?;
     let dir = Kind::Decap.dir(pin_dir);
     prepare_dir(&dir)?;
+    let _lock = sys::lock_dir(&dir).map_err(|e| LoadError::PinDir(dir.clone(), e))?;
     let mut out = Vec::new();
     let mut prog = load_or_adopt(Kind::Decap, &dir, object, None, &mut out)?;
     let mode = if skb { XdpMode::Skb } else { XdpMode::Default };

@@ -141,3 +141,20 @@ pub fn if_index(name: &str) -> u32 {
     // SAFETY: NUL-terminated name; if_nametoindex asks the kernel of this netns.
     unsafe { libc::if_nametoindex(c.as_ptr()) }
 }
+
+/// Holds an exclusive `flock` on a directory until dropped: lb-ctl runs that change the
+/// pinned state take it on the pin directory, so two concurrent runs cannot both allocate
+/// the same service id, real id or table region (IPVS serialises in the kernel instead).
+pub struct DirLock(#[expect(dead_code, reason = "held for its drop, which unlocks")] std::fs::File);
+
+/// Takes the lock on `dir`, waiting for another holder.
+pub fn lock_dir(dir: &Path) -> io::Result<DirLock> {
+    let f = std::fs::File::open(dir)?;
+    // SAFETY: flock on a file descriptor we own; released when it is closed.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
+    if rc == 0 {
+        Ok(DirLock(f))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
