@@ -287,6 +287,26 @@ UDP  [2001:db8::1]:53 mh
         let tcp = snap.services.iter().find(|(k, _)| k.proto == 6).unwrap().1;
         assert_eq!(tcp.table_len, 0, "only a quiescent real left: no table");
     }
+    lab.ok("-Z");
+    lab.ok("-Z -t 198.18.2.1:80");
+    // Invoked as `ipvsadm` (a symlink), the same binary speaks only ipvsadm.
+    let link = std::env::temp_dir().join(format!("lbct{}/ipvsadm", std::process::id()));
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_lb-ctl"), &link).unwrap();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.dir_ns))
+        .arg(&link)
+        .env("LB_PIN_DIR", pin)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(link.parent().unwrap());
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        lab.ok("-L -n"),
+        "bare ipvsadm lists"
+    );
     lab.ok("-D -u [2001:db8::1]:53");
     let counters = lab.ok("counters");
     assert!(counters.starts_with("rx "), "{counters}");
