@@ -1,0 +1,484 @@
+//! Direct routing (`-g`): only the MACs change. New and established flows, both families,
+//! TCP and UDP, scheduling by the flow hash contract, TTL checks, TX vs redirect.
+
+use super::common::*;
+use lb_common::hash::{FLOW_SEED, flow_hash, src_hash};
+use lb_common::{Counter, Drop, ForwardMode::Dr, Real, RealFlags, VipFlags};
+use lb_tests::bpf::{IF_OUT, IF_PEER, Verdict};
+use lb_tests::case::{Action, Case, Counts, Output, Sequence, StateCheck, Step};
+use lb_tests::packet::Pkt;
+use lb_tests::provision::{Provision, Table};
+
+pub fn cases() -> Vec<Sequence> {
+    let tcp4 = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let udp4 = Pkt::udp(CLIENT4, VIP4, 40000, 53);
+    let tcp6 = Pkt::tcp(CLIENT6, VIP6, 40000, 80);
+    let udp6 = Pkt::udp(CLIENT6, VIP6, 40000, 53);
+    let mut v: Vec<Sequence> = vec![
+        new_flow_case(
+            "dr_v4_tcp_new",
+            "new TCP flow to a DR real: MACs rewritten, rest untouched, XDP_TX, flow recorded",
+            Dr,
+            tcp4.clone(),
+            REAL4,
+            80,
+        )
+        .into(),
+        new_flow_case(
+            "dr_v4_udp_new",
+            "new UDP flow to a DR real: MACs rewritten, XDP_TX, flow recorded",
+            Dr,
+            udp4.clone(),
+            REAL4,
+            53,
+        )
+        .into(),
+        new_flow_case(
+            "dr_v6_tcp_new",
+            "new IPv6 TCP flow to a DR real: MACs only, hop limit kept",
+            Dr,
+            tcp6.clone(),
+            REAL6,
+            80,
+        )
+        .into(),
+        new_flow_case(
+            "dr_v6_udp_new",
+            "new IPv6 UDP flow to a DR real: MACs only",
+            Dr,
+            udp6.clone(),
+            REAL6,
+            53,
+        )
+        .into(),
+        new_flow_case(
+            "dr_v4_tcp_syn_new",
+            "a SYN starts a flow like any other segment",
+            Dr,
+            tcp4.clone().syn(),
+            REAL4,
+            80,
+        )
+        .into(),
+        established_case(
+            "dr_v4_tcp_established",
+            "a FLOWS hit goes to its real (REAL_B, not in the table), no NEW_FLOW",
+            Dr,
+            tcp4.clone(),
+            REAL4,
+            REAL4_B,
+            80,
+        )
+        .into(),
+        established_case(
+            "dr_v4_udp_established",
+            "a UDP FLOWS hit goes to its real, no NEW_FLOW",
+            Dr,
+            udp4.clone(),
+            REAL4,
+            REAL4_B,
+            53,
+        )
+        .into(),
+        established_case(
+            "dr_v6_tcp_established",
+            "an IPv6 TCP FLOWS hit goes to its real, no NEW_FLOW",
+            Dr,
+            tcp6.clone(),
+            REAL6,
+            REAL6_B,
+            80,
+        )
+        .into(),
+        established_case(
+            "dr_v6_udp_established",
+            "an IPv6 UDP FLOWS hit goes to its real, no NEW_FLOW",
+            Dr,
+            udp6.clone(),
+            REAL6,
+            REAL6_B,
+            53,
+        )
+        .into(),
+        new_flow_case(
+            "dr_v4_ttl2_kept",
+            "TTL 2 passes the TTL check and DR leaves it at 2 (no router hop)",
+            Dr,
+            tcp4.clone().ttl(2),
+            REAL4,
+            80,
+        )
+        .into(),
+        new_flow_case(
+            "dr_v4_ip_options",
+            "IPv4 options are skipped via IHL and kept byte for byte",
+            Dr,
+            tcp4.clone().options(&[0x94, 0x04, 0, 0, 1, 1, 1, 0]),
+            REAL4,
+            80,
+        )
+        .into(),
+        new_flow_case(
+            "dr_v4_ethernet_padding",
+            "bytes after tot_len (Ethernet padding) are kept; counts use the IP length",
+            Dr,
+            Pkt::udp(CLIENT4, VIP4, 40000, 53).payload(b"").pad(10),
+            REAL4,
+            53,
+        )
+        .into(),
+        drop_case(
+            "dr_v4_ttl1_dropped",
+            "TTL 1 to a service may not be forwarded another hop: drop TtlExpired",
+            one(VIP4, 80, TCP, real(Dr, SVC, REAL4, 80)),
+            tcp4.clone().ttl(1),
+            Drop::TtlExpired,
+        )
+        .into(),
+        drop_case(
+            "dr_v4_ttl0_dropped",
+            "TTL 0 to a service: drop TtlExpired",
+            one(VIP4, 80, TCP, real(Dr, SVC, REAL4, 80)),
+            tcp4.clone().ttl(0),
+            Drop::TtlExpired,
+        )
+        .into(),
+        drop_case(
+            "dr_v6_hop1_dropped",
+            "hop limit 1 to a service: drop TtlExpired",
+            one(VIP6, 53, UDP, real(Dr, SVC, REAL6, 53)),
+            udp6.clone().ttl(1),
+            Drop::TtlExpired,
+        )
+        .into(),
+        drop_case(
+            "dr_v6_hop0_dropped",
+            "hop limit 0 to a service: drop TtlExpired",
+            one(VIP6, 80, TCP, real(Dr, SVC, REAL6, 80)),
+            tcp6.clone().ttl(0),
+            Drop::TtlExpired,
+        )
+        .into(),
+        {
+            let mut c = established_case(
+                "dr_v4_established_ttl1_dropped",
+                "the TTL check also applies to an established flow",
+                Dr,
+                tcp4.clone().ttl(1),
+                REAL4,
+                REAL4_B,
+                80,
+            );
+            c.verdict = Verdict::Drop;
+            c.output = Output::NotChecked;
+            c.counts = dropped(Drop::TtlExpired);
+            c.into()
+        },
+        redirect_case(),
+        redirect_v6_case(),
+        ingress_veth_tx_case(),
+        redirect_missing_port_case(),
+        mh_src_hash_case(),
+        mh_hash_ports_case(),
+        inactive_flow_real_case(),
+        moved_flow_real_case(),
+    ];
+    v.push(quiescent_sequence());
+    v
+}
+
+/// Three reals in one table, for the scheduling-contract cases.
+fn three_reals(flags: u32) -> Provision {
+    let mut p = one(VIP4, 80, TCP, real(Dr, SVC, REAL4, 80));
+    p.services[0].flags = flags;
+    p.services[0].table = Table::Maglev(251);
+    p.reals.push((
+        REAL_B,
+        Real {
+            dst_mac: [2, 0, 0, 0, 1, 3],
+            ..real(Dr, SVC, REAL4_B, 80)
+        },
+    ));
+    p.reals.push((
+        REAL_C,
+        Real {
+            dst_mac: [2, 0, 0, 0, 1, 4],
+            ..real(Dr, SVC, REAL4_C, 80)
+        },
+    ));
+    p
+}
+
+/// mh without -b mh-port hashes the client address only (src_hash with FLOW_SEED).
+fn mh_src_hash_case() -> Sequence {
+    let prov = three_reals(0);
+    let p = Pkt::tcp(CLIENT4, VIP4, 40001, 80);
+    let key = key_of(&p);
+    let want = prov.scheduled(SVC, &key);
+    let table = prov.table(prov.svc(SVC));
+    assert_eq!(want, table[(src_hash(&key, FLOW_SEED) % 251) as usize]);
+    let r = *prov.real(want);
+    Case {
+        name: "dr_mh_schedules_by_client_address",
+        why: "a new flow goes to table[src_hash(key, FLOW_SEED) % len]: the lb-common hash is the contract",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(dr(&p, &r)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX]).both(SVC, want, new_conn(&p)),
+        state: vec![StateCheck::Flow(key, Some(fv(want, SVC)))],
+    }
+    .into()
+}
+
+/// With HASH_PORTS (-b mh-port) the whole flow is hashed; two client ports that the flow
+/// hash sends to different reals must land on those reals.
+fn mh_hash_ports_case() -> Sequence {
+    let prov = three_reals(VipFlags::HASH_PORTS);
+    let table = prov.table(prov.svc(SVC));
+    let pick = |p: &Pkt| table[(flow_hash(&key_of(p), FLOW_SEED) % 251) as usize];
+    let first = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let second = (40001..41000)
+        .map(|port| Pkt::tcp(CLIENT4, VIP4, port, 80))
+        .find(|p| pick(p) != pick(&first))
+        .expect("some port hashes to another real");
+    let steps = [first, second]
+        .into_iter()
+        .map(|p| {
+            let id = prov.scheduled(SVC, &key_of(&p));
+            assert_eq!(id, pick(&p));
+            let r = *prov.real(id);
+            Action::Packet(Step {
+                what: "a new flow from one more client port",
+                input: p.clone().into(),
+                ingress: lb_tests::bpf::IF_LO,
+                verdict: Verdict::Tx,
+                output: Output::Pkt(dr(&p, &r)),
+                counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX])
+                    .both(SVC, id, new_conn(&p)),
+                state: vec![StateCheck::Flow(key_of(&p), Some(fv(id, SVC)))],
+            })
+        })
+        .collect();
+    Sequence {
+        name: "dr_mh_port_schedules_by_flow_hash",
+        why: "with HASH_PORTS two flows of one client go to table[flow_hash % len] each, here two different reals",
+        provision: prov,
+        steps,
+    }
+}
+
+/// A real on another interface in TX_PORTS: XDP_REDIRECT with the rewritten frame.
+fn redirect_case() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = Real {
+        ifindex: IF_OUT,
+        ..real(Dr, SVC, REAL4, 80)
+    };
+    let mut prov = one(VIP4, 80, TCP, r);
+    prov.tx_ports = vec![IF_OUT];
+    Case {
+        name: "dr_v4_redirect",
+        why: "the real is on another interface (in TX_PORTS): XDP_REDIRECT, REDIRECT counted instead of TX",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Redirect,
+        output: Output::Pkt(dr(&p, &r)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::REDIRECT]).both(SVC, REAL_A, new_conn(&p)),
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_A, SVC)))],
+    }
+    .into()
+}
+
+fn redirect_v6_case() -> Sequence {
+    let p = Pkt::udp(CLIENT6, VIP6, 40000, 53);
+    let r = Real {
+        ifindex: IF_OUT,
+        ..real(Dr, SVC, REAL6, 53)
+    };
+    let mut prov = one(VIP6, 53, UDP, r);
+    prov.tx_ports = vec![IF_OUT];
+    Case {
+        name: "dr_v6_redirect",
+        why: "IPv6 real on another interface: XDP_REDIRECT",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Redirect,
+        output: Output::Pkt(dr(&p, &r)),
+        counts: Counts::of(&[
+            Counter::RX,
+            Counter::FWD_DR,
+            Counter::NEW_FLOW,
+            Counter::REDIRECT,
+        ])
+        .both(SVC, REAL_A, new_conn(&p)),
+        state: vec![],
+    }
+    .into()
+}
+
+/// Frame arrives on the veth whose ifindex the real has: TX, not redirect.
+fn ingress_veth_tx_case() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = Real {
+        ifindex: IF_OUT,
+        ..real(Dr, SVC, REAL4, 80)
+    };
+    let mut prov = one(VIP4, 80, TCP, r);
+    prov.tx_ports = vec![IF_OUT];
+    Case {
+        name: "dr_v4_same_ifindex_is_tx",
+        why: "received on the real's own interface (ifindex 10, not lo): XDP_TX",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: IF_OUT,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(dr(&p, &r)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX]).both(
+            SVC,
+            REAL_A,
+            new_conn(&p),
+        ),
+        state: vec![],
+    }
+    .into()
+}
+
+/// The real's interface is not in TX_PORTS: the redirect fails and the packet is dropped.
+/// Scheduling and forwarding already happened (steps 10–11), so those are counted.
+fn redirect_missing_port_case() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = Real {
+        ifindex: IF_PEER,
+        ..real(Dr, SVC, REAL4, 80)
+    };
+    let mut prov = one(VIP4, 80, TCP, r);
+    prov.tx_ports = vec![IF_OUT];
+    Case {
+        name: "dr_v4_redirect_not_in_tx_ports",
+        why: "the real's ifindex is missing from TX_PORTS: redirect fails, drop Redirect",
+        provision: prov,
+        input: p.into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Drop,
+        output: Output::NotChecked,
+        counts: Counts::of(&[
+            Counter::RX,
+            Counter::FWD_DR,
+            Counter::NEW_FLOW,
+            Drop::Redirect.counter(),
+        ])
+        .both(SVC, REAL_A, new_conn(&Pkt::tcp(CLIENT4, VIP4, 40000, 80))),
+        state: vec![],
+    }
+    .into()
+}
+
+/// A flow whose real lost ACTIVE is rescheduled (treated as a miss).
+fn inactive_flow_real_case() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let a = real(Dr, SVC, REAL4, 80);
+    let b = Real {
+        flags: RealFlags(0),
+        weight: 0,
+        ..real(Dr, SVC, REAL4_B, 80)
+    };
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.reals.push((REAL_B, b));
+    prov.flows.push((key_of(&p), fv(REAL_B, SVC)));
+    Case {
+        name: "dr_established_inactive_real_rescheduled",
+        why: "FLOWS points at a real without ACTIVE: treated as a miss, scheduled anew to REAL_A and re-recorded",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(dr(&p, &a)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX]).both(SVC, REAL_A, new_conn(&p)),
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_A, SVC)))],
+    }
+    .into()
+}
+
+/// A flow whose real now belongs to another service is rescheduled.
+fn moved_flow_real_case() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let a = real(Dr, SVC, REAL4, 80);
+    let b = real(Dr, SVC_B, REAL4_B, 8080);
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.services.push(svc(SVC_B, VIP4, 8080, TCP));
+    prov.reals.push((REAL_B, b));
+    prov.flows.push((key_of(&p), fv(REAL_B, SVC)));
+    Case {
+        name: "dr_established_real_in_other_service_rescheduled",
+        why: "FLOWS points at a real now in another service: treated as a miss, scheduled to REAL_A",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(dr(&p, &a)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX]).both(SVC, REAL_A, new_conn(&p)),
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_A, SVC)))],
+    }
+    .into()
+}
+
+/// New flow, then the real is made quiescent (weight 0, table rebuilt without it): the
+/// established flow stays, a new client goes to the other real (IPVS quiescent semantics).
+fn quiescent_sequence() -> Sequence {
+    let first = Pkt::tcp(CLIENT4, VIP4, 40000, 80).syn();
+    let again = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let other = Pkt::tcp(CLIENT4_B, VIP4, 50000, 80).syn();
+    let a = real(Dr, SVC, REAL4, 80);
+    let b = Real {
+        weight: 0,
+        dst_mac: [2, 0, 0, 0, 1, 3],
+        ..real(Dr, SVC, REAL4_B, 80)
+    };
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.reals.push((REAL_B, b));
+    let a0 = Real { weight: 0, ..a };
+    let b1 = Real { weight: 1, ..b };
+    let tx = |p: &Pkt, r: &Real, id: u32, new: bool| {
+        let mut c = vec![Counter::RX, Counter::FWD_DR, Counter::TX];
+        if new {
+            c.push(Counter::NEW_FLOW);
+        }
+        let t = if new { new_conn(p) } else { inbound(p) };
+        Step {
+            what: "",
+            input: p.clone().into(),
+            ingress: lb_tests::bpf::IF_LO,
+            verdict: Verdict::Tx,
+            output: Output::Pkt(dr(p, r)),
+            counts: Counts::of(&c).both(SVC, id, t),
+            state: vec![StateCheck::Flow(key_of(p), Some(fv(id, SVC)))],
+        }
+    };
+    Sequence {
+        name: "dr_flow_survives_quiescent_real",
+        why: "a recorded flow keeps its real after the table drops it (weight 0); a new client goes to the new table",
+        provision: prov.clone(),
+        steps: vec![
+            Action::Packet(Step {
+                what: "SYN: new flow to REAL_A",
+                ..tx(&first, &a, REAL_A, true)
+            }),
+            Action::Update(Provision {
+                reals: vec![(REAL_A, a0), (REAL_B, b1)],
+                ..Provision::default()
+            }),
+            Action::Packet(Step {
+                what: "same flow: still REAL_A, no NEW_FLOW",
+                ..tx(&again, &a0, REAL_A, false)
+            }),
+            Action::Packet(Step {
+                what: "another client: new table, REAL_B",
+                ..tx(&other, &b1, REAL_B, true)
+            }),
+        ],
+    }
+}

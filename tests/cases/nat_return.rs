@@ -1,0 +1,245 @@
+//! NAT return path: a real's reply gets VIP:port back as its source, TTL − 1, and goes to
+//! the client's MAC through the client's interface, all from the NAT_REV entry the forward
+//! direction recorded. The main cases are sequences: forward first, then the reply.
+
+use super::common::*;
+use lb_common::{Counter, Drop, ForwardMode::Nat, Pass, Real};
+use lb_tests::bpf::{IF_LO, IF_OUT, IF_PEER, Verdict};
+use lb_tests::case::{Action, Case, Counts, Output, Sequence, StateCheck, Step};
+use lb_tests::packet::Pkt;
+
+pub fn cases() -> Vec<Sequence> {
+    vec![
+        forward_then_reply(
+            "nat_return_v4_tcp",
+            "forward VIP:80 → real:8080, then the reply real:8080 → client leaves as VIP:80 → client",
+            Pkt::tcp(CLIENT4, VIP4, 40000, 80),
+            REAL4,
+            8080,
+        ),
+        forward_then_reply(
+            "nat_return_v4_udp",
+            "UDP: forward, then the reply gets VIP:53 back as source",
+            Pkt::udp(CLIENT4, VIP4, 40000, 53),
+            REAL4,
+            5353,
+        ),
+        forward_then_reply(
+            "nat_return_v6_tcp",
+            "IPv6 TCP: forward, then the reply gets VIP:80 back, hop limit − 1",
+            Pkt::tcp(CLIENT6, VIP6, 40000, 80),
+            REAL6,
+            8080,
+        ),
+        forward_then_reply(
+            "nat_return_v6_udp",
+            "IPv6 UDP: forward, then the reply gets VIP:53 back",
+            Pkt::udp(CLIENT6, VIP6, 40000, 53),
+            REAL6,
+            5353,
+        ),
+        two_armed(),
+        provisioned_redirect(),
+        redirect_missing_port(),
+        ttl1_dropped(),
+        udp_zero_checksum(),
+        pass_case(
+            "nat_return_miss_passes",
+            "a packet from a NAT real with no NAT_REV entry carries on: not to a VIP, pass NotVip",
+            one(VIP4, 80, TCP, real(Nat, SVC, REAL4, 8080)),
+            Pkt::tcp(REAL4, CLIENT4, 8080, 40001).macs(MAC_REAL, MAC_OUT),
+            Pass::NotVip,
+        )
+        .into(),
+        fragment_not_returned(),
+    ]
+}
+
+/// Step 1 of every return sequence: a new NAT flow from `p`.
+fn forward_step(p: &Pkt, r: &Real, ingress: u32, verdict: Verdict) -> Step {
+    let (k, v) = nat_rev_of(p, r, ingress, SVC, REAL_A);
+    let out = if verdict == Verdict::Tx {
+        Counter::TX
+    } else {
+        Counter::REDIRECT
+    };
+    Step {
+        what: "client packet: new NAT flow, NAT_REV recorded",
+        input: p.clone().into(),
+        ingress,
+        verdict,
+        output: Output::Pkt(nat(p, r)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_NAT, Counter::NEW_FLOW, out]).both(
+            SVC,
+            REAL_A,
+            new_conn(p),
+        ),
+        state: vec![StateCheck::NatRev(k, Some(v)), StateCheck::NatRevCount(1)],
+    }
+}
+
+/// The reply step: restored and sent back through the NAT_REV entry's interface.
+fn reply_step(p: &Pkt, r: &Real, fwd_ingress: u32, reply_ingress: u32) -> Step {
+    let (_, rev) = nat_rev_of(p, r, fwd_ingress, SVC, REAL_A);
+    let reply = reply_of(p, r);
+    let (verdict, out) = if fwd_ingress == reply_ingress {
+        (Verdict::Tx, Counter::TX)
+    } else {
+        (Verdict::Redirect, Counter::REDIRECT)
+    };
+    Step {
+        what: "the real's reply: source restored to VIP:port, MACs from NAT_REV",
+        input: reply.clone().into(),
+        ingress: reply_ingress,
+        verdict,
+        output: Output::Pkt(nat_return(&reply, &rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, out]).both(
+            SVC,
+            REAL_A,
+            outbound(&reply),
+        ),
+        state: vec![],
+    }
+}
+
+pub fn forward_then_reply(
+    name: &'static str,
+    why: &'static str,
+    p: Pkt,
+    raddr: &str,
+    rport: u16,
+) -> Sequence {
+    let r = real(Nat, SVC, raddr, rport);
+    let (_, vport) = p.ports();
+    Sequence {
+        name,
+        why,
+        provision: one(&p.ip.dst().to_string(), vport, p.proto(), r),
+        steps: vec![
+            Action::Packet(forward_step(&p, &r, IF_LO, Verdict::Tx)),
+            Action::Packet(reply_step(&p, &r, IF_LO, IF_LO)),
+        ],
+    }
+}
+
+/// Two-armed director: clients on lbt1 (IF_PEER), reals on lbt0 (IF_OUT). The forward
+/// packet is redirected to lbt0; the reply arrives on lbt0 and is redirected to lbt1.
+fn two_armed() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = Real {
+        ifindex: IF_OUT,
+        ..real(Nat, SVC, REAL4, 8080)
+    };
+    let mut prov = one(VIP4, 80, TCP, r);
+    prov.tx_ports = vec![IF_OUT, IF_PEER];
+    Sequence {
+        name: "nat_return_two_armed_redirects",
+        why: "client on one interface, real on another: both directions are XDP_REDIRECT, the reply to the client's interface",
+        provision: prov,
+        steps: vec![
+            Action::Packet(forward_step(&p, &r, IF_PEER, Verdict::Redirect)),
+            Action::Packet(reply_step(&p, &r, IF_PEER, IF_OUT)),
+        ],
+    }
+}
+
+/// A NAT_REV entry written directly (as a restarted director would have it).
+fn with_rev(
+    p: &Pkt,
+    r: Real,
+    ifindex: u32,
+) -> (lb_tests::provision::Provision, lb_common::NatReverse) {
+    let (k, v) = nat_rev_of(p, &r, ifindex, SVC, REAL_A);
+    let (_, vport) = p.ports();
+    let mut prov = one(&p.ip.dst().to_string(), vport, p.proto(), r);
+    prov.nat_rev.push((k, v));
+    (prov, v)
+}
+
+fn provisioned_redirect() -> Sequence {
+    let p = Pkt::udp(CLIENT6, VIP6, 40000, 53);
+    let r = real(Nat, SVC, REAL6, 5353);
+    let (mut prov, rev) = with_rev(&p, r, IF_OUT);
+    prov.tx_ports = vec![IF_OUT];
+    let reply = reply_of(&p, &r);
+    Case {
+        name: "nat_return_v6_redirect_to_client_interface",
+        why: "the NAT_REV entry names another interface than the reply's: XDP_REDIRECT there",
+        provision: prov,
+        input: reply.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Redirect,
+        output: Output::Pkt(nat_return(&reply, &rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::REDIRECT]).both(
+            SVC,
+            REAL_A,
+            outbound(&reply),
+        ),
+        state: vec![],
+    }
+    .into()
+}
+
+fn redirect_missing_port() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = real(Nat, SVC, REAL4, 8080);
+    let (prov, _) = with_rev(&p, r, IF_PEER);
+    let reply = reply_of(&p, &r);
+    Case {
+        name: "nat_return_redirect_not_in_tx_ports",
+        why: "the client's interface is missing from TX_PORTS: the rewritten reply cannot leave, drop Redirect",
+        provision: prov,
+        input: reply.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Drop,
+        output: Output::NotChecked,
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Drop::Redirect.counter()]).both(SVC, REAL_A, outbound(&reply)),
+        state: vec![],
+    }
+    .into()
+}
+
+fn ttl1_dropped() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = real(Nat, SVC, REAL4, 8080);
+    let (prov, _) = with_rev(&p, r, IF_LO);
+    drop_case(
+        "nat_return_ttl1_dropped",
+        "a reply with TTL 1 cannot take the director's hop: drop TtlExpired",
+        prov,
+        reply_of(&p, &r).ttl(1),
+        Drop::TtlExpired,
+    )
+    .into()
+}
+
+fn udp_zero_checksum() -> Sequence {
+    let p = Pkt::udp(CLIENT4, VIP4, 40000, 53);
+    let r = real(Nat, SVC, REAL4, 5353);
+    let (prov, rev) = with_rev(&p, r, IF_LO);
+    let reply = reply_of(&p, &r).udp_checksum_zero();
+    Case {
+        name: "nat_return_v4_udp_zero_checksum",
+        why: "a reply with UDP checksum 0 (none) keeps 0 after the source rewrite",
+        provision: prov,
+        input: reply.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(nat_return(&reply, &rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::TX]).both(
+            SVC,
+            REAL_A,
+            outbound(&reply),
+        ),
+        state: vec![],
+    }
+    .into()
+}
+
+fn fragment_not_returned() -> Sequence {
+    let p = Pkt::udp(CLIENT4, VIP4, 40000, 53);
+    let r = real(Nat, SVC, REAL4, 5353);
+    let (prov, _) = with_rev(&p, r, IF_LO);
+    let frag = reply_of(&p, &r).fragment(true, 0);
+    pass_case("nat_return_fragment_passes", "a fragmented reply is not looked up in NAT_REV (no ports to trust); to a non-VIP: pass NotVip", prov, frag, Pass::NotVip).into()
+}

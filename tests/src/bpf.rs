@@ -1,0 +1,387 @@
+//! The BPF test-run harness: a private network namespace (so the test owns `lo`, ifindex 1,
+//! and a veth pair to redirect to), the real balancer object loaded with small flow tables,
+//! typed access to its maps, and BPF_PROG_TEST_RUN of `lb_xdp` on one frame.
+
+use anyhow::{Context, Result, anyhow, bail};
+use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::{Ebpf, EbpfLoader, Pod};
+use lb_common::consts::{
+    MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV, MAP_REAL_STATS, MAP_REALS,
+    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+};
+use lb_common::{
+    Counter, FlowKey, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic, VipKey,
+};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Ingress interface of every test run without an explicit one: the namespace's loopback,
+/// which BPF_PROG_TEST_RUN uses as the frame's device. A real on this ifindex is XDP_TX.
+pub const IF_LO: u32 = 1;
+/// One end of the harness's veth pair, in TX_PORTS when a case lists it: a redirect target.
+pub const IF_OUT: u32 = 10;
+/// The other end of the veth pair: exists, but cases leave it out of TX_PORTS.
+pub const IF_PEER: u32 = 11;
+
+/// Flow-table capacity the harness loads with (FLOWS and NAT_REV), small so a load is quick.
+pub const TEST_MAX_FLOWS: u32 = 1024;
+
+/// XDP verdicts (enum xdp_action).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// XDP_ABORTED.
+    Aborted = 0,
+    /// XDP_DROP.
+    Drop = 1,
+    /// XDP_PASS.
+    Pass = 2,
+    /// XDP_TX.
+    Tx = 3,
+    /// XDP_REDIRECT.
+    Redirect = 4,
+}
+
+impl Verdict {
+    /// The verdict of a program return value.
+    pub fn from_ret(v: u32) -> Option<Verdict> {
+        [
+            Verdict::Aborted,
+            Verdict::Drop,
+            Verdict::Pass,
+            Verdict::Tx,
+            Verdict::Redirect,
+        ]
+        .into_iter()
+        .find(|x| *x as u32 == v)
+    }
+}
+
+/// True when the process can run BPF_PROG_TEST_RUN (root).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn sh(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Moves the calling thread into a fresh network namespace with `lo` up and a veth pair
+/// (ifindex [`IF_OUT`] and [`IF_PEER`]). BPF_PROG_TEST_RUN runs frames as received on this
+/// namespace's `lo`, and devmap entries must name devices of this namespace. The host's
+/// interfaces are never touched. Commands spawned afterwards inherit the namespace.
+pub fn enter_netns() -> Result<()> {
+    // SAFETY: unshare only changes this thread's namespace membership.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        bail!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    }
+    sh(&["ip", "link", "set", "lo", "up"])?;
+    let (a, b) = (IF_OUT.to_string(), IF_PEER.to_string());
+    sh(&[
+        "ip", "link", "add", "lbt0", "index", &a, "type", "veth", "peer", "name", "lbt1", "index",
+        &b,
+    ])?;
+    sh(&["ip", "link", "set", "lbt0", "up"])?;
+    sh(&["ip", "link", "set", "lbt1", "up"])?;
+    Ok(())
+}
+
+/// The balancer object to test: `LB_BPF_OBJECT`, else the newer of the workspace's
+/// `target/release/lb.bpf.o` (what `cargo xtask build` installs) and the eBPF crate's own
+/// build output, so a fresh `cargo build` in lb-ebpf is never shadowed by a stale copy.
+pub fn object_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("LB_BPF_OBJECT") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!(
+                "LB_BPF_OBJECT={} does not exist: build the object with `cargo xtask build`",
+                p.display()
+            );
+        }
+        return Ok(p);
+    }
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates = [
+        ws.join("target/release/lb.bpf.o"),
+        ws.join("lb-ebpf/target/bpfel-unknown-none/release/lb"),
+    ];
+    candidates
+        .iter()
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p.clone())
+        .ok_or_else(|| {
+            anyhow!(
+                "the balancer BPF object is missing (looked for {} and {}): build it with \
+                 `cargo xtask build` (or set LB_BPF_OBJECT)",
+                candidates[0].display(),
+                candidates[1].display()
+            )
+        })
+}
+
+/// Map slots written by the harness since the last [`Bpf::clear`].
+#[derive(Default)]
+struct Touched {
+    reals: BTreeSet<u32>,
+    sched: BTreeSet<u32>,
+    vip_words: BTreeSet<u32>,
+    nat_words: BTreeSet<u32>,
+}
+
+/// The loaded balancer and its maps.
+pub struct Bpf {
+    ebpf: Ebpf,
+    /// The object file it came from.
+    pub path: PathBuf,
+    touched: Touched,
+}
+
+/// Counter slots summed over CPUs, and the traffic of some services and reals.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Every `COUNTERS` slot, summed over CPUs.
+    pub counters: Vec<u64>,
+    /// (service id, traffic summed over CPUs).
+    pub svc: Vec<(u32, Traffic)>,
+    /// (real id, traffic summed over CPUs).
+    pub real: Vec<(u32, Traffic)>,
+}
+
+impl Bpf {
+    /// Loads the object with small flow tables and loads `lb_xdp` into the kernel.
+    pub fn load(path: &Path) -> Result<Bpf> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_FLOWS, TEST_MAX_FLOWS)
+            .map_max_entries(MAP_NAT_REV, TEST_MAX_FLOWS)
+            .load_file(path)
+            .with_context(|| format!("loading {}", path.display()))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG_LB)
+            .ok_or_else(|| anyhow!("{} has no program {PROG_LB}", path.display()))?
+            .try_into()
+            .with_context(|| format!("{PROG_LB} is not an XDP program"))?;
+        prog.load()
+            .with_context(|| format!("verifying {PROG_LB}"))?;
+        Ok(Bpf {
+            ebpf,
+            path: path.to_owned(),
+            touched: Touched::default(),
+        })
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("the object has no map {name}"))
+    }
+
+    fn hash<K: Pod, V: Pod>(&mut self, name: &str) -> Result<HashMap<&mut MapData, K, V>> {
+        HashMap::try_from(self.map_mut(name)?).with_context(|| format!("map {name}"))
+    }
+
+    fn array<V: Pod>(&mut self, name: &str) -> Result<Array<&mut MapData, V>> {
+        Array::try_from(self.map_mut(name)?).with_context(|| format!("map {name}"))
+    }
+
+    fn clear_hash<K: Pod, V: Pod>(&mut self, name: &str) -> Result<()> {
+        let mut m = self.hash::<K, V>(name)?;
+        let keys: Vec<K> = m.keys().collect::<Result<_, _>>()?;
+        for k in keys {
+            m.remove(&k)?;
+        }
+        Ok(())
+    }
+
+    /// Empties every map the cases write: hash maps entirely, array slots the harness wrote.
+    /// Statistics are not cleared: cases check deltas.
+    pub fn clear(&mut self) -> Result<()> {
+        self.clear_hash::<ServiceKey, Service>(MAP_SERVICES)?;
+        self.clear_hash::<VipKey, u32>(MAP_VIPS)?;
+        self.clear_hash::<FlowKey, FlowValue>(MAP_FLOWS)?;
+        self.clear_hash::<FlowKey, NatReverse>(MAP_NAT_REV)?;
+        {
+            let mut ports = DevMapHash::try_from(self.map_mut(MAP_TX_PORTS)?)?;
+            let keys: Vec<u32> = ports.keys().collect::<Result<_, _>>()?;
+            for k in keys {
+                ports.remove(k)?;
+            }
+        }
+        let t = std::mem::take(&mut self.touched);
+        let mut reals = self.array::<Real>(MAP_REALS)?;
+        for i in t.reals {
+            reals.set(i, Real::default(), 0)?;
+        }
+        let mut sched = self.array::<u32>(MAP_SCHED_TABLE)?;
+        for i in t.sched {
+            sched.set(i, 0, 0)?;
+        }
+        let mut f = self.array::<u64>(MAP_VIP_FILTER)?;
+        for i in t.vip_words {
+            f.set(i, 0, 0)?;
+        }
+        let mut f = self.array::<u64>(MAP_NAT_FILTER)?;
+        for i in t.nat_words {
+            f.set(i, 0, 0)?;
+        }
+        Ok(())
+    }
+
+    /// SERVICES[key] = svc.
+    pub fn put_service(&mut self, key: ServiceKey, svc: Service) -> Result<()> {
+        Ok(self.hash(MAP_SERVICES)?.insert(key, svc, 0)?)
+    }
+
+    /// VIPS[key] = count.
+    pub fn put_vip(&mut self, key: VipKey, count: u32) -> Result<()> {
+        Ok(self.hash(MAP_VIPS)?.insert(key, count, 0)?)
+    }
+
+    /// REALS[id] = real.
+    pub fn put_real(&mut self, id: u32, real: Real) -> Result<()> {
+        self.touched.reals.insert(id);
+        Ok(self.array(MAP_REALS)?.set(id, real, 0)?)
+    }
+
+    /// SCHED_TABLE[base..] = slots.
+    pub fn put_table(&mut self, base: u32, slots: &[u32]) -> Result<()> {
+        let mut m = self.array::<u32>(MAP_SCHED_TABLE)?;
+        for (i, s) in slots.iter().enumerate() {
+            m.set(base + i as u32, *s, 0)?;
+        }
+        self.touched.sched.extend(base..base + slots.len() as u32);
+        Ok(())
+    }
+
+    /// Sets a bit in VIP_FILTER (`nat` false) or NAT_FILTER (`nat` true).
+    pub fn set_filter_bit(&mut self, nat: bool, (word, bit): (u32, u64)) -> Result<()> {
+        let name = if nat { MAP_NAT_FILTER } else { MAP_VIP_FILTER };
+        let mut m = self.array::<u64>(name)?;
+        let v = m.get(&word, 0)?;
+        m.set(word, v | bit, 0)?;
+        if nat {
+            self.touched.nat_words.insert(word);
+        } else {
+            self.touched.vip_words.insert(word);
+        }
+        Ok(())
+    }
+
+    /// FLOWS[key] = value.
+    pub fn put_flow(&mut self, key: FlowKey, v: FlowValue) -> Result<()> {
+        Ok(self.hash(MAP_FLOWS)?.insert(key, v, 0)?)
+    }
+
+    /// NAT_REV[key] = value.
+    pub fn put_nat_rev(&mut self, key: FlowKey, v: NatReverse) -> Result<()> {
+        Ok(self.hash(MAP_NAT_REV)?.insert(key, v, 0)?)
+    }
+
+    /// TX_PORTS[ifindex] = ifindex.
+    pub fn put_tx_port(&mut self, ifindex: u32) -> Result<()> {
+        let mut m = DevMapHash::try_from(self.map_mut(MAP_TX_PORTS)?)?;
+        m.insert(ifindex, ifindex, None, 0)
+            .with_context(|| format!("TX_PORTS[{ifindex}]"))?;
+        Ok(())
+    }
+
+    /// FLOWS[key], if present.
+    pub fn flow(&mut self, key: &FlowKey) -> Result<Option<FlowValue>> {
+        get_opt(self.hash(MAP_FLOWS)?.get(key, 0))
+    }
+
+    /// NAT_REV[key], if present.
+    pub fn nat_rev(&mut self, key: &FlowKey) -> Result<Option<NatReverse>> {
+        get_opt(self.hash(MAP_NAT_REV)?.get(key, 0))
+    }
+
+    /// Number of FLOWS entries.
+    pub fn flow_count(&mut self) -> Result<usize> {
+        Ok(self.hash::<FlowKey, FlowValue>(MAP_FLOWS)?.keys().count())
+    }
+
+    /// Number of NAT_REV entries.
+    pub fn nat_rev_count(&mut self) -> Result<usize> {
+        Ok(self
+            .hash::<FlowKey, NatReverse>(MAP_NAT_REV)?
+            .keys()
+            .count())
+    }
+
+    /// All counters and the traffic of the given services and reals, summed over CPUs.
+    pub fn snapshot(&mut self, svcs: &[u32], reals: &[u32]) -> Result<Snapshot> {
+        let counters = {
+            let m = PerCpuArray::<_, u64>::try_from(self.map_mut(MAP_COUNTERS)?)?;
+            (0..Counter::SLOTS)
+                .map(|i| Ok(m.get(&i, 0)?.iter().sum()))
+                .collect::<Result<Vec<u64>>>()?
+        };
+        let traffic = |this: &mut Bpf, name: &str, ids: &[u32]| -> Result<Vec<(u32, Traffic)>> {
+            let m = PerCpuArray::<_, Traffic>::try_from(this.map_mut(name)?)?;
+            ids.iter()
+                .map(|id| {
+                    let mut t = Traffic::default();
+                    for c in m.get(id, 0)?.iter() {
+                        t.add(c);
+                    }
+                    Ok((*id, t))
+                })
+                .collect()
+        };
+        let svc = traffic(self, MAP_SVC_STATS, svcs)?;
+        let real = traffic(self, MAP_REAL_STATS, reals)?;
+        Ok(Snapshot {
+            counters,
+            svc,
+            real,
+        })
+    }
+
+    /// Runs `lb_xdp` once on a copy of `frame` received on `ingress`; returns the program's
+    /// return value and the frame as it left the program.
+    pub fn run(&mut self, frame: &[u8], ingress: u32) -> Result<(u32, Vec<u8>)> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_LB)
+            .ok_or_else(|| anyhow!("no program {PROG_LB}"))?
+            .try_into()?;
+        // Room for the largest growth (IP6IP6 adds 40 bytes) and more.
+        let mut out = vec![0u8; frame.len() + 512];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. The kernel wants data 0 and data_end = the frame's length.
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ingress, 0, 0];
+        let md_bytes: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: (ingress != IF_LO).then_some(md_bytes.as_slice()),
+                repeat: 1,
+                ..TestRunOptions::new()
+            })
+            .context("BPF_PROG_TEST_RUN")?;
+        out.truncate(res.data_size_out as usize);
+        Ok((res.return_value, out))
+    }
+}
+
+fn get_opt<V>(r: Result<V, aya::maps::MapError>) -> Result<Option<V>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
