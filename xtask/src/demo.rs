@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use lb_tests::lab::{self, Cleaner, Family, Lab};
 use std::time::Instant;
 
-pub fn run(requests: usize) -> Result<()> {
+pub fn run(requests: usize, build: bool) -> Result<()> {
     if !is_root() {
         bail!("the demo needs root (network namespaces, XDP, bpffs): run it as root");
     }
@@ -23,7 +23,9 @@ pub fn run(requests: usize) -> Result<()> {
         })
         .context("installing the Ctrl-C handler")?;
     }
-    crate::build::run()?;
+    if build {
+        crate::build::run()?;
+    }
     let result = show(&cleaner, requests);
     let left = cleaner.leftovers();
     if left.is_empty() {

@@ -49,6 +49,9 @@ enum Cmd {
         /// Requests per service.
         #[arg(long, default_value_t = 12)]
         requests: usize,
+        /// Use the binaries already in target/release instead of building first.
+        #[arg(long)]
+        no_build: bool,
     },
     /// Benchmarks (not implemented yet).
     Bench {
@@ -67,7 +70,7 @@ fn main() -> Result<()> {
         Cmd::Build => build::run(),
         Cmd::BuildAndLoad { iface, skb, detach } => build::build_and_load(&iface, skb, detach),
         Cmd::Test { group, args } => test::run(group, &args),
-        Cmd::Demo { requests } => demo::run(requests),
+        Cmd::Demo { requests, no_build } => demo::run(requests, !no_build),
         Cmd::Bench { .. } => {
             anyhow::bail!("bench is not implemented yet (tracked separately); no figures to show")
         }

@@ -139,14 +139,16 @@ fn run_group(group: Group, extra: &[String]) -> Outcome {
                 tally.add(t);
             }
         }
-        let status = child.wait();
-        let ok = status.as_ref().is_ok_and(|s| s.success());
+        let (ok, status) = match child.wait() {
+            Ok(s) => (s.success(), s.to_string()),
+            Err(e) => (false, e.to_string()),
+        };
         if tally.binaries == 0 {
             out.broken
-                .push(format!("`{line}` ran no test binary ({status:?})"));
+                .push(format!("`{line}` ran no test binary ({status})"));
         } else if !ok && tally.failed == 0 {
             out.broken.push(format!(
-                "`{line}` exited with {status:?} without a failed test"
+                "`{line}` exited with {status} without a failed test"
             ));
         }
         out.tally.add(tally);
