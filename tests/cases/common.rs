@@ -246,24 +246,53 @@ pub fn nat_return(reply: &Pkt, rev: &NatReverse) -> Pkt {
         .ttl(ttl)
 }
 
-/// The quote after the NAT rewrite of an ICMP error: quoted source := real.addr, quoted
-/// source port := real.port (or the kept port), the quoted IPv4 header checksum recomputed,
-/// and the quoted L4 checksum left as the router quoted it (docs/datapath.md).
-pub fn nat_quote(quoted: &Pkt, r: &Real) -> Vec<u8> {
+/// The quote after the NAT rewrite of an ICMP error of `len` quoted bytes: quoted source
+/// := real.addr, quoted source port := real.port (or the kept port), the quoted IPv4 header
+/// checksum recomputed, and the quoted L4 checksum left as the router quoted it
+/// (docs/datapath.md).
+pub fn nat_quote(quoted: &Pkt, r: &Real, len: usize) -> Vec<u8> {
     let rip = lb_common::addr::convert::from_raw(&r.addr, r.family);
     let port = if r.port.to_host() == 0 {
         quoted.ports().0
     } else {
         r.port.to_host()
     };
-    let orig = quoted.quote();
-    let mut q = quoted.clone().src(rip).sport(port).quote();
-    if let L4::Udp { .. } = quoted.l4 {
-        let at = quoted.ip_header_len() + 6;
+    let orig = quoted.quote_len(len);
+    let mut q = quoted.clone().src(rip).sport(port).quote_len(len);
+    let at = quoted.ip_header_len()
+        + match quoted.l4 {
+            L4::Udp { .. } => 6,
+            _ => 16,
+        };
+    if at + 2 <= q.len() {
         q[at..at + 2].copy_from_slice(&orig[at..at + 2]);
     }
     q
 }
+
+/// A UDP payload for which `expect(payload)` (the frame the program should produce) has
+/// the UDP checksum 0xFFFF: the sum comes out as zero, which RFC 768 sends as all ones
+/// because 0 means "no checksum" — the corner an incremental update can get wrong. The
+/// first 16-bit word is chosen; in one's complement, adding the checksum of the packet with
+/// that word at 0 makes the sum 0xFFFF.
+pub fn udp_payload_for_ffff(expect: impl Fn(&[u8]) -> Pkt) -> Vec<u8> {
+    let csum = |p: &Pkt| {
+        let b = p.bytes();
+        let at = p.l4_offset() + 6;
+        u16::from_be_bytes([b[at], b[at + 1]])
+    };
+    let mut payload = vec![0, 0, b'l', b'b', b'-', b'f', b'f', b'f'];
+    let c0 = csum(&expect(&payload));
+    payload[..2].copy_from_slice(&c0.to_be_bytes());
+    assert_eq!(csum(&expect(&payload)), 0xffff, "payload search failed");
+    payload
+}
+
+/// A SYN's options: MSS 1460, SACK permitted, timestamps, NOP, window scale 7 (20 bytes,
+/// as Linux sends them).
+pub const SYN_OPTIONS: [u8; 20] = [
+    2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 1, 0xe2, 0x40, 0, 0, 0, 0, 1, 3, 3, 7,
+];
 
 // ---- Counters.
 

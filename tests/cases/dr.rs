@@ -174,96 +174,159 @@ pub fn cases() -> Vec<Sequence> {
             c.counts = dropped(Drop::TtlExpired);
             c.into()
         },
+        new_flow_case(
+            "dr_v4_syn_tcp_options",
+            "a SYN with MSS/SACK/timestamp/window-scale options is forwarded byte for byte",
+            Dr,
+            tcp4.clone().syn().tcp_options(&SYN_OPTIONS),
+            REAL4,
+            80,
+        )
+        .into(),
         redirect_case(),
         redirect_v6_case(),
         ingress_veth_tx_case(),
         redirect_missing_port_case(),
-        mh_src_hash_case(),
-        mh_hash_ports_case(),
+        mh_src_hash_case(false),
+        mh_src_hash_case(true),
+        mh_hash_ports_case(false),
+        mh_hash_ports_case(true),
         inactive_flow_real_case(),
         moved_flow_real_case(),
     ];
     v.push(quiescent_sequence());
+    v.push(tcp_and_udp_same_port());
     v
 }
 
 /// Three reals in one table, for the scheduling-contract cases.
-fn three_reals(flags: u32) -> Provision {
-    let mut p = one(VIP4, 80, TCP, real(Dr, SVC, REAL4, 80));
-    p.services[0].flags = flags;
-    p.services[0].table = Table::Maglev(251);
-    p.reals.push((
-        REAL_B,
-        Real {
-            dst_mac: [2, 0, 0, 0, 1, 3],
-            ..real(Dr, SVC, REAL4_B, 80)
-        },
-    ));
-    p.reals.push((
-        REAL_C,
-        Real {
-            dst_mac: [2, 0, 0, 0, 1, 4],
-            ..real(Dr, SVC, REAL4_C, 80)
-        },
-    ));
+fn three_reals(flags: u32, v6: bool) -> Provision {
+    let (vip, addrs) = if v6 {
+        (VIP6, [REAL6, REAL6_B, "2001:db8:2::4"])
+    } else {
+        (VIP4, [REAL4, REAL4_B, REAL4_C])
+    };
+    let mut p = Provision::default();
+    p.services.push(lb_tests::provision::Svc {
+        flags,
+        table: Table::Maglev(251),
+        ..svc(SVC, vip, 80, TCP)
+    });
+    for (i, a) in addrs.iter().enumerate() {
+        let mac = [2, 0, 0, 0, 1, 2 + i as u8];
+        p.reals.push((
+            REAL_A + i as u32,
+            Real {
+                dst_mac: mac,
+                ..real(Dr, SVC, a, 80)
+            },
+        ));
+    }
     p
 }
 
-/// mh without -b mh-port hashes the client address only (src_hash with FLOW_SEED).
-fn mh_src_hash_case() -> Sequence {
-    let prov = three_reals(0);
-    let p = Pkt::tcp(CLIENT4, VIP4, 40001, 80);
-    let key = key_of(&p);
-    let want = prov.scheduled(SVC, &key);
-    let table = prov.table(prov.svc(SVC));
-    assert_eq!(want, table[(src_hash(&key, FLOW_SEED) % 251) as usize]);
-    let r = *prov.real(want);
-    Case {
-        name: "dr_mh_schedules_by_client_address",
-        why: "a new flow goes to table[src_hash(key, FLOW_SEED) % len]: the lb-common hash is the contract",
-        provision: prov,
-        input: p.clone().into(),
-        ingress: lb_tests::bpf::IF_LO,
-        verdict: Verdict::Tx,
-        output: Output::Pkt(dr(&p, &r)),
-        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX]).both(SVC, want, new_conn(&p)),
-        state: vec![StateCheck::Flow(key, Some(fv(want, SVC)))],
-    }
-    .into()
+/// One new-flow step to the real the contract picks.
+fn scheduled_step(prov: &Provision, p: Pkt, what: &'static str) -> (u32, Action) {
+    let id = prov.scheduled(SVC, &key_of(&p));
+    let r = *prov.real(id);
+    let step =
+        Step {
+            what,
+            input: p.clone().into(),
+            ingress: lb_tests::bpf::IF_LO,
+            verdict: Verdict::Tx,
+            output: Output::Pkt(dr(&p, &r)),
+            counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX])
+                .both(SVC, id, new_conn(&p)),
+            state: vec![StateCheck::Flow(key_of(&p), Some(fv(id, SVC)))],
+        };
+    (id, Action::Packet(step))
 }
 
-/// With HASH_PORTS (-b mh-port) the whole flow is hashed; two client ports that the flow
-/// hash sends to different reals must land on those reals.
-fn mh_hash_ports_case() -> Sequence {
-    let prov = three_reals(VipFlags::HASH_PORTS);
+/// mh without -b mh-port hashes the client address only (src_hash with FLOW_SEED): clients
+/// that hash to different reals land there, and a second port of one client follows its
+/// first.
+fn mh_src_hash_case(v6: bool) -> Sequence {
+    let prov = three_reals(0, v6);
     let table = prov.table(prov.svc(SVC));
-    let pick = |p: &Pkt| table[(flow_hash(&key_of(p), FLOW_SEED) % 251) as usize];
-    let first = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
-    let second = (40001..41000)
-        .map(|port| Pkt::tcp(CLIENT4, VIP4, port, 80))
-        .find(|p| pick(p) != pick(&first))
-        .expect("some port hashes to another real");
-    let steps = [first, second]
-        .into_iter()
-        .map(|p| {
-            let id = prov.scheduled(SVC, &key_of(&p));
-            assert_eq!(id, pick(&p));
-            let r = *prov.real(id);
-            Action::Packet(Step {
-                what: "a new flow from one more client port",
-                input: p.clone().into(),
-                ingress: lb_tests::bpf::IF_LO,
-                verdict: Verdict::Tx,
-                output: Output::Pkt(dr(&p, &r)),
-                counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX])
-                    .both(SVC, id, new_conn(&p)),
-                state: vec![StateCheck::Flow(key_of(&p), Some(fv(id, SVC)))],
-            })
-        })
-        .collect();
+    let vip = if v6 { VIP6 } else { VIP4 };
+    let client = |i: u8| {
+        if v6 {
+            format!("2001:db8::{:x}", 0x100 + i as u16)
+        } else {
+            format!("198.18.0.{i}")
+        }
+    };
+    let mut steps = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 1..100u8 {
+        let p = Pkt::tcp(&client(i), vip, 40000, 80);
+        let key = key_of(&p);
+        assert_eq!(
+            prov.scheduled(SVC, &key),
+            table[(src_hash(&key, FLOW_SEED) % 251) as usize]
+        );
+        if seen.insert(prov.scheduled(SVC, &key)) {
+            steps.push(scheduled_step(&prov, p, "a new client").1);
+        }
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    let first = Pkt::tcp(&client(1), vip, 40000, 80);
+    let other_port = Pkt::tcp(&client(1), vip, 51234, 80);
+    assert_eq!(
+        prov.scheduled(SVC, &key_of(&first)),
+        prov.scheduled(SVC, &key_of(&other_port))
+    );
+    steps.push(
+        scheduled_step(
+            &prov,
+            other_port,
+            "the first client from another port: same real",
+        )
+        .1,
+    );
     Sequence {
-        name: "dr_mh_port_schedules_by_flow_hash",
-        why: "with HASH_PORTS two flows of one client go to table[flow_hash % len] each, here two different reals",
+        name: if v6 {
+            "dr_v6_mh_schedules_by_client_address"
+        } else {
+            "dr_v4_mh_schedules_by_client_address"
+        },
+        why: "a new flow goes to table[src_hash(key, FLOW_SEED) % len]: clients spread over the reals, one client's ports stay together",
+        provision: prov,
+        steps,
+    }
+}
+
+/// With HASH_PORTS (-b mh-port) the whole flow is hashed: one client's ports spread over
+/// the reals, each to table[flow_hash(key, FLOW_SEED) % len].
+fn mh_hash_ports_case(v6: bool) -> Sequence {
+    let prov = three_reals(VipFlags::HASH_PORTS, v6);
+    let table = prov.table(prov.svc(SVC));
+    let (client, vip) = if v6 { (CLIENT6, VIP6) } else { (CLIENT4, VIP4) };
+    let mut steps = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for port in 40000..41000u16 {
+        let p = Pkt::tcp(client, vip, port, 80);
+        let key = key_of(&p);
+        let id = table[(flow_hash(&key, FLOW_SEED) % 251) as usize];
+        assert_eq!(prov.scheduled(SVC, &key), id);
+        if seen.insert(id) {
+            steps.push(scheduled_step(&prov, p, "a new flow from one more client port").1);
+        }
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    assert!(seen.len() >= 2);
+    Sequence {
+        name: if v6 {
+            "dr_v6_mh_port_schedules_by_flow_hash"
+        } else {
+            "dr_v4_mh_port_schedules_by_flow_hash"
+        },
+        why: "with HASH_PORTS each flow goes to table[flow_hash(key, FLOW_SEED) % len]: one client's ports reach every real",
         provision: prov,
         steps,
     }
@@ -479,6 +542,41 @@ fn quiescent_sequence() -> Sequence {
                 what: "another client: new table, REAL_B",
                 ..tx(&other, &b1, REAL_B, true)
             }),
+        ],
+    }
+}
+
+/// TCP and UDP services on the same VIP and port are separate services.
+fn tcp_and_udp_same_port() -> Sequence {
+    let t = Pkt::tcp(CLIENT4, VIP4, 40000, 53);
+    let u = Pkt::udp(CLIENT4, VIP4, 40000, 53);
+    let a = real(Dr, SVC, REAL4, 53);
+    let b = Real {
+        dst_mac: MAC_REAL_B,
+        ..real(Dr, SVC_B, REAL4_B, 53)
+    };
+    let mut prov = one(VIP4, 53, TCP, a);
+    prov.services.push(svc(SVC_B, VIP4, 53, UDP));
+    prov.reals.push((REAL_B, b));
+    let step = |what, p: &Pkt, r: &Real, s, id| {
+        Action::Packet(Step {
+            what,
+            input: p.clone().into(),
+            ingress: lb_tests::bpf::IF_LO,
+            verdict: Verdict::Tx,
+            output: Output::Pkt(dr(p, r)),
+            counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX])
+                .both(s, id, new_conn(p)),
+            state: vec![StateCheck::Flow(key_of(p), Some(fv(id, s)))],
+        })
+    };
+    Sequence {
+        name: "dr_tcp_and_udp_services_same_port",
+        why: "TCP and UDP on VIP:53 are two services: each protocol goes to its own real, two flows recorded",
+        provision: prov,
+        steps: vec![
+            step("TCP to VIP:53", &t, &a, SVC, REAL_A),
+            step("UDP to VIP:53", &u, &b, SVC_B, REAL_B),
         ],
     }
 }

@@ -40,7 +40,10 @@ fn quoted_flow(q: &Pkt) -> lb_common::FlowKey {
 fn icmp_nat(icmp: &Pkt, q: &Pkt, r: &Real) -> Pkt {
     let rip = lb_common::addr::convert::from_raw(&r.addr, r.family);
     let ttl = icmp.ip.ttl() - 1;
-    dr(icmp, r).dst(rip).ttl(ttl).payload(&nat_quote(q, r))
+    dr(icmp, r)
+        .dst(rip)
+        .ttl(ttl)
+        .payload(&nat_quote(q, r, icmp.payload.len()))
 }
 
 fn expected(mode: ForwardMode, icmp: &Pkt, q: &Pkt, r: &Real) -> Pkt {
@@ -164,6 +167,148 @@ fn scheduled_multi() -> Sequence {
     .into()
 }
 
+/// An error whose quoted IPv4 header carries options (IHL 6).
+fn quote_options(mode: ForwardMode, name: &'static str, why: &'static str) -> Sequence {
+    let q = Pkt::tcp(VIP4, CLIENT4, 80, 40000).options(&[1, 1, 1, 0]);
+    let icmp = error_about(&q);
+    let port = if mode == Nat { 8080 } else { 80 };
+    let r = real(mode, SVC, REAL4, port);
+    Case {
+        name,
+        why,
+        provision: one(VIP4, 80, TCP, r),
+        input: icmp.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(expected(mode, &icmp, &q, &r)),
+        counts: Counts::of(&[
+            Counter::RX,
+            Counter::ICMP_TO_REAL,
+            fwd_counter(mode),
+            Counter::TX,
+        ])
+        .both(SVC, REAL_A, inbound(&icmp)),
+        state: vec![StateCheck::FlowCount(0)],
+    }
+    .into()
+}
+
+/// The ICMP error's own IPv4 header has options: the ICMP header is found via its IHL.
+fn outer_options() -> Sequence {
+    let q = quoted(TCP, false);
+    let icmp = error_about(&q).options(&[1, 1, 1, 0, 1, 1, 1, 0]);
+    let r = real(Dr, SVC, REAL4, 80);
+    Case {
+        name: "icmp4_frag_needed_outer_options",
+        why: "the error's own IPv4 header has options (IHL 7): parsed via IHL and forwarded untouched but for the MACs",
+        provision: one(VIP4, 80, TCP, r),
+        input: icmp.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(dr(&icmp, &r)),
+        counts: Counts::of(&[Counter::RX, Counter::ICMP_TO_REAL, Counter::FWD_DR, Counter::TX]).both(SVC, REAL_A, inbound(&icmp)),
+        state: vec![],
+    }
+    .into()
+}
+
+/// An error quoting much more than 8 bytes of a big reply.
+fn long_quote(mode: ForwardMode, v6: bool, name: &'static str, why: &'static str) -> Sequence {
+    let big = quoted(if v6 { UDP } else { TCP }, v6).payload(&[0x5a; 1400]);
+    let icmp = if v6 {
+        packet_too_big(ROUTER6, VIP6, 1280, &big.quote_len(1280 - 48))
+    } else {
+        frag_needed(ROUTER4, VIP4, 1400, &big.quote_len(576 - 28))
+    };
+    let port = if mode == Nat { 8080 } else { 80 };
+    let r = real(mode, SVC, if v6 { REAL6 } else { REAL4 }, port);
+    let vip = if v6 { VIP6 } else { VIP4 };
+    Case {
+        name,
+        why,
+        provision: one(vip, 80, big.proto(), r),
+        input: icmp.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(expected(mode, &icmp, &big, &r)),
+        counts: Counts::of(&[
+            Counter::RX,
+            Counter::ICMP_TO_REAL,
+            fwd_counter(mode),
+            Counter::TX,
+        ])
+        .both(SVC, REAL_A, inbound(&icmp)),
+        state: vec![StateCheck::FlowCount(0)],
+    }
+    .into()
+}
+
+/// HASH_PORTS with three reals: the error goes to table[flow_hash(quote reversed) % len];
+/// several client ports, one step each, so at least two reals are exercised.
+fn multi_hash_ports(v6: bool) -> Sequence {
+    let (vip, client, addrs) = if v6 {
+        (VIP6, CLIENT6, [REAL6, REAL6_B, "2001:db8:2::4"])
+    } else {
+        (VIP4, CLIENT4, [REAL4, REAL4_B, REAL4_C])
+    };
+    let mut prov = Provision::default();
+    prov.services.push(lb_tests::provision::Svc {
+        flags: lb_common::VipFlags::HASH_PORTS,
+        table: Table::Maglev(251),
+        ..svc(SVC, vip, 80, UDP)
+    });
+    for (i, a) in addrs.iter().enumerate() {
+        let mac = [2, 0, 0, 0, 1, 2 + i as u8];
+        prov.reals.push((
+            REAL_A + i as u32,
+            Real {
+                dst_mac: mac,
+                ..real(Dr, SVC, a, 80)
+            },
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut steps = Vec::new();
+    for cport in 40000..40100u16 {
+        let q = Pkt::udp(vip, client, 80, cport);
+        let id = prov.scheduled(SVC, &quoted_flow(&q));
+        if !seen.insert(id) && steps.len() >= 2 {
+            continue;
+        }
+        let icmp = error_about(&q);
+        let r = *prov.real(id);
+        steps.push(lb_tests::case::Action::Packet(lb_tests::case::Step {
+            what: "an error about one more client port",
+            input: icmp.clone().into(),
+            ingress: IF_LO,
+            verdict: Verdict::Tx,
+            output: Output::Pkt(dr(&icmp, &r)),
+            counts: Counts::of(&[
+                Counter::RX,
+                Counter::ICMP_TO_REAL,
+                Counter::FWD_DR,
+                Counter::TX,
+            ])
+            .both(SVC, id, inbound(&icmp)),
+            state: vec![StateCheck::FlowCount(0)],
+        }));
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    assert!(seen.len() >= 2, "the ports should reach at least two reals");
+    Sequence {
+        name: if v6 {
+            "icmp6_ptb_hash_ports_follows_schedule"
+        } else {
+            "icmp4_frag_needed_hash_ports_follows_schedule"
+        },
+        why: "with HASH_PORTS each error goes to table[flow_hash(quote reversed, FLOW_SEED) % len], as its flow would",
+        provision: prov,
+        steps,
+    }
+}
+
 fn dr_v4() -> Provision {
     one(VIP4, 80, TCP, real(Dr, SVC, REAL4, 80))
 }
@@ -253,6 +398,79 @@ pub fn cases() -> Vec<Sequence> {
             true,
         ),
         scheduled_multi(),
+        established(
+            "icmp6_ptb_tun_established",
+            "packet-too-big about an established TUN flow: IP6IP6 to the flow's real",
+            Tun,
+            UDP,
+            true,
+        ),
+        scheduled(
+            "icmp4_frag_needed_tun_scheduled",
+            "frag-needed to a TUN service, no flow: IPIP to the scheduled real",
+            Tun,
+            UDP,
+            false,
+        ),
+        scheduled(
+            "icmp4_frag_needed_nat_scheduled",
+            "NAT via scheduling: quote rewritten to the scheduled real",
+            Nat,
+            TCP,
+            false,
+        ),
+        quote_options(
+            Dr,
+            "icmp4_frag_needed_quote_options_dr",
+            "the quoted IPv4 header has options: its ports are found via the quoted IHL",
+        ),
+        quote_options(
+            Nat,
+            "icmp4_frag_needed_quote_options_nat",
+            "NAT of a quote with options: the quoted header checksum covers the options and stays valid",
+        ),
+        outer_options(),
+        long_quote(
+            Nat,
+            false,
+            "icmp4_frag_needed_nat_long_quote",
+            "a 548-byte quote of a 1500-byte reply (as Linux routers send): quoted tot_len exceeds the quote, NAT still rewrites it",
+        ),
+        long_quote(
+            Nat,
+            true,
+            "icmp6_ptb_nat_long_quote",
+            "a 1232-byte quote (ICMPv6 fills the minimum MTU): NAT rewrite, ICMPv6 checksum over all of it",
+        ),
+        long_quote(
+            Tun,
+            false,
+            "icmp4_frag_needed_tun_long_quote",
+            "a long quote is carried whole inside the tunnel",
+        ),
+        multi_hash_ports(false),
+        multi_hash_ports(true),
+        pass_case(
+            "icmp6_ptb_to_other",
+            "packet-too-big to a non-VIP: pass NotVip",
+            dr_v6(),
+            packet_too_big(ROUTER6, OTHER6, 1280, &q6.quote()),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "icmp6_dest_unreachable_to_vip",
+            "ICMPv6 destination unreachable (type 1) is not balanced: pass NotBalanced",
+            dr_v6(),
+            Pkt::icmp6(
+                ROUTER6,
+                VIP6,
+                Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Port),
+            )
+            .payload(&q6.quote()),
+            Pass::NotBalanced,
+        )
+        .into(),
         pass_case(
             "icmp4_frag_needed_no_service",
             "the quote names a port with no service (VIP:9999): pass NotBalanced",

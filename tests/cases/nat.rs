@@ -28,6 +28,14 @@ pub fn cases() -> Vec<Sequence> {
         new_flow_case("nat_v4_syn_big_payload", "a bigger segment: incremental checksum over a longer payload", Nat, tcp4.clone().payload(&[0xa5; 1000]), REAL4, 8080).into(),
         drop_case("nat_v6_hop1_dropped", "hop limit 1 to a NAT service: drop TtlExpired before any rewrite", one(VIP6, 80, TCP, real(Nat, SVC, REAL6, 8080)), tcp6.clone().ttl(1), Drop::TtlExpired).into(),
         redirect_case(),
+        new_flow_case("nat_v4_ethernet_padding", "a 54-byte ACK padded to 60: the checksum update ignores the padding, which is kept", Nat, tcp4.clone().payload(b"").pad(6), REAL4, 8080).into(),
+        new_flow_case("nat_v4_tos_kept", "the TOS byte (DSCP/ECN) is kept; the header checksum stays valid", Nat, udp4.clone().tos(0xb9), REAL4, 5353).into(),
+        new_flow_case("nat_v6_traffic_class_flow_label_kept", "IPv6 NAT keeps traffic class and flow label", Nat, tcp6.clone().tos(0x2e).flow_label(0xabcde), REAL6, 8080).into(),
+        from_nat_real_to_vip(),
+        udp_ffff(false),
+        udp_ffff(true),
+        new_flow_case("nat_v6_syn_tcp_options", "a SYN with MSS/SACK/timestamp/window-scale options: NAT leaves the options, checksum valid", Nat, tcp6.clone().syn().tcp_options(&SYN_OPTIONS), REAL6, 8080).into(),
+        new_flow_case("nat_v4_full_mtu", "a 1500-byte IP packet: NAT with the checksum over a full payload", Nat, tcp4.clone().payload(&[0x3c; 1500 - 40]), REAL4, 8080).into(),
     ]
 }
 
@@ -52,5 +60,54 @@ fn redirect_case() -> Sequence {
             .both(SVC, REAL_A, new_conn(&p)),
         state: vec![StateCheck::NatRev(k, Some(v))],
     }
+    .into()
+}
+
+/// A NAT real talking to the VIP itself: its address is in NAT_FILTER but the packet is no
+/// reply (NAT_REV miss), so it carries on and is balanced like any client's.
+fn from_nat_real_to_vip() -> Sequence {
+    let p = Pkt::tcp(REAL4_B, VIP4, 33333, 80);
+    let mut c = new_flow_case(
+        "nat_from_nat_real_to_vip",
+        "source in NAT_FILTER but no NAT_REV entry: not a reply, balanced as a new flow",
+        Nat,
+        p,
+        REAL4,
+        8080,
+    );
+    c.provision.reals.push((
+        REAL_B,
+        Real {
+            weight: 0,
+            ..real(Nat, SVC, REAL4_B, 8080)
+        },
+    ));
+    c.into()
+}
+
+/// The rewritten UDP checksum must be 0xFFFF, never 0 (RFC 768; for IPv6 a 0 makes the
+/// receiver drop the datagram, RFC 8200 §8.1).
+fn udp_ffff(v6: bool) -> Sequence {
+    let (client, vip, raddr) = if v6 {
+        (CLIENT6, VIP6, REAL6)
+    } else {
+        (CLIENT4, VIP4, REAL4)
+    };
+    let r = real(Nat, SVC, raddr, 5353);
+    let base = Pkt::udp(client, vip, 40000, 53);
+    let payload = udp_payload_for_ffff(|pl| nat(&base.clone().payload(pl), &r));
+    let name = if v6 {
+        "nat_v6_udp_checksum_ffff"
+    } else {
+        "nat_v4_udp_checksum_ffff"
+    };
+    new_flow_case(
+        name,
+        "the rewritten UDP checksum sums to zero: it must be sent as 0xFFFF, not 0 (no checksum)",
+        Nat,
+        base.payload(&payload),
+        raddr,
+        5353,
+    )
     .into()
 }

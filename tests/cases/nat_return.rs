@@ -52,6 +52,8 @@ pub fn cases() -> Vec<Sequence> {
         )
         .into(),
         fragment_not_returned(),
+        padding_case(),
+        udp_ffff(),
     ]
 }
 
@@ -242,4 +244,55 @@ fn fragment_not_returned() -> Sequence {
     let (prov, _) = with_rev(&p, r, IF_LO);
     let frag = reply_of(&p, &r).fragment(true, 0);
     pass_case("nat_return_fragment_passes", "a fragmented reply is not looked up in NAT_REV (no ports to trust); to a non-VIP: pass NotVip", prov, frag, Pass::NotVip).into()
+}
+
+/// A bare ACK reply padded to 60 bytes: restored, padding kept, bytes counted without it.
+fn padding_case() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = real(Nat, SVC, REAL4, 8080);
+    let (prov, rev) = with_rev(&p, r, IF_LO);
+    let reply = reply_of(&p, &r).payload(b"").pad(6);
+    Case {
+        name: "nat_return_v4_ethernet_padding",
+        why: "a padded 60-byte reply: source restored, checksum ignores the padding, padding kept",
+        provision: prov,
+        input: reply.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(nat_return(&reply, &rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::TX]).both(
+            SVC,
+            REAL_A,
+            outbound(&reply),
+        ),
+        state: vec![],
+    }
+    .into()
+}
+
+/// The reply's restored UDP checksum sums to zero: it must leave as 0xFFFF (IPv6: a 0 is
+/// invalid and the client would drop it).
+fn udp_ffff() -> Sequence {
+    let p = Pkt::udp(CLIENT6, VIP6, 40000, 53);
+    let r = real(Nat, SVC, REAL6, 5353);
+    let (prov, rev) = with_rev(&p, r, IF_LO);
+    let base = reply_of(&p, &r);
+    let payload = udp_payload_for_ffff(|pl| nat_return(&base.clone().payload(pl), &rev));
+    let reply = base.payload(&payload);
+    Case {
+        name: "nat_return_v6_udp_checksum_ffff",
+        why: "the restored UDP checksum sums to zero: sent as 0xFFFF, never 0",
+        provision: prov,
+        input: reply.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(nat_return(&reply, &rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::TX]).both(
+            SVC,
+            REAL_A,
+            outbound(&reply),
+        ),
+        state: vec![],
+    }
+    .into()
 }

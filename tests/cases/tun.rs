@@ -26,6 +26,9 @@ pub fn cases() -> Vec<Sequence> {
         new_flow_case("tun_v4_inner_options", "inner IPv4 options travel untouched inside the tunnel", Tun, tcp4.clone().options(&[1, 1, 1, 0]), REAL4, 80).into(),
         new_flow_case("tun_v4_ttl2_inner_kept", "TUN leaves the inner TTL as it was (2); the outer TTL is 64", Tun, tcp4.clone().ttl(2), REAL4, 80).into(),
         redirect_case(),
+        padding_case(),
+        new_flow_case("tun_v4_full_mtu", "a 1500-byte packet grows to 1520 bytes of IP: the tunnel does not fragment or refuse it", Tun, tcp4.clone().payload(&[0x3c; 1500 - 40]), REAL4, 80).into(),
+        new_flow_case("tun_v6_full_mtu", "a 1500-byte IPv6 packet grows by 40 bytes", Tun, udp6.clone().payload(&[0x3c; 1500 - 48]), REAL6, 53).into(),
     ]
 }
 
@@ -55,4 +58,21 @@ fn redirect_case() -> Sequence {
         state: vec![],
     }
     .into()
+}
+
+/// A 54-byte TCP ACK padded to the 60-byte Ethernet minimum: the outer length counts the
+/// inner IP length only, and the padding stays at the end of the frame.
+fn padding_case() -> Sequence {
+    let bare = Pkt::tcp(CLIENT4, VIP4, 40000, 80).payload(b"");
+    let p = bare.clone().pad(6);
+    let mut c = new_flow_case(
+        "tun_v4_ethernet_padding",
+        "Ethernet padding is not tunnelled as data: outer tot_len = inner tot_len + 20, padding kept after it",
+        Tun,
+        p,
+        REAL4,
+        80,
+    );
+    c.output = Output::Pkt(tun(&bare, &real(Tun, SVC, REAL4, 80)).pad(6));
+    c.into()
 }

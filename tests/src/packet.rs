@@ -339,6 +339,16 @@ impl Pkt {
         self
     }
 
+    /// TCP options as raw bytes (a multiple of 4, at most 40), e.g. a SYN's MSS, SACK-OK,
+    /// timestamps and window scale.
+    pub fn tcp_options(mut self, opts: &[u8]) -> Pkt {
+        match &mut self.l4 {
+            L4::Tcp(t) => t.set_options_raw(opts).expect("TCP options"),
+            _ => panic!("TCP options on {:?}", self.l4),
+        }
+        self
+    }
+
     /// The payload after the L4 header.
     pub fn payload(mut self, p: &[u8]) -> Pkt {
         self.payload = p.to_vec();
@@ -493,8 +503,14 @@ impl Pkt {
     /// What an ICMP error quotes of this packet: its IP header and the first 8 bytes after
     /// it (RFC 792; RFC 4443 allows more, routers that follow RFC 792 send this much).
     pub fn quote(&self) -> Vec<u8> {
+        self.quote_len(self.ip_header_len() + 8)
+    }
+
+    /// The first `n` bytes of the IP packet (Linux quotes up to 576 bytes for ICMP, up to
+    /// the IPv6 minimum MTU for ICMPv6).
+    pub fn quote_len(&self, n: usize) -> Vec<u8> {
         let ip = self.ip_bytes();
-        ip[..(self.ip_header_len() + 8).min(ip.len())].to_vec()
+        ip[..n.min(ip.len())].to_vec()
     }
 }
 
