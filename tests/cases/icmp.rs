@@ -309,6 +309,35 @@ fn multi_hash_ports(v6: bool) -> Sequence {
     }
 }
 
+/// An error about a flow whose real lost ACTIVE: treated as a miss, scheduled to REAL_A,
+/// and no flow is written (the stale entry stays as it was).
+fn inactive_flow_real() -> Sequence {
+    let q = quoted(TCP, false);
+    let icmp = error_about(&q);
+    let a = real(Dr, SVC, REAL4, 80);
+    let b = Real {
+        flags: lb_common::RealFlags(0),
+        weight: 0,
+        dst_mac: MAC_REAL_B,
+        ..real(Dr, SVC, REAL4_B, 80)
+    };
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.reals.push((REAL_B, b));
+    prov.flows.push((quoted_flow(&q), fv(REAL_B, SVC)));
+    Case {
+        name: "icmp4_frag_needed_inactive_flow_real",
+        why: "the quoted flow's real is inactive: the error is scheduled like a new flow (REAL_A), FLOWS left alone",
+        provision: prov,
+        input: icmp.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(dr(&icmp, &a)),
+        counts: Counts::of(&[Counter::RX, Counter::ICMP_TO_REAL, Counter::FWD_DR, Counter::TX]).both(SVC, REAL_A, inbound(&icmp)),
+        state: vec![StateCheck::Flow(quoted_flow(&q), Some(fv(REAL_B, SVC)))],
+    }
+    .into()
+}
+
 fn dr_v4() -> Provision {
     one(VIP4, 80, TCP, real(Dr, SVC, REAL4, 80))
 }
@@ -450,6 +479,7 @@ pub fn cases() -> Vec<Sequence> {
         ),
         multi_hash_ports(false),
         multi_hash_ports(true),
+        inactive_flow_real(),
         pass_case(
             "icmp6_ptb_to_other",
             "packet-too-big to a non-VIP: pass NotVip",

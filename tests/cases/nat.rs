@@ -32,6 +32,7 @@ pub fn cases() -> Vec<Sequence> {
         new_flow_case("nat_v4_tos_kept", "the TOS byte (DSCP/ECN) is kept; the header checksum stays valid", Nat, udp4.clone().tos(0xb9), REAL4, 5353).into(),
         new_flow_case("nat_v6_traffic_class_flow_label_kept", "IPv6 NAT keeps traffic class and flow label", Nat, tcp6.clone().tos(0x2e).flow_label(0xabcde), REAL6, 8080).into(),
         from_nat_real_to_vip(),
+        inactive_rescheduled(),
         udp_ffff(false),
         udp_ffff(true),
         new_flow_case("nat_v6_syn_tcp_options", "a SYN with MSS/SACK/timestamp/window-scale options: NAT leaves the options, checksum valid", Nat, tcp6.clone().syn().tcp_options(&SYN_OPTIONS), REAL6, 8080).into(),
@@ -109,5 +110,33 @@ fn udp_ffff(v6: bool) -> Sequence {
         raddr,
         5353,
     )
+    .into()
+}
+
+/// A NAT flow whose real lost ACTIVE is scheduled anew: to REAL_A, with a NAT_REV entry
+/// for REAL_A (the reply will come from there).
+fn inactive_rescheduled() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let a = real(Nat, SVC, REAL4, 8080);
+    let b = Real {
+        flags: lb_common::RealFlags(0),
+        weight: 0,
+        ..real(Nat, SVC, REAL4_B, 8080)
+    };
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.reals.push((REAL_B, b));
+    prov.flows.push((key_of(&p), fv(REAL_B, SVC)));
+    let (k, v) = nat_rev_of(&p, &a, IF_LO, SVC, REAL_A);
+    Case {
+        name: "nat_established_inactive_real_rescheduled",
+        why: "FLOWS points at an inactive real: rescheduled to REAL_A, flow and NAT_REV recorded for REAL_A",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(nat(&p, &a)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_NAT, Counter::NEW_FLOW, Counter::TX]).both(SVC, REAL_A, new_conn(&p)),
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_A, SVC))), StateCheck::NatRev(k, Some(v)), StateCheck::NatRevCount(1)],
+    }
     .into()
 }

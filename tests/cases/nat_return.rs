@@ -54,6 +54,8 @@ pub fn cases() -> Vec<Sequence> {
         fragment_not_returned(),
         padding_case(),
         udp_ffff(),
+        ttl1_dropped_v6(),
+        icmp_from_real_passes(),
     ]
 }
 
@@ -294,5 +296,45 @@ fn udp_ffff() -> Sequence {
         ),
         state: vec![],
     }
+    .into()
+}
+
+fn ttl1_dropped_v6() -> Sequence {
+    let p = Pkt::udp(CLIENT6, VIP6, 40000, 53);
+    let r = real(Nat, SVC, REAL6, 5353);
+    let (prov, _) = with_rev(&p, r, IF_LO);
+    drop_case(
+        "nat_return_v6_hop1_dropped",
+        "an IPv6 reply with hop limit 1: drop TtlExpired",
+        prov,
+        reply_of(&p, &r).ttl(1),
+        Drop::TtlExpired,
+    )
+    .into()
+}
+
+/// ICMP from a NAT real is not TCP/UDP, so no NAT_REV lookup (unlike IPVS, which would
+/// translate an error about a NAT connection): to the client, a non-VIP, pass NotVip.
+fn icmp_from_real_passes() -> Sequence {
+    let p = Pkt::udp(CLIENT4, VIP4, 40000, 53);
+    let r = real(Nat, SVC, REAL4, 5353);
+    let (prov, _) = with_rev(&p, r, IF_LO);
+    let about = nat(&p, &r);
+    let icmp = Pkt::icmp4(
+        REAL4,
+        CLIENT4,
+        lb_tests::packet::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ),
+    )
+    .payload(&about.quote())
+    .macs(MAC_REAL, MAC_OUT);
+    pass_case(
+        "nat_return_icmp_from_real_passes",
+        "ICMP from a NAT real is not looked up in NAT_REV (TCP/UDP only): pass NotVip",
+        prov,
+        icmp,
+        Pass::NotVip,
+    )
     .into()
 }
