@@ -96,6 +96,38 @@ fn icmp_all_ports() -> Sequence {
     .into()
 }
 
+/// NAT all-port: the quoted source port stays the VIP port (the real uses the same port).
+fn icmp_nat_keeps_port() -> Sequence {
+    let q = Pkt::udp(VIP4, CLIENT4, 4321, 40000);
+    let icmp = frag_needed(ROUTER4, VIP4, 1400, &q.quote());
+    let r = real(Nat, SVC, REAL4, 0);
+    let mut prov = one(VIP4, 0, UDP, r);
+    prov.services[0].port = 0;
+    let rip = lb_common::addr::convert::from_raw(&r.addr, r.family);
+    let want = dr(&icmp, &r)
+        .dst(rip)
+        .ttl(icmp.ip.ttl() - 1)
+        .payload(&nat_quote(&q, &r, icmp.payload.len()));
+    Case {
+        name: "allport_icmp_frag_needed_nat_keeps_port",
+        why: "all-port NAT: the quote's source becomes the real's address, its port stays 4321",
+        provision: prov,
+        input: icmp.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(want),
+        counts: Counts::of(&[
+            Counter::RX,
+            Counter::ICMP_TO_REAL,
+            Counter::FWD_NAT,
+            Counter::TX,
+        ])
+        .both(SVC, REAL_A, inbound(&icmp)),
+        state: vec![StateCheck::FlowCount(0)],
+    }
+    .into()
+}
+
 pub fn cases() -> Vec<Sequence> {
     vec![
         all_ports(new_flow_case(
@@ -139,6 +171,7 @@ pub fn cases() -> Vec<Sequence> {
         )),
         exact_port_first(),
         icmp_all_ports(),
+        icmp_nat_keeps_port(),
         pass_case(
             "allport_other_proto_passes",
             "an all-port TCP service does not take UDP: pass NotVip",

@@ -193,6 +193,7 @@ pub fn cases() -> Vec<Sequence> {
         mh_hash_ports_case(true),
         inactive_flow_real_case(),
         moved_flow_real_case(),
+        flow_without_service_case(),
     ];
     v.push(quiescent_sequence());
     v.push(tcp_and_udp_same_port());
@@ -579,4 +580,29 @@ fn tcp_and_udp_same_port() -> Sequence {
             step("UDP to VIP:53", &u, &b, SVC_B, REAL_B),
         ],
     }
+}
+
+/// Step 7 comes before step 8: an established flow is forwarded on its FLOWS entry alone
+/// (its real active and in the flow's service), even with no SERVICES entry any more.
+fn flow_without_service_case() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let a = real(Dr, SVC, REAL4, 80);
+    let prov = Provision {
+        reals: vec![(REAL_A, a)],
+        flows: vec![(key_of(&p), fv(REAL_A, SVC))],
+        filter_only: vec![lb_tests::packet::addr(VIP4)],
+        ..Provision::default()
+    };
+    Case {
+        name: "dr_established_needs_no_service_lookup",
+        why: "a FLOWS hit to an active real of the flow's service is forwarded without a SERVICES lookup",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(dr(&p, &a)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::TX]).both(SVC, REAL_A, inbound(&p)),
+        state: vec![],
+    }
+    .into()
 }

@@ -480,6 +480,37 @@ pub fn cases() -> Vec<Sequence> {
         multi_hash_ports(false),
         multi_hash_ports(true),
         inactive_flow_real(),
+        drop_case(
+            "icmp4_frag_needed_quote_bad_version",
+            "the quoted header is not IPv4 (version 6): an unusable quote, drop IcmpQuote",
+            dr_v4(),
+            frag_needed(ROUTER4, VIP4, 1400, &{
+                let mut b = q4.quote();
+                b[0] = 0x65;
+                b
+            }),
+            Drop::IcmpQuote,
+        )
+        .into(),
+        pass_case(
+            "icmp4_frag_needed_quoting_icmp",
+            "a quote of an ICMP packet names no TCP/UDP service: pass NotBalanced",
+            dr_v4(),
+            frag_needed(
+                ROUTER4,
+                VIP4,
+                1400,
+                &Pkt::icmp4(
+                    VIP4,
+                    CLIENT4,
+                    Icmpv4Type::EchoReply(etherparse::IcmpEchoHeader { id: 1, seq: 1 }),
+                )
+                .payload(b"pingpong")
+                .quote(),
+            ),
+            Pass::NotBalanced,
+        )
+        .into(),
         pass_case(
             "icmp6_ptb_to_other",
             "packet-too-big to a non-VIP: pass NotVip",

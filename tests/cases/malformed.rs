@@ -149,6 +149,7 @@ pub fn cases() -> Vec<Sequence> {
             Drop::Truncated,
         )
         .into(),
+        drop_case("bad_tcp4_cut_by_tot_len", "tot_len ends 10 bytes into the TCP header (the rest lies in what would be padding): drop Truncated", dr4(), tcp4.clone().put_l3(2, &be(30)), Drop::Truncated).into(),
         pass_case(
             "bad_tcp4_cut_to_other",
             "a cut TCP header to a non-VIP is not ours to judge: pass NotVip",

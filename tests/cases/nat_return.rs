@@ -56,6 +56,7 @@ pub fn cases() -> Vec<Sequence> {
         udp_ffff(),
         ttl1_dropped_v6(),
         icmp_from_real_passes(),
+        ip_options(),
     ]
 }
 
@@ -336,5 +337,25 @@ fn icmp_from_real_passes() -> Sequence {
         icmp,
         Pass::NotVip,
     )
+    .into()
+}
+
+/// A reply with IPv4 options: ports found after the options, header checksum kept valid.
+fn ip_options() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = real(Nat, SVC, REAL4, 8080);
+    let (prov, rev) = with_rev(&p, r, IF_LO);
+    let reply = reply_of(&p, &r).options(&[0x94, 4, 0, 0]);
+    Case {
+        name: "nat_return_v4_ip_options",
+        why: "a reply with IPv4 options: its ports are found via IHL, source restored, checksums valid",
+        provision: prov,
+        input: reply.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(nat_return(&reply, &rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::TX]).both(SVC, REAL_A, outbound(&reply)),
+        state: vec![],
+    }
     .into()
 }
