@@ -406,6 +406,7 @@ fn with_harness<T>(f: impl FnOnce(&mut Bpf) -> Result<T, Failed>) -> Result<T, F
         let slot = h.get_or_insert_with(|| {
             let setup = || -> anyhow::Result<Bpf> {
                 let path = bpf::object_path()?;
+                let path = path.canonicalize().unwrap_or(path);
                 bpf::enter_netns()?;
                 let b = Bpf::load(&path)?;
                 eprintln!("packet cases: testing {}", path.display());
@@ -418,6 +419,14 @@ fn with_harness<T>(f: impl FnOnce(&mut Bpf) -> Result<T, Failed>) -> Result<T, F
             Err(e) => Err(e.clone().into()),
         }
     })
+}
+
+/// Enters the namespace and loads the object now, on the calling thread, and says which
+/// object it tests (before libtest's output starts). A failure is reported by every case.
+pub fn prepare() {
+    if bpf::is_root() {
+        let _ = with_harness(|_| Ok(()));
+    }
 }
 
 /// One libtest-mimic trial per sequence; without root each is ignored, saying why.

@@ -16,5 +16,8 @@ fn main() {
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         panic!("two packet cases are named {}", w[0]);
     }
+    if !args.list {
+        lb_tests::case::prepare();
+    }
     libtest_mimic::run(&args, lb_tests::case::trials(seqs)).exit();
 }
