@@ -74,7 +74,11 @@ pub mod convert {
                 assert_eq!(from_raw(&raw, fam), ip);
             }
             let (raw, _) = to_raw("198.18.0.1".parse().unwrap());
-            assert_eq!(raw[0].to_ne_bytes(), [198, 18, 0, 1], "word 0 holds wire order");
+            assert_eq!(
+                raw[0].to_ne_bytes(),
+                [198, 18, 0, 1],
+                "word 0 holds wire order"
+            );
         }
     }
 }

@@ -21,11 +21,7 @@ pub const fn replace16(check: u16, old: u16, new: u16) -> u16 {
 /// Checksum field after replacing the 32-bit word `old` by `new`.
 #[inline(always)]
 pub const fn replace32(check: u16, old: u32, new: u32) -> u16 {
-    let sum = (!check) as u32
-        + ((!old) & 0xffff)
-        + ((!old) >> 16)
-        + (new & 0xffff)
-        + (new >> 16);
+    let sum = (!check) as u32 + ((!old) & 0xffff) + ((!old) >> 16) + (new & 0xffff) + (new >> 16);
     !fold(sum)
 }
 
@@ -95,7 +91,9 @@ mod tests {
             let j = 11;
             let old16 = words[j];
             words[j] = next() as u16;
-            assert!(matches!(replace16(got, old16, words[j]), x if x == full(&words) || (x ^ full(&words)) == 0xffff));
+            assert!(
+                matches!(replace16(got, old16, words[j]), x if x == full(&words) || (x ^ full(&words)) == 0xffff)
+            );
         }
     }
 

@@ -11,7 +11,10 @@ const C2: u32 = 0x1b87_3593;
 #[inline(always)]
 fn mix(h: u32, k: u32) -> u32 {
     let k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
 }
 
 #[inline(always)]
@@ -108,7 +111,10 @@ mod tests {
         }
         let mean = 60_000.0 / 64.0;
         for b in buckets {
-            assert!((b as f64 - mean).abs() < mean * 0.15, "bucket {b} vs mean {mean}");
+            assert!(
+                (b as f64 - mean).abs() < mean * 0.15,
+                "bucket {b} vs mean {mean}"
+            );
         }
     }
 

@@ -125,7 +125,9 @@ mod tests {
     }
 
     fn shares(table: &[u32], n: u32) -> Vec<usize> {
-        (0..n).map(|i| table.iter().filter(|&&s| s == i).count()).collect()
+        (0..n)
+            .map(|i| table.iter().filter(|&&s| s == i).count())
+            .collect()
     }
 
     #[test]
