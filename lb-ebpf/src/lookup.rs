@@ -60,8 +60,9 @@ pub fn lookup_dest(pkt: &Packet) -> Result<Found, Exit> {
     }
     match lookup_service(&pkt.key) {
         Some(svc) => Ok(Found::Service(svc)),
-        // An ICMP error to a VIP about no service of ours is not balanced.
-        None if pkt.quote.is_some() => Err(Exit::Pass(Pass::NotBalanced)),
+        // An ICMP error about no service of ours is not balanced; counted as NotBalanced
+        // only when the address really is a VIP, as for every other ICMP message.
+        None if pkt.quote.is_some() => Err(unless_vip(pkt, Exit::Pass(Pass::NotBalanced))),
         None => Err(Exit::Pass(Pass::NotVip)),
     }
 }

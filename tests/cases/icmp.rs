@@ -638,6 +638,21 @@ pub fn cases() -> Vec<Sequence> {
             Pass::NotBalanced,
         )
         .into(),
+        {
+            // OTHER4's filter bit is set (a false positive) but it is no VIP: the error
+            // about a "flow" from it must pass as someone else's packet, like a ping would.
+            let q = Pkt::tcp(OTHER4, CLIENT4, 80, 40000);
+            let mut prov = dr_v4();
+            prov.filter_only = vec![lb_tests::packet::addr(OTHER4)];
+            pass_case(
+                "icmp4_frag_needed_filter_false_positive",
+                "frag-needed to an address only the bit filter matches: pass NotVip",
+                prov,
+                frag_needed(ROUTER4, OTHER4, 1400, &q.quote()),
+                Pass::NotVip,
+            )
+            .into()
+        },
         pass_case(
             "icmp4_frag_needed_to_other",
             "frag-needed to a non-VIP: pass NotVip",
