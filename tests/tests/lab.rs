@@ -6,9 +6,10 @@
 //! needs it and removed when the run ends, or on Ctrl-C. Needs root; without it every trial
 //! is reported as ignored with the reason.
 
+use lb_common::{Counter, ForwardMode};
 use lb_tests::lab::{self, Cleaner, Family, Lab};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -60,26 +61,13 @@ impl Shared {
 /// Sends REQUESTS requests to `to`; passes when all are answered and ≥2 reals answered.
 fn check_spread(lab: &Lab, to: SocketAddr) -> Result<(), Failed> {
     let answers = lab.http_get_many(to, REQUESTS).map_err(|e| e.to_string())?;
-    let mut by_real: BTreeMap<String, usize> = BTreeMap::new();
-    let mut errors = Vec::new();
-    for (i, a) in answers.iter().enumerate() {
-        match a {
-            Ok(name) => *by_real.entry(name.clone()).or_default() += 1,
-            Err(e) => errors.push(format!("request {}: {e}", i + 1)),
-        }
-    }
-    if !errors.is_empty() {
+    let reals: BTreeSet<&String> = answers.iter().flatten().collect();
+    if answers.len() < REQUESTS || answers.iter().any(Result::is_err) || reals.len() < 2 {
         return Err(format!(
-            "{} of {REQUESTS} requests to {to} failed ({}); answered: {by_real:?}",
-            errors.len(),
-            errors.join("; ")
+            "{REQUESTS} requests to {to}: {}; need all answered by ≥2 reals",
+            lab::summarize(&answers)
         )
         .into());
-    }
-    if by_real.len() < 2 {
-        return Err(
-            format!("all {REQUESTS} requests to {to} went to one real: {by_real:?}").into(),
-        );
     }
     Ok(())
 }
@@ -140,7 +128,22 @@ fn main() {
                 Box::new(move || {
                     let lab = s.lab_with_lb()?;
                     let vip = lab.add_service(mode, f).map_err(|e| e.to_string())?;
-                    check_spread(&lab, vip)
+                    check_spread(&lab, vip)?;
+                    // The traffic went through lb, not around it (counters only grow, so
+                    // trials running at the same time cannot make this pass wrongly).
+                    let counters = lab.counters().map_err(|e| e.to_string())?;
+                    let mut need = vec![lab::forward_counter(mode)];
+                    if mode == ForwardMode::Nat {
+                        need.push(lab::counter_name(Counter::NAT_RETURN));
+                    }
+                    for name in need {
+                        if counters.get(name).copied().unwrap_or(0) == 0 {
+                            return Err(
+                                format!("director counter {name} is 0: {counters:?}").into()
+                            );
+                        }
+                    }
+                    Ok(())
                 }),
             ));
         }

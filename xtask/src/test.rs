@@ -12,11 +12,11 @@ use std::time::Instant;
 /// A test group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Group {
-    /// Pure logic, no root: lb-common, lb-ctl, xtask, lb-tests' own unit tests.
+    /// Pure logic, no root: unit tests of lb-common, lb-ctl, xtask and lb-tests.
     Unit,
     /// BPF_PROG_TEST_RUN packet cases (root).
     Packet,
-    /// Network-namespace labs with real traffic (root).
+    /// Network-namespace labs with real traffic, and lb-ctl's namespace tests (root).
     Lab,
     /// unit, packet and lab, in that order.
     All,
@@ -47,15 +47,31 @@ impl Group {
                     "xtask",
                     "--features",
                     "lb-common/user",
-                    "--tests",
+                    "--lib",
+                    "--bins",
                 ]),
                 with(&["-p", "lb-tests", "--lib"]),
             ],
             Group::Packet => vec![with(&["-p", "lb-tests", "--test", "packet"])],
-            Group::Lab => vec![with(&["-p", "lb-tests", "--test", "lab"])],
+            Group::Lab => {
+                let mut v = vec![with(&["-p", "lb-tests", "--test", "lab"])];
+                // lb-ctl's own integration tests build namespaces too (root).
+                if has_integration_tests("lb-ctl") {
+                    v.push(with(&["-p", "lb-ctl", "--test", "*"]));
+                }
+                v
+            }
             Group::All => vec![],
         }
     }
+}
+
+/// True when `<crate>/tests/` holds an integration test file.
+fn has_integration_tests(krate: &str) -> bool {
+    std::fs::read_dir(root().join(krate).join("tests")).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "rs"))
+    })
 }
 
 /// Summed `test result:` lines.

@@ -26,8 +26,9 @@ pub mod netns;
 pub use http::HttpServer;
 pub use netns::{Cleaner, Names};
 
-use lb_common::ForwardMode;
+use lb_common::{Counter, ForwardMode};
 use netns::{COMMAND_TIMEOUT, ip, run};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,6 +38,8 @@ use std::sync::Mutex;
 pub const REALS: usize = 3;
 /// Port of every service and HTTP server.
 pub const HTTP_PORT: u16 = 80;
+/// Failed requests in a row, with no answer yet, after which a batch stops.
+pub const GIVE_UP_AFTER: usize = 3;
 /// Director interface toward the client.
 pub const OUTSIDE_IF: &str = "out0";
 /// Director interface toward the reals.
@@ -136,6 +139,25 @@ pub const fn mode_name(mode: ForwardMode) -> &'static str {
     }
 }
 
+/// The director counter that counts packets forwarded in `mode`.
+pub fn forward_counter(mode: ForwardMode) -> &'static str {
+    let c = match mode {
+        ForwardMode::Dr => Counter::FWD_DR,
+        ForwardMode::Tun => Counter::FWD_TUN,
+        ForwardMode::Nat => Counter::FWD_NAT,
+    };
+    counter_name(c)
+}
+
+/// The name `lb-ctl counters` prints for an event counter.
+pub fn counter_name(c: Counter) -> &'static str {
+    Counter::EVENTS
+        .iter()
+        .find(|(e, _)| *e == c)
+        .map(|(_, n)| *n)
+        .unwrap_or("?")
+}
+
 /// ipvsadm's flag for a mode.
 const fn mode_flag(mode: ForwardMode) -> &'static str {
     match mode {
@@ -181,6 +203,38 @@ pub fn real_mac(i: usize) -> String {
 /// Name a real's HTTP server answers with.
 pub fn real_name(i: usize) -> String {
     format!("real{i}")
+}
+
+/// A batch of answers summed up: "12 answered (real1 4, real2 5, real3 3)" or with the
+/// distinct errors and how often each occurred.
+pub fn summarize(answers: &[Result<String, String>]) -> String {
+    let mut ok: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut errs: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in answers {
+        match a {
+            Ok(name) => *ok.entry(name).or_default() += 1,
+            Err(e) => *errs.entry(e).or_default() += 1,
+        }
+    }
+    let list = |m: &BTreeMap<&str, usize>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = format!(
+        "{} answered ({})",
+        answers.len() - errs.values().sum::<usize>(),
+        list(&ok)
+    );
+    if !errs.is_empty() {
+        s += &format!(
+            "; {} failed ({})",
+            errs.values().sum::<usize>(),
+            list(&errs)
+        );
+    }
+    s
 }
 
 /// `addr:port` as ipvsadm writes it (`[v6]:port`).
@@ -413,15 +467,36 @@ impl Lab {
     }
 
     /// Sends `count` HTTP requests, one connection each, from the client to `to`; returns
-    /// each answer's body (the real's name) or why it failed.
+    /// each answer's body (the real's name) or why it failed. Gives up after
+    /// [`GIVE_UP_AFTER`] failures in a row before any answer, so a dead path costs seconds,
+    /// not `count` timeouts.
     pub fn http_get_many(
         &self,
         to: SocketAddr,
         count: usize,
     ) -> Result<Vec<Result<String, String>>, LabError> {
         netns::in_netns(&self.names().client, move || {
-            (0..count).map(|_| http::get(to)).collect()
+            let mut out: Vec<Result<String, String>> = Vec::with_capacity(count);
+            for _ in 0..count {
+                out.push(http::get(to));
+                if out.len() >= GIVE_UP_AFTER && out.iter().all(Result::is_err) {
+                    break;
+                }
+            }
+            out
         })
+    }
+
+    /// The director's data-path counters (`lb-ctl counters`), by name.
+    pub fn counters(&self) -> Result<BTreeMap<String, u64>, LabError> {
+        let text = self.ctl(&["counters"])?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+            })
+            .collect())
     }
 
     /// Namespaces and pin directories of this lab that still exist.
