@@ -90,3 +90,21 @@ pub mod proto {
 
 /// [`crate::VipKey`] → number of services on that address (hash). Written by lb-ctl.
 pub const MAP_VIPS: &str = "VIPS";
+
+/// Persistence templates: [`crate::PersistKey`] → [`crate::PersistValue`], LRU. Written
+/// by the data path; expired by lb-ctl's sweep.
+pub const MAP_PERSIST: &str = "PERSIST";
+/// real id → [`crate::conn::ConnEvents`] (shared array; data path atomic adds).
+pub const MAP_REAL_CONNS: &str = "REAL_CONNS";
+/// real id → [`crate::conn::ConnExpiry`] (array; written by lb-ctl's sweep only).
+pub const MAP_REAL_EXPIRED: &str = "REAL_EXPIRED";
+/// One u32: seconds of CLOCK_MONOTONIC, written by lb-ctl (sweep) so the data path stamps
+/// flows with an array read instead of a bpf_ktime_get_ns call.
+pub const MAP_CLOCK: &str = "CLOCK";
+/// service id → u64 cursor of rr/wrr (shared array; data path atomic adds).
+pub const MAP_SCHED_CURSOR: &str = "SCHED_CURSOR";
+
+/// Most reals a load-driven scheduler scans per new flow (bounded loop in the kernel).
+pub const MAX_REALS_PER_SERVICE: u32 = 256;
+/// Default persistence timeout, seconds (ipvsadm -p without a value).
+pub const DEFAULT_PERSIST_TIMEOUT_S: u32 = 300;

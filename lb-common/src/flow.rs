@@ -25,7 +25,7 @@ pub struct FlowKey {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 
-/// Where an established flow goes.
+/// Where an established flow goes, and its connection state as IPVS keeps it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct FlowValue {
@@ -33,8 +33,61 @@ pub struct FlowValue {
     pub real_id: u32,
     /// Service id (for counting without a service lookup).
     pub svc_id: u32,
+    /// `CLOCK` seconds when the flow last saw a packet; lb-ctl's sweep expires the flow
+    /// when `now - last_seen` exceeds its state's timeout.
+    pub last_seen_s: u32,
+    /// [`crate::conn::TcpState`] as u8 for TCP; [`crate::conn::UDP_STATE`] for UDP.
+    pub state: u8,
+    /// [`FlowFlags`] bits.
+    pub flags: u8,
+    /// Padding, zero.
+    pub _pad: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 8);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 16);
+
+/// Per-flow flag bits (`FlowValue::flags`).
+pub struct FlowFlags;
+
+impl FlowFlags {
+    /// Counted in the real's inactive connections (IPVS `IP_VS_CONN_F_INACTIVE`).
+    pub const INACTIVE: u8 = 1 << 0;
+    /// No real → client packet seen yet: TCP states follow IPVS's input-only table
+    /// (`IP_VS_CONN_F_NOOUTPUT`). Always set for DR and TUN, which never see replies.
+    pub const NO_OUTPUT: u8 = 1 << 1;
+}
+
+/// Key of a persistence template (`PERSIST`): the client's masked address in a
+/// persistence group.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct PersistKey {
+    /// Client address & `Service::persist_mask`.
+    pub client: RawAddr,
+    /// `Service::persist_group`.
+    pub group: u32,
+    /// [`crate::addr::family`] tag.
+    pub family: u8,
+    /// IP protocol of the service.
+    pub proto: u8,
+    /// Padding, zero.
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<PersistKey>() == 24);
+
+/// A persistence template: where the client's connections go while it lives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct PersistValue {
+    /// Real id.
+    pub real_id: u32,
+    /// Service id of the real.
+    pub svc_id: u32,
+    /// `CLOCK` seconds when a connection last used the template.
+    pub last_seen_s: u32,
+    /// Padding, zero.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<PersistValue>() == 16);
 
 /// How to turn a NAT reply (real → client) back into VIP → client and where to send it:
 /// back out the interface the client's packet came in on, to the MAC it came from.

@@ -11,6 +11,7 @@
 extern crate std;
 
 pub mod addr;
+pub mod conn;
 pub mod consts;
 pub mod counters;
 pub mod csum;
@@ -24,7 +25,7 @@ pub mod service;
 
 pub use addr::{Be16, RawAddr};
 pub use counters::{Counter, Drop, Pass, Traffic};
-pub use flow::{FlowKey, FlowValue, NatReverse};
+pub use flow::{FlowFlags, FlowKey, FlowValue, NatReverse, PersistKey, PersistValue};
 pub use real::{ForwardMode, Real, RealFlags};
 pub use service::{SchedKind, Service, ServiceKey, VipFlags, VipKey};
 
@@ -37,6 +38,7 @@ mod pod {
     }
     aya_pod!(
         Be16, FlowKey, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic, VipFlags,
-        RealFlags, VipKey
+        RealFlags, VipKey, PersistKey, PersistValue, conn::ConnEvents, conn::ConnExpiry,
+        conn::Timeouts
     );
 }

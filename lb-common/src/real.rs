@@ -76,5 +76,11 @@ pub struct Real {
     pub dst_mac: [u8; 6],
     /// The egress interface's MAC.
     pub src_mac: [u8; 6],
+    /// Upper connection threshold (`-x`): at active + inactive ≥ this the real is
+    /// overloaded and gets no new flows. 0 = none.
+    pub u_threshold: u32,
+    /// Lower connection threshold (`-y`): an overloaded real takes new flows again below
+    /// this (0 = below 3/4 of the upper one, as IPVS).
+    pub l_threshold: u32,
 }
-const _: () = assert!(core::mem::size_of::<Real>() == 64);
+const _: () = assert!(core::mem::size_of::<Real>() == 72);

@@ -29,27 +29,96 @@ impl VipFlags {
     /// protocol). Without it only the client address is hashed, as IPVS mh does by default,
     /// so all of a client's connections land on one real.
     pub const HASH_PORTS: u32 = 1 << 0;
+    /// ipvsadm `-b mh-fallback`: when the hashed real is unavailable (weight 0, overloaded),
+    /// look further instead of refusing the flow.
+    pub const MH_FALLBACK: u32 = 1 << 1;
+    /// ipvsadm `-b sh-fallback`: as `MH_FALLBACK`, for sh.
+    pub const SH_FALLBACK: u32 = 1 << 2;
+    /// ipvsadm `-b sh-port`: sh hashes the client port too.
+    pub const SH_PORT: u32 = 1 << 3;
+    /// ipvsadm `-p`: persistent service; new connections of a client (masked by
+    /// `persist_mask`) go where its template says while the template lives.
+    pub const PERSISTENT: u32 = 1 << 4;
+    /// ipvsadm `-o`: one-packet scheduling (UDP): every datagram is scheduled on its own and
+    /// no flow is recorded.
+    pub const ONE_PACKET: u32 = 1 << 5;
     /// True when `bit` is set.
     pub const fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
     }
 }
 
-/// Scheduler of a service. The data path only needs the family (table-driven here);
-/// the names are ipvsadm's.
+/// Scheduler of a service: ipvsadm's names, grouped in the data path by family
+/// (DESIGN.md §3 step 5): table-driven (mh, sh, dh), sequence-driven (rr, wrr) and
+/// load-driven (lc, wlc, sed, nq, lblc, lblcr, fo, ovf, twos).
 #[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SchedKind {
-    /// Maglev hashing (ipvsadm `mh`): userspace builds the table, the kernel indexes it by
-    /// the flow hash.
+    /// Maglev hashing (`mh`): userspace builds the table, the kernel indexes it.
     Maglev = 1,
+    /// Round robin (`rr`).
+    Rr = 2,
+    /// Weighted round robin (`wrr`).
+    Wrr = 3,
+    /// Least connection (`lc`).
+    Lc = 4,
+    /// Weighted least connection (`wlc`, ipvsadm's default).
+    Wlc = 5,
+    /// Locality-based least connection (`lblc`).
+    Lblc = 6,
+    /// Locality-based least connection with replication (`lblcr`).
+    Lblcr = 7,
+    /// Destination hashing (`dh`).
+    Dh = 8,
+    /// Source hashing (`sh`).
+    Sh = 9,
+    /// Shortest expected delay (`sed`).
+    Sed = 10,
+    /// Never queue (`nq`).
+    Nq = 11,
+    /// Weighted failover (`fo`).
+    Fo = 12,
+    /// Weighted overflow (`ovf`).
+    Ovf = 13,
+    /// Weighted random twos choice (`twos`).
+    Twos = 14,
 }
 
 impl SchedKind {
+    /// Every scheduler, in ipvsadm's man-page order.
+    pub const ALL: [SchedKind; 14] = [
+        SchedKind::Rr,
+        SchedKind::Wrr,
+        SchedKind::Lc,
+        SchedKind::Wlc,
+        SchedKind::Lblc,
+        SchedKind::Lblcr,
+        SchedKind::Dh,
+        SchedKind::Sh,
+        SchedKind::Sed,
+        SchedKind::Nq,
+        SchedKind::Fo,
+        SchedKind::Ovf,
+        SchedKind::Maglev,
+        SchedKind::Twos,
+    ];
     /// From the stored byte.
     pub const fn from_u8(v: u8) -> Option<SchedKind> {
         match v {
             1 => Some(SchedKind::Maglev),
+            2 => Some(SchedKind::Rr),
+            3 => Some(SchedKind::Wrr),
+            4 => Some(SchedKind::Lc),
+            5 => Some(SchedKind::Wlc),
+            6 => Some(SchedKind::Lblc),
+            7 => Some(SchedKind::Lblcr),
+            8 => Some(SchedKind::Dh),
+            9 => Some(SchedKind::Sh),
+            10 => Some(SchedKind::Sed),
+            11 => Some(SchedKind::Nq),
+            12 => Some(SchedKind::Fo),
+            13 => Some(SchedKind::Ovf),
+            14 => Some(SchedKind::Twos),
             _ => None,
         }
     }
@@ -57,7 +126,24 @@ impl SchedKind {
     pub const fn name(self) -> &'static str {
         match self {
             SchedKind::Maglev => "mh",
+            SchedKind::Rr => "rr",
+            SchedKind::Wrr => "wrr",
+            SchedKind::Lc => "lc",
+            SchedKind::Wlc => "wlc",
+            SchedKind::Lblc => "lblc",
+            SchedKind::Lblcr => "lblcr",
+            SchedKind::Dh => "dh",
+            SchedKind::Sh => "sh",
+            SchedKind::Sed => "sed",
+            SchedKind::Nq => "nq",
+            SchedKind::Fo => "fo",
+            SchedKind::Ovf => "ovf",
+            SchedKind::Twos => "twos",
         }
+    }
+    /// By ipvsadm's name.
+    pub fn from_name(name: &str) -> Option<SchedKind> {
+        SchedKind::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -75,12 +161,25 @@ pub struct Service {
     pub sched: u8,
     /// Padding, zero.
     pub _pad: [u8; 3],
-    /// First slot of this service's table in `SCHED_TABLE`.
+    /// First slot of this service's scheduler table in `SCHED_TABLE` (mh, sh, dh: a hash
+    /// table; rr, wrr: the sequence of real ids to cycle through).
     pub table_base: u32,
     /// Entries in the table (a prime for Maglev); 0 = no real yet.
     pub table_len: u32,
+    /// First slot of the service's list of real ids in `SCHED_TABLE`: what load-driven
+    /// schedulers and fallbacks scan (bounded by `MAX_REALS_PER_SERVICE`).
+    pub reals_base: u32,
+    /// Reals in that list.
+    pub reals_len: u32,
+    /// Persistence timeout in seconds (`-p`), when `VipFlags::PERSISTENT`.
+    pub persist_timeout_s: u32,
+    /// Persistence group: services with the same group share templates (an IPVS
+    /// firewall-mark service, e.g. http + https). Defaults to the service id.
+    pub persist_group: u32,
+    /// Client-address mask for templates (`-M`; IPv6: prefix), wire order like addresses.
+    pub persist_mask: RawAddr,
 }
-const _: () = assert!(core::mem::size_of::<Service>() == 20);
+const _: () = assert!(core::mem::size_of::<Service>() == 52);
 
 /// Key of the exact VIP address set (`VIPS`): the data path consults it only on rare paths
 /// (fragments, unparsed IPv6 extension headers, other protocols) to tell "a VIP's packet we

@@ -83,6 +83,7 @@ fn make_real(
         ifindex: nh.ifindex,
         dst_mac: nh.dst_mac,
         src_mac: nh.src_mac,
+        ..Default::default()
     })
 }
 

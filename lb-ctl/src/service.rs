@@ -89,6 +89,8 @@ pub fn add(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
         _pad: [0; 3],
         table_base: 0,
         table_len: 0,
+        persist_group: id,
+        ..Default::default()
     };
     let ip = spec.addr.vip.ip;
     let (word, mask) = slot_of(ip);

@@ -56,8 +56,9 @@ pub fn schedule(pkt: &Packet, found: Found) -> Result<Dest, Exit> {
 fn select_real(svc: &Service, key: &FlowKey) -> Result<u32, Drop> {
     match SchedKind::from_u8(svc.sched) {
         Some(SchedKind::Maglev) => select_table(svc, key),
-        // A scheduler this program does not know: nothing to send to.
-        None => Err(Drop::NoReal),
+        // A scheduler this program does not run yet (lb-ctl refuses them), or does not
+        // know: nothing to send to.
+        _ => Err(Drop::NoReal),
     }
 }
 
@@ -86,7 +87,16 @@ fn select_table(svc: &Service, key: &FlowKey) -> Result<u32, Drop> {
 /// forwarded, and Maglev sends the flow's next packets to the same real anyway.
 #[inline(always)]
 fn record_flow(key: &FlowKey, real_id: u32, svc_id: u32) {
-    let value = FlowValue { real_id, svc_id };
+    // Connection state and timestamps arrive with the IPVS connection model (issue 4);
+    // until then a flow is its real and service only.
+    let value = FlowValue {
+        real_id,
+        svc_id,
+        last_seen_s: 0,
+        state: 0,
+        flags: 0,
+        _pad: [0; 2],
+    };
     if FLOWS.insert(key, value, 0).is_err() {
         count(Counter::FLOW_INSERT_FAILED);
     }

@@ -81,6 +81,7 @@ pub fn real(mode: ForwardMode, svc: u32, a: &str, port: u16) -> Real {
         ifindex: IF_LO,
         dst_mac: MAC_REAL,
         src_mac: MAC_OUT,
+        ..Default::default()
     }
 }
 
@@ -113,7 +114,11 @@ pub fn key_of(p: &Pkt) -> FlowKey {
 
 /// FLOWS value.
 pub fn fv(real_id: u32, svc_id: u32) -> FlowValue {
-    FlowValue { real_id, svc_id }
+    FlowValue {
+        real_id,
+        svc_id,
+        ..Default::default()
+    }
 }
 
 // ---- Expected outputs, one function per forward mode (docs/datapath.md "Forward modes").

@@ -193,6 +193,8 @@ impl Provision {
                     _pad: [0; 3],
                     table_base: base,
                     table_len: table.len() as u32,
+                    persist_group: s.id,
+                    ..Default::default()
                 },
             )?;
             let k = s.key();
