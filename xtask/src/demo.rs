@@ -67,10 +67,6 @@ fn show(cleaner: &Cleaner, requests: usize) -> Result<usize> {
             services.push((mode, vip));
         }
     }
-    match lab.ctl(&["-L", "-n"]) {
-        Ok(list) => list.lines().for_each(note),
-        Err(e) => note(&format!("(listing failed: {e})")),
-    }
 
     step(&format!(
         "{requests} HTTP requests from the client (198.18.0.1 / 2001:db8::1) to each VIP"
@@ -126,6 +122,11 @@ fn show(cleaner: &Cleaner, requests: usize) -> Result<usize> {
         if !good {
             bad += 1;
         }
+    }
+    step("lb's own view: lb-ctl -L -n --stats");
+    match lab.ctl(&["-L", "-n", "--stats"]) {
+        Ok(list) => list.lines().for_each(note),
+        Err(e) => note(&format!("(listing failed: {e})")),
     }
     match lab.ctl(&["counters"]) {
         Ok(c) => {
