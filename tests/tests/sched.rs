@@ -1,0 +1,2 @@
+//! Scheduler model-equivalence tests: filled in with the IPVS scheduler set.
+fn main() {}
