@@ -21,6 +21,7 @@ pub mod hash;
 #[cfg(feature = "std")]
 pub mod maglev;
 pub mod real;
+pub mod sched;
 pub mod service;
 
 pub use addr::{Be16, RawAddr};
