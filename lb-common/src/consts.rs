@@ -108,3 +108,6 @@ pub const MAP_SCHED_CURSOR: &str = "SCHED_CURSOR";
 pub const MAX_REALS_PER_SERVICE: u32 = 256;
 /// Default persistence timeout, seconds (ipvsadm -p without a value).
 pub const DEFAULT_PERSIST_TIMEOUT_S: u32 = 300;
+/// One [`crate::conn::Settings`] (array of 1): timeouts and sysctl-like settings. Written
+/// by lb-ctl; read by the data path only on rare paths (a flow whose real is gone).
+pub const MAP_SETTINGS: &str = "SETTINGS";

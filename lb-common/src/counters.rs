@@ -54,11 +54,14 @@ pub enum Drop {
     AdjustHead = 7,
     /// An ICMP error about a VIP flow that quotes a truncated or unusable packet.
     IcmpQuote = 8,
+    /// A packet of a flow whose real server was deleted, while `expire_nodest_conn` is 0
+    /// (IPVS drops these until the connection expires).
+    RealGone = 9,
 }
 
 impl Drop {
     /// All reasons, for listing.
-    pub const ALL: [Drop; 9] = [
+    pub const ALL: [Drop; 10] = [
         Drop::Truncated,
         Drop::BadHeader,
         Drop::Fragment,
@@ -68,6 +71,7 @@ impl Drop {
         Drop::Redirect,
         Drop::AdjustHead,
         Drop::IcmpQuote,
+        Drop::RealGone,
     ];
     /// The counter slot of this reason.
     pub const fn counter(self) -> Counter {
@@ -85,6 +89,7 @@ impl Drop {
             Drop::Redirect => "drop_redirect",
             Drop::AdjustHead => "drop_adjust_head",
             Drop::IcmpQuote => "drop_icmp_quote",
+            Drop::RealGone => "drop_real_gone",
         }
     }
 }

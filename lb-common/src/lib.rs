@@ -38,8 +38,22 @@ mod pod {
         ($($t:ty),*) => { $( unsafe impl aya::Pod for $t {} )* };
     }
     aya_pod!(
-        Be16, FlowKey, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic, VipFlags,
-        RealFlags, VipKey, PersistKey, PersistValue, conn::ConnEvents, conn::ConnExpiry,
-        conn::Timeouts
+        Be16,
+        FlowKey,
+        FlowValue,
+        NatReverse,
+        Real,
+        Service,
+        ServiceKey,
+        Traffic,
+        VipFlags,
+        RealFlags,
+        VipKey,
+        PersistKey,
+        PersistValue,
+        conn::ConnEvents,
+        conn::ConnExpiry,
+        conn::Timeouts,
+        conn::Settings
     );
 }
