@@ -1,0 +1,127 @@
+//! Reference programs for `cargo xtask bench` (DESIGN.md §6), timed beside `lb_xdp` in the
+//! same run so every figure can be read as "extra over doing nothing":
+//!
+//! - `bench_pass`: returns XDP_PASS and touches nothing — the cost of BPF_PROG_TEST_RUN
+//!   itself (dispatch, timer), subtracted from every path.
+//! - `bench_floor`: the least a balancer must do — parse Ethernet, IPv4/IPv6 and the TCP/UDP
+//!   ports, swap the MACs, XDP_TX. No map, no helper call.
+//!
+//! Two more serve the end-to-end run (veth, network namespaces):
+//! - `bench_tx`: XDP_TX untouched; driven with BPF_F_TEST_XDP_LIVE_FRAMES it is the traffic
+//!   generator that needs no pktgen.
+//! - `bench_sink`: counts every frame in `BENCH_RX` and drops it; the receiver.
+//!
+//! Self-contained on purpose (no `pkt.rs`): a reference must not move when the balancer's
+//! helpers change.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action, macros::map, macros::xdp, maps::PerCpuArray, programs::XdpContext,
+};
+
+/// Slot 0: frames seen by `bench_sink`, per CPU. Read by the bench; one slot.
+#[map]
+static BENCH_RX: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+const ETH_LEN: usize = 14;
+const IPV4_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
+/// TCP/UDP ports: the first 4 bytes of either header.
+const PORTS_LEN: usize = 4;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+#[xdp]
+pub fn bench_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn bench_tx(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
+}
+
+#[xdp]
+pub fn bench_sink(_ctx: XdpContext) -> u32 {
+    if let Some(p) = BENCH_RX.get_ptr_mut(0) {
+        unsafe { *p += 1 }
+    }
+    xdp_action::XDP_DROP
+}
+
+#[xdp]
+pub fn bench_floor(ctx: XdpContext) -> u32 {
+    match floor(&ctx) {
+        Some(a) => a,
+        None => xdp_action::XDP_DROP,
+    }
+}
+
+/// The `len` bytes at `off`, if inside the frame (`len` constant at each call site).
+#[inline(always)]
+fn at(ctx: &XdpContext, off: usize, len: usize) -> Option<usize> {
+    let p = ctx.data() + off;
+    if p + len > ctx.data_end() {
+        None
+    } else {
+        Some(p)
+    }
+}
+
+#[inline(always)]
+fn ld16(p: usize) -> u16 {
+    unsafe { *(p as *const u16) }
+}
+
+#[inline(always)]
+fn st16(p: usize, v: u16) {
+    unsafe { *(p as *mut u16) = v }
+}
+
+/// Parse L2/L3/L4 (ports), swap the MACs, XDP_TX. Not TCP/UDP → XDP_PASS; a cut header
+/// → drop (None).
+#[inline(always)]
+fn floor(ctx: &XdpContext) -> Option<u32> {
+    let eth = at(ctx, 0, ETH_LEN)?;
+    let (l4_off, proto) = match u16::from_be(ld16(eth + 12)) {
+        ETH_P_IP => {
+            let ip = at(ctx, ETH_LEN, IPV4_LEN)?;
+            let vihl = unsafe { *(ip as *const u8) };
+            if vihl >> 4 != 4 || vihl & 0x0f < 5 {
+                return None;
+            }
+            let proto = unsafe { *((ip + 9) as *const u8) };
+            (ETH_LEN + (vihl & 0x0f) as usize * 4, proto)
+        }
+        ETH_P_IPV6 => {
+            let ip = at(ctx, ETH_LEN, IPV6_LEN)?;
+            (ETH_LEN + IPV6_LEN, unsafe { *((ip + 6) as *const u8) })
+        }
+        _ => return Some(xdp_action::XDP_PASS),
+    };
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Some(xdp_action::XDP_PASS);
+    }
+    let l4 = at(ctx, l4_off, PORTS_LEN)?;
+    // Use the ports, so the parse is not optimised away: port 0 is invalid for both.
+    if ld16(l4) == 0 || ld16(l4 + 2) == 0 {
+        return None;
+    }
+    let (a, b, c) = (ld16(eth), ld16(eth + 2), ld16(eth + 4));
+    st16(eth, ld16(eth + 6));
+    st16(eth + 2, ld16(eth + 8));
+    st16(eth + 4, ld16(eth + 10));
+    st16(eth + 6, a);
+    st16(eth + 8, b);
+    st16(eth + 10, c);
+    Some(xdp_action::XDP_TX)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
