@@ -3,10 +3,14 @@
 
 use crate::ipvsadm::IpvsCommand;
 use crate::maps::{self, Maps, MapsError};
-use crate::model::{ModelError, Op, ServiceAddr, real_endpoint};
-use crate::show::{self, ListOptions, ListedReal, ListedService};
-use crate::{nexthop, real, service};
-use lb_common::{ForwardMode, SchedKind, VipFlags};
+use crate::model::{Endpoint, ModelError, Op, Proto, ServiceAddr, real_endpoint};
+use crate::show::{self, ListOptions, ListedConn, ListedReal, ListedService};
+use crate::{nexthop, real, service, sweep};
+use lb_common::addr::{convert, family};
+use lb_common::conn::{ConnCounts, Timeouts, state_name, state_timeout_s};
+use lb_common::{ForwardMode, SchedKind, Service, ServiceKey, VipFlags};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 
 /// Why an admin command failed.
@@ -18,6 +22,9 @@ pub enum CtlError {
     /// The maps could not be opened, read or written.
     #[error(transparent)]
     Maps(#[from] MapsError),
+    /// A bad `lb-ctl sysctl` request.
+    #[error("{0}")]
+    Sysctl(String),
     /// The pin directory could not be locked.
     #[error("cannot lock {0}")]
     Lock(std::path::PathBuf, #[source] std::io::Error),
@@ -90,28 +97,98 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             service,
             stats,
             exact,
-        } => return list(dir, service.as_ref(), *stats, *exact),
+            format,
+            nosort,
+        } => {
+            let opts = ListOptions {
+                stats: *stats,
+                exact: *exact,
+                header: service.is_none(),
+                format: *format,
+                nosort: *nosort,
+            };
+            return list(dir, service.as_ref(), opts);
+        }
+        IpvsCommand::ListConns { persistent_conn } => return list_conns(dir, *persistent_conn),
+        IpvsCommand::ListTimeout => {
+            let t = effective_timeouts(&maps::read_settings(dir)?.timeouts);
+            return Ok(show::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s));
+        }
+        IpvsCommand::SetTimeout([tcp, fin, udp]) => {
+            let _lock =
+                crate::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+            let mut s = maps::read_settings(dir)?;
+            // As IPVS: a 0 leaves that timeout unchanged.
+            for (slot, v) in [
+                (&mut s.timeouts.tcp_s, tcp),
+                (&mut s.timeouts.tcpfin_s, fin),
+                (&mut s.timeouts.udp_s, udp),
+            ] {
+                if *v != 0 {
+                    *slot = *v;
+                }
+            }
+            maps::write_settings(dir, &s)?;
+        }
         IpvsCommand::Help => return Ok(IPVSADM_HELP.to_string()),
         IpvsCommand::Version => return Ok(VERSION.to_string()),
     }
     Ok(String::new())
 }
 
-/// `-L -n [--stats] [--exact] [-t|-u VIP:PORT]`.
-pub fn list(
-    dir: &Path,
-    only: Option<&ServiceAddr>,
-    stats: bool,
-    exact: bool,
-) -> Result<String, CtlError> {
+/// Timeouts with zeros replaced by IPVS's defaults.
+pub fn effective_timeouts(t: &Timeouts) -> Timeouts {
+    let d = Timeouts::default();
+    let or = |v: u32, x: u32| if v == 0 { x } else { v };
+    Timeouts {
+        tcp_s: or(t.tcp_s, d.tcp_s),
+        tcpfin_s: or(t.tcpfin_s, d.tcpfin_s),
+        udp_s: or(t.udp_s, d.udp_s),
+    }
+}
+
+/// ipvsadm's names of a service's scheduler flags.
+fn flag_names(sched: Option<SchedKind>, f: VipFlags) -> Vec<&'static str> {
+    let named: &[(u32, &str)] = match sched {
+        Some(SchedKind::Sh) => &[
+            (VipFlags::SH_FALLBACK, "sh-fallback"),
+            (VipFlags::SH_PORT, "sh-port"),
+        ],
+        Some(SchedKind::Maglev) => &[
+            (VipFlags::MH_FALLBACK, "mh-fallback"),
+            (VipFlags::HASH_PORTS, "mh-port"),
+        ],
+        _ => &[],
+    };
+    named
+        .iter()
+        .filter(|(b, _)| f.has(*b))
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// How ipvsadm prints a persistence mask that is not all-ones (IPv4 dotted, IPv6 prefix).
+fn mask_text(s: &Service, v6: bool) -> Option<String> {
+    let ip = convert::from_raw(&s.persist_mask, if v6 { family::V6 } else { family::V4 });
+    match ip {
+        IpAddr::V4(a) if u32::from(a) != u32::MAX => Some(a.to_string()),
+        IpAddr::V6(a) if u128::from(a) != u128::MAX => {
+            Some(u128::from(a).leading_ones().to_string())
+        }
+        _ => None,
+    }
+}
+
+/// `-L -n [--stats|--thresholds|--persistent-conn] [--exact] [--nosort] [-t|-u VIP:PORT]`.
+pub fn list(dir: &Path, only: Option<&ServiceAddr>, opts: ListOptions) -> Result<String, CtlError> {
     let maps = Maps::open(dir)?;
     let snap = maps.snapshot()?;
     if let Some(a) = only {
         snap.service(a).ok_or(ModelError::NoSuchService(*a))?;
     }
-    // ActiveConn counts the flows in FLOWS pointing at each real; InActConn stays 0 until
-    // the data path tracks TCP states (FIN/RST move a flow from active to inactive).
-    let flows = if stats {
+    // Connection counts come from the data path's counters (REAL_CONNS − REAL_EXPIRED);
+    // an object without them falls back to counting FLOWS entries as active.
+    let flows = if opts.stats || maps.conn_counts(0)?.is_some() {
         Default::default()
     } else {
         maps.flows_per_real()?
@@ -125,25 +202,38 @@ pub fn list(
             continue;
         }
         let mut reals = Vec::new();
-        for (id, r) in snap.reals_of(s.id) {
+        for (id, r) in snap.ordered_reals(s.id) {
+            let counts = maps.conn_counts(id)?.unwrap_or(ConnCounts {
+                active: flows.get(&(id, s.id)).copied().unwrap_or(0),
+                ..Default::default()
+            });
             reals.push(ListedReal {
-                ep: real_endpoint(r),
+                ep: real_endpoint(&r),
                 mode: ForwardMode::from_u8(r.mode).unwrap_or(ForwardMode::Dr),
                 weight: r.weight,
-                active: flows.get(&(*id, s.id)).copied().unwrap_or(0),
-                inactive: 0,
-                stats: if stats {
-                    maps.real_traffic(*id)?
+                active: counts.active,
+                inactive: counts.inactive,
+                persistent: counts.persistent,
+                u_threshold: r.u_threshold,
+                l_threshold: r.l_threshold,
+                stats: if opts.stats {
+                    maps.real_traffic(id)?
                 } else {
                     Default::default()
                 },
             });
         }
+        let kind = SchedKind::from_u8(s.sched);
         listed.push(ListedService {
             addr,
-            sched: SchedKind::from_u8(s.sched).map_or("?", SchedKind::name),
-            hash_ports: s.flags.has(VipFlags::HASH_PORTS),
-            stats: if stats {
+            sched: kind.map_or("?", SchedKind::name),
+            sched_flags: flag_names(kind, s.flags),
+            persistent: s
+                .flags
+                .has(VipFlags::PERSISTENT)
+                .then(|| (s.persist_timeout_s, mask_text(s, addr.vip.ip.is_ipv6()))),
+            one_packet: s.flags.has(VipFlags::ONE_PACKET),
+            stats: if opts.stats {
                 maps.svc_traffic(s.id)?
             } else {
                 Default::default()
@@ -151,15 +241,121 @@ pub fn list(
             reals,
         });
     }
-    show::sort(&mut listed);
-    Ok(show::list(
-        &listed,
-        ListOptions {
-            stats,
-            exact,
-            header: only.is_none(),
-        },
-    ))
+    show::sort(&mut listed, !opts.nosort);
+    Ok(show::list(&listed, opts))
+}
+
+/// `-L -c`: flows and persistence templates with the seconds they have left, by CLOCK.
+pub fn list_conns(dir: &Path, persistent_conn: bool) -> Result<String, CtlError> {
+    let maps = Maps::open(dir)?;
+    let snap = maps.snapshot()?;
+    let t = maps::read_settings(dir)?.timeouts;
+    let now = sweep::tick(dir)?;
+    let by_id: BTreeMap<u32, (ServiceKey, Service)> = snap
+        .services
+        .iter()
+        .map(|(k, s)| (s.id, (*k, *s)))
+        .collect();
+    let real_of = |id: u32| snap.reals.iter().find(|(i, _)| *i == id).map(|(_, r)| *r);
+    let left = |last: u32, timeout: u32| {
+        let idle = now.wrapping_sub(last) as i32;
+        timeout.saturating_sub(idle.max(0) as u32)
+    };
+    let mut out = Vec::new();
+    for (k, v) in maps.flows()? {
+        let Some(r) = real_of(v.real_id) else {
+            continue;
+        };
+        let proto = Proto::from_number(k.proto);
+        out.push(ListedConn {
+            proto: proto.map_or("IP", Proto::name),
+            expire_s: left(v.last_seen_s, state_timeout_s(k.proto, v.state, &t)),
+            state: state_name(k.proto, v.state),
+            source: Endpoint {
+                ip: convert::from_raw(&k.src, k.family),
+                port: k.sport.to_host(),
+            },
+            virt: Endpoint {
+                ip: convert::from_raw(&k.dst, k.family),
+                port: k.dport.to_host(),
+            },
+            dest: Endpoint {
+                port: if r.port.to_host() == 0 {
+                    k.dport.to_host()
+                } else {
+                    r.port.to_host()
+                },
+                ..real_endpoint(&r)
+            },
+        });
+    }
+    for (k, v) in maps.templates()? {
+        let (Some(r), Some((sk, s))) = (real_of(v.real_id), by_id.get(&v.svc_id)) else {
+            continue;
+        };
+        let grouped = snap
+            .services
+            .iter()
+            .filter(|(_, o)| o.persist_group == s.persist_group)
+            .count()
+            > 1;
+        out.push(ListedConn {
+            proto: Proto::from_number(k.proto).map_or("IP", Proto::name),
+            expire_s: left(v.last_seen_s, s.persist_timeout_s),
+            state: "NONE",
+            source: Endpoint {
+                ip: convert::from_raw(&k.client, k.family),
+                port: 0,
+            },
+            virt: Endpoint {
+                ip: convert::from_raw(&sk.addr, sk.family),
+                port: if grouped { 0 } else { sk.port.to_host() },
+            },
+            dest: real_endpoint(&r),
+        });
+    }
+    Ok(show::conns(&out, persistent_conn))
+}
+
+/// The sysctl-like settings lb keeps (IPVS's names).
+pub const SYSCTLS: [&str; 2] = ["expire_nodest_conn", "expire_quiescent_template"];
+
+/// `lb-ctl sysctl [NAME [VALUE]]`: list, show or set a setting.
+pub fn sysctl(dir: &Path, name: Option<&str>, value: Option<u32>) -> Result<String, CtlError> {
+    let mut s = maps::read_settings(dir)?;
+    let Some(name) = name else {
+        return Ok(format!(
+            "expire_nodest_conn {}\nexpire_quiescent_template {}\n",
+            s.expire_nodest_conn, s.expire_quiescent_template
+        ));
+    };
+    let slot = match name {
+        "expire_nodest_conn" => &mut s.expire_nodest_conn,
+        "expire_quiescent_template" => &mut s.expire_quiescent_template,
+        _ => {
+            return Err(CtlError::Sysctl(format!(
+                "unknown setting {name} (one of {})",
+                SYSCTLS.join(", ")
+            )));
+        }
+    };
+    match value {
+        None => Ok(format!("{name} {slot}\n")),
+        Some(v) if v > 1 => Err(CtlError::Sysctl(format!("{name} is 0 or 1, not {v}"))),
+        Some(v) => {
+            let _lock =
+                crate::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+            // Re-read under the lock so a concurrent --set is not lost.
+            let mut s = maps::read_settings(dir)?;
+            if name == "expire_nodest_conn" {
+                s.expire_nodest_conn = v;
+            } else {
+                s.expire_quiescent_template = v;
+            }
+            maps::write_settings(dir, &s)?;
+            Ok(String::new())
+        }
+    }
 }
 
 /// `lb-ctl counters`.

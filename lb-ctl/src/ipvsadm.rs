@@ -4,11 +4,13 @@
 //! same command/option compatibility checks. Features lb does not have yet are refused
 //! with "... is not supported yet" rather than ignored, so a script never half-works.
 //!
-//! Deviations: the default scheduler is `mh` (ipvsadm's default, wlc, is not implemented),
-//! and a service without a port is an all-port service (ipvsadm wants `-p` for that).
+//! Deviations: a service without a port is an all-port service (ipvsadm wants `-p` for
+//! that); lb adds `--persist-group VIP:PORT` (share another service's persistence, as an
+//! IPVS firewall-mark service spanning ports does) and `--mh-size PRIME` (Maglev table size).
 
 use crate::model::{Endpoint, Proto, RealRef, RealSpec, ServiceAddr, ServiceSpec};
-use lb_common::ForwardMode;
+use lb_common::consts::DEFAULT_PERSIST_TIMEOUT_S;
+use lb_common::{ForwardMode, VipFlags};
 use std::net::{IpAddr, Ipv6Addr};
 
 /// A parsed ipvsadm invocation.
@@ -34,7 +36,20 @@ pub enum IpvsCommand {
         stats: bool,
         /// `--exact`.
         exact: bool,
+        /// `--thresholds`, `--persistent-conn` or the plain listing.
+        format: ListFormat,
+        /// `--nosort`: reals in IPVS list order (newest first) instead of sorted.
+        nosort: bool,
     },
+    /// `-L -c`: the connection (and template) entries.
+    ListConns {
+        /// `--persistent-conn`: add the persistence-engine columns, as ipvsadm.
+        persistent_conn: bool,
+    },
+    /// `-L --timeout`.
+    ListTimeout,
+    /// `--set TCP TCPFIN UDP` (0 keeps a value).
+    SetTimeout([u32; 3]),
     /// `-C`.
     Clear,
     /// `-Z` (all services, or one).
@@ -43,6 +58,18 @@ pub enum IpvsCommand {
     Help,
     /// `-v` / `--version`.
     Version,
+}
+
+/// Columns of a service listing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListFormat {
+    /// Forward, Weight, ActiveConn, InActConn.
+    #[default]
+    Plain,
+    /// `--thresholds`: Uthreshold, Lthreshold, ActiveConn, InActConn.
+    Thresholds,
+    /// `--persistent-conn`: Weight, PersistConn, ActiveConn, InActConn.
+    PersistentConn,
 }
 
 /// Why an ipvsadm command line is refused.
@@ -73,6 +100,7 @@ enum Cmd {
     Zero,
     Help,
     Version,
+    Timeout,
 }
 
 impl Cmd {
@@ -89,6 +117,7 @@ impl Cmd {
             Cmd::Zero => "zero",
             Cmd::Help => "help",
             Cmd::Version => "version",
+            Cmd::Timeout => "set",
         }
     }
 }
@@ -105,6 +134,18 @@ enum Opt {
     Numeric,
     Stats,
     Exact,
+    Persistent,
+    Netmask,
+    OnePacket,
+    UThreshold,
+    LThreshold,
+    Connection,
+    ShowTimeout,
+    Thresholds,
+    PersistentConn,
+    NoSort,
+    PersistGroup,
+    MhSize,
 }
 
 impl Opt {
@@ -119,6 +160,18 @@ impl Opt {
             Opt::Numeric => "-n",
             Opt::Stats => "--stats",
             Opt::Exact => "--exact",
+            Opt::Persistent => "-p",
+            Opt::Netmask => "-M",
+            Opt::OnePacket => "-o",
+            Opt::UThreshold => "-x",
+            Opt::LThreshold => "-y",
+            Opt::Connection => "-c",
+            Opt::ShowTimeout => "--timeout",
+            Opt::Thresholds => "--thresholds",
+            Opt::PersistentConn => "--persistent-conn",
+            Opt::NoSort => "--nosort",
+            Opt::PersistGroup => "--persist-group",
+            Opt::MhSize => "--mh-size",
         }
     }
 }
@@ -127,11 +180,36 @@ impl Opt {
 fn allowed(cmd: Cmd) -> (&'static [Opt], &'static [Opt]) {
     use Opt::*;
     match cmd {
-        Cmd::AddService | Cmd::EditService => (&[Service], &[Sched, SchedFlags]),
+        Cmd::AddService | Cmd::EditService => (
+            &[Service],
+            &[
+                Sched,
+                SchedFlags,
+                Persistent,
+                Netmask,
+                OnePacket,
+                PersistGroup,
+                MhSize,
+            ],
+        ),
         Cmd::DelService => (&[Service], &[]),
-        Cmd::AddReal | Cmd::EditReal => (&[Service, Real], &[Fwd, Weight]),
+        Cmd::AddReal | Cmd::EditReal => (&[Service, Real], &[Fwd, Weight, UThreshold, LThreshold]),
         Cmd::DelReal => (&[Service, Real], &[]),
-        Cmd::List => (&[], &[Service, Numeric, Stats, Exact]),
+        Cmd::List => (
+            &[],
+            &[
+                Service,
+                Numeric,
+                Stats,
+                Exact,
+                Connection,
+                ShowTimeout,
+                Thresholds,
+                PersistentConn,
+                NoSort,
+            ],
+        ),
+        Cmd::Timeout => (&[], &[]),
         Cmd::Zero => (&[], &[Service]),
         Cmd::Clear | Cmd::Help | Cmd::Version => (&[], &[Numeric]),
     }
@@ -149,6 +227,13 @@ struct Raw {
     weight: Option<String>,
     stats: bool,
     exact: bool,
+    persistent: Option<Option<String>>,
+    netmask: Option<String>,
+    u_threshold: Option<String>,
+    l_threshold: Option<String>,
+    timeouts: Vec<String>,
+    persist_group: Option<String>,
+    mh_size: Option<String>,
 }
 
 /// One option of the table: long name, short letter, whether it takes an argument.
@@ -389,6 +474,27 @@ const SPECS: &[Spec] = &[
         short: None,
         arg: true,
     },
+    Spec {
+        long: "timeout",
+        short: None,
+        arg: false,
+    },
+    Spec {
+        long: "daemon",
+        short: None,
+        arg: false,
+    },
+    // lb's own: `--persist-group -t VIP:PORT` (or `-u`), `--mh-size PRIME`.
+    Spec {
+        long: "persist-group",
+        short: None,
+        arg: true,
+    },
+    Spec {
+        long: "mh-size",
+        short: None,
+        arg: true,
+    },
 ];
 
 impl Raw {
@@ -471,20 +577,47 @@ impl Raw {
                 self.option(Opt::Exact)?;
                 self.exact = true;
             }
+            "persistent" => {
+                self.option(Opt::Persistent)?;
+                self.persistent = Some(arg);
+            }
+            "netmask" => {
+                self.option(Opt::Netmask)?;
+                self.netmask = Some(arg_or(arg)?);
+            }
+            "ops" => self.option(Opt::OnePacket)?,
+            "u-threshold" => {
+                self.option(Opt::UThreshold)?;
+                self.u_threshold = Some(arg_or(arg)?);
+            }
+            "l-threshold" => {
+                self.option(Opt::LThreshold)?;
+                self.l_threshold = Some(arg_or(arg)?);
+            }
+            "connection" => self.option(Opt::Connection)?,
+            "timeout" => self.option(Opt::ShowTimeout)?,
+            "thresholds" => self.option(Opt::Thresholds)?,
+            "persistent-conn" => self.option(Opt::PersistentConn)?,
+            "nosort" => self.option(Opt::NoSort)?,
+            "set" => {
+                self.command(Cmd::Timeout)?;
+                self.timeouts.extend(arg);
+            }
+            "persist-group" => {
+                self.option(Opt::PersistGroup)?;
+                self.persist_group = Some(arg_or(arg)?);
+            }
+            "mh-size" => {
+                self.option(Opt::MhSize)?;
+                self.mh_size = Some(arg_or(arg)?);
+            }
             // Accepted by ipvsadm, meaningless here: listing is always sorted.
             "sort" => {}
             "restore" => return Err(ParseError::Unsupported("--restore (-R)".into())),
             "save" => return Err(ParseError::Unsupported("--save (-S)".into())),
-            "persistent" => return Err(ParseError::Unsupported("persistence (-p)".into())),
             "fwmark-service" => {
                 return Err(ParseError::Unsupported(
                     "firewall-mark services (-f)".into(),
-                ));
-            }
-            "connection" => return Err(ParseError::Unsupported("listing connections (-c)".into())),
-            "u-threshold" | "l-threshold" => {
-                return Err(ParseError::Unsupported(
-                    "connection thresholds (-x/-y)".into(),
                 ));
             }
             other => return Err(ParseError::Unsupported(format!("--{other}"))),
@@ -548,30 +681,84 @@ fn service_addr(raw: &Raw) -> Result<Option<ServiceAddr>, ParseError> {
         .transpose()
 }
 
-fn service_spec(raw: &Raw, addr: ServiceAddr) -> Result<ServiceSpec, ParseError> {
-    let sched = raw.sched.clone().unwrap_or_else(|| "mh".into());
-    let mut hash_ports = false;
-    if let Some(flags) = &raw.flags {
-        for f in flags.split(',') {
-            match f {
-                "mh-port" | "flag-2" => hash_ports = true,
-                "mh-fallback" | "flag-1" => {
-                    return Err(ParseError::Unsupported(format!("scheduler flag {f}")));
-                }
-                "flag-3" | "sh-port" | "sh-fallback" => {
-                    return Err(usage(format!(
-                        "scheduler flag {f} does not apply to {sched}"
-                    )));
-                }
-                _ => return Err(usage(format!("invalid scheduler flag {f}"))),
+/// Resolves `-b` flags for a scheduler as ipvsadm does: `flag-1`/`flag-2` mean
+/// sh-fallback/sh-port for sh and mh-fallback/mh-port for mh; a named flag of another
+/// scheduler is refused; `flag-N` on a scheduler without flags has no effect (IPVS stores
+/// it unused).
+fn sched_flags(sched: &str, flags: &str) -> Result<u32, ParseError> {
+    let mut bits = 0;
+    for f in flags.split(',') {
+        let bit = match (f, sched) {
+            ("sh-fallback" | "flag-1", "sh") => VipFlags::SH_FALLBACK,
+            ("sh-port" | "flag-2", "sh") => VipFlags::SH_PORT,
+            ("mh-fallback" | "flag-1", "mh") => VipFlags::MH_FALLBACK,
+            ("mh-port" | "flag-2", "mh") => VipFlags::HASH_PORTS,
+            ("flag-1" | "flag-2" | "flag-3", _) => 0,
+            ("sh-fallback" | "sh-port" | "mh-fallback" | "mh-port", _) => {
+                return Err(usage(format!("incompatible scheduler flag `{f}'")));
             }
-        }
+            _ => return Err(usage(format!("invalid scheduler flag `{f}'"))),
+        };
+        bits |= bit;
     }
-    Ok(ServiceSpec {
-        addr,
-        sched,
-        hash_ports,
-    })
+    Ok(bits)
+}
+
+fn service_spec(raw: &Raw, addr: ServiceAddr) -> Result<ServiceSpec, ParseError> {
+    let mut spec = ServiceSpec::new(addr);
+    if let Some(s) = &raw.sched {
+        spec.sched = s.clone();
+    }
+    if let Some(f) = &raw.flags {
+        spec.sched_flags = sched_flags(&spec.sched, f)?;
+    }
+    spec.persistent = match &raw.persistent {
+        None => None,
+        Some(None) => Some(DEFAULT_PERSIST_TIMEOUT_S),
+        Some(Some(t)) => Some(
+            t.parse::<u32>()
+                .ok()
+                .filter(|&t| t >= 1)
+                .ok_or_else(|| usage(format!("illegal timeout for persistent service: {t}")))?,
+        ),
+    };
+    if let Some(m) = &raw.netmask {
+        if spec.persistent.is_none() {
+            return Err(usage("netmask (-M) needs a persistent service (-p)"));
+        }
+        spec.netmask = Some(match addr.vip.ip {
+            IpAddr::V4(_) => m
+                .parse::<std::net::Ipv4Addr>()
+                .map(IpAddr::V4)
+                .map_err(|_| usage(format!("illegal virtual server netmask: {m}")))?,
+            IpAddr::V6(_) => {
+                let plen = m
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&p| (1..=128).contains(&p))
+                    .ok_or_else(|| usage(format!("illegal virtual server netmask: {m}")))?;
+                IpAddr::V6(Ipv6Addr::from(u128::MAX << (128 - plen)))
+            }
+        });
+    }
+    spec.one_packet = raw.seen.contains(&Opt::OnePacket);
+    if let Some(g) = &raw.persist_group {
+        let (ip, port) = parse_endpoint(g)?;
+        spec.persist_with = Some(ServiceAddr {
+            proto: addr.proto,
+            vip: Endpoint {
+                ip,
+                port: port.unwrap_or(0),
+            },
+        });
+    }
+    if let Some(n) = &raw.mh_size {
+        spec.mh_size = Some(
+            n.parse::<u32>()
+                .map_err(|_| usage(format!("illegal Maglev table size: {n}")))?,
+        );
+    }
+    Ok(spec)
 }
 
 fn weight(raw: &Raw) -> Result<i64, ParseError> {
@@ -580,6 +767,28 @@ fn weight(raw: &Raw) -> Result<i64, ParseError> {
         Some(w) => w
             .parse::<i64>()
             .map_err(|_| usage(format!("illegal weight specified: {w}"))),
+    }
+}
+
+/// The next word as an optional option argument (popt's `POPT_ARGFLAG_OPTIONAL`): taken
+/// unless it is missing or starts with `-`.
+fn optional_arg<S: AsRef<str>>(args: &[S], i: &mut usize) -> Option<String> {
+    let v = args.get(*i).map(|s| s.as_ref())?;
+    if v.starts_with('-') {
+        return None;
+    }
+    *i += 1;
+    Some(v.to_string())
+}
+
+fn number(v: &Option<String>, what: &str) -> Result<u32, ParseError> {
+    match v {
+        None => Ok(0),
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n <= i32::MAX as u32)
+            .ok_or_else(|| usage(format!("illegal {what} specified: {s}"))),
     }
 }
 
@@ -600,10 +809,20 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                 let v = args.get(i).map(|s| s.as_ref().to_string());
                 i += 1;
                 v
+            } else if spec.long == "persistent" && inline.is_none() {
+                optional_arg(args, &mut i)
             } else {
                 inline
             };
             raw.set(spec.long, arg)?;
+            if spec.long == "set" {
+                // `--set TCP TCPFIN UDP`: three values.
+                for _ in 0..2 {
+                    let v = args.get(i).map(|s| s.as_ref().to_string());
+                    i += 1;
+                    raw.set("set", v)?;
+                }
+            }
         } else if let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) {
             for (pos, c) in cluster.char_indices() {
                 let spec = find_short(c).ok_or_else(|| usage(format!("unknown option -{c}")))?;
@@ -613,6 +832,18 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                         let v = args.get(i).map(|s| s.as_ref().to_string());
                         i += 1;
                         v
+                    } else {
+                        Some(rest.to_string())
+                    };
+                    raw.set(spec.long, arg)?;
+                    break;
+                }
+                if c == 'p' {
+                    // ipvsadm's -p takes an optional timeout: attached, or the next word
+                    // unless it is an option.
+                    let rest = &cluster[pos + 1..];
+                    let arg = if rest.is_empty() {
+                        optional_arg(args, &mut i)
                     } else {
                         Some(rest.to_string())
                     };
@@ -663,6 +894,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                 port,
                 mode: raw.fwd.unwrap_or(ForwardMode::Dr),
                 weight: weight(&raw)?,
+                u_threshold: number(&raw.u_threshold, "u_threshold")?,
+                l_threshold: number(&raw.l_threshold, "l_threshold")?,
             };
             if cmd == Cmd::AddReal {
                 IpvsCommand::AddReal(spec)
@@ -678,11 +911,37 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                 port,
             })
         }
+        Cmd::List if raw.seen.contains(&Opt::ShowTimeout) => IpvsCommand::ListTimeout,
+        Cmd::List if raw.seen.contains(&Opt::Connection) => IpvsCommand::ListConns {
+            persistent_conn: raw.seen.contains(&Opt::PersistentConn),
+        },
         Cmd::List => IpvsCommand::List {
             service: svc,
             stats: raw.stats,
             exact: raw.exact,
+            format: if raw.seen.contains(&Opt::Thresholds) {
+                ListFormat::Thresholds
+            } else if raw.seen.contains(&Opt::PersistentConn) {
+                ListFormat::PersistentConn
+            } else {
+                ListFormat::Plain
+            },
+            nosort: raw.seen.contains(&Opt::NoSort),
         },
+        Cmd::Timeout => {
+            let mut t = [0u32; 3];
+            if raw.timeouts.len() != 3 {
+                return Err(usage("--set needs three values: TCP TCPFIN UDP"));
+            }
+            for (slot, v) in t.iter_mut().zip(&raw.timeouts) {
+                *slot = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n <= i32::MAX as u32)
+                    .ok_or_else(|| usage(format!("illegal timeout value: {v}")))?;
+            }
+            IpvsCommand::SetTimeout(t)
+        }
         Cmd::Clear => IpvsCommand::Clear,
         Cmd::Zero => IpvsCommand::Zero(svc),
         Cmd::Help => IpvsCommand::Help,
@@ -711,9 +970,9 @@ mod tests {
     #[test]
     fn add_service_forms() {
         let want = IpvsCommand::AddService(ServiceSpec {
-            addr: sa(Proto::Tcp, "198.18.2.1", 80),
             sched: "mh".into(),
-            hash_ports: true,
+            sched_flags: VipFlags::HASH_PORTS,
+            ..ServiceSpec::new(sa(Proto::Tcp, "198.18.2.1", 80))
         });
         assert_eq!(p("-A -t 198.18.2.1:80 -s mh -b mh-port").unwrap(), want);
         assert_eq!(p("-A -t198.18.2.1:80 -smh -bflag-2").unwrap(), want);
@@ -726,8 +985,8 @@ mod tests {
             panic!()
         };
         assert_eq!(s.addr, sa(Proto::Udp, "2001:db8::1", 53));
-        assert_eq!(s.sched, "mh");
-        assert!(!s.hash_ports);
+        assert_eq!(s.sched, "wlc", "ipvsadm's default");
+        assert_eq!(s.sched_flags, 0);
         let IpvsCommand::AddService(s) = p("-A -t 198.18.2.1 -s wlc").unwrap() else {
             panic!()
         };
@@ -780,6 +1039,8 @@ mod tests {
             service: None,
             stats: false,
             exact: false,
+            format: ListFormat::Plain,
+            nosort: false,
         };
         assert_eq!(p("-L -n").unwrap(), all);
         assert_eq!(p("-Ln").unwrap(), all);
@@ -790,7 +1051,9 @@ mod tests {
             IpvsCommand::List {
                 service: Some(sa(Proto::Tcp, "198.18.2.1", 80)),
                 stats: true,
-                exact: true
+                exact: true,
+                format: ListFormat::Plain,
+                nosort: false,
             }
         );
         assert_eq!(p("-C").unwrap(), IpvsCommand::Clear);
@@ -823,17 +1086,26 @@ mod tests {
         );
         assert_eq!(e("-L --rate"), "--rate is not supported yet");
         assert_eq!(
-            e("-A -t 198.18.2.1:80 -p 300"),
-            "persistence (-p) is not supported yet"
-        );
-        assert_eq!(
             e("-A -t 198.18.2.1:80 -b mh-fallback"),
-            "scheduler flag mh-fallback is not supported yet"
+            "incompatible scheduler flag `mh-fallback'"
         );
         assert_eq!(
-            e("-A -t 198.18.2.1:80 -b bogus"),
-            "invalid scheduler flag bogus"
+            e("-A -t 198.18.2.1:80 -s mh -b bogus"),
+            "invalid scheduler flag `bogus'"
         );
+        assert_eq!(
+            e("-A -t 198.18.2.1:80 -M 255.255.255.0"),
+            "netmask (-M) needs a persistent service (-p)"
+        );
+        assert_eq!(
+            e("-A -t 198.18.2.1:80 -p 0"),
+            "illegal timeout for persistent service: 0"
+        );
+        assert_eq!(
+            e("-a -t 198.18.2.1:80 -r 198.18.1.1 -x -3"),
+            "illegal u_threshold specified: -3"
+        );
+        assert_eq!(e("--set 1 2"), "--set needs three values: TCP TCPFIN UDP");
         assert_eq!(
             e("-a -t 198.18.2.1:80 -r 198.18.1.11 -w x"),
             "illegal weight specified: x"
@@ -850,6 +1122,67 @@ mod tests {
             "option -g/-i/-m given more than once"
         );
         assert_eq!(e("-L extra"), "unexpected argument extra");
+    }
+
+    #[test]
+    fn issue4_options() {
+        let IpvsCommand::AddService(s) =
+            p("-A -t 198.18.2.1:0 -s sh -b sh-fallback,flag-2 -p -M 255.255.255.0").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s.sched, "sh");
+        assert_eq!(s.sched_flags, VipFlags::SH_FALLBACK | VipFlags::SH_PORT);
+        assert_eq!(s.persistent, Some(DEFAULT_PERSIST_TIMEOUT_S));
+        assert_eq!(s.netmask, Some("255.255.255.0".parse().unwrap()));
+        let IpvsCommand::AddService(s) = p("-A -u 198.18.2.1:53 -p 60 -o").unwrap() else {
+            panic!()
+        };
+        assert_eq!((s.persistent, s.one_packet), (Some(60), true));
+        let IpvsCommand::AddService(s) = p("-A -t 198.18.2.1:443 -p600").unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.persistent, Some(600));
+        let IpvsCommand::AddService(s) =
+            p("-A -t [2001:db8::1]:443 -s mh -b flag-1 -p -M 64 --persist-group [2001:db8::1]:80 --mh-size 251").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s.sched_flags, VipFlags::MH_FALLBACK);
+        assert_eq!(s.netmask, Some("ffff:ffff:ffff:ffff::".parse().unwrap()));
+        assert_eq!(s.persist_with, Some(sa(Proto::Tcp, "2001:db8::1", 80)));
+        assert_eq!(s.mh_size, Some(251));
+        let IpvsCommand::AddService(s) = p("-A -t 198.18.2.1:80 -s wrr -b flag-1").unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.sched_flags, 0, "flag-N means nothing to wrr");
+        let IpvsCommand::AddReal(r) = p("-a -t 198.18.2.1:80 -r 198.18.1.1 -x 100 -y 50").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((r.u_threshold, r.l_threshold), (100, 50));
+        assert_eq!(
+            p("--set 900 60 300").unwrap(),
+            IpvsCommand::SetTimeout([900, 60, 300])
+        );
+        assert_eq!(p("-L --timeout").unwrap(), IpvsCommand::ListTimeout);
+        assert_eq!(
+            p("-L -n -c --persistent-conn").unwrap(),
+            IpvsCommand::ListConns {
+                persistent_conn: true
+            }
+        );
+        assert_eq!(
+            p("-Lnc").unwrap(),
+            IpvsCommand::ListConns {
+                persistent_conn: false
+            }
+        );
+        let IpvsCommand::List { format, nosort, .. } = p("-L -n --thresholds --nosort").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((format, nosort), (ListFormat::Thresholds, true));
     }
 
     #[test]

@@ -22,5 +22,6 @@ pub mod nexthop;
 pub mod real;
 pub mod service;
 pub mod show;
+pub mod sweep;
 pub mod sys;
 pub mod table;

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use lb_ctl::{ctl, ipvsadm, loader};
+use lb_ctl::{ctl, ipvsadm, loader, sweep};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,7 +19,8 @@ Run lb-ctl inside a namespace with `nsenter --net=/run/netns/NAME lb-ctl ...` \
 (not `ip netns exec`, which hides /sys/fs/bpf).\n\n\
 Examples:\n  lb-ctl load --iface eth0 --skb\n  lb-ctl -A -t 198.18.2.1:80 -s mh\n  \
 lb-ctl -a -t 198.18.2.1:80 -r 198.18.1.11:80 -g\n  lb-ctl -L -n\n  lb-ctl counters\n  \
-lb-ctl decap attach --iface eth0\n  lb-ctl unload"
+lb-ctl decap attach --iface eth0\n  lb-ctl sweep --interval 1 &\n  \
+lb-ctl sysctl expire_nodest_conn 1\n  lb-ctl unload"
 )]
 struct Cli {
     /// BPF object file to load (default: next to lb-ctl, then target/release).
@@ -56,6 +57,24 @@ enum Sub {
     },
     /// Print every data-path counter, per-CPU summed: one `name value` line each.
     Counters,
+    /// Keep the clock and expire idle connections and persistence templates (IPVS's
+    /// timers); runs until killed unless --once.
+    Sweep {
+        /// One pass, then exit (prints what it expired).
+        #[arg(long)]
+        once: bool,
+        /// Seconds between passes.
+        #[arg(long, value_name = "S", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+    },
+    /// Show or set the IPVS sysctl-like settings kept in the SETTINGS map:
+    /// expire_nodest_conn, expire_quiescent_template (0 or 1, default 0 as IPVS).
+    Sysctl {
+        /// Setting name; none lists all.
+        name: Option<String>,
+        /// New value (0 or 1); none shows the current one.
+        value: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +139,21 @@ fn run_native(cli: Cli) -> Result<String> {
             cmd: DecapCmd::Detach { ifaces },
         } => lines(loader::decap_detach(&dir, &ifaces)?),
         Sub::Counters => ctl::counters(&dir)?,
+        Sub::Sweep { once, interval } => {
+            if once {
+                let r = sweep::sweep_once(&dir)?;
+                format!(
+                    "clock {} flows {} expired active {} inactive {} templates {}\n",
+                    r.now, r.flows, r.active, r.inactive, r.templates
+                )
+            } else {
+                loop {
+                    sweep::sweep_once(&dir)?;
+                    std::thread::sleep(std::time::Duration::from_secs(interval));
+                }
+            }
+        }
+        Sub::Sysctl { name, value } => ctl::sysctl(&dir, name.as_deref(), value)?,
     })
 }
 
@@ -144,6 +178,8 @@ fn run(args: Vec<String>) -> Outcome {
                 service: None,
                 stats: false,
                 exact: false,
+                format: Default::default(),
+                nosort: false,
             })
         } else {
             ipvsadm::parse(rest)

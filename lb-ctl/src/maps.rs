@@ -6,12 +6,16 @@
 
 use crate::model::{Filter, Op, Snapshot};
 use aya::maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues};
+use lb_common::conn::{ConnCounts, ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
-    FILTER_WORDS, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_REAL_STATS, MAP_REALS,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
+    FILTER_WORDS, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
+    MAP_REAL_EXPIRED, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
+    MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
 };
-use lb_common::{FlowKey, FlowValue, Real, Service, ServiceKey, Traffic, VipKey};
-use std::collections::HashMap as StdHashMap;
+use lb_common::{
+    FlowKey, FlowValue, PersistKey, PersistValue, Real, Service, ServiceKey, Traffic, VipKey,
+};
+use std::collections::{BTreeMap, HashMap as StdHashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +41,14 @@ pub enum MapsError {
     /// A TX_PORTS update failed.
     #[error("map {MAP_TX_PORTS}")]
     TxPorts(#[from] aya::maps::xdp::XdpMapError),
+    /// A raw map command (lookup-and-delete, no-exist insert) or the lock failed.
+    #[error("map {name}")]
+    Raw {
+        /// Map name.
+        name: &'static str,
+        /// The system error.
+        source: io::Error,
+    },
     /// The number of CPUs (for per-CPU values) is unknown.
     #[error("cannot count CPUs")]
     Cpus(#[source] io::Error),
@@ -97,6 +109,33 @@ pub fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
         .collect()
 }
 
+/// Opens a pinned map if it is there (maps of newer objects; an older pinned object lacks
+/// them).
+pub fn open_opt<M>(dir: &Path, name: &'static str) -> Result<Option<M>, MapsError>
+where
+    M: TryFrom<Map, Error = MapError>,
+{
+    if dir.join(name).exists() {
+        open(dir, name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The settings (`--set` timeouts, sysctl-like switches); all zero = IPVS's defaults.
+pub fn read_settings(dir: &Path) -> Result<Settings, MapsError> {
+    let Some(m) = open_opt::<Array<MapData, Settings>>(dir, MAP_SETTINGS)? else {
+        return Ok(Settings::default());
+    };
+    m.get(&0, 0).map_err(err(MAP_SETTINGS))
+}
+
+/// Replaces the settings.
+pub fn write_settings(dir: &Path, s: &Settings) -> Result<(), MapsError> {
+    let mut m: Array<MapData, Settings> = open(dir, MAP_SETTINGS)?;
+    m.set(0, s, 0).map_err(err(MAP_SETTINGS))
+}
+
 /// The balancer's maps that lb-ctl reads and writes.
 pub struct Maps {
     services: HashMap<MapData, ServiceKey, Service>,
@@ -108,6 +147,8 @@ pub struct Maps {
     tx_ports: DevMapHash<MapData>,
     vip_filter: Array<MapData, u64>,
     nat_filter: Array<MapData, u64>,
+    real_conns: Option<Array<MapData, ConnEvents>>,
+    real_expired: Option<Array<MapData, ConnExpiry>>,
     dir: PathBuf,
 }
 
@@ -124,6 +165,8 @@ impl Maps {
             tx_ports: open(dir, MAP_TX_PORTS)?,
             vip_filter: open(dir, MAP_VIP_FILTER)?,
             nat_filter: open(dir, MAP_NAT_FILTER)?,
+            real_conns: open_opt(dir, MAP_REAL_CONNS)?,
+            real_expired: open_opt(dir, MAP_REAL_EXPIRED)?,
             dir: dir.to_path_buf(),
         })
     }
@@ -143,7 +186,29 @@ impl Maps {
                 reals.push((i, r));
             }
         }
-        Ok(Snapshot { services, reals })
+        let mut orders = BTreeMap::new();
+        for (_, s) in &services {
+            let ids = (s.reals_base..s.reals_base.saturating_add(s.reals_len))
+                .map(|i| self.sched.get(&i, 0).map_err(err(MAP_SCHED_TABLE)))
+                .collect::<Result<Vec<u32>, _>>()?;
+            orders.insert(s.id, ids);
+        }
+        Ok(Snapshot {
+            services,
+            reals,
+            orders,
+        })
+    }
+
+    /// Live connection counts of a real (ActiveConn, InActConn, PersistConn); `None`
+    /// when the pinned object keeps no connection counters.
+    pub fn conn_counts(&self, id: u32) -> Result<Option<ConnCounts>, MapsError> {
+        let (Some(ev), Some(ex)) = (&self.real_conns, &self.real_expired) else {
+            return Ok(None);
+        };
+        let e = ev.get(&id, 0).map_err(err(MAP_REAL_CONNS))?;
+        let x = ex.get(&id, 0).map_err(err(MAP_REAL_EXPIRED))?;
+        Ok(Some(conn_counts(&e, &x)))
     }
 
     /// Per-CPU sum of a service's traffic.
@@ -168,6 +233,22 @@ impl Maps {
             *n.entry((v.real_id, v.svc_id)).or_insert(0) += 1;
         }
         Ok(n)
+    }
+
+    /// Every FLOWS entry (for `-L -c`).
+    pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, MapsError> {
+        let flows: HashMap<MapData, FlowKey, FlowValue> = open(&self.dir, MAP_FLOWS)?;
+        flows.iter().map(|r| r.map_err(err(MAP_FLOWS))).collect()
+    }
+
+    /// Every PERSIST entry (none when the object has no templates).
+    pub fn templates(&self) -> Result<Vec<(PersistKey, PersistValue)>, MapsError> {
+        let Some(m) =
+            open_opt::<HashMap<MapData, PersistKey, PersistValue>>(&self.dir, MAP_PERSIST)?
+        else {
+            return Ok(Vec::new());
+        };
+        m.iter().map(|r| r.map_err(err(MAP_PERSIST))).collect()
     }
 
     fn filter(&mut self, f: Filter) -> (&mut Array<MapData, u64>, &'static str) {

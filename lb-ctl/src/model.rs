@@ -11,6 +11,7 @@
 use lb_common::addr::{convert, family};
 use lb_common::consts::proto;
 use lb_common::{Be16, ForwardMode, Real, RealFlags, Service, ServiceKey, VipKey};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -134,10 +135,38 @@ pub fn vip_key(ip: IpAddr) -> VipKey {
 pub struct ServiceSpec {
     /// Which service.
     pub addr: ServiceAddr,
-    /// Scheduler name (ipvsadm `-s`); only `mh` is supported so far.
+    /// Scheduler name (ipvsadm `-s`, default `wlc` as ipvsadm).
     pub sched: String,
-    /// ipvsadm `-b mh-port`: hash the whole flow, not only the client address.
-    pub hash_ports: bool,
+    /// Scheduler flags (`-b`), already resolved for the scheduler: [`lb_common::VipFlags`] bits
+    /// `HASH_PORTS`, `MH_FALLBACK`, `SH_FALLBACK`, `SH_PORT`.
+    pub sched_flags: u32,
+    /// `-p [TIMEOUT]`: persistence timeout in seconds.
+    pub persistent: Option<u32>,
+    /// `-M NETMASK` (IPv4 mask, or an IPv6 prefix given as a mask address).
+    pub netmask: Option<IpAddr>,
+    /// `-o`: one-packet scheduling.
+    pub one_packet: bool,
+    /// lb's `--persist-group -t|-u VIP:PORT`: share that service's persistence templates
+    /// (an IPVS firewall-mark service spanning several ports, e.g. http + https).
+    pub persist_with: Option<ServiceAddr>,
+    /// lb's `--mh-size PRIME`: Maglev table size (default 65537; kept by `-E` without it).
+    pub mh_size: Option<u32>,
+}
+
+impl ServiceSpec {
+    /// A spec with ipvsadm's defaults (wlc, no flags, not persistent).
+    pub fn new(addr: ServiceAddr) -> ServiceSpec {
+        ServiceSpec {
+            addr,
+            sched: "wlc".into(),
+            sched_flags: 0,
+            persistent: None,
+            netmask: None,
+            one_packet: false,
+            persist_with: None,
+            mh_size: None,
+        }
+    }
 }
 
 /// A real server as `-a` / `-e` give it.
@@ -153,6 +182,10 @@ pub struct RealSpec {
     pub mode: ForwardMode,
     /// Weight as given (checked to be 0..=65535 before any write).
     pub weight: i64,
+    /// Upper connection threshold (`-x`, 0 = none).
+    pub u_threshold: u32,
+    /// Lower connection threshold (`-y`).
+    pub l_threshold: u32,
 }
 
 /// A real server as `-d` names it.
@@ -173,6 +206,8 @@ pub struct Snapshot {
     pub services: Vec<(ServiceKey, Service)>,
     /// Every REALS slot that was ever written (not all-zero), active or not.
     pub reals: Vec<(u32, Real)>,
+    /// Each service's reals list as published in SCHED_TABLE (id → real ids, IPVS order).
+    pub orders: BTreeMap<u32, Vec<u32>>,
 }
 
 impl Snapshot {
@@ -190,6 +225,25 @@ impl Snapshot {
         self.reals
             .iter()
             .filter(move |(_, r)| r.flags.has(RealFlags::ACTIVE) && r.svc_id == svc_id)
+    }
+
+    /// Active reals of service `svc_id` in IPVS list order (newest first): the published
+    /// reals list, then any active real it lacks (none unless written by an older lb-ctl),
+    /// newest id first.
+    pub fn ordered_reals(&self, svc_id: u32) -> Vec<(u32, Real)> {
+        let mine: Vec<(u32, Real)> = self.reals_of(svc_id).copied().collect();
+        let listed = self.orders.get(&svc_id).cloned().unwrap_or_default();
+        let mut out: Vec<(u32, Real)> = listed
+            .iter()
+            .filter_map(|id| mine.iter().find(|(i, _)| i == id).copied())
+            .collect();
+        let mut rest: Vec<(u32, Real)> = mine
+            .into_iter()
+            .filter(|(i, _)| !listed.contains(i))
+            .collect();
+        rest.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        out.extend(rest);
+        out
     }
 
     /// Every active real.
@@ -294,9 +348,28 @@ pub enum ModelError {
     /// Weight outside 0..=65535.
     #[error("weight {0} is out of range (0..65535)")]
     Weight(i64),
-    /// A scheduler other than mh.
-    #[error("scheduler {0} is not supported yet")]
+    /// A scheduler IPVS does not have.
+    #[error(
+        "Scheduler not found: {0} (one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)"
+    )]
     UnsupportedScheduler(String),
+    /// A service would get more reals than a load-driven scheduler scans.
+    #[error("too many real servers in {0} (at most {1})")]
+    TooManyRealsInService(ServiceAddr, u32),
+    /// `-x` / `-y` out of order (IPVS refuses it with ERANGE).
+    #[error("lower threshold {l} is higher than upper threshold {u}")]
+    Thresholds {
+        /// Upper.
+        u: u32,
+        /// Lower.
+        l: u32,
+    },
+    /// `-M` of the wrong family or not a contiguous mask.
+    #[error("illegal netmask {0} for this service")]
+    Netmask(IpAddr),
+    /// `-p 0` or more than IPVS allows.
+    #[error("illegal persistence timeout {0}")]
+    PersistTimeout(u32),
     /// An address that cannot be a VIP or a real (unspecified, multicast, broadcast).
     #[error("{0} cannot be used as a service or real server address")]
     BadAddress(IpAddr),

@@ -10,9 +10,9 @@ use crate::model::{
     effective_port, real_endpoint,
 };
 use crate::nexthop::{NextHop, NextHopError};
-use crate::service::{deactivated, filter_cleanup, nat_addrs, publish, slot_of};
+use crate::service::{deactivated, filter_cleanup, mh_size_of, nat_addrs, publish, slot_of};
 use lb_common::addr::convert;
-use lb_common::consts::MAX_REALS;
+use lb_common::consts::{MAX_REALS, MAX_REALS_PER_SERVICE};
 use lb_common::{Be16, ForwardMode, Real, RealFlags, Service};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -83,8 +83,21 @@ fn make_real(
         ifindex: nh.ifindex,
         dst_mac: nh.dst_mac,
         src_mac: nh.src_mac,
-        ..Default::default()
+        u_threshold: spec.u_threshold,
+        l_threshold: spec.l_threshold,
     })
+}
+
+/// IPVS refuses a lower threshold above the upper one (`-ERANGE` in ip_vs_add_dest /
+/// ip_vs_edit_dest).
+fn check_thresholds(spec: &RealSpec) -> Result<(), ModelError> {
+    if spec.l_threshold > spec.u_threshold {
+        return Err(ModelError::Thresholds {
+            u: spec.u_threshold,
+            l: spec.l_threshold,
+        });
+    }
+    Ok(())
 }
 
 /// `-a`: add a real server to a service.
@@ -96,6 +109,7 @@ pub fn add(
     let svc = service_for(snap, &spec.service, spec.addr)?;
     check_unicast(spec.addr)?;
     let weight = check_weight(spec.weight)?;
+    check_thresholds(spec)?;
     let port = effective_port(spec.mode, spec.port, spec.service.vip.port);
     let ep = Endpoint {
         ip: spec.addr,
@@ -108,12 +122,20 @@ pub fn add(
         });
     }
     let id = alloc_id(snap)?;
+    let old_reals = snap.ordered_reals(svc.id);
+    if old_reals.len() as u32 >= MAX_REALS_PER_SERVICE {
+        return Err(ModelError::TooManyRealsInService(
+            spec.service,
+            MAX_REALS_PER_SERVICE,
+        ));
+    }
     let nh = resolve(spec.addr)?;
     let real = make_real(spec, svc.id, port, weight, &nh)?;
 
-    let mut reals: Vec<(u32, Real)> = snap.reals_of(svc.id).copied().collect();
-    reals.push((id, real));
-    let publish_ops = publish(snap, &spec.service, svc, &reals)?;
+    // IPVS puts a new destination at the head of the service's list.
+    let mut reals = vec![(id, real)];
+    reals.extend(old_reals);
+    let publish_ops = publish(snap, &spec.service, svc, svc, &reals, mh_size_of(&svc))?;
 
     let mut ops = vec![
         Op::ZeroRealStats(id),
@@ -137,6 +159,7 @@ pub fn edit(
 ) -> Result<Vec<Op>, ModelError> {
     let svc = service_for(snap, &spec.service, spec.addr)?;
     let weight = check_weight(spec.weight)?;
+    check_thresholds(spec)?;
     let port = effective_port(spec.mode, spec.port, spec.service.vip.port);
     let ep = Endpoint {
         ip: spec.addr,
@@ -159,10 +182,18 @@ pub fn edit(
     ops.push(Op::PutReal(id, real));
     if old.weight != weight {
         let reals: Vec<(u32, Real)> = snap
-            .reals_of(svc.id)
-            .map(|&(i, r)| if i == id { (i, real) } else { (i, r) })
+            .ordered_reals(svc.id)
+            .into_iter()
+            .map(|(i, r)| if i == id { (i, real) } else { (i, r) })
             .collect();
-        ops.extend(publish(snap, &spec.service, svc, &reals)?);
+        ops.extend(publish(
+            snap,
+            &spec.service,
+            svc,
+            svc,
+            &reals,
+            mh_size_of(&svc),
+        )?);
     }
     if was_nat && !is_nat {
         ops.extend(filter_cleanup(
@@ -187,11 +218,11 @@ pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
         real: ep,
     })?;
     let reals: Vec<(u32, Real)> = snap
-        .reals_of(svc.id)
+        .ordered_reals(svc.id)
+        .into_iter()
         .filter(|(i, _)| *i != id)
-        .copied()
         .collect();
-    let mut ops = publish(snap, &rref.service, svc, &reals)?;
+    let mut ops = publish(snap, &rref.service, svc, svc, &reals, mh_size_of(&svc))?;
     ops.push(Op::PutReal(id, deactivated(&old)));
     if old.mode == ForwardMode::Nat as u8 {
         ops.extend(filter_cleanup(
@@ -236,6 +267,8 @@ mod tests {
             port,
             mode,
             weight: w,
+            u_threshold: 0,
+            l_threshold: 0,
         }
     }
 
@@ -246,9 +279,22 @@ mod tests {
         snap
     }
 
-    fn table_of(ops: &[Op]) -> Option<&Vec<u32>> {
+    /// The scheduler table part of what a plan writes (after the reals list).
+    fn table_of(ops: &[Op]) -> Option<Vec<u32>> {
+        let s = service_of(ops)?;
+        ops.iter()
+            .find_map(|o| match o {
+                Op::WriteTable { slots, .. } => Some(slots[s.reals_len as usize..].to_vec()),
+                _ => None,
+            })
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The reals list part.
+    fn list_of(ops: &[Op]) -> Option<Vec<u32>> {
+        let s = service_of(ops)?;
         ops.iter().find_map(|o| match o {
-            Op::WriteTable { slots, .. } => Some(slots),
+            Op::WriteTable { slots, .. } => Some(slots[..s.reals_len as usize].to_vec()),
             _ => None,
         })
     }
@@ -292,7 +338,9 @@ mod tests {
         assert_eq!(t.len(), DEFAULT_MAGLEV_SIZE as usize);
         assert!(t.iter().all(|&s| s == 0));
         let s = service_of(&ops).unwrap();
-        assert_eq!((s.table_base, s.table_len), (0, DEFAULT_MAGLEV_SIZE));
+        assert_eq!((s.reals_base, s.reals_len), (0, 1));
+        assert_eq!((s.table_base, s.table_len), (1, DEFAULT_MAGLEV_SIZE));
+        assert_eq!(list_of(&ops).unwrap(), [0]);
     }
 
     #[test]
@@ -313,20 +361,29 @@ mod tests {
         .unwrap();
         let s = service_of(&ops).unwrap();
         assert_eq!(
-            s.table_base, DEFAULT_MAGLEV_SIZE,
+            s.reals_base,
+            DEFAULT_MAGLEV_SIZE + 1,
             "never over the live table"
         );
+        assert_eq!(s.table_base, s.reals_base + 2);
+        assert_eq!(list_of(&ops).unwrap(), [1, 0], "newest first, as IPVS");
         let t = table_of(&ops).unwrap();
         assert!(t.contains(&0) && t.contains(&1));
         apply(&mut snap, &ops);
-        // The third table can reuse the first region, which is no longer live.
+        // The third goes to free space again: never over the live (second) region.
+        let live = service_of(&ops).unwrap();
         let ops = add(
             &snap,
             &rspec("198.18.2.1", "198.18.1.13", None, ForwardMode::Dr, 1),
             &mut nh,
         )
         .unwrap();
-        assert_eq!(service_of(&ops).unwrap().table_base, 0);
+        let s = service_of(&ops).unwrap();
+        let live_end = live.reals_base + live.reals_len + live.table_len;
+        assert!(
+            s.reals_base >= live_end || s.reals_base + s.reals_len + s.table_len <= live.reals_base
+        );
+        assert_eq!(list_of(&ops).unwrap(), [2, 1, 0]);
     }
 
     #[test]

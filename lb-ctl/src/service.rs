@@ -9,23 +9,93 @@ use crate::model::{
     Filter, ModelError, Op, ServiceAddr, ServiceSpec, Snapshot, check_unicast, real_ip, vip_key,
 };
 use crate::table;
-use lb_common::consts::MAX_SERVICES;
+use lb_common::consts::{DEFAULT_MAGLEV_SIZE, MAX_REALS_PER_SERVICE, MAX_SERVICES, MAX_TABLE_LEN};
 use lb_common::filter::filter_slot;
-use lb_common::{ForwardMode, Real, RealFlags, SchedKind, Service, VipFlags, addr::convert};
+use lb_common::maglev;
+use lb_common::{
+    ForwardMode, RawAddr, Real, RealFlags, SchedKind, Service, VipFlags, addr::convert,
+};
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Checks the scheduler and its flags; returns the stored (sched, flags).
-fn check_sched(spec: &ServiceSpec) -> Result<(u8, VipFlags), ModelError> {
-    if spec.sched != SchedKind::Maglev.name() {
-        return Err(ModelError::UnsupportedScheduler(spec.sched.clone()));
-    }
-    let flags = if spec.hash_ports {
-        VipFlags::HASH_PORTS
-    } else {
-        0
+/// IPVS's longest persistence timeout (`IP_VS_CONN_TAB`… ipvsadm takes any u32; the
+/// kernel stores seconds × HZ in an int, so keep well inside that).
+const MAX_PERSIST_TIMEOUT_S: u32 = 31 * 24 * 3600;
+
+/// The persistence mask of a service as stored: all-ones (/32, /128) unless `-M` says
+/// otherwise. An IPv4 mask must be contiguous; an IPv6 one is built from a prefix.
+fn persist_mask(spec: &ServiceSpec) -> Result<RawAddr, ModelError> {
+    let vip = spec.addr.vip.ip;
+    let mask = match spec.netmask {
+        None => match vip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::BROADCAST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
+        },
+        Some(m) => {
+            let contiguous = match m {
+                IpAddr::V4(a) => {
+                    let v = u32::from(a);
+                    v.leading_ones() + v.trailing_zeros() == 32
+                }
+                IpAddr::V6(a) => {
+                    let v = u128::from(a);
+                    v.leading_ones() + v.trailing_zeros() == 128
+                }
+            };
+            if m.is_ipv4() != vip.is_ipv4() || !contiguous {
+                return Err(ModelError::Netmask(m));
+            }
+            m
+        }
     };
-    Ok((SchedKind::Maglev as u8, VipFlags(flags)))
+    Ok(convert::to_raw(mask).0)
+}
+
+/// Checks the scheduler, flags and persistence of a spec; returns the service with those
+/// fields set (id, group and table fields are the caller's).
+fn apply_spec(spec: &ServiceSpec, mut svc: Service) -> Result<Service, ModelError> {
+    let kind = SchedKind::from_name(&spec.sched)
+        .ok_or_else(|| ModelError::UnsupportedScheduler(spec.sched.clone()))?;
+    let mut flags = spec.sched_flags;
+    if let Some(t) = spec.persistent {
+        if t == 0 || t > MAX_PERSIST_TIMEOUT_S {
+            return Err(ModelError::PersistTimeout(t));
+        }
+        flags |= VipFlags::PERSISTENT;
+    }
+    if spec.one_packet {
+        flags |= VipFlags::ONE_PACKET;
+    }
+    if let Some(n) = spec.mh_size
+        && (!maglev::is_prime(n) || n > MAX_TABLE_LEN)
+    {
+        return Err(ModelError::Maglev(maglev::MaglevError::NotPrime(n)));
+    }
+    svc.sched = kind as u8;
+    svc.flags = VipFlags(flags);
+    svc.persist_timeout_s = spec.persistent.unwrap_or(0);
+    svc.persist_mask = persist_mask(spec)?;
+    Ok(svc)
+}
+
+/// The persistence group a spec asks for: the named service's group, else `own`.
+fn group_for(snap: &Snapshot, spec: &ServiceSpec, own: u32) -> Result<u32, ModelError> {
+    match &spec.persist_with {
+        None => Ok(own),
+        Some(a) => Ok(snap
+            .service(a)
+            .ok_or(ModelError::NoSuchService(*a))?
+            .persist_group),
+    }
+}
+
+/// Maglev table size of a service: what it was built with, else the default.
+pub(crate) fn mh_size_of(svc: &Service) -> u32 {
+    if svc.sched == SchedKind::Maglev as u8 && svc.table_len > 0 {
+        svc.table_len
+    } else {
+        DEFAULT_MAGLEV_SIZE
+    }
 }
 
 /// Number of services on a VIP.
@@ -74,23 +144,23 @@ pub(crate) fn nat_addrs(snap: &Snapshot, except: &[u32]) -> Vec<IpAddr> {
 /// `-A`: add a service.
 pub fn add(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
     check_unicast(spec.addr.vip.ip)?;
-    let (sched, flags) = check_sched(spec)?;
+    let svc = apply_spec(spec, Service::default())?;
     if snap.service(&spec.addr).is_some() {
         return Err(ModelError::ServiceExists(spec.addr));
     }
-    let used: BTreeSet<u32> = snap.services.iter().map(|(_, s)| s.id).collect();
+    // An id that is still some group's name is not reused: the new service would join it.
+    let used: BTreeSet<u32> = snap
+        .services
+        .iter()
+        .flat_map(|(_, s)| [s.id, s.persist_group])
+        .collect();
     let id = (0..MAX_SERVICES)
         .find(|i| !used.contains(i))
         .ok_or(ModelError::TooManyServices(MAX_SERVICES))?;
     let svc = Service {
         id,
-        flags,
-        sched,
-        _pad: [0; 3],
-        table_base: 0,
-        table_len: 0,
-        persist_group: id,
-        ..Default::default()
+        persist_group: group_for(snap, spec, id)?,
+        ..svc
     };
     let ip = spec.addr.vip.ip;
     let (word, mask) = slot_of(ip);
@@ -102,16 +172,20 @@ pub fn add(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
     ])
 }
 
-/// `-E`: change a service's scheduler and flags (as ipvsadm, the options given replace
-/// the old ones). Its id, reals and table stay.
+/// `-E`: change a service's scheduler, flags and persistence (as ipvsadm, the options
+/// given replace the old ones; lb's `--mh-size` and `--persist-group` stay unless given).
+/// Its id and reals stay; a new table is published when the scheduler or size changed.
 pub fn edit(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
-    let (sched, flags) = check_sched(spec)?;
-    let mut svc = snap
+    let old = snap
         .service(&spec.addr)
         .ok_or(ModelError::NoSuchService(spec.addr))?;
-    svc.sched = sched;
-    svc.flags = flags;
-    Ok(vec![Op::PutService(spec.addr.key(), svc)])
+    let mut svc = apply_spec(spec, old)?;
+    if spec.persist_with.is_some() {
+        svc.persist_group = group_for(snap, spec, old.id)?;
+    }
+    let size = spec.mh_size.unwrap_or_else(|| mh_size_of(&old));
+    let reals = snap.ordered_reals(old.id);
+    publish(snap, &spec.addr, old, svc, &reals, size)
 }
 
 /// `-D`: delete a service and its reals.
@@ -184,35 +258,47 @@ pub fn zero(snap: &Snapshot, addr: Option<&ServiceAddr>) -> Result<Vec<Op>, Mode
     Ok(ops)
 }
 
-/// The ops that give service `addr` (currently `svc`) the table built from `reals`:
-/// the table goes to a free region, then the `Service` value is replaced to point at it.
+/// The ops that give service `addr` (stored as `old`) the value `new` with the reals list
+/// `reals` (IPVS order) and the scheduler table built from it: both go to one free region
+/// of SCHED_TABLE (reals list first), then the `Service` value is replaced to point at
+/// them. Nothing is written when nothing changed.
 pub(crate) fn publish(
     snap: &Snapshot,
     addr: &ServiceAddr,
-    svc: Service,
+    old: Service,
+    mut new: Service,
     reals: &[(u32, Real)],
+    mh_size: u32,
 ) -> Result<Vec<Op>, ModelError> {
-    let mut new = svc;
-    let mut ops = Vec::new();
-    match table::build_maglev(reals)? {
-        None => {
-            new.table_base = 0;
-            new.table_len = 0;
-        }
-        Some(slots) => {
-            let len = slots.len() as u32;
-            let in_use: Vec<table::Region> = snap
-                .services
-                .iter()
-                .map(|(_, s)| (s.table_base, s.table_len))
-                .collect();
-            let base = table::place(&in_use, len)?;
-            new.table_base = base;
-            new.table_len = len;
-            ops.push(Op::WriteTable { base, slots });
-        }
+    if reals.len() as u32 > MAX_REALS_PER_SERVICE {
+        return Err(ModelError::TooManyRealsInService(
+            *addr,
+            MAX_REALS_PER_SERVICE,
+        ));
     }
-    if new != svc || !ops.is_empty() {
+    let kind = SchedKind::from_u8(new.sched).unwrap_or(SchedKind::Wlc);
+    let list: Vec<u32> = reals.iter().map(|(id, _)| *id).collect();
+    let table = table::build(kind, reals, mh_size)?;
+    let mut ops = Vec::new();
+    if list.is_empty() && table.is_empty() {
+        (new.reals_base, new.reals_len, new.table_base, new.table_len) = (0, 0, 0, 0);
+    } else {
+        let in_use: Vec<table::Region> = snap
+            .services
+            .iter()
+            .flat_map(|(_, s)| [(s.reals_base, s.reals_len), (s.table_base, s.table_len)])
+            .collect();
+        let len = (list.len() + table.len()) as u32;
+        let base = table::place(&in_use, len)?;
+        new.reals_base = base;
+        new.reals_len = list.len() as u32;
+        new.table_base = base + new.reals_len;
+        new.table_len = table.len() as u32;
+        let mut slots = list;
+        slots.extend(table);
+        ops.push(Op::WriteTable { base, slots });
+    }
+    if new != old || !ops.is_empty() {
         ops.push(Op::PutService(addr.key(), new));
     }
     Ok(ops)
@@ -235,19 +321,29 @@ pub(crate) mod tests {
 
     pub(crate) fn spec(s: &str, port: u16) -> ServiceSpec {
         ServiceSpec {
-            addr: sa(s, port),
             sched: "mh".into(),
-            hash_ports: false,
+            ..ServiceSpec::new(sa(s, port))
         }
     }
 
     /// Applies ops to a snapshot the way the maps would change (enough for planning tests).
     pub(crate) fn apply(snap: &mut Snapshot, ops: &[Op]) {
+        let mut written: Option<(u32, Vec<u32>)> = None;
         for op in ops {
             match op {
+                Op::WriteTable { base, slots } => written = Some((*base, slots.clone())),
                 Op::PutService(k, s) => {
                     snap.services.retain(|(x, _)| x != k);
                     snap.services.push((*k, *s));
+                    let list = match &written {
+                        Some((base, slots)) if s.reals_len > 0 && *base == s.reals_base => {
+                            slots[..s.reals_len as usize].to_vec()
+                        }
+                        _ => Vec::new(),
+                    };
+                    if s.reals_len > 0 || !snap.orders.contains_key(&s.id) {
+                        snap.orders.insert(s.id, list);
+                    }
                 }
                 Op::DelService(k) => snap.services.retain(|(x, _)| x != k),
                 Op::PutReal(id, r) => {
@@ -287,28 +383,47 @@ pub(crate) mod tests {
         let e = add(&snap, &spec("198.18.2.1", 80)).unwrap_err();
         assert_eq!(e.to_string(), "Service already exists: TCP 198.18.2.1:80");
         let mut s = spec("198.18.2.2", 80);
-        s.sched = "wlc".into();
+        s.sched = "bogus".into();
         let e = add(&snap, &s).unwrap_err();
-        assert_eq!(e.to_string(), "scheduler wlc is not supported yet");
+        assert!(
+            e.to_string().starts_with("Scheduler not found: bogus"),
+            "{e}"
+        );
+        s.sched = "mh".into();
+        s.mh_size = Some(65536);
+        assert!(add(&snap, &s).is_err(), "Maglev needs a prime size");
         let e = add(&snap, &spec("0.0.0.0", 80)).unwrap_err();
         assert!(matches!(e, ModelError::BadAddress(_)));
     }
 
     #[test]
-    fn edit_replaces_flags_keeps_table() {
+    fn edit_replaces_flags_and_persistence() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
         apply(&mut snap, &ops);
-        snap.services[0].1.table_base = 7;
-        snap.services[0].1.table_len = 11;
         let mut s = spec("198.18.2.1", 80);
-        s.hash_ports = true;
+        s.sched_flags = VipFlags::HASH_PORTS;
+        s.persistent = Some(600);
+        s.netmask = Some("255.255.255.0".parse().unwrap());
         let ops = edit(&snap, &s).unwrap();
         let Op::PutService(_, svc) = ops[0] else {
             panic!("{ops:?}")
         };
-        assert!(svc.flags.has(VipFlags::HASH_PORTS));
-        assert_eq!((svc.table_base, svc.table_len), (7, 11));
+        assert!(svc.flags.has(VipFlags::HASH_PORTS) && svc.flags.has(VipFlags::PERSISTENT));
+        assert_eq!(svc.persist_timeout_s, 600);
+        assert_eq!(svc.persist_mask[0], u32::from_ne_bytes([255, 255, 255, 0]));
+        assert_eq!((svc.table_base, svc.table_len), (0, 0), "no real: no table");
+        apply(&mut snap, &ops);
+        s.netmask = Some("255.0.255.0".parse().unwrap());
+        assert!(matches!(edit(&snap, &s), Err(ModelError::Netmask(_))));
+        s.netmask = Some("2001:db8::".parse().unwrap());
+        assert!(matches!(edit(&snap, &s), Err(ModelError::Netmask(_))));
+        // -E without -p ends persistence, as ipvsadm.
+        let ops = edit(&snap, &spec("198.18.2.1", 80)).unwrap();
+        let Op::PutService(_, svc) = ops[0] else {
+            panic!()
+        };
+        assert!(!svc.flags.has(VipFlags::PERSISTENT));
         assert!(matches!(
             edit(&snap, &spec("198.18.2.9", 80)),
             Err(ModelError::NoSuchService(_))

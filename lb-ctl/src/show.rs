@@ -2,6 +2,7 @@
 //! listing. Pure formatting of already-gathered values; column widths are ipvsadm's own
 //! (`print_title`, `print_service_entry` and `print_largenum` in ipvsadm.c).
 
+use crate::ipvsadm::ListFormat;
 use crate::model::{Endpoint, ServiceAddr};
 use lb_common::{Counter, Drop, ForwardMode, Pass, Traffic};
 use std::fmt::Write as _;
@@ -24,6 +25,12 @@ pub struct ListedReal {
     pub active: u64,
     /// InActConn column.
     pub inactive: u64,
+    /// PersistConn column (`--persistent-conn`).
+    pub persistent: u64,
+    /// Uthreshold (`--thresholds`).
+    pub u_threshold: u32,
+    /// Lthreshold (`--thresholds`).
+    pub l_threshold: u32,
     /// Traffic (for `--stats`).
     pub stats: Traffic,
 }
@@ -35,8 +42,12 @@ pub struct ListedService {
     pub addr: ServiceAddr,
     /// Scheduler name.
     pub sched: &'static str,
-    /// `-b mh-port`.
-    pub hash_ports: bool,
+    /// Scheduler flag names (`-b`), printed in parentheses.
+    pub sched_flags: Vec<&'static str>,
+    /// `-p`: timeout, and the mask as ipvsadm prints it when not all-ones.
+    pub persistent: Option<(u32, Option<String>)>,
+    /// `-o`.
+    pub one_packet: bool,
     /// Traffic (for `--stats`).
     pub stats: Traffic,
     /// Its reals.
@@ -52,12 +63,19 @@ pub struct ListOptions {
     pub exact: bool,
     /// Print the version header (a full `-L`; ipvsadm omits it when one service is named).
     pub header: bool,
+    /// Columns.
+    pub format: ListFormat,
+    /// `--nosort`: keep the order given (reals in IPVS list order).
+    pub nosort: bool,
 }
 
 /// Sorts services and their reals in ipvsadm's order (family, protocol, address, port;
 /// reals by address and port).
-pub fn sort(services: &mut [ListedService]) {
+pub fn sort(services: &mut [ListedService], reals_too: bool) {
     services.sort_by_key(|s| s.addr.sort_key());
+    if !reals_too {
+        return;
+    }
     for s in services.iter_mut() {
         s.reals.sort_by_key(|r| (r.ep.ip, r.ep.port));
     }
@@ -125,6 +143,18 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
             "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
             "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
         );
+    } else if opts.format == ListFormat::Thresholds {
+        let _ = writeln!(
+            out,
+            "{:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port",
+            "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        );
+    } else if opts.format == ListFormat::PersistentConn {
+        let _ = writeln!(
+            out,
+            "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
+            "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
+        );
     } else {
         out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
         out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
@@ -139,24 +169,105 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
             }
         } else {
             let _ = write!(out, "{} {}", svc_name(&s.addr), s.sched);
-            if s.hash_ports {
-                out.push_str(" (mh-port)");
+            if !s.sched_flags.is_empty() {
+                let _ = write!(out, " ({})", s.sched_flags.join(","));
+            }
+            if let Some((t, mask)) = &s.persistent {
+                let _ = write!(out, " persistent {t}");
+                if let Some(m) = mask {
+                    let _ = write!(out, " mask {m}");
+                }
+            }
+            if s.one_packet {
+                out.push_str(" ops");
             }
             out.push('\n');
             for r in &s.reals {
-                let _ = writeln!(
-                    out,
-                    "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
-                    real_name(&r.ep),
-                    r.mode.ipvsadm_name(),
-                    r.weight,
-                    r.active,
-                    r.inactive
-                );
+                let _ = match opts.format {
+                    ListFormat::Thresholds => writeln!(
+                        out,
+                        "  -> {:<28} {:<10} {:<10} {:<10} {:<10}",
+                        real_name(&r.ep),
+                        r.u_threshold,
+                        r.l_threshold,
+                        r.active,
+                        r.inactive
+                    ),
+                    ListFormat::PersistentConn => writeln!(
+                        out,
+                        "  -> {:<28} {:<9} {:<11} {:<10} {:<10}",
+                        real_name(&r.ep),
+                        r.weight,
+                        r.persistent,
+                        r.active,
+                        r.inactive
+                    ),
+                    ListFormat::Plain => writeln!(
+                        out,
+                        "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                        real_name(&r.ep),
+                        r.mode.ipvsadm_name(),
+                        r.weight,
+                        r.active,
+                        r.inactive
+                    ),
+                };
             }
         }
     }
     out
+}
+
+/// One connection entry of `-L -c` (a flow or a persistence template).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedConn {
+    /// "TCP" / "UDP" (IPVS prints the protocol of templates too).
+    pub proto: &'static str,
+    /// Seconds left before expiry.
+    pub expire_s: u32,
+    /// State name ("ESTABLISHED", "UDP", "NONE" for a template).
+    pub state: &'static str,
+    /// Client (template: masked client, port 0).
+    pub source: Endpoint,
+    /// VIP and port (template: port 0 for a group spanning ports).
+    pub virt: Endpoint,
+    /// Real.
+    pub dest: Endpoint,
+}
+
+/// ipvsadm's `-L -c` (`list_conn` / `print_conn`): `pro expire state source virtual
+/// destination`, expire as MM:SS. With `--persistent-conn` the header gains ipvsadm's
+/// "pe name" and "pe_data" columns, empty here (no persistence engine, as IPVS without
+/// `--pe`).
+pub fn conns(list: &[ListedConn], persistent_conn: bool) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    if persistent_conn {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
+        );
+    }
+    for c in list {
+        let expire = format!("{:02}:{:02}", c.expire_s / 60, c.expire_s % 60);
+        let _ = writeln!(
+            out,
+            "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
+            c.proto, expire, c.state, c.source, c.virt, c.dest
+        );
+    }
+    out
+}
+
+/// `-L --timeout`.
+pub fn timeouts(tcp: u32, tcpfin: u32, udp: u32) -> String {
+    format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n")
 }
 
 /// Every named counter slot, in listing order: events, pass reasons, drop reasons.
@@ -196,6 +307,9 @@ mod tests {
             weight: w,
             active,
             inactive: 0,
+            persistent: 0,
+            u_threshold: 0,
+            l_threshold: 0,
             stats: Traffic::default(),
         };
         let mut v = vec![
@@ -205,7 +319,9 @@ mod tests {
                     vip: ep("198.18.2.1", 53),
                 },
                 sched: "mh",
-                hash_ports: false,
+                sched_flags: vec![],
+                persistent: None,
+                one_packet: false,
                 stats: Traffic::default(),
                 reals: vec![real("198.18.1.11", 5353, ForwardMode::Nat, 0, 0)],
             },
@@ -215,7 +331,9 @@ mod tests {
                     vip: ep("2001:db8::1", 80),
                 },
                 sched: "mh",
-                hash_ports: false,
+                sched_flags: vec![],
+                persistent: None,
+                one_packet: false,
                 stats: Traffic::default(),
                 reals: vec![real("2001:db8::11", 80, ForwardMode::Tun, 2, 7)],
             },
@@ -225,7 +343,9 @@ mod tests {
                     vip: ep("198.18.2.1", 80),
                 },
                 sched: "mh",
-                hash_ports: true,
+                sched_flags: vec!["mh-port"],
+                persistent: None,
+                one_packet: false,
                 stats: Traffic::default(),
                 reals: vec![
                     real("198.18.1.12", 80, ForwardMode::Dr, 1, 3),
@@ -233,7 +353,7 @@ mod tests {
                 ],
             },
         ];
-        sort(&mut v);
+        sort(&mut v, true);
         v
     }
 

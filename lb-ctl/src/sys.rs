@@ -83,6 +83,127 @@ struct InfoAttr {
     info: u64,
 }
 
+/// `BPF_MAP_UPDATE_ELEM`.
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (hash maps: Linux 5.14).
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+/// `BPF_NOEXIST` update flag.
+pub const BPF_NOEXIST: u64 = 1;
+
+/// bpf_attr for the map element commands.
+#[repr(C)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// A pinned map's own fd, for the element commands aya 0.14 lacks.
+pub struct RawMap(OwnedFd);
+
+impl RawMap {
+    /// Opens the pinned map at `p`.
+    pub fn open(p: &Path) -> io::Result<RawMap> {
+        obj_get(p).map(RawMap)
+    }
+
+    fn elem(&self, cmd: libc::c_long, key: &[u8], value: *mut u8, flags: u64) -> io::Result<()> {
+        let attr = ElemAttr {
+            map_fd: std::os::fd::AsRawFd::as_raw_fd(&self.0) as u32,
+            _pad: 0,
+            key: key.as_ptr() as u64,
+            value: value as u64,
+            flags,
+        };
+        // SAFETY: the kernel reads key_size bytes of `key` and reads or writes value_size
+        // bytes at `value`; callers pass slices of the map's own key and value types.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                &attr as *const ElemAttr,
+                std::mem::size_of::<ElemAttr>(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Removes `key` and returns the value it had at that moment; `None` if absent.
+    pub fn take<K: bytemuck::Pod, V: bytemuck::Pod>(&self, key: &K) -> io::Result<Option<V>> {
+        let mut v = V::zeroed();
+        match self.elem(
+            BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+            bytemuck::bytes_of(key),
+            bytemuck::bytes_of_mut(&mut v).as_mut_ptr(),
+            0,
+        ) {
+            Ok(()) => Ok(Some(v)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Inserts `key` unless present; false when it was present.
+    pub fn insert_new<K: bytemuck::Pod, V: bytemuck::Pod>(
+        &self,
+        key: &K,
+        v: &V,
+    ) -> io::Result<bool> {
+        let mut v = *v;
+        match self.elem(
+            BPF_MAP_UPDATE_ELEM,
+            bytemuck::bytes_of(key),
+            bytemuck::bytes_of_mut(&mut v).as_mut_ptr(),
+            BPF_NOEXIST,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Opens a pinned BPF object (`BPF_OBJ_GET`).
+fn obj_get(p: &Path) -> io::Result<OwnedFd> {
+    let c = cpath(p)?;
+    let attr = ObjGetAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        _pad: 0,
+    };
+    // SAFETY: bpf(BPF_OBJ_GET) reads `attr` (size passed) and returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &attr as *const ObjGetAttr,
+            std::mem::size_of::<ObjGetAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd; we own it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Seconds of CLOCK_MONOTONIC (what the data path's `CLOCK` holds).
+pub fn monotonic_s() -> u32 {
+    // SAFETY: clock_gettime writes into a timespec we own.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        ts.tv_sec as u32
+    }
+}
+
 /// Opens a pinned BPF object and reads its link info.
 pub fn pinned_link_info(p: &Path) -> io::Result<LinkInfo> {
     let c = cpath(p)?;

@@ -9,9 +9,10 @@
 //! region is free again.
 
 use crate::model::ModelError;
-use lb_common::Real;
-use lb_common::consts::{DEFAULT_MAGLEV_SIZE, SCHED_TABLE_SLOTS};
+use lb_common::consts::SCHED_TABLE_SLOTS;
 use lb_common::maglev::{self, Backend};
+use lb_common::sched::{self, Dest};
+use lb_common::{Real, SchedKind};
 
 /// A region of SCHED_TABLE: first slot and length.
 pub type Region = (u32, u32);
@@ -31,10 +32,30 @@ pub fn alloc_region(in_use: &[Region], len: u32, total: u32) -> Option<u32> {
     (next_free + u64::from(len) <= u64::from(total)).then_some(next_free as u32)
 }
 
+/// The scheduler table of a service (lb_common::sched has the contract) from its reals
+/// in IPVS order; empty = `table_len` 0 (no table, or no destination available).
+pub fn build(kind: SchedKind, reals: &[(u32, Real)], mh_size: u32) -> Result<Vec<u32>, ModelError> {
+    let dests: Vec<Dest> = reals
+        .iter()
+        .map(|(id, r)| Dest {
+            id: *id,
+            weight: r.weight,
+        })
+        .collect();
+    Ok(match kind {
+        SchedKind::Maglev => build_maglev(reals, mh_size)?.unwrap_or_default(),
+        SchedKind::Sh => sched::sh_table(&dests),
+        SchedKind::Dh => sched::dh_table(&dests),
+        SchedKind::Rr => sched::rr_sequence(&dests),
+        SchedKind::Wrr => sched::wrr_sequence(&dests),
+        _ => Vec::new(),
+    })
+}
+
 /// Builds the Maglev table of a service from its reals (id, real). `None` when no real has
 /// a weight: the service then gets `table_len` 0 (the data path drops `NoReal`) and uses no
 /// space.
-pub fn build_maglev(reals: &[(u32, Real)]) -> Result<Option<Vec<u32>>, ModelError> {
+pub fn build_maglev(reals: &[(u32, Real)], size: u32) -> Result<Option<Vec<u32>>, ModelError> {
     let backends: Vec<Backend> = reals
         .iter()
         .map(|(id, r)| Backend {
@@ -47,7 +68,7 @@ pub fn build_maglev(reals: &[(u32, Real)]) -> Result<Option<Vec<u32>>, ModelErro
     if backends.iter().all(|b| b.weight == 0) {
         return Ok(None);
     }
-    Ok(Some(maglev::build(&backends, DEFAULT_MAGLEV_SIZE)?))
+    Ok(Some(maglev::build(&backends, size)?))
 }
 
 /// Finds room for a table of `len` slots, given every service's current region.
@@ -58,6 +79,7 @@ pub fn place(in_use: &[Region], len: u32) -> Result<u32, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lb_common::consts::DEFAULT_MAGLEV_SIZE;
 
     #[test]
     fn empty_table_starts_at_zero() {
@@ -107,9 +129,11 @@ mod tests {
             weight: 0,
             ..Default::default()
         };
-        assert_eq!(build_maglev(&[(3, r)]).unwrap(), None);
+        assert_eq!(build_maglev(&[(3, r)], DEFAULT_MAGLEV_SIZE).unwrap(), None);
         r.weight = 1;
-        let t = build_maglev(&[(3, r)]).unwrap().unwrap();
+        let t = build_maglev(&[(3, r)], DEFAULT_MAGLEV_SIZE)
+            .unwrap()
+            .unwrap();
         assert_eq!(t.len(), DEFAULT_MAGLEV_SIZE as usize);
         assert!(t.iter().all(|&s| s == 3));
     }

@@ -186,7 +186,7 @@ Prot LocalAddress:Port Scheduler Flags
 TCP  198.18.2.1:80 mh (mh-port)
   -> 198.18.100.2:80              Route   1      0          0         
   -> 198.18.101.5:8080            Masq    3      0          0         
-UDP  [2001:db8::1]:53 mh
+UDP  [2001:db8::1]:53 wlc
   -> [2001:db8:100::2]:53         Tunnel  2      0          0         
 ";
     assert_eq!(listing, want);
@@ -235,9 +235,10 @@ UDP  [2001:db8::1]:53 mh
     // Refusals change nothing.
     for (args, why) in [
         ("-A -t 198.18.2.1:80", "Service already exists"),
+        ("-A -t 198.18.2.2:80 -s bogus", "Scheduler not found: bogus"),
         (
-            "-A -t 198.18.2.2:80 -s wlc",
-            "scheduler wlc is not supported yet",
+            "-a -t 198.18.2.1:80 -r 198.18.100.3 -x 5 -y 6",
+            "lower threshold 6 is higher than upper threshold 5",
         ),
         (
             "-a -t 198.18.2.1:80 -r 198.18.100.2",

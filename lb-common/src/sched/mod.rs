@@ -77,7 +77,11 @@ pub fn dh_table(dests: &[Dest]) -> Vec<u32> {
 /// weight-0 and overloaded reals; overload is the data path's to check).
 #[cfg(feature = "std")]
 pub fn rr_sequence(dests: &[Dest]) -> Vec<u32> {
-    dests.iter().filter(|d| d.weight > 0).map(|d| d.id).collect()
+    dests
+        .iter()
+        .filter(|d| d.weight > 0)
+        .map(|d| d.id)
+        .collect()
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -144,10 +148,7 @@ mod tests {
         assert_eq!(t.len(), 256);
         assert_eq!(&t[..8], &[10, 11, 11, 12, 12, 12, 10, 11]);
         // 256 = 42 rounds of 6 + 4: [10, 11, 11, 12].
-        assert_eq!(
-            (count(&t, 10), count(&t, 11), count(&t, 12)),
-            (43, 86, 127)
-        );
+        assert_eq!((count(&t, 10), count(&t, 11), count(&t, 12)), (43, 86, 127));
         assert!(sh_table(&[]).is_empty());
     }
 
@@ -176,7 +177,10 @@ mod tests {
     /// `ip_vs_wrr_schedule` with no overload, transcribed with the list as a ring whose
     /// head is index `n` (the reference the sequence must equal).
     fn ipvs_wrr(d: &[Dest], picks: usize) -> Vec<u32> {
-        let di = d.iter().filter(|d| d.weight > 0).fold(0, |g, d| gcd(d.weight, g));
+        let di = d
+            .iter()
+            .filter(|d| d.weight > 0)
+            .fold(0, |g, d| gcd(d.weight, g));
         let di = if di == 0 { 1 } else { di } as i64;
         let mw = d.iter().map(|d| d.weight as i64).max().unwrap_or(0) - (di - 1);
         let n = d.len();

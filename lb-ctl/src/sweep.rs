@@ -1,0 +1,191 @@
+//! `lb-ctl sweep`: the clock and the expiry of connections and persistence templates, as
+//! IPVS's per-connection timers do (ip_vs_conn.c `ip_vs_conn_expire`), done in passes.
+//!
+//! One pass: write `CLOCK` (seconds of CLOCK_MONOTONIC, what the data path stamps flows
+//! with), then walk FLOWS and remove every flow idle longer than its state's timeout
+//! (`lb_common::conn::state_timeout_s`, `--set` timeouts from SETTINGS). A flow is removed
+//! with lookup-and-delete, so the value counted is the one the data path last wrote: its
+//! `INACTIVE` flag says whether it leaves the real's active or inactive count
+//! (`REAL_EXPIRED`, which only the sweep writes; lb-ctl's pin-directory lock keeps two
+//! sweeps apart). A flow that turned fresh between the walk and the delete is put back.
+//! Then PERSIST: a template expires when its service's `-p` timeout has passed since it
+//! was last used and no live flow is controlled by it (same group, protocol and masked
+//! client), as IPVS keeps a template while it controls connections.
+//!
+//! Differences from IPVS: expiry happens at the next pass (the interval, default 1 s),
+//! not at the exact second.
+
+use crate::maps::{self, MapsError, open, open_opt};
+use crate::sys::{self, RawMap};
+use aya::maps::{Array, HashMap, MapData};
+use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
+use lb_common::consts::{MAP_CLOCK, MAP_FLOWS, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_SERVICES};
+use lb_common::{FlowFlags, FlowKey, FlowValue, PersistKey, PersistValue, Service, ServiceKey};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// CLOCK value written.
+    pub now: u32,
+    /// Flows left.
+    pub flows: u64,
+    /// Active flows expired.
+    pub active: u64,
+    /// Inactive flows expired.
+    pub inactive: u64,
+    /// Templates expired.
+    pub templates: u64,
+}
+
+/// Whether a flow or template last seen at `last` has outlived `timeout` at `now`
+/// (wrapping seconds; a stamp from the future, which a racing packet may write, is fresh).
+pub fn expired(now: u32, last: u32, timeout: u32) -> bool {
+    let idle = now.wrapping_sub(last) as i32;
+    idle > 0 && idle as u32 > timeout
+}
+
+/// Masks a client address with a service's persistence mask.
+pub fn masked(addr: &lb_common::RawAddr, mask: &lb_common::RawAddr) -> lb_common::RawAddr {
+    core::array::from_fn(|i| addr[i] & mask[i])
+}
+
+fn io_err(name: &'static str) -> impl FnOnce(std::io::Error) -> MapsError {
+    move |source| MapsError::Raw { name, source }
+}
+
+/// Writes CLOCK only (what every pass does first).
+pub fn tick(dir: &Path) -> Result<u32, MapsError> {
+    let now = sys::monotonic_s();
+    if let Some(mut clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? {
+        clock.set(0, now, 0).map_err(|source| MapsError::Map {
+            name: MAP_CLOCK,
+            source,
+        })?;
+    }
+    Ok(now)
+}
+
+/// One sweep pass over the maps pinned under `dir`.
+pub fn sweep_once(dir: &Path) -> Result<SweepReport, MapsError> {
+    let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
+    let now = tick(dir)?;
+    let timeouts: Timeouts = maps::read_settings(dir)?.timeouts;
+    let mut rep = SweepReport {
+        now,
+        ..Default::default()
+    };
+    let services: HashMap<MapData, ServiceKey, Service> = open(dir, MAP_SERVICES)?;
+    let by_id: BTreeMap<u32, Service> = services
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(_, s)| (s.id, s))
+        .collect();
+    let flows: HashMap<MapData, FlowKey, FlowValue> = open(dir, MAP_FLOWS)?;
+    let raw_flows = RawMap::open(&dir.join(MAP_FLOWS)).map_err(io_err(MAP_FLOWS))?;
+    let mut expiry: BTreeMap<u32, ConnExpiry> = BTreeMap::new();
+    // (group, proto, family, masked client) of live flows of persistent services.
+    let mut controlled: HashSet<(u32, u8, u8, lb_common::RawAddr)> = HashSet::new();
+    let entries: Vec<(FlowKey, FlowValue)> = flows.iter().filter_map(Result::ok).collect();
+    for (k, v) in entries {
+        let timeout = state_timeout_s(k.proto, v.state, &timeouts);
+        let mut live = Some(v);
+        if expired(now, v.last_seen_s, timeout) {
+            live = None;
+            if let Some(cur) = raw_flows
+                .take::<FlowKey, FlowValue>(&k)
+                .map_err(io_err(MAP_FLOWS))?
+            {
+                let t = state_timeout_s(k.proto, cur.state, &timeouts);
+                if !expired(now, cur.last_seen_s, t)
+                    && raw_flows.insert_new(&k, &cur).map_err(io_err(MAP_FLOWS))?
+                {
+                    live = Some(cur);
+                } else {
+                    let e = expiry.entry(cur.real_id).or_default();
+                    if cur.flags & FlowFlags::INACTIVE != 0 {
+                        e.inactive += 1;
+                        rep.inactive += 1;
+                    } else {
+                        e.active += 1;
+                        rep.active += 1;
+                    }
+                }
+            }
+        }
+        if let Some(v) = live {
+            rep.flows += 1;
+            if let Some(s) = by_id.get(&v.svc_id)
+                && s.flags.has(lb_common::VipFlags::PERSISTENT)
+            {
+                controlled.insert((
+                    s.persist_group,
+                    k.proto,
+                    k.family,
+                    masked(&k.src, &s.persist_mask),
+                ));
+            }
+        }
+    }
+    if let Some(persist) = open_opt::<HashMap<MapData, PersistKey, PersistValue>>(dir, MAP_PERSIST)?
+    {
+        let raw = RawMap::open(&dir.join(MAP_PERSIST)).map_err(io_err(MAP_PERSIST))?;
+        let entries: Vec<(PersistKey, PersistValue)> =
+            persist.iter().filter_map(Result::ok).collect();
+        for (k, v) in entries {
+            let timeout = by_id.get(&v.svc_id).map_or(0, |s| s.persist_timeout_s);
+            let in_use = controlled.contains(&(k.group, k.proto, k.family, k.client));
+            if in_use || !expired(now, v.last_seen_s, timeout) {
+                continue;
+            }
+            if let Some(cur) = raw
+                .take::<PersistKey, PersistValue>(&k)
+                .map_err(io_err(MAP_PERSIST))?
+            {
+                if !expired(now, cur.last_seen_s, timeout)
+                    && raw.insert_new(&k, &cur).map_err(io_err(MAP_PERSIST))?
+                {
+                    continue;
+                }
+                expiry.entry(cur.real_id).or_default().templates += 1;
+                rep.templates += 1;
+            }
+        }
+    }
+    if !expiry.is_empty() {
+        let mut ex: Array<MapData, ConnExpiry> = open(dir, MAP_REAL_EXPIRED)?;
+        for (id, add) in expiry {
+            let err = |source| MapsError::Map {
+                name: MAP_REAL_EXPIRED,
+                source,
+            };
+            let mut cur = ex.get(&id, 0).map_err(err)?;
+            cur.active = cur.active.wrapping_add(add.active);
+            cur.inactive = cur.inactive.wrapping_add(add.inactive);
+            cur.templates = cur.templates.wrapping_add(add.templates);
+            ex.set(id, cur, 0).map_err(err)?;
+        }
+    }
+    Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_strictly_after_the_timeout() {
+        assert!(!expired(100, 90, 10));
+        assert!(expired(101, 90, 10));
+        assert!(!expired(90, 95, 1), "a stamp ahead of the clock is fresh");
+        assert!(expired(5, u32::MAX - 10, 10), "wraps");
+    }
+
+    #[test]
+    fn masks_clients() {
+        let a = [u32::from_ne_bytes([198, 18, 7, 9]), 0, 0, 0];
+        let m = [u32::from_ne_bytes([255, 255, 255, 0]), 0, 0, 0];
+        assert_eq!(masked(&a, &m)[0], u32::from_ne_bytes([198, 18, 7, 0]));
+    }
+}
