@@ -33,31 +33,47 @@ pub enum CtlError {
 /// Help text of the ipvsadm-style commands (printed by `-h` and `lb-ctl --help`).
 pub const IPVSADM_HELP: &str = "\
 ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
-  -A|--add-service  -t|-u VIP:PORT [-s mh] [-b mh-port]   add a virtual service
-  -E|--edit-service -t|-u VIP:PORT [-s mh] [-b mh-port]   change its scheduler flags
+  -A|--add-service  -t|-u VIP:PORT [-s SCHED] [-b FLAGS] [-p [TIMEOUT]] [-M MASK] [-o]
+                    [--persist-group VIP:PORT] [--mh-size PRIME]
+  -E|--edit-service (same options; those given replace the old ones)
   -D|--delete-service -t|-u VIP:PORT                      delete it and its reals
-  -a|--add-server  -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT]
-  -e|--edit-server -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT]
+  -a|--add-server  -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
+  -e|--edit-server -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
   -d|--delete-server -t|-u VIP:PORT -r RIP[:PORT]
-  -L|-l|--list [-n] [--stats] [--exact] [-t|-u VIP:PORT]
+  -L|-l|--list [-n] [--stats|--thresholds|--persistent-conn] [--exact] [--nosort]
+               [-t|-u VIP:PORT]
+  -L -c [--persistent-conn]                               connections and templates
+  -L --timeout                                            Timeout (tcp tcpfin udp)
+  --set TCP TCPFIN UDP                                    timeouts in seconds (0 = keep)
   -C|--clear                                              delete every service
   -Z|--zero [-t|-u VIP:PORT]                              zero the traffic counters
   -h|--help
 
+  -s rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos (default wlc, as ipvsadm)
+  -b sh-fallback,sh-port (sh) / mh-fallback,mh-port (mh); flag-1, flag-2 as ipvsadm
+  -p persistence, TIMEOUT seconds (default 300); -M client netmask (IPv6: prefix length)
+  -o one-packet scheduling (UDP: every datagram scheduled on its own)
+  --persist-group VIP:PORT  share that service's persistence templates (as one IPVS
+      firewall-mark service for several ports, e.g. http + https); same protocol
+  --mh-size PRIME  Maglev table size (default 65537)
   -g gatewaying (direct routing, the default)  -i ipip (tunnel)  -m masquerading (NAT)
   -w weight 0..65535 (default 1; 0 = quiescent: no new flows)
-  -s scheduler: only mh (Maglev hashing) so far; it is the default
-  -b mh-port: hash addresses and ports (default: the client address only, as IPVS mh)
+  -x/-y upper/lower connection thresholds (0 = none; overloaded from -x until below -y)
   IPv6 addresses in brackets: [2001:db8::1]:80. A VIP without a port is an all-port
-  service; a NAT real without a port uses the service's port.
+  service; a NAT real without a port uses the service's port. -L sorts reals as ipvsadm
+  does; --nosort shows IPVS's list order (newest first), which schedulers follow.
+  Connections expire only while `lb-ctl sweep` runs (IPVS's timers); settings:
+  `lb-ctl sysctl expire_nodest_conn|expire_quiescent_template 0|1`.
 
 Examples:
   lb-ctl -A -t 198.18.2.1:80 -s mh -b mh-port
   lb-ctl -a -t 198.18.2.1:80 -r 198.18.1.11:80 -g -w 1
-  lb-ctl -a -t 198.18.2.1:80 -r 198.18.1.12:8080 -m -w 2
+  lb-ctl -a -t 198.18.2.1:80 -r 198.18.1.12:8080 -m -w 2 -x 1000 -y 800
+  lb-ctl -A -t 198.18.2.1:443 -s wrr -p 600 -M 255.255.255.0 --persist-group 198.18.2.1:80
   lb-ctl -a -u [2001:db8::1]:53 -r [2001:db8:1::11] -i
   lb-ctl -L -n
-  lb-ctl -L -n --stats
+  lb-ctl -L -n -c
+  lb-ctl --set 900 60 300
   lb-ctl -d -t 198.18.2.1:80 -r 198.18.1.11
   lb-ctl -C
 ";

@@ -635,6 +635,150 @@ mod tests {
         assert!(matches!(e, ModelError::NoSuchReal { .. }));
     }
 
+    fn with_sched(sched: &str, weights: &[i64]) -> Snapshot {
+        let mut snap = Snapshot::default();
+        let mut sp = spec("198.18.2.1", 80);
+        sp.sched = sched.into();
+        let ops = crate::service::add(&snap, &sp).unwrap();
+        apply(&mut snap, &ops);
+        for (i, w) in weights.iter().enumerate() {
+            let rip = format!("198.18.1.{}", 11 + i);
+            let ops = add(
+                &snap,
+                &rspec("198.18.2.1", &rip, None, ForwardMode::Dr, *w),
+                &mut nh,
+            )
+            .unwrap();
+            apply(&mut snap, &ops);
+        }
+        snap
+    }
+
+    #[test]
+    fn tables_per_scheduler_follow_ipvs_order() {
+        use lb_common::sched::{self as sc, Dest};
+        // Reals 0, 1, 2 added in that order: IPVS's list is 2, 1, 0.
+        let d = |w: [u32; 3]| -> Vec<Dest> {
+            [2u32, 1, 0]
+                .iter()
+                .map(|&id| Dest {
+                    id,
+                    weight: w[id as usize],
+                })
+                .collect()
+        };
+        for (sched, want) in [
+            ("wrr", sc::wrr_sequence(&d([1, 2, 3]))),
+            ("rr", vec![2, 1, 0]),
+            ("sh", sc::sh_table(&d([1, 2, 3]))),
+            ("dh", sc::dh_table(&d([1, 2, 3]))),
+            ("lc", vec![]),
+            ("wlc", vec![]),
+            ("twos", vec![]),
+        ] {
+            let snap = with_sched(sched, &[1, 2, 3]);
+            let s = snap.services[0].1;
+            assert_eq!(snap.orders[&s.id], [2, 1, 0], "{sched}");
+            assert_eq!(s.reals_len, 3);
+            assert_eq!(s.table_len as usize, want.len(), "{sched}");
+            // Re-plan the last add to see the written table.
+            let mut again = snap.clone();
+            let ops = delete(
+                &again,
+                &RealRef {
+                    service: sa("198.18.2.1", 80),
+                    addr: "198.18.1.13".parse().unwrap(),
+                    port: None,
+                },
+            )
+            .unwrap();
+            apply(&mut again, &ops);
+            let ops = add(
+                &again,
+                &rspec("198.18.2.1", "198.18.1.13", None, ForwardMode::Dr, 3),
+                &mut nh,
+            )
+            .unwrap();
+            let id = match ops[1] {
+                Op::PutReal(id, _) => id,
+                _ => panic!(),
+            };
+            assert_eq!(
+                list_of(&ops).unwrap(),
+                [id, 1, 0],
+                "{sched}: new real first"
+            );
+            let t = table_of(&ops).unwrap_or_default();
+            let want: Vec<u32> = want.iter().map(|&x| if x == 2 { id } else { x }).collect();
+            assert_eq!(t, want, "{sched}");
+        }
+        assert_eq!(
+            sc::wrr_sequence(&d([1, 2, 3])),
+            [2, 2, 1, 2, 1, 0],
+            "weights 3, 2, 1 in list order"
+        );
+    }
+
+    #[test]
+    fn weight_zero_keeps_its_place_in_the_list() {
+        let mut snap = with_sched("wlc", &[1, 1]);
+        let ops = edit(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 0),
+            &mut nh,
+        )
+        .unwrap();
+        apply(&mut snap, &ops);
+        let s = snap.services[0].1;
+        assert_eq!(snap.orders[&s.id], [1, 0]);
+        assert_eq!(snap.ordered_reals(s.id)[1].1.weight, 0);
+    }
+
+    #[test]
+    fn thresholds_are_stored_and_checked() {
+        let snap = with_service("198.18.2.1");
+        let mut r = rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1);
+        (r.u_threshold, r.l_threshold) = (100, 60);
+        let ops = add(&snap, &r, &mut nh).unwrap();
+        let Op::PutReal(_, real) = ops[1] else {
+            panic!()
+        };
+        assert_eq!((real.u_threshold, real.l_threshold), (100, 60));
+        r.l_threshold = 101;
+        let e = add(&snap, &r, &mut never).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "lower threshold 101 is higher than upper threshold 100"
+        );
+        (r.u_threshold, r.l_threshold) = (0, 5);
+        assert!(matches!(
+            add(&snap, &r, &mut never),
+            Err(ModelError::Thresholds { .. })
+        ));
+    }
+
+    #[test]
+    fn at_most_max_reals_per_service() {
+        let mut snap = with_sched("lc", &[]);
+        for i in 0..MAX_REALS_PER_SERVICE {
+            let rip = format!("198.18.{}.{}", 10 + i / 200, 1 + i % 200);
+            let ops = add(
+                &snap,
+                &rspec("198.18.2.1", &rip, None, ForwardMode::Dr, 1),
+                &mut nh,
+            )
+            .unwrap();
+            apply(&mut snap, &ops);
+        }
+        let e = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.99.1", None, ForwardMode::Dr, 1),
+            &mut never,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ModelError::TooManyRealsInService(..)), "{e}");
+    }
+
     #[test]
     fn tunnel_needs_a_source_address() {
         let snap = with_service("198.18.2.1");

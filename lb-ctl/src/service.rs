@@ -431,6 +431,39 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn persistence_groups() {
+        let mut snap = Snapshot::default();
+        let mut http = spec("198.18.2.1", 80);
+        http.persistent = Some(300);
+        let ops = add(&snap, &http).unwrap();
+        apply(&mut snap, &ops);
+        let mut https = spec("198.18.2.1", 443);
+        https.persistent = Some(300);
+        https.persist_with = Some(sa("198.18.2.1", 80));
+        let ops = add(&snap, &https).unwrap();
+        apply(&mut snap, &ops);
+        let g = |snap: &Snapshot, port| snap.service(&sa("198.18.2.1", port)).unwrap();
+        assert_eq!(g(&snap, 443).id, 1);
+        assert_eq!(g(&snap, 443).persist_group, 0, "joins http's group");
+        let mut other = spec("198.18.2.1", 22);
+        other.persist_with = Some(sa("198.18.2.9", 80));
+        assert!(matches!(
+            add(&snap, &other),
+            Err(ModelError::NoSuchService(_))
+        ));
+        // With http gone, its id stays taken while https still names group 0.
+        let ops = delete(&snap, &sa("198.18.2.1", 80)).unwrap();
+        apply(&mut snap, &ops);
+        let ops = add(&snap, &spec("198.18.2.2", 80)).unwrap();
+        let Op::PutService(_, s) = ops[1] else {
+            panic!()
+        };
+        assert_eq!(s.id, 2);
+        assert_eq!(s.persist_group, 2);
+        assert_eq!(s.persist_mask[0], u32::MAX, "all-ones mask by default");
+    }
+
+    #[test]
     fn delete_keeps_shared_vip_bit() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();

@@ -55,9 +55,13 @@ fn io_err(name: &'static str) -> impl FnOnce(std::io::Error) -> MapsError {
     move |source| MapsError::Raw { name, source }
 }
 
-/// Writes CLOCK only (what every pass does first).
+/// Writes CLOCK only (what every pass does first): now, by CLOCK_MONOTONIC.
 pub fn tick(dir: &Path) -> Result<u32, MapsError> {
-    let now = sys::monotonic_s();
+    set_clock(dir, sys::monotonic_s())
+}
+
+/// Writes `now` into CLOCK (when the object has it).
+pub fn set_clock(dir: &Path, now: u32) -> Result<u32, MapsError> {
     if let Some(mut clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? {
         clock.set(0, now, 0).map_err(|source| MapsError::Map {
             name: MAP_CLOCK,
@@ -67,10 +71,16 @@ pub fn tick(dir: &Path) -> Result<u32, MapsError> {
     Ok(now)
 }
 
-/// One sweep pass over the maps pinned under `dir`.
+/// One sweep pass over the maps pinned under `dir`, at the current time.
 pub fn sweep_once(dir: &Path) -> Result<SweepReport, MapsError> {
+    sweep_at(dir, sys::monotonic_s())
+}
+
+/// One sweep pass as if the time were `now` (CLOCK seconds): tests drive time with it
+/// (write CLOCK with [`set_clock`], send packets, then sweep at a later `now`).
+pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
     let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
-    let now = tick(dir)?;
+    let now = set_clock(dir, now)?;
     let timeouts: Timeouts = maps::read_settings(dir)?.timeouts;
     let mut rep = SweepReport {
         now,
