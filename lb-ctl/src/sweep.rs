@@ -19,8 +19,13 @@ use crate::maps::{self, MapsError, open, open_opt};
 use crate::sys::{self, RawMap};
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
-use lb_common::consts::{MAP_CLOCK, MAP_FLOWS, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_SERVICES};
-use lb_common::{FlowFlags, FlowKey, FlowValue, PersistKey, PersistValue, Service, ServiceKey};
+use lb_common::consts::{
+    MAP_CLOCK, MAP_FLOWS, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES,
+};
+use lb_common::{
+    FlowFlags, FlowKey, FlowValue, ForwardMode, NatReverse, PersistKey, PersistValue, Real,
+    Service, ServiceKey,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
@@ -53,6 +58,46 @@ pub fn masked(addr: &lb_common::RawAddr, mask: &lb_common::RawAddr) -> lb_common
 
 fn io_err(name: &'static str) -> impl FnOnce(std::io::Error) -> MapsError {
     move |source| MapsError::Raw { name, source }
+}
+
+/// Removes the NAT_REV entry of an expired NAT flow (key as docs/datapath.md: real →
+/// client), if it still belongs to that flow (same VIP and port), so a late reply of an
+/// expired connection is no longer translated, as IPVS finds no connection for it.
+fn forget_nat_reverse(
+    nat: &RawMap,
+    reals: &Array<MapData, Real>,
+    k: &FlowKey,
+    v: &FlowValue,
+) -> Result<(), MapsError> {
+    let Ok(r) = reals.get(&v.real_id, 0) else {
+        return Ok(());
+    };
+    if r.mode != ForwardMode::Nat as u8 {
+        return Ok(());
+    }
+    let key = FlowKey {
+        src: r.addr,
+        dst: k.src,
+        sport: if r.port.to_host() == 0 {
+            k.dport
+        } else {
+            r.port
+        },
+        dport: k.sport,
+        proto: k.proto,
+        family: k.family,
+        _pad: [0; 2],
+    };
+    let err = io_err(MAP_NAT_REV);
+    match nat.take::<FlowKey, NatReverse>(&key) {
+        Ok(Some(rev)) if rev.vip != k.dst || rev.vport != k.dport => {
+            // Another flow's entry: put it back (unless the data path already did).
+            nat.insert_new(&key, &rev).map_err(err)?;
+        }
+        Ok(_) => {}
+        Err(e) => return Err(err(e)),
+    }
+    Ok(())
 }
 
 /// Writes CLOCK only (what every pass does first): now, by CLOCK_MONOTONIC.
@@ -94,6 +139,8 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
         .collect();
     let flows: HashMap<MapData, FlowKey, FlowValue> = open(dir, MAP_FLOWS)?;
     let raw_flows = RawMap::open(&dir.join(MAP_FLOWS)).map_err(io_err(MAP_FLOWS))?;
+    let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
+    let nat = RawMap::open(&dir.join(MAP_NAT_REV)).map_err(io_err(MAP_NAT_REV))?;
     let mut expiry: BTreeMap<u32, ConnExpiry> = BTreeMap::new();
     // (group, proto, family, masked client) of live flows of persistent services.
     let mut controlled: HashSet<(u32, u8, u8, lb_common::RawAddr)> = HashSet::new();
@@ -113,6 +160,7 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
                 {
                     live = Some(cur);
                 } else {
+                    forget_nat_reverse(&nat, &reals, &k, &cur)?;
                     let e = expiry.entry(cur.real_id).or_default();
                     if cur.flags & FlowFlags::INACTIVE != 0 {
                         e.inactive += 1;

@@ -444,6 +444,7 @@ fn schedulers_persistence_timeouts_sweep() {
     lab.ok("-A -t 198.18.3.1:443 -s rr -p 600 -M 255.255.255.0 --persist-group 198.18.3.1:80");
     lab.ok("-a -t 198.18.3.1:443 -r 198.18.100.2");
     lab.ok("-A -u 198.18.3.1:53 -s lc -o");
+    lab.ok("-a -u 198.18.3.1:53 -r 198.18.100.2:5353 -m");
     let listing = lab.ok("-L -n");
     assert!(listing.contains("TCP  198.18.3.1:443 rr persistent 600 mask 255.255.255.0\n"));
     assert!(listing.contains("UDP  198.18.3.1:53 lc ops\n"));
@@ -507,6 +508,22 @@ fn schedulers_persistence_timeouts_sweep() {
     // (inactive) idle past the udp timeout; and two templates, one stale, one fresh.
     let snap = Maps::open(pin).unwrap().snapshot().unwrap();
     let (rid, _) = snap.ordered_reals(https.id)[0];
+    let dns = snap
+        .services
+        .iter()
+        .find(|(k, _)| k.port.to_host() == 53)
+        .unwrap()
+        .1;
+    let (nat_rid, _) = snap.ordered_reals(dns.id)[0];
+    let nat_rev_key = FlowKey {
+        src: raw("198.18.100.2"),
+        dst: raw("198.18.9.9"),
+        sport: lb_common::Be16::from_host(5353),
+        dport: lb_common::Be16::from_host(4000),
+        proto: lb_common::consts::proto::UDP,
+        family: lb_common::addr::family::V4,
+        _pad: [0; 2],
+    };
     let now = lb_ctl::sys::monotonic_s();
     {
         let mut flows: HashMap<MapData, FlowKey, FlowValue> =
@@ -574,6 +591,42 @@ fn schedulers_persistence_timeouts_sweep() {
         persist.insert(pk("198.18.7.0"), pv(now - 601), 0).unwrap();
         // Stale too, but a live flow (198.18.8.2) is controlled by it: kept.
         persist.insert(pk("198.18.8.0"), pv(now - 601), 0).unwrap();
+        // An idle UDP flow on the NAT real, with its reply entry.
+        flows
+            .insert(
+                flow_key("198.18.9.9", 4000, "198.18.3.1", 53, udp),
+                FlowValue {
+                    real_id: nat_rid,
+                    svc_id: dns.id,
+                    last_seen_s: now - 40,
+                    state: lb_common::conn::UDP_STATE,
+                    flags: FlowFlags::INACTIVE,
+                    _pad: [0; 2],
+                },
+                0,
+            )
+            .unwrap();
+        conns
+            .set(
+                nat_rid,
+                ConnEvents {
+                    opened: 1,
+                    to_inactive: 1,
+                    ..Default::default()
+                },
+                0,
+            )
+            .unwrap();
+        let mut nat: HashMap<MapData, FlowKey, lb_common::NatReverse> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_NAT_REV).unwrap();
+        let rev = lb_common::NatReverse {
+            vip: raw("198.18.3.1"),
+            vport: lb_common::Be16::from_host(53),
+            svc_id: dns.id,
+            real_id: nat_rid,
+            ..Default::default()
+        };
+        nat.insert(nat_rev_key, rev, 0).unwrap();
     }
     let before = lab.ok("-L -n --persistent-conn -t 198.18.3.1:443");
     assert!(
@@ -586,8 +639,20 @@ fn schedulers_persistence_timeouts_sweep() {
     );
     let out = lab.ok("sweep --once");
     assert!(
-        out.contains("flows 1 expired active 1 inactive 1 templates 1"),
+        out.contains("flows 1 expired active 1 inactive 2 templates 1"),
         "{out}"
+    );
+    {
+        let nat: HashMap<MapData, FlowKey, lb_common::NatReverse> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_NAT_REV).unwrap();
+        assert!(
+            nat.get(&nat_rev_key, 0).is_err(),
+            "reply entry gone with its flow"
+        );
+    }
+    assert_eq!(
+        row(&lab.ok("-L -n -u 198.18.3.1:53"), "198.18.100.2:5353")[4..],
+        ["0", "0"]
     );
     let after = lab.ok("-L -n --persistent-conn -t 198.18.3.1:443");
     assert_eq!(
