@@ -7,8 +7,10 @@
 //!   ports, swap the MACs, XDP_TX. No map, no helper call.
 //!
 //! Two more serve the end-to-end run (veth, network namespaces):
-//! - `bench_tx`: XDP_TX untouched; driven with BPF_F_TEST_XDP_LIVE_FRAMES it is the traffic
-//!   generator that needs no pktgen.
+//! - `bench_tx`: writes the frame in `BENCH_FRAME` (when set) and XDP_TX's it; driven with
+//!   BPF_F_TEST_XDP_LIVE_FRAMES it is the traffic generator that needs no pktgen. The
+//!   rewrite matters: live-frames pages are recycled with whatever the receivers wrote into
+//!   them (a forwarded frame's new MACs, a DNAT'd address), so each frame is restored.
 //! - `bench_sink`: counts every frame in `BENCH_RX` and drops it; the receiver.
 //!
 //! Self-contained on purpose (no `pkt.rs`): a reference must not move when the balancer's
@@ -17,12 +19,24 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action, macros::map, macros::xdp, maps::PerCpuArray, programs::XdpContext,
+    bindings::xdp_action,
+    macros::map,
+    macros::xdp,
+    maps::{Array, PerCpuArray},
+    programs::XdpContext,
 };
 
 /// Slot 0: frames seen by `bench_sink`, per CPU. Read by the bench; one slot.
 #[map]
 static BENCH_RX: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Length of the generator's frame: a minimum Ethernet frame without FCS.
+const FRAME_LEN: usize = 60;
+
+/// Slot 0: the frame `bench_tx` sends, as 16-bit words; all zero = send frames as given.
+/// Written by the bench before it starts the generator.
+#[map]
+static BENCH_FRAME: Array<[u16; FRAME_LEN / 2]> = Array::with_max_entries(1, 0);
 
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
@@ -40,7 +54,14 @@ pub fn bench_pass(_ctx: XdpContext) -> u32 {
 }
 
 #[xdp]
-pub fn bench_tx(_ctx: XdpContext) -> u32 {
+pub fn bench_tx(ctx: XdpContext) -> u32 {
+    if let (Some(t), Some(p)) = (BENCH_FRAME.get(0), at(&ctx, 0, FRAME_LEN))
+        && t[0] | t[1] | t[2] != 0
+    {
+        for (i, w) in t.iter().enumerate() {
+            st16(p + 2 * i, *w);
+        }
+    }
     xdp_action::XDP_TX
 }
 

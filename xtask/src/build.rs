@@ -7,7 +7,12 @@ use std::process::Command;
 use std::time::Instant;
 
 /// (cargo bin name in lb-ebpf, object file name in target/release).
-const OBJECTS: [(&str, &str); 2] = [("lb", "lb.bpf.o"), ("lb-decap", "lb-decap.bpf.o")];
+const OBJECTS: [(&str, &str); 3] = [
+    ("lb", "lb.bpf.o"),
+    ("lb-decap", "lb-decap.bpf.o"),
+    // The bench's reference programs (empty, floor, generator, sink).
+    ("lb-bench-ref", "lb-bench-ref.bpf.o"),
+];
 
 pub fn run() -> Result<()> {
     let t = Instant::now();

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's one entry point for setup, builds, tests and the demo
 //! (DESIGN.md §7). Each subcommand prints what it does; failures end with a one-line reason.
 
+mod bench;
 mod build;
 mod demo;
 mod setup;
@@ -53,15 +54,9 @@ enum Cmd {
         #[arg(long)]
         no_build: bool,
     },
-    /// Benchmarks (not implemented yet).
-    Bench {
-        /// Write the figures as JSON to this file.
-        #[arg(long)]
-        json: Option<std::path::PathBuf>,
-        /// Shorter runs.
-        #[arg(long)]
-        quick: bool,
-    },
+    /// Benchmarks: per-packet cost by path, scale, control plane, end-to-end pps; a table,
+    /// optionally JSON and an SVG chart.
+    Bench(bench::Args),
 }
 
 fn main() -> Result<()> {
@@ -71,8 +66,6 @@ fn main() -> Result<()> {
         Cmd::BuildAndLoad { iface, skb, detach } => build::build_and_load(&iface, skb, detach),
         Cmd::Test { group, args } => test::run(group, &args),
         Cmd::Demo { requests, no_build } => demo::run(requests, !no_build),
-        Cmd::Bench { .. } => {
-            anyhow::bail!("bench is not implemented yet (tracked separately); no figures to show")
-        }
+        Cmd::Bench(args) => bench::run(args),
     }
 }

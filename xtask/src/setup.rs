@@ -17,6 +17,8 @@ const PACKAGES: &[&str] = &[
     "iperf3",
     "util-linux",
     "procps",
+    // bench: the kernel-path peer of the end-to-end run (nftables DNAT).
+    "nftables",
     "build-essential",
 ];
 /// bpf-linker release that builds against the nightly sysroot's LLVM 22.
