@@ -503,7 +503,27 @@ pub fn load(pin_dir: &Path, req: &LoadRequest) -> Result<Vec<String>, LoadError>
         out.push(attach(Kind::Balancer, &mut prog, pin_dir, iface, mode)?);
     }
     maps::add_tx_ports(pin_dir, &ifindexes)?;
+    start_clock(pin_dir)?;
     Ok(out)
+}
+
+/// Starts CLOCK on fresh maps, so flows are stamped with real seconds from the first
+/// packet on (`lb-ctl sweep` keeps it running; it is what expires connections, so it
+/// should run as long as lb is loaded, as IPVS's timers do).
+fn start_clock(pin_dir: &Path) -> Result<(), MapsError> {
+    use aya::maps::{Array, MapData};
+    let Some(clock) = maps::open_opt::<Array<MapData, u32>>(pin_dir, lb_common::consts::MAP_CLOCK)?
+    else {
+        return Ok(());
+    };
+    let now = clock.get(&0, 0).map_err(|source| MapsError::Map {
+        name: lb_common::consts::MAP_CLOCK,
+        source,
+    })?;
+    if now == 0 {
+        crate::sweep::tick(pin_dir)?;
+    }
+    Ok(())
 }
 
 fn link_pins(dir: &Path) -> Vec<(String, PathBuf)> {

@@ -477,6 +477,15 @@ fn schedulers_persistence_timeouts_sweep() {
     }
 
     // The rest needs the connection-model maps of the issue-4 object.
+    if pin.join(lb_common::consts::MAP_CLOCK).exists() {
+        let clock: Array<MapData, u32> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_CLOCK).unwrap();
+        let c = clock.get(&0, 0).unwrap();
+        assert!(
+            c > 0 && c <= lb_ctl::sys::monotonic_s(),
+            "load starts CLOCK: {c}"
+        );
+    }
     if !pin.join(lb_common::consts::MAP_SETTINGS).exists() {
         eprintln!("skipped timeouts/sysctl/sweep: the object has no SETTINGS map");
         return;
