@@ -104,6 +104,8 @@ pub const MAP_CLOCK: &str = "CLOCK";
 /// service id → u64 cursor of rr/wrr (shared array; data path atomic adds).
 pub const MAP_SCHED_CURSOR: &str = "SCHED_CURSOR";
 
+/// Capacity of the persistence template table (LRU).
+pub const MAX_PERSIST: u32 = 1 << 18;
 /// Most reals a load-driven scheduler scans per new flow (bounded loop in the kernel).
 pub const MAX_REALS_PER_SERVICE: u32 = 256;
 /// Default persistence timeout, seconds (ipvsadm -p without a value).

@@ -11,6 +11,7 @@ use lb_common::{
 };
 
 use crate::Exit;
+use crate::conn;
 use crate::icmp;
 use crate::maps::{FLOWS, NAT_FILTER, NAT_REV, REALS, SERVICES, VIP_FILTER, VIPS};
 use crate::parse::{L4, Packet};
@@ -55,7 +56,7 @@ pub fn lookup_vip(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> {
 /// Steps 7–8: the established flow, else the service (exact port, then all-port).
 #[inline(always)]
 pub fn lookup_dest(pkt: &Packet) -> Result<Found, Exit> {
-    if let Some(dest) = lookup_flow(&pkt.key) {
+    if let Some(dest) = lookup_flow(pkt)? {
         return Ok(Found::Flow(dest));
     }
     match lookup_service(&pkt.key) {
@@ -67,19 +68,36 @@ pub fn lookup_dest(pkt: &Packet) -> Result<Found, Exit> {
     }
 }
 
-/// A FLOWS hit whose real is still `ACTIVE` and still in the flow's service.
+/// A FLOWS hit. Its real still configured and in the flow's service: stamp the flow and
+/// move its TCP state (`conn::on_packet`; not for an ICMP error, which is no packet of the
+/// connection). Its real deleted (IPVS: the destination is no longer available): with
+/// `expire_nodest_conn` 0, as IPVS's default, drop `RealGone` until the flow expires; with
+/// 1 expire the flow now and schedule the packet as a new one.
 #[inline(always)]
-fn lookup_flow(key: &FlowKey) -> Option<Dest> {
-    let flow = unsafe { FLOWS.get(key) }.copied()?;
-    let real = lookup_real(flow.real_id)?;
-    if real.svc_id != flow.svc_id {
-        return None;
+fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
+    let key = &pkt.key;
+    let Some(v) = FLOWS.get_ptr_mut(key) else {
+        return Ok(None);
+    };
+    let (real_id, svc_id) = unsafe { ((*v).real_id, (*v).svc_id) };
+    let usable = matches!(lookup_real(real_id), Some(r) if r.svc_id == svc_id);
+    if !usable {
+        if conn::settings().expire_nodest_conn == 0 {
+            return Err(Drop::RealGone);
+        }
+        if pkt.quote.is_none() {
+            let _ = FLOWS.remove(key);
+        }
+        return Ok(None);
     }
-    Some(Dest {
-        real_id: flow.real_id,
-        svc_id: flow.svc_id,
+    if pkt.quote.is_none() {
+        unsafe { conn::on_packet(v, real_id, key.proto, pkt.tcp_flags, false) };
+    }
+    Ok(Some(Dest {
+        real_id,
+        svc_id,
         new_flow: false,
-    })
+    }))
 }
 
 #[inline(always)]

@@ -3,14 +3,18 @@
 //! shape). Every packet bumps `RX` on entry and exactly one of TX / REDIRECT / a pass
 //! reason / a drop reason on exit.
 #![no_std]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
+mod conn;
 mod forward;
 mod icmp;
 mod lookup;
 mod maps;
 mod parse;
 mod pkt;
+mod sched;
 mod schedule;
 mod stats;
 

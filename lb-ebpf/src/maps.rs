@@ -9,11 +9,15 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    FlowKey, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic, VipKey,
+    FlowKey, FlowValue, NatReverse, PersistKey, PersistValue, Real, Service, ServiceKey, Traffic,
+    VipKey,
+    conn::{ConnEvents, ConnExpiry, Settings},
     consts::{
-        DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV,
-        MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS,
-        MAP_VIP_FILTER, MAP_VIPS, MAX_REALS, MAX_SERVICES, MAX_TX_PORTS, SCHED_TABLE_SLOTS,
+        DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER,
+        MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REAL_STATS, MAP_REALS,
+        MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS,
+        MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS, MAX_SERVICES, MAX_TX_PORTS,
+        SCHED_TABLE_SLOTS,
     },
     counters::Counter,
 };
@@ -75,6 +79,34 @@ pub static VIP_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 #[map]
 pub static NAT_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 
+/// `PersistKey` (masked client, persistence group) → `PersistValue`: persistence
+/// templates. The data path inserts and refreshes; lb-ctl's sweep expires; LRU; MAX_PERSIST.
+#[map]
+pub static PERSIST: LruHashMap<PersistKey, PersistValue> =
+    LruHashMap::with_max_entries(MAX_PERSIST, 0);
+
+/// real id → `ConnEvents`. The data path only, with atomic adds (shared, not per-CPU, so
+/// load-driven schedulers read live values); MAX_REALS.
+#[map]
+pub static REAL_CONNS: Array<ConnEvents> = Array::with_max_entries(MAX_REALS, 0);
+
+/// real id → `ConnExpiry`. lb-ctl's sweep only; the data path reads it for live counts.
+#[map]
+pub static REAL_EXPIRED: Array<ConnExpiry> = Array::with_max_entries(MAX_REALS, 0);
+
+/// [0] → u32 seconds of CLOCK_MONOTONIC, written by lb-ctl; flows and templates are stamped
+/// from it (an inlined array read, no helper call).
+#[map]
+pub static CLOCK: Array<u32> = Array::with_max_entries(1, 0);
+
+/// service id → u64 rr/wrr cursor: the next sequence entry to try. The data path; MAX_SERVICES.
+#[map]
+pub static SCHED_CURSOR: Array<u64> = Array::with_max_entries(MAX_SERVICES, 0);
+
+/// [0] → `Settings` (timeouts, expire_nodest_conn, expire_quiescent_template). lb-ctl.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
 // `#[map]` names each map after its static; these fail the build if a const is renamed.
 const _: () = assert!(same(MAP_SERVICES, "SERVICES"));
 const _: () = assert!(same(MAP_VIPS, "VIPS"));
@@ -88,3 +120,9 @@ const _: () = assert!(same(MAP_COUNTERS, "COUNTERS"));
 const _: () = assert!(same(MAP_TX_PORTS, "TX_PORTS"));
 const _: () = assert!(same(MAP_VIP_FILTER, "VIP_FILTER"));
 const _: () = assert!(same(MAP_NAT_FILTER, "NAT_FILTER"));
+const _: () = assert!(same(MAP_PERSIST, "PERSIST"));
+const _: () = assert!(same(MAP_REAL_CONNS, "REAL_CONNS"));
+const _: () = assert!(same(MAP_REAL_EXPIRED, "REAL_EXPIRED"));
+const _: () = assert!(same(MAP_CLOCK, "CLOCK"));
+const _: () = assert!(same(MAP_SCHED_CURSOR, "SCHED_CURSOR"));
+const _: () = assert!(same(MAP_SETTINGS, "SETTINGS"));

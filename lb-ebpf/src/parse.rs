@@ -69,6 +69,8 @@ pub struct Packet {
     pub l4: L4,
     /// Set when this is an ICMP error about a flow.
     pub quote: Option<Quote>,
+    /// TCP flag byte (FIN SYN RST PSH ACK ...) of a TCP packet; 0 otherwise.
+    pub tcp_flags: u8,
 }
 
 impl Packet {
@@ -147,6 +149,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
             L4::Other
         },
         quote: None,
+        tcp_flags: 0,
     })
 }
 
@@ -177,6 +180,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
         ttl: unsafe { ld8(p + 7) },
         l4: L4::Other,
         quote: None,
+        tcp_flags: 0,
     })
 }
 
@@ -214,4 +218,9 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) {
     pkt.key.sport = Be16(unsafe { ld16(p) });
     pkt.key.dport = Be16(unsafe { ld16(p + 2) });
     pkt.l4 = L4::Ports;
+    if need == TCP_LEN
+        && let Some(p) = bytes_at(ctx, pkt.l4_off, TCP_LEN) {
+            // Bytes 12–13 (data offset, flags): the flags are the second byte in memory.
+            pkt.tcp_flags = unsafe { ld16(p + 12) }.to_ne_bytes()[1];
+        }
 }

@@ -1,19 +1,23 @@
-//! Schedule a new flow (docs/datapath.md step 10): pick the real with the service's
-//! scheduler, then record the flow. The seam for more schedulers is [`select_real`]: one
-//! `match` on `SchedKind`, one function per scheduler family (table-driven today;
-//! sequence- and load-driven ones slot in beside it, DESIGN.md §3 step 5).
+//! Schedule a new flow (docs/datapath.md step 10): persistence template, else the
+//! service's scheduler ([`crate::sched`]); then bind and record the flow (IPVS
+//! `ip_vs_schedule` / `ip_vs_sched_persist`, `ip_vs_conn_new`).
 
 use lb_common::{
-    Counter, Drop, FlowKey, FlowValue, SchedKind, Service, VipFlags,
-    consts::NO_REAL,
-    hash::{FLOW_SEED, flow_hash, src_hash},
+    Counter, Drop, PersistKey, PersistValue, Real, Service, VipFlags,
+    consts::{MAX_REALS_PER_SERVICE, NO_REAL, proto},
 };
 
 use crate::Exit;
+use crate::conn;
 use crate::lookup::{Found, lookup_real};
-use crate::maps::{FLOWS, SCHED_TABLE};
+use crate::maps::{FLOWS, PERSIST, REAL_CONNS, SCHED_TABLE};
 use crate::parse::Packet;
+use crate::sched;
 use crate::stats::{count, count_conn};
+
+/// `BPF_NOEXIST`: a new flow is inserted only if no other CPU recorded it first, so it is
+/// bound (counted) once.
+const BPF_NOEXIST: u64 = 1;
 
 /// Where a packet goes: ids only. Verifier note: no map-value pointer travels in this
 /// struct (or in `Found`, which wraps it). LLVM may pack a small aggregate into one
@@ -26,80 +30,191 @@ pub struct Dest {
     pub real_id: u32,
     /// Its service's id (SVC_STATS index).
     pub svc_id: u32,
-    /// First packet of a flow just recorded (NAT records its reverse entry then).
+    /// First packet of a newly scheduled flow (NAT records its reverse entry then).
     pub new_flow: bool,
 }
 
 /// An established flow goes where it went; otherwise schedule. An ICMP error about a flow
-/// is scheduled like the flow's own packets but records nothing (it is not a connection).
+/// we do not know is sent where a hashing scheduler (mh, sh, dh) would put the flow, and
+/// records nothing; with any other scheduler it is not ours to place (IPVS passes ICMP
+/// that matches no connection), so it passes `NotBalanced`.
 #[inline(always)]
 pub fn schedule(pkt: &Packet, found: Found) -> Result<Dest, Exit> {
     let svc = match found {
         Found::Flow(dest) => return Ok(dest),
         Found::Service(svc) => svc,
     };
-    let real_id = select_real(&svc, &pkt.key)?;
-    lookup_real(real_id).ok_or(Drop::NoReal)?;
-    let new_flow = pkt.quote.is_none();
-    if new_flow {
-        record_flow(&pkt.key, real_id, svc.id);
+    if pkt.quote.is_some() {
+        if !sched::is_hashing(&svc) {
+            return Err(Exit::Pass(lb_common::Pass::NotBalanced));
+        }
+        let real_id = sched::select_real(&svc, pkt)?;
+        lookup_real(real_id).ok_or(Drop::NoReal)?;
+        return Ok(Dest {
+            real_id,
+            svc_id: svc.id,
+            new_flow: false,
+        });
     }
+    let real_id = if svc.flags.has(VipFlags::PERSISTENT) {
+        select_persistent(&svc, pkt)?
+    } else {
+        sched::select_real(&svc, pkt)?
+    };
+    let real = lookup_real(real_id).ok_or(Drop::NoReal)?;
+    // -o: every UDP datagram is its own connection, gone once sent (IPVS binds and
+    // unbinds it at once, so the real's counters do not move); nothing is recorded.
+    let one_packet = svc.flags.has(VipFlags::ONE_PACKET) && pkt.key.proto == proto::UDP;
+    if !one_packet {
+        record_flow(pkt, real, real_id, svc.id);
+    }
+    count(Counter::NEW_FLOW);
+    count_conn(svc.id, real_id);
     Ok(Dest {
         real_id,
         svc_id: svc.id,
-        new_flow,
+        new_flow: true,
     })
 }
 
-/// The scheduler seam: one arm per scheduler family.
+/// Binds and records a new flow (state after its first packet, CLOCK stamp). A failed
+/// insert (table full, or another CPU recorded it first) fails open: the packet is still
+/// forwarded, and nothing is counted as bound, since no flow will expire to balance it.
 #[inline(always)]
-fn select_real(svc: &Service, key: &FlowKey) -> Result<u32, Drop> {
-    match SchedKind::from_u8(svc.sched) {
-        Some(SchedKind::Maglev) => select_table(svc, key),
-        // A scheduler this program does not run yet (lb-ctl refuses them), or does not
-        // know: nothing to send to.
-        _ => Err(Drop::NoReal),
+fn record_flow(pkt: &Packet, real: &Real, real_id: u32, svc_id: u32) {
+    let nat = real.mode == lb_common::ForwardMode::Nat as u8;
+    let value = conn::new_flow_value(real_id, svc_id, nat, pkt.key.proto, pkt.tcp_flags);
+    if FLOWS.insert(pkt.key, value, BPF_NOEXIST).is_err() {
+        count(Counter::FLOW_INSERT_FAILED);
+        return;
     }
+    conn::bind(real_id, real);
 }
 
-/// Table-driven (mh): userspace built the table; hash the flow (whole 5-tuple with
-/// `-b mh-port`, else the client address as IPVS mh does) and index it.
+/// Persistent service (IPVS `ip_vs_sched_persist`): the client's template (masked address
+/// in the service's persistence group) names the real while it lives; otherwise schedule
+/// and create it. A template whose real is gone, or quiescent (weight 0) while
+/// `expire_quiescent_template` is set, is replaced (IPVS `ip_vs_check_template`); an
+/// overloaded or quiescent real otherwise keeps its clients, as in IPVS. A template of
+/// another service of the group names that service's real: the real of this service with
+/// the same address is used (a firewall-mark service's one real set, spelled as several
+/// services).
 #[inline(always)]
-fn select_table(svc: &Service, key: &FlowKey) -> Result<u32, Drop> {
-    let hash = if svc.flags.has(VipFlags::HASH_PORTS) {
-        flow_hash(key, FLOW_SEED)
-    } else {
-        src_hash(key, FLOW_SEED)
-    };
-    // checked_rem: table_len 0 (no real yet) is NoReal, and no panic path is emitted.
-    let idx = hash.checked_rem(svc.table_len).ok_or(Drop::NoReal)?;
-    let id = *SCHED_TABLE
-        .get(svc.table_base.wrapping_add(idx))
-        .ok_or(Drop::NoReal)?;
-    if id == NO_REAL {
-        Err(Drop::NoReal)
-    } else {
-        Ok(id)
-    }
-}
-
-/// Records a new flow and counts it. A failed insert fails open: the packet is still
-/// forwarded, and Maglev sends the flow's next packets to the same real anyway.
-#[inline(always)]
-fn record_flow(key: &FlowKey, real_id: u32, svc_id: u32) {
-    // Connection state and timestamps arrive with the IPVS connection model (issue 4);
-    // until then a flow is its real and service only.
-    let value = FlowValue {
-        real_id,
-        svc_id,
-        last_seen_s: 0,
-        state: 0,
-        flags: 0,
+fn select_persistent(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
+    let k = &pkt.key;
+    let m = &svc.persist_mask;
+    let pkey = PersistKey {
+        client: [
+            k.src[0] & m[0],
+            k.src[1] & m[1],
+            k.src[2] & m[2],
+            k.src[3] & m[3],
+        ],
+        group: svc.persist_group,
+        family: k.family,
+        proto: k.proto,
         _pad: [0; 2],
     };
-    if FLOWS.insert(key, value, 0).is_err() {
-        count(Counter::FLOW_INSERT_FAILED);
+    let now = conn::now();
+    let mut stale = u32::MAX;
+    if let Some(t) = PERSIST.get_ptr_mut(pkey) {
+        let (t_real, t_svc) = unsafe { ((*t).real_id, (*t).svc_id) };
+        match template_real(svc, t_real, t_svc) {
+            Some(id) => {
+                unsafe {
+                    if (*t).last_seen_s != now {
+                        (*t).last_seen_s = now;
+                    }
+                }
+                return Ok(id);
+            }
+            None => stale = t_real,
+        }
     }
-    count(Counter::NEW_FLOW);
-    count_conn(svc_id, real_id);
+    let real_id = sched::select_real(svc, pkt)?;
+    let real = lookup_real(real_id).ok_or(Drop::NoReal)?;
+    let v = PersistValue {
+        real_id,
+        svc_id: svc.id,
+        last_seen_s: now,
+        _pad: 0,
+    };
+    if PERSIST.insert(pkey, v, 0).is_ok() {
+        conn::bind_template(real_id, real);
+        if stale != u32::MAX {
+            // The replaced template no longer exists for the sweep to expire: take it off
+            // its real's PersistConn here (a wrapping add of −1 to the data path's own
+            // counter).
+            if let Some(ev) = REAL_CONNS.get_ptr_mut(stale) {
+                conn::atomic_add(unsafe { &raw mut (*ev).templates }, u64::MAX);
+            }
+        }
+    }
+    Ok(real_id)
+}
+
+/// The real a template sends this service's connection to, if still usable.
+#[inline(always)]
+fn template_real(svc: &Service, t_real: u32, t_svc: u32) -> Option<u32> {
+    let real = lookup_real(t_real)?;
+    if real.svc_id != t_svc {
+        return None;
+    }
+    if real.weight == 0 && conn::settings().expire_quiescent_template != 0 {
+        return None;
+    }
+    if t_svc == svc.id {
+        return Some(t_real);
+    }
+    // Another service of the group: its real's address among this service's reals.
+    match lb_group_real(svc.reals_base, svc.reals_len, t_real) {
+        NO_REAL => None,
+        id => Some(id),
+    }
+}
+
+/// The real of a reals list with the address of real `t_real` (a global function, verified
+/// once: see `sched::load`); `NO_REAL` when none, or when it is quiescent and
+/// `expire_quiescent_template` is set.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lb_group_real(reals_base: u32, reals_len: u32, t_real: u32) -> u32 {
+    let Some(t) = lookup_real(t_real) else {
+        return NO_REAL;
+    };
+    let mut s = Group {
+        addr: t.addr,
+        base: reals_base,
+        family: t.family as u32,
+        found: NO_REAL,
+    };
+    sched::iter::run(reals_len.min(MAX_REALS_PER_SERVICE), group_step, &mut s);
+    if s.found != NO_REAL
+        && let Some(r) = lookup_real(s.found)
+            && r.weight == 0 && conn::settings().expire_quiescent_template != 0 {
+                return NO_REAL;
+            }
+    s.found
+}
+
+#[repr(C)]
+struct Group {
+    addr: [u32; 4],
+    base: u32,
+    family: u32,
+    found: u32,
+}
+
+#[inline(never)]
+extern "C" fn group_step(i: u64, ctx: *mut aya_ebpf::cty::c_void) -> i64 {
+    let s: &mut Group = unsafe { sched::iter::state(ctx) };
+    let Some(&id) = SCHED_TABLE.get(s.base.wrapping_add(i as u32)) else {
+        return 1;
+    };
+    if let Some(r) = lookup_real(id)
+        && r.addr == s.addr && r.family as u32 == s.family {
+            s.found = id;
+            return 1;
+        }
+    0
 }

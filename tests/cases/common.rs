@@ -112,7 +112,46 @@ pub fn key_of(p: &Pkt) -> FlowKey {
     flow_key(p.ip.src(), p.ip.dst(), s, d, p.proto())
 }
 
-/// FLOWS value.
+/// TCP flag byte of a packet (FIN SYN RST PSH ACK URG ECE CWR); 0 when not TCP.
+pub fn tcp_flags_of(p: &Pkt) -> u8 {
+    match &p.l4 {
+        L4::Tcp(t) => {
+            t.fin as u8
+                | (t.syn as u8) << 1
+                | (t.rst as u8) << 2
+                | (t.psh as u8) << 3
+                | (t.ack as u8) << 4
+                | (t.urg as u8) << 5
+                | (t.ece as u8) << 6
+                | (t.cwr as u8) << 7
+        }
+        _ => 0,
+    }
+}
+
+/// FLOWS value of a flow just created by its first packet `p` (docs/datapath.md
+/// "Connections"): bound as IPVS binds (inactive; NO_OUTPUT unless NAT), then `p`'s TCP
+/// transition from NONE (SYN → SYN_RECV, a mid-connection ACK → CLOSE); UDP stays in its
+/// one state. CLOCK is 0 in the cases, so `last_seen_s` is 0.
+pub fn fv_new(real_id: u32, svc_id: u32, p: &Pkt, mode: ForwardMode) -> FlowValue {
+    use lb_common::conn::{TcpState, UDP_STATE, bind_flags, tcp_transition};
+    let flags = bind_flags(mode == ForwardMode::Nat);
+    let (state, flags) = if p.proto() == TCP {
+        let st = tcp_transition(TcpState::None as u8, flags, false, tcp_flags_of(p));
+        (st.state, st.flags)
+    } else {
+        (UDP_STATE, flags)
+    };
+    FlowValue {
+        real_id,
+        svc_id,
+        state,
+        flags,
+        ..Default::default()
+    }
+}
+
+/// FLOWS value (state NONE, no flags: what a case provisions when only the real matters).
 pub fn fv(real_id: u32, svc_id: u32) -> FlowValue {
     FlowValue {
         real_id,
@@ -414,7 +453,7 @@ pub fn new_flow_case(
     let (_, vport) = p.ports();
     let mut state = vec![lb_tests::case::StateCheck::Flow(
         key_of(&p),
-        Some(fv(REAL_A, SVC)),
+        Some(fv_new(REAL_A, SVC, &p, mode)),
     )];
     if mode == ForwardMode::Nat {
         let (k, v) = nat_rev_of(&p, &r, IF_LO, SVC, REAL_A);

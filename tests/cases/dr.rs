@@ -3,7 +3,7 @@
 
 use super::common::*;
 use lb_common::hash::{FLOW_SEED, flow_hash, src_hash};
-use lb_common::{Counter, Drop, ForwardMode::Dr, Real, RealFlags, VipFlags};
+use lb_common::{Counter, Drop, FlowValue, ForwardMode::Dr, Real, RealFlags, VipFlags};
 use lb_tests::bpf::{IF_OUT, IF_PEER, Verdict};
 use lb_tests::case::{Action, Case, Counts, Output, Sequence, StateCheck, Step};
 use lb_tests::packet::Pkt;
@@ -192,6 +192,7 @@ pub fn cases() -> Vec<Sequence> {
         mh_hash_ports_case(false),
         mh_hash_ports_case(true),
         inactive_flow_real_case(),
+        gone_flow_real_case(),
         moved_flow_real_case(),
         flow_without_service_case(),
     ];
@@ -239,7 +240,7 @@ fn scheduled_step(prov: &Provision, p: Pkt, what: &'static str) -> (u32, Action)
             output: Output::Pkt(dr(&p, &r)),
             counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX])
                 .both(SVC, id, new_conn(&p)),
-            state: vec![StateCheck::Flow(key_of(&p), Some(fv(id, SVC)))],
+            state: vec![StateCheck::Flow(key_of(&p), Some(fv_new(id, SVC, &p, Dr)))],
         };
     (id, Action::Packet(step))
 }
@@ -351,7 +352,7 @@ fn redirect_case() -> Sequence {
         verdict: Verdict::Redirect,
         output: Output::Pkt(dr(&p, &r)),
         counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::REDIRECT]).both(SVC, REAL_A, new_conn(&p)),
-        state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_A, SVC)))],
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv_new(REAL_A, SVC, &p, Dr)))],
     }
     .into()
 }
@@ -441,7 +442,8 @@ fn redirect_missing_port_case() -> Sequence {
     .into()
 }
 
-/// A flow whose real lost ACTIVE is rescheduled (treated as a miss).
+/// A flow whose real lost ACTIVE (deleted), with `expire_nodest_conn` 1: the flow is
+/// expired and the packet scheduled anew.
 fn inactive_flow_real_case() -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
     let a = real(Dr, SVC, REAL4, 80);
@@ -453,21 +455,57 @@ fn inactive_flow_real_case() -> Sequence {
     let mut prov = one(VIP4, 80, TCP, a);
     prov.reals.push((REAL_B, b));
     prov.flows.push((key_of(&p), fv(REAL_B, SVC)));
+    prov.settings = Some(nodest_expire());
     Case {
         name: "dr_established_inactive_real_rescheduled",
-        why: "FLOWS points at a real without ACTIVE: treated as a miss, scheduled anew to REAL_A and re-recorded",
+        why: "expire_nodest_conn=1 (IPVS sysctl): FLOWS points at a real without ACTIVE, so the flow is expired and the packet scheduled anew to REAL_A and re-recorded",
         provision: prov,
         input: p.clone().into(),
         ingress: lb_tests::bpf::IF_LO,
         verdict: Verdict::Tx,
         output: Output::Pkt(dr(&p, &a)),
         counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX]).both(SVC, REAL_A, new_conn(&p)),
-        state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_A, SVC)))],
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv_new(REAL_A, SVC, &p, Dr)))],
     }
     .into()
 }
 
-/// A flow whose real now belongs to another service is rescheduled.
+/// The same with `expire_nodest_conn` 0 (IPVS's default): the packet is dropped
+/// (`RealGone`) and the flow kept until it expires.
+fn gone_flow_real_case() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let a = real(Dr, SVC, REAL4, 80);
+    let b = Real {
+        flags: RealFlags(0),
+        weight: 0,
+        ..real(Dr, SVC, REAL4_B, 80)
+    };
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.reals.push((REAL_B, b));
+    prov.flows.push((key_of(&p), fv(REAL_B, SVC)));
+    Case {
+        name: "dr_established_real_gone_dropped",
+        why: "expire_nodest_conn=0 (IPVS default): a packet of a flow whose real was deleted is dropped RealGone, the flow stays until the sweep expires it",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Drop,
+        output: Output::NotChecked,
+        counts: Counts::of(&[Counter::RX, Drop::RealGone.counter()]),
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_B, SVC)))],
+    }
+    .into()
+}
+
+/// SETTINGS with IPVS's `expire_nodest_conn` on.
+fn nodest_expire() -> lb_common::conn::Settings {
+    lb_common::conn::Settings {
+        expire_nodest_conn: 1,
+        ..Default::default()
+    }
+}
+
+/// A flow whose real now belongs to another service is rescheduled (expire_nodest_conn 1).
 fn moved_flow_real_case() -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
     let a = real(Dr, SVC, REAL4, 80);
@@ -476,16 +514,17 @@ fn moved_flow_real_case() -> Sequence {
     prov.services.push(svc(SVC_B, VIP4, 8080, TCP));
     prov.reals.push((REAL_B, b));
     prov.flows.push((key_of(&p), fv(REAL_B, SVC)));
+    prov.settings = Some(nodest_expire());
     Case {
         name: "dr_established_real_in_other_service_rescheduled",
-        why: "FLOWS points at a real now in another service: treated as a miss, scheduled to REAL_A",
+        why: "expire_nodest_conn=1: FLOWS points at a real now in another service (its real was deleted and the slot reused): the flow is expired, the packet scheduled to REAL_A",
         provision: prov,
         input: p.clone().into(),
         ingress: lb_tests::bpf::IF_LO,
         verdict: Verdict::Tx,
         output: Output::Pkt(dr(&p, &a)),
         counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX]).both(SVC, REAL_A, new_conn(&p)),
-        state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_A, SVC)))],
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv_new(REAL_A, SVC, &p, Dr)))],
     }
     .into()
 }
@@ -506,7 +545,7 @@ fn quiescent_sequence() -> Sequence {
     prov.reals.push((REAL_B, b));
     let a0 = Real { weight: 0, ..a };
     let b1 = Real { weight: 1, ..b };
-    let tx = |p: &Pkt, r: &Real, id: u32, new: bool| {
+    let tx = |p: &Pkt, r: &Real, id: u32, new: bool, want: FlowValue| {
         let mut c = vec![Counter::RX, Counter::FWD_DR, Counter::TX];
         if new {
             c.push(Counter::NEW_FLOW);
@@ -519,8 +558,15 @@ fn quiescent_sequence() -> Sequence {
             verdict: Verdict::Tx,
             output: Output::Pkt(dr(p, r)),
             counts: Counts::of(&c).both(SVC, id, t),
-            state: vec![StateCheck::Flow(key_of(p), Some(fv(id, SVC)))],
+            state: vec![StateCheck::Flow(key_of(p), Some(want))],
         }
+    };
+    // The SYN leaves the flow in SYN_RECV (inactive); the client's ACK moves it to
+    // ESTABLISHED (active), as IPVS's INPUT-ONLY table does for DR.
+    let established = FlowValue {
+        state: lb_common::conn::TcpState::Established as u8,
+        flags: lb_common::FlowFlags::NO_OUTPUT,
+        ..fv(REAL_A, SVC)
     };
     Sequence {
         name: "dr_flow_survives_quiescent_real",
@@ -529,7 +575,7 @@ fn quiescent_sequence() -> Sequence {
         steps: vec![
             Action::Packet(Step {
                 what: "SYN: new flow to REAL_A",
-                ..tx(&first, &a, REAL_A, true)
+                ..tx(&first, &a, REAL_A, true, fv_new(REAL_A, SVC, &first, Dr))
             }),
             Action::Update(Provision {
                 reals: vec![(REAL_A, a0), (REAL_B, b1)],
@@ -537,11 +583,11 @@ fn quiescent_sequence() -> Sequence {
             }),
             Action::Packet(Step {
                 what: "same flow: still REAL_A, no NEW_FLOW",
-                ..tx(&again, &a0, REAL_A, false)
+                ..tx(&again, &a0, REAL_A, false, established)
             }),
             Action::Packet(Step {
                 what: "another client: new table, REAL_B",
-                ..tx(&other, &b1, REAL_B, true)
+                ..tx(&other, &b1, REAL_B, true, fv_new(REAL_B, SVC, &other, Dr))
             }),
         ],
     }
@@ -568,7 +614,7 @@ fn tcp_and_udp_same_port() -> Sequence {
             output: Output::Pkt(dr(p, r)),
             counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX])
                 .both(s, id, new_conn(p)),
-            state: vec![StateCheck::Flow(key_of(p), Some(fv(id, s)))],
+            state: vec![StateCheck::Flow(key_of(p), Some(fv_new(id, s, p, Dr)))],
         })
     };
     Sequence {

@@ -309,7 +309,7 @@ fn multi_hash_ports(v6: bool) -> Sequence {
     }
 }
 
-/// An error about a flow whose real lost ACTIVE: treated as a miss, scheduled to REAL_A,
+/// An error about a flow whose real lost ACTIVE (expire_nodest_conn 1): treated as a miss, scheduled to REAL_A,
 /// and no flow is written (the stale entry stays as it was).
 fn inactive_flow_real() -> Sequence {
     let q = quoted(TCP, false);
@@ -324,9 +324,13 @@ fn inactive_flow_real() -> Sequence {
     let mut prov = one(VIP4, 80, TCP, a);
     prov.reals.push((REAL_B, b));
     prov.flows.push((quoted_flow(&q), fv(REAL_B, SVC)));
+    prov.settings = Some(lb_common::conn::Settings {
+        expire_nodest_conn: 1,
+        ..Default::default()
+    });
     Case {
         name: "icmp4_frag_needed_inactive_flow_real",
-        why: "the quoted flow's real is inactive: the error is scheduled like a new flow (REAL_A), FLOWS left alone",
+        why: "expire_nodest_conn=1: the quoted flow's real is deleted: the error is placed like a new flow of the hashing scheduler (REAL_A), FLOWS left alone (an error is no packet of the connection)",
         provision: prov,
         input: icmp.clone().into(),
         ingress: IF_LO,

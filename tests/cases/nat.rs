@@ -113,7 +113,7 @@ fn udp_ffff(v6: bool) -> Sequence {
     .into()
 }
 
-/// A NAT flow whose real lost ACTIVE is scheduled anew: to REAL_A, with a NAT_REV entry
+/// A NAT flow whose real lost ACTIVE is scheduled anew (expire_nodest_conn 1): to REAL_A, with a NAT_REV entry
 /// for REAL_A (the reply will come from there).
 fn inactive_rescheduled() -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
@@ -126,17 +126,21 @@ fn inactive_rescheduled() -> Sequence {
     let mut prov = one(VIP4, 80, TCP, a);
     prov.reals.push((REAL_B, b));
     prov.flows.push((key_of(&p), fv(REAL_B, SVC)));
+    prov.settings = Some(lb_common::conn::Settings {
+        expire_nodest_conn: 1,
+        ..Default::default()
+    });
     let (k, v) = nat_rev_of(&p, &a, IF_LO, SVC, REAL_A);
     Case {
         name: "nat_established_inactive_real_rescheduled",
-        why: "FLOWS points at an inactive real: rescheduled to REAL_A, flow and NAT_REV recorded for REAL_A",
+        why: "expire_nodest_conn=1: FLOWS points at a deleted (inactive) real: the flow is expired and the packet rescheduled to REAL_A, flow and NAT_REV recorded for REAL_A",
         provision: prov,
         input: p.clone().into(),
         ingress: IF_LO,
         verdict: Verdict::Tx,
         output: Output::Pkt(nat(&p, &a)),
         counts: Counts::of(&[Counter::RX, Counter::FWD_NAT, Counter::NEW_FLOW, Counter::TX]).both(SVC, REAL_A, new_conn(&p)),
-        state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_A, SVC))), StateCheck::NatRev(k, Some(v)), StateCheck::NatRevCount(1)],
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv_new(REAL_A, SVC, &p, Nat))), StateCheck::NatRev(k, Some(v)), StateCheck::NatRevCount(1)],
     }
     .into()
 }

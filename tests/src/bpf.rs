@@ -7,8 +7,9 @@ use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader, Pod};
 use lb_common::consts::{
-    MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV, MAP_REAL_STATS, MAP_REALS,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS,
+    MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
+    MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
 use lb_common::{
     Counter, FlowKey, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic, VipKey,
@@ -137,6 +138,7 @@ pub fn object_path() -> Result<PathBuf> {
 #[derive(Default)]
 struct Touched {
     reals: BTreeSet<u32>,
+    services: BTreeSet<u32>,
     sched: BTreeSet<u32>,
     vip_words: BTreeSet<u32>,
     nat_words: BTreeSet<u32>,
@@ -220,7 +222,24 @@ impl Bpf {
                 ports.remove(k)?;
             }
         }
+        // The connection model's state (IPVS counters, templates, cursors, clock,
+        // settings) starts from zero in every case, as after a fresh load.
+        self.clear_hash::<lb_common::PersistKey, lb_common::PersistValue>(MAP_PERSIST)?;
+        self.array::<lb_common::conn::Settings>(MAP_SETTINGS)?.set(
+            0,
+            lb_common::conn::Settings::default(),
+            0,
+        )?;
+        self.array::<u32>(MAP_CLOCK)?.set(0, 0, 0)?;
         let t = std::mem::take(&mut self.touched);
+        let mut conns = self.array::<lb_common::conn::ConnEvents>(MAP_REAL_CONNS)?;
+        for &i in &t.reals {
+            conns.set(i, lb_common::conn::ConnEvents::default(), 0)?;
+        }
+        let mut cursors = self.array::<u64>(MAP_SCHED_CURSOR)?;
+        for &i in &t.services {
+            cursors.set(i, 0, 0)?;
+        }
         let mut reals = self.array::<Real>(MAP_REALS)?;
         for i in t.reals {
             reals.set(i, Real::default(), 0)?;
@@ -242,6 +261,7 @@ impl Bpf {
 
     /// SERVICES[key] = svc.
     pub fn put_service(&mut self, key: ServiceKey, svc: Service) -> Result<()> {
+        self.touched.services.insert(svc.id);
         Ok(self.hash(MAP_SERVICES)?.insert(key, svc, 0)?)
     }
 
@@ -278,6 +298,16 @@ impl Bpf {
             self.touched.vip_words.insert(word);
         }
         Ok(())
+    }
+
+    /// SETTINGS[0] = settings (timeouts, expire_nodest_conn, expire_quiescent_template).
+    pub fn put_settings(&mut self, v: lb_common::conn::Settings) -> Result<()> {
+        Ok(self.array(MAP_SETTINGS)?.set(0, v, 0)?)
+    }
+
+    /// REAL_CONNS[id]: the data path's connection events of a real.
+    pub fn real_conns(&mut self, id: u32) -> Result<lb_common::conn::ConnEvents> {
+        Ok(self.array(MAP_REAL_CONNS)?.get(&id, 0)?)
     }
 
     /// FLOWS[key] = value.

@@ -60,6 +60,8 @@ pub struct Provision {
     pub tx_ports: Vec<u32>,
     /// Addresses whose VIP_FILTER bit is set without being a VIP: a filter false positive.
     pub filter_only: Vec<IpAddr>,
+    /// SETTINGS[0], when the case sets it (else IPVS defaults: all zero).
+    pub settings: Option<lb_common::conn::Settings>,
 }
 
 /// Slots reserved per service in SCHED_TABLE: service `id` starts at `id * TABLE_STRIDE`.
@@ -173,6 +175,9 @@ impl Provision {
     /// Writes what lb-ctl owns: reals, services and their tables, VIPS, the address
     /// filters and TX_PORTS. Idempotent.
     pub fn apply_config(&self, bpf: &mut Bpf) -> Result<()> {
+        if let Some(st) = self.settings {
+            bpf.put_settings(st)?;
+        }
         for (id, r) in &self.reals {
             bpf.put_real(*id, *r)?;
             if r.mode == ForwardMode::Nat as u8 {

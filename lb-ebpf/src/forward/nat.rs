@@ -11,8 +11,9 @@ use lb_common::{
 };
 
 use super::{send, write_macs};
+use crate::conn;
 use crate::icmp;
-use crate::maps::NAT_REV;
+use crate::maps::{FLOWS, NAT_REV};
 use crate::parse::{IPV4_LEN, IPV6_LEN, Packet, TCP_LEN, UDP_LEN, read_addr6};
 use crate::pkt::{bytes_at, ld8, ld16, ld32, st8, st16, st32};
 use crate::schedule::Dest;
@@ -66,6 +67,7 @@ pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> 
 #[inline(always)]
 pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> Result<Out, Exit> {
     pkt.check_ttl()?;
+    update_flow(pkt, rev);
     let vip = family_addr(pkt, &rev.vip);
     let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Src, &vip, true)?;
     rewrite_l4(ctx, pkt, Side::Src, &l3.old, &vip, rev.vport)?;
@@ -73,6 +75,32 @@ pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> R
     count(Counter::NAT_RETURN);
     count_out(rev.svc_id, rev.real_id, pkt.l3_len);
     send(ctx, rev.ifindex)
+}
+
+/// A TCP reply with SYN, FIN or RST moves the client flow's state through IPVS's OUTPUT
+/// table (and clears its NO_OUTPUT). Plain ACKs and UDP replies skip the FLOWS lookup that
+/// would only restamp the flow: the client's own packets keep it fresh (a difference from
+/// IPVS, which also restarts the timer on replies; it keeps the reply path free of a hash
+/// lookup).
+#[inline(always)]
+fn update_flow(pkt: &Packet, rev: &NatReverse) {
+    use lb_common::conn::tcp_flags::{FIN, RST, SYN};
+    if pkt.key.proto != proto::TCP || pkt.tcp_flags & (SYN | FIN | RST) == 0 {
+        return;
+    }
+    let key = FlowKey {
+        src: pkt.key.dst,
+        dst: family_addr(pkt, &rev.vip),
+        sport: pkt.key.dport,
+        dport: rev.vport,
+        proto: pkt.key.proto,
+        family: pkt.key.family,
+        _pad: [0; 2],
+    };
+    if let Some(v) = FLOWS.get_ptr_mut(key) {
+        let real_id = unsafe { (*v).real_id };
+        unsafe { conn::on_packet(v, real_id, proto::TCP, pkt.tcp_flags, true) };
+    }
 }
 
 /// NAT_REV entry for the real's replies: {real:port → client:cport} → VIP:vport, ingress

@@ -1,0 +1,56 @@
+//! The schedulers, one module per family (DESIGN.md §3 step 5), each as the kernel's
+//! ip_vs_<name>.c decides (docs/datapath.md "Schedulers"):
+//! - [`table`]: mh, sh, dh — userspace built the table, we hash and index it (with the
+//!   sh-fallback / mh-fallback walks);
+//! - [`sequence`]: rr, wrr — userspace built the sequence, a per-service cursor walks it;
+//! - [`load`]: lc, wlc, sed, nq, fo, ovf, twos — a bounded scan of the service's reals list
+//!   with the live connection counters.
+//!
+//! Availability is IPVS's `is_unavailable` plus ours: a real is schedulable when it is
+//! configured (`ACTIVE`), has weight > 0 and is not overloaded.
+
+pub mod iter;
+pub mod load;
+pub mod sequence;
+pub mod table;
+
+use lb_common::{Drop, Real, SchedKind, Service};
+
+use crate::conn;
+use crate::lookup::lookup_real;
+use crate::parse::Packet;
+
+/// The scheduler seam: one arm per scheduler family.
+#[inline(always)]
+pub fn select_real(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
+    match SchedKind::from_u8(svc.sched) {
+        Some(SchedKind::Maglev) => table::select_mh(svc, pkt),
+        Some(SchedKind::Sh) => table::select_sh(svc, pkt),
+        Some(SchedKind::Dh) => table::select_dh(svc, pkt),
+        Some(SchedKind::Rr) | Some(SchedKind::Wrr) => sequence::select(svc),
+        Some(SchedKind::Twos) => load::select_twos(svc),
+        Some(k) => load::select(svc, k),
+        None => Err(Drop::NoReal),
+    }
+}
+
+/// True for schedulers whose choice is a pure function of the packet (and the table), so
+/// an ICMP error about a flow we no longer know can be sent where the flow went.
+#[inline(always)]
+pub fn is_hashing(svc: &Service) -> bool {
+    matches!(
+        SchedKind::from_u8(svc.sched),
+        Some(SchedKind::Maglev) | Some(SchedKind::Sh) | Some(SchedKind::Dh)
+    )
+}
+
+/// A configured real that may take a new flow (weight > 0, not overloaded).
+#[inline(always)]
+pub fn available(real_id: u32) -> Option<&'static Real> {
+    let real = lookup_real(real_id)?;
+    if real.weight == 0 || conn::overloaded(real_id, real) {
+        None
+    } else {
+        Some(real)
+    }
+}
