@@ -1,2 +1,991 @@
-//! Scheduler model-equivalence tests: filled in with the IPVS scheduler set.
-fn main() {}
+//! Scheduler model-equivalence, distribution and connection-counter tests (issue 4).
+//!
+//! Each scenario drives the real `lb_xdp` object through BPF_PROG_TEST_RUN and the IPVS
+//! reference model (tests/src/model, written from net/netfilter/ipvs/) with the same
+//! events: new connections, later packets (ACK, FIN, RST), expiries as lb-ctl's sweep does
+//! them, weight changes. Every new connection's real must be the model's; every flow's
+//! TCP state and INACTIVE flag, and every real's ActiveConn/InActConn/PersistConn, must be
+//! what IPVS would have. twos (random) and the mh-fallback probe order are checked for
+//! validity: the program's pick must be one the kernel's rule allows.
+//!
+//! Needs root; without it every scenario is reported ignored with the reason.
+//! `cargo test -p lb-tests --test sched [-- FILTER]`.
+
+#[path = "../src/sched/harness.rs"]
+mod harness;
+#[path = "../src/model/mod.rs"]
+mod model;
+
+use anyhow::Result;
+use harness::{Lb, R, Run, SvcSpec, w};
+use lb_common::{SchedKind, VipFlags};
+use libtest_mimic::{Completion, Trial};
+use model::tcp::Flags;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// Scenarios left out of the default run, with why: a scheduler the program does not
+/// implement yet, or a known difference from IPVS that the program (or the table
+/// contract) still has. `LB_SCHED_PENDING=1` runs them too; each stays in the table
+/// below so it turns into a regular test by deleting its line here.
+const PENDING: &[(&str, &str)] = &[
+    ("lblc_locality", "lblc is not implemented in lb-ebpf yet"),
+    ("lblcr_replicas", "lblcr is not implemented in lb-ebpf yet"),
+    (
+        "rr_weight0_skipped",
+        "rr after a weight change: the rebuilt sequence is indexed by the old cursor, so the \
+         next pick is not the real after the last one (IPVS keeps its list position)",
+    ),
+    (
+        "dh_by_destination",
+        "dh bucket: lb-ebpf uses (ntohl(fold)*2654435761) & 255 (pre-hash_32 kernels); \
+         ip_vs_dh.c now uses hash_32(ntohl(fold), 8), as sh does",
+    ),
+    (
+        "dist_dh_stable_across_restart",
+        "stable across restart, but every choice differs from IPVS's by the dh bucket hash",
+    ),
+];
+
+/// A scenario: services and a script.
+struct Sc {
+    name: &'static str,
+    why: &'static str,
+    specs: fn() -> Vec<SvcSpec>,
+    script: fn(&mut Run) -> Result<()>,
+}
+
+const fn x(w: u32, x: u32, y: u32) -> R {
+    R { w, x, y }
+}
+
+fn one(s: SchedKind, reals: &[R]) -> Vec<SvcSpec> {
+    vec![SvcSpec::new(s, reals)]
+}
+
+/// Opens `n` connections from distinct clients (`first..`), port 40000.
+fn open_many(r: &mut Run, svc: u32, first: u32, n: u32) -> Result<Vec<usize>> {
+    (first..first + n).map(|c| r.open(svc, c, 40000)).collect()
+}
+
+/// The load-driven workout: open, establish some, close some, expire some, open more,
+/// with counts compared at every stage. The order of events is fixed, so a scheduler
+/// that looks at the counters is checked against a changing load.
+fn workout(r: &mut Run) -> Result<()> {
+    let mut hs = Vec::new();
+    for i in 0..6 {
+        let h = r.open(1, i, 40000)?;
+        if i % 3 != 2 {
+            r.send(h, Flags::ACK)?; // established: active
+        }
+        hs.push(h);
+    }
+    r.counts("after 6 opens")?;
+    for i in 6..12 {
+        let h = r.open(1, i, 40000)?;
+        r.send(h, Flags::ACK)?;
+        hs.push(h);
+    }
+    r.counts("after 12 opens")?;
+    // Close some: FIN (→ FIN_WAIT, inactive), RST (→ CLOSE, inactive).
+    r.send(hs[0], Flags::FIN)?;
+    r.send(hs[4], Flags::RST)?;
+    r.send(hs[7], Flags::FIN)?;
+    r.counts("after FIN/RST")?;
+    for i in 12..18 {
+        let h = r.open(1, i, 40000)?;
+        r.send(h, Flags::ACK)?;
+        hs.push(h);
+    }
+    for h in [0, 1, 4, 7, 9] {
+        r.expire(hs[h])?;
+    }
+    r.counts("after expiries")?;
+    for i in 18..26 {
+        let h = r.open(1, i, 40000)?;
+        if i % 2 == 0 {
+            r.send(h, Flags::ACK)?;
+        }
+    }
+    r.counts("end")?;
+    r.expire_all()?;
+    r.counts("all expired")
+}
+
+/// New connections only (sequence and table schedulers): `n` from distinct clients.
+fn opens(n: u32) -> impl Fn(&mut Run) -> Result<()> {
+    move |r| {
+        open_many(r, 1, 0, n)?;
+        r.counts("end")
+    }
+}
+
+fn scenarios() -> Vec<Sc> {
+    vec![
+        // ---- sequence-driven ----
+        Sc {
+            name: "rr_equal_weights",
+            why: "rr cycles the reals in list order (ip_vs_rr_schedule)",
+            specs: || one(SchedKind::Rr, &[w(1), w(1), w(1)]),
+            script: |r| opens(10)(r),
+        },
+        Sc {
+            name: "rr_weight0_skipped",
+            why: "rr skips a weight-0 (quiescent) real; a flow to it continues",
+            specs: || one(SchedKind::Rr, &[w(1), w(1), w(1)]),
+            script: |r| {
+                let h = r.open(1, 0, 40000)?; // real 1
+                r.send(h, Flags::ACK)?;
+                r.set_weight(1, 0, 0)?;
+                open_many(r, 1, 1, 6)?;
+                r.send(h, Flags::ACK)?; // existing flow still goes to real 1
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "rr_threshold_overload",
+            why: "rr steps over a real at its upper threshold and resumes after it (IPVS keeps its cursor on the pick)",
+            specs: || one(SchedKind::Rr, &[x(1, 1, 0), w(1), w(1)]),
+            script: |r| opens(8)(r),
+        },
+        Sc {
+            name: "wrr_unequal_weights",
+            why: "wrr 1:2:3 follows ip_vs_wrr_schedule's passes (cw = 3, 2, 1)",
+            specs: || one(SchedKind::Wrr, &[w(1), w(2), w(3)]),
+            script: |r| opens(18)(r),
+        },
+        Sc {
+            name: "wrr_gcd_and_weight0",
+            why: "wrr with weights 4, 0, 2: gcd step 2, the weight-0 real never chosen",
+            specs: || one(SchedKind::Wrr, &[w(4), w(0), w(2)]),
+            script: |r| opens(12)(r),
+        },
+        // ---- load-driven ----
+        Sc {
+            name: "lc_workout",
+            why: "lc picks the least (active<<8)+inactive over open/ACK/FIN/RST/expiry",
+            specs: || one(SchedKind::Lc, &[w(1), w(1), w(1)]),
+            script: workout,
+        },
+        Sc {
+            name: "lc_weight0",
+            why: "lc never picks a weight-0 real",
+            specs: || one(SchedKind::Lc, &[w(0), w(1), w(1)]),
+            script: workout,
+        },
+        Sc {
+            name: "wlc_unequal_weights",
+            why: "wlc compares overhead/weight (loh*w > doh*lw), first real wins ties",
+            specs: || one(SchedKind::Wlc, &[w(1), w(2), w(3)]),
+            script: workout,
+        },
+        Sc {
+            name: "wlc_weight0_quiesce",
+            why: "wlc: a real set to weight 0 gets no new flow; its flows continue",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1), w(1)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 3)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.set_weight(1, 1, 0)?;
+                open_many(r, 1, 3, 6)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "sed_unequal_weights",
+            why: "sed: (active+1)/weight, inactive connections ignored",
+            specs: || one(SchedKind::Sed, &[w(1), w(2), w(5)]),
+            script: workout,
+        },
+        Sc {
+            name: "nq_idle_first",
+            why: "nq: an idle real (no active connection) first, else sed's rule",
+            specs: || one(SchedKind::Nq, &[w(1), w(3), w(2)]),
+            script: workout,
+        },
+        Sc {
+            name: "fo_highest_weight",
+            why: "fo: always the highest-weight available real; overload fails over",
+            specs: || one(SchedKind::Fo, &[w(1), x(5, 3, 1), w(3)]),
+            script: workout,
+        },
+        Sc {
+            name: "ovf_overflow",
+            why: "ovf: highest weight while its active connections do not exceed the weight",
+            specs: || one(SchedKind::Ovf, &[w(1), w(3), w(2)]),
+            script: workout,
+        },
+        Sc {
+            name: "twos_valid_choices",
+            why: "twos: every pick is one the two-random-choices rule can give",
+            specs: || one(SchedKind::Twos, &[w(1), w(2), w(3)]),
+            script: workout,
+        },
+        Sc {
+            name: "lblc_locality",
+            why: "lblc: the VIP's cached real while it is not overloaded (lblc's rule), else wlc",
+            specs: || one(SchedKind::Lblc, &[w(1), w(1), w(1)]),
+            script: workout,
+        },
+        Sc {
+            name: "lblcr_replicas",
+            why: "lblcr: the least loaded of the VIP's set; a new member when it is overloaded",
+            specs: || one(SchedKind::Lblcr, &[w(1), w(1), w(1)]),
+            script: workout,
+        },
+        // ---- thresholds ----
+        Sc {
+            name: "wlc_threshold_upper_lower",
+            why: "-x 3 -y 1: at 3 connections the real is overloaded until it falls below 1",
+            specs: || one(SchedKind::Wlc, &[x(10, 3, 1), w(1)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 8)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.counts("loaded")?;
+                // Expire real 1's flows one by one, opening a flow after each.
+                let mine: Vec<usize> = hs
+                    .iter()
+                    .copied()
+                    .filter(|h| r.picks[*h] == Some(1))
+                    .collect();
+                for (i, h) in mine.into_iter().enumerate() {
+                    r.expire(h)?;
+                    let n = r.open(1, 100 + i as u32, 40000)?;
+                    r.send(n, Flags::ACK)?;
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "lc_threshold_default_lower",
+            why: "-x 4 without -y: the overload clears below 3/4 of the upper threshold",
+            specs: || one(SchedKind::Lc, &[x(1, 4, 0), w(1)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 10)?;
+                r.counts("loaded")?;
+                let mine: Vec<usize> = hs
+                    .iter()
+                    .copied()
+                    .filter(|h| r.picks[*h] == Some(1))
+                    .collect();
+                for (i, h) in mine.into_iter().enumerate() {
+                    r.expire(h)?;
+                    r.open(1, 100 + i as u32, 40000)?;
+                }
+                r.counts("end")
+            },
+        },
+        // ---- table-driven ----
+        Sc {
+            name: "sh_unequal_weights",
+            why: "sh: 256 buckets filled by weight in list order, hashed by client address",
+            specs: || one(SchedKind::Sh, &[w(1), w(2), w(3)]),
+            script: |r| opens(60)(r),
+        },
+        Sc {
+            name: "sh_weight0_no_fallback",
+            why: "sh without sh-fallback: a client hashed to a weight-0 real is refused",
+            specs: || one(SchedKind::Sh, &[w(1), w(0), w(1)]),
+            script: |r| opens(60)(r),
+        },
+        Sc {
+            name: "sh_fallback",
+            why: "-b sh-fallback: an unavailable bucket probes hashkey(addr, port, ihash+offset)",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Sh, &[w(1), w(0), w(1)]);
+                s.flags = VipFlags::SH_FALLBACK;
+                vec![s]
+            },
+            script: |r| opens(60)(r),
+        },
+        Sc {
+            name: "sh_port",
+            why: "-b sh-port: the client port is hashed too, so one client spreads",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Sh, &[w(1), w(1), w(1)]);
+                s.flags = VipFlags::SH_PORT;
+                vec![s]
+            },
+            script: |r| {
+                for p in 0..30 {
+                    r.open(1, 7, 40000 + p)?;
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "dh_by_destination",
+            why: "dh: the destination (VIP) picks the bucket; weight 0 there is refused",
+            specs: || {
+                vec![
+                    SvcSpec::new(SchedKind::Dh, &[w(1), w(1), w(1)]),
+                    SvcSpec::new(SchedKind::Dh, &[w(1), w(1), w(1), w(1)]),
+                    SvcSpec::new(SchedKind::Dh, &[w(0), w(0), w(0)]),
+                ]
+            },
+            script: |r| {
+                for svc in 1..=3 {
+                    open_many(r, svc, 0, 5)?;
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "mh_client_hash",
+            why: "mh without mh-port: every connection of a client lands on one real",
+            specs: || one(SchedKind::Maglev, &[w(1), w(2), w(1)]),
+            script: |r| {
+                for c in 0..20 {
+                    for p in 0..3 {
+                        r.open(1, c, 40000 + p)?;
+                    }
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "mh_port",
+            why: "-b mh-port: the whole flow is hashed",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Maglev, &[w(1), w(1), w(1)]);
+                s.flags = VipFlags::HASH_PORTS;
+                vec![s]
+            },
+            script: |r| {
+                for p in 0..40 {
+                    r.open(1, 3, 40000 + p)?;
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "mh_overload_no_fallback",
+            why: "mh: a client hashed to an overloaded real is refused without mh-fallback",
+            specs: || one(SchedKind::Maglev, &[x(1, 1, 0), w(1), w(1)]),
+            script: |r| opens(40)(r),
+        },
+        Sc {
+            name: "mh_fallback",
+            why: "-b mh-fallback: a client hashed to an overloaded real goes to an available one",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Maglev, &[x(1, 1, 0), w(1), w(1)]);
+                s.flags = VipFlags::MH_FALLBACK;
+                vec![s]
+            },
+            script: |r| opens(40)(r),
+        },
+        // ---- persistence, one-packet ----
+        Sc {
+            name: "persist_netmask",
+            why: "-p 300 -M 255.255.255.0 (wlc): clients of one /24 share a template and a real",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Wlc, &[w(1), w(1), w(1)]);
+                s.persist = Some((300, 24, 1));
+                vec![s]
+            },
+            script: |r| {
+                // Clients 0..4 share 198.18.100.0/24; 256.. are in 198.18.101.0/24.
+                for c in [0, 1, 2, 256, 257, 3, 512, 513] {
+                    let h = r.open(1, c, 40000)?;
+                    r.send(h, Flags::ACK)?;
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "persist_quiesced_real_kept",
+            why: "a template to a real set to weight 0 still sends the client there (expire_quiescent_template=0)",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[w(1), w(1)]);
+                s.persist = Some((300, 32, 1));
+                vec![s]
+            },
+            script: |r| {
+                let h = r.open(1, 0, 40000)?; // real 1, template
+                r.set_weight(1, 0, 0)?;
+                r.open(1, 0, 40001)?; // template → real 1 despite weight 0
+                r.open(1, 1, 40000)?; // other client → real 2
+                r.expire(h)?;
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "persist_expire_quiescent_template",
+            why: "expire_quiescent_template=1: a template to a weight-0 real is dropped and the client scheduled afresh",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[w(1), w(1)]);
+                s.persist = Some((300, 32, 1));
+                vec![s]
+            },
+            script: |r| {
+                r.open(1, 0, 40000)?; // real 1, template
+                r.set_weight(1, 0, 0)?;
+                r.set_expire_quiescent_template(true)?;
+                // Choices only: IPVS keeps the replaced template (and its PersistConn)
+                // while it controls a connection; the model drops it at once.
+                let res = r.open(1, 0, 40001);
+                r.set_expire_quiescent_template(false)?;
+                res.map(|_| ())
+            },
+        },
+        Sc {
+            name: "persist_template_expiry",
+            why: "after the template expires the client is scheduled afresh",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]);
+                s.persist = Some((300, 32, 1));
+                vec![s]
+            },
+            script: |r| {
+                let a = r.open(1, 0, 40000)?;
+                let b = r.open(1, 0, 40001)?;
+                r.counts("template live")?;
+                r.expire(a)?;
+                r.expire(b)?;
+                r.expire_template(1, 0)?;
+                r.counts("template expired")?;
+                r.open(1, 0, 40002)?;
+                r.open(1, 1, 40000)?;
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "persist_all_port",
+            why: "all-port persistent service: a client's connections to any port share one real",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]);
+                s.port = 0;
+                s.persist = Some((300, 32, 1));
+                vec![s]
+            },
+            script: |r| {
+                use model::Conn;
+                let vip = harness::vip(r.k, 0);
+                for (c, vport) in [(0, 80), (0, 443), (0, 22), (1, 80), (1, 8080), (2, 443)] {
+                    let conn = Conn {
+                        client: harness::client(c),
+                        cport: 40000 + vport,
+                        vip,
+                        vport,
+                        proto: 6,
+                    };
+                    r.open_conn(1, conn)?;
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "one_packet_udp",
+            why: "-o (UDP): every datagram is scheduled on its own, no flow recorded, no count kept",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]);
+                s.proto = 17;
+                s.one_packet = true;
+                vec![s]
+            },
+            script: |r| {
+                for _ in 0..7 {
+                    r.open(1, 0, 5353)?;
+                }
+                r.counts("end")
+            },
+        },
+        // ---- connection states and counters ----
+        Sc {
+            name: "counters_tcp_lifecycle",
+            why: "SYN inactive, ACK active, FIN/RST inactive, expiry removes: ipvsadm -L's counts",
+            specs: || one(SchedKind::Rr, &[w(1), w(1)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 10)?;
+                r.counts("10 SYNs")?;
+                for h in &hs[..7] {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.counts("7 established")?;
+                for h in &hs[..3] {
+                    r.send(*h, Flags::FIN)?;
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.send(hs[3], Flags::RST)?;
+                r.send(hs[8], Flags::RST)?;
+                r.counts("3 FIN, 2 RST")?;
+                r.send(hs[3], Flags::SYN)?; // a new SYN on a closed flow: SYN_RECV
+                r.counts("SYN again")?;
+                for h in &hs[..5] {
+                    r.expire(*h)?;
+                }
+                r.counts("5 expired")?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
+            name: "counters_sweep_state_timeouts",
+            why: "flows expire by their state's timeout (CLOSE 10 s, SYN_RECV 60, FIN_WAIT 120, ESTABLISHED 900) stamped from CLOCK",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1)]),
+            script: |r| {
+                let now = harness::NOW_S;
+                let hs = open_many(r, 1, 0, 4)?; // all SYN_RECV
+                r.send(hs[1], Flags::ACK)?; // ESTABLISHED
+                r.send(hs[2], Flags::ACK)?;
+                r.send(hs[2], Flags::FIN)?; // FIN_WAIT
+                r.send(hs[3], Flags::RST)?; // CLOSE
+                r.sweep(now + 5)?;
+                r.send(hs[1], Flags::ACK)?; // refreshed at now + 5
+                r.counts("t+5")?;
+                r.sweep(now + 11)?;
+                r.counts("t+11: the RST one gone")?;
+                r.sweep(now + 61)?;
+                r.counts("t+61: the SYN-only one gone")?;
+                r.sweep(now + 121)?;
+                r.counts("t+121: the FIN one gone")?;
+                r.open(1, 9, 40000)?; // scheduled on the remaining load
+                r.sweep(now + 906)?;
+                r.counts("t+906: the established one gone")
+            },
+        },
+        Sc {
+            name: "counters_udp_inactive",
+            why: "UDP connections are bound inactive and stay so (InActConn), as IPVS shows them",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Wlc, &[w(1), w(1)]);
+                s.proto = 17;
+                vec![s]
+            },
+            script: |r| {
+                let hs = open_many(r, 1, 0, 6)?;
+                for h in &hs {
+                    r.send(*h, Flags::default())?;
+                }
+                r.counts("6 flows")?;
+                r.expire_all()?;
+                r.counts("expired")
+            },
+        },
+        Sc {
+            name: "counters_udp_sed_nq",
+            why: "UDP flows are never active, so sed and nq see idle reals (IPVS's choices)",
+            specs: || {
+                let mut a = SvcSpec::new(SchedKind::Sed, &[w(1), w(2)]);
+                a.proto = 17;
+                let mut b = SvcSpec::new(SchedKind::Nq, &[w(1), w(2)]);
+                b.proto = 17;
+                vec![a, b]
+            },
+            script: |r| {
+                open_many(r, 1, 0, 5)?;
+                open_many(r, 2, 0, 5)?;
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "counters_ack_first_packet",
+            why: "a flow whose first packet is an ACK goes NONE → CLOSE in IPVS's table (inactive)",
+            specs: || one(SchedKind::Rr, &[w(1)]),
+            script: |r| {
+                // Opened with a SYN by the harness; a mid-stream start is the ACK case of
+                // the state table, checked through the flow state after a RST + ACK.
+                let h = r.open(1, 0, 40000)?;
+                r.send(h, Flags::RST)?;
+                r.send(h, Flags::ACK)?;
+                r.send(h, Flags::default())?; // no flags: CLOSE
+                r.counts("end")
+            },
+        },
+    ]
+}
+
+// ---- distribution and stability ----
+
+fn wrr_distribution(r: &mut Run) -> Result<(), String> {
+    let mut count = BTreeMap::new();
+    for c in 0..6000u32 {
+        r.open(1, c, 40000).map_err(|e| format!("{e:#}"))?;
+        *count.entry(r.picks[c as usize]).or_insert(0u32) += 1;
+    }
+    let base = r.first_real[0];
+    let mut bad = String::new();
+    for (i, wgt) in [(0u32, 1.0f64), (1, 2.0), (2, 3.0)] {
+        let id = base + i;
+        let share = *count.get(&Some(id)).unwrap_or(&0) as f64 / 6000.0;
+        let want = wgt / 6.0;
+        eprintln!("wrr 1:2:3: real {id} share {share:.4} (weight share {want:.4})");
+        if (share - want).abs() > 0.01 {
+            bad.push_str(&format!(
+                "real {id}: share {share:.4}, weight share {want:.4}\n"
+            ));
+        }
+    }
+    if bad.is_empty() { Ok(()) } else { Err(bad) }
+}
+
+/// Opens 300 flows per service, then as after a restart of lb-ctl (every flow gone, every
+/// table rebuilt from the configuration and published anew) the same flows again: the
+/// same choices.
+fn restart_stable(r: &mut Run) -> Result<(), String> {
+    let e = |e: anyhow::Error| format!("{e:#}");
+    let svcs = r.specs.len() as u32;
+    for svc in 1..=svcs {
+        open_many(r, svc, 0, 300).map_err(e)?;
+    }
+    let a = r.picks.clone();
+    r.expire_all().map_err(e)?;
+    for svc in 1..=svcs {
+        r.publish(svc, false).map_err(e)?;
+    }
+    for svc in 1..=svcs {
+        open_many(r, svc, 0, 300).map_err(e)?;
+    }
+    let b = &r.picks[a.len()..];
+    let moved = a.iter().zip(b).filter(|(x, y)| x != y).count();
+    if moved == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{moved} of {} flows chose differently after the restart",
+            a.len()
+        ))
+    }
+}
+
+fn mh_spec(n: usize) -> Vec<SvcSpec> {
+    let mut s = SvcSpec::new(SchedKind::Maglev, &vec![w(1); n]);
+    s.mh_size = 65537;
+    vec![s]
+}
+
+/// mh: one of N reals leaves (its weight set to 0, the table rebuilt); the share of
+/// flows that move.
+fn mh_disruption(r: &mut Run) -> Result<(), String> {
+    let n = r.specs[0].reals.len() as u32;
+    let flows = 5000u32;
+    open_many(r, 1, 0, flows).map_err(|e| format!("{e:#}"))?;
+    let before = r.picks.clone();
+    // The last real leaves (weight 0 → the table is rebuilt without it); flows reset so
+    // every client is scheduled afresh.
+    r.expire_all().map_err(|e| format!("{e:#}"))?;
+    r.set_weight(1, n as usize - 1, 0)
+        .map_err(|e| format!("{e:#}"))?;
+    let start = r.picks.len();
+    open_many(r, 1, 0, flows).map_err(|e| format!("{e:#}"))?;
+    let after = &r.picks[start..];
+    let moved = before.iter().zip(after).filter(|(b, a)| b != a).count();
+    let share = moved as f64 / flows as f64;
+    let bound = 1.0 / n as f64 + 0.02;
+    eprintln!(
+        "mh disruption, 1 of {n} reals leaves: {moved}/{flows} flows moved = {share:.4} (bound {bound:.4})"
+    );
+    if share > bound {
+        return Err(format!(
+            "{share:.4} of flows moved, more than 1/{n} + 2% = {bound:.4}"
+        ));
+    }
+    Ok(())
+}
+
+/// Model self-checks (no root): the model's TCP table against lb-common's (both written
+/// from ip_vs_proto_tcp.c, by different hands), the wrr/sh/dh models against lb-common's
+/// table builders, and worked examples.
+fn model_checks() -> Vec<Trial> {
+    use lb_common::FlowFlags;
+    use lb_common::conn::{TCP_TIMEOUTS_S, tcp_transition};
+    use model::tcp::{self, Dir, State};
+    let mut v = vec![Trial::test("model_tcp_table_matches_lb_common", || {
+        let mut bad = String::new();
+        for &st in &tcp::ALL {
+            for no_output in [false, true] {
+                for reply in [false, true] {
+                    for fl in 0u8..=0x1f {
+                        let fl = fl & 0x07 | (fl & 0x08) << 1; // FIN SYN RST ACK
+                        let f = tcp::Flags::from_byte(fl);
+                        let dir = match (reply, no_output) {
+                            (true, _) => Dir::Output,
+                            (false, true) => Dir::InputOnly,
+                            (false, false) => Dir::Input,
+                        };
+                        let want = tcp::next(dir, f, st);
+                        let ff = if no_output { FlowFlags::NO_OUTPUT } else { 0 };
+                        let got = tcp_transition(st as u8, ff, reply, fl).state;
+                        if got != want as u8 {
+                            bad.push_str(&format!(
+                                "{st:?} {dir:?} flags {fl:#04x}: lb-common {got}, model {want:?}\n"
+                            ));
+                        }
+                    }
+                }
+            }
+            let want = tcp::timeout_s(st, 900, 120);
+            if TCP_TIMEOUTS_S[st as usize] != want {
+                bad.push_str(&format!(
+                    "timeout of {st:?}: lb-common {}, model {want}\n",
+                    TCP_TIMEOUTS_S[st as usize]
+                ));
+            }
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.into())
+        }
+    })];
+    v.push(Trial::test("model_dr_tcp_lifecycle", || {
+        let mut s = State::None;
+        for (f, want) in [
+            (tcp::Flags::SYN, State::SynRecv),
+            (tcp::Flags::ACK, State::Established),
+            (tcp::Flags::FIN, State::FinWait),
+            (tcp::Flags::ACK, State::FinWait),
+            (tcp::Flags::RST, State::Close),
+        ] {
+            s = tcp::next(Dir::InputOnly, f, s);
+            if s != want {
+                return Err(format!("{f:?} gave {s:?}, want {want:?}").into());
+            }
+        }
+        Ok(())
+    }));
+    v.push(Trial::test("model_wrr_rr_examples", || {
+        let d = |ws: &[i32]| -> Vec<model::Dest> {
+            ws.iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    model::Dest::new(
+                        i as u32 + 1,
+                        std::net::IpAddr::from([198, 19, 0, i as u8]),
+                        *w,
+                    )
+                })
+                .collect()
+        };
+        // IPVS wrr 1:2:3 (cw 3, 2, 1): C, B C, A B C.
+        let c = model::seq::wrr_cycle(&d(&[1, 2, 3]));
+        if c != vec![2, 1, 2, 0, 1, 2] {
+            return Err(format!("wrr cycle {c:?}").into());
+        }
+        let dd = d(&[1, 0, 1]);
+        let mut cur = None;
+        let picks: Vec<_> = (0..4).map(|_| model::seq::rr(&dd, &mut cur)).collect();
+        if picks != vec![Some(0), Some(2), Some(0), Some(2)] {
+            return Err(format!("rr picks {picks:?}").into());
+        }
+        Ok(())
+    }));
+    v.push(Trial::test("model_tables_match_lb_common_builders", || {
+        use lb_common::sched::{Dest as B, dh_table, sh_table, wrr_sequence};
+        let mut bad = String::new();
+        for ws in [&[1, 2, 3][..], &[4, 0, 2], &[1], &[5, 5, 1, 0, 3], &[0, 0]] {
+            let md: Vec<model::Dest> = ws
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    model::Dest::new(
+                        10 + i as u32,
+                        std::net::IpAddr::from([198, 19, 0, i as u8]),
+                        *w,
+                    )
+                })
+                .collect();
+            let bd: Vec<B> = md
+                .iter()
+                .map(|d| B {
+                    id: d.id,
+                    weight: d.weight as u32,
+                })
+                .collect();
+            let id = |p: usize| md[p].id;
+            let sh: Vec<u32> = model::table::sh_reassign(&md)
+                .into_iter()
+                .map(|p| id(p.unwrap()))
+                .collect();
+            if sh != sh_table(&bd) {
+                bad.push_str(&format!("sh table differs for weights {ws:?}\n"));
+            }
+            let dh: Vec<u32> = model::table::dh_assign(&md)
+                .into_iter()
+                .map(|p| id(p.unwrap()))
+                .collect();
+            if dh != dh_table(&bd) {
+                bad.push_str(&format!("dh table differs for weights {ws:?}\n"));
+            }
+            let wrr: Vec<u32> = model::seq::wrr_cycle(&md).into_iter().map(id).collect();
+            if wrr != wrr_sequence(&bd) {
+                bad.push_str(&format!(
+                    "wrr sequence for {ws:?}: lb-common {:?}, model {wrr:?}\n",
+                    wrr_sequence(&bd)
+                ));
+            }
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.into())
+        }
+    }));
+    v
+}
+
+thread_local! {
+    /// The program, loaded once in the namespace the main thread entered; every scenario
+    /// uses its own VIPs, service ids and real ids, so nothing is cleared between them.
+    static LB: RefCell<Option<Result<Lb, String>>> = const { RefCell::new(None) };
+}
+
+fn with_lb(f: impl FnOnce(Lb) -> (Lb, Result<(), String>)) -> Result<(), String> {
+    let lb = LB.with(|l| {
+        let mut l = l.borrow_mut();
+        match l.take() {
+            None => Lb::load().map_err(|e| format!("{e:#}")),
+            Some(r) => r,
+        }
+    });
+    match lb {
+        Err(e) => {
+            LB.with(|l| *l.borrow_mut() = Some(Err(e.clone())));
+            Err(format!("loading the program: {e}"))
+        }
+        Ok(lb) => {
+            let (lb, res) = f(lb);
+            LB.with(|l| *l.borrow_mut() = Some(Ok(lb)));
+            res
+        }
+    }
+}
+
+/// A root trial: scenario number `k` with these services, then `script`, then the
+/// model's verdict on everything it saw.
+fn trial(
+    k: u32,
+    name: &'static str,
+    why: &'static str,
+    specs: Vec<SvcSpec>,
+    script: impl FnOnce(&mut Run) -> Result<(), String> + Send + 'static,
+) -> Trial {
+    let root = lb_tests::bpf::is_root();
+    Trial::ignorable_test(name, move || {
+        if !root {
+            return Ok(Completion::ignored_with("needs root (BPF_PROG_TEST_RUN)"));
+        }
+        with_lb(|lb| {
+            let mut r = Run::new(k, lb, specs);
+            let res = r
+                .setup()
+                .map_err(|e| format!("setup: {e:#}"))
+                .and_then(|()| script(&mut r));
+            let n = r.checked;
+            let (lb, model) = r.finish();
+            let res = match (res, model) {
+                (Ok(()), Ok(())) => Ok(()),
+                (Err(e), Ok(())) => Err(e),
+                (Ok(()), Err(m)) => Err(format!("{why}\n{n} new connections checked\n{m}")),
+                (Err(e), Err(m)) => Err(format!("{e}\n{why}\n{n} new connections checked\n{m}")),
+            };
+            (lb, res)
+        })
+        .map(|()| Completion::Completed)
+        .map_err(Into::into)
+    })
+}
+
+/// A distribution test: name, why, services, script.
+type Dist = (
+    &'static str,
+    &'static str,
+    Vec<SvcSpec>,
+    fn(&mut Run) -> Result<(), String>,
+);
+
+fn main() {
+    let mut args = libtest_mimic::Arguments::from_args();
+    // One thread: the program and the namespace belong to the main thread.
+    args.test_threads = Some(1);
+    if !args.list && lb_tests::bpf::is_root() {
+        if let Err(e) = lb_tests::bpf::enter_netns() {
+            eprintln!("sched: cannot enter a network namespace: {e:#}");
+        }
+        if let Ok(p) = lb_tests::bpf::object_path() {
+            eprintln!("sched: testing {}", p.display());
+        }
+    }
+    let scs = scenarios();
+    let mut names: Vec<&str> = scs.iter().map(|s| s.name).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        panic!("two scenarios are named {}", w[0]);
+    }
+    let pending_too = std::env::var_os("LB_SCHED_PENDING").is_some_and(|v| v == "1");
+    let pending = |name: &str| !pending_too && PENDING.iter().any(|(n, _)| *n == name);
+    if !pending_too && !args.list {
+        for (n, why) in PENDING {
+            eprintln!("sched: left out (LB_SCHED_PENDING=1 runs it): {n}: {why}");
+        }
+    }
+    let mut k = 0;
+    let mut trials: Vec<Trial> = Vec::new();
+    for sc in scs {
+        // Every scenario keeps its number (its VIPs and ids) whether it runs or not.
+        if pending(sc.name) {
+            k += 1;
+            continue;
+        }
+        let script = sc.script;
+        trials.push(trial(k, sc.name, sc.why, (sc.specs)(), move |r| {
+            script(r).map_err(|e| format!("harness error: {e:#}"))
+        }));
+        k += 1;
+    }
+    trials.extend(model_checks());
+    let dist: Vec<Dist> = vec![
+        (
+            "dist_wrr_1_2_3_6000_flows",
+            "wrr 1:2:3 over 6000 new flows: each real's share within 1% of its weight's",
+            one(SchedKind::Wrr, &[w(1), w(2), w(3)]),
+            wrr_distribution,
+        ),
+        (
+            "dist_sh_stable_across_restart",
+            "sh: tables rebuilt from the same configuration give the same choices",
+            one(SchedKind::Sh, &[w(1), w(2), w(3)]),
+            restart_stable,
+        ),
+        (
+            "dist_dh_stable_across_restart",
+            "dh: tables rebuilt from the same configuration give the same choices",
+            (0..6)
+                .map(|_| SvcSpec::new(SchedKind::Dh, &[w(1), w(1), w(1)]))
+                .collect(),
+            restart_stable,
+        ),
+        (
+            "dist_mh_stable_across_restart",
+            "mh: tables rebuilt from the same configuration give the same choices",
+            one(SchedKind::Maglev, &[w(1), w(2), w(1), w(3)]),
+            restart_stable,
+        ),
+        (
+            "dist_mh_disruption_one_of_10_leaves",
+            "mh: when one of 10 reals leaves at most 1/10 + 2% of flows move",
+            mh_spec(10),
+            mh_disruption,
+        ),
+        (
+            "dist_mh_disruption_one_of_4_leaves",
+            "mh: when one of 4 reals leaves at most 1/4 + 2% of flows move",
+            mh_spec(4),
+            mh_disruption,
+        ),
+    ];
+    for (name, why, specs, f) in dist {
+        if !pending(name) {
+            trials.push(trial(k, name, why, specs, f));
+        }
+        k += 1;
+    }
+    libtest_mimic::run(&args, trials).exit();
+}

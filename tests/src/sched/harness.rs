@@ -1,0 +1,794 @@
+//! Drives the real `lb_xdp` program and the reference model (tests/src/model) with the
+//! same events and records every disagreement: which real a new connection goes to, the
+//! flow's TCP state and INACTIVE flag, and each real's ActiveConn / InActConn /
+//! PersistConn as `conn_counts` computes them from REAL_CONNS and REAL_EXPIRED.
+//!
+//! Each scenario loads the object afresh (empty maps, cursors at 0) in the harness's
+//! network namespace. Expiry does what lb-ctl's sweep does (datapath contract): delete
+//! the FLOWS entry and add one to the real's REAL_EXPIRED active or inactive count by the
+//! flow's INACTIVE flag; a template: delete it from PERSIST and count it expired.
+
+use crate::model::{self, Choice, Conn, Dest, Model, Persist, Sched, tcp};
+use anyhow::{Context, Result, anyhow};
+use aya::maps::{Array, HashMap, MapData};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::{Ebpf, EbpfLoader, Pod};
+use lb_common::addr::convert::to_raw;
+use lb_common::conn::{ConnEvents, ConnExpiry, Settings, conn_counts};
+use lb_common::consts::{
+    MAP_CLOCK, MAP_FLOWS, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REALS,
+    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+};
+use lb_common::filter::filter_slot;
+use lb_common::{
+    Be16, FlowFlags, FlowKey, FlowValue, ForwardMode, PersistKey, PersistValue, Real, RealFlags,
+    SchedKind, Service, ServiceKey, VipFlags, VipKey,
+};
+use lb_tests::bpf::IF_LO;
+use lb_tests::packet::{L4, Pkt};
+use lb_tests::provision::flow_key;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// Service port.
+pub const VPORT: u16 = 80;
+/// Real id → its next-hop MAC, so the output frame names the chosen real.
+pub const MAC_PREFIX: [u8; 4] = [0x02, 0x00, 0x00, 0x01];
+/// FLOWS capacity for scheduler runs: all scenarios share one load (each uses its own
+/// VIPs, service ids and real ids, so nothing needs clearing between them), and the
+/// distribution tests open thousands of flows.
+pub const SCHED_MAX_FLOWS: u32 = 1 << 17;
+/// Service ids per scenario (scenario k uses ids 8k+1 ..).
+pub const SVCS_PER_SCENARIO: u32 = 8;
+/// Real ids per scenario (scenario k uses ids 64k+1 ..).
+pub const REALS_PER_SCENARIO: u32 = 64;
+/// CLOCK value during a run.
+pub const NOW_S: u32 = 1_000;
+
+/// A real of a scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct R {
+    /// Weight.
+    pub w: u32,
+    /// -x.
+    pub x: u32,
+    /// -y.
+    pub y: u32,
+}
+
+/// Shorthand: a real with weight w and no thresholds.
+pub const fn w(w: u32) -> R {
+    R { w, x: 0, y: 0 }
+}
+
+/// A service of a scenario.
+#[derive(Clone, Debug)]
+pub struct SvcSpec {
+    /// Scheduler.
+    pub sched: SchedKind,
+    /// VipFlags bits other than PERSISTENT / ONE_PACKET.
+    pub flags: u32,
+    /// Reals in IPVS list order (ids 1, 2, ...; a second service's reals continue).
+    pub reals: Vec<R>,
+    /// IP protocol.
+    pub proto: u8,
+    /// Service port (0 = all ports).
+    pub port: u16,
+    /// Persistence: (timeout s, prefix length, group).
+    pub persist: Option<(u32, u8, u32)>,
+    /// -o.
+    pub one_packet: bool,
+    /// Maglev table size for mh.
+    pub mh_size: u32,
+}
+
+impl SvcSpec {
+    /// A TCP service on port 80.
+    pub fn new(sched: SchedKind, reals: &[R]) -> SvcSpec {
+        SvcSpec {
+            sched,
+            flags: 0,
+            reals: reals.to_vec(),
+            proto: 6,
+            port: VPORT,
+            persist: None,
+            one_packet: false,
+            mh_size: 251,
+        }
+    }
+}
+
+/// The loaded program and its maps.
+pub struct Lb {
+    ebpf: Ebpf,
+    /// Next free SCHED_TABLE slot: every publish takes a fresh region, so a table a live
+    /// service points at is never overwritten.
+    next_slot: u32,
+}
+
+fn map<'a>(e: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
+    e.map_mut(name)
+        .ok_or_else(|| anyhow!("the object has no map {name}"))
+}
+
+impl Lb {
+    /// Loads the object (fresh maps).
+    pub fn load() -> Result<Lb> {
+        let path = lb_tests::bpf::object_path()?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_FLOWS, SCHED_MAX_FLOWS)
+            .map_max_entries(MAP_NAT_REV, SCHED_MAX_FLOWS)
+            .load_file(&path)
+            .with_context(|| format!("loading {}", path.display()))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG_LB)
+            .ok_or_else(|| anyhow!("no program {PROG_LB}"))?
+            .try_into()?;
+        prog.load()?;
+        Ok(Lb { ebpf, next_slot: 0 })
+    }
+
+    fn hash<K: Pod, V: Pod>(&mut self, name: &str) -> Result<HashMap<&mut MapData, K, V>> {
+        HashMap::try_from(map(&mut self.ebpf, name)?).with_context(|| format!("map {name}"))
+    }
+
+    fn array<V: Pod>(&mut self, name: &str) -> Result<Array<&mut MapData, V>> {
+        Array::try_from(map(&mut self.ebpf, name)?).with_context(|| format!("map {name}"))
+    }
+
+    /// Runs one frame received on lo; (return value, output frame).
+    pub fn run(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_LB)
+            .ok_or_else(|| anyhow!("no program"))?
+            .try_into()?;
+        let mut out = vec![0u8; frame.len() + 512];
+        let res = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..TestRunOptions::new()
+        })?;
+        out.truncate(res.data_size_out as usize);
+        Ok((res.return_value, out))
+    }
+}
+
+/// One scenario's run: the program, the model, the services as written, mismatches.
+pub struct Run {
+    /// Scenario number: picks its VIPs and ids.
+    pub k: u32,
+    /// The program.
+    pub lb: Lb,
+    /// The model.
+    pub model: Model,
+    /// Service specs by id (1, 2, ...).
+    pub specs: Vec<SvcSpec>,
+    /// First real id of each service.
+    pub first_real: Vec<u32>,
+    /// Disagreements, one line each.
+    pub report: String,
+    /// Connections opened, by handle.
+    pub conns: Vec<(u32, Conn)>,
+    /// New connections checked.
+    pub checked: usize,
+    /// Choices the program made, by handle (None = dropped).
+    pub picks: Vec<Option<u32>>,
+    /// CLOCK now.
+    pub now: u32,
+    /// CLOCK at each connection's last packet, by handle.
+    pub last: Vec<u32>,
+}
+
+/// The address of client number `n`.
+pub fn client(n: u32) -> IpAddr {
+    IpAddr::from([198, 18, 100 + (n >> 8) as u8 % 100, (n & 0xff) as u8])
+}
+
+fn real_addr(id: u32) -> IpAddr {
+    IpAddr::from([198, 19, (id >> 8) as u8, id as u8])
+}
+
+/// VIP of service `j` (0-based) of scenario `k`.
+pub fn vip(k: u32, j: u32) -> IpAddr {
+    IpAddr::from([198, 19, 200 + (k / 32) as u8, ((k % 32) * 8 + j) as u8])
+}
+
+impl Run {
+    /// A run of scenario `k` on the loaded program; [`Run::setup`] writes the services.
+    pub fn new(k: u32, mut lb: Lb, specs: Vec<SvcSpec>) -> Run {
+        // CLOCK and SETTINGS are set when the object has them; a scenario that needs
+        // them fails on its own checks otherwise.
+        if let Ok(mut c) = lb.array::<u32>(MAP_CLOCK) {
+            let _ = c.set(0, NOW_S, 0);
+        }
+        if let Ok(mut s) = lb.array::<Settings>(MAP_SETTINGS) {
+            let _ = s.set(0, Settings::default(), 0);
+        }
+        let mut run = Run {
+            k,
+            lb,
+            model: Model::default(),
+            specs: Vec::new(),
+            first_real: Vec::new(),
+            report: String::new(),
+            conns: Vec::new(),
+            checked: 0,
+            picks: Vec::new(),
+            now: NOW_S,
+            last: Vec::new(),
+        };
+        let mut next = k * REALS_PER_SCENARIO + 1;
+        for s in specs {
+            run.first_real.push(next);
+            next += s.reals.len() as u32;
+            run.specs.push(s);
+        }
+        assert!(next <= (k + 1) * REALS_PER_SCENARIO + 1, "too many reals");
+        assert!(
+            run.specs.len() as u32 <= SVCS_PER_SCENARIO,
+            "too many services"
+        );
+        run
+    }
+
+    /// Writes every service into the maps and the model.
+    pub fn setup(&mut self) -> Result<()> {
+        for j in 0..self.specs.len() as u32 {
+            self.publish(j + 1, true)?;
+        }
+        Ok(())
+    }
+
+    /// The service id in the maps of the scenario's service `svc` (1-based).
+    pub fn svc_id(&self, svc: u32) -> u32 {
+        self.k * SVCS_PER_SCENARIO + svc
+    }
+
+    /// The model's dests of service `svc` from its spec.
+    fn dests(&self, svc: u32) -> Vec<Dest> {
+        let s = &self.specs[svc as usize - 1];
+        let base = self.first_real[svc as usize - 1];
+        s.reals
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let id = base + i as u32;
+                let mut d = Dest::new(id, real_addr(id), r.w as i32);
+                d.u_threshold = r.x;
+                d.l_threshold = r.y;
+                d
+            })
+            .collect()
+    }
+
+    /// Writes service `svc` (reals, reals list, table, SERVICES) into the maps, and into
+    /// the model: created (`fresh`) or with its dests' weights/thresholds updated.
+    pub fn publish(&mut self, svc: u32, fresh: bool) -> Result<()> {
+        let spec = self.specs[svc as usize - 1].clone();
+        let dests = self.dests(svc);
+        let ids: Vec<u32> = dests.iter().map(|d| d.id).collect();
+        let bd: Vec<lb_common::sched::Dest> = dests
+            .iter()
+            .map(|d| lb_common::sched::Dest {
+                id: d.id,
+                weight: d.weight as u32,
+            })
+            .collect();
+        // The table, built from the model's rules (the contract: the kernel indexes
+        // what userspace built).
+        let table: Vec<u32> = match spec.sched {
+            SchedKind::Rr => bd.iter().filter(|d| d.weight > 0).map(|d| d.id).collect(),
+            SchedKind::Wrr => model::seq::wrr_cycle(&dests)
+                .into_iter()
+                .map(|p| ids[p])
+                .collect(),
+            SchedKind::Sh => model::table::sh_reassign(&dests)
+                .into_iter()
+                .map(|p| ids[p.expect("sh bucket")])
+                .collect(),
+            SchedKind::Dh => model::table::dh_assign(&dests)
+                .into_iter()
+                .map(|p| ids[p.expect("dh bucket")])
+                .collect(),
+            SchedKind::Maglev => {
+                // As lb-ctl builds it: every real with its weight; none weighted → no
+                // table.
+                let backends: Vec<lb_common::maglev::Backend> = dests
+                    .iter()
+                    .map(|d| {
+                        let (addr, _) = to_raw(d.addr);
+                        lb_common::maglev::Backend {
+                            id: d.id,
+                            addr,
+                            port: VPORT,
+                            weight: d.weight as u32,
+                        }
+                    })
+                    .collect();
+                if backends.iter().all(|b| b.weight == 0) {
+                    Vec::new()
+                } else {
+                    lb_common::maglev::build(&backends, spec.mh_size)
+                        .map_err(|e| anyhow!("maglev: {e:?}"))?
+                }
+            }
+            _ => Vec::new(),
+        };
+        for (i, d) in dests.iter().enumerate() {
+            let (addr, family) = to_raw(d.addr);
+            let r = Real {
+                addr,
+                local_addr: addr,
+                port: Be16::from_host(VPORT),
+                mode: ForwardMode::Dr as u8,
+                family,
+                flags: RealFlags(RealFlags::ACTIVE),
+                svc_id: self.svc_id(svc),
+                weight: d.weight as u32,
+                ifindex: IF_LO,
+                dst_mac: [
+                    MAC_PREFIX[0],
+                    MAC_PREFIX[1],
+                    MAC_PREFIX[2],
+                    MAC_PREFIX[3],
+                    (d.id >> 8) as u8,
+                    d.id as u8,
+                ],
+                src_mac: [0x02, 0, 0, 0, 0, 0x04],
+                u_threshold: spec.reals[i].x,
+                l_threshold: spec.reals[i].y,
+            };
+            self.lb.array::<Real>(MAP_REALS)?.set(d.id, r, 0)?;
+        }
+        let region = self.lb.next_slot;
+        self.lb.next_slot += (ids.len() + table.len()) as u32;
+        {
+            let mut t = self.lb.array::<u32>(MAP_SCHED_TABLE)?;
+            for (i, id) in ids.iter().chain(table.iter()).enumerate() {
+                t.set(region + i as u32, *id, 0)?;
+            }
+        }
+        let mut flags = spec.flags;
+        let (timeout, mask, group) = match spec.persist {
+            Some((t, p, g)) => {
+                flags |= VipFlags::PERSISTENT;
+                (t, model::mask(IpAddr::from([255, 255, 255, 255]), p), g)
+            }
+            None => (0, IpAddr::from([255, 255, 255, 255]), 0),
+        };
+        let group = self.svc_id(group);
+        if spec.one_packet {
+            flags |= VipFlags::ONE_PACKET;
+        }
+        let v = vip(self.k, svc - 1);
+        let (vaddr, family) = to_raw(v);
+        let key = ServiceKey {
+            addr: vaddr,
+            port: Be16::from_host(spec.port),
+            proto: spec.proto,
+            family,
+        };
+        let service = Service {
+            id: self.svc_id(svc),
+            flags: VipFlags(flags),
+            sched: spec.sched as u8,
+            _pad: [0; 3],
+            table_base: region + ids.len() as u32,
+            table_len: table.len() as u32,
+            reals_base: region,
+            reals_len: ids.len() as u32,
+            persist_timeout_s: timeout,
+            persist_group: group,
+            persist_mask: to_raw(mask).0,
+        };
+        self.lb
+            .hash::<ServiceKey, Service>(MAP_SERVICES)?
+            .insert(key, service, 0)?;
+        self.lb.hash::<VipKey, u32>(MAP_VIPS)?.insert(
+            VipKey {
+                addr: vaddr,
+                family,
+                _pad: [0; 3],
+            },
+            1,
+            0,
+        )?;
+        {
+            let (word, bit) = filter_slot(&vaddr);
+            let mut f = self.lb.array::<u64>(MAP_VIP_FILTER)?;
+            let old = f.get(&word, 0)?;
+            f.set(word, old | bit, 0)?;
+        }
+        // The model.
+        let sched = match spec.sched {
+            SchedKind::Rr => Sched::Rr(None),
+            SchedKind::Wrr => Sched::Wrr(model::seq::WrrMark::init(&dests)),
+            SchedKind::Lc => Sched::Lc,
+            SchedKind::Wlc => Sched::Wlc,
+            SchedKind::Sed => Sched::Sed,
+            SchedKind::Nq => Sched::Nq,
+            SchedKind::Fo => Sched::Fo,
+            SchedKind::Ovf => Sched::Ovf,
+            SchedKind::Twos => Sched::Twos,
+            SchedKind::Sh => Sched::Sh {
+                buckets: Vec::new(),
+                fallback: VipFlags(flags).has(VipFlags::SH_FALLBACK),
+                port: VipFlags(flags).has(VipFlags::SH_PORT),
+            },
+            SchedKind::Dh => Sched::Dh(Vec::new()),
+            SchedKind::Maglev => Sched::Mh {
+                table: table.clone(),
+                fallback: VipFlags(flags).has(VipFlags::MH_FALLBACK),
+                port: VipFlags(flags).has(VipFlags::HASH_PORTS),
+            },
+            SchedKind::Lblc => Sched::Lblc(Default::default()),
+            SchedKind::Lblcr => Sched::Lblcr(Default::default()),
+        };
+        if fresh {
+            let mut s = model::Service::new(dests, sched);
+            s.persist = spec
+                .persist
+                .map(|(_, prefix, group)| Persist { prefix, group });
+            s.one_packet = spec.one_packet;
+            self.model.services.insert(svc, s);
+        } else {
+            let s = self.model.services.get_mut(&svc).expect("service");
+            for (d, n) in s.dests.iter_mut().zip(dests) {
+                d.weight = n.weight;
+                d.u_threshold = n.u_threshold;
+                d.l_threshold = n.l_threshold;
+            }
+            if let Sched::Mh { table: t, .. } = &mut s.sched {
+                *t = table;
+            }
+            s.dests_changed();
+        }
+        Ok(())
+    }
+
+    /// Sets `expire_quiescent_template` in SETTINGS and the model. The scenarios share
+    /// one load, so the caller sets it back.
+    pub fn set_expire_quiescent_template(&mut self, on: bool) -> Result<()> {
+        let mut m = self.lb.array::<Settings>(MAP_SETTINGS)?;
+        let mut v = m.get(&0, 0)?;
+        v.expire_quiescent_template = on as u32;
+        m.set(0, v, 0)?;
+        self.model.sysctl.expire_quiescent_template = on;
+        Ok(())
+    }
+
+    /// Changes a real's weight (lb-ctl -e): republish the service.
+    pub fn set_weight(&mut self, svc: u32, real_idx: usize, w: u32) -> Result<()> {
+        self.specs[svc as usize - 1].reals[real_idx].w = w;
+        self.publish(svc, false)
+    }
+
+    fn frame(&self, svc: u32, c: &Conn, flags: tcp::Flags) -> Vec<u8> {
+        let (src, dst) = (c.client.to_string(), c.vip.to_string());
+        let mut p = if c.proto == 6 {
+            Pkt::tcp(&src, &dst, c.cport, c.vport)
+        } else {
+            Pkt::udp(&src, &dst, c.cport, c.vport)
+        };
+        if let L4::Tcp(t) = &mut p.l4 {
+            t.syn = flags.syn;
+            t.fin = flags.fin;
+            t.ack = flags.ack;
+            t.rst = flags.rst;
+            t.psh = false;
+        }
+        let _ = svc;
+        p.bytes()
+    }
+
+    fn real_of(ret: u32, out: &[u8]) -> Option<u32> {
+        (ret == 3 && out.len() >= 6 && out[..4] == MAC_PREFIX)
+            .then(|| u32::from(out[4]) << 8 | u32::from(out[5]))
+    }
+
+    fn note(&mut self, line: String) {
+        if self.report.lines().count() < 40 {
+            self.report.push_str(&line);
+            self.report.push('\n');
+        }
+    }
+
+    /// A new connection from client `n` port `cport` to service `svc`: its first packet
+    /// (SYN for TCP) through the program and the model; records a mismatch. Returns a
+    /// handle.
+    pub fn open(&mut self, svc: u32, n: u32, cport: u16) -> Result<usize> {
+        let spec = &self.specs[svc as usize - 1];
+        let vport = if spec.port == 0 { 443 } else { spec.port };
+        let c = Conn {
+            client: client(n),
+            cport,
+            vip: vip(self.k, svc - 1),
+            vport,
+            proto: spec.proto,
+        };
+        self.open_conn(svc, c)
+    }
+
+    /// As [`Run::open`] for a given connection.
+    pub fn open_conn(&mut self, svc: u32, c: Conn) -> Result<usize> {
+        let flags = if c.proto == 6 {
+            tcp::Flags::SYN
+        } else {
+            tcp::Flags::default()
+        };
+        // What the model allows when the program's choice is random (twos) or not fixed
+        // by IPVS's rules (mh-fallback probe order).
+        let s = &self.model.services[&svc];
+        let free: Option<Vec<u32>> = match &s.sched {
+            Sched::Twos if !self.has_template(svc, &c) => Some(
+                model::load::twos_valid(&s.dests)
+                    .into_iter()
+                    .map(|p| s.dests[p].id)
+                    .collect(),
+            ),
+            Sched::Mh {
+                table,
+                fallback,
+                port,
+            } if !self.has_template(svc, &c) => {
+                match model::table::mh_strict(&s.dests, table, &c, *fallback, *port) {
+                    Err(()) => Some(
+                        s.dests
+                            .iter()
+                            .filter(|d| d.weight > 0 && !d.overloaded)
+                            .map(|d| d.id)
+                            .collect(),
+                    ),
+                    Ok(_) => None,
+                }
+            }
+            _ => None,
+        };
+        let frame = self.frame(svc, &c, flags);
+        let (ret, out) = self.lb.run(&frame)?;
+        let got = Self::real_of(ret, &out);
+        if let Some(valid) = &free
+            && let Some(g) = got
+        {
+            self.model.services.get_mut(&svc).expect("svc").force = Some(g);
+            if !valid.contains(&g) {
+                self.note(format!(
+                    "conn #{} {}:{}: program chose real {g}, not one of the valid {valid:?}",
+                    self.conns.len(),
+                    c.client,
+                    c.cport
+                ));
+            }
+        }
+        let want = self.model.new_conn(svc, c, flags, (0, 0));
+        self.model.services.get_mut(&svc).expect("svc").force = None;
+        let want = match want {
+            Choice::Real(r) => Some(r),
+            Choice::NoReal => None,
+        };
+        if got != want && !(free.is_some() && got.is_some()) {
+            self.note(format!(
+                "conn #{} {}:{} -> {}:{}: program {} (ret {ret}), model {}",
+                self.conns.len(),
+                c.client,
+                c.cport,
+                c.vip,
+                c.vport,
+                got.map_or("dropped".into(), |r| format!("real {r}")),
+                want.map_or("no real".into(), |r| format!("real {r}")),
+            ));
+        }
+        self.checked += 1;
+        self.conns.push((svc, c));
+        self.picks.push(got);
+        self.last.push(self.now);
+        self.check_flow(self.conns.len() - 1)?;
+        Ok(self.conns.len() - 1)
+    }
+
+    fn has_template(&self, svc: u32, c: &Conn) -> bool {
+        let s = &self.model.services[&svc];
+        s.persist.is_some_and(|p| {
+            self.model
+                .templates
+                .contains_key(&(model::mask(c.client, p.prefix), p.group))
+        })
+    }
+
+    fn key(c: &Conn) -> FlowKey {
+        flow_key(c.client, c.vip, c.cport, c.vport, c.proto)
+    }
+
+    /// Compares the program's flow entry (state, INACTIVE) with the model's connection.
+    fn check_flow(&mut self, h: usize) -> Result<()> {
+        let (svc, c) = self.conns[h];
+        let got = match self
+            .lb
+            .hash::<FlowKey, FlowValue>(MAP_FLOWS)?
+            .get(&Self::key(&c), 0)
+        {
+            Ok(v) => Some(v),
+            Err(aya::maps::MapError::KeyNotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let want = self.model.conns.get(&(svc, c)).cloned();
+        match (got, want) {
+            (None, None) => {}
+            (Some(g), Some(w)) => {
+                let wreal = self.model.services[&svc].dests[w.dest].id;
+                let ws = if c.proto == 6 { w.state as u8 } else { 0 };
+                let gi = g.flags & FlowFlags::INACTIVE != 0;
+                if g.real_id != wreal || g.state != ws || gi != w.inactive {
+                    self.note(format!(
+                        "conn #{h}: flow real {} state {} inactive {gi}; model real {wreal} state {ws} inactive {}",
+                        g.real_id, g.state, w.inactive
+                    ));
+                }
+                if g.last_seen_s != self.last[h] {
+                    self.note(format!(
+                        "conn #{h}: flow last_seen_s {}, CLOCK at its last packet {}",
+                        g.last_seen_s, self.last[h]
+                    ));
+                }
+            }
+            (g, w) => self.note(format!(
+                "conn #{h}: flow entry {}, model connection {}",
+                if g.is_some() { "present" } else { "absent" },
+                if w.is_some() { "present" } else { "absent" }
+            )),
+        }
+        Ok(())
+    }
+
+    /// A later client packet of connection `h` with these TCP flags.
+    pub fn send(&mut self, h: usize, flags: tcp::Flags) -> Result<()> {
+        let (svc, c) = self.conns[h];
+        let frame = self.frame(svc, &c, flags);
+        let (ret, out) = self.lb.run(&frame)?;
+        let got = Self::real_of(ret, &out);
+        let want = self.model.packet(svc, c, flags, tcp::Dir::Input);
+        if want.is_some() {
+            self.last[h] = self.now;
+        }
+        if want.is_some() && got != want {
+            self.note(format!(
+                "conn #{h} packet {flags:?}: program {got:?} (ret {ret}), model {want:?}"
+            ));
+        }
+        self.check_flow(h)
+    }
+
+    /// Connection `h` expires as lb-ctl's sweep expires it.
+    pub fn expire(&mut self, h: usize) -> Result<()> {
+        let (svc, c) = self.conns[h];
+        let key = Self::key(&c);
+        let v = match self.lb.hash::<FlowKey, FlowValue>(MAP_FLOWS)?.get(&key, 0) {
+            Ok(v) => Some(v),
+            Err(aya::maps::MapError::KeyNotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(v) = v {
+            self.lb
+                .hash::<FlowKey, FlowValue>(MAP_FLOWS)?
+                .remove(&key)?;
+            let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
+            let mut e = ex.get(&v.real_id, 0)?;
+            if v.flags & FlowFlags::INACTIVE != 0 {
+                e.inactive += 1;
+            } else {
+                e.active += 1;
+            }
+            ex.set(v.real_id, e, 0)?;
+        }
+        self.model.expire(svc, c);
+        Ok(())
+    }
+
+    /// Moves CLOCK to `now` and expires, as a sweep pass at that time would, every
+    /// connection of the scenario idle longer than its state's timeout (default `--set`
+    /// timeouts), by the model's state and the CLOCK of its last packet.
+    pub fn sweep(&mut self, now: u32) -> Result<()> {
+        self.now = now;
+        self.lb.array::<u32>(MAP_CLOCK)?.set(0, now, 0)?;
+        for h in 0..self.conns.len() {
+            let (svc, c) = self.conns[h];
+            let Some(e) = self.model.conns.get(&(svc, c)) else {
+                continue;
+            };
+            let timeout = if c.proto == 6 {
+                tcp::timeout_s(e.state, 900, 120)
+            } else {
+                300
+            };
+            if now - self.last[h] > timeout {
+                self.expire(h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every live connection expires.
+    pub fn expire_all(&mut self) -> Result<()> {
+        for h in 0..self.conns.len() {
+            self.expire(h)?;
+        }
+        Ok(())
+    }
+
+    /// The template of client `n` in group `group` expires (its connections are gone).
+    pub fn expire_template(&mut self, svc: u32, n: u32) -> Result<()> {
+        let spec = self.specs[svc as usize - 1].clone();
+        let (_, prefix, group) = spec.persist.expect("persistent service");
+        let masked = model::mask(client(n), prefix);
+        let (addr, family) = to_raw(masked);
+        let key = PersistKey {
+            client: addr,
+            group: self.svc_id(group),
+            family,
+            proto: spec.proto,
+            _pad: [0; 2],
+        };
+        let v = match self
+            .lb
+            .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
+            .get(&key, 0)
+        {
+            Ok(v) => Some(v),
+            Err(aya::maps::MapError::KeyNotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(v) = v {
+            self.lb
+                .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
+                .remove(&key)?;
+            let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
+            let mut e = ex.get(&v.real_id, 0)?;
+            e.templates += 1;
+            ex.set(v.real_id, e, 0)?;
+        } else {
+            self.note(format!(
+                "no PERSIST entry for client {masked} group {group}"
+            ));
+        }
+        self.model.expire_template((masked, group));
+        Ok(())
+    }
+
+    /// Compares every real's live counts with the model's.
+    pub fn counts(&mut self, what: &str) -> Result<()> {
+        for svc in 1..=self.specs.len() as u32 {
+            let ids: Vec<u32> = self.model.services[&svc]
+                .dests
+                .iter()
+                .map(|d| d.id)
+                .collect();
+            for id in ids {
+                let ev = self.lb.array::<ConnEvents>(MAP_REAL_CONNS)?.get(&id, 0)?;
+                let ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?.get(&id, 0)?;
+                let c = conn_counts(&ev, &ex);
+                let got = (c.active as u32, c.inactive as u32, c.persistent as u32);
+                let want = self.model.counts(svc, id);
+                if got != want {
+                    self.note(format!(
+                        "{what}: real {id} (active, inactive, persistent) = {got:?}, IPVS would show {want:?}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The program back, and Ok or the report.
+    pub fn finish(self) -> (Lb, Result<(), String>) {
+        let res = if self.report.is_empty() {
+            Ok(())
+        } else {
+            let mut r = String::new();
+            let _ = write!(r, "{}", self.report);
+            Err(r)
+        };
+        (self.lb, res)
+    }
+}
