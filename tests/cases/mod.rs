@@ -12,6 +12,7 @@
 
 mod allport;
 mod common;
+mod conn;
 mod dr;
 mod icmp;
 mod malformed;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Sequence> {
         vlan::cases(),
         passthrough::cases(),
         malformed::cases(),
+        conn::cases(),
     ]
     .into_iter()
     .flatten()

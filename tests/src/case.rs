@@ -106,6 +106,9 @@ pub enum StateCheck {
     FlowCount(usize),
     /// NAT_REV holds this many entries.
     NatRevCount(usize),
+    /// REAL_CONNS[real id] is exactly this (the data path's connection events; the cases
+    /// start from zero).
+    Conns(u32, lb_common::conn::ConnEvents),
 }
 
 /// One packet case.
@@ -349,6 +352,12 @@ fn run_step(bpf: &mut Bpf, prov: &Provision, step: &Step) -> anyhow::Result<Stri
                 let got = bpf.flow_count()?;
                 if got != *n {
                     let _ = writeln!(bad, "FLOWS entries: expected {n}, got {got}");
+                }
+            }
+            StateCheck::Conns(id, want) => {
+                let got = bpf.real_conns(*id)?;
+                if got != *want {
+                    let _ = writeln!(bad, "REAL_CONNS[{id}]: expected {want:?}, got {got:?}");
                 }
             }
             StateCheck::NatRevCount(n) => {
