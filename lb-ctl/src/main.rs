@@ -147,8 +147,10 @@ fn run_native(cli: Cli) -> Result<String> {
                     r.now, r.flows, r.active, r.inactive, r.templates
                 )
             } else {
+                // Stamps written while no sweep kept CLOCK are timed from now.
+                let rebase = sweep::rebase_for(&dir, 2 * interval as u32)?;
                 loop {
-                    sweep::sweep_once(&dir)?;
+                    sweep::sweep_pass(&dir, lb_ctl::sys::monotonic_s(), rebase)?;
                     std::thread::sleep(std::time::Duration::from_secs(interval));
                 }
             }

@@ -100,6 +100,17 @@ fn forget_nat_reverse(
     Ok(())
 }
 
+/// CLOCK as the data path sees it (0 when the object has none).
+pub fn read_clock(dir: &Path) -> Result<u32, MapsError> {
+    let Some(clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? else {
+        return Ok(0);
+    };
+    clock.get(&0, 0).map_err(|source| MapsError::Map {
+        name: MAP_CLOCK,
+        source,
+    })
+}
+
 /// Writes CLOCK only (what every pass does first): now, by CLOCK_MONOTONIC.
 pub fn tick(dir: &Path) -> Result<u32, MapsError> {
     set_clock(dir, sys::monotonic_s())
@@ -124,6 +135,51 @@ pub fn sweep_once(dir: &Path) -> Result<SweepReport, MapsError> {
 /// One sweep pass as if the time were `now` (CLOCK seconds): tests drive time with it
 /// (write CLOCK with [`set_clock`], send packets, then sweep at a later `now`).
 pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
+    sweep_pass(dir, now, None)
+}
+
+/// A stopped clock being started again: while CLOCK was not advancing (no sweep ran), the
+/// data path stamped every packet with the stale value, so a stamp at or before
+/// `clock_was` only says "seen some time before `since`". Such flows and templates are
+/// timed from `since`, so a restarted sweep never expires a connection it cannot know to
+/// be idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rebase {
+    /// CLOCK as the sweep found it.
+    pub clock_was: u32,
+    /// When the sweep started.
+    pub since: u32,
+}
+
+impl Rebase {
+    fn last_seen(rebase: Option<Rebase>, stamp: u32) -> u32 {
+        match rebase {
+            Some(r) if (r.clock_was.wrapping_sub(stamp) as i32) >= 0 => r.since,
+            _ => stamp,
+        }
+    }
+}
+
+/// What `lb-ctl sweep` (the daemon) starts with: a [`Rebase`] when CLOCK is more than
+/// `slack` seconds behind now (no sweep was keeping it).
+pub fn rebase_for(dir: &Path, slack: u32) -> Result<Option<Rebase>, MapsError> {
+    let Some(clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? else {
+        return Ok(None);
+    };
+    let was = clock.get(&0, 0).map_err(|source| MapsError::Map {
+        name: MAP_CLOCK,
+        source,
+    })?;
+    let now = sys::monotonic_s();
+    Ok((now.wrapping_sub(was) > slack).then_some(Rebase {
+        clock_was: was,
+        since: now,
+    }))
+}
+
+/// One pass at `now`, with stale stamps rebased (see [`Rebase`]).
+pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepReport, MapsError> {
+    let seen = |stamp: u32| Rebase::last_seen(rebase, stamp);
     let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
     let now = set_clock(dir, now)?;
     let timeouts: Timeouts = maps::read_settings(dir)?.timeouts;
@@ -148,14 +204,14 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
     for (k, v) in entries {
         let timeout = state_timeout_s(k.proto, v.state, &timeouts);
         let mut live = Some(v);
-        if expired(now, v.last_seen_s, timeout) {
+        if expired(now, seen(v.last_seen_s), timeout) {
             live = None;
             if let Some(cur) = raw_flows
                 .take::<FlowKey, FlowValue>(&k)
                 .map_err(io_err(MAP_FLOWS))?
             {
                 let t = state_timeout_s(k.proto, cur.state, &timeouts);
-                if !expired(now, cur.last_seen_s, t)
+                if !expired(now, seen(cur.last_seen_s), t)
                     && raw_flows.insert_new(&k, &cur).map_err(io_err(MAP_FLOWS))?
                 {
                     live = Some(cur);
@@ -194,14 +250,14 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
         for (k, v) in entries {
             let timeout = by_id.get(&v.svc_id).map_or(0, |s| s.persist_timeout_s);
             let in_use = controlled.contains(&(k.group, k.proto, k.family, k.client));
-            if in_use || !expired(now, v.last_seen_s, timeout) {
+            if in_use || !expired(now, seen(v.last_seen_s), timeout) {
                 continue;
             }
             if let Some(cur) = raw
                 .take::<PersistKey, PersistValue>(&k)
                 .map_err(io_err(MAP_PERSIST))?
             {
-                if !expired(now, cur.last_seen_s, timeout)
+                if !expired(now, seen(cur.last_seen_s), timeout)
                     && raw.insert_new(&k, &cur).map_err(io_err(MAP_PERSIST))?
                 {
                     continue;
@@ -238,6 +294,24 @@ mod tests {
         assert!(expired(101, 90, 10));
         assert!(!expired(90, 95, 1), "a stamp ahead of the clock is fresh");
         assert!(expired(5, u32::MAX - 10, 10), "wraps");
+    }
+
+    #[test]
+    fn stale_stamps_count_from_the_restart() {
+        let r = Some(Rebase {
+            clock_was: 100,
+            since: 5000,
+        });
+        assert_eq!(Rebase::last_seen(r, 100), 5000);
+        assert_eq!(Rebase::last_seen(r, 40), 5000);
+        assert_eq!(
+            Rebase::last_seen(r, 5001),
+            5001,
+            "stamped after the restart"
+        );
+        assert_eq!(Rebase::last_seen(None, 40), 40);
+        assert!(!expired(5000 + 900, Rebase::last_seen(r, 100), 900));
+        assert!(expired(5000 + 901, Rebase::last_seen(r, 100), 900));
     }
 
     #[test]

@@ -695,4 +695,32 @@ fn schedulers_persistence_timeouts_sweep() {
         ["NONE", "198.18.8.0:0", "198.18.3.1:0", "198.18.100.2:443"]
     );
     assert_eq!(conns.lines().count(), 4, "{conns}");
+
+    // The daemon keeps CLOCK running and expires nothing it cannot know to be idle.
+    let clock = || {
+        let c: Array<MapData, u32> = lb_ctl::maps::open(pin, lb_common::consts::MAP_CLOCK).unwrap();
+        c.get(&0, 0).unwrap()
+    };
+    let start = clock();
+    let mut daemon = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.dir_ns))
+        .arg(env!("CARGO_BIN_EXE_lb-ctl"))
+        .args(["sweep", "--interval", "1"])
+        .env("LB_PIN_DIR", pin)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let alive = daemon.try_wait().unwrap().is_none();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(alive, "sweep daemon exited early");
+    assert!(
+        clock() >= start + 2,
+        "CLOCK advances: {start} → {}",
+        clock()
+    );
+    assert!(
+        lab.ok("-L -n -c").contains("SYN_RECV"),
+        "the fresh flow stays"
+    );
 }
