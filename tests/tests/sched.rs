@@ -457,6 +457,30 @@ fn scenarios() -> Vec<Sc> {
             },
         },
         Sc {
+            name: "persist_group_two_services",
+            why: "two services in one persistence group: a client's template sends it to the same server (address) on both",
+            specs: || {
+                let mut a = SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]);
+                a.persist = Some((300, 32, 1));
+                let mut b = SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]);
+                b.port = 443;
+                b.persist = Some((300, 32, 1));
+                vec![a, b]
+            },
+            script: |r| {
+                for c in [0, 1, 2] {
+                    r.open(1, c, 40000)?;
+                }
+                for c in [2, 3, 0, 1, 4] {
+                    r.open(2, c, 40000)?;
+                }
+                for c in [3, 4, 5] {
+                    r.open(1, c, 40001)?;
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
             name: "persist_all_port",
             why: "all-port persistent service: a client's connections to any port share one real",
             specs: || {
@@ -549,6 +573,31 @@ fn scenarios() -> Vec<Sc> {
                 r.open(1, 9, 40000)?; // scheduled on the remaining load
                 r.sweep(now + 906)?;
                 r.counts("t+906: the established one gone")
+            },
+        },
+        Sc {
+            name: "counters_nat_replies",
+            why: "NAT: client packets use IPVS's INPUT table until a reply (OUTPUT) is seen; counts follow",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Wlc, &[w(1), w(1)]);
+                s.nat = true;
+                vec![s]
+            },
+            script: |r| {
+                let hs = open_many(r, 1, 0, 4)?; // SYN: SYN_RECV (input-only)
+                r.reply(hs[0], Flags::SYNACK)?; // output SYN: stays SYN_RECV, no NO_OUTPUT
+                r.send(hs[0], Flags::ACK)?; // input ACK: ESTABLISHED
+                r.reply(hs[1], Flags::SYNACK)?;
+                r.send(hs[1], Flags::ACK)?;
+                r.send(hs[1], Flags::FIN)?; // input FIN from ES: CLOSE_WAIT
+                r.reply(hs[1], Flags::FIN)?; // output FIN from CW: TIME_WAIT
+                r.reply(hs[2], Flags::RST)?; // output RST from SR: CLOSE
+                r.send(hs[3], Flags::ACK)?; // no reply yet: input-only ACK → ESTABLISHED
+                r.reply(hs[3], Flags::ACK)?; // output ACK
+                r.reply(hs[0], Flags::FIN)?; // output FIN from ES: FIN_WAIT
+                r.counts("end")?;
+                r.expire_all()?;
+                r.counts("expired")
             },
         },
         Sc {

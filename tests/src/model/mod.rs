@@ -364,15 +364,22 @@ impl Model {
                 let ok = !(self.sysctl.expire_quiescent_template && ts.dests[d].weight == 0);
                 ok.then_some((tsvc, d))
             });
-            match valid {
-                Some((tsvc, d)) if tsvc == svc => Some(d),
-                Some((tsvc, d)) => {
-                    // A template of the group points at a real of another service of
-                    // the group: IPVS's fwmark service has one dest list; we model a
-                    // group as services whose reals are the same ids.
-                    let real = self.services[&tsvc].dests[d].id;
-                    self.services[&svc].pos(real)
+            // A template of another service of the group: IPVS's fwmark service has one
+            // dest list for all its ports; lb's group is several services, so the
+            // template's server is this service's real with the same address (none:
+            // the template is of no use here and is replaced).
+            let valid = valid.and_then(|(tsvc, d)| {
+                if tsvc == svc {
+                    return Some(d);
                 }
+                let addr = self.services[&tsvc].dests[d].addr;
+                let here = &self.services[&svc];
+                let d = here.dests.iter().position(|x| x.addr == addr)?;
+                let ok = !(self.sysctl.expire_quiescent_template && here.dests[d].weight == 0);
+                ok.then_some(d)
+            });
+            match valid {
+                Some(d) => Some(d),
                 None => {
                     if self.templates.contains_key(&key) {
                         self.expire_template(key);

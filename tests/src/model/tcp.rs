@@ -85,6 +85,13 @@ impl Flags {
         ack: true,
         rst: false,
     };
+    /// SYN+ACK.
+    pub const SYNACK: Flags = Flags {
+        syn: true,
+        fin: false,
+        ack: true,
+        rst: false,
+    };
     /// RST.
     pub const RST: Flags = Flags {
         syn: false,

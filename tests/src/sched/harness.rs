@@ -16,8 +16,9 @@ use aya::{Ebpf, EbpfLoader, Pod};
 use lb_common::addr::convert::to_raw;
 use lb_common::conn::{ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
-    MAP_CLOCK, MAP_FLOWS, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REALS,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS,
+    MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER,
+    MAP_VIPS, PROG_LB,
 };
 use lb_common::filter::filter_slot;
 use lb_common::{
@@ -80,6 +81,8 @@ pub struct SvcSpec {
     pub one_packet: bool,
     /// Maglev table size for mh.
     pub mh_size: u32,
+    /// NAT reals (-m) instead of DR (-g): replies come back through the program.
+    pub nat: bool,
 }
 
 impl SvcSpec {
@@ -94,6 +97,7 @@ impl SvcSpec {
             persist: None,
             one_packet: false,
             mh_size: 251,
+            nat: false,
         }
     }
 }
@@ -186,8 +190,10 @@ pub fn client(n: u32) -> IpAddr {
     IpAddr::from([198, 18, 100 + (n >> 8) as u8 % 100, (n & 0xff) as u8])
 }
 
-fn real_addr(id: u32) -> IpAddr {
-    IpAddr::from([198, 19, (id >> 8) as u8, id as u8])
+/// Address of the `i`-th real (list position) of every service of scenario `k`: the
+/// services of one scenario share their servers, as a persistence group's services do.
+fn real_addr(k: u32, i: u32) -> IpAddr {
+    IpAddr::from([198, 19, (k >> 2) as u8, ((k & 3) << 6 | i) as u8])
 }
 
 /// VIP of service `j` (0-based) of scenario `k`.
@@ -255,7 +261,7 @@ impl Run {
             .enumerate()
             .map(|(i, r)| {
                 let id = base + i as u32;
-                let mut d = Dest::new(id, real_addr(id), r.w as i32);
+                let mut d = Dest::new(id, real_addr(self.k, i as u32), r.w as i32);
                 d.u_threshold = r.x;
                 d.l_threshold = r.y;
                 d
@@ -322,7 +328,11 @@ impl Run {
                 addr,
                 local_addr: addr,
                 port: Be16::from_host(VPORT),
-                mode: ForwardMode::Dr as u8,
+                mode: if spec.nat {
+                    ForwardMode::Nat as u8
+                } else {
+                    ForwardMode::Dr as u8
+                },
                 family,
                 flags: RealFlags(RealFlags::ACTIVE),
                 svc_id: self.svc_id(svc),
@@ -341,6 +351,12 @@ impl Run {
                 l_threshold: spec.reals[i].y,
             };
             self.lb.array::<Real>(MAP_REALS)?.set(d.id, r, 0)?;
+            if spec.nat {
+                let (word, bit) = filter_slot(&addr);
+                let mut f = self.lb.array::<u64>(MAP_NAT_FILTER)?;
+                let old = f.get(&word, 0)?;
+                f.set(word, old | bit, 0)?;
+            }
         }
         let region = self.lb.next_slot;
         self.lb.next_slot += (ids.len() + table.len()) as u32;
@@ -657,6 +673,37 @@ impl Run {
                 "conn #{h} packet {flags:?}: program {got:?} (ret {ret}), model {want:?}"
             ));
         }
+        self.check_flow(h)
+    }
+
+    /// A reply of connection `h` (NAT): real → client with these TCP flags, through the
+    /// program's NAT return path; the flow's state follows IPVS's OUTPUT table.
+    pub fn reply(&mut self, h: usize, flags: tcp::Flags) -> Result<()> {
+        let (svc, c) = self.conns[h];
+        let Some(e) = self.model.conns.get(&(svc, c)) else {
+            self.note(format!(
+                "conn #{h}: reply to a connection the model does not have"
+            ));
+            return Ok(());
+        };
+        let raddr = self.model.services[&svc].dests[e.dest].addr;
+        let (src, dst) = (raddr.to_string(), c.client.to_string());
+        let mut p = Pkt::tcp(&src, &dst, VPORT, c.cport);
+        if let L4::Tcp(t) = &mut p.l4 {
+            t.syn = flags.syn;
+            t.fin = flags.fin;
+            t.ack = flags.ack;
+            t.rst = flags.rst;
+            t.psh = false;
+        }
+        let (ret, _) = self.lb.run(&p.bytes())?;
+        if ret != 3 {
+            self.note(format!(
+                "conn #{h} reply {flags:?}: program returned {ret}, not XDP_TX"
+            ));
+        }
+        self.model.packet(svc, c, flags, tcp::Dir::Output);
+        self.last[h] = self.now;
         self.check_flow(h)
     }
 
