@@ -8,9 +8,11 @@
 //!
 //! Module map: [`loader`] (load, pin, attach, detach), [`maps`] (the only map I/O),
 //! [`model`] (types, snapshot, ops, validation errors), [`service`] / [`real`] (planners),
-//! [`table`] (Maglev tables and SCHED_TABLE regions), [`nexthop`] (egress interface and
-//! MACs via `ip -j`), [`ipvsadm`] (ipvsadm's command line), [`show`] (ipvsadm's output),
-//! [`ctl`] (runs a command), [`sys`] (the few raw system calls aya 0.14 lacks).
+//! [`table`] (scheduler tables per `lb_common::sched` and SCHED_TABLE regions),
+//! [`nexthop`] (egress interface and MACs via `ip -j`), [`ipvsadm`] (ipvsadm's command
+//! line), [`show`] (ipvsadm's output), [`ctl`] (runs a command), [`sweep`] (CLOCK and the
+//! expiry of connections and templates, IPVS's timers), [`sys`] (the few raw system
+//! calls aya 0.14 lacks).
 #![warn(missing_docs)]
 
 pub mod ctl;

@@ -84,6 +84,7 @@ pub fn rr_sequence(dests: &[Dest]) -> Vec<u32> {
         .collect()
 }
 
+#[cfg(feature = "std")]
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
