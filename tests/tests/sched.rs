@@ -42,6 +42,13 @@ const PENDING: &[(&str, &str)] = &[
          ip_vs_dh.c now uses hash_32(ntohl(fold), 8), as sh does",
     ),
     (
+        "nodest_conn_expired_and_rescheduled",
+        "expire_nodest_conn=1: lb-ebpf removes the flow of a deleted real itself, but nothing \
+         counts that expiry (REAL_EXPIRED is the sweep's), so the real's ActiveConn/InActConn \
+         never return to 0 (IPVS's ip_vs_conn_expire_now unbinds the dest); a reused real id \
+         would inherit them",
+    ),
+    (
         "dist_dh_stable_across_restart",
         "stable across restart, but every choice differs from IPVS's by the dh bucket hash",
     ),
@@ -577,14 +584,14 @@ fn scenarios() -> Vec<Sc> {
         },
         Sc {
             name: "counters_nat_replies",
-            why: "NAT: client packets use IPVS's INPUT table until a reply (OUTPUT) is seen; counts follow",
+            why: "NAT: client packets use IPVS's INPUT table (no NOOUTPUT flag), replies the OUTPUT table; counts follow",
             specs: || {
                 let mut s = SvcSpec::new(SchedKind::Wlc, &[w(1), w(1)]);
                 s.nat = true;
                 vec![s]
             },
             script: |r| {
-                let hs = open_many(r, 1, 0, 4)?; // SYN: SYN_RECV (input-only)
+                let hs = open_many(r, 1, 0, 5)?; // SYN: SYN_RECV
                 r.reply(hs[0], Flags::SYNACK)?; // output SYN: stays SYN_RECV, no NO_OUTPUT
                 r.send(hs[0], Flags::ACK)?; // input ACK: ESTABLISHED
                 r.reply(hs[1], Flags::SYNACK)?;
@@ -595,9 +602,54 @@ fn scenarios() -> Vec<Sc> {
                 r.send(hs[3], Flags::ACK)?; // no reply yet: input-only ACK → ESTABLISHED
                 r.reply(hs[3], Flags::ACK)?; // output ACK
                 r.reply(hs[0], Flags::FIN)?; // output FIN from ES: FIN_WAIT
+                r.send(hs[4], Flags::ACK)?; // ESTABLISHED
+                r.send(hs[4], Flags::FIN)?; // INPUT FIN from ES: CLOSE_WAIT (input-only: FIN_WAIT)
+                r.send(hs[4], Flags::RST)?; // CLOSE
                 r.counts("end")?;
                 r.expire_all()?;
                 r.counts("expired")
+            },
+        },
+        Sc {
+            name: "nodest_conn_dropped",
+            why: "expire_nodest_conn=0: packets of a flow whose real was deleted are dropped until it expires; counts stay until then",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1), w(1)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 6)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.delete_real(1, 1)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                open_many(r, 1, 10, 4)?;
+                r.counts("after delete")?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
+            name: "nodest_conn_expired_and_rescheduled",
+            why: "expire_nodest_conn=1: the flow of a deleted real is expired at its next packet, the packet scheduled anew",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1), w(1)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 6)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.delete_real(1, 0)?;
+                r.set_expire_nodest_conn(true)?;
+                let res = (|| {
+                    for h in &hs {
+                        r.send(*h, Flags::SYN)?;
+                    }
+                    r.counts("after rescheduling")?;
+                    r.expire_all()?;
+                    r.counts("all expired")
+                })();
+                r.set_expire_nodest_conn(false)?;
+                res
             },
         },
         Sc {

@@ -131,8 +131,8 @@ pub struct Conn {
 /// A connection IPVS keeps (`struct ip_vs_conn`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnEntry {
-    /// List position of its dest.
-    pub dest: usize,
+    /// Real id of its dest (listed, or deleted: in the service's trash).
+    pub real: u32,
     /// TCP state (or 0 for UDP).
     pub state: tcp::State,
     /// `IP_VS_CONN_F_INACTIVE`.
@@ -164,6 +164,8 @@ pub struct Persist {
 pub struct Sysctl {
     /// `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
+    /// `expire_nodest_conn`.
+    pub expire_nodest_conn: bool,
 }
 
 /// A virtual service.
@@ -177,6 +179,11 @@ pub struct Service {
     pub persist: Option<Persist>,
     /// One-packet scheduling (`-o`, UDP only).
     pub one_packet: bool,
+    /// NAT (masquerading) reals: connections start without IP_VS_CONN_F_NOOUTPUT
+    /// (`__ip_vs_update_dest` sets it only for other forwarding methods).
+    pub masq: bool,
+    /// Deleted dests that still have connections (IPVS's dest trash).
+    pub trash: Vec<Dest>,
     /// The real the next pick must be (a random or probe-order choice the program made,
     /// checked against the model's valid set before it is forced here).
     pub force: Option<u32>,
@@ -210,6 +217,8 @@ impl Service {
             sched,
             persist: None,
             one_packet: false,
+            masq: false,
+            trash: Vec::new(),
             force: None,
         };
         s.dests_changed();
@@ -291,10 +300,25 @@ impl Service {
         }
     }
 
+    /// A dest by real id, listed or in the trash.
+    pub fn dest_mut(&mut self, id: u32) -> Option<&mut Dest> {
+        self.dests
+            .iter_mut()
+            .chain(self.trash.iter_mut())
+            .find(|d| d.id == id)
+    }
+
+    /// True when the real was deleted (its connections' packets meet expire_nodest_conn).
+    pub fn is_deleted(&self, id: u32) -> bool {
+        self.trash.iter().any(|d| d.id == id)
+    }
+
     /// `ip_vs_unbind_dest`: the connection or template leaves its dest; the OVERLOAD flag
     /// clears below the lower threshold (3/4 of the upper one when there is none).
-    pub fn unbind(&mut self, d: usize, template: bool, inactive: bool) {
-        let dest = &mut self.dests[d];
+    pub fn unbind(&mut self, id: u32, template: bool, inactive: bool) {
+        let Some(dest) = self.dest_mut(id) else {
+            return;
+        };
         if template {
             dest.persist -= 1;
         } else if inactive {
@@ -409,10 +433,10 @@ impl Model {
         }
         s.bind(d, false);
         let mut e = ConnEntry {
-            dest: d,
+            real,
             state: tcp::State::None,
             inactive: true,
-            no_output: true,
+            no_output: !s.masq,
             template: tkey,
         };
         if c.proto == 6 {
@@ -433,7 +457,12 @@ impl Model {
         }
         let new = tcp::next(dir, flags, e.state);
         if new != e.state {
-            let dest = &mut self.services.get_mut(&svc).expect("service").dests[e.dest];
+            let dest = self
+                .services
+                .get_mut(&svc)
+                .expect("service")
+                .dest_mut(e.real)
+                .expect("dest");
             if !e.inactive && new != tcp::State::Established {
                 dest.active -= 1;
                 dest.inactive += 1;
@@ -453,7 +482,7 @@ impl Model {
         if c.proto == 6 {
             self.transition_entry(svc, &mut e, flags, dir);
         }
-        let real = self.services[&svc].dests[e.dest].id;
+        let real = e.real;
         self.conns.insert((svc, c), e);
         Some(real)
     }
@@ -464,7 +493,7 @@ impl Model {
         self.services
             .get_mut(&svc)
             .expect("service")
-            .unbind(e.dest, false, e.inactive);
+            .unbind(e.real, false, e.inactive);
         Some(e)
     }
 
@@ -473,16 +502,40 @@ impl Model {
         if let Some(t) = self.templates.remove(&key) {
             let tsvc = self.template_svc.remove(&key).expect("template owner");
             let s = self.services.get_mut(&tsvc).expect("service");
-            if let Some(d) = s.pos(t.real) {
-                s.unbind(d, true, false);
+            s.unbind(t.real, true, false);
+        }
+    }
+
+    /// `ip_vs_del_dest`: the real leaves the list (to the trash while connections use it)
+    /// and the scheduler's hook runs.
+    pub fn delete_real(&mut self, svc: u32, real: u32) {
+        let s = self.services.get_mut(&svc).expect("service");
+        let d = s.pos(real).expect("real");
+        let dest = s.dests.remove(d);
+        s.trash.push(dest);
+        if let Sched::Rr(Some(cur)) = &mut s.sched {
+            // ip_vs_rr_del_dest: a cursor on the deleted dest moves to the one before.
+            if *cur >= d {
+                *cur = cur.checked_sub(1).unwrap_or(usize::MAX);
             }
         }
+        if let Sched::Rr(cur) = &mut s.sched
+            && *cur == Some(usize::MAX)
+        {
+            *cur = None;
+        }
+        s.dests_changed();
     }
 
     /// Counts of a real in a service: (ActiveConn, InActConn, PersistConn).
     pub fn counts(&self, svc: u32, real: u32) -> (u32, u32, u32) {
         let s = &self.services[&svc];
-        let d = &s.dests[s.pos(real).expect("real")];
+        let d = s
+            .dests
+            .iter()
+            .chain(s.trash.iter())
+            .find(|d| d.id == real)
+            .expect("real");
         (d.active, d.inactive, d.persist)
     }
 }

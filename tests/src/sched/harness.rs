@@ -183,6 +183,8 @@ pub struct Run {
     pub now: u32,
     /// CLOCK at each connection's last packet, by handle.
     pub last: Vec<u32>,
+    /// Real ids deleted (lb-ctl -d).
+    pub deleted: std::collections::BTreeSet<u32>,
 }
 
 /// The address of client number `n`.
@@ -224,6 +226,7 @@ impl Run {
             picks: Vec::new(),
             now: NOW_S,
             last: Vec::new(),
+            deleted: Default::default(),
         };
         let mut next = k * REALS_PER_SCENARIO + 1;
         for s in specs {
@@ -259,6 +262,7 @@ impl Run {
         s.reals
             .iter()
             .enumerate()
+            .filter(|(i, _)| !self.deleted.contains(&(base + *i as u32)))
             .map(|(i, r)| {
                 let id = base + i as u32;
                 let mut d = Dest::new(id, real_addr(self.k, i as u32), r.w as i32);
@@ -322,7 +326,7 @@ impl Run {
             }
             _ => Vec::new(),
         };
-        for (i, d) in dests.iter().enumerate() {
+        for d in &dests {
             let (addr, family) = to_raw(d.addr);
             let r = Real {
                 addr,
@@ -347,8 +351,8 @@ impl Run {
                     d.id as u8,
                 ],
                 src_mac: [0x02, 0, 0, 0, 0, 0x04],
-                u_threshold: spec.reals[i].x,
-                l_threshold: spec.reals[i].y,
+                u_threshold: d.u_threshold,
+                l_threshold: d.l_threshold,
             };
             self.lb.array::<Real>(MAP_REALS)?.set(d.id, r, 0)?;
             if spec.nat {
@@ -448,6 +452,7 @@ impl Run {
                 .persist
                 .map(|(_, prefix, group)| Persist { prefix, group });
             s.one_packet = spec.one_packet;
+            s.masq = spec.nat;
             self.model.services.insert(svc, s);
         } else {
             let s = self.model.services.get_mut(&svc).expect("service");
@@ -473,6 +478,28 @@ impl Run {
         m.set(0, v, 0)?;
         self.model.sysctl.expire_quiescent_template = on;
         Ok(())
+    }
+
+    /// Sets `expire_nodest_conn` in SETTINGS and the model (the caller sets it back).
+    pub fn set_expire_nodest_conn(&mut self, on: bool) -> Result<()> {
+        let mut m = self.lb.array::<Settings>(MAP_SETTINGS)?;
+        let mut v = m.get(&0, 0)?;
+        v.expire_nodest_conn = on as u32;
+        m.set(0, v, 0)?;
+        self.model.sysctl.expire_nodest_conn = on;
+        Ok(())
+    }
+
+    /// Deletes the real at list position `idx` of the spec (lb-ctl -d): its REALS slot
+    /// cleared, the service republished without it; the model moves it to the trash.
+    pub fn delete_real(&mut self, svc: u32, idx: usize) -> Result<()> {
+        let id = self.first_real[svc as usize - 1] + idx as u32;
+        self.deleted.insert(id);
+        self.lb
+            .array::<Real>(MAP_REALS)?
+            .set(id, Real::default(), 0)?;
+        self.model.delete_real(svc, id);
+        self.publish(svc, false)
     }
 
     /// Changes a real's weight (lb-ctl -e): republish the service.
@@ -633,7 +660,7 @@ impl Run {
         match (got, want) {
             (None, None) => {}
             (Some(g), Some(w)) => {
-                let wreal = self.model.services[&svc].dests[w.dest].id;
+                let wreal = w.real;
                 let ws = if c.proto == 6 { w.state as u8 } else { 0 };
                 let gi = g.flags & FlowFlags::INACTIVE != 0;
                 if g.real_id != wreal || g.state != ws || gi != w.inactive {
@@ -664,6 +691,37 @@ impl Run {
         let frame = self.frame(svc, &c, flags);
         let (ret, out) = self.lb.run(&frame)?;
         let got = Self::real_of(ret, &out);
+        // A connection whose real was deleted: dropped while expire_nodest_conn is 0;
+        // with 1 expired and the packet scheduled as a new connection.
+        let gone = self
+            .model
+            .conns
+            .get(&(svc, c))
+            .is_some_and(|e| self.model.services[&svc].is_deleted(e.real));
+        if gone {
+            if !self.model.sysctl.expire_nodest_conn {
+                if ret != 1 {
+                    self.note(format!(
+                        "conn #{h} packet {flags:?} to a deleted real: program returned {ret} ({got:?}), IPVS drops it"
+                    ));
+                }
+                return self.check_flow(h);
+            }
+            // The program removed the flow itself (no sweep): the expiry is the model's
+            // to count the IPVS way; the harness adds nothing to REAL_EXPIRED.
+            self.model.expire(svc, c);
+            let want = match self.model.new_conn(svc, c, flags, (0, 0)) {
+                Choice::Real(r) => Some(r),
+                Choice::NoReal => None,
+            };
+            if got != want {
+                self.note(format!(
+                    "conn #{h} rescheduled after its real was deleted: program {got:?} (ret {ret}), model {want:?}"
+                ));
+            }
+            self.last[h] = self.now;
+            return self.check_flow(h);
+        }
         let want = self.model.packet(svc, c, flags, tcp::Dir::Input);
         if want.is_some() {
             self.last[h] = self.now;
@@ -686,7 +744,15 @@ impl Run {
             ));
             return Ok(());
         };
-        let raddr = self.model.services[&svc].dests[e.dest].addr;
+        let real = e.real;
+        let raddr = self
+            .model
+            .services
+            .get_mut(&svc)
+            .expect("svc")
+            .dest_mut(real)
+            .expect("dest")
+            .addr;
         let (src, dst) = (raddr.to_string(), c.client.to_string());
         let mut p = Pkt::tcp(&src, &dst, VPORT, c.cport);
         if let L4::Tcp(t) = &mut p.l4 {
@@ -803,14 +869,12 @@ impl Run {
         Ok(())
     }
 
-    /// Compares every real's live counts with the model's.
+    /// Compares every real's live counts with the model's (deleted reals too: their
+    /// connections still count until they expire, as on IPVS's trashed dests).
     pub fn counts(&mut self, what: &str) -> Result<()> {
         for svc in 1..=self.specs.len() as u32 {
-            let ids: Vec<u32> = self.model.services[&svc]
-                .dests
-                .iter()
-                .map(|d| d.id)
-                .collect();
+            let s = &self.model.services[&svc];
+            let ids: Vec<u32> = s.dests.iter().chain(s.trash.iter()).map(|d| d.id).collect();
             for id in ids {
                 let ev = self.lb.array::<ConnEvents>(MAP_REAL_CONNS)?.get(&id, 0)?;
                 let ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?.get(&id, 0)?;
