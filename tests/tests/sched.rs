@@ -388,6 +388,70 @@ fn scenarios() -> Vec<Sc> {
             },
             script: |r| opens(40)(r),
         },
+        // ---- IPv6 ----
+        Sc {
+            name: "ipv6_sh_fold",
+            why: "sh over IPv6 clients: the bucket hashes the XOR of the address's four words",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Sh, &[w(1), w(2), w(3)]);
+                s.v6 = true;
+                vec![s]
+            },
+            script: |r| opens(60)(r),
+        },
+        Sc {
+            name: "ipv6_sh_fallback_port",
+            why: "sh-fallback with sh-port over IPv6",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Sh, &[w(1), w(0), w(2)]);
+                s.flags = VipFlags::SH_FALLBACK | VipFlags::SH_PORT;
+                s.v6 = true;
+                vec![s]
+            },
+            script: |r| {
+                for c in 0..30 {
+                    r.open(1, c, 40000 + c as u16)?;
+                }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "ipv6_mh",
+            why: "mh over IPv6 clients",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Maglev, &[w(1), w(2), w(1)]);
+                s.v6 = true;
+                vec![s]
+            },
+            script: |r| opens(40)(r),
+        },
+        Sc {
+            name: "ipv6_wlc_workout",
+            why: "wlc over IPv6: the connection model does not depend on the family",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Wlc, &[w(2), w(1), w(3)]);
+                s.v6 = true;
+                vec![s]
+            },
+            script: workout,
+        },
+        Sc {
+            name: "ipv6_persist_prefix64",
+            why: "-p with an IPv6 /64 prefix (clients share a template per /64)",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]);
+                s.v6 = true;
+                s.persist = Some((300, 64, 1));
+                vec![s]
+            },
+            script: |r| {
+                // client6(n) is 2001:db8:100:(n>>8)::…: clients below 256 share a /64.
+                for c in [0, 1, 2, 256, 257, 512] {
+                    r.open(1, c, 40000)?;
+                }
+                r.counts("end")
+            },
+        },
         // ---- persistence, one-packet ----
         Sc {
             name: "persist_netmask",

@@ -83,6 +83,8 @@ pub struct SvcSpec {
     pub mh_size: u32,
     /// NAT reals (-m) instead of DR (-g): replies come back through the program.
     pub nat: bool,
+    /// IPv6 service, reals and clients.
+    pub v6: bool,
 }
 
 impl SvcSpec {
@@ -98,6 +100,7 @@ impl SvcSpec {
             one_packet: false,
             mh_size: 251,
             nat: false,
+            v6: false,
         }
     }
 }
@@ -194,8 +197,35 @@ pub fn client(n: u32) -> IpAddr {
 
 /// Address of the `i`-th real (list position) of every service of scenario `k`: the
 /// services of one scenario share their servers, as a persistence group's services do.
-fn real_addr(k: u32, i: u32) -> IpAddr {
-    IpAddr::from([198, 19, (k >> 2) as u8, ((k & 3) << 6 | i) as u8])
+fn real_addr(k: u32, i: u32, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::from([0x2001, 0xdb8, 2, k as u16, 0, 0, 0, i as u16 + 1])
+    } else {
+        IpAddr::from([198, 19, (k >> 2) as u8, ((k & 3) << 6 | i) as u8])
+    }
+}
+
+/// The IPv6 address of client number `n` (several words vary, so sh's XOR fold matters).
+pub fn client6(n: u32) -> IpAddr {
+    IpAddr::from([
+        0x2001,
+        0xdb8,
+        0x100,
+        (n >> 8) as u16,
+        0,
+        n as u16 * 7,
+        0,
+        n as u16,
+    ])
+}
+
+/// The VIP of service `j` of scenario `k` (IPv6 when the spec says so).
+pub fn vip_of(k: u32, j: u32, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::from([0x2001, 0xdb8, 1, k as u16, 0, 0, 0, j as u16 + 1])
+    } else {
+        vip(k, j)
+    }
 }
 
 /// VIP of service `j` (0-based) of scenario `k`.
@@ -265,7 +295,7 @@ impl Run {
             .filter(|(i, _)| !self.deleted.contains(&(base + *i as u32)))
             .map(|(i, r)| {
                 let id = base + i as u32;
-                let mut d = Dest::new(id, real_addr(self.k, i as u32), r.w as i32);
+                let mut d = Dest::new(id, real_addr(self.k, i as u32, s.v6), r.w as i32);
                 d.u_threshold = r.x;
                 d.l_threshold = r.y;
                 d
@@ -371,18 +401,23 @@ impl Run {
             }
         }
         let mut flags = spec.flags;
+        let ones = if spec.v6 {
+            IpAddr::from([0xffff_u16; 8])
+        } else {
+            IpAddr::from([255, 255, 255, 255])
+        };
         let (timeout, mask, group) = match spec.persist {
             Some((t, p, g)) => {
                 flags |= VipFlags::PERSISTENT;
-                (t, model::mask(IpAddr::from([255, 255, 255, 255]), p), g)
+                (t, model::mask(ones, p), g)
             }
-            None => (0, IpAddr::from([255, 255, 255, 255]), 0),
+            None => (0, ones, 0),
         };
         let group = self.svc_id(group);
         if spec.one_packet {
             flags |= VipFlags::ONE_PACKET;
         }
-        let v = vip(self.k, svc - 1);
+        let v = vip_of(self.k, svc - 1, spec.v6);
         let (vaddr, family) = to_raw(v);
         let key = ServiceKey {
             addr: vaddr,
@@ -545,9 +580,9 @@ impl Run {
         let spec = &self.specs[svc as usize - 1];
         let vport = if spec.port == 0 { 443 } else { spec.port };
         let c = Conn {
-            client: client(n),
+            client: if spec.v6 { client6(n) } else { client(n) },
             cport,
-            vip: vip(self.k, svc - 1),
+            vip: vip_of(self.k, svc - 1, spec.v6),
             vport,
             proto: spec.proto,
         };
@@ -834,7 +869,7 @@ impl Run {
     pub fn expire_template(&mut self, svc: u32, n: u32) -> Result<()> {
         let spec = self.specs[svc as usize - 1].clone();
         let (_, prefix, group) = spec.persist.expect("persistent service");
-        let masked = model::mask(client(n), prefix);
+        let masked = model::mask(if spec.v6 { client6(n) } else { client(n) }, prefix);
         let (addr, family) = to_raw(masked);
         let key = PersistKey {
             client: addr,
