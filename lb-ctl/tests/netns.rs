@@ -724,3 +724,58 @@ fn schedulers_persistence_timeouts_sweep() {
         "the fresh flow stays"
     );
 }
+
+/// Live packets through the attached program: a client's SYNs make one inactive
+/// connection (IPVS binds inactive, SYN_RECV stays inactive), visible in `-L` and `-L -c`;
+/// a sweep past the SYN_RECV timeout expires it and the counts return to zero.
+#[test]
+fn live_syns_are_counted_and_expire() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("c");
+    let pin: &Path = &lab.pin;
+    lab.ok("load --iface d0 --skb");
+    if !pin.join(lb_common::consts::MAP_REAL_CONNS).exists() {
+        eprintln!("skipped: the object keeps no connection counters");
+        return;
+    }
+    lab.ok("-A -t 198.18.4.1:80 -s wlc");
+    lab.ok("-a -t 198.18.4.1:80 -r 198.18.100.2 -g");
+    sh(&[
+        "ip",
+        "-n",
+        &lab.real_ns,
+        "route",
+        "add",
+        "198.18.4.0/24",
+        "via",
+        "198.18.100.1",
+    ]);
+    // The real does not own the VIP, so the SYN (sent back to it by DR) goes unanswered:
+    // the client retransmits on the same flow until the timeout.
+    let _ = Command::new("ip")
+        .args(["netns", "exec", &lab.real_ns, "timeout", "2", "bash", "-c"])
+        .arg("exec 3<>/dev/tcp/198.18.4.1/80")
+        .output();
+    let list = lab.ok("-L -n -t 198.18.4.1:80");
+    assert_eq!(
+        row(&list, "198.18.100.2:80"),
+        ["->", "198.18.100.2:80", "Route", "1", "0", "1"],
+        "{list}\n{}",
+        lab.ok("counters")
+    );
+    let conns = lab.ok("-L -n -c");
+    let flow = row(&conns, "198.18.4.1:80");
+    assert_eq!(flow[0], "TCP");
+    assert_eq!(flow[2], "SYN_RECV", "{conns}");
+    assert_eq!(flow[5], "198.18.100.2:80");
+    // Past SYN_RECV's 60 s.
+    let clock = lb_ctl::sweep::read_clock(pin).unwrap();
+    let rep = lb_ctl::sweep::sweep_at(pin, clock + 61).unwrap();
+    assert_eq!((rep.active, rep.inactive, rep.flows), (0, 1, 0), "{rep:?}");
+    assert_eq!(
+        row(&lab.ok("-L -n -t 198.18.4.1:80"), "198.18.100.2:80")[4..],
+        ["0", "0"]
+    );
+}
