@@ -29,8 +29,14 @@ use std::collections::BTreeMap;
 /// contract) still has. `LB_SCHED_PENDING=1` runs them too; each stays in the table
 /// below so it turns into a regular test by deleting its line here.
 const PENDING: &[(&str, &str)] = &[
-    ("lblc_locality", "lblc is not implemented in lb-ebpf yet"),
-    ("lblcr_replicas", "lblcr is not implemented in lb-ebpf yet"),
+    (
+        "lblc_locality",
+        "lblc is not locality-aware in lb-ebpf yet (chooses as wlc; docs/datapath.md)",
+    ),
+    (
+        "lblcr_replicas",
+        "lblcr is not locality-aware in lb-ebpf yet (chooses as wlc; docs/datapath.md)",
+    ),
     (
         "rr_weight0_skipped",
         "rr after a weight change: the rebuilt sequence is indexed by the old cursor, so the \
@@ -40,6 +46,12 @@ const PENDING: &[(&str, &str)] = &[
         "dh_by_destination",
         "dh bucket: lb-ebpf uses (ntohl(fold)*2654435761) & 255 (pre-hash_32 kernels); \
          ip_vs_dh.c now uses hash_32(ntohl(fold), 8), as sh does",
+    ),
+    (
+        "wrr_weight_change",
+        "wrr after a weight change (a documented difference): IPVS restarts from the list \
+         head at the rounded current weight; lb indexes the new sequence with the old cursor \
+         (not even from its first entry, as lb_common::sched::wrr_sequence's doc says)",
     ),
     (
         "nodest_conn_expired_and_rescheduled",
@@ -160,6 +172,23 @@ fn scenarios() -> Vec<Sc> {
             why: "wrr 1:2:3 follows ip_vs_wrr_schedule's passes (cw = 3, 2, 1)",
             specs: || one(SchedKind::Wrr, &[w(1), w(2), w(3)]),
             script: |r| opens(18)(r),
+        },
+        Sc {
+            name: "wrr_threshold_overload",
+            why: "wrr with a real at its upper threshold: IPVS keeps searching the same pass",
+            specs: || one(SchedKind::Wrr, &[x(3, 2, 1), w(2), w(1)]),
+            script: |r| opens(12)(r),
+        },
+        Sc {
+            name: "wrr_weight_change",
+            why: "wrr after a weight change: IPVS restarts from the list head at the rounded current weight",
+            specs: || one(SchedKind::Wrr, &[w(3), w(2), w(1)]),
+            script: |r| {
+                open_many(r, 1, 0, 4)?;
+                r.set_weight(1, 2, 4)?;
+                open_many(r, 1, 4, 12)?;
+                r.counts("end")
+            },
         },
         Sc {
             name: "wrr_gcd_and_weight0",
@@ -504,6 +533,22 @@ fn scenarios() -> Vec<Sc> {
                 let res = r.open(1, 0, 40001);
                 r.set_expire_quiescent_template(false)?;
                 res.map(|_| ())
+            },
+        },
+        Sc {
+            name: "persist_overloaded_real_kept",
+            why: "a template sends its client to its real even when the real is over its upper threshold (IPVS checks only availability)",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[x(1, 1, 0), w(1)]);
+                s.persist = Some((300, 32, 1));
+                vec![s]
+            },
+            script: |r| {
+                r.open(1, 0, 40000)?; // real 1, now overloaded
+                r.open(1, 0, 40001)?; // template: real 1 again
+                r.open(1, 1, 40000)?; // new client: real 2
+                r.open(1, 2, 40000)?; // real 1 is overloaded: real 2
+                r.counts("end")
             },
         },
         Sc {
