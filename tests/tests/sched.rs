@@ -481,6 +481,26 @@ fn scenarios() -> Vec<Sc> {
                 r.counts("end")
             },
         },
+        Sc {
+            name: "mh_fallback_all_overloaded",
+            why: "-b mh-fallback with every real over its threshold: no real, the flow is refused",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Maglev, &[x(1, 1, 0), x(1, 1, 0), x(1, 1, 0)]);
+                s.flags = VipFlags::MH_FALLBACK;
+                vec![s]
+            },
+            script: |r| opens(12)(r),
+        },
+        Sc {
+            name: "sh_fallback_all_overloaded",
+            why: "-b sh-fallback with every real over its threshold: the walk finds none",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Sh, &[x(1, 1, 0), x(2, 2, 0)]);
+                s.flags = VipFlags::SH_FALLBACK;
+                vec![s]
+            },
+            script: |r| opens(12)(r),
+        },
         // ---- persistence, one-packet ----
         Sc {
             name: "persist_netmask",
@@ -634,6 +654,22 @@ fn scenarios() -> Vec<Sc> {
                 for _ in 0..7 {
                     r.open(1, 0, 5353)?;
                 }
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "one_packet_ignored_for_tcp",
+            why: "-o on a TCP service changes nothing (IPVS applies one-packet to UDP only)",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[w(1), w(1)]);
+                s.one_packet = true;
+                vec![s]
+            },
+            script: |r| {
+                let h = r.open(1, 0, 40000)?;
+                r.send(h, Flags::ACK)?;
+                r.send(h, Flags::ACK)?;
+                r.open(1, 1, 40000)?;
                 r.counts("end")
             },
         },
