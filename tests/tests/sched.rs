@@ -587,6 +587,7 @@ fn scenarios() -> Vec<Sc> {
                 r.expire(b)?;
                 r.expire_template(1, 0)?;
                 r.counts("template expired")?;
+                r.sweep(harness::NOW_S + 100)?; // a later use stamps the new template
                 r.open(1, 0, 40002)?;
                 r.open(1, 1, 40000)?;
                 r.counts("end")

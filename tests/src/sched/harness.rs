@@ -659,11 +659,50 @@ impl Run {
             ));
         }
         self.checked += 1;
+        self.check_template(svc, &c)?;
         self.conns.push((svc, c));
         self.picks.push(got);
         self.last.push(self.now);
         self.check_flow(self.conns.len() - 1)?;
         Ok(self.conns.len() - 1)
+    }
+
+    /// For a persistent service: the program's template of this client (PERSIST) names
+    /// the model's real and was stamped with CLOCK now.
+    fn check_template(&mut self, svc: u32, c: &Conn) -> Result<()> {
+        let spec = self.specs[svc as usize - 1].clone();
+        let Some((_, prefix, group)) = spec.persist else {
+            return Ok(());
+        };
+        let masked = model::mask(c.client, prefix);
+        let want = self.model.templates.get(&(masked, group)).map(|t| t.real);
+        let (addr, family) = to_raw(masked);
+        let key = PersistKey {
+            client: addr,
+            group: self.svc_id(group),
+            family,
+            proto: spec.proto,
+            _pad: [0; 2],
+        };
+        let got = match self
+            .lb
+            .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
+            .get(&key, 0)
+        {
+            Ok(v) => Some(v),
+            Err(aya::maps::MapError::KeyNotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        match (got, want) {
+            (None, None) => {}
+            (Some(g), Some(w)) if g.real_id == w && g.last_seen_s == self.now => {}
+            (g, w) => self.note(format!(
+                "template of {masked} group {group}: PERSIST {:?}, model real {w:?} used at CLOCK {}",
+                g.map(|v| (v.real_id, v.last_seen_s)),
+                self.now
+            )),
+        }
+        Ok(())
     }
 
     fn has_template(&self, svc: u32, c: &Conn) -> bool {
