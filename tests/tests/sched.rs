@@ -905,10 +905,11 @@ fn restart_stable(r: &mut Run) -> Result<(), String> {
 /// twos with no load (each flow expired right after its first packet): the pick is
 /// choice1, a weighted draw with `prandom % (total + 1)`, so real i's share is the model's
 /// exact probability over the total + 1 draws (weights 1:2:3 give 2/7, 2/7, 3/7, not the
-/// weights: IPVS's draw is inclusive of total). Checked within 2% over 6000 flows.
+/// weights: IPVS's draw is inclusive of total). Checked within 2% (about 5 sigma) over
+/// 12000 flows.
 fn twos_distribution(r: &mut Run) -> Result<(), String> {
     let e = |e: anyhow::Error| format!("{e:#}");
-    let n = 6000u32;
+    let n = 12_000u32;
     for c in 0..n {
         let h = r.open(1, c, 40000).map_err(e)?;
         r.expire(h).map_err(e)?;
@@ -1227,7 +1228,7 @@ fn main() {
             wrr_distribution,
         ),
         (
-            "dist_twos_weighted_draw_6000_flows",
+            "dist_twos_weighted_draw_12000_flows",
             "twos unloaded: each real's share is the model's probability of its weighted draw",
             one(SchedKind::Twos, &[w(1), w(2), w(3)]),
             twos_distribution,
