@@ -659,6 +659,25 @@ fn scenarios() -> Vec<Sc> {
             },
         },
         Sc {
+            name: "one_packet_persistent_udp",
+            why: "-o with -p (UDP): datagrams are not recorded, but the client's template holds them to one real",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]);
+                s.proto = 17;
+                s.one_packet = true;
+                s.persist = Some((300, 32, 1));
+                vec![s]
+            },
+            script: |r| {
+                for p in 0..4 {
+                    r.open(1, 0, 5000 + p)?;
+                }
+                r.open(1, 1, 5000)?;
+                r.open(1, 1, 5001)?;
+                r.counts("end")
+            },
+        },
+        Sc {
             name: "one_packet_ignored_for_tcp",
             why: "-o on a TCP service changes nothing (IPVS applies one-packet to UDP only)",
             specs: || {
