@@ -250,7 +250,13 @@ pub struct Timed<'a> {
     pub inputs: Vec<Vec<u8>>,
     /// Checks every call.
     pub check: Check<'a>,
+    /// Runs after each run (untimed) with the range of call numbers that run made: undoes
+    /// state the calls left (the new-flow path deletes the flows it inserted).
+    pub after_run: Option<AfterRun<'a>>,
 }
+
+/// See [`Timed::after_run`].
+pub type AfterRun<'a> = Box<dyn FnMut(std::ops::Range<usize>) -> Result<()> + 'a>;
 
 /// How long a group runs.
 #[derive(Clone, Copy, Debug)]
@@ -275,6 +281,7 @@ pub fn time_group(group: &mut [Timed<'_>], plan: Plan) -> Result<Vec<Vec<f64>>> 
         for s in samples.iter_mut() {
             s.clear();
         }
+        let first = call.clone();
         let mut done = 0;
         while done < plan.calls {
             let n = plan.block.min(plan.calls - done);
@@ -296,6 +303,11 @@ pub fn time_group(group: &mut [Timed<'_>], plan: Plan) -> Result<Vec<Vec<f64>>> 
         }
         for (gi, s) in samples.iter_mut().enumerate() {
             medians[gi].push(central_mean(s));
+        }
+        for (gi, t) in group.iter_mut().enumerate() {
+            if let Some(f) = t.after_run.as_mut() {
+                f(first[gi]..call[gi]).with_context(|| format!("{}: after a run", t.name))?;
+            }
         }
     }
     Ok(medians)

@@ -179,8 +179,11 @@ pub fn run(args: Args) -> Result<()> {
         note(&format!("wrote {}", path.display()));
     }
     if let Some(path) = &args.plot {
-        plot::draw(path, &figures, &machine)?;
-        note(&format!("wrote {}", path.display()));
+        if plot::draw(path, &figures, &machine)? {
+            note(&format!("wrote {}", path.display()));
+        } else {
+            note("no per-packet figure to plot: --plot needs the packet part");
+        }
     }
     let broken: Vec<&Figure> = figures.iter().filter(|f| f.failed.is_some()).collect();
     if !failed_parts.is_empty() || !broken.is_empty() {

@@ -67,6 +67,10 @@ struct PathDef {
     v6: bool,
     inputs: Vec<Vec<u8>>,
     check: super::bpf::Check<'static>,
+    /// See [`Timed::after_run`].
+    after_run: Option<super::bpf::AfterRun<'static>>,
+    /// Calls per run when not the plan's.
+    calls: Option<usize>,
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -290,17 +294,19 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &Loaded) -> Result<Vec<Figure
     let pass = refs.prog("bench_pass")?;
     let floor = refs.prog("bench_floor")?;
     let pin = super::sys::PinDir::new("paths")?;
-    let total = ctx.plan.runs * ctx.plan.calls;
-    let mut lb = Loaded::balancer(obj, pin.path(), (total as u32 + 1024).next_power_of_two())?;
-    let defs = provision(&mut lb, total)?;
+    let mut lb = Loaded::balancer(obj, pin.path(), 1 << 17)?;
+    let defs = provision(&mut lb, pin.path())?;
     let prog = lb.prog(lb_common::consts::PROG_LB)?;
+    let shape = helper_calls(prog);
     let mut pass_all = Vec::new();
     let mut floor_all = Vec::new();
     let mut paths = Vec::new();
     for def in defs {
         ctx.progress(&format!(
             "{}: {} runs x {} calls, interleaved with pass_empty and floor",
-            def.name, ctx.plan.runs, ctx.plan.calls
+            def.name,
+            ctx.plan.runs,
+            def.calls.unwrap_or(ctx.plan.calls)
         ));
         let f = match time_path(prog, pass, floor, def, ctx.plan) {
             Ok((f, p, fl)) => {
@@ -325,11 +331,61 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &Loaded) -> Result<Vec<Figure
     ctx.row(&pf);
     let mut figures = vec![ff, pf];
     figures.extend(paths);
+    match shape {
+        Ok(f) => {
+            ctx.row(&f);
+            figures.push(f);
+        }
+        Err(e) => ctx.progress(&format!("no helper-call count: {e:#}")),
+    }
     drop(lb);
     drop(pin);
     figures.extend(scale_flows(ctx, obj, pass, floor)?);
     figures.extend(scale_services(ctx, obj, pass, floor)?);
     Ok(figures)
+}
+
+/// Where per-packet time goes (DESIGN.md §6: each helper call costs ~40–50 ns here): the
+/// helper calls in the loaded program's translated code, counted by `bpftool prog dump
+/// xlated` (static: every path's calls together), and the program's size.
+fn helper_calls(prog: &aya::programs::Xdp) -> Result<Figure> {
+    let id = prog.info()?.id().to_string();
+    let xlated = super::sys::sh(&["bpftool", "prog", "dump", "xlated", "id", &id])?;
+    let mut calls: std::collections::BTreeMap<String, u32> = Default::default();
+    let mut insns = 0u32;
+    for l in xlated.lines() {
+        let l = l.trim();
+        let Some((n, rest)) = l.split_once(": (") else {
+            continue;
+        };
+        if n.parse::<u32>().is_err() {
+            continue;
+        }
+        insns += 1;
+        if let Some(c) = rest.strip_prefix("85) call ") {
+            let name = if c.starts_with("pc") {
+                "bpf-to-bpf".to_string()
+            } else {
+                c.split('#').next().unwrap_or(c).to_string()
+            };
+            *calls.entry(name).or_default() += 1;
+        }
+    }
+    let show = super::sys::sh(&["bpftool", "prog", "show", "id", &id])?;
+    let jited = show
+        .split_whitespace()
+        .skip_while(|w| *w != "jited")
+        .nth(1)
+        .unwrap_or("?")
+        .to_string();
+    let total: u32 = calls.values().sum();
+    let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+    Ok(
+        Figure::from_runs("lb_xdp_helper_calls", "calls", &[f64::from(total)]).note(format!(
+            "static count in the xlated program ({insns} insns, jited {jited}): {}",
+            list.join(", ")
+        )),
+    )
 }
 
 type PathResult = std::result::Result<(Figure, Vec<f64>, Vec<f64>), (String, anyhow::Error)>;
@@ -355,20 +411,27 @@ fn time_path(
                 prog: pass,
                 inputs: vec![first.clone()],
                 check: fixed(XDP_PASS, first),
+                after_run: None,
             },
             Timed {
                 name: "floor".into(),
                 prog: floor,
                 inputs: vec![fl],
                 check: fixed(XDP_TX, fl_out),
+                after_run: None,
             },
             Timed {
                 name: def.name.clone(),
                 prog,
                 inputs: def.inputs,
                 check: def.check,
+                after_run: def.after_run,
             },
         ];
+        let plan = Plan {
+            calls: def.calls.unwrap_or(plan.calls),
+            ..plan
+        };
         let m = time_group(&mut group, plan)?;
         let pass_med = summarize(&m[0]).0;
         let mut f = Figure::from_runs(def.name.clone(), "ns/pkt", &m[2]).target(def.target);
@@ -385,9 +448,14 @@ const T_TUN: f64 = 130.0;
 const T_NEW: f64 = 500.0;
 const T_PASS: f64 = 20.0;
 
-/// Writes services, reals, flows and NAT entries for every path; returns the paths.
-/// `total` is the number of calls each path gets (new flows need that many keys).
-fn provision(lb: &mut Loaded, total: usize) -> Result<Vec<PathDef>> {
+/// New flows per run of the new-flow path: the same in quick and full runs, so the
+/// figure does not depend on how full the flow table got (each run starts from the same
+/// table: the flows a run inserted are deleted after it).
+const NEW_FLOWS_PER_RUN: usize = 40_000;
+
+/// Writes services, reals, flows and NAT entries for every path; returns the paths. `pin`
+/// is where the maps are pinned (the new-flow path opens FLOWS there to clean up).
+fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
     use ForwardMode::{Dr, Nat, Tun};
     let mut m = Maps(lb);
     let r4: Vec<(u32, Real)> = vec![
@@ -455,6 +523,8 @@ fn provision(lb: &mut Loaded, total: usize) -> Result<Vec<PathDef>> {
                 v6,
                 inputs: vec![p.bytes()],
                 check: fixed(XDP_TX, out.bytes()),
+                after_run: None,
+                calls: None,
             });
         }
     }
@@ -489,19 +559,26 @@ fn provision(lb: &mut Loaded, total: usize) -> Result<Vec<PathDef>> {
         v6: false,
         inputs: vec![reply.bytes()],
         check: fixed(XDP_TX, back.bytes()),
+        after_run: None,
+        calls: None,
     });
 
-    // New flows: a distinct client address and port on every call, scheduled by Maglev
-    // over 100 reals and recorded in FLOWS (an LRU insert).
-    let mut inputs = Vec::with_capacity(total);
-    let mut want = Vec::with_capacity(total);
-    for i in 0..total as u32 {
+    // New flows: a distinct client address and port on every call of a run, scheduled by
+    // Maglev over 100 reals and recorded in FLOWS (an LRU insert); deleted after each run.
+    let mut inputs = Vec::with_capacity(NEW_FLOWS_PER_RUN);
+    let mut keys = Vec::with_capacity(NEW_FLOWS_PER_RUN);
+    let mut want = Vec::with_capacity(NEW_FLOWS_PER_RUN);
+    for i in 0..NEW_FLOWS_PER_RUN as u32 {
         let src = v4_plus("198.19.64.0", i % 16384).to_string();
         let p = Pkt::tcp(&src, VIP_NEW, 10000 + (i / 16384) as u16, VPORT);
-        let h = flow_hash(&key_of(&p), FLOW_SEED);
-        want.push(table_new[(h % size) as usize]);
+        let k = key_of(&p);
+        want.push(table_new[(flow_hash(&k, FLOW_SEED) % size) as usize]);
+        keys.push(k);
         inputs.push(p.bytes());
     }
+    let data = MapData::from_pin(pin.join(MAP_FLOWS))?;
+    let mut flows: HashMap<MapData, FlowKey, FlowValue> =
+        HashMap::try_from(aya::maps::Map::from_map_data(data)?)?;
     defs.push(PathDef {
         name: format!("new_flow_{}_v4", SchedKind::Maglev.name()),
         target: Some(T_NEW),
@@ -510,6 +587,17 @@ fn provision(lb: &mut Loaded, total: usize) -> Result<Vec<PathDef>> {
         check: exact(XDP_TX, move |i, input| {
             with_real_macs(input, want[i % want.len()])
         }),
+        after_run: Some(Box::new(move |calls| {
+            for i in calls {
+                let k = &keys[i % keys.len()];
+                match flows.remove(k) {
+                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        })),
+        calls: Some(NEW_FLOWS_PER_RUN),
     });
 
     // Pass-through: a destination whose VIP_FILTER bit is clear (no hash lookup at all).
@@ -528,6 +616,8 @@ fn provision(lb: &mut Loaded, total: usize) -> Result<Vec<PathDef>> {
         v6: false,
         inputs: vec![p.clone()],
         check: fixed(XDP_PASS, p),
+        after_run: None,
+        calls: None,
     });
 
     // Malformed: IPv4 with IHL 4 (16-byte header) to a VIP → drop BadHeader.
@@ -540,6 +630,8 @@ fn provision(lb: &mut Loaded, total: usize) -> Result<Vec<PathDef>> {
         v6: false,
         inputs: vec![p.clone()],
         check: fixed(XDP_DROP, p),
+        after_run: None,
+        calls: None,
     });
     Ok(defs)
 }
@@ -617,6 +709,8 @@ fn scale_flows(
             v6: false,
             inputs,
             check: exact(XDP_TX, |_, input| with_real_macs(input, 1)),
+            after_run: None,
+            calls: None,
         };
         let prog = lb.prog(lb_common::consts::PROG_LB)?;
         let f = match time_path(prog, pass, floor, def, ctx.plan) {
@@ -675,6 +769,8 @@ fn scale_services(
             check: exact(XDP_TX, move |i, input| {
                 with_real_macs(input, want[i % want.len()])
             }),
+            after_run: None,
+            calls: None,
         };
         let prog = lb.prog(lb_common::consts::PROG_LB)?;
         let f = match time_path(prog, pass, floor, def, ctx.plan) {

@@ -3,7 +3,7 @@
 //! orange when missed, grey without a target (plotters, SVG backend).
 
 use super::figure::Figure;
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use std::path::Path;
@@ -13,14 +13,17 @@ const MISSED: RGBColor = RGBColor(230, 126, 34);
 const NO_TARGET: RGBColor = RGBColor(150, 150, 150);
 const TARGET: RGBColor = RGBColor(200, 30, 30);
 
-pub fn draw(path: &Path, figures: &[Figure], machine: &serde_json::Value) -> Result<()> {
+/// Draws the chart; false (and no file) when there is no per-packet figure.
+pub fn draw(path: &Path, figures: &[Figure], machine: &serde_json::Value) -> Result<bool> {
+    // Bottom to top in the chart, so the table's first figure ends up on top.
     let bars: Vec<&Figure> = figures
         .iter()
         .filter(|f| f.unit == "ns/pkt" && f.name != "pass_empty" && f.failed.is_none())
         .filter(|f| f.extra_over_pass.is_some_and(f64::is_finite))
+        .rev()
         .collect();
     if bars.is_empty() {
-        bail!("no per-packet figure to plot (run the packet part)");
+        return Ok(false);
     }
     let n = bars.len() as i32;
     let vmax = bars
@@ -94,5 +97,5 @@ pub fn draw(path: &Path, figures: &[Figure], machine: &serde_json::Value) -> Res
         }))
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
-    Ok(())
+    Ok(true)
 }
