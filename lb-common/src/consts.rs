@@ -113,3 +113,7 @@ pub const DEFAULT_PERSIST_TIMEOUT_S: u32 = 300;
 /// One [`crate::conn::Settings`] (array of 1): timeouts and sysctl-like settings. Written
 /// by lb-ctl; read by the data path only on rare paths (a flow whose real is gone).
 pub const MAP_SETTINGS: &str = "SETTINGS";
+/// Locality entries of lblc / lblcr: service id → [`crate::flow::LocalityValue`] (array,
+/// MAX_SERVICES). Written by the data path; lb-ctl's sweep may clear entries unused for
+/// 24 h (IPVS lblc_expiration) and must clear a service id's entry when it reuses the id.
+pub const MAP_LBLC: &str = "LBLC";

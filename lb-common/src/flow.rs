@@ -89,6 +89,29 @@ pub struct PersistValue {
 }
 const _: () = assert!(core::mem::size_of::<PersistValue>() == 16);
 
+/// Most reals in an lblcr destination set.
+pub const LOCALITY_SET_MAX: usize = 8;
+
+/// A locality entry (`LBLC[service id]`): lblc uses `reals[0]` (`len` 1); lblcr the set
+/// `reals[..len]`; `len` 0 = none. IPVS keys these on the destination address; a service
+/// of ours has one (its VIP), so the service id is the key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct LocalityValue {
+    /// Real ids.
+    pub reals: [u32; LOCALITY_SET_MAX],
+    /// Entries used in `reals`.
+    pub len: u32,
+    /// `CLOCK` seconds of the last use (lb-ctl's sweep expires unused entries, IPVS's
+    /// lblc_expiration / lblcr_expiration, 24 h).
+    pub last_seen_s: u32,
+    /// `CLOCK` seconds of the last change of the set (lblcr).
+    pub last_mod_s: u32,
+    /// Padding, zero.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<LocalityValue>() == 48);
+
 /// How to turn a NAT reply (real → client) back into VIP → client and where to send it:
 /// back out the interface the client's packet came in on, to the MAC it came from.
 #[repr(C)]

@@ -26,7 +26,9 @@ pub mod service;
 
 pub use addr::{Be16, RawAddr};
 pub use counters::{Counter, Drop, Pass, Traffic};
-pub use flow::{FlowFlags, FlowKey, FlowValue, NatReverse, PersistKey, PersistValue};
+pub use flow::{
+    FlowFlags, FlowKey, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue,
+};
 pub use real::{ForwardMode, Real, RealFlags};
 pub use service::{SchedKind, Service, ServiceKey, VipFlags, VipKey};
 

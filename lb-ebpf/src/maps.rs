@@ -9,14 +9,14 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    FlowKey, FlowValue, NatReverse, PersistKey, PersistValue, Real, Service, ServiceKey, Traffic,
-    VipKey,
+    FlowKey, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, Real, Service,
+    ServiceKey, Traffic, VipKey,
     conn::{ConnEvents, ConnExpiry, Settings},
     consts::{
-        DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER,
-        MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REAL_STATS, MAP_REALS,
-        MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS,
-        MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS, MAX_SERVICES, MAX_TX_PORTS,
+        DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS, MAP_LBLC,
+        MAP_NAT_FILTER, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REAL_STATS,
+        MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS,
+        MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS, MAX_SERVICES, MAX_TX_PORTS,
         SCHED_TABLE_SLOTS,
     },
     counters::Counter,
@@ -79,6 +79,11 @@ pub static VIP_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 #[map]
 pub static NAT_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 
+/// service id → `LocalityValue`: the lblc / lblcr cache (IPVS keys it on the
+/// destination address; a service has one, its VIP). The data path; MAX_SERVICES.
+#[map]
+pub static LBLC: Array<LocalityValue> = Array::with_max_entries(MAX_SERVICES, 0);
+
 /// `PersistKey` (masked client, persistence group) → `PersistValue`: persistence
 /// templates. The data path inserts and refreshes; lb-ctl's sweep expires; LRU; MAX_PERSIST.
 #[map]
@@ -126,3 +131,4 @@ const _: () = assert!(same(MAP_REAL_EXPIRED, "REAL_EXPIRED"));
 const _: () = assert!(same(MAP_CLOCK, "CLOCK"));
 const _: () = assert!(same(MAP_SCHED_CURSOR, "SCHED_CURSOR"));
 const _: () = assert!(same(MAP_SETTINGS, "SETTINGS"));
+const _: () = assert!(same(MAP_LBLC, "LBLC"));

@@ -4,13 +4,15 @@
 //!   sh-fallback / mh-fallback walks);
 //! - [`sequence`]: rr, wrr — userspace built the sequence, a per-service cursor walks it;
 //! - [`load`]: lc, wlc, sed, nq, fo, ovf, twos — a bounded scan of the service's reals list
-//!   with the live connection counters.
+//!   with the live connection counters;
+//! - [`locality`]: lblc, lblcr — a cache entry per destination address over wlc.
 //!
 //! Availability is IPVS's `is_unavailable` plus ours: a real is schedulable when it is
 //! configured (`ACTIVE`), has weight > 0 and is not overloaded.
 
 pub mod iter;
 pub mod load;
+pub mod locality;
 pub mod sequence;
 pub mod table;
 
@@ -29,6 +31,8 @@ pub fn select_real(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
         Some(SchedKind::Dh) => table::select_dh(svc, pkt),
         Some(SchedKind::Rr) | Some(SchedKind::Wrr) => sequence::select(svc),
         Some(SchedKind::Twos) => load::select_twos(svc),
+        Some(SchedKind::Lblc) => locality::select_lblc(svc, pkt),
+        Some(SchedKind::Lblcr) => locality::select_lblcr(svc, pkt),
         Some(k) => load::select(svc, k),
         None => Err(Drop::NoReal),
     }

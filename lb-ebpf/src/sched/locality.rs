@@ -1,0 +1,225 @@
+//! Locality-based schedulers (ip_vs_lblc.c, ip_vs_lblcr.c): a cache entry per destination
+//! address; a service of ours has one destination address (its VIP), so LBLC is indexed
+//! by service id.
+//! - lblc: the cached real while it is configured, has weight > 0 and is not "overloaded"
+//!   in lblc's sense (active > weight while some real has active·2 < weight); otherwise
+//!   the wlc choice, cached.
+//! - lblcr: a set of up to `LOCALITY_SET_MAX` reals; the least loaded member (overhead /
+//!   weight, skipping weight 0 and threshold-overloaded members) unless overloaded in
+//!   lblc's sense, else the wlc choice is added to the set. A set of more than one that
+//!   has not changed for `LBLCR_EXPIRATION_S` loses its most loaded member.
+//!   When the set is full, the new choice replaces the most loaded member (IPVS's list
+//!   grows without bound).
+//!
+//! Entries not used for 24 h are the sweep's to expire (lblc_expiration).
+
+use aya_ebpf::cty::c_void;
+use lb_common::{
+    Drop, LocalityValue, SchedKind, Service,
+    consts::{MAX_REALS_PER_SERVICE, NO_REAL},
+    flow::LOCALITY_SET_MAX,
+};
+
+use super::{iter, load};
+use crate::conn;
+use crate::lookup::lookup_real;
+use crate::maps::{LBLC, SCHED_TABLE};
+use crate::parse::Packet;
+
+/// IPVS `sysctl_lblcr_expiration` default: 24 h.
+pub const LBLCR_EXPIRATION_S: u32 = 24 * 60 * 60;
+
+#[inline(always)]
+fn one(id: u32, now: u32) -> LocalityValue {
+    LocalityValue {
+        reals: [
+            id, NO_REAL, NO_REAL, NO_REAL, NO_REAL, NO_REAL, NO_REAL, NO_REAL,
+        ],
+        len: 1,
+        last_seen_s: now,
+        last_mod_s: now,
+        _pad: 0,
+    }
+}
+
+/// lblc / lblcr's `is_overloaded(dest, svc)`.
+#[inline(always)]
+fn lb_overloaded(base: u32, len: u32, id: u32) -> bool {
+    let Some(real) = lookup_real(id) else {
+        return true;
+    };
+    let c = conn::counts(id);
+    c.active > real.weight as u64 && lb_lblc_spare(base, len) != 0
+}
+
+/// 1 when some real of the list has active·2 < weight (a global function over bpf_loop).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lb_lblc_spare(reals_base: u32, reals_len: u32) -> u32 {
+    let mut s = [reals_base, 0];
+    iter::run(reals_len.min(MAX_REALS_PER_SERVICE), spare_step, &mut s);
+    s[1]
+}
+
+#[inline(never)]
+extern "C" fn spare_step(i: u64, ctx: *mut c_void) -> i64 {
+    let s: &mut [u32; 2] = unsafe { iter::state(ctx) };
+    let Some(&id) = SCHED_TABLE.get(s[0].wrapping_add(i as u32)) else {
+        return 1;
+    };
+    if let Some(r) = lookup_real(id)
+        && conn::counts(id).active * 2 < r.weight as u64
+    {
+        s[1] = 1;
+        return 1;
+    }
+    0
+}
+
+/// lblc.
+#[inline(always)]
+pub fn select_lblc(svc: &Service, _pkt: &Packet) -> Result<u32, Drop> {
+    select(svc, 0)
+}
+
+/// lblcr.
+#[inline(always)]
+pub fn select_lblcr(svc: &Service, _pkt: &Packet) -> Result<u32, Drop> {
+    select(svc, 1)
+}
+
+/// The cached choice if still good, else wlc's, stored. Three global functions called
+/// one after the other keep the combined BPF stack (caller + callees) under 512 bytes.
+#[inline(always)]
+fn select(svc: &Service, replicate: u32) -> Result<u32, Drop> {
+    let id = lb_lblc_cached(svc.id, replicate);
+    if id != NO_REAL && !lb_overloaded(svc.reals_base, svc.reals_len, id) {
+        return Ok(id);
+    }
+    let id = load::lb_sched_load(svc.reals_base, svc.reals_len, SchedKind::Wlc as u32);
+    if id == NO_REAL {
+        return Err(Drop::NoReal);
+    }
+    lb_lblc_store(svc.id, id, replicate);
+    Ok(id)
+}
+
+/// The cached real of lblc (`replicate` 0: configured, weight > 0) or the set's least
+/// loaded of lblcr (1), else `NO_REAL`; stamps the entry, and lets an lblcr set that has
+/// not changed for `LBLCR_EXPIRATION_S` drop its most loaded member. The caller applies
+/// lblc's overload test.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lb_lblc_cached(svc_id: u32, replicate: u32) -> u32 {
+    let Some(e) = LBLC.get_ptr_mut(svc_id) else {
+        return NO_REAL;
+    };
+    let len = unsafe { (*e).len };
+    if len == 0 || len as usize > LOCALITY_SET_MAX {
+        return NO_REAL;
+    }
+    let now = conn::now();
+    unsafe { (*e).last_seen_s = now };
+    if replicate == 0 {
+        let id = unsafe { (*e).reals[0] };
+        if matches!(lookup_real(id), Some(r) if r.weight > 0 && r.svc_id == svc_id) {
+            return id;
+        }
+        return NO_REAL;
+    }
+    let (min, max) = set_min_max(e, svc_id);
+    if len > 1
+        && max != usize::MAX
+        && now.wrapping_sub(unsafe { (*e).last_mod_s }) > LBLCR_EXPIRATION_S
+    {
+        erase(e, max);
+    }
+    min
+}
+
+/// Records the scheduler's choice: lblc replaces the entry; lblcr adds it to the set
+/// (a fresh set when there is none).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn lb_lblc_store(svc_id: u32, id: u32, replicate: u32) -> u32 {
+    let Some(e) = LBLC.get_ptr_mut(svc_id) else {
+        return 0;
+    };
+    let now = conn::now();
+    let len = unsafe { (*e).len };
+    if replicate == 0 || len == 0 || len as usize > LOCALITY_SET_MAX {
+        unsafe { *e = one(id, now) };
+    } else {
+        insert(e, id, now, svc_id);
+    }
+    0
+}
+
+/// (least loaded usable member id, index of the most loaded member) of a set.
+#[inline(always)]
+fn set_min_max(e: *mut LocalityValue, svc_id: u32) -> (u32, usize) {
+    let (mut least, mut lw, mut loh) = (NO_REAL, 0u64, 0u64);
+    let (mut most, mut mw, mut moh) = (usize::MAX, 0u64, 0u64);
+    let len = unsafe { (*e).len } as usize;
+    for i in 0..LOCALITY_SET_MAX {
+        if i >= len {
+            break;
+        }
+        let id = unsafe { (*e).reals[i] };
+        let Some(r) = lookup_real(id).filter(|r| r.svc_id == svc_id) else {
+            continue;
+        };
+        let c = conn::counts(id);
+        let oh = (c.active << 8) + c.inactive;
+        let w = r.weight as u64;
+        if w > 0 && !conn::overloaded(id, r) && (least == NO_REAL || loh * w > oh * lw) {
+            (least, lw, loh) = (id, w, oh);
+        }
+        if most == usize::MAX || oh * mw > moh * w {
+            (most, mw, moh) = (i, w, oh);
+        }
+    }
+    (least, most)
+}
+
+#[inline(always)]
+fn erase(e: *mut LocalityValue, at: usize) {
+    unsafe {
+        let len = (*e).len as usize;
+        if at >= LOCALITY_SET_MAX || len == 0 || len > LOCALITY_SET_MAX {
+            return;
+        }
+        // Masked indexes (LOCALITY_SET_MAX is a power of two): LLVM folds the range checks
+        // above into a form the verifier cannot follow.
+        let vlen = core::ptr::read_volatile(&raw const (*e).len) as usize;
+        let last = vlen.wrapping_sub(1) & (LOCALITY_SET_MAX - 1);
+        let at = at & (LOCALITY_SET_MAX - 1);
+        (*e).reals[at] = (*e).reals[last];
+        (*e).reals[last] = NO_REAL;
+        (*e).len = last as u32;
+        (*e).last_mod_s = conn::now();
+    }
+}
+
+#[inline(always)]
+fn insert(e: *mut LocalityValue, id: u32, now: u32, svc_id: u32) {
+    unsafe {
+        let len = (*e).len as usize;
+        for i in 0..LOCALITY_SET_MAX {
+            if i < len && (*e).reals[i] == id {
+                return;
+            }
+        }
+        if len < LOCALITY_SET_MAX {
+            let vlen = core::ptr::read_volatile(&raw const (*e).len) as usize;
+            (*e).reals[vlen & (LOCALITY_SET_MAX - 1)] = id;
+            (*e).len = len as u32 + 1;
+        } else {
+            let (_, most) = set_min_max(e, svc_id);
+            if most < LOCALITY_SET_MAX {
+                (*e).reals[most & (LOCALITY_SET_MAX - 1)] = id;
+            }
+        }
+        (*e).last_mod_s = now;
+    }
+}
