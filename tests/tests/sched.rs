@@ -618,6 +618,30 @@ fn scenarios() -> Vec<Sc> {
             },
         },
         Sc {
+            name: "persist_template_lives_while_controlling",
+            why: "a template outlives its -p timeout while it controls a live connection, then expires with the sweep",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]);
+                s.persist = Some((300, 32, 1));
+                vec![s]
+            },
+            script: |r| {
+                let now = harness::NOW_S;
+                let h = r.open(1, 0, 40000)?; // real 1, template
+                r.send(h, Flags::ACK)?; // ESTABLISHED: 900 s
+                r.sweep(now + 400)?; // template idle 400 > 300, but controls h
+                r.send(h, Flags::ACK)?;
+                r.open(1, 1, 40000)?; // real 2
+                let g = r.open(1, 0, 40001)?; // the template still holds: real 1
+                r.send(g, Flags::RST)?; // CLOSE: 10 s
+                r.counts("template kept")?;
+                r.sweep(now + 1500)?; // every flow gone, templates past 300 s: expired
+                r.counts("all expired")?;
+                r.open(1, 0, 40002)?; // scheduled afresh
+                r.counts("end")
+            },
+        },
+        Sc {
             name: "persist_all_port",
             why: "all-port persistent service: a client's connections to any port share one real",
             specs: || {
@@ -959,33 +983,59 @@ fn mh_spec(n: usize) -> Vec<SvcSpec> {
     vec![s]
 }
 
-/// mh: one of N reals leaves (its weight set to 0, the table rebuilt); the share of
-/// flows that move.
+/// mh: one of N reals leaves (its weight set to 0, the table rebuilt). Two measures:
+/// the share of the Maglev table's slots that changed owner (deterministic; asserted
+/// ≤ 1/N + 2%, the issue's bound), and over 5000 clients scheduled by the program before
+/// and after, the flows that moved although their real stayed (Maglev's extra disruption;
+/// asserted ≤ 2% of flows). The flows that moved in all are reported too (≈ 1/N, up to
+/// sampling noise of the clients on the leaving real).
 fn mh_disruption(r: &mut Run) -> Result<(), String> {
+    let e = |e: anyhow::Error| format!("{e:#}");
     let n = r.specs[0].reals.len() as u32;
     let flows = 5000u32;
-    open_many(r, 1, 0, flows).map_err(|e| format!("{e:#}"))?;
+    let table_of = |r: &Run| match &r.model.services[&1].sched {
+        model::Sched::Mh { table, .. } => table.clone(),
+        _ => Vec::new(),
+    };
+    let t0 = table_of(r);
+    open_many(r, 1, 0, flows).map_err(e)?;
     let before = r.picks.clone();
-    // The last real leaves (weight 0 → the table is rebuilt without it); flows reset so
-    // every client is scheduled afresh.
-    r.expire_all().map_err(|e| format!("{e:#}"))?;
-    r.set_weight(1, n as usize - 1, 0)
-        .map_err(|e| format!("{e:#}"))?;
+    // The last real leaves; flows reset so every client is scheduled afresh.
+    r.expire_all().map_err(e)?;
+    let leaving = r.first_real[0] + n - 1;
+    r.set_weight(1, n as usize - 1, 0).map_err(e)?;
+    let t1 = table_of(r);
     let start = r.picks.len();
-    open_many(r, 1, 0, flows).map_err(|e| format!("{e:#}"))?;
+    open_many(r, 1, 0, flows).map_err(e)?;
     let after = &r.picks[start..];
+    let slots = t0.iter().zip(&t1).filter(|(a, b)| a != b).count();
+    let slot_share = slots as f64 / t0.len().max(1) as f64;
     let moved = before.iter().zip(after).filter(|(b, a)| b != a).count();
-    let share = moved as f64 / flows as f64;
+    let extra = before
+        .iter()
+        .zip(after)
+        .filter(|(b, a)| b != a && **b != Some(leaving))
+        .count();
     let bound = 1.0 / n as f64 + 0.02;
+    let (share, extra_share) = (moved as f64 / flows as f64, extra as f64 / flows as f64);
     eprintln!(
-        "mh disruption, 1 of {n} reals leaves: {moved}/{flows} flows moved = {share:.4} (bound {bound:.4})"
+        "mh disruption, 1 of {n} reals leaves: table slots moved {slots}/{} = {slot_share:.4} \
+         (bound {bound:.4}); flows moved {moved}/{flows} = {share:.4}, of them on staying \
+         reals {extra} = {extra_share:.4} (bound 0.02)",
+        t0.len()
     );
-    if share > bound {
-        return Err(format!(
-            "{share:.4} of flows moved, more than 1/{n} + 2% = {bound:.4}"
+    let mut bad = String::new();
+    if slot_share > bound {
+        bad.push_str(&format!(
+            "{slot_share:.4} of table slots moved, over 1/{n} + 2%\n"
         ));
     }
-    Ok(())
+    if extra_share > 0.02 {
+        bad.push_str(&format!(
+            "{extra_share:.4} of flows moved off staying reals, over 2%\n"
+        ));
+    }
+    if bad.is_empty() { Ok(()) } else { Err(bad) }
 }
 
 /// Model self-checks (no root): the model's TCP table against lb-common's (both written
@@ -1191,6 +1241,9 @@ fn trial(
     })
 }
 
+/// Scenario number of the first distribution test.
+const DIST_K: u32 = 500;
+
 /// A distribution test: name, why, services, script.
 type Dist = (
     &'static str,
@@ -1285,11 +1338,13 @@ fn main() {
             mh_disruption,
         ),
     ];
-    for (name, why, specs, f) in dist {
+    // The distribution tests keep fixed numbers (so fixed real addresses, which Maglev
+    // permutes by), whatever the number of scenarios above.
+    assert!(k <= DIST_K, "more scenarios than DIST_K leaves room for");
+    for (i, (name, why, specs, f)) in dist.into_iter().enumerate() {
         if !pending(name) {
-            trials.push(trial(k, name, why, specs, f));
+            trials.push(trial(DIST_K + i as u32, name, why, specs, f));
         }
-        k += 1;
     }
     libtest_mimic::run(&args, trials).exit();
 }

@@ -188,6 +188,8 @@ pub struct Run {
     pub last: Vec<u32>,
     /// Real ids deleted (lb-ctl -d).
     pub deleted: std::collections::BTreeSet<u32>,
+    /// Templates: (masked client, group) → (service, CLOCK of their last use).
+    pub tlast: std::collections::BTreeMap<(IpAddr, u32), (u32, u32)>,
 }
 
 /// The address of client number `n`.
@@ -257,6 +259,7 @@ impl Run {
             now: NOW_S,
             last: Vec::new(),
             deleted: Default::default(),
+            tlast: Default::default(),
         };
         let mut next = k * REALS_PER_SCENARIO + 1;
         for s in specs {
@@ -659,6 +662,12 @@ impl Run {
             ));
         }
         self.checked += 1;
+        if let Some((_, prefix, group)) = self.specs[svc as usize - 1].persist
+            && want.is_some()
+        {
+            self.tlast
+                .insert((model::mask(c.client, prefix), group), (svc, self.now));
+        }
         self.check_template(svc, &c)?;
         self.conns.push((svc, c));
         self.picks.push(got);
@@ -893,6 +902,22 @@ impl Run {
                 self.expire(h)?;
             }
         }
+        // Templates: past their service's -p timeout since last used, and controlling no
+        // live connection (IPVS re-arms a template's timer while n_control > 0).
+        let due: Vec<((IpAddr, u32), u32)> = self
+            .tlast
+            .iter()
+            .filter(|(key, (svc, t))| {
+                let timeout = self.specs[*svc as usize - 1].persist.map_or(0, |p| p.0);
+                self.model.templates.contains_key(key)
+                    && now - t > timeout
+                    && !self.model.conns.values().any(|e| e.template == Some(**key))
+            })
+            .map(|(key, (svc, _))| (*key, *svc))
+            .collect();
+        for ((masked, group), svc) in due {
+            self.expire_template_key(svc, masked, group)?;
+        }
         Ok(())
     }
 
@@ -909,6 +934,13 @@ impl Run {
         let spec = self.specs[svc as usize - 1].clone();
         let (_, prefix, group) = spec.persist.expect("persistent service");
         let masked = model::mask(if spec.v6 { client6(n) } else { client(n) }, prefix);
+        self.expire_template_key(svc, masked, group)
+    }
+
+    /// The template (masked client, group) expires: removed from PERSIST and counted in
+    /// REAL_EXPIRED, as lb-ctl's sweep does.
+    pub fn expire_template_key(&mut self, svc: u32, masked: IpAddr, group: u32) -> Result<()> {
+        let spec = self.specs[svc as usize - 1].clone();
         let (addr, family) = to_raw(masked);
         let key = PersistKey {
             client: addr,
@@ -940,6 +972,7 @@ impl Run {
             ));
         }
         self.model.expire_template((masked, group));
+        self.tlast.remove(&(masked, group));
         Ok(())
     }
 
