@@ -30,12 +30,10 @@ use std::collections::BTreeMap;
 /// below so it turns into a regular test by deleting its line here.
 const PENDING: &[(&str, &str)] = &[
     (
-        "lblc_locality",
-        "lblc is not locality-aware in lb-ebpf yet (chooses as wlc; docs/datapath.md)",
-    ),
-    (
         "lblcr_replicas",
-        "lblcr is not locality-aware in lb-ebpf yet (chooses as wlc; docs/datapath.md)",
+        "lblcr set order: lb-ebpf appends a new member; ip_vs_dest_set_insert adds it at the \
+         head (list_add_rcu), so ip_vs_dest_set_min's first-best rule breaks ties toward the \
+         newest member",
     ),
     (
         "rr_weight0_skipped",
