@@ -19,6 +19,7 @@ mod malformed;
 mod nat;
 mod nat_return;
 mod passthrough;
+mod sched;
 mod tun;
 mod vlan;
 
@@ -37,6 +38,7 @@ pub fn all() -> Vec<Sequence> {
         passthrough::cases(),
         malformed::cases(),
         conn::cases(),
+        sched::cases(),
     ]
     .into_iter()
     .flatten()

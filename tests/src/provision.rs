@@ -26,6 +26,17 @@ pub enum Table {
     Empty,
     /// These slots exactly (for `NO_REAL` entries and hand-made tables).
     Slots(Vec<u32>),
+    /// Another scheduler (lb-common `sched` contract): its table (sh/dh buckets, rr/wrr
+    /// sequence, empty for load-driven ones) and the service's reals list in IPVS order,
+    /// written after the table in the service's region.
+    Sched {
+        /// The scheduler.
+        kind: SchedKind,
+        /// Its table.
+        table: Vec<u32>,
+        /// The reals list.
+        reals: Vec<u32>,
+    },
 }
 
 /// A service (virtual server).
@@ -101,6 +112,7 @@ impl Provision {
         match &svc.table {
             Table::Empty => Vec::new(),
             Table::Slots(s) => s.clone(),
+            Table::Sched { table, .. } => table.clone(),
             Table::Maglev(size) => {
                 let backends: Vec<Backend> = self
                     .reals
@@ -189,15 +201,23 @@ impl Provision {
             let table = self.table(s);
             let base = s.id * TABLE_STRIDE;
             bpf.put_table(base, &table)?;
+            let (sched, reals) = match &s.table {
+                Table::Sched { kind, reals, .. } => (*kind, reals.clone()),
+                _ => (SchedKind::Maglev, Vec::new()),
+            };
+            let reals_base = base + table.len() as u32;
+            bpf.put_table(reals_base, &reals)?;
             bpf.put_service(
                 s.key(),
                 Service {
                     id: s.id,
                     flags: VipFlags(s.flags),
-                    sched: SchedKind::Maglev as u8,
+                    sched: sched as u8,
                     _pad: [0; 3],
                     table_base: base,
                     table_len: table.len() as u32,
+                    reals_base,
+                    reals_len: reals.len() as u32,
                     persist_group: s.id,
                     ..Default::default()
                 },

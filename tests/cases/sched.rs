@@ -1,0 +1,148 @@
+//! Schedulers other than mh through the data path (docs/datapath.md "Schedulers"): the
+//! seams (table, sequence, load scan) and their provisioning (lb-common `sched`
+//! contract). Exact equivalence with IPVS's schedulers is the sched test target's job
+//! (tests/tests/sched.rs, against reference models); these cases pin one behaviour each.
+
+use super::common::*;
+use lb_common::sched::{Dest, dh_table, rr_sequence};
+use lb_common::{Counter, Drop, ForwardMode::Dr, Real, SchedKind};
+use lb_tests::bpf::{IF_LO, Verdict};
+use lb_tests::case::{Action, Counts, Output, Sequence, StateCheck, Step};
+use lb_tests::packet::Pkt;
+use lb_tests::provision::{Provision, Table};
+
+pub fn cases() -> Vec<Sequence> {
+    vec![
+        dh_hashes_vip(),
+        dh_quiesced(),
+        rr_cycles(),
+        wlc_least_loaded(),
+    ]
+}
+
+/// Two DR reals (REAL_A, REAL_B; weight `w`) of SVC on VIP4:80 with scheduler `kind`.
+fn two(kind: SchedKind, w: u32, table: impl Fn(&[Dest]) -> Vec<u32>) -> (Provision, Real, Real) {
+    let a = Real {
+        weight: w,
+        ..real(Dr, SVC, REAL4, 80)
+    };
+    let b = Real {
+        weight: w,
+        dst_mac: MAC_REAL_B,
+        ..real(Dr, SVC, REAL4_B, 80)
+    };
+    let dests = [
+        Dest {
+            id: REAL_A,
+            weight: w,
+        },
+        Dest {
+            id: REAL_B,
+            weight: w,
+        },
+    ];
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.reals.push((REAL_B, b));
+    prov.services[0].table = Table::Sched {
+        kind,
+        table: table(&dests),
+        reals: vec![REAL_A, REAL_B],
+    };
+    (prov, a, b)
+}
+
+/// A new flow (SYN) from `client` to VIP4:80, sent to real `id`.
+fn to(what: &'static str, client: &str, r: &Real, id: u32) -> Action {
+    let p = Pkt::tcp(client, VIP4, 40000, 80).syn();
+    Action::Packet(Step {
+        what,
+        input: p.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(dr(&p, r)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX]).both(
+            SVC,
+            id,
+            new_conn(&p),
+        ),
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv_new(id, SVC, &p, Dr)))],
+    })
+}
+
+/// ip_vs_dh.c: bucket = (ntohl(daddr) · 2654435761) & 255, written out here.
+fn dh_bucket(vip: &str) -> usize {
+    let a: std::net::Ipv4Addr = vip.parse().unwrap();
+    (u32::from(a).wrapping_mul(2_654_435_761) & 255) as usize
+}
+
+fn dh_hashes_vip() -> Sequence {
+    let (prov, a, b) = two(SchedKind::Dh, 1, dh_table);
+    let t = dh_table(&[
+        Dest {
+            id: REAL_A,
+            weight: 1,
+        },
+        Dest {
+            id: REAL_B,
+            weight: 1,
+        },
+    ]);
+    let id = t[dh_bucket(VIP4)];
+    let r = if id == REAL_A { a } else { b };
+    Sequence {
+        name: "sched_dh_hashes_the_vip",
+        why: "dh hashes the destination address (the VIP): every client lands in bucket (ntohl(VIP)·2654435761) & 255",
+        provision: prov,
+        steps: vec![
+            to("first client", CLIENT4, &r, id),
+            to("second client: same bucket", CLIENT4_B, &r, id),
+        ],
+    }
+}
+
+fn dh_quiesced() -> Sequence {
+    let (prov, _, _) = two(SchedKind::Dh, 0, dh_table);
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80).syn();
+    Sequence {
+        name: "sched_dh_quiesced_real_no_real",
+        why: "dh does not fall back: the VIP's bucket names a real of weight 0, so the flow finds no real (IPVS returns no destination)",
+        provision: prov,
+        steps: vec![Action::Packet(Step {
+            what: "SYN",
+            input: p.clone().into(),
+            ingress: IF_LO,
+            verdict: Verdict::Drop,
+            output: Output::NotChecked,
+            counts: Counts::of(&[Counter::RX, Drop::NoReal.counter()]),
+            state: vec![StateCheck::FlowCount(0)],
+        })],
+    }
+}
+
+fn rr_cycles() -> Sequence {
+    let (prov, a, b) = two(SchedKind::Rr, 1, rr_sequence);
+    Sequence {
+        name: "sched_rr_cycles_in_list_order",
+        why: "rr takes the reals in list order, one new flow each, and wraps around",
+        provision: prov,
+        steps: vec![
+            to("first: REAL_A", CLIENT4, &a, REAL_A),
+            to("second: REAL_B", CLIENT4_B, &b, REAL_B),
+            to("third: REAL_A again", "198.18.0.12", &a, REAL_A),
+        ],
+    }
+}
+
+fn wlc_least_loaded() -> Sequence {
+    let (prov, a, b) = two(SchedKind::Wlc, 1, |_| Vec::new());
+    Sequence {
+        name: "sched_wlc_least_loaded",
+        why: "wlc: both idle → the first in the list (REAL_A); REAL_A now has one (inactive) connection → REAL_B; equal again → REAL_A (a tie keeps the first)",
+        provision: prov,
+        steps: vec![
+            to("first: REAL_A", CLIENT4, &a, REAL_A),
+            to("second: REAL_B", CLIENT4_B, &b, REAL_B),
+            to("third: tie, REAL_A", "198.18.0.12", &a, REAL_A),
+        ],
+    }
+}
