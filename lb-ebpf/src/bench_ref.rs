@@ -6,6 +6,10 @@
 //! - `bench_floor`: the least a balancer must do — parse Ethernet, IPv4/IPv6 and the TCP/UDP
 //!   ports, swap the MACs, XDP_TX. No map, no helper call.
 //!
+//! - `bench_flow`: the floor plus the one lookup an established flow cannot avoid: the
+//!   5-tuple as lb-common's `FlowKey` in an LRU hash (`BENCH_FLOWS`); hit → swap MACs,
+//!   XDP_TX, miss → XDP_PASS. What "established flow" costs at the least, on this machine.
+//!
 //! Two more serve the end-to-end run (veth, network namespaces):
 //! - `bench_tx`: writes the frame in `BENCH_FRAME` (when set) and XDP_TX's it; driven with
 //!   BPF_F_TEST_XDP_LIVE_FRAMES it is the traffic generator that needs no pktgen. The
@@ -18,11 +22,13 @@
 #![no_std]
 #![no_main]
 
+use lb_common::{Be16, FlowKey, FlowValue};
+
 use aya_ebpf::{
     bindings::xdp_action,
     macros::map,
     macros::xdp,
-    maps::{Array, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 
@@ -37,6 +43,10 @@ const FRAME_LEN: usize = 60;
 /// Written by the bench before it starts the generator.
 #[map]
 static BENCH_FRAME: Array<[u16; FRAME_LEN / 2]> = Array::with_max_entries(1, 0);
+
+/// Flows `bench_flow` knows (written by the bench). Same key and value as lb's FLOWS.
+#[map]
+static BENCH_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1024, 0);
 
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
@@ -92,6 +102,74 @@ fn at(ctx: &XdpContext, off: usize, len: usize) -> Option<usize> {
     }
 }
 
+#[xdp]
+pub fn bench_flow(ctx: XdpContext) -> u32 {
+    match flow(&ctx) {
+        Some(a) => a,
+        None => xdp_action::XDP_DROP,
+    }
+}
+
+/// A 32-bit word as it sits in memory, from two aligned halves (little-endian target).
+#[inline(always)]
+fn ld32(p: usize) -> u32 {
+    ld16(p) as u32 | (ld16(p + 2) as u32) << 16
+}
+
+/// Parse into a `FlowKey`, look it up, swap the MACs on a hit.
+#[inline(always)]
+fn flow(ctx: &XdpContext) -> Option<u32> {
+    let eth = at(ctx, 0, ETH_LEN)?;
+    let mut key = FlowKey::default();
+    let l4_off = match u16::from_be(ld16(eth + 12)) {
+        ETH_P_IP => {
+            let ip = at(ctx, ETH_LEN, IPV4_LEN)?;
+            let vihl = unsafe { *(ip as *const u8) };
+            if vihl >> 4 != 4 || vihl & 0x0f < 5 {
+                return None;
+            }
+            key.proto = unsafe { *((ip + 9) as *const u8) };
+            key.family = 4;
+            key.src[0] = ld32(ip + 12);
+            key.dst[0] = ld32(ip + 16);
+            ETH_LEN + (vihl & 0x0f) as usize * 4
+        }
+        ETH_P_IPV6 => {
+            let ip = at(ctx, ETH_LEN, IPV6_LEN)?;
+            key.proto = unsafe { *((ip + 6) as *const u8) };
+            key.family = 6;
+            for i in 0..4 {
+                key.src[i] = ld32(ip + 8 + 4 * i);
+                key.dst[i] = ld32(ip + 24 + 4 * i);
+            }
+            ETH_LEN + IPV6_LEN
+        }
+        _ => return Some(xdp_action::XDP_PASS),
+    };
+    if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
+        return Some(xdp_action::XDP_PASS);
+    }
+    let l4 = at(ctx, l4_off, PORTS_LEN)?;
+    key.sport = Be16(ld16(l4));
+    key.dport = Be16(ld16(l4 + 2));
+    if unsafe { BENCH_FLOWS.get(&key) }.is_none() {
+        return Some(xdp_action::XDP_PASS);
+    }
+    swap_macs(eth);
+    Some(xdp_action::XDP_TX)
+}
+
+#[inline(always)]
+fn swap_macs(eth: usize) {
+    let (a, b, c) = (ld16(eth), ld16(eth + 2), ld16(eth + 4));
+    st16(eth, ld16(eth + 6));
+    st16(eth + 2, ld16(eth + 8));
+    st16(eth + 4, ld16(eth + 10));
+    st16(eth + 6, a);
+    st16(eth + 8, b);
+    st16(eth + 10, c);
+}
+
 #[inline(always)]
 fn ld16(p: usize) -> u16 {
     unsafe { *(p as *const u16) }
@@ -131,13 +209,7 @@ fn floor(ctx: &XdpContext) -> Option<u32> {
     if ld16(l4) == 0 || ld16(l4 + 2) == 0 {
         return None;
     }
-    let (a, b, c) = (ld16(eth), ld16(eth + 2), ld16(eth + 4));
-    st16(eth, ld16(eth + 6));
-    st16(eth + 2, ld16(eth + 8));
-    st16(eth + 4, ld16(eth + 10));
-    st16(eth + 6, a);
-    st16(eth + 8, b);
-    st16(eth + 10, c);
+    swap_macs(eth);
     Some(xdp_action::XDP_TX)
 }
 

@@ -82,7 +82,13 @@ impl Ctx {
 }
 
 /// The reference programs in lb-bench-ref.bpf.o.
-const REF_PROGS: [&str; 4] = ["bench_pass", "bench_floor", "bench_tx", "bench_sink"];
+const REF_PROGS: [&str; 5] = [
+    "bench_pass",
+    "bench_floor",
+    "bench_flow",
+    "bench_tx",
+    "bench_sink",
+];
 
 pub fn run(args: Args) -> Result<()> {
     if !util::is_root() {
@@ -126,7 +132,7 @@ pub fn run(args: Args) -> Result<()> {
         ctx.plan.runs, ctx.plan.calls
     ));
     println!("{}", figure::header());
-    let refs = Loaded::refs(&ref_obj, &REF_PROGS)?;
+    let mut refs = Loaded::refs(&ref_obj, &REF_PROGS)?;
 
     let mut figures = Vec::new();
     let mut failed_parts = Vec::new();
@@ -142,7 +148,7 @@ pub fn run(args: Args) -> Result<()> {
         step_line(&ctx, "per-packet paths (BPF_PROG_TEST_RUN)");
         part(
             "per-packet",
-            packet::run(&ctx, &lb_obj, &refs),
+            packet::run(&ctx, &lb_obj, &mut refs),
             &mut figures,
         );
     }

@@ -260,13 +260,17 @@ fn swap_macs(frame: &[u8]) -> Vec<u8> {
     o
 }
 
-/// The frame the floor program is timed on: a TCP segment of the path's family.
-fn floor_frame(v6: bool) -> Vec<u8> {
+/// The packet the floor program is timed on: a TCP segment of the path's family.
+fn floor_pkt(v6: bool) -> Pkt {
     if v6 {
-        Pkt::tcp("2001:db8:1::30", VIP6, CPORT, VPORT).bytes()
+        Pkt::tcp("2001:db8:1::30", VIP6, CPORT, VPORT)
     } else {
-        Pkt::tcp("198.18.0.30", VIP4, CPORT, VPORT).bytes()
+        Pkt::tcp("198.18.0.30", VIP4, CPORT, VPORT)
     }
+}
+
+fn floor_frame(v6: bool) -> Vec<u8> {
+    floor_pkt(v6).bytes()
 }
 
 /// `frame` with the Ethernet addresses a DR forward to real `id` writes.
@@ -290,9 +294,20 @@ impl Rng {
 }
 
 /// The figures of every path, the references, and the scale runs.
-pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &Loaded) -> Result<Vec<Figure>> {
+pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Figure>> {
+    // bench_flow's table knows the floor frames' flows.
+    {
+        let mut m: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(refs.map_mut("BENCH_FLOWS")?)?;
+        for v6 in [false, true] {
+            let p = floor_pkt(v6);
+            m.insert(key_of(&p), flow_value(1, 0), 0)?;
+        }
+    }
+    let refs: &Loaded = refs;
     let pass = refs.prog("bench_pass")?;
     let floor = refs.prog("bench_floor")?;
+    let flow = refs.prog("bench_flow")?;
     let pin = super::sys::PinDir::new("paths")?;
     let mut lb = Loaded::balancer(obj, pin.path(), 1 << 17)?;
     let defs = provision(&mut lb, pin.path())?;
@@ -301,6 +316,35 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &Loaded) -> Result<Vec<Figure
     let mut pass_all = Vec::new();
     let mut floor_all = Vec::new();
     let mut paths = Vec::new();
+    // The least an established flow costs: the floor plus one LRU lookup of a FlowKey.
+    let refdefs = [false, true].map(|v6| {
+        let f = floor_frame(v6);
+        PathDef {
+            name: format!("floor_flow_{}", if v6 { "v6" } else { "v4" }),
+            target: None,
+            v6,
+            inputs: vec![f.clone()],
+            check: fixed(XDP_TX, swap_macs(&f)),
+            after_run: None,
+            calls: None,
+        }
+    });
+    for def in refdefs {
+        ctx.progress(&format!(
+            "{}: reference, floor + one FLOWS-like lookup",
+            def.name
+        ));
+        let f = match time_path(flow, pass, floor, def, ctx.plan) {
+            Ok((f, p, fl)) => {
+                pass_all.extend(p);
+                floor_all.extend(fl);
+                f.note("floor + one LRU hash lookup of a FlowKey (bench_flow): the least an established flow costs")
+            }
+            Err((name, e)) => Figure::failed(name, "ns/pkt", format!("{e:#}")),
+        };
+        ctx.row(&f);
+        paths.push(f);
+    }
     for def in defs {
         ctx.progress(&format!(
             "{}: {} runs x {} calls, interleaved with pass_empty and floor",
