@@ -93,9 +93,18 @@ impl Loaded {
         for m in LB_MAPS {
             loader.map_pin_path(m, pin_dir.join(m));
         }
-        let ebpf = loader
+        let mut ebpf = loader
             .load_file(path)
             .with_context(|| format!("loading {}", path.display()))?;
+        // Maps beyond the known ones are pinned too, as lb-ctl's loader does, so lb-ctl
+        // finds every map it opens (not .rodata/.bss/.data, which belong to the program).
+        for (name, map) in ebpf.maps_mut() {
+            let pin = pin_dir.join(name);
+            if !name.starts_with('.') && !pin.exists() {
+                map.pin(&pin)
+                    .with_context(|| format!("pinning {}", pin.display()))?;
+            }
+        }
         let mut l = Loaded {
             ebpf,
             path: path.to_owned(),
