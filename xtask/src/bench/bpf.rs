@@ -7,7 +7,9 @@
 //! Timing (DESIGN.md §6): BPF_PROG_TEST_RUN with repeat = 1 on a fresh copy of the input
 //! per call, the kernel-reported duration of each call, every return value and output
 //! checked. A path is timed in a group with `pass_empty` and `floor`, interleaved in blocks
-//! within each run, so the three share the machine's state of the moment.
+//! within each run, so the three share the machine's state of the moment. A run's value is
+//! the mean of its calls between the 40th and 60th percentile ([`central_mean`]); a
+//! figure's median, min and max are over runs.
 
 use super::figure::central_mean;
 use anyhow::{Context, Result, anyhow, bail};

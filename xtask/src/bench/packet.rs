@@ -397,6 +397,9 @@ fn helper_calls(prog: &aya::programs::Xdp) -> Result<Figure> {
     let xlated = super::sys::sh(&["bpftool", "prog", "dump", "xlated", "id", &id])?;
     let mut calls: std::collections::BTreeMap<String, u32> = Default::default();
     let mut insns = 0u32;
+    // The map a helper works on is loaded into r1 just before the call.
+    let mut last_map: Option<String> = None;
+    let mut names: std::collections::HashMap<String, String> = Default::default();
     for l in xlated.lines() {
         let l = l.trim();
         let Some((n, rest)) = l.split_once(": (") else {
@@ -406,13 +409,26 @@ fn helper_calls(prog: &aya::programs::Xdp) -> Result<Figure> {
             continue;
         }
         insns += 1;
+        if let Some(m) = rest.split("r1 = map[id:").nth(1) {
+            last_map = m.split(']').next().map(str::to_string);
+        }
         if let Some(c) = rest.strip_prefix("85) call ") {
-            let name = if c.starts_with("pc") {
+            let helper = if c.starts_with("pc") {
                 "bpf-to-bpf".to_string()
             } else {
                 c.split('#').next().unwrap_or(c).to_string()
             };
-            *calls.entry(name).or_default() += 1;
+            let map = last_map.take().map(|id| {
+                names
+                    .entry(id.clone())
+                    .or_insert_with(|| map_name(&id).unwrap_or(id))
+                    .clone()
+            });
+            let key = match map {
+                Some(m) if helper.contains("map") => format!("{helper}({m})"),
+                _ => helper,
+            };
+            *calls.entry(key).or_default() += 1;
         }
     }
     let show = super::sys::sh(&["bpftool", "prog", "show", "id", &id])?;
@@ -430,6 +446,14 @@ fn helper_calls(prog: &aya::programs::Xdp) -> Result<Figure> {
             list.join(", ")
         )),
     )
+}
+
+/// A map's name from its id (`bpftool map show id N`: "N: type  name NAME  flags ...").
+fn map_name(id: &str) -> Option<String> {
+    let out = super::sys::sh(&["bpftool", "map", "show", "id", id]).ok()?;
+    let mut w = out.split_whitespace();
+    w.find(|x| *x == "name")?;
+    w.next().map(str::to_string)
 }
 
 type PathResult = std::result::Result<(Figure, Vec<f64>, Vec<f64>), (String, anyhow::Error)>;
