@@ -78,6 +78,15 @@ pub fn object(root: &Path, env: Option<&str>, file: &str, bin: &str) -> Result<P
         })
 }
 
+/// Why the balancer failed to load, once it has: a refused program can take the verifier a
+/// minute (a million instructions), so the other parts do not try again.
+static REFUSED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The balancer's load failure, if it failed before.
+pub fn refused() -> Option<String> {
+    REFUSED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// An object with its XDP programs loaded.
 pub struct Loaded {
     ebpf: Ebpf,
@@ -89,6 +98,9 @@ impl Loaded {
     /// The balancer with FLOWS / NAT_REV sized `max_flows` and every map pinned under
     /// `pin_dir`.
     pub fn balancer(path: &Path, pin_dir: &Path, max_flows: u32) -> Result<Loaded> {
+        if let Some(why) = refused() {
+            bail!("{why} (not tried again)");
+        }
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(MAP_FLOWS, max_flows);
         loader.map_max_entries(MAP_NAT_REV, max_flows);
@@ -111,7 +123,10 @@ impl Loaded {
             ebpf,
             path: path.to_owned(),
         };
-        l.load_prog(PROG_LB)?;
+        if let Err(e) = l.load_prog(PROG_LB) {
+            *REFUSED.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
+            return Err(e);
+        }
         Ok(l)
     }
 

@@ -291,6 +291,9 @@ fn lb_variant(
     runs: usize,
     secs: f64,
 ) -> Result<Vec<Figure>> {
+    if let Some(why) = super::bpf::refused() {
+        bail!("{why} (not tried again)");
+    }
     let topo = Topology::new("e2e")?;
     let pin = PinDir::new("e2e")?;
     let ctl = ctx.root.join("target/release/lb-ctl");
