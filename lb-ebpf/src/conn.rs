@@ -67,6 +67,22 @@ pub fn bind(real_id: u32, real: &Real) {
     mark_overload(real_id, real);
 }
 
+/// A flow the data path itself removes (expire_nodest_conn): IPVS's unbind, done on the
+/// data path's own counters with wrapping adds of −1 (REAL_EXPIRED is the sweep's):
+/// an inactive flow takes back its bind (`opened`, `to_inactive`), an active one `opened`.
+#[inline(always)]
+pub fn unbind(real_id: u32, flags: u8) {
+    let Some(ev) = REAL_CONNS.get_ptr_mut(real_id) else {
+        return;
+    };
+    unsafe {
+        atomic_add(&raw mut (*ev).opened, u64::MAX);
+        if flags & FlowFlags::INACTIVE != 0 {
+            atomic_add(&raw mut (*ev).to_inactive, u64::MAX);
+        }
+    }
+}
+
 /// A persistence template created for the real (`persistconns` + 1; IPVS binds templates
 /// too, so the threshold check runs as for a connection, on active + inactive).
 #[inline(always)]
@@ -85,9 +101,10 @@ fn mark_overload(real_id: u32, real: &Real) {
     }
     let c = counts(real_id);
     if c.active.wrapping_add(c.inactive) >= real.u_threshold as u64
-        && let Some(ev) = REAL_CONNS.get_ptr_mut(real_id) {
-            unsafe { (*ev).overloaded = 1 };
-        }
+        && let Some(ev) = REAL_CONNS.get_ptr_mut(real_id)
+    {
+        unsafe { (*ev).overloaded = 1 };
+    }
 }
 
 /// IPVS `IP_VS_DEST_F_OVERLOAD` as a scheduler sees it. Set at bind; IPVS clears it when a

@@ -72,7 +72,8 @@ pub fn lookup_dest(pkt: &Packet) -> Result<Found, Exit> {
 /// move its TCP state (`conn::on_packet`; not for an ICMP error, which is no packet of the
 /// connection). Its real deleted (IPVS: the destination is no longer available): with
 /// `expire_nodest_conn` 0, as IPVS's default, drop `RealGone` until the flow expires; with
-/// 1 expire the flow now and schedule the packet as a new one.
+/// 1 expire the flow now (taking it off its real's counters, as IPVS's unbind) and
+/// schedule the packet as a new one.
 #[inline(always)]
 fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
     let key = &pkt.key;
@@ -86,7 +87,10 @@ fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
             return Err(Drop::RealGone);
         }
         if pkt.quote.is_none() {
-            let _ = FLOWS.remove(key);
+            let flags = unsafe { (*v).flags };
+            if FLOWS.remove(key).is_ok() {
+                conn::unbind(real_id, flags);
+            }
         }
         return Ok(None);
     }

@@ -69,10 +69,11 @@ fn to(what: &'static str, client: &str, r: &Real, id: u32) -> Action {
     })
 }
 
-/// ip_vs_dh.c: bucket = (ntohl(daddr) · 2654435761) & 255, written out here.
+/// ip_vs_dh.c: bucket = hash_32(ntohl(daddr), 8) (GOLDEN_RATIO_32 multiply, top 8 bits),
+/// written out here.
 fn dh_bucket(vip: &str) -> usize {
     let a: std::net::Ipv4Addr = vip.parse().unwrap();
-    (u32::from(a).wrapping_mul(2_654_435_761) & 255) as usize
+    (u32::from(a).wrapping_mul(0x61C8_8647) >> 24) as usize
 }
 
 fn dh_hashes_vip() -> Sequence {
@@ -91,7 +92,7 @@ fn dh_hashes_vip() -> Sequence {
     let r = if id == REAL_A { a } else { b };
     Sequence {
         name: "sched_dh_hashes_the_vip",
-        why: "dh hashes the destination address (the VIP): every client lands in bucket (ntohl(VIP)·2654435761) & 255",
+        why: "dh hashes the destination address (the VIP): every client lands in bucket hash_32(ntohl(VIP), 8)",
         provision: prov,
         steps: vec![
             to("first client", CLIENT4, &r, id),

@@ -6,10 +6,10 @@
 //!   the wlc choice, cached.
 //! - lblcr: a set of up to `LOCALITY_SET_MAX` reals; the least loaded member (overhead /
 //!   weight, skipping weight 0 and threshold-overloaded members) unless overloaded in
-//!   lblc's sense, else the wlc choice is added to the set. A set of more than one that
-//!   has not changed for `LBLCR_EXPIRATION_S` loses its most loaded member.
-//!   When the set is full, the new choice replaces the most loaded member (IPVS's list
-//!   grows without bound).
+//!   lblc's sense, else the wlc choice is added at the head of the set (IPVS list order,
+//!   newest first). A set of more than one that has not changed for `LBLCR_EXPIRATION_S`
+//!   loses its most loaded member. When the set is full, its most loaded member makes
+//!   room (IPVS's list grows without bound).
 //!
 //! Entries not used for 24 h are the sweep's to expire (lblc_expiration).
 
@@ -155,7 +155,9 @@ pub extern "C" fn lb_lblc_store(svc_id: u32, id: u32, replicate: u32) -> u32 {
     0
 }
 
-/// (least loaded usable member id, index of the most loaded member) of a set.
+/// (least loaded usable member id, index of the most loaded member) of a set, as IPVS's
+/// `ip_vs_dest_set_min` (weight > 0, not overloaded, min overhead/weight, first wins) and
+/// `ip_vs_dest_set_max` (weight > 0, max overhead/weight, first wins), in set order.
 #[inline(always)]
 fn set_min_max(e: *mut LocalityValue, svc_id: u32) -> (u32, usize) {
     let (mut least, mut lw, mut loh) = (NO_REAL, 0u64, 0u64);
@@ -172,16 +174,20 @@ fn set_min_max(e: *mut LocalityValue, svc_id: u32) -> (u32, usize) {
         let c = conn::counts(id);
         let oh = (c.active << 8) + c.inactive;
         let w = r.weight as u64;
-        if w > 0 && !conn::overloaded(id, r) && (least == NO_REAL || loh * w > oh * lw) {
+        if w == 0 {
+            continue;
+        }
+        if !conn::overloaded(id, r) && (least == NO_REAL || loh * w > oh * lw) {
             (least, lw, loh) = (id, w, oh);
         }
-        if most == usize::MAX || oh * mw > moh * w {
+        if most == usize::MAX || moh * w < oh * mw {
             (most, mw, moh) = (i, w, oh);
         }
     }
     (least, most)
 }
 
+/// Removes member `at`, keeping the others' order (IPVS `list_del`; `lastmod` unchanged).
 #[inline(always)]
 fn erase(e: *mut LocalityValue, at: usize) {
     unsafe {
@@ -189,18 +195,19 @@ fn erase(e: *mut LocalityValue, at: usize) {
         if at >= LOCALITY_SET_MAX || len == 0 || len > LOCALITY_SET_MAX {
             return;
         }
-        // Masked indexes (LOCALITY_SET_MAX is a power of two): LLVM folds the range checks
-        // above into a form the verifier cannot follow.
-        let vlen = core::ptr::read_volatile(&raw const (*e).len) as usize;
-        let last = vlen.wrapping_sub(1) & (LOCALITY_SET_MAX - 1);
-        let at = at & (LOCALITY_SET_MAX - 1);
-        (*e).reals[at] = (*e).reals[last];
-        (*e).reals[last] = NO_REAL;
-        (*e).len = last as u32;
-        (*e).last_mod_s = conn::now();
+        // Constant indexes only: shift every member after `at` one place left.
+        for i in 0..LOCALITY_SET_MAX - 1 {
+            if i >= at {
+                (*e).reals[i] = (*e).reals[i + 1];
+            }
+        }
+        (*e).reals[LOCALITY_SET_MAX - 1] = NO_REAL;
+        (*e).len = len as u32 - 1;
     }
 }
 
+/// Adds a real at the head of the set (IPVS `list_add`), unless already a member; a full
+/// set first drops its most loaded member. Stamps `last_mod_s`.
 #[inline(always)]
 fn insert(e: *mut LocalityValue, id: u32, now: u32, svc_id: u32) {
     unsafe {
@@ -210,16 +217,27 @@ fn insert(e: *mut LocalityValue, id: u32, now: u32, svc_id: u32) {
                 return;
             }
         }
-        if len < LOCALITY_SET_MAX {
-            let vlen = core::ptr::read_volatile(&raw const (*e).len) as usize;
-            (*e).reals[vlen & (LOCALITY_SET_MAX - 1)] = id;
-            (*e).len = len as u32 + 1;
-        } else {
+        if len >= LOCALITY_SET_MAX {
             let (_, most) = set_min_max(e, svc_id);
-            if most < LOCALITY_SET_MAX {
-                (*e).reals[most & (LOCALITY_SET_MAX - 1)] = id;
+            erase(
+                e,
+                if most < LOCALITY_SET_MAX {
+                    most
+                } else {
+                    LOCALITY_SET_MAX - 1
+                },
+            );
+        }
+        let len = (*e).len as usize;
+        // Constant indexes only: shift right from the end, then write the head.
+        for j in 0..LOCALITY_SET_MAX - 1 {
+            let i = LOCALITY_SET_MAX - 1 - j;
+            if i <= len {
+                (*e).reals[i] = (*e).reals[i - 1];
             }
         }
+        (*e).reals[0] = id;
+        (*e).len = (len as u32 + 1).min(LOCALITY_SET_MAX as u32);
         (*e).last_mod_s = now;
     }
 }

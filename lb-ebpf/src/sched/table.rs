@@ -9,8 +9,8 @@
 //! - sh (ip_vs_sh.c): bucket `hash_32(ntohs(port) + ntohl(fold(saddr)), 8)`, port = the
 //!   client port with `-b sh-port` else 0; unavailable → `NoReal`, or with `-b sh-fallback`
 //!   IPVS's walk `(offset + 2·ihash) % 256` for offset 0..256.
-//! - dh (ip_vs_dh.c): bucket `(ntohl(fold(daddr)) · 2654435761) & 255`; unavailable →
-//!   `NoReal`.
+//! - dh (ip_vs_dh.c): bucket `hash_32(ntohl(fold(daddr)), 8)` (kernels before hash_32
+//!   used `(… · 2654435761) & 255`); unavailable → `NoReal`.
 
 use lb_common::{
     Drop, FlowKey, Service, VipFlags,
@@ -180,7 +180,7 @@ extern "C" fn sh_step(offset: u64, ctx: *mut c_void) -> i64 {
 /// `ip_vs_dh_hashkey(af, daddr)`.
 #[inline(always)]
 pub fn dh_bucket(pkt: &Packet) -> u32 {
-    addr_fold(&pkt.key.dst).wrapping_mul(2_654_435_761) & (TAB_SIZE - 1)
+    hash_32(addr_fold(&pkt.key.dst), 8)
 }
 
 /// dh: the destination address's bucket; unavailable → `NoReal`.
