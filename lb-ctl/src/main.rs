@@ -143,8 +143,8 @@ fn run_native(cli: Cli) -> Result<String> {
             if once {
                 let r = sweep::sweep_once(&dir)?;
                 format!(
-                    "clock {} flows {} expired active {} inactive {} templates {}\n",
-                    r.now, r.flows, r.active, r.inactive, r.templates
+                    "clock {} flows {} expired active {} inactive {} templates {} locality {}\n",
+                    r.now, r.flows, r.active, r.inactive, r.templates, r.locality
                 )
             } else {
                 // Stamps written while no sweep kept CLOCK are timed from now.

@@ -8,7 +8,7 @@ use crate::model::{Filter, Op, Snapshot};
 use aya::maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues};
 use lb_common::conn::{ConnCounts, ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
-    FILTER_WORDS, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
+    FILTER_WORDS, MAP_COUNTERS, MAP_FLOWS, MAP_LBLC, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
     MAP_REAL_EXPIRED, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
     MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
 };
@@ -306,6 +306,18 @@ impl Maps {
                     .set(*id, zeroes()?, 0)
                     .map_err(err(MAP_REAL_STATS))?,
                 Op::AddTxPort(i) => self.tx_ports.insert(*i, *i, None, 0)?,
+                Op::ClearLocality(id) => {
+                    let path = self.dir.join(MAP_LBLC);
+                    if path.exists() {
+                        let raw = crate::sys::RawMap::open(&path)
+                            .and_then(|m| m.set_zero(id))
+                            .map_err(|source| MapsError::Raw {
+                                name: MAP_LBLC,
+                                source,
+                            });
+                        raw?;
+                    }
+                }
             }
         }
         Ok(())

@@ -304,6 +304,9 @@ pub enum Op {
     FilterZero(Filter),
     /// Reset a service's per-CPU stats (a reused id starts from zero).
     ZeroSvcStats(u32),
+    /// Clear a service id's lblc/lblcr locality entry (LBLC, when the object has it), so a
+    /// reused id starts without the old service's destinations.
+    ClearLocality(u32),
     /// Reset a real's per-CPU stats.
     ZeroRealStats(u32),
     /// Make an interface a redirect target (TX_PORTS).

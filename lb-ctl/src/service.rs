@@ -166,6 +166,7 @@ pub fn add(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
     let (word, mask) = slot_of(ip);
     Ok(vec![
         Op::ZeroSvcStats(id),
+        Op::ClearLocality(id),
         Op::PutService(spec.addr.key(), svc),
         Op::PutVip(vip_key(ip), services_on(snap, ip) + 1),
         Op::FilterSet(Filter::Vip, word, mask),
@@ -360,17 +361,18 @@ pub(crate) mod tests {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
         assert_eq!(ops[0], Op::ZeroSvcStats(0));
-        assert!(matches!(ops[1], Op::PutService(_, s) if s.id == 0 && s.table_len == 0));
+        assert_eq!(ops[1], Op::ClearLocality(0));
+        assert!(matches!(ops[2], Op::PutService(_, s) if s.id == 0 && s.table_len == 0));
         assert_eq!(
-            ops[2],
+            ops[3],
             Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 1)
         );
-        assert!(matches!(ops[3], Op::FilterSet(Filter::Vip, _, _)));
+        assert!(matches!(ops[4], Op::FilterSet(Filter::Vip, _, _)));
         apply(&mut snap, &ops);
         let ops = add(&snap, &spec("198.18.2.1", 443)).unwrap();
         assert_eq!(ops[0], Op::ZeroSvcStats(1));
         assert_eq!(
-            ops[2],
+            ops[3],
             Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 2)
         );
     }
@@ -455,7 +457,7 @@ pub(crate) mod tests {
         let ops = delete(&snap, &sa("198.18.2.1", 80)).unwrap();
         apply(&mut snap, &ops);
         let ops = add(&snap, &spec("198.18.2.2", 80)).unwrap();
-        let Op::PutService(_, s) = ops[1] else {
+        let Op::PutService(_, s) = ops[2] else {
             panic!()
         };
         assert_eq!(s.id, 2);

@@ -20,11 +20,12 @@ use crate::sys::{self, RawMap};
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
 use lb_common::consts::{
-    MAP_CLOCK, MAP_FLOWS, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES,
+    MAP_CLOCK, MAP_FLOWS, MAP_LBLC, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS,
+    MAP_SERVICES, MAX_SERVICES,
 };
 use lb_common::{
-    FlowFlags, FlowKey, FlowValue, ForwardMode, NatReverse, PersistKey, PersistValue, Real,
-    Service, ServiceKey,
+    FlowFlags, FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
+    PersistValue, Real, Service, ServiceKey,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -42,6 +43,41 @@ pub struct SweepReport {
     pub inactive: u64,
     /// Templates expired.
     pub templates: u64,
+    /// lblc/lblcr locality entries cleared.
+    pub locality: u64,
+}
+
+/// IPVS's `lblc_expiration` / `lblcr_expiration` default: an entry unused for a day goes.
+pub const LOCALITY_EXPIRY_S: u32 = 24 * 3600;
+
+/// Clears lblc/lblcr entries (LBLC, when the object has it) unused for
+/// [`LOCALITY_EXPIRY_S`].
+fn expire_locality(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<u64, MapsError> {
+    let path = dir.join(MAP_LBLC);
+    if !path.exists() {
+        return Ok(0);
+    }
+    let raw = RawMap::open(&path).map_err(io_err(MAP_LBLC))?;
+    let mut n = 0;
+    for id in 0..MAX_SERVICES {
+        let Some(v) = raw
+            .get::<u32, LocalityValue>(&id)
+            .map_err(io_err(MAP_LBLC))?
+        else {
+            break;
+        };
+        if v.len > 0
+            && expired(
+                now,
+                Rebase::last_seen(rebase, v.last_seen_s),
+                LOCALITY_EXPIRY_S,
+            )
+        {
+            raw.set_zero(&id).map_err(io_err(MAP_LBLC))?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Whether a flow or template last seen at `last` has outlived `timeout` at `now`
@@ -267,6 +303,7 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
             }
         }
     }
+    rep.locality = expire_locality(dir, now, rebase)?;
     if !expiry.is_empty() {
         let mut ex: Array<MapData, ConnExpiry> = open(dir, MAP_REAL_EXPIRED)?;
         for (id, add) in expiry {

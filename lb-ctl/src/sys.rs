@@ -83,6 +83,8 @@ struct InfoAttr {
     info: u64,
 }
 
+/// `BPF_MAP_LOOKUP_ELEM`.
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 /// `BPF_MAP_UPDATE_ELEM`.
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (hash maps: Linux 5.14).
@@ -146,6 +148,67 @@ impl RawMap {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The value at `key`; `None` if absent.
+    pub fn get<K: bytemuck::Pod, V: bytemuck::Pod>(&self, key: &K) -> io::Result<Option<V>> {
+        let mut v = V::zeroed();
+        match self.elem(
+            BPF_MAP_LOOKUP_ELEM,
+            bytemuck::bytes_of(key),
+            bytemuck::bytes_of_mut(&mut v).as_mut_ptr(),
+            0,
+        ) {
+            Ok(()) => Ok(Some(v)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The map's value size in bytes (`bpf_map_info.value_size`).
+    pub fn value_size(&self) -> io::Result<u32> {
+        // bpf_map_info starts: type, id, key_size, value_size (include/uapi/linux/bpf.h).
+        let mut info = [0u32; 32];
+        let attr = InfoAttr {
+            bpf_fd: std::os::fd::AsRawFd::as_raw_fd(&self.0) as u32,
+            info_len: std::mem::size_of_val(&info) as u32,
+            info: info.as_mut_ptr() as u64,
+        };
+        // SAFETY: the kernel writes at most info_len bytes into `info`, which we own.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_OBJ_GET_INFO_BY_FD,
+                &attr as *const InfoAttr,
+                std::mem::size_of::<InfoAttr>(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(info[3])
+    }
+
+    /// Writes an all-zero value at `key` (any value type: the size is the map's own).
+    pub fn set_zero<K: bytemuck::Pod>(&self, key: &K) -> io::Result<()> {
+        let mut zero = vec![0u8; self.value_size()? as usize];
+        self.elem(
+            BPF_MAP_UPDATE_ELEM,
+            bytemuck::bytes_of(key),
+            zero.as_mut_ptr(),
+            0,
+        )
+    }
+
+    /// Inserts or replaces `key`.
+    pub fn set<K: bytemuck::Pod, V: bytemuck::Pod>(&self, key: &K, v: &V) -> io::Result<()> {
+        let mut v = *v;
+        self.elem(
+            BPF_MAP_UPDATE_ELEM,
+            bytemuck::bytes_of(key),
+            bytemuck::bytes_of_mut(&mut v).as_mut_ptr(),
+            0,
+        )
     }
 
     /// Inserts `key` unless present; false when it was present.
