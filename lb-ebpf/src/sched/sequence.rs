@@ -1,81 +1,297 @@
-//! Sequence-driven schedulers, rr and wrr: lb-ctl built the sequence (`lb_common::sched`:
-//! rr = the reals with weight > 0 in list order; wrr = one period of ip_vs_wrr_schedule),
-//! and `SCHED_CURSOR[service id]` holds the next entry to try. A flow takes the first
-//! available entry from there (IPVS rr: the first available real after the last one
-//! chosen) and the cursor moves past it.
+//! Sequence-driven schedulers, rr (ip_vs_rr.c) and wrr (ip_vs_wrr.c), run as IPVS runs
+//! them over the service's reals list (`svc->destinations` order), with IPVS's scheduler
+//! state kept in `SCHED_CURSOR[service id]`:
+//! - bit 63: set once the service has scheduled (clear = IPVS's fresh state);
+//! - bits 41–62: `reals_base` of the list the state belongs to. lb-ctl publishes every
+//!   change of the real set or of a weight as a new list region, so a different base is
+//!   IPVS's `dest_changed` / `add_dest` / `del_dest`;
+//! - bits 32–40: `cl`, the list position of the last pick (`HEAD` = the list head);
+//! - bits 0–23: wrr's `cw`.
 //!
-//! Differences from IPVS: the cursor is read and written without a lock (IPVS holds
-//! `sched_lock`), so two CPUs scheduling at the same instant may take the same entry; the
-//! walk over unavailable (overloaded, quiesced) entries stops after
-//! `MAX_REALS_PER_SERVICE` tries; wrr steps over an overloaded real to the next entry of
-//! the period (see `lb_common::sched::wrr_sequence`).
+//! rr: from the real after the last pick, the first available one (not overloaded, weight
+//! > 0), wrapping once. After a list change rr continues after the last pick's real in the
+//! new list (IPVS keeps its list position); a deleted last pick restarts at the head.
+//! wrr: `ip_vs_wrr_schedule` (mark `cl`, `cw`, `mw`, `di`, with the last-pass stop), and
+//! on a list change `ip_vs_wrr_dest_changed` (back to the head, `cw` rounded to the new
+//! `di`, or `mw` when above it or 0). `mw` and `di` are recomputed from the list.
+//!
+//! lb-ctl's rr/wrr tables (`lb_common::sched`) are not read by the data path.
+//! Difference from IPVS: the state is read and written without a lock (IPVS holds
+//! `sched_lock`), so two CPUs scheduling at the same instant may take the same real; a
+//! wrr walk gives up after `WRR_MAX_STEPS` list positions (IPVS's bound is the passes).
 
+use aya_ebpf::cty::c_void;
 use lb_common::{
-    Drop, Service,
+    Drop, SchedKind, Service,
     consts::{MAX_REALS_PER_SERVICE, NO_REAL},
 };
 
 use super::{available, iter};
+use crate::conn;
+use crate::lookup::lookup_real;
 use crate::maps::{SCHED_CURSOR, SCHED_TABLE};
-use aya_ebpf::cty::c_void;
 
-/// rr / wrr: the next available entry of the sequence.
+/// Most list positions a wrr pick visits.
+pub const WRR_MAX_STEPS: u32 = 1 << 14;
+const VALID: u64 = 1 << 63;
+const HEAD: u32 = 0x1ff;
+
+#[inline(always)]
+fn pack(base: u32, cl: u32, cw: u32) -> u64 {
+    VALID
+        | ((base as u64 & 0x3f_ffff) << 41)
+        | ((cl as u64 & 0x1ff) << 32)
+        | (cw as u64 & 0xff_ffff)
+}
+
+/// rr / wrr.
 #[inline(always)]
 pub fn select(svc: &Service) -> Result<u32, Drop> {
-    match lb_sched_seq(svc.id, svc.table_base, svc.table_len) {
+    let wrr = (svc.sched == SchedKind::Wrr as u8) as u32;
+    match lb_sched_seq(svc.id, svc.reals_base, svc.reals_len, wrr) {
         NO_REAL => Err(Drop::NoReal),
         id => Ok(id),
     }
 }
 
-/// The cursor walk (a global function, verified once: see `load`).
+#[inline(always)]
+fn real_at(base: u32, i: u32) -> Option<u32> {
+    SCHED_TABLE.get(base.wrapping_add(i)).copied()
+}
+
+/// The rr / wrr pick (a global function, verified once: see `load`).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn lb_sched_seq(svc_id: u32, table_base: u32, table_len: u32) -> u32 {
-    if table_len == 0 {
+pub extern "C" fn lb_sched_seq(svc_id: u32, reals_base: u32, reals_len: u32, wrr: u32) -> u32 {
+    let n = reals_len.min(MAX_REALS_PER_SERVICE);
+    if n == 0 {
         return NO_REAL;
     }
     let Some(cur) = SCHED_CURSOR.get_ptr_mut(svc_id) else {
         return NO_REAL;
     };
-    let start = unsafe { *cur }.checked_rem(table_len as u64).unwrap_or(0) as u32;
-    let mut s = Walk {
-        base: table_base,
-        len: table_len,
+    let c = unsafe { *cur };
+    let fresh = c & VALID == 0;
+    let same = !fresh && ((c >> 41) & 0x3f_ffff) as u32 == reals_base & 0x3f_ffff;
+    let mut cl = if fresh {
+        HEAD
+    } else {
+        ((c >> 32) & 0x1ff) as u32
+    };
+    let cw = (c & 0xff_ffff) as u32;
+    if wrr == 0 {
+        if !fresh && !same {
+            // The list changed: continue after the last pick's real, if still listed.
+            let old = ((c >> 41) & 0x3f_ffff) as u32;
+            cl = match real_at(old, cl) {
+                Some(id) if cl != HEAD => find(reals_base, n, id),
+                _ => HEAD,
+            };
+        }
+        return rr(cur, reals_base, n, cl);
+    }
+    let mut m = Mark {
+        base: reals_base,
+        n,
+        ..Mark::default()
+    };
+    iter::run(n, weights_step, &mut m);
+    if m.di == 0 {
+        m.di = 1;
+    }
+    m.mw = m.max as i64 - (m.di as i64 - 1);
+    m.cw = cw as i64;
+    if fresh {
+        m.cl = HEAD;
+        m.cw = m.mw;
+    } else if !same {
+        // ip_vs_wrr_dest_changed.
+        m.cl = HEAD;
+        if m.cw > m.mw || m.cw == 0 {
+            m.cw = m.mw;
+        } else if m.di > 1 {
+            m.cw = (m.cw / m.di as i64) * m.di as i64 + 1;
+        }
+    } else {
+        m.cl = cl;
+    }
+    let id = wrr_pick(&mut m);
+    unsafe { *cur = pack(reals_base, m.cl, m.cw.max(0) as u32) };
+    id
+}
+
+/// Position of real `id` in the list, or `HEAD`.
+#[inline(always)]
+fn find(base: u32, n: u32, id: u32) -> u32 {
+    let mut s = [base, id, HEAD];
+    iter::run(n, find_step, &mut s);
+    s[2]
+}
+
+#[inline(never)]
+extern "C" fn find_step(i: u64, ctx: *mut c_void) -> i64 {
+    let s: &mut [u32; 3] = unsafe { iter::state(ctx) };
+    match real_at(s[0], i as u32) {
+        Some(id) if id == s[1] => {
+            s[2] = i as u32;
+            1
+        }
+        Some(_) => 0,
+        None => 1,
+    }
+}
+
+#[repr(C)]
+struct Rr {
+    base: u32,
+    n: u32,
+    start: u32,
+    found: u32,
+    pos: u32,
+    _pad: u32,
+}
+
+#[inline(always)]
+fn rr(cur: *mut u64, base: u32, n: u32, cl: u32) -> u32 {
+    let start = if cl == HEAD || cl + 1 >= n { 0 } else { cl + 1 };
+    let mut s = Rr {
+        base,
+        n,
         start,
         found: NO_REAL,
-        next: 0,
+        pos: 0,
+        _pad: 0,
     };
-    iter::run(table_len.min(MAX_REALS_PER_SERVICE), seq_step, &mut s);
+    iter::run(n, rr_step, &mut s);
     if s.found != NO_REAL {
-        unsafe { *cur = s.next as u64 };
+        unsafe { *cur = pack(base, s.pos, 0) };
     }
     s.found
 }
 
-#[repr(C)]
-struct Walk {
-    base: u32,
-    len: u32,
-    start: u32,
-    found: u32,
-    next: u32,
-}
-
 #[inline(never)]
-extern "C" fn seq_step(k: u64, ctx: *mut c_void) -> i64 {
-    let s: &mut Walk = unsafe { iter::state(ctx) };
-    // start < len and k < len: one subtraction wraps the position.
+extern "C" fn rr_step(k: u64, ctx: *mut c_void) -> i64 {
+    let s: &mut Rr = unsafe { iter::state(ctx) };
+    // start < n and k < n: one subtraction wraps the position.
     let mut pos = s.start + k as u32;
-    if pos >= s.len {
-        pos -= s.len;
+    if pos >= s.n {
+        pos -= s.n;
     }
-    let Some(&id) = SCHED_TABLE.get(s.base.wrapping_add(pos)) else {
+    let Some(id) = real_at(s.base, pos) else {
         return 1;
     };
     if available(id).is_some() {
         s.found = id;
-        s.next = if pos + 1 >= s.len { 0 } else { pos + 1 };
+        s.pos = pos;
+        return 1;
+    }
+    0
+}
+
+/// wrr's mark and walk state.
+#[repr(C)]
+#[derive(Default)]
+struct Mark {
+    base: u32,
+    n: u32,
+    /// gcd of the positive weights.
+    di: u32,
+    /// Largest weight.
+    max: u32,
+    mw: i64,
+    cw: i64,
+    cl: u32,
+    /// Where the walk is (`HEAD` or a position), where it started, where it must stop.
+    at: u32,
+    last: u32,
+    stop: u32,
+    last_pass: u32,
+    restarted: u32,
+    found: u32,
+    _pad: u32,
+}
+
+#[inline(never)]
+extern "C" fn weights_step(i: u64, ctx: *mut c_void) -> i64 {
+    let m: &mut Mark = unsafe { iter::state(ctx) };
+    let Some(id) = real_at(m.base, i as u32) else {
+        return 1;
+    };
+    let Some(r) = lookup_real(id) else {
+        return 0;
+    };
+    let w = r.weight;
+    if w > m.max {
+        m.max = w;
+    }
+    if w > 0 {
+        let (mut a, mut b) = (w, m.di);
+        for _ in 0..32 {
+            if b == 0 {
+                break;
+            }
+            let t = a.checked_rem(b).unwrap_or(0);
+            a = b;
+            b = t;
+        }
+        m.di = a;
+    }
+    0
+}
+
+/// `ip_vs_wrr_schedule` from `m.cl` with `m.cw`; leaves the new `cl`/`cw` in `m`.
+#[inline(always)]
+fn wrr_pick(m: &mut Mark) -> u32 {
+    if m.mw <= 0 {
+        return NO_REAL;
+    }
+    m.at = m.cl;
+    m.last = m.cl;
+    m.stop = NO_REAL;
+    m.last_pass = 0;
+    m.restarted = 0;
+    m.found = NO_REAL;
+    iter::run(WRR_MAX_STEPS, wrr_step, m);
+    m.found
+}
+
+#[inline(never)]
+extern "C" fn wrr_step(_: u64, ctx: *mut c_void) -> i64 {
+    let m: &mut Mark = unsafe { iter::state(ctx) };
+    let next = if m.at == HEAD { 0 } else { m.at + 1 };
+    if next >= m.n {
+        // End of the list: next pass.
+        m.at = HEAD;
+        m.cw -= m.di as i64;
+        if m.cw <= 0 {
+            m.cw = m.mw;
+            if m.last_pass != 0 || m.last == HEAD {
+                // err_over with `dest` at the list head.
+                m.cl = HEAD;
+                return 1;
+            }
+            m.restarted = 1;
+        }
+        m.last_pass = (m.cw <= m.di as i64) as u32;
+        if m.last_pass != 0 && m.restarted != 0 && m.last != HEAD {
+            m.stop = m.last;
+        }
+        return 0;
+    }
+    m.at = next;
+    let Some(id) = real_at(m.base, next) else {
+        return 1;
+    };
+    if let Some(r) = lookup_real(id)
+        && !conn::overloaded(id, r)
+        && r.weight as i64 >= m.cw
+    {
+        m.cl = next;
+        m.found = id;
+        return 1;
+    }
+    if next == m.stop {
+        m.cl = next;
         return 1;
     }
     0
