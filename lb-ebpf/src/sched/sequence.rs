@@ -8,8 +8,8 @@
 //! - bits 32–40: `cl`, the list position of the last pick (`HEAD` = the list head);
 //! - bits 0–23: wrr's `cw`.
 //!
-//! rr: from the real after the last pick, the first available one (not overloaded, weight
-//! > 0), wrapping once. After a list change rr continues after the last pick's real in the
+//! rr: from the real after the last pick, the first available one (not overloaded,
+//! positive weight), wrapping once. After a list change rr continues after the last pick's real in the
 //! new list (IPVS keeps its list position); a deleted last pick restarts at the head.
 //! wrr: `ip_vs_wrr_schedule` (mark `cl`, `cw`, `mw`, `di`, with the last-pass stop), and
 //! on a list change `ip_vs_wrr_dest_changed` (back to the head, `cw` rounded to the new
