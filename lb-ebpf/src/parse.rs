@@ -219,8 +219,9 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) {
     pkt.key.dport = Be16(unsafe { ld16(p + 2) });
     pkt.l4 = L4::Ports;
     if need == TCP_LEN
-        && let Some(p) = bytes_at(ctx, pkt.l4_off, TCP_LEN) {
-            // Bytes 12–13 (data offset, flags): the flags are the second byte in memory.
-            pkt.tcp_flags = unsafe { ld16(p + 12) }.to_ne_bytes()[1];
-        }
+        && let Some(p) = bytes_at(ctx, pkt.l4_off, TCP_LEN)
+    {
+        // Bytes 12–13 (data offset, flags): the flags are the second byte in memory.
+        pkt.tcp_flags = unsafe { ld16(p + 12) }.to_ne_bytes()[1];
+    }
 }
