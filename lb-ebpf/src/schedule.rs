@@ -191,9 +191,11 @@ pub extern "C" fn lb_group_real(reals_base: u32, reals_len: u32, t_real: u32) ->
     sched::iter::run(reals_len.min(MAX_REALS_PER_SERVICE), group_step, &mut s);
     if s.found != NO_REAL
         && let Some(r) = lookup_real(s.found)
-            && r.weight == 0 && conn::settings().expire_quiescent_template != 0 {
-                return NO_REAL;
-            }
+        && r.weight == 0
+        && conn::settings().expire_quiescent_template != 0
+    {
+        return NO_REAL;
+    }
     s.found
 }
 
@@ -212,9 +214,11 @@ extern "C" fn group_step(i: u64, ctx: *mut aya_ebpf::cty::c_void) -> i64 {
         return 1;
     };
     if let Some(r) = lookup_real(id)
-        && r.addr == s.addr && r.family as u32 == s.family {
-            s.found = id;
-            return 1;
-        }
+        && r.addr == s.addr
+        && r.family as u32 == s.family
+    {
+        s.found = id;
+        return 1;
+    }
     0
 }

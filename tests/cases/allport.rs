@@ -43,7 +43,10 @@ fn exact_port_first() -> Sequence {
             output: Output::Pkt(dr(&p, r)),
             counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::NEW_FLOW, Counter::TX])
                 .both(svc_id, real_id, new_conn(&p)),
-            state: vec![StateCheck::Flow(key_of(&p), Some(fv_new(real_id, svc_id, &p, Dr)))],
+            state: vec![StateCheck::Flow(
+                key_of(&p),
+                Some(fv_new(real_id, svc_id, &p, Dr)),
+            )],
         })
     };
     Sequence {
