@@ -28,41 +28,7 @@ use std::collections::BTreeMap;
 /// implement yet, or a known difference from IPVS that the program (or the table
 /// contract) still has. `LB_SCHED_PENDING=1` runs them too; each stays in the table
 /// below so it turns into a regular test by deleting its line here.
-const PENDING: &[(&str, &str)] = &[
-    (
-        "lblcr_replicas",
-        "lblcr set order: lb-ebpf appends a new member; ip_vs_dest_set_insert adds it at the \
-         head (list_add_rcu), so ip_vs_dest_set_min's first-best rule breaks ties toward the \
-         newest member",
-    ),
-    (
-        "rr_weight0_skipped",
-        "rr after a weight change: the rebuilt sequence is indexed by the old cursor, so the \
-         next pick is not the real after the last one (IPVS keeps its list position)",
-    ),
-    (
-        "dh_by_destination",
-        "dh bucket: lb-ebpf uses (ntohl(fold)*2654435761) & 255 (pre-hash_32 kernels); \
-         ip_vs_dh.c now uses hash_32(ntohl(fold), 8), as sh does",
-    ),
-    (
-        "wrr_weight_change",
-        "wrr after a weight change (a documented difference): IPVS restarts from the list \
-         head at the rounded current weight; lb indexes the new sequence with the old cursor \
-         (not even from its first entry, as lb_common::sched::wrr_sequence's doc says)",
-    ),
-    (
-        "nodest_conn_expired_and_rescheduled",
-        "expire_nodest_conn=1: lb-ebpf removes the flow of a deleted real itself, but nothing \
-         counts that expiry (REAL_EXPIRED is the sweep's), so the real's ActiveConn/InActConn \
-         never return to 0 (IPVS's ip_vs_conn_expire_now unbinds the dest); a reused real id \
-         would inherit them",
-    ),
-    (
-        "dist_dh_stable_across_restart",
-        "stable across restart, but every choice differs from IPVS's by the dh bucket hash",
-    ),
-];
+const PENDING: &[(&str, &str)] = &[];
 
 /// A scenario: services and a script.
 struct Sc {
