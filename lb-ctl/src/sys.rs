@@ -269,28 +269,7 @@ pub fn monotonic_s() -> u32 {
 
 /// Opens a pinned BPF object and reads its link info.
 pub fn pinned_link_info(p: &Path) -> io::Result<LinkInfo> {
-    let c = cpath(p)?;
-    let attr = ObjGetAttr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-        path_fd: 0,
-        _pad: 0,
-    };
-    // SAFETY: bpf(BPF_OBJ_GET) reads `attr` (size passed) and returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &attr as *const ObjGetAttr,
-            std::mem::size_of::<ObjGetAttr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this fd; we own it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let fd = obj_get(p)?;
     // bpf_link_info: type, id, prog_id, then a union aligned to 8 whose xdp member starts
     // with the ifindex (include/uapi/linux/bpf.h).
     let mut info = [0u32; 16];
