@@ -12,9 +12,10 @@
 //! [`nexthop`] (egress interface and MACs via `ip -j`), [`ipvsadm`] (ipvsadm's command
 //! line), [`show`] (ipvsadm's output), [`ctl`] (runs a command), [`sweep`] (CLOCK and the
 //! expiry of connections and templates, IPVS's timers), [`sys`] (the few raw system
-//! calls aya 0.14 lacks).
+//! calls aya 0.14 lacks), [`batch`] (batched array reads and writes).
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod ctl;
 pub mod ipvsadm;
 pub mod loader;

@@ -5,7 +5,9 @@
 //! `MapData::from_pin`, reads a [`Snapshot`], and applies a plan of [`Op`]s in order.
 
 use crate::model::{Filter, Op, Snapshot};
-use aya::maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues};
+use aya::maps::{
+    Array, DevMapHash, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+};
 use lb_common::conn::{ConnCounts, ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
     FILTER_WORDS, MAP_COUNTERS, MAP_FLOWS, MAP_LBLC, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
@@ -17,6 +19,7 @@ use lb_common::{
 };
 use std::collections::{BTreeMap, HashMap as StdHashMap};
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Why a map cannot be opened, read or written.
@@ -41,7 +44,7 @@ pub enum MapsError {
     /// A TX_PORTS update failed.
     #[error("map {MAP_TX_PORTS}")]
     TxPorts(#[from] aya::maps::xdp::XdpMapError),
-    /// A raw map command (lookup-and-delete, no-exist insert) or the lock failed.
+    /// A raw map command (lookup-and-delete, no-exist insert, batch) or the lock failed.
     #[error("map {name}")]
     Raw {
         /// Map name.
@@ -180,10 +183,19 @@ impl Maps {
             .map_err(err(MAP_SERVICES))?;
         let zero = Real::default();
         let mut reals = Vec::new();
-        for i in 0..self.reals.len() {
-            let r = self.reals.get(&i, 0).map_err(err(MAP_REALS))?;
-            if r != zero {
-                reals.push((i, r));
+        let fd = self.reals.map().fd().as_fd();
+        let raw = |source| MapsError::Raw {
+            name: MAP_REALS,
+            source,
+        };
+        if let Some(all) = crate::batch::lookup_all::<Real>(fd, self.reals.len()).map_err(raw)? {
+            reals.extend((0u32..).zip(all).filter(|(_, r)| *r != zero));
+        } else {
+            for i in 0..self.reals.len() {
+                let r = self.reals.get(&i, 0).map_err(err(MAP_REALS))?;
+                if r != zero {
+                    reals.push((i, r));
+                }
             }
         }
         let mut orders = BTreeMap::new();
@@ -274,6 +286,16 @@ impl Maps {
                 },
                 Op::PutReal(id, r) => self.reals.set(*id, r, 0).map_err(err(MAP_REALS))?,
                 Op::WriteTable { base, slots } => {
+                    let fd = self.sched.map().fd().as_fd();
+                    let batched = crate::batch::update(fd, *base, slots).map_err(|source| {
+                        MapsError::Raw {
+                            name: MAP_SCHED_TABLE,
+                            source,
+                        }
+                    })?;
+                    if batched {
+                        continue;
+                    }
                     for (i, s) in slots.iter().enumerate() {
                         self.sched
                             .set(base + i as u32, s, 0)
