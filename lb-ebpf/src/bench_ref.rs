@@ -152,7 +152,7 @@ fn flow(ctx: &XdpContext) -> Option<u32> {
     let l4 = at(ctx, l4_off, PORTS_LEN)?;
     key.sport = Be16(ld16(l4));
     key.dport = Be16(ld16(l4 + 2));
-    if unsafe { BENCH_FLOWS.get(&key) }.is_none() {
+    if unsafe { BENCH_FLOWS.get(key) }.is_none() {
         return Some(xdp_action::XDP_PASS);
     }
     swap_macs(eth);

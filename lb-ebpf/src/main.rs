@@ -46,6 +46,7 @@ impl From<Drop> for Exit {
 }
 
 #[xdp]
+#[inline(always)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     stats::count(Counter::RX);
     let (action, counter) = match try_lb(&ctx) {
