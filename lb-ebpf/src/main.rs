@@ -45,6 +45,8 @@ impl From<Drop> for Exit {
     }
 }
 
+// Inlined into the section entry the macro generates: left out of line, the whole body
+// was a BPF-to-BPF call on every packet (~20–30 ns here).
 #[xdp]
 #[inline(always)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
