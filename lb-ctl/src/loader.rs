@@ -344,20 +344,7 @@ fn refused(kind: Kind, obj: &Path, e: ProgramError) -> LoadError {
         ))(e);
     };
     let log = verifier_log.to_string();
-    // The log ends with statistics ("verification time", "processed N insns"); the reason
-    // is the last line before them.
-    let reason = log
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| {
-            !l.is_empty()
-                && !l.starts_with("verification time")
-                && !l.starts_with("processed ")
-                && !l.starts_with("stack depth")
-        })
-        .unwrap_or("no verifier log")
-        .to_string();
+    let reason = verifier_reason(&log).to_string();
     let path = std::env::temp_dir().join(format!("lb-ctl-verifier-{}.log", kind.prog()));
     let saved = std::fs::write(&path, &log).is_ok();
     LoadError::Verifier {
@@ -624,4 +611,40 @@ pub fn decap_detach(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, Lo
         }
     }
     Ok(out)
+}
+
+/// The one line of a verifier log that says why a program was refused. The log ends with
+/// statistics ("verification time", "processed N insns", "stack depth"); the reason is the
+/// last line before them.
+pub fn verifier_reason(log: &str) -> &str {
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("verification time")
+                && !l.starts_with("processed ")
+                && !l.starts_with("stack depth")
+        })
+        .unwrap_or("no verifier log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verifier_reason;
+
+    #[test]
+    fn verifier_reason_is_the_last_line_before_the_statistics() {
+        let log = "0: (61) r2 = *(u32 *)(r1 +4)\n\
+                   1: (71) r3 = *(u8 *)(r2 +0)\n\
+                   invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)\n\
+                   processed 2 insns (limit 1000000) max_states_per_insn 0\n\
+                   stack depth 0\n\
+                   verification time 12 usec\n";
+        assert_eq!(
+            verifier_reason(log),
+            "invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)"
+        );
+        assert_eq!(verifier_reason(""), "no verifier log");
+    }
 }

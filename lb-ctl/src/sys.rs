@@ -169,23 +169,7 @@ impl RawMap {
     pub fn value_size(&self) -> io::Result<u32> {
         // bpf_map_info starts: type, id, key_size, value_size (include/uapi/linux/bpf.h).
         let mut info = [0u32; 32];
-        let attr = InfoAttr {
-            bpf_fd: std::os::fd::AsRawFd::as_raw_fd(&self.0) as u32,
-            info_len: std::mem::size_of_val(&info) as u32,
-            info: info.as_mut_ptr() as u64,
-        };
-        // SAFETY: the kernel writes at most info_len bytes into `info`, which we own.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_OBJ_GET_INFO_BY_FD,
-                &attr as *const InfoAttr,
-                std::mem::size_of::<InfoAttr>(),
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        obj_info(&self.0, &mut info)?;
         Ok(info[3])
     }
 
@@ -257,6 +241,29 @@ fn obj_get(p: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Reads an object's info struct (`BPF_OBJ_GET_INFO_BY_FD`) into `info`, which the kernel
+/// fills up to its length (bpf_map_info, bpf_link_info: include/uapi/linux/bpf.h).
+fn obj_info(fd: &OwnedFd, info: &mut [u32]) -> io::Result<()> {
+    let attr = InfoAttr {
+        bpf_fd: std::os::fd::AsRawFd::as_raw_fd(fd) as u32,
+        info_len: std::mem::size_of_val(info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: the kernel writes at most info_len bytes into `info`, which we own.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &attr as *const InfoAttr,
+            std::mem::size_of::<InfoAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Seconds of CLOCK_MONOTONIC (what the data path's `CLOCK` holds).
 pub fn monotonic_s() -> u32 {
     // SAFETY: clock_gettime writes into a timespec we own.
@@ -273,23 +280,7 @@ pub fn pinned_link_info(p: &Path) -> io::Result<LinkInfo> {
     // bpf_link_info: type, id, prog_id, then a union aligned to 8 whose xdp member starts
     // with the ifindex (include/uapi/linux/bpf.h).
     let mut info = [0u32; 16];
-    let attr = InfoAttr {
-        bpf_fd: std::os::fd::AsRawFd::as_raw_fd(&fd) as u32,
-        info_len: std::mem::size_of_val(&info) as u32,
-        info: info.as_mut_ptr() as u64,
-    };
-    // SAFETY: the kernel writes at most info_len bytes into `info`, which we own.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &attr as *const InfoAttr,
-            std::mem::size_of::<InfoAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    obj_info(&fd, &mut info)?;
     Ok(LinkInfo {
         kind: info[0],
         id: info[1],

@@ -161,18 +161,7 @@ impl Loaded {
                 // One line, as lb-ctl does: the last line of the log before its statistics;
                 // the whole log goes to a file.
                 let log = verifier_log.to_string();
-                let reason = log
-                    .lines()
-                    .rev()
-                    .map(str::trim)
-                    .find(|l| {
-                        !l.is_empty()
-                            && !l.starts_with("verification time")
-                            && !l.starts_with("processed ")
-                            && !l.starts_with("stack depth")
-                    })
-                    .unwrap_or("no verifier log")
-                    .to_string();
+                let reason = lb_ctl::loader::verifier_reason(&log).to_string();
                 let file = std::env::temp_dir().join(format!("lb-bench-verifier-{name}.log"));
                 let _ = std::fs::write(&file, &log);
                 bail!(
