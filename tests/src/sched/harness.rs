@@ -685,23 +685,7 @@ impl Run {
         };
         let masked = model::mask(c.client, prefix);
         let want = self.model.templates.get(&(masked, group)).map(|t| t.real);
-        let (addr, family) = to_raw(masked);
-        let key = PersistKey {
-            client: addr,
-            group: self.svc_id(group),
-            family,
-            proto: spec.proto,
-            _pad: [0; 2],
-        };
-        let got = match self
-            .lb
-            .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
-            .get(&key, 0)
-        {
-            Ok(v) => Some(v),
-            Err(aya::maps::MapError::KeyNotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let (_, got) = self.template(spec.proto, masked, group)?;
         match (got, want) {
             (None, None) => {}
             (Some(g), Some(w)) if g.real_id == w && g.last_seen_s == self.now => {}
@@ -937,16 +921,20 @@ impl Run {
         self.expire_template_key(svc, masked, group)
     }
 
-    /// The template (masked client, group) expires: removed from PERSIST and counted in
-    /// REAL_EXPIRED, as lb-ctl's sweep does.
-    pub fn expire_template_key(&mut self, svc: u32, masked: IpAddr, group: u32) -> Result<()> {
-        let spec = self.specs[svc as usize - 1].clone();
+    /// The PERSIST key of (masked client, group) for a service's protocol, and its template
+    /// if the program holds one.
+    fn template(
+        &mut self,
+        proto: u8,
+        masked: IpAddr,
+        group: u32,
+    ) -> Result<(PersistKey, Option<PersistValue>)> {
         let (addr, family) = to_raw(masked);
         let key = PersistKey {
             client: addr,
             group: self.svc_id(group),
             family,
-            proto: spec.proto,
+            proto,
             _pad: [0; 2],
         };
         let v = match self
@@ -958,6 +946,14 @@ impl Run {
             Err(aya::maps::MapError::KeyNotFound) => None,
             Err(e) => return Err(e.into()),
         };
+        Ok((key, v))
+    }
+
+    /// The template (masked client, group) expires: removed from PERSIST and counted in
+    /// REAL_EXPIRED, as lb-ctl's sweep does.
+    pub fn expire_template_key(&mut self, svc: u32, masked: IpAddr, group: u32) -> Result<()> {
+        let spec = self.specs[svc as usize - 1].clone();
+        let (key, v) = self.template(spec.proto, masked, group)?;
         if let Some(v) = v {
             self.lb
                 .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
