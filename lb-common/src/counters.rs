@@ -123,7 +123,7 @@ impl Pass {
     }
 }
 
-/// Index into the per-CPU `COUNTERS` array.
+/// A slot of [`CounterBlock`].
 #[repr(transparent)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counter(pub u32);
@@ -171,6 +171,32 @@ impl Counter {
     ];
 }
 const _: () = assert!(Counter::DROP_BASE + Drop::ALL.len() as u32 <= Counter::SLOTS);
+
+/// One CPU's global counters: the single entry of the per-CPU `COUNTERS` array, indexed by
+/// [`Counter`]. One entry rather than one array element per slot: every packet bumps `RX`
+/// and its exit counter (and a forwarded one its mode's), which is then one map lookup and
+/// one cache line instead of three (each per-CPU element is its own allocation).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct CounterBlock {
+    /// Packets per [`Counter`] slot.
+    pub slots: [u64; Counter::SLOTS as usize],
+}
+
+impl Default for CounterBlock {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+impl CounterBlock {
+    /// Adds another CPU's counts.
+    pub fn add(&mut self, o: &CounterBlock) {
+        for (a, b) in self.slots.iter_mut().zip(o.slots.iter()) {
+            *a += b;
+        }
+    }
+}
 const _: () = assert!(Counter::PASS_BASE + Pass::ALL.len() as u32 <= Counter::DROP_BASE);
 
 /// Slots of the decap program's per-CPU counters.

@@ -25,7 +25,7 @@ pub mod sched;
 pub mod service;
 
 pub use addr::{Be16, RawAddr};
-pub use counters::{Counter, Drop, Pass, Traffic};
+pub use counters::{Counter, CounterBlock, Drop, Pass, Traffic};
 pub use flow::{
     FlowFlags, FlowKey, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue,
 };
@@ -48,6 +48,7 @@ mod pod {
         Service,
         ServiceKey,
         Traffic,
+        CounterBlock,
         VipFlags,
         RealFlags,
         VipKey,

@@ -15,7 +15,8 @@ use lb_common::consts::{
     MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
 };
 use lb_common::{
-    FlowKey, FlowValue, PersistKey, PersistValue, Real, Service, ServiceKey, Traffic, VipKey,
+    CounterBlock, FlowKey, FlowValue, PersistKey, PersistValue, Real, Service, ServiceKey, Traffic,
+    VipKey,
 };
 use std::collections::{BTreeMap, HashMap as StdHashMap};
 use std::io;
@@ -103,13 +104,12 @@ fn sum_traffic(v: &PerCpuValues<Traffic>) -> Traffic {
 
 /// Per-CPU sum of every COUNTERS slot, by slot index.
 pub fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
-    let counters: PerCpuArray<MapData, u64> = open(dir, MAP_COUNTERS)?;
-    (0..counters.len())
-        .map(|i| {
-            let v = counters.get(&i, 0).map_err(err(MAP_COUNTERS))?;
-            Ok(v.iter().sum())
-        })
-        .collect()
+    let counters: PerCpuArray<MapData, CounterBlock> = open(dir, MAP_COUNTERS)?;
+    let mut total = CounterBlock::default();
+    for cpu in counters.get(&0, 0).map_err(err(MAP_COUNTERS))?.iter() {
+        total.add(cpu);
+    }
+    Ok(total.slots.to_vec())
 }
 
 /// Opens a pinned map if it is there (maps of newer objects; an older pinned object lacks

@@ -696,28 +696,6 @@ fn schedulers_persistence_timeouts_sweep() {
     );
     assert_eq!(conns.lines().count(), 4, "{conns}");
 
-    // lblc/lblcr locality entries unused for a day are cleared; a fresh one stays.
-    if pin.join(lb_common::consts::MAP_LBLC).exists() {
-        let lblc = lb_ctl::sys::RawMap::open(&pin.join(lb_common::consts::MAP_LBLC)).unwrap();
-        let c = lb_ctl::sweep::read_clock(pin).unwrap();
-        let loc = |last: u32| lb_common::LocalityValue {
-            len: 1,
-            last_seen_s: last,
-            ..Default::default()
-        };
-        lblc.set(&svc.id, &loc(c - 86_401)).unwrap();
-        lblc.set(&https.id, &loc(c)).unwrap();
-        let rep = lb_ctl::sweep::sweep_at(pin, c).unwrap();
-        assert_eq!(rep.locality, 1, "{rep:?}");
-        let get = |id: u32| {
-            lblc.get::<u32, lb_common::LocalityValue>(&id)
-                .unwrap()
-                .unwrap()
-        };
-        assert_eq!(get(svc.id).len, 0);
-        assert_eq!(get(https.id).len, 1);
-    }
-
     // The daemon keeps CLOCK running and expires nothing it cannot know to be idle.
     let clock = || {
         let c: Array<MapData, u32> = lb_ctl::maps::open(pin, lb_common::consts::MAP_CLOCK).unwrap();
@@ -745,6 +723,31 @@ fn schedulers_persistence_timeouts_sweep() {
         lab.ok("-L -n -c").contains("SYN_RECV"),
         "the fresh flow stays"
     );
+
+    // lblc/lblcr locality entries unused for a day are cleared; a fresh one stays.
+    if pin.join(lb_common::consts::MAP_LBLC).exists() {
+        let lblc = lb_ctl::sys::RawMap::open(&pin.join(lb_common::consts::MAP_LBLC)).unwrap();
+        let c = lb_ctl::sweep::read_clock(pin).unwrap();
+        let loc = |last: u32| lb_common::LocalityValue {
+            len: 1,
+            last_seen_s: last,
+            ..Default::default()
+        };
+        // A day ahead of CLOCK rather than back from it: CLOCK is monotonic seconds, less
+        // than a day on a machine booted today. Last: that sweep expires every flow.
+        let day_on = c + 86_401;
+        lblc.set(&svc.id, &loc(c)).unwrap();
+        lblc.set(&https.id, &loc(day_on)).unwrap();
+        let rep = lb_ctl::sweep::sweep_at(pin, day_on).unwrap();
+        assert_eq!(rep.locality, 1, "{rep:?}");
+        let get = |id: u32| {
+            lblc.get::<u32, lb_common::LocalityValue>(&id)
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(get(svc.id).len, 0);
+        assert_eq!(get(https.id).len, 1);
+    }
 }
 
 /// Live packets through the attached program: a client's SYNs make one inactive

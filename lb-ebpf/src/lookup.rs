@@ -25,7 +25,7 @@ pub enum Found {
     Service(Service),
 }
 
-/// Step 3: the reverse entry of a NAT reply (real → client), if this is one.
+/// Step 4: the reverse entry of a NAT reply (real → client), if this is one.
 #[inline(always)]
 pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
     if pkt.l4 != L4::Ports || !in_filter(&NAT_FILTER, &pkt.key.src) {
@@ -36,7 +36,7 @@ pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
     unsafe { NAT_REV.get(key) }.copied()
 }
 
-/// Steps 4–6: is this a packet we balance? Passes what is not ours, drops what is ours but
+/// Steps 3, 5–6: is this a packet we balance? Passes what is not ours, drops what is ours but
 /// unusable, and turns an ICMP error about a flow into that flow's key (`icmp.rs`).
 #[inline(always)]
 pub fn lookup_vip(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> {

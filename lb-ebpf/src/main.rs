@@ -1,7 +1,7 @@
 //! `lb_xdp`: the XDP balancer. One straight path per packet — parse → lookup → schedule →
 //! forward — with counting at the edges (docs/datapath.md is the contract, STYLE.md §1 the
-//! shape). Every packet bumps `RX` on entry and exactly one of TX / REDIRECT / a pass
-//! reason / a drop reason on exit.
+//! shape). Every packet bumps, on exit, `RX` and exactly one of TX / REDIRECT / a pass
+//! reason / a drop reason (and a forwarded one its FWD_* or NAT_RETURN).
 #![no_std]
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
@@ -20,6 +20,7 @@ mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Counter, Drop, Pass};
+use parse::Packet;
 
 /// How a balanced packet leaves.
 pub enum Out {
@@ -27,6 +28,15 @@ pub enum Out {
     Tx,
     /// Out another interface through TX_PORTS (XDP_REDIRECT).
     Redirect,
+}
+
+/// A balanced packet on its way out: how it leaves and what was done to it (FWD_DR,
+/// FWD_TUN, FWD_NAT or NAT_RETURN), both counted at exit with RX in one counters lookup.
+pub struct Sent {
+    /// The way out.
+    pub out: Out,
+    /// The forwarding counter.
+    pub what: Counter,
 }
 
 /// An early way out of `try_lb`, carried by `?`: handed to the stack untouched or dropped,
@@ -50,29 +60,48 @@ impl From<Drop> for Exit {
 #[xdp]
 #[inline(always)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    stats::count(Counter::RX);
-    let (action, counter) = match try_lb(&ctx) {
-        Ok(Out::Tx) => (xdp_action::XDP_TX, Counter::TX),
-        Ok(Out::Redirect) => (xdp_action::XDP_REDIRECT, Counter::REDIRECT),
-        Err(Exit::Pass(p)) => (xdp_action::XDP_PASS, p.counter()),
-        Err(Exit::Drop(d)) => (xdp_action::XDP_DROP, d.counter()),
+    let (action, exit, what) = match try_lb(&ctx) {
+        Ok(Sent { out: Out::Tx, what }) => (xdp_action::XDP_TX, Counter::TX, Some(what)),
+        Ok(Sent {
+            out: Out::Redirect,
+            what,
+        }) => (xdp_action::XDP_REDIRECT, Counter::REDIRECT, Some(what)),
+        Err(Exit::Pass(p)) => (xdp_action::XDP_PASS, p.counter(), None),
+        Err(Exit::Drop(d)) => (xdp_action::XDP_DROP, d.counter(), None),
     };
-    stats::count(counter);
+    stats::count_exit(exit, what);
     action
 }
 
-/// The whole per-packet path, in docs/datapath.md's order.
+/// The whole per-packet path, in docs/datapath.md's order: a packet for a VIP is balanced;
+/// what turns out not to be (the usual case: the VIP filter says no) may still be a NAT
+/// reply. VIP traffic thus never pays the NAT check, and replies never go to a VIP.
 #[inline(always)]
-fn try_lb(ctx: &XdpContext) -> Result<Out, Exit> {
+fn try_lb(ctx: &XdpContext) -> Result<Sent, Exit> {
     let mut pkt = parse::parse_packet(ctx)?;
-    if let Some(rev) = lookup::lookup_nat_reply(&pkt) {
-        return forward::forward_nat_return(ctx, &pkt, &rev);
+    match balance(ctx, &mut pkt) {
+        Err(Exit::Pass(Pass::NotVip)) => nat_return(ctx, &pkt),
+        done => done,
     }
-    lookup::lookup_vip(ctx, &mut pkt)?;
-    let found = lookup::lookup_dest(&pkt)?;
+}
+
+/// Steps 5–12: a packet to a VIP, to its real.
+#[inline(always)]
+fn balance(ctx: &XdpContext, pkt: &mut Packet) -> Result<Sent, Exit> {
+    lookup::lookup_vip(ctx, pkt)?;
+    let found = lookup::lookup_dest(pkt)?;
     pkt.check_ttl()?;
-    let dest = schedule::schedule(&pkt, found)?;
-    forward::forward(ctx, &pkt, &dest)
+    let dest = schedule::schedule(pkt, found)?;
+    forward::forward(ctx, pkt, &dest)
+}
+
+/// Step 4: not for a VIP; a NAT reply (real → client) goes back as from the VIP.
+#[inline(always)]
+fn nat_return(ctx: &XdpContext, pkt: &Packet) -> Result<Sent, Exit> {
+    match lookup::lookup_nat_reply(pkt) {
+        Some(rev) => forward::forward_nat_return(ctx, pkt, &rev),
+        None => Err(Exit::Pass(Pass::NotVip)),
+    }
 }
 
 #[cfg(not(test))]

@@ -19,7 +19,7 @@ use lb_common::{
         MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS, MAX_SERVICES, MAX_TX_PORTS,
         SCHED_TABLE_SLOTS,
     },
-    counters::Counter,
+    counters::CounterBlock,
 };
 
 /// `ServiceKey` (VIP, port or 0, proto, family) → `Service`. lb-ctl; MAX_SERVICES.
@@ -60,9 +60,9 @@ pub static SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_S
 #[map]
 pub static REAL_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_REALS, 0);
 
-/// `Counter` slot → per-CPU packet count. The data path; Counter::SLOTS.
+/// One entry: this CPU's `CounterBlock` (packets by `Counter` slot). The data path.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::SLOTS, 0);
+pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1, 0);
 
 /// ifindex → ifindex, the XDP_REDIRECT targets. lb-ctl (one per attached interface);
 /// MAX_TX_PORTS.

@@ -2,15 +2,39 @@
 //! per-service / per-real `Traffic`. All per-CPU arrays: the JIT inlines their lookups (no
 //! helper call) and no atomics are needed. lb-ctl sums the CPUs.
 
-use lb_common::{Counter, Traffic};
+use lb_common::{Counter, CounterBlock, Traffic};
 
 use crate::maps::{COUNTERS, REAL_STATS, SVC_STATS};
 
-/// Bumps one global counter.
+/// Bumps one global counter (the rare events: the exit ones go through [`count_exit`]).
 #[inline(always)]
 pub fn count(c: Counter) {
-    if let Some(p) = COUNTERS.get_ptr_mut(c.0) {
-        unsafe { *p += 1 }
+    if let Some(b) = COUNTERS.get_ptr_mut(0) {
+        bump(unsafe { &mut *b }, c);
+    }
+}
+
+/// Every packet's exit: `RX`, the verdict's counter, and a forwarded packet's FWD_* /
+/// NAT_RETURN, in one lookup of this CPU's block.
+#[inline(always)]
+pub fn count_exit(exit: Counter, what: Option<Counter>) {
+    let Some(b) = COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    let b = unsafe { &mut *b };
+    b.slots[Counter::RX.0 as usize] += 1;
+    bump(b, exit);
+    if let Some(w) = what {
+        bump(b, w);
+    }
+}
+
+/// A slot past the block (impossible: every `Counter` is below SLOTS, asserted in
+/// lb-common) is skipped rather than proved to the verifier by a panic path.
+#[inline(always)]
+fn bump(b: &mut CounterBlock, c: Counter) {
+    if let Some(s) = b.slots.get_mut(c.0 as usize) {
+        *s += 1;
     }
 }
 

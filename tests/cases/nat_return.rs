@@ -51,6 +51,8 @@ pub fn cases() -> Vec<Sequence> {
             Pass::NotVip,
         )
         .into(),
+        reply_to_vip_address(false),
+        reply_to_vip_address(true),
         fragment_not_returned(),
         padding_case(),
         udp_ffff(),
@@ -198,7 +200,47 @@ fn redirect_missing_port() -> Sequence {
         ingress: IF_LO,
         verdict: Verdict::Drop,
         output: Output::NotChecked,
-        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Drop::Redirect.counter()]).both(SVC, REAL_A, outbound(&reply)),
+        counts: Counts::of(&[Counter::RX, Drop::Redirect.counter()]).both(SVC, REAL_A, outbound(&reply)),
+        state: vec![],
+    }
+    .into()
+}
+
+/// The VIP check comes first (docs/datapath.md steps 3–4): a reply whose client address
+/// passes the VIP filter (a false positive, or a VIP of another service) is still returned,
+/// since no flow or service of that address takes it.
+fn reply_to_vip_address(real_vip: bool) -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = real(Nat, SVC, REAL4, 8080);
+    let (mut prov, rev) = with_rev(&p, r, IF_LO);
+    if real_vip {
+        prov.services.push(svc(SVC_B, CLIENT4, 443, TCP));
+    } else {
+        prov.filter_only
+            .push(CLIENT4.parse().expect("address literal"));
+    }
+    let reply = reply_of(&p, &r);
+    Case {
+        name: if real_vip {
+            "nat_return_to_client_that_is_a_vip"
+        } else {
+            "nat_return_to_client_in_vip_filter"
+        },
+        why: if real_vip {
+            "the client address is also a VIP (port 443): the reply to port 40000 has no flow or service there, so it is a NAT reply"
+        } else {
+            "the client address falsely hits the VIP filter: not a VIP after all, so the NAT reply check still runs"
+        },
+        provision: prov,
+        input: reply.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(nat_return(&reply, &rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::TX]).both(
+            SVC,
+            REAL_A,
+            outbound(&reply),
+        ),
         state: vec![],
     }
     .into()

@@ -12,7 +12,7 @@ use lb_common::consts::{
     MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
 use lb_common::{
-    Counter, FlowKey, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic, VipKey,
+    CounterBlock, FlowKey, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic, VipKey,
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -354,10 +354,12 @@ impl Bpf {
     /// All counters and the traffic of the given services and reals, summed over CPUs.
     pub fn snapshot(&mut self, svcs: &[u32], reals: &[u32]) -> Result<Snapshot> {
         let counters = {
-            let m = PerCpuArray::<_, u64>::try_from(self.map_mut(MAP_COUNTERS)?)?;
-            (0..Counter::SLOTS)
-                .map(|i| Ok(m.get(&i, 0)?.iter().sum()))
-                .collect::<Result<Vec<u64>>>()?
+            let m = PerCpuArray::<_, CounterBlock>::try_from(self.map_mut(MAP_COUNTERS)?)?;
+            let mut total = CounterBlock::default();
+            for cpu in m.get(&0, 0)?.iter() {
+                total.add(cpu);
+            }
+            total.slots.to_vec()
         };
         let traffic = |this: &mut Bpf, name: &str, ids: &[u32]| -> Result<Vec<(u32, Traffic)>> {
             let m = PerCpuArray::<_, Traffic>::try_from(this.map_mut(name)?)?;

@@ -15,16 +15,16 @@ use crate::parse::Packet;
 use crate::pkt::{bytes_at, ld16, st16};
 use crate::schedule::Dest;
 use crate::stats::{count, count_in};
-use crate::{Exit, Out};
+use crate::{Exit, Out, Sent};
 
 pub use nat::forward_nat_return;
 
 /// Rewrites the packet for the real, counts it, picks the way out.
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Out, Exit> {
+pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit> {
     // Checked ACTIVE by lookup/schedule; re-read here by id (see `Dest`).
     let real = REALS.get(dest.real_id).ok_or(Drop::NoReal)?;
-    let counter = match ForwardMode::from_u8(real.mode) {
+    let what = match ForwardMode::from_u8(real.mode) {
         Some(ForwardMode::Dr) => {
             dr::forward_dr(ctx, real)?;
             Counter::FWD_DR
@@ -40,23 +40,25 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Out, Exit>
         // A mode this program does not know: the real is unusable.
         None => return Err(Exit::Drop(Drop::NoReal)),
     };
-    count(counter);
     if pkt.quote.is_some() {
         count(Counter::ICMP_TO_REAL);
     }
     count_in(dest.svc_id, dest.real_id, pkt.l3_len);
-    send(ctx, real.ifindex)
+    send(ctx, real.ifindex, what)
 }
 
 /// Step 12: same interface → XDP_TX, else redirect (a failed redirect: the interface is
 /// not in TX_PORTS → drop `Redirect`).
 #[inline(always)]
-pub fn send(ctx: &XdpContext, ifindex: u32) -> Result<Out, Exit> {
+pub fn send(ctx: &XdpContext, ifindex: u32, what: Counter) -> Result<Sent, Exit> {
     if ifindex as usize == ctx.ingress_ifindex() {
-        return Ok(Out::Tx);
+        return Ok(Sent { out: Out::Tx, what });
     }
     match TX_PORTS.redirect(ifindex, 0) {
-        Ok(_) => Ok(Out::Redirect),
+        Ok(_) => Ok(Sent {
+            out: Out::Redirect,
+            what,
+        }),
         Err(_) => Err(Exit::Drop(Drop::Redirect)),
     }
 }

@@ -18,7 +18,7 @@ use crate::parse::{IPV4_LEN, IPV6_LEN, Packet, TCP_LEN, UDP_LEN, read_addr6};
 use crate::pkt::{bytes_at, ld8, ld16, ld32, st8, st16, st32};
 use crate::schedule::Dest;
 use crate::stats::{count, count_out};
-use crate::{Exit, Out};
+use crate::{Exit, Sent};
 
 /// Which end of the packet a rewrite changes.
 #[derive(Clone, Copy)]
@@ -65,16 +65,19 @@ pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> 
 /// Real → client (docs/datapath.md "NAT return"): source := VIP:vport, TTL − 1, back to
 /// the client's MAC from ours, out the interface the client's packets came in on.
 #[inline(always)]
-pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> Result<Out, Exit> {
+pub fn forward_nat_return(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    rev: &NatReverse,
+) -> Result<Sent, Exit> {
     pkt.check_ttl()?;
     update_flow(pkt, rev);
     let vip = family_addr(pkt, &rev.vip);
     let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Src, &vip, true)?;
     rewrite_l4(ctx, pkt, Side::Src, &l3.old, &vip, rev.vport)?;
     write_macs(ctx, &rev.client_mac, &rev.local_mac)?;
-    count(Counter::NAT_RETURN);
     count_out(rev.svc_id, rev.real_id, pkt.l3_len);
-    send(ctx, rev.ifindex)
+    send(ctx, rev.ifindex, Counter::NAT_RETURN)
 }
 
 /// A TCP reply with SYN, FIN or RST moves the client flow's state through IPVS's OUTPUT
