@@ -17,12 +17,12 @@ use crate::maps::{FLOWS, NAT_FILTER, NAT_REV, REALS, SERVICES, VIP_FILTER, VIPS}
 use crate::parse::{L4, Packet};
 use crate::schedule::Dest;
 
-/// What the lookups found for a packet to a VIP.
+/// What the flow lookup found for a packet to a VIP.
 pub enum Found {
     /// An established flow to a real that is still usable.
     Flow(Dest),
-    /// No usable flow: the service to schedule on.
-    Service(Service),
+    /// No usable flow: schedule (`schedule::schedule_new`).
+    Miss,
 }
 
 /// Step 4: the reverse entry of a NAT reply (real → client), if this is one.
@@ -53,14 +53,20 @@ pub fn lookup_vip(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> {
     }
 }
 
-/// Steps 7–8: the established flow, else the service (exact port, then all-port).
+/// Step 7: the established flow, if there is a usable one.
 #[inline(always)]
 pub fn lookup_dest(pkt: &Packet) -> Result<Found, Exit> {
-    if let Some(dest) = lookup_flow(pkt)? {
-        return Ok(Found::Flow(dest));
-    }
-    match lookup_service(&pkt.key) {
-        Some(svc) => Ok(Found::Service(svc)),
+    Ok(match lookup_flow(pkt)? {
+        Some(dest) => Found::Flow(dest),
+        None => Found::Miss,
+    })
+}
+
+/// Step 8: the service of a packet without a flow (exact port, then all-port).
+#[inline(always)]
+pub fn lookup_service(pkt: &Packet) -> Result<Service, Exit> {
+    match lookup_service_key(&pkt.key) {
+        Some(svc) => Ok(svc),
         // An ICMP error about no service of ours is not balanced; counted as NotBalanced
         // only when the address really is a VIP, as for every other ICMP message.
         None if pkt.quote.is_some() => Err(unless_vip(pkt, Exit::Pass(Pass::NotBalanced))),
@@ -105,7 +111,7 @@ fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
 }
 
 #[inline(always)]
-fn lookup_service(key: &FlowKey) -> Option<Service> {
+fn lookup_service_key(key: &FlowKey) -> Option<Service> {
     let mut skey = ServiceKey {
         addr: key.dst,
         port: key.dport,

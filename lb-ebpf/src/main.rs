@@ -20,6 +20,7 @@ mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Counter, Drop, Pass};
+use lookup::Found;
 use parse::Packet;
 
 /// How a balanced packet leaves.
@@ -89,9 +90,13 @@ fn try_lb(ctx: &XdpContext) -> Result<Sent, Exit> {
 #[inline(always)]
 fn balance(ctx: &XdpContext, pkt: &mut Packet) -> Result<Sent, Exit> {
     lookup::lookup_vip(ctx, pkt)?;
-    let found = lookup::lookup_dest(pkt)?;
-    pkt.check_ttl()?;
-    let dest = schedule::schedule(pkt, found)?;
+    let dest = match lookup::lookup_dest(pkt)? {
+        Found::Flow(dest) => {
+            pkt.check_ttl()?;
+            dest
+        }
+        Found::Miss => schedule::schedule_new(pkt)?,
+    };
     forward::forward(ctx, pkt, &dest)
 }
 

@@ -65,11 +65,7 @@ pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> 
 /// Real → client (docs/datapath.md "NAT return"): source := VIP:vport, TTL − 1, back to
 /// the client's MAC from ours, out the interface the client's packets came in on.
 #[inline(always)]
-pub fn forward_nat_return(
-    ctx: &XdpContext,
-    pkt: &Packet,
-    rev: &NatReverse,
-) -> Result<Sent, Exit> {
+pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> Result<Sent, Exit> {
     pkt.check_ttl()?;
     update_flow(pkt, rev);
     let vip = family_addr(pkt, &rev.vip);
