@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--json FILE] [--quick] [--plot FILE.svg]`: the benchmarks of
+//! `cargo xtask bench [--json FILE] [--quick] [--plot FILE.svg] [--compare B.o]`: the benchmarks of
 //! DESIGN.md §6 — per-packet cost of each path by BPF_PROG_TEST_RUN beside an empty and a
 //! floor program, scale with flows and services, control-plane costs, and end-to-end
 //! packets per second through a director namespace (and nftables DNAT as the kernel's
@@ -43,6 +43,13 @@ pub struct Args {
     /// Run only these parts (comma-separated); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<Part>,
+    /// Instead of the figures: time this other build of lb (an lb.bpf.o) against the
+    /// current one, interleaved call by call, and print B − A for each per-packet path.
+    #[arg(long, value_name = "OBJ")]
+    pub compare: Option<PathBuf>,
+    /// With --compare: only these paths (comma-separated names, e.g. dr_established_v4).
+    #[arg(long, value_delimiter = ',', requires = "compare")]
+    pub paths: Vec<String>,
 }
 
 /// The parts of the bench.
@@ -131,8 +138,20 @@ pub fn run(args: Args) -> Result<()> {
         "per-packet: {} runs x {} calls per program (repeat=1, fresh copy, kernel-reported ns)",
         ctx.plan.runs, ctx.plan.calls
     ));
-    println!("{}", figure::header());
     let mut refs = Loaded::refs(&ref_obj, &REF_PROGS)?;
+    if let Some(other) = &args.compare {
+        step_line(
+            &ctx,
+            &format!("A = {}, B = {}", lb_obj.display(), other.display()),
+        );
+        packet::compare(&ctx, &lb_obj, other, &refs, &args.paths)?;
+        step(&format!(
+            "compare done in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+        return Ok(());
+    }
+    println!("{}", figure::header());
 
     let mut figures = Vec::new();
     let mut failed_parts = Vec::new();

@@ -389,6 +389,131 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Fi
     Ok(figures)
 }
 
+/// `--compare B.o`: the per-packet paths of two builds of `lb_xdp`, each call of A, B and
+/// `pass_empty` interleaved in one group, so both see the same machine: run-to-run drift
+/// moves all three together (tens of ns on this VM) and drops out of B − A. What does not
+/// drop out is where each JIT image lands: two builds with identical instructions measured
+/// 0–14 ns apart here depending on which was loaded first. So the pair is loaded twice,
+/// A then B and B then A, B − A is given for each order and their mean, and differences
+/// within ~10 ns are not a result. Prints one line per path; makes no figures.
+pub fn compare(
+    ctx: &Ctx,
+    obj_a: &std::path::Path,
+    obj_b: &std::path::Path,
+    refs: &Loaded,
+    only: &[String],
+) -> Result<()> {
+    let pass = refs.prog("bench_pass")?;
+    // [A, B] loaded in that order, then [B, A]; index 0 of each pair is A.
+    let mut pairs = Vec::new();
+    for (tag, order) in [("ab", [obj_a, obj_b]), ("ba", [obj_b, obj_a])] {
+        let mut loaded = Vec::new();
+        for (i, obj) in order.into_iter().enumerate() {
+            let pin = super::sys::PinDir::new(&format!("compare-{tag}{i}"))?;
+            let mut lb = Loaded::balancer(obj, pin.path(), 1 << 17)?;
+            let defs = provision(&mut lb, pin.path())?;
+            loaded.push((pin, lb, defs));
+        }
+        if tag == "ba" {
+            loaded.reverse();
+        }
+        pairs.push(loaded);
+    }
+    println!(
+        "{:<22} {:>8} {:>8} {:>10} {:>10} {:>8}",
+        "path", "A extra", "B extra", "B-A (A 1st)", "B-A (B 1st)", "B-A"
+    );
+    let names: Vec<String> = pairs[0][0].2.iter().map(|d| d.name.clone()).collect();
+    for (k, name) in names.iter().enumerate() {
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
+        let mut extras = [Vec::new(), Vec::new()];
+        let mut diffs = Vec::new();
+        for pair in pairs.iter_mut() {
+            let (d, e) = time_pair(ctx, pass, pair, k)?;
+            diffs.push(d);
+            extras[0].push(e[0]);
+            extras[1].push(e[1]);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        println!(
+            "{name:<22} {:>8.1} {:>8.1} {:>+10.1} {:>+10.1} {:>+8.1}",
+            mean(&extras[0]),
+            mean(&extras[1]),
+            diffs[0],
+            diffs[1],
+            mean(&diffs)
+        );
+    }
+    Ok(())
+}
+
+/// One path of a loaded [A, B] pair timed with `pass_empty`: median over runs of B − A,
+/// and each build's median extra over `pass_empty`.
+fn time_pair(
+    ctx: &Ctx,
+    pass: &aya::programs::Xdp,
+    pair: &mut [(super::sys::PinDir, Loaded, Vec<PathDef>)],
+    k: usize,
+) -> Result<(f64, [f64; 2])> {
+    let [a, b] = pair else {
+        bail!("a pair has two builds");
+    };
+    let (da, db) = (&mut a.2[k], &mut b.2[k]);
+    let plan = Plan {
+        calls: da.calls.unwrap_or(ctx.plan.calls),
+        ..ctx.plan
+    };
+    let first = da.inputs[0].clone();
+    let take = |d: &mut PathDef| -> (
+        Vec<Vec<u8>>,
+        super::bpf::Check<'static>,
+        Option<super::bpf::AfterRun<'static>>,
+    ) {
+        (
+            d.inputs.clone(),
+            std::mem::replace(
+                &mut d.check,
+                Box::new(|_, _, _, _| bail!("check used twice")),
+            ),
+            d.after_run.take(),
+        )
+    };
+    let (ia, ca, ra) = take(da);
+    let (ib, cb, rb) = take(db);
+    let mut group = vec![
+        Timed {
+            name: "pass_empty".into(),
+            prog: pass,
+            inputs: vec![first.clone()],
+            check: fixed(XDP_PASS, first),
+            after_run: None,
+        },
+        Timed {
+            name: format!("A {}", da.name),
+            prog: a.1.prog(lb_common::consts::PROG_LB)?,
+            inputs: ia,
+            check: ca,
+            after_run: ra,
+        },
+        Timed {
+            name: format!("B {}", db.name),
+            prog: b.1.prog(lb_common::consts::PROG_LB)?,
+            inputs: ib,
+            check: cb,
+            after_run: rb,
+        },
+    ];
+    let m = time_group(&mut group, plan)?;
+    let pass_med = summarize(&m[0]).0;
+    let diffs: Vec<f64> = m[1].iter().zip(&m[2]).map(|(x, y)| y - x).collect();
+    Ok((
+        summarize(&diffs).0,
+        [summarize(&m[1]).0 - pass_med, summarize(&m[2]).0 - pass_med],
+    ))
+}
+
 /// Where per-packet time goes (DESIGN.md §6: each helper call costs ~40–50 ns here): the
 /// helper calls in the loaded program's translated code, counted by `bpftool prog dump
 /// xlated` (static: every path's calls together), and the program's size.
