@@ -132,7 +132,19 @@ impl Loaded {
 
     /// The reference programs' object, each of `progs` loaded.
     pub fn refs(path: &Path, progs: &[&str]) -> Result<Loaded> {
-        let ebpf = EbpfLoader::new()
+        Self::load_refs(EbpfLoader::new(), path, progs)
+    }
+
+    /// The reference programs with one map's capacity changed (the scale runs' flow
+    /// table for `bench_flow`).
+    pub fn refs_sized(path: &Path, progs: &[&str], map: &str, max: u32) -> Result<Loaded> {
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(map, max);
+        Self::load_refs(loader, path, progs)
+    }
+
+    fn load_refs(mut loader: EbpfLoader<'_>, path: &Path, progs: &[&str]) -> Result<Loaded> {
+        let ebpf = loader
             .load_file(path)
             .with_context(|| format!("loading {}", path.display()))?;
         let mut l = Loaded {

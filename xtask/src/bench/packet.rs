@@ -384,7 +384,7 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Fi
     }
     drop(lb);
     drop(pin);
-    figures.extend(scale_flows(ctx, obj, pass, floor)?);
+    figures.extend(scale_flows(ctx, obj, &refs.path, pass, floor)?);
     figures.extend(scale_services(ctx, obj, pass, floor)?);
     Ok(figures)
 }
@@ -839,11 +839,15 @@ fn samples(ctx: &Ctx, n: u32) -> u32 {
 fn scale_flows(
     ctx: &Ctx,
     obj: &std::path::Path,
+    ref_obj: &std::path::Path,
     pass: &aya::programs::Xdp,
     floor: &aya::programs::Xdp,
 ) -> Result<Vec<Figure>> {
     let pin = super::sys::PinDir::new("scale-flows")?;
     let mut lb = Loaded::balancer(obj, pin.path(), BENCH_MAX_FLOWS)?;
+    // The same flows in `bench_flow`'s table: what one LRU lookup costs at each size,
+    // beside lb's whole path (a random flow per call misses the caches for both).
+    let mut refs = Loaded::refs_sized(ref_obj, &["bench_flow"], "BENCH_FLOWS", BENCH_MAX_FLOWS)?;
     let r = real(
         ForwardMode::Dr,
         SVC4,
@@ -878,6 +882,13 @@ fn scale_flows(
                     .insert(key(i), flow_value(1, SVC4), 0)
                     .with_context(|| format!("inserting flow {i}"))?;
             }
+            let mut floor_flows: HashMap<_, FlowKey, FlowValue> =
+                HashMap::try_from(refs.map_mut("BENCH_FLOWS")?)?;
+            for i in have..n {
+                floor_flows
+                    .insert(key(i), flow_value(1, SVC4), 0)
+                    .with_context(|| format!("inserting reference flow {i}"))?;
+            }
         }
         if n > have + 1000 {
             ctx.progress(&format!(
@@ -896,6 +907,23 @@ fn scale_flows(
             })
             .collect();
         ctx.progress(&format!("{name}: {} distinct frames", inputs.len()));
+        let reference = PathDef {
+            name: format!("floor_flow_v4_flows_{label}"),
+            target: None,
+            v6: false,
+            inputs: inputs.clone(),
+            check: exact(XDP_TX, |_, input| swap_macs(input)),
+            after_run: None,
+            calls: None,
+        };
+        let f = match time_path(refs.prog("bench_flow")?, pass, floor, reference, ctx.plan) {
+            Ok((f, ..)) => f.note(format!(
+                "floor + one LRU lookup (bench_flow), {n} flows in its table, a random one per call"
+            )),
+            Err((name, e)) => Figure::failed(name, "ns/pkt", format!("{e:#}")),
+        };
+        ctx.row(&f);
+        figures.push(f);
         let def = PathDef {
             name,
             target: Some(T_DR),
