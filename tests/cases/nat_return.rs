@@ -168,19 +168,42 @@ fn provisioned_redirect() -> Sequence {
     let r = real(Nat, SVC, REAL6, 5353);
     let (mut prov, rev) = with_rev(&p, r, IF_OUT);
     prov.tx_ports = vec![IF_OUT];
-    let reply = reply_of(&p, &r);
+    returned(
+        "nat_return_v6_redirect_to_client_interface",
+        "the NAT_REV entry names another interface than the reply's: XDP_REDIRECT there",
+        prov,
+        &reply_of(&p, &r),
+        &rev,
+        Verdict::Redirect,
+    )
+}
+
+/// A reply arriving on IF_LO and returned through `rev` with `verdict` (TX or REDIRECT).
+fn returned(
+    name: &'static str,
+    why: &'static str,
+    provision: lb_tests::provision::Provision,
+    reply: &Pkt,
+    rev: &lb_common::NatReverse,
+    verdict: Verdict,
+) -> Sequence {
+    let out = if verdict == Verdict::Tx {
+        Counter::TX
+    } else {
+        Counter::REDIRECT
+    };
     Case {
-        name: "nat_return_v6_redirect_to_client_interface",
-        why: "the NAT_REV entry names another interface than the reply's: XDP_REDIRECT there",
-        provision: prov,
+        name,
+        why,
+        provision,
         input: reply.clone().into(),
         ingress: IF_LO,
-        verdict: Verdict::Redirect,
-        output: Output::Pkt(nat_return(&reply, &rev)),
-        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::REDIRECT]).both(
+        verdict,
+        output: Output::Pkt(nat_return(reply, rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, out]).both(
             SVC,
             REAL_A,
-            outbound(&reply),
+            outbound(reply),
         ),
         state: vec![],
     }
@@ -219,31 +242,18 @@ fn reply_to_vip_address(real_vip: bool) -> Sequence {
         prov.filter_only
             .push(CLIENT4.parse().expect("address literal"));
     }
-    let reply = reply_of(&p, &r);
-    Case {
-        name: if real_vip {
-            "nat_return_to_client_that_is_a_vip"
-        } else {
-            "nat_return_to_client_in_vip_filter"
-        },
-        why: if real_vip {
-            "the client address is also a VIP (port 443): the reply to port 40000 has no flow or service there, so it is a NAT reply"
-        } else {
-            "the client address falsely hits the VIP filter: not a VIP after all, so the NAT reply check still runs"
-        },
-        provision: prov,
-        input: reply.clone().into(),
-        ingress: IF_LO,
-        verdict: Verdict::Tx,
-        output: Output::Pkt(nat_return(&reply, &rev)),
-        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::TX]).both(
-            SVC,
-            REAL_A,
-            outbound(&reply),
-        ),
-        state: vec![],
-    }
-    .into()
+    let (name, why) = if real_vip {
+        (
+            "nat_return_to_client_that_is_a_vip",
+            "the client address is also a VIP (port 443): the reply to port 40000 has no flow or service there, so it is a NAT reply",
+        )
+    } else {
+        (
+            "nat_return_to_client_in_vip_filter",
+            "the client address falsely hits the VIP filter: not a VIP after all, so the NAT reply check still runs",
+        )
+    };
+    returned(name, why, prov, &reply_of(&p, &r), &rev, Verdict::Tx)
 }
 
 fn ttl1_dropped() -> Sequence {

@@ -389,6 +389,17 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Fi
     Ok(figures)
 }
 
+/// The empty program timed on a path's first frame (it passes every frame untouched).
+fn pass_timed(pass: &aya::programs::Xdp, frame: Vec<u8>) -> Timed<'_> {
+    Timed {
+        name: "pass_empty".into(),
+        prog: pass,
+        inputs: vec![frame.clone()],
+        check: fixed(XDP_PASS, frame),
+        after_run: None,
+    }
+}
+
 /// `--compare B.o`: the per-packet paths of two builds of `lb_xdp`, each call of A, B and
 /// `pass_empty` interleaved in one group, so both see the same machine: run-to-run drift
 /// moves all three together (tens of ns on this VM) and drops out of B − A. What does not
@@ -483,13 +494,7 @@ fn time_pair(
     let (ia, ca, ra) = take(da);
     let (ib, cb, rb) = take(db);
     let mut group = vec![
-        Timed {
-            name: "pass_empty".into(),
-            prog: pass,
-            inputs: vec![first.clone()],
-            check: fixed(XDP_PASS, first),
-            after_run: None,
-        },
+        pass_timed(pass, first),
         Timed {
             name: format!("A {}", da.name),
             prog: a.1.prog(lb_common::consts::PROG_LB)?,
@@ -599,13 +604,7 @@ fn time_path(
         let fl = floor_frame(def.v6);
         let fl_out = swap_macs(&fl);
         let mut group = vec![
-            Timed {
-                name: "pass_empty".into(),
-                prog: pass,
-                inputs: vec![first.clone()],
-                check: fixed(XDP_PASS, first),
-                after_run: None,
-            },
+            pass_timed(pass, first),
             Timed {
                 name: "floor".into(),
                 prog: floor,
