@@ -190,17 +190,6 @@ pub unsafe fn read_addr6(p: usize) -> [u32; 4] {
     unsafe { [ld32(p), ld32(p + 4), ld32(p + 8), ld32(p + 12)] }
 }
 
-/// The class of a protocol that is neither TCP nor UDP.
-#[inline(always)]
-fn other_l4(proto: u8, v4: bool) -> L4 {
-    match proto {
-        proto::ICMP if v4 => L4::Icmp,
-        proto::ICMPV6 if !v4 => L4::Icmp,
-        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 if !v4 => L4::Ext,
-        _ => L4::Other,
-    }
-}
-
 /// Classifies the L4 header and reads the ports of an unfragmented TCP/UDP packet whose
 /// header lies inside the IP length.
 #[inline(always)]
@@ -208,16 +197,14 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) {
     if pkt.l4 == L4::Fragment {
         return;
     }
-    // TCP and UDP tested first and alone: as one `match`, LLVM builds a binary search over
-    // all the protocol numbers below, and every TCP packet walked five compares.
-    let proto = pkt.key.proto;
-    let need = if proto == proto::TCP {
-        TCP_LEN
-    } else if proto == proto::UDP {
-        UDP_LEN
-    } else {
-        pkt.l4 = other_l4(proto, pkt.is_v4());
-        return;
+    let v4 = pkt.is_v4();
+    let need = match pkt.key.proto {
+        proto::TCP => TCP_LEN,
+        proto::UDP => UDP_LEN,
+        proto::ICMP if v4 => return pkt.l4 = L4::Icmp,
+        proto::ICMPV6 if !v4 => return pkt.l4 = L4::Icmp,
+        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 if !v4 => return pkt.l4 = L4::Ext,
+        _ => return,
     };
     pkt.l4 = L4::Cut;
     if pkt.l4_off + need > pkt.l3_end() {
