@@ -171,8 +171,6 @@ impl Counter {
     ];
 }
 const _: () = assert!(Counter::DROP_BASE + Drop::ALL.len() as u32 <= Counter::SLOTS);
-// The data path masks a slot with SLOTS − 1.
-const _: () = assert!(Counter::SLOTS.is_power_of_two());
 
 /// One CPU's global counters: the single entry of the per-CPU `COUNTERS` array, indexed by
 /// [`Counter`]. One entry rather than one array element per slot: every packet bumps `RX`

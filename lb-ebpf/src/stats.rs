@@ -29,16 +29,13 @@ pub fn count_exit(exit: Counter, what: Option<Counter>) {
     }
 }
 
-/// The slot is masked into the block behind an optimisation barrier rather than bounds
-/// checked: LLVM knows a `Pass`/`Drop` discriminant's range and drops a plain check, which
-/// only holds while the verifier can follow that value from where it was set (it cannot
-/// once it went through the stack). Every `Counter` is below SLOTS (asserted in
-/// lb-common), so the mask never changes a slot. Measured against the checked form: equal
-/// or 3–9 ns faster on every path (an A/B of both builds, interleaved).
+/// A slot past the block (impossible: every `Counter` is below SLOTS, asserted in
+/// lb-common) is skipped rather than proved to the verifier by a panic path.
 #[inline(always)]
 fn bump(b: &mut CounterBlock, c: Counter) {
-    let i = core::hint::black_box(c.0) as usize & (Counter::SLOTS as usize - 1);
-    b.slots[i] += 1;
+    if let Some(s) = b.slots.get_mut(c.0 as usize) {
+        *s += 1;
+    }
 }
 
 /// A packet client → real: `in_packets`/`in_bytes` on the service and the real.
