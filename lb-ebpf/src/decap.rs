@@ -6,6 +6,7 @@
 //! the inner packet (destination = the VIP on the real's `lo`) reaches the real's stack.
 //! Counts go to DECAP_STATS by `DecapCounter`.
 #![no_std]
+#![feature(asm_experimental_arch)]
 #![no_main]
 
 #[expect(dead_code, reason = "shared with lb_xdp, which uses all of it")]

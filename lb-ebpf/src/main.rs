@@ -4,6 +4,7 @@
 //! reason / a drop reason (and a forwarded one its FWD_* or NAT_RETURN).
 #![no_std]
 #![feature(core_intrinsics)]
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 #![no_main]
 

@@ -190,6 +190,33 @@ pub unsafe fn read_addr6(p: usize) -> [u32; 4] {
     unsafe { [ld32(p), ld32(p + 4), ld32(p + 8), ld32(p + 12)] }
 }
 
+/// The class of a protocol that is neither TCP nor UDP: one value, computed without a
+/// store per arm.
+#[inline(always)]
+fn classify(p: u8, v4: bool) -> L4 {
+    let icmp = if v4 { proto::ICMP } else { proto::ICMPV6 };
+    if p == icmp {
+        L4::Icmp
+    } else if !v4 && is_ext(p) {
+        L4::Ext
+    } else {
+        L4::Other
+    }
+}
+
+/// IPv6 extension headers we do not walk: hop-by-hop 0, routing 43, fragment 44, ESP 50,
+/// AH 51, destination options 60, mobility 135, HIP 139, shim6 140.
+#[inline(always)]
+fn is_ext(p: u8) -> bool {
+    const LOW: u64 = 1 | 1 << 43 | 1 << 44 | 1 << 50 | 1 << 51 | 1 << 60;
+    const HIGH: u64 = 1 | 1 << (139 - 135) | 1 << (140 - 135);
+    if p < 64 {
+        LOW >> p & 1 != 0
+    } else {
+        p >= 135 && p - 135 < 64 && HIGH >> (p - 135) & 1 != 0
+    }
+}
+
 /// Classifies the L4 header and reads the ports of an unfragmented TCP/UDP packet whose
 /// header lies inside the IP length.
 #[inline(always)]
@@ -197,14 +224,10 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) {
     if pkt.l4 == L4::Fragment {
         return;
     }
-    let v4 = pkt.is_v4();
     let need = match pkt.key.proto {
         proto::TCP => TCP_LEN,
         proto::UDP => UDP_LEN,
-        proto::ICMP if v4 => return pkt.l4 = L4::Icmp,
-        proto::ICMPV6 if !v4 => return pkt.l4 = L4::Icmp,
-        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 if !v4 => return pkt.l4 = L4::Ext,
-        _ => return,
+        p => return pkt.l4 = classify(p, pkt.is_v4()),
     };
     pkt.l4 = L4::Cut;
     if pkt.l4_off + need > pkt.l3_end() {

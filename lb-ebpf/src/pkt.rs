@@ -8,11 +8,15 @@
 //! - `off` is a small bounded value (Ethernet + tags, + IHL×4, ...), so the verifier can
 //!   track the variable-offset pointer (it gives up above 0xffff).
 //!
-//! Loads and stores are 16-bit. Every field we touch sits at an even offset from `data`, and
-//! XDP frames start at an even address, so u16 accesses are aligned as Rust requires. A u32
-//! field (an IPv4 address 14 bytes behind the MAC header sits at 2 mod 4) is read as two
-//! halves: a misaligned u32 would be UB in Rust, and LLVM's BPF backend expands an
-//! `align 1` u32 access into four byte loads, so halves are both correct and cheaper.
+//! Every field we touch sits at an even offset from `data`, and XDP frames start at an even
+//! address, so u16 accesses are aligned as Rust requires. A u32 field (an IPv4 address 14
+//! bytes behind the MAC header sits at 2 mod 4) is not: in Rust a misaligned u32 access is
+//! UB, and LLVM's BPF backend splits an `align 1` one into four byte accesses. The kernel
+//! allows misaligned packet access on the machines we run on (x86-64, arm64:
+//! `HAVE_EFFICIENT_UNALIGNED_ACCESS`), so [`ld32`]/[`st32`] are one BPF instruction each,
+//! written in inline assembly, outside Rust's alignment rules. (LLVM's
+//! `allows-misaligned-mem-access` feature would do it everywhere, but it also misaligns
+//! stack accesses, which the verifier always refuses.)
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{Drop, consts::ethertype};
@@ -53,11 +57,21 @@ pub unsafe fn ld16(p: usize) -> u16 {
     unsafe { *(p as *const u16) }
 }
 
-/// Reads a 32-bit word as it sits in memory, in two halves (see the module note).
-/// Safety: as [`ld16`].
+/// Reads a 32-bit word as it sits in memory, in one load at any alignment (see the module
+/// note). Safety: `p` is inside a range proved by [`bytes_at`] (or a map value).
 #[inline(always)]
 pub unsafe fn ld32(p: usize) -> u32 {
-    unsafe { join(ld16(p), ld16(p + 2)) }
+    let v: u32;
+    // SAFETY: a plain load from a proved range; `pure, readonly` lets LLVM drop or merge it.
+    unsafe {
+        core::arch::asm!(
+            "{v} = *(u32 *)({p} + 0)",
+            v = out(wreg) v,
+            p = in(reg) p,
+            options(pure, readonly, nostack, preserves_flags)
+        );
+    }
+    v
 }
 
 /// Writes a byte. Safety: as [`ld8`].
@@ -72,26 +86,24 @@ pub unsafe fn st16(p: usize, v: u16) {
     unsafe { *(p as *mut u16) = v }
 }
 
-/// Writes a 32-bit word in two halves. Safety: as [`ld16`].
+/// Writes a 32-bit word in one store at any alignment. Safety: as [`ld32`].
 #[inline(always)]
 pub unsafe fn st32(p: usize, v: u32) {
-    let (a, b) = split(v);
+    // SAFETY: a plain store into a proved range.
     unsafe {
-        st16(p, a);
-        st16(p + 2, b);
+        core::arch::asm!(
+            "*(u32 *)({p} + 0) = {v}",
+            v = in(wreg) v,
+            p = in(reg) p,
+            options(nostack, preserves_flags)
+        );
     }
 }
 
-// The BPF target we build for is little-endian (bpfel); `join`/`split` below rely on it.
+// The BPF target we build for is little-endian (bpfel); `split` below relies on it.
 // (`to_ne_bytes` shuffles would be endian-neutral, but LLVM lowers them to per-byte masks.)
 #[cfg(not(target_endian = "little"))]
 compile_error!("lb-ebpf assumes a little-endian target (bpfel)");
-
-/// The 32-bit word whose memory image is `a` followed by `b`.
-#[inline(always)]
-pub const fn join(a: u16, b: u16) -> u32 {
-    a as u32 | (b as u32) << 16
-}
 
 /// The two 16-bit halves of a word's memory image, in memory order.
 #[inline(always)]
