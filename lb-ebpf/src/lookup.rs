@@ -1,6 +1,6 @@
 //! Lookups, cheapest first (docs/datapath.md steps 3–8): the address bit filters (array
 //! reads the JIT inlines) gate every hash lookup, so traffic that is neither a NAT reply nor
-//! to a VIP costs no helper call; an established flow costs one FLOWS lookup and array
+//! to a VIP costs no helper call and is passed as soon as its addresses are read; an established flow costs one FLOWS lookup and array
 //! reads; only a new flow pays for the SERVICES lookup.
 
 use aya_ebpf::{maps::Array, programs::XdpContext};
@@ -25,10 +25,40 @@ pub enum Found {
     Miss,
 }
 
+/// What the address filters say a packet may be (step 3's gate, `gate`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// The destination is in VIP_FILTER: balance it. (The NAT filter is not asked yet: VIP
+    /// traffic never pays for it unless balancing finds no VIP after all.)
+    Vip,
+    /// Not a VIP, but the source is in NAT_FILTER: perhaps a NAT reply.
+    NatReply,
+}
+
+/// Step 3, from the two addresses alone, as soon as the IP header is read (`parse`):
+/// neither a VIP destination nor a NAT real source → pass `NotVip` before anything else
+/// is parsed. Pass-through traffic thus costs two array reads (no helper call). Called
+/// with each family's own address words, so the filter hash folds its zero words away for
+/// IPv4.
+#[inline(always)]
+pub fn gate(src: &RawAddr, dst: &RawAddr) -> Result<Gate, Pass> {
+    if in_filter(&VIP_FILTER, dst) {
+        Ok(Gate::Vip)
+    } else if in_filter(&NAT_FILTER, src) {
+        Ok(Gate::NatReply)
+    } else {
+        Err(Pass::NotVip)
+    }
+}
+
 /// Step 4: the reverse entry of a NAT reply (real → client), if this is one.
 #[inline(always)]
 pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
-    if pkt.l4 != L4::Ports || !in_filter(&NAT_FILTER, &pkt.key.src) {
+    if pkt.l4 != L4::Ports {
+        return None;
+    }
+    // A VIP-filter hit that was no VIP's after all has not been through NAT_FILTER yet.
+    if pkt.gate == Gate::Vip && !in_filter(&NAT_FILTER, &pkt.key.src) {
         return None;
     }
     // Copied out: an LRU element may be reused under us once we call another helper.
@@ -36,13 +66,11 @@ pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
     unsafe { NAT_REV.get(key) }.copied()
 }
 
-/// Steps 3, 5–6: is this a packet we balance? Passes what is not ours, drops what is ours but
-/// unusable, and turns an ICMP error about a flow into that flow's key (`icmp.rs`).
+/// Steps 5–6, for a packet whose destination is in VIP_FILTER: is this a packet we
+/// balance? Passes what is not ours, drops what is ours but unusable, and turns an ICMP
+/// error about a flow into that flow's key (`icmp.rs`).
 #[inline(always)]
 pub fn lookup_vip(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> {
-    if !in_filter(&VIP_FILTER, &pkt.key.dst) {
-        return Err(Exit::Pass(Pass::NotVip));
-    }
     match pkt.l4 {
         L4::Ports => Ok(()),
         L4::Cut => Err(Exit::Drop(Drop::Truncated)),

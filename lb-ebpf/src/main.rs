@@ -21,7 +21,7 @@ mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Counter, Drop, Pass};
-use lookup::Found;
+use lookup::{Found, Gate};
 use parse::Packet;
 
 /// How a balanced packet leaves.
@@ -57,6 +57,13 @@ impl From<Drop> for Exit {
     }
 }
 
+impl From<Pass> for Exit {
+    #[inline(always)]
+    fn from(p: Pass) -> Self {
+        Exit::Pass(p)
+    }
+}
+
 // Inlined into the section entry the macro generates: left out of line, the whole body
 // was a BPF-to-BPF call on every packet (~20–30 ns here).
 #[xdp]
@@ -75,16 +82,20 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     action
 }
 
-/// The whole per-packet path, in docs/datapath.md's order: a packet for a VIP is balanced;
-/// what turns out not to be (the usual case: the VIP filter says no) may still be a NAT
-/// reply. VIP traffic thus never pays the NAT check, and replies never go to a VIP.
+/// The whole per-packet path, in docs/datapath.md's order. Parsing passes what the address
+/// filters say is neither to a VIP nor a NAT reply (the usual case). A packet that may be
+/// for a VIP is balanced; one that turns out not to be may still be a NAT reply. VIP
+/// traffic thus never pays the NAT check, and replies never go to a VIP.
 #[inline(always)]
 fn try_lb(ctx: &XdpContext) -> Result<Sent, Exit> {
     let mut pkt = parse::parse_packet(ctx)?;
-    match balance(ctx, &mut pkt) {
-        Err(Exit::Pass(Pass::NotVip)) => nat_return(ctx, &pkt),
-        done => done,
+    if pkt.gate == Gate::Vip {
+        match balance(ctx, &mut pkt) {
+            Err(Exit::Pass(Pass::NotVip)) => {}
+            done => return done,
+        }
     }
+    nat_return(ctx, &pkt)
 }
 
 /// Steps 5–12: a packet to a VIP, to its real.

@@ -1,7 +1,9 @@
 //! Parse: Ethernet (+ up to two VLAN tags), IPv4 (options skipped via IHL) or IPv6, and the
 //! TCP/UDP ports, into one family-agnostic [`Packet`] view (as Katran's `flow_key` union).
 //! Only this module and `forward` branch on the address family (STYLE.md §1).
-//! Validation follows docs/datapath.md steps 1–2. The L4 header is only classified here
+//! Validation follows docs/datapath.md steps 1–2; step 3's gate (`lookup::gate`) runs as
+//! soon as each family has its addresses, so traffic that is not ours leaves before the
+//! rest of the [`Packet`] is built. The L4 header is only classified here
 //! ([`L4`]); what a class means (drop, pass, balance) is decided once the destination may
 //! be a VIP (`lookup::lookup_vip`, step 5), so that code needs no family.
 
@@ -13,6 +15,7 @@ use lb_common::{
 };
 
 use crate::Exit;
+use crate::lookup::{Gate, gate};
 use crate::pkt::{bytes_at, fits, ld8, ld16, ld32, parse_l2};
 
 /// IPv4 header without options.
@@ -71,6 +74,8 @@ pub struct Packet {
     pub quote: Option<Quote>,
     /// TCP flag byte (FIN SYN RST PSH ACK ...) of a TCP packet; 0 otherwise.
     pub tcp_flags: u8,
+    /// What the address filters said (step 3).
+    pub gate: Gate,
 }
 
 impl Packet {
@@ -111,23 +116,24 @@ pub fn parse_packet(ctx: &XdpContext) -> Result<Packet, Exit> {
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
+fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
     let p = bytes_at(ctx, l3, IPV4_LEN).ok_or(Drop::Truncated)?;
     let vihl = unsafe { ld8(p) };
     if vihl >> 4 != 4 || vihl & 0x0f < 5 {
-        return Err(Drop::BadHeader);
+        return Err(Drop::BadHeader.into());
     }
     // Masked and scaled from a nibble: the verifier sees hlen ≤ 60.
     let hlen = (vihl & 0x0f) as usize * 4;
     let tot = u16::from_be(unsafe { ld16(p + 2) }) as usize;
     if !fits(ctx, l3, hlen) || !fits(ctx, l3, tot) {
-        return Err(Drop::Truncated);
+        return Err(Drop::Truncated.into());
     }
     if tot < hlen {
-        return Err(Drop::BadHeader);
+        return Err(Drop::BadHeader.into());
     }
     let frag = u16::from_be(unsafe { ld16(p + 6) });
     let (src, dst) = unsafe { (ld32(p + 12), ld32(p + 16)) };
+    let gate = gate(&[src, 0, 0, 0], &[dst, 0, 0, 0])?;
     Ok(Packet {
         key: FlowKey {
             src: [src, 0, 0, 0],
@@ -150,20 +156,22 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
         },
         quote: None,
         tcp_flags: 0,
+        gate,
     })
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
+fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
     let p = bytes_at(ctx, l3, IPV6_LEN).ok_or(Drop::Truncated)?;
     if unsafe { ld8(p) } >> 4 != 6 {
-        return Err(Drop::BadHeader);
+        return Err(Drop::BadHeader.into());
     }
     let len = IPV6_LEN + u16::from_be(unsafe { ld16(p + 4) }) as usize;
     if !fits(ctx, l3, len) {
-        return Err(Drop::Truncated);
+        return Err(Drop::Truncated.into());
     }
     let (src, dst) = unsafe { (read_addr6(p + 8), read_addr6(p + 24)) };
+    let gate = gate(&src, &dst)?;
     Ok(Packet {
         key: FlowKey {
             src,
@@ -181,6 +189,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Drop> {
         l4: L4::Other,
         quote: None,
         tcp_flags: 0,
+        gate,
     })
 }
 
