@@ -106,13 +106,32 @@ impl Packet {
 #[inline(always)]
 pub fn parse_packet(ctx: &XdpContext) -> Result<Packet, Exit> {
     let (l3_off, ether) = parse_l2(ctx)?;
-    let mut pkt = match ether {
-        ethertype::IPV4 => parse_ipv4(ctx, l3_off)?,
-        ethertype::IPV6 => parse_ipv6(ctx, l3_off)?,
-        _ => return Err(Exit::Pass(Pass::NotIp)),
-    };
-    parse_l4(ctx, &mut pkt);
-    Ok(pkt)
+    match ether {
+        ethertype::IPV4 => parse_ipv4(ctx, l3_off),
+        ethertype::IPV6 => parse_ipv6(ctx, l3_off),
+        _ => Err(Exit::Pass(Pass::NotIp)),
+    }
+}
+
+/// What the L4 header gave ([`parse_l4`]); ports and flags zero unless `l4` is `Ports`.
+#[derive(Clone, Copy)]
+struct Transport {
+    l4: L4,
+    sport: Be16,
+    dport: Be16,
+    tcp_flags: u8,
+}
+
+impl Transport {
+    #[inline(always)]
+    const fn only(l4: L4) -> Self {
+        Transport {
+            l4,
+            sport: Be16(0),
+            dport: Be16(0),
+            tcp_flags: 0,
+        }
+    }
 }
 
 #[inline(always)]
@@ -134,28 +153,33 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
     let frag = u16::from_be(unsafe { ld16(p + 6) });
     let (src, dst) = unsafe { (ld32(p + 12), ld32(p + 16)) };
     let gate = gate(&[src, 0, 0, 0], &[dst, 0, 0, 0])?;
+    let proto = unsafe { ld8(p + 9) };
+    let l4_off = l3 + hlen;
+    // The key is built once, here, from plain values: built first and patched by the L4
+    // parse, its ten words were copied between stack slots at every branch of that parse.
+    let t = if frag & 0x3fff != 0 {
+        // MF (0x2000) or a fragment offset (0x1fff).
+        Transport::only(L4::Fragment)
+    } else {
+        parse_l4(ctx, proto, true, l4_off, l3 + tot)
+    };
     Ok(Packet {
         key: FlowKey {
             src: [src, 0, 0, 0],
             dst: [dst, 0, 0, 0],
-            sport: Be16(0),
-            dport: Be16(0),
-            proto: unsafe { ld8(p + 9) },
+            sport: t.sport,
+            dport: t.dport,
+            proto,
             family: family::V4,
             _pad: [0; 2],
         },
         l3_off: l3,
-        l4_off: l3 + hlen,
+        l4_off,
         l3_len: tot,
         ttl: unsafe { ld8(p + 8) },
-        // MF (0x2000) or a fragment offset (0x1fff).
-        l4: if frag & 0x3fff != 0 {
-            L4::Fragment
-        } else {
-            L4::Other
-        },
+        l4: t.l4,
         quote: None,
-        tcp_flags: 0,
+        tcp_flags: t.tcp_flags,
         gate,
     })
 }
@@ -172,13 +196,15 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
     }
     let (src, dst) = unsafe { (read_addr6(p + 8), read_addr6(p + 24)) };
     let gate = gate(&src, &dst)?;
+    let proto = unsafe { ld8(p + 6) };
+    let t = parse_l4(ctx, proto, false, l3 + IPV6_LEN, l3 + len);
     Ok(Packet {
         key: FlowKey {
             src,
             dst,
-            sport: Be16(0),
-            dport: Be16(0),
-            proto: unsafe { ld8(p + 6) },
+            sport: t.sport,
+            dport: t.dport,
+            proto,
             family: family::V6,
             _pad: [0; 2],
         },
@@ -186,9 +212,9 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
         l4_off: l3 + IPV6_LEN,
         l3_len: len,
         ttl: unsafe { ld8(p + 7) },
-        l4: L4::Other,
+        l4: t.l4,
         quote: None,
-        tcp_flags: 0,
+        tcp_flags: t.tcp_flags,
         gate,
     })
 }
@@ -226,34 +252,34 @@ fn is_ext(p: u8) -> bool {
     }
 }
 
-/// Classifies the L4 header and reads the ports of an unfragmented TCP/UDP packet whose
-/// header lies inside the IP length.
+/// Classifies the L4 header (`proto` at `l4_off`, the IP packet ending at `l3_end`) and
+/// reads the ports of a TCP/UDP header that lies inside the IP length. Not for fragments.
 #[inline(always)]
-fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) {
-    if pkt.l4 == L4::Fragment {
-        return;
-    }
-    let need = match pkt.key.proto {
+fn parse_l4(ctx: &XdpContext, proto: u8, v4: bool, l4_off: usize, l3_end: usize) -> Transport {
+    let need = match proto {
         proto::TCP => TCP_LEN,
         proto::UDP => UDP_LEN,
-        p => return pkt.l4 = classify(p, pkt.is_v4()),
+        p => return Transport::only(classify(p, v4)),
     };
-    pkt.l4 = L4::Cut;
-    if pkt.l4_off + need > pkt.l3_end() {
-        return;
-    }
-    // The IP length check above covers the whole header; the verifier only needs a
-    // constant range for the two port words we read.
-    let Some(p) = bytes_at(ctx, pkt.l4_off, UDP_LEN) else {
-        return;
+    // The IP length check covers the whole header; the verifier only needs a constant
+    // range for the words we read.
+    let ports = if l4_off + need > l3_end {
+        None
+    } else {
+        bytes_at(ctx, l4_off, UDP_LEN)
     };
-    pkt.key.sport = Be16(unsafe { ld16(p) });
-    pkt.key.dport = Be16(unsafe { ld16(p + 2) });
-    pkt.l4 = L4::Ports;
-    if need == TCP_LEN
-        && let Some(p) = bytes_at(ctx, pkt.l4_off, TCP_LEN)
-    {
+    let Some(p) = ports else {
+        return Transport::only(L4::Cut);
+    };
+    let tcp_flags = match bytes_at(ctx, l4_off, TCP_LEN) {
         // Bytes 12–13 (data offset, flags): the flags are the second byte in memory.
-        pkt.tcp_flags = unsafe { ld16(p + 12) }.to_ne_bytes()[1];
+        Some(p) if need == TCP_LEN => unsafe { ld16(p + 12) }.to_ne_bytes()[1],
+        _ => 0,
+    };
+    Transport {
+        l4: L4::Ports,
+        sport: Be16(unsafe { ld16(p) }),
+        dport: Be16(unsafe { ld16(p + 2) }),
+        tcp_flags,
     }
 }
