@@ -16,7 +16,7 @@ use crate::Exit;
 use crate::forward::nat::{Side, rewrite_l3};
 use crate::lookup::unless_vip;
 use crate::parse::{IPV4_LEN, IPV6_LEN, Packet, Quote, read_addr6};
-use crate::pkt::{bytes_at, ld8, ld16, ld32, st16};
+use crate::pkt::{bytes_at, ld8, ld16, ld32_at, st16};
 
 /// ICMP / ICMPv6 header: type, code, checksum, 4 bytes (unused / MTU).
 const ICMP_LEN: usize = 8;
@@ -66,7 +66,7 @@ fn parse_quote_v4(ctx: &XdpContext, q: usize, end: usize) -> Result<(FlowKey, Qu
     }
     let l4 = q + (vihl & 0x0f) as usize * 4;
     let t = quoted_l4(ctx, l4, end)?;
-    let (src, dst) = unsafe { (ld32(p + 12), ld32(p + 16)) };
+    let (src, dst) = unsafe { (ld32_at::<12>(p), ld32_at::<16>(p)) };
     let key = quoted_key(
         unsafe { ld8(p + 9) },
         family::V4,

@@ -16,7 +16,7 @@ use lb_common::{
 
 use crate::Exit;
 use crate::lookup::{Gate, gate};
-use crate::pkt::{bytes_at, fits, ld8, ld16, ld32, parse_l2};
+use crate::pkt::{bytes_at, fits, ld8, ld16, ld32_at, parse_l2};
 
 /// IPv4 header without options.
 pub const IPV4_LEN: usize = 20;
@@ -151,7 +151,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
         return Err(Drop::BadHeader.into());
     }
     let frag = u16::from_be(unsafe { ld16(p + 6) });
-    let (src, dst) = unsafe { (ld32(p + 12), ld32(p + 16)) };
+    let (src, dst) = unsafe { (ld32_at::<12>(p), ld32_at::<16>(p)) };
     let gate = gate(&[src, 0, 0, 0], &[dst, 0, 0, 0])?;
     let proto = unsafe { ld8(p + 9) };
     let l4_off = l3 + hlen;
@@ -222,7 +222,14 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
 /// Reads a 16-byte address. Safety: as `pkt::ld16`.
 #[inline(always)]
 pub unsafe fn read_addr6(p: usize) -> [u32; 4] {
-    unsafe { [ld32(p), ld32(p + 4), ld32(p + 8), ld32(p + 12)] }
+    unsafe {
+        [
+            ld32_at::<0>(p),
+            ld32_at::<4>(p),
+            ld32_at::<8>(p),
+            ld32_at::<12>(p),
+        ]
+    }
 }
 
 /// The class of a protocol that is neither TCP nor UDP: one value, computed without a

@@ -61,13 +61,21 @@ pub unsafe fn ld16(p: usize) -> u16 {
 /// note). Safety: `p` is inside a range proved by [`bytes_at`] (or a map value).
 #[inline(always)]
 pub unsafe fn ld32(p: usize) -> u32 {
+    unsafe { ld32_at::<0>(p) }
+}
+
+/// `ld32(p + OFF)` with the offset in the instruction (a plain `ld32(p + OFF)` costs two
+/// more: LLVM cannot fold an add into an asm operand). Safety: as [`ld32`].
+#[inline(always)]
+pub unsafe fn ld32_at<const OFF: i16>(p: usize) -> u32 {
     let v: u32;
     // SAFETY: a plain load from a proved range; `pure, readonly` lets LLVM drop or merge it.
     unsafe {
         core::arch::asm!(
-            "{v} = *(u32 *)({p} + 0)",
+            "{v} = *(u32 *)({p} + {off})",
             v = out(wreg) v,
             p = in(reg) p,
+            off = const OFF,
             options(pure, readonly, nostack, preserves_flags)
         );
     }
