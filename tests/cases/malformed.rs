@@ -230,6 +230,71 @@ pub fn cases() -> Vec<Sequence> {
             Drop::Ipv6ExtHeader,
         )
         .into(),
+        drop_case(
+            "ext6_ah_to_vip",
+            "AH (51) to a VIP: drop Ipv6ExtHeader",
+            dr6(),
+            ext6(VIP6, 51),
+            Drop::Ipv6ExtHeader,
+        )
+        .into(),
+        drop_case(
+            "ext6_mobility_to_vip",
+            "IPv6 mobility header (135) to a VIP: drop Ipv6ExtHeader",
+            dr6(),
+            ext6(VIP6, 135),
+            Drop::Ipv6ExtHeader,
+        )
+        .into(),
+        drop_case(
+            "ext6_hip_to_vip",
+            "HIP (139) to a VIP: drop Ipv6ExtHeader",
+            dr6(),
+            ext6(VIP6, 139),
+            Drop::Ipv6ExtHeader,
+        )
+        .into(),
+        drop_case(
+            "ext6_shim6_to_vip",
+            "shim6 (140) to a VIP: drop Ipv6ExtHeader",
+            dr6(),
+            ext6(VIP6, 140),
+            Drop::Ipv6ExtHeader,
+        )
+        .into(),
+        // Neighbours of the extension numbers are ordinary protocols.
+        pass_case(
+            "ext6_neighbour_136_to_vip",
+            "UDP-Lite (136, between mobility and HIP) to an IPv6 VIP: pass NotBalanced",
+            dr6(),
+            ext6(VIP6, 136),
+            Pass::NotBalanced,
+        )
+        .into(),
+        pass_case(
+            "ext6_neighbour_61_to_vip",
+            "protocol 61 (just past destination options) to an IPv6 VIP: pass NotBalanced",
+            dr6(),
+            ext6(VIP6, 61),
+            Pass::NotBalanced,
+        )
+        .into(),
+        pass_case(
+            "ext6_icmpv4_on_v6_to_vip",
+            "ICMP for IPv4 (1) inside IPv6 to a VIP: no ICMP error of ours, pass NotBalanced",
+            dr6(),
+            ext6(VIP6, 1),
+            Pass::NotBalanced,
+        )
+        .into(),
+        pass_case(
+            "v4_proto_0_to_vip",
+            "protocol 0 on IPv4 (hop-by-hop only means something in IPv6): pass NotBalanced",
+            dr4(),
+            Pkt::raw(CLIENT4, VIP4, 0, &[0; 12]),
+            Pass::NotBalanced,
+        )
+        .into(),
         pass_case(
             "ext6_to_other",
             "an IPv6 extension header to a non-VIP: pass NotVip",
