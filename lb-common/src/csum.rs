@@ -11,27 +11,53 @@ pub const fn fold(mut sum: u32) -> u16 {
     sum as u16
 }
 
-/// Checksum field after replacing the 16-bit word `old` by `new` (RFC 1624 eqn. 3:
-/// HC' = ~(~HC + ~m + m')).
+/// The RFC 1624 terms (~m + m') for the 16-bit word `old` becoming `new`. Deltas add up
+/// as plain integers: several changes cost one [`apply`] (one fold) instead of one each.
+#[inline(always)]
+pub const fn delta16(old: u16, new: u16) -> u32 {
+    (!old) as u32 + new as u32
+}
+
+/// [`delta16`] for both halves of a 32-bit word.
+#[inline(always)]
+pub const fn delta32(old: u32, new: u32) -> u32 {
+    ((!old) & 0xffff) + ((!old) >> 16) + (new & 0xffff) + (new >> 16)
+}
+
+/// [`delta32`] for a whole (4-word) address.
+#[inline(always)]
+pub const fn delta_addr(old: &[u32; 4], new: &[u32; 4]) -> u32 {
+    delta32(old[0], new[0])
+        + delta32(old[1], new[1])
+        + delta32(old[2], new[2])
+        + delta32(old[3], new[3])
+}
+
+/// Checksum field after the changes whose deltas sum to `delta` (RFC 1624 eqn. 3:
+/// HC' = ~(~HC + Σ(~m + m'))). End-around-carry addition does not depend on grouping, so
+/// one fold of the sum equals a fold per change. `fold` is exact for any u32, so `delta`
+/// may hold up to 65,000 terms of ≤ 0x1fffe; callers add at most a dozen.
+#[inline(always)]
+pub const fn apply(check: u16, delta: u32) -> u16 {
+    !fold((!check) as u32 + delta)
+}
+
+/// Checksum field after replacing the 16-bit word `old` by `new`.
 #[inline(always)]
 pub const fn replace16(check: u16, old: u16, new: u16) -> u16 {
-    !fold((!check) as u32 + (!old) as u32 + new as u32)
+    apply(check, delta16(old, new))
 }
 
 /// Checksum field after replacing the 32-bit word `old` by `new`.
 #[inline(always)]
 pub const fn replace32(check: u16, old: u32, new: u32) -> u16 {
-    let sum = (!check) as u32 + ((!old) & 0xffff) + ((!old) >> 16) + (new & 0xffff) + (new >> 16);
-    !fold(sum)
+    apply(check, delta32(old, new))
 }
 
 /// Checksum field after replacing a whole (4-word) address.
 #[inline(always)]
 pub const fn replace_addr(check: u16, old: &[u32; 4], new: &[u32; 4]) -> u16 {
-    let c = replace32(check, old[0], new[0]);
-    let c = replace32(c, old[1], new[1]);
-    let c = replace32(c, old[2], new[2]);
-    replace32(c, old[3], new[3])
+    apply(check, delta_addr(old, new))
 }
 
 /// Header checksum of a 20-byte IPv4 header given as ten 16-bit words (checksum word
@@ -94,6 +120,39 @@ mod tests {
             assert!(
                 matches!(replace16(got, old16, words[j]), x if x == full(&words) || (x ^ full(&words)) == 0xffff)
             );
+        }
+    }
+
+    #[test]
+    fn summed_deltas_equal_full_recompute() {
+        let mut rng = 0x9e37_79b9u32;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            rng
+        };
+        for _ in 0..10_000 {
+            // A pseudo-header-like block: two addresses (16 words) and a port word.
+            let mut words: [u16; 17] = core::array::from_fn(|_| next() as u16);
+            let check = full(&words);
+            let as_addr = |w: &[u16]| -> [u32; 4] {
+                core::array::from_fn(|i| w[2 * i] as u32 | (w[2 * i + 1] as u32) << 16)
+            };
+            let old = as_addr(&words[8..16]);
+            let new: [u32; 4] = core::array::from_fn(|_| next());
+            for i in 0..4 {
+                words[8 + 2 * i] = new[i] as u16;
+                words[9 + 2 * i] = (new[i] >> 16) as u16;
+            }
+            let old_port = words[16];
+            words[16] = next() as u16;
+            let want = full(&words);
+            let got = apply(check, delta_addr(&old, &new) + delta16(old_port, words[16]));
+            assert!(got == want || (got ^ want) == 0xffff && (got == 0 || want == 0));
+            // The same as one replace per change.
+            let stepwise = replace16(replace_addr(check, &old, &new), old_port, words[16]);
+            assert!(got == stepwise || (got ^ stepwise) == 0xffff);
         }
     }
 

@@ -9,7 +9,7 @@ use lb_common::{
     Be16, Drop, FlowKey, Pass, RawAddr,
     addr::family,
     consts::proto,
-    csum::{replace_addr, replace16},
+    csum::{apply, delta16},
 };
 
 use crate::Exit;
@@ -161,14 +161,12 @@ pub fn rewrite_quote_nat(
     let old_port = unsafe { ld16(t) };
     unsafe { st16(t, port.0) };
     let p = bytes_at(ctx, pkt.l4_off, ICMP_LEN).ok_or(Drop::Truncated)?;
-    let mut c = unsafe { ld16(p + 2) };
+    let mut delta =
+        inner.addr_delta + delta16(inner.old_check, inner.new_check) + delta16(old_port, port.0);
     if !v4 {
         // ICMPv6's pseudo-header holds the outer destination.
-        c = replace_addr(c, &outer.old, addr);
+        delta += outer.addr_delta;
     }
-    c = replace_addr(c, &inner.old, addr);
-    c = replace16(c, inner.old_check, inner.new_check);
-    c = replace16(c, old_port, port.0);
-    unsafe { st16(p + 2, c) };
+    unsafe { st16(p + 2, apply(ld16(p + 2), delta)) };
     Ok(())
 }

@@ -7,7 +7,7 @@ use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Be16, Counter, Drop, FlowKey, NatReverse, RawAddr, Real,
     consts::proto,
-    csum::{replace_addr, replace16, replace32},
+    csum::{apply, delta_addr, delta16, delta32},
 };
 
 use super::{send, write_macs};
@@ -31,8 +31,9 @@ pub enum Side {
 
 /// What an IP header rewrite changed, for the checksums that cover it further out.
 pub struct L3Change {
-    /// The address that was replaced (IPv4 in word 0).
-    pub old: RawAddr,
+    /// The address change as a checksum delta (`csum::delta32` / `delta_addr`): computed
+    /// in the family's own branch, so IPv4 sums two words, not eight.
+    pub addr_delta: u32,
     /// IPv4 header checksum before and after (both 0 for IPv6, which has none).
     pub old_check: u16,
     /// See `old_check`.
@@ -57,7 +58,7 @@ pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> 
             record_reverse(ctx, pkt, dest, &addr, port);
         }
         let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Dst, &addr, true)?;
-        rewrite_l4(ctx, pkt, Side::Dst, &l3.old, &addr, port)?;
+        rewrite_l4(ctx, pkt, Side::Dst, l3.addr_delta, port)?;
     }
     write_macs(ctx, &real.dst_mac, &real.src_mac)
 }
@@ -70,7 +71,7 @@ pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> R
     update_flow(pkt, rev);
     let vip = family_addr(pkt, &rev.vip);
     let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Src, &vip, true)?;
-    rewrite_l4(ctx, pkt, Side::Src, &l3.old, &vip, rev.vport)?;
+    rewrite_l4(ctx, pkt, Side::Src, l3.addr_delta, rev.vport)?;
     write_macs(ctx, &rev.client_mac, &rev.local_mac)?;
     count_out(rev.svc_id, rev.real_id, pkt.l3_len);
     send(ctx, rev.ifindex, Counter::NAT_RETURN)
@@ -174,16 +175,18 @@ pub fn rewrite_l3(
             let old = ld32(a);
             st32(a, new[0]);
             let old_check = ld16(p + 10);
-            let mut c = replace32(old_check, old, new[0]);
+            let addr_delta = delta32(old, new[0]);
+            let mut delta = addr_delta;
             if dec_ttl {
                 // TTL shares a 16-bit word with the protocol; the checksum sees the word.
                 let w = ld16(p + 8);
                 st8(p + 8, ld8(p + 8).wrapping_sub(1));
-                c = replace16(c, w, ld16(p + 8));
+                delta += delta16(w, ld16(p + 8));
             }
+            let c = apply(old_check, delta);
             st16(p + 10, c);
             Ok(L3Change {
-                old: [old, 0, 0, 0],
+                addr_delta,
                 old_check,
                 new_check: c,
             })
@@ -201,7 +204,7 @@ pub fn rewrite_l3(
                 st8(p + 7, ld8(p + 7).wrapping_sub(1));
             }
             Ok(L3Change {
-                old,
+                addr_delta: delta_addr(&old, new),
                 old_check: 0,
                 new_check: 0,
             })
@@ -221,14 +224,13 @@ enum L4Csum {
 }
 
 /// Replaces the port on `side` and fixes the TCP/UDP checksum for it and for the address
-/// change in the pseudo-header.
+/// change in the pseudo-header (`addr_delta`, from `rewrite_l3`).
 #[inline(always)]
 fn rewrite_l4(
     ctx: &XdpContext,
     pkt: &Packet,
     side: Side,
-    old: &RawAddr,
-    new: &RawAddr,
+    addr_delta: u32,
     port: Be16,
 ) -> Result<(), Drop> {
     let port_off = if matches!(side, Side::Src) { 0 } else { 2 };
@@ -236,7 +238,7 @@ fn rewrite_l4(
     match pkt.key.proto {
         proto::TCP => {
             let p = bytes_at(ctx, pkt.l4_off, TCP_LEN).ok_or(Drop::Truncated)?;
-            unsafe { fix_l4(p, port_off, L4Csum::Tcp, old, new, port) };
+            unsafe { fix_l4(p, port_off, L4Csum::Tcp, addr_delta, port) };
         }
         proto::UDP => {
             let p = bytes_at(ctx, pkt.l4_off, UDP_LEN).ok_or(Drop::Truncated)?;
@@ -245,7 +247,7 @@ fn rewrite_l4(
             } else {
                 L4Csum::Udp
             };
-            unsafe { fix_l4(p, port_off, kind, old, new, port) };
+            unsafe { fix_l4(p, port_off, kind, addr_delta, port) };
         }
         _ => {}
     }
@@ -254,14 +256,7 @@ fn rewrite_l4(
 
 /// Safety: `p` is a checked L4 header of the protocol `kind` names.
 #[inline(always)]
-unsafe fn fix_l4(
-    p: usize,
-    port_off: usize,
-    kind: L4Csum,
-    old: &RawAddr,
-    new: &RawAddr,
-    port: Be16,
-) {
+unsafe fn fix_l4(p: usize, port_off: usize, kind: L4Csum, addr_delta: u32, port: Be16) {
     let csum_off = match kind {
         L4Csum::Tcp => 16,
         L4Csum::Udp | L4Csum::Unset => 6,
@@ -272,7 +267,7 @@ unsafe fn fix_l4(
         if kind == L4Csum::Unset {
             return;
         }
-        let mut c = replace16(replace_addr(ld16(p + csum_off), old, new), old_port, port.0);
+        let mut c = apply(ld16(p + csum_off), addr_delta + delta16(old_port, port.0));
         if kind == L4Csum::Udp && c == 0 {
             c = 0xffff;
         }
