@@ -12,13 +12,15 @@
 //! [`nexthop`] (egress interface and MACs via `ip -j`), [`ipvsadm`] (ipvsadm's command
 //! line), [`show`] (ipvsadm's output), [`ctl`] (runs a command), [`sweep`] (CLOCK and the
 //! expiry of connections and templates, IPVS's timers), [`sys`] (the few raw system
-//! calls aya 0.14 lacks), [`batch`] (batched array reads and writes).
+//! calls aya 0.14 lacks), [`mapped`] (the big arrays through mmap), [`batch`] (batched array
+//! reads and writes, where a map cannot be mapped).
 #![warn(missing_docs)]
 
 pub mod batch;
 pub mod ctl;
 pub mod ipvsadm;
 pub mod loader;
+pub mod mapped;
 pub mod maps;
 pub mod model;
 pub mod nexthop;

@@ -188,7 +188,12 @@ impl Maps {
             name: MAP_REALS,
             source,
         };
-        if let Some(all) = crate::batch::lookup_all::<Real>(fd, self.reals.len()).map_err(raw)? {
+        let len = self.reals.len();
+        let all = match crate::mapped::read_all::<Real>(fd, len).map_err(raw)? {
+            Some(all) => Some(all),
+            None => crate::batch::lookup_all::<Real>(fd, len).map_err(raw)?,
+        };
+        if let Some(all) = all {
             reals.extend((0u32..).zip(all).filter(|(_, r)| *r != zero));
         } else {
             for i in 0..self.reals.len() {
@@ -287,13 +292,14 @@ impl Maps {
                 Op::PutReal(id, r) => self.reals.set(*id, r, 0).map_err(err(MAP_REALS))?,
                 Op::WriteTable { base, slots } => {
                     let fd = self.sched.map().fd().as_fd();
-                    let batched = crate::batch::update(fd, *base, slots).map_err(|source| {
-                        MapsError::Raw {
-                            name: MAP_SCHED_TABLE,
-                            source,
-                        }
-                    })?;
-                    if batched {
+                    let raw = |source| MapsError::Raw {
+                        name: MAP_SCHED_TABLE,
+                        source,
+                    };
+                    let len = self.sched.len();
+                    if crate::mapped::write(fd, len, *base, slots).map_err(raw)?
+                        || crate::batch::update(fd, *base, slots).map_err(raw)?
+                    {
                         continue;
                     }
                     for (i, s) in slots.iter().enumerate() {

@@ -4,6 +4,7 @@
 //! which lb-ctl opens by.
 
 use crate::pkt::same;
+use aya_ebpf::bindings::BPF_F_MMAPABLE;
 use aya_ebpf::{
     macros::map,
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
@@ -31,14 +32,16 @@ pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MA
 #[map]
 pub static VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(MAX_SERVICES, 0);
 
-/// real id → `Real`. lb-ctl; MAX_REALS. An array, so the JIT inlines the lookup.
+/// real id → `Real`. lb-ctl; MAX_REALS. An array, so the JIT inlines the lookup;
+/// mmapable, so lb-ctl reads all of it as memory at the start of every command.
 #[map]
-pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, 0);
+pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, BPF_F_MMAPABLE);
 
 /// slot → real id (`NO_REAL` = none): every service's scheduler table, each a region
-/// (table_base, table_len). lb-ctl; SCHED_TABLE_SLOTS.
+/// (table_base, table_len). lb-ctl, through mmap (a 65,537-slot table is one memory
+/// copy); SCHED_TABLE_SLOTS.
 #[map]
-pub static SCHED_TABLE: Array<u32> = Array::with_max_entries(SCHED_TABLE_SLOTS, 0);
+pub static SCHED_TABLE: Array<u32> = Array::with_max_entries(SCHED_TABLE_SLOTS, BPF_F_MMAPABLE);
 
 /// `FlowKey` (client → VIP) → `FlowValue`. The data path inserts; LRU evicts; lb-ctl may
 /// read and sweep. DEFAULT_MAX_FLOWS, resized at load (`--max-flows`).
