@@ -93,15 +93,19 @@ mod tests {
         !(s as u16)
     }
 
+    /// A xorshift32 stream: reproducible test words without a crate.
+    fn xorshift(mut x: u32) -> impl FnMut() -> u32 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        }
+    }
+
     #[test]
     fn incremental_equals_full_recompute() {
-        let mut rng = 0x1234_5678u32;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 17;
-            rng ^= rng << 5;
-            rng
-        };
+        let mut next = xorshift(0x1234_5678);
         for _ in 0..10_000 {
             let mut words: [u16; 12] = core::array::from_fn(|_| next() as u16);
             let check = full(&words);
@@ -125,13 +129,7 @@ mod tests {
 
     #[test]
     fn summed_deltas_equal_full_recompute() {
-        let mut rng = 0x9e37_79b9u32;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 17;
-            rng ^= rng << 5;
-            rng
-        };
+        let mut next = xorshift(0x9e37_79b9);
         for _ in 0..10_000 {
             // A pseudo-header-like block: two addresses (16 words) and a port word.
             let mut words: [u16; 17] = core::array::from_fn(|_| next() as u16);

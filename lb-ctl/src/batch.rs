@@ -220,24 +220,11 @@ pub fn update<V: Pod + Sync>(fd: BorrowedFd<'_>, base: u32, values: &[V]) -> io:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, OwnedFd};
 
-    /// A fresh `BPF_MAP_TYPE_ARRAY` of `len` u32 → [u8; 12] (an odd-sized value, like the
-    /// maps' structs); `None` without the rights to create maps.
+    /// An array of `len` u32 → [u8; 12] (an odd-sized value, like the maps' structs).
     fn array(len: u32) -> Option<OwnedFd> {
-        // map_type, key_size, value_size, max_entries, map_flags (start of bpf_attr).
-        let attr: [u32; 5] = [2, 4, 12, len, 0];
-        // SAFETY: a valid BPF_MAP_CREATE attr of the given size; the fd returned is ours.
-        let fd = unsafe { libc::syscall(libc::SYS_bpf, 0 as libc::c_long, attr.as_ptr(), 20usize) };
-        if fd < 0 {
-            eprintln!(
-                "skipped: cannot create a BPF map: {}",
-                io::Error::last_os_error()
-            );
-            return None;
-        }
-        // SAFETY: the kernel just returned this fd to us.
-        Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        crate::sys::test_array(len, 12, 0)
     }
 
     #[test]

@@ -126,57 +126,17 @@ pub fn write<V: Pod>(fd: BorrowedFd<'_>, len: u32, base: u32, values: &[V]) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use crate::sys::{RawMap, test_array as array};
+    use std::os::fd::AsFd;
 
     /// `BPF_F_MMAPABLE` in bpf_attr.map_flags.
     const BPF_F_MMAPABLE: u32 = 1 << 10;
 
-    /// A fresh `BPF_MAP_TYPE_ARRAY` of `len` u32 → `value_size` bytes; `None` without the
-    /// rights to create maps (the tests then say so and check nothing).
-    fn array(len: u32, value_size: u32, flags: u32) -> Option<OwnedFd> {
-        // map_type, key_size, value_size, max_entries, map_flags (start of bpf_attr).
-        let attr: [u32; 5] = [2, 4, value_size, len, flags];
-        // SAFETY: a valid BPF_MAP_CREATE attr of the given size; the fd returned is ours.
-        let fd = unsafe { libc::syscall(libc::SYS_bpf, 0 as libc::c_long, attr.as_ptr(), 20usize) };
-        if fd < 0 {
-            eprintln!(
-                "skipped: cannot create a BPF map: {}",
-                io::Error::last_os_error()
-            );
-            return None;
-        }
-        // SAFETY: the kernel just returned this fd to us.
-        Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-    }
-
-    /// One element by syscall (BPF_MAP_LOOKUP_ELEM / BPF_MAP_UPDATE_ELEM): the check is
-    /// independent of the mapping.
-    fn elem(fd: BorrowedFd<'_>, cmd: libc::c_long, key: u32, value: &mut [u8]) {
-        #[repr(C)]
-        struct Attr {
-            map_fd: u32,
-            _pad: u32,
-            key: u64,
-            value: u64,
-            flags: u64,
-        }
-        let attr = Attr {
-            map_fd: fd.as_raw_fd() as u32,
-            _pad: 0,
-            key: &key as *const u32 as u64,
-            value: value.as_mut_ptr() as u64,
-            flags: 0,
-        };
-        // SAFETY: a valid attr whose key and value buffers outlive the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                cmd,
-                &attr as *const Attr,
-                std::mem::size_of::<Attr>(),
-            )
-        };
-        assert_eq!(rc, 0, "bpf cmd {cmd}: {}", io::Error::last_os_error());
+    /// Slot `i` read back by syscall (BPF_MAP_LOOKUP_ELEM): independent of the mapping.
+    fn get<V: Pod>(m: &RawMap, i: u32) -> V {
+        m.get::<u32, V>(&i)
+            .expect("lookup")
+            .expect("array slots exist")
     }
 
     #[test]
@@ -188,23 +148,20 @@ mod tests {
         };
         let vals: Vec<u32> = (0..65_537u32).map(|i| i * 7 + 1).collect();
         assert!(write(fd.as_fd(), len, 65_538, &vals).expect("mmap write"));
+        // Past the end: refused, nothing written.
+        let e = write(fd.as_fd(), len, len - 2, &vals[..3]).expect_err("slots past the end");
+        assert_eq!(e.raw_os_error(), Some(libc::E2BIG));
+        let m = RawMap::from_fd(fd);
         for (slot, want) in [
             (65_537, 0),
             (65_538, 1),
             (65_538 + 100, 701),
             (131_074, 458_753),
             (131_075, 0),
+            (len - 2, 0),
         ] {
-            let mut v = [0u8; 4];
-            elem(fd.as_fd(), 1, slot, &mut v);
-            assert_eq!(u32::from_ne_bytes(v), want, "slot {slot}");
+            assert_eq!(get::<u32>(&m, slot), want, "slot {slot}");
         }
-        // Past the end: refused, nothing written.
-        let e = write(fd.as_fd(), len, len - 2, &vals[..3]).expect_err("slots past the end");
-        assert_eq!(e.raw_os_error(), Some(libc::E2BIG));
-        let mut v = [0u8; 4];
-        elem(fd.as_fd(), 1, len - 2, &mut v);
-        assert_eq!(v, [0; 4]);
     }
 
     #[test]
@@ -213,13 +170,14 @@ mod tests {
         let Some(fd) = array(1000, 12, BPF_F_MMAPABLE) else {
             return;
         };
+        let m = RawMap::from_fd(fd);
         for i in [0u32, 1, 499, 999] {
             let mut v = [0u8; 12];
             v[..4].copy_from_slice(&(i + 1).to_ne_bytes());
             v[11] = 0xaa;
-            elem(fd.as_fd(), 2, i, &mut v);
+            m.set(&i, &v).expect("update");
         }
-        let all = read_all::<[u8; 12]>(fd.as_fd(), 1000)
+        let all = read_all::<[u8; 12]>(m.fd(), 1000)
             .expect("mmap read")
             .expect("mmapable");
         assert_eq!(all.len(), 1000);

@@ -102,7 +102,8 @@ impl Packet {
     }
 }
 
-/// L2 and L3, then the L4 class (and the ports when the packet is TCP/UDP).
+/// L2 and L3, the address filters (step 3: pass `NotVip` here when neither says maybe),
+/// then the L4 class (and the ports when the packet is TCP/UDP).
 #[inline(always)]
 pub fn parse_packet(ctx: &XdpContext) -> Result<Packet, Exit> {
     let (l3_off, ether) = parse_l2(ctx)?;
