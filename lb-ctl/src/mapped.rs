@@ -27,17 +27,26 @@ struct Mapping {
 }
 
 impl Mapping {
-    /// Maps the first `bytes` bytes of the map's values. `Ok(None)`: not mmapable.
-    fn new(fd: BorrowedFd<'_>, bytes: usize, write: bool) -> io::Result<Option<Self>> {
+    /// Maps the map's values from byte `start` (rounded down to a page) to byte `end`.
+    /// `Ok(None)`: not mmapable. Returns the mapping and where `start` is in it.
+    fn new(
+        fd: BorrowedFd<'_>,
+        start: usize,
+        end: usize,
+        write: bool,
+    ) -> io::Result<Option<(Self, usize)>> {
         let page = page_size();
-        let len = bytes.div_ceil(page).max(1) * page;
+        let first = start / page * page;
+        let len = (end - first).div_ceil(page).max(1) * page;
         let prot = if write {
             libc::PROT_READ | libc::PROT_WRITE
         } else {
             libc::PROT_READ
         };
+        let offset =
+            libc::off_t::try_from(first).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
         // SAFETY: a fresh shared mapping of a file descriptor we hold for the call; the
-        // kernel checks the length against the map (EINVAL when it is too long).
+        // kernel checks offset and length against the map (EINVAL when past its end).
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -45,7 +54,7 @@ impl Mapping {
                 prot,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
-                0,
+                offset,
             )
         };
         if p == libc::MAP_FAILED {
@@ -56,7 +65,7 @@ impl Mapping {
             };
         }
         let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap at 0"))?;
-        Ok(Some(Mapping { base, len }))
+        Ok(Some((Mapping { base, len }, start - first)))
     }
 }
 
@@ -83,7 +92,7 @@ const fn stride<V>() -> usize {
 /// (aya's typed `Array` checks its size when opened). `Ok(None)`: the map is not mmapable.
 pub fn read_all<V: Pod>(fd: BorrowedFd<'_>, len: u32) -> io::Result<Option<Vec<V>>> {
     let n = len as usize;
-    let Some(m) = Mapping::new(fd, n * stride::<V>(), false)? else {
+    let Some((m, _)) = Mapping::new(fd, 0, n * stride::<V>(), false)? else {
         return Ok(None);
     };
     let out = (0..n)
@@ -108,13 +117,17 @@ pub fn write<V: Pod>(fd: BorrowedFd<'_>, len: u32, base: u32, values: &[V]) -> i
     if values.is_empty() {
         return Ok(true);
     }
-    let Some(m) = Mapping::new(fd, end * stride::<V>(), true)? else {
+    // Only the pages the slots are on: a table near the end of a large SCHED_TABLE maps
+    // what it writes, not everything before it.
+    let start = base as usize * stride::<V>();
+    let Some((m, at)) = Mapping::new(fd, start, end * stride::<V>(), true)? else {
         return Ok(false);
     };
     for (i, v) in values.iter().enumerate() {
-        // SAFETY: slot base + i < end lies inside the mapping, aligned as in `read_all`.
+        // SAFETY: slot base + i < end lies inside the mapping (`at` is slot `base`), 8-aligned
+        // as in `read_all` (pages are multiples of 8).
         unsafe {
-            let p = m.base.as_ptr().add((base as usize + i) * stride::<V>());
+            let p = m.base.as_ptr().add(at + i * stride::<V>());
             std::ptr::write_volatile(p.cast::<V>(), *v);
         }
     }
@@ -148,11 +161,16 @@ mod tests {
         };
         let vals: Vec<u32> = (0..65_537u32).map(|i| i * 7 + 1).collect();
         assert!(write(fd.as_fd(), len, 65_538, &vals).expect("mmap write"));
+        // At the start too (offset 0, not page-rounded down from elsewhere).
+        assert!(write(fd.as_fd(), len, 0, &[9u32, 8]).expect("mmap write"));
         // Past the end: refused, nothing written.
         let e = write(fd.as_fd(), len, len - 2, &vals[..3]).expect_err("slots past the end");
         assert_eq!(e.raw_os_error(), Some(libc::E2BIG));
         let m = RawMap::from_fd(fd);
         for (slot, want) in [
+            (0, 9),
+            (1, 8),
+            (2, 0),
             (65_537, 0),
             (65_538, 1),
             (65_538 + 100, 701),
