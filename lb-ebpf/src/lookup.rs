@@ -1,7 +1,8 @@
 //! Lookups, cheapest first (docs/datapath.md steps 3–8): the address bit filters (array
 //! reads the JIT inlines) gate every hash lookup, so traffic that is neither a NAT reply nor
-//! to a VIP costs no helper call and is passed as soon as its addresses are read; an established flow costs one FLOWS lookup and array
-//! reads; only a new flow pays for the SERVICES lookup.
+//! to a VIP costs no helper call and is passed as soon as its addresses are read; an
+//! established flow costs one FLOWS lookup and array reads; only a new flow pays for the
+//! SERVICES lookup.
 
 use aya_ebpf::{maps::Array, programs::XdpContext};
 use lb_common::{

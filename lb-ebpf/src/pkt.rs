@@ -14,7 +14,8 @@
 //! UB, and LLVM's BPF backend splits an `align 1` one into four byte accesses. The kernel
 //! allows misaligned packet access on the machines we run on (x86-64, arm64:
 //! `HAVE_EFFICIENT_UNALIGNED_ACCESS`), so [`ld32`]/[`st32`] are one BPF instruction each,
-//! written in inline assembly, outside Rust's alignment rules. (LLVM's
+//! written in inline assembly, outside Rust's alignment rules (their `wreg` operands need
+//! the 32-bit ALU of BPF CPU v3, set in `.cargo/config.toml`). (LLVM's
 //! `allows-misaligned-mem-access` feature would do it everywhere, but it also misaligns
 //! stack accesses, which the verifier always refuses.)
 
