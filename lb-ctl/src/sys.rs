@@ -147,24 +147,23 @@ impl RawMap {
 
     /// Removes `key` and returns the value it had at that moment; `None` if absent.
     pub fn take<K: bytemuck::Pod, V: bytemuck::Pod>(&self, key: &K) -> io::Result<Option<V>> {
-        let mut v = V::zeroed();
-        match self.elem(
-            BPF_MAP_LOOKUP_AND_DELETE_ELEM,
-            bytemuck::bytes_of(key),
-            bytemuck::bytes_of_mut(&mut v).as_mut_ptr(),
-            0,
-        ) {
-            Ok(()) => Ok(Some(v)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.read(BPF_MAP_LOOKUP_AND_DELETE_ELEM, key)
     }
 
     /// The value at `key`; `None` if absent.
     pub fn get<K: bytemuck::Pod, V: bytemuck::Pod>(&self, key: &K) -> io::Result<Option<V>> {
+        self.read(BPF_MAP_LOOKUP_ELEM, key)
+    }
+
+    /// A command that copies `key`'s value out (lookup, lookup-and-delete); ENOENT → `None`.
+    fn read<K: bytemuck::Pod, V: bytemuck::Pod>(
+        &self,
+        cmd: libc::c_long,
+        key: &K,
+    ) -> io::Result<Option<V>> {
         let mut v = V::zeroed();
         match self.elem(
-            BPF_MAP_LOOKUP_ELEM,
+            cmd,
             bytemuck::bytes_of(key),
             bytemuck::bytes_of_mut(&mut v).as_mut_ptr(),
             0,
