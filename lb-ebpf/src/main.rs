@@ -33,12 +33,14 @@ pub enum Out {
 }
 
 /// A balanced packet on its way out: how it leaves and what was done to it (FWD_DR,
-/// FWD_TUN, FWD_NAT or NAT_RETURN), both counted at exit with RX in one counters lookup.
+/// FWD_TUN, FWD_NAT or NAT_RETURN), counted at exit with RX in one counters lookup.
 pub struct Sent {
     /// The way out.
     pub out: Out,
     /// The forwarding counter.
     pub what: Counter,
+    /// The first packet of a newly scheduled flow: NEW_FLOW is counted with the others.
+    pub new_flow: bool,
 }
 
 /// An early way out of `try_lb`, carried by `?`: handed to the stack untouched or dropped,
@@ -69,16 +71,17 @@ impl From<Pass> for Exit {
 #[xdp]
 #[inline(always)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let (action, exit, what) = match try_lb(&ctx) {
-        Ok(Sent { out: Out::Tx, what }) => (xdp_action::XDP_TX, Counter::TX, Some(what)),
-        Ok(Sent {
-            out: Out::Redirect,
-            what,
-        }) => (xdp_action::XDP_REDIRECT, Counter::REDIRECT, Some(what)),
+    let (action, exit, sent) = match try_lb(&ctx) {
+        Ok(s @ Sent { out: Out::Tx, .. }) => (xdp_action::XDP_TX, Counter::TX, Some(s)),
+        Ok(
+            s @ Sent {
+                out: Out::Redirect, ..
+            },
+        ) => (xdp_action::XDP_REDIRECT, Counter::REDIRECT, Some(s)),
         Err(Exit::Pass(p)) => (xdp_action::XDP_PASS, p.counter(), None),
         Err(Exit::Drop(d)) => (xdp_action::XDP_DROP, d.counter(), None),
     };
-    stats::count_exit(exit, what);
+    stats::count_exit(exit, sent);
     action
 }
 

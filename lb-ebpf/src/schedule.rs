@@ -13,7 +13,7 @@ use crate::lookup::{lookup_real, lookup_service};
 use crate::maps::{FLOWS, PERSIST, REAL_CONNS, SCHED_TABLE};
 use crate::parse::Packet;
 use crate::sched;
-use crate::stats::{count, count_conn};
+use crate::stats::count;
 
 /// `BPF_NOEXIST`: a new flow is inserted only if no other CPU recorded it first, so it is
 /// bound (counted) once.
@@ -70,8 +70,7 @@ pub fn schedule_new(pkt: &Packet) -> Result<Dest, Exit> {
     if !one_packet {
         record_flow(pkt, real, real_id, svc.id);
     }
-    count(Counter::NEW_FLOW);
-    count_conn(svc.id, real_id);
+    // NEW_FLOW and the `conns` stats are counted with the packet (`Dest::new_flow`).
     Ok(Dest {
         real_id,
         svc_id: svc.id,

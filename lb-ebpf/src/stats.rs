@@ -4,6 +4,7 @@
 
 use lb_common::{Counter, CounterBlock, Traffic};
 
+use crate::Sent;
 use crate::maps::{COUNTERS, REAL_STATS, SVC_STATS};
 
 /// Bumps one global counter (the rare events: the exit ones go through [`count_exit`]).
@@ -17,15 +18,18 @@ pub fn count(c: Counter) {
 /// Every packet's exit: `RX`, the verdict's counter, and a forwarded packet's FWD_* /
 /// NAT_RETURN, in one lookup of this CPU's block.
 #[inline(always)]
-pub fn count_exit(exit: Counter, what: Option<Counter>) {
+pub fn count_exit(exit: Counter, sent: Option<Sent>) {
     let Some(b) = COUNTERS.get_ptr_mut(0) else {
         return;
     };
     let b = unsafe { &mut *b };
     b.slots[Counter::RX.0 as usize] += 1;
     bump(b, exit);
-    if let Some(w) = what {
-        bump(b, w);
+    if let Some(s) = sent {
+        bump(b, s.what);
+        if s.new_flow {
+            bump(b, Counter::NEW_FLOW);
+        }
     }
 }
 
@@ -38,12 +42,17 @@ fn bump(b: &mut CounterBlock, c: Counter) {
     }
 }
 
-/// A packet client → real: `in_packets`/`in_bytes` on the service and the real.
+/// A packet client → real: `in_packets`/`in_bytes` on the service and the real, and
+/// `conns` when it is a new flow's first (one lookup of each for both: a new flow's
+/// counters cost ~25 ns more when counted apart).
 #[inline(always)]
-pub fn count_in(svc_id: u32, real_id: u32, bytes: usize) {
+pub fn count_in(svc_id: u32, real_id: u32, bytes: usize, new_flow: bool) {
     update(svc_id, real_id, |t| {
         t.in_packets += 1;
         t.in_bytes += bytes as u64;
+        if new_flow {
+            t.conns += 1;
+        }
     });
 }
 
@@ -56,9 +65,11 @@ pub fn count_out(svc_id: u32, real_id: u32, bytes: usize) {
     });
 }
 
-/// A new connection scheduled: `conns` on the service and the real.
+/// A new connection whose packet was dropped in its rewrite: NEW_FLOW and `conns` on the
+/// service and the real, as for one that was sent.
 #[inline(always)]
-pub fn count_conn(svc_id: u32, real_id: u32) {
+pub fn count_new_flow(svc_id: u32, real_id: u32) {
+    count(Counter::NEW_FLOW);
     update(svc_id, real_id, |t| t.conns += 1);
 }
 

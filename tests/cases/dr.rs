@@ -3,7 +3,7 @@
 
 use super::common::*;
 use lb_common::hash::{FLOW_SEED, flow_hash, src_hash};
-use lb_common::{Counter, Drop, FlowValue, ForwardMode::Dr, Real, RealFlags, VipFlags};
+use lb_common::{Counter, Drop, FlowValue, ForwardMode::Dr, Real, RealFlags, Traffic, VipFlags};
 use lb_tests::bpf::{IF_OUT, IF_PEER, Verdict};
 use lb_tests::case::{Action, Case, Counts, Output, Sequence, StateCheck, Step};
 use lb_tests::packet::Pkt;
@@ -187,6 +187,7 @@ pub fn cases() -> Vec<Sequence> {
         redirect_v6_case(),
         ingress_veth_tx_case(),
         redirect_missing_port_case(),
+        unknown_mode_case(),
         mh_src_hash_case(false),
         mh_src_hash_case(true),
         mh_hash_ports_case(false),
@@ -433,6 +434,36 @@ fn redirect_missing_port_case() -> Sequence {
         counts: Counts::of(&[Counter::RX, Counter::NEW_FLOW, Drop::Redirect.counter()])
         .both(SVC, REAL_A, new_conn(&Pkt::tcp(CLIENT4, VIP4, 40000, 80))),
         state: vec![],
+    }
+    .into()
+}
+
+/// A real whose forwarding mode this program does not know (a newer lb-ctl's, say): the
+/// flow is scheduled and recorded, then its packet dropped in the rewrite. The connection
+/// exists all the same, so it is counted (NEW_FLOW, `conns`), but no packet went in.
+fn unknown_mode_case() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = Real {
+        mode: 9,
+        ..real(Dr, SVC, REAL4, 80)
+    };
+    Case {
+        name: "dr_v4_unknown_mode_dropped",
+        why: "the real's mode byte is 9 (no such mode): scheduled and recorded, then dropped NoReal; NEW_FLOW and conns counted, no in_packets",
+        provision: one(VIP4, 80, TCP, r),
+        input: p.clone().into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Drop,
+        output: Output::NotChecked,
+        counts: Counts::of(&[Counter::RX, Counter::NEW_FLOW, Drop::NoReal.counter()]).both(
+            SVC,
+            REAL_A,
+            Traffic {
+                conns: 1,
+                ..Traffic::default()
+            },
+        ),
+        state: vec![StateCheck::Flow(key_of(&p), Some(fv_new(REAL_A, SVC, &p, Dr)))],
     }
     .into()
 }

@@ -14,17 +14,52 @@ use crate::maps::{REALS, TX_PORTS};
 use crate::parse::Packet;
 use crate::pkt::{bytes_at, ld16, st16};
 use crate::schedule::Dest;
-use crate::stats::{count, count_in};
+use crate::stats::{count, count_in, count_new_flow};
 use crate::{Exit, Out, Sent};
 
 pub use nat::forward_nat_return;
 
-/// Rewrites the packet for the real, counts it, picks the way out.
+/// Rewrites the packet for the real, counts it, picks the way out. A new flow's NEW_FLOW
+/// and `conns` are counted with its packet's counters (`count_in`, `count_exit`: two
+/// per-CPU lookups fewer), or here when the packet cannot be sent: the flow is bound and
+/// recorded all the same, and IPVS counts a connection when it creates it.
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit> {
     // Checked ACTIVE by lookup/schedule; re-read here by id (see `Dest`).
     let real = REALS.get(dest.real_id).ok_or(Drop::NoReal)?;
-    let what = match ForwardMode::from_u8(real.mode) {
+    let what = match rewrite(ctx, pkt, dest, real) {
+        Ok(what) => what,
+        Err(e) => {
+            if dest.new_flow {
+                count_new_flow(dest.svc_id, dest.real_id);
+            }
+            return Err(e);
+        }
+    };
+    if pkt.quote.is_some() {
+        count(Counter::ICMP_TO_REAL);
+    }
+    count_in(dest.svc_id, dest.real_id, pkt.l3_len, dest.new_flow);
+    let out = match send(ctx, real.ifindex) {
+        Ok(out) => out,
+        Err(d) => {
+            if dest.new_flow {
+                count(Counter::NEW_FLOW);
+            }
+            return Err(d.into());
+        }
+    };
+    Ok(Sent {
+        out,
+        what,
+        new_flow: dest.new_flow,
+    })
+}
+
+/// Step 11: the rewrite for the real's mode; its forwarding counter.
+#[inline(always)]
+fn rewrite(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<Counter, Exit> {
+    Ok(match ForwardMode::from_u8(real.mode) {
         Some(ForwardMode::Dr) => {
             dr::forward_dr(ctx, real)?;
             Counter::FWD_DR
@@ -39,27 +74,19 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit
         }
         // A mode this program does not know: the real is unusable.
         None => return Err(Exit::Drop(Drop::NoReal)),
-    };
-    if pkt.quote.is_some() {
-        count(Counter::ICMP_TO_REAL);
-    }
-    count_in(dest.svc_id, dest.real_id, pkt.l3_len);
-    send(ctx, real.ifindex, what)
+    })
 }
 
 /// Step 12: same interface → XDP_TX, else redirect (a failed redirect: the interface is
 /// not in TX_PORTS → drop `Redirect`).
 #[inline(always)]
-pub fn send(ctx: &XdpContext, ifindex: u32, what: Counter) -> Result<Sent, Exit> {
+pub fn send(ctx: &XdpContext, ifindex: u32) -> Result<Out, Drop> {
     if ifindex as usize == ctx.ingress_ifindex() {
-        return Ok(Sent { out: Out::Tx, what });
+        return Ok(Out::Tx);
     }
     match TX_PORTS.redirect(ifindex, 0) {
-        Ok(_) => Ok(Sent {
-            out: Out::Redirect,
-            what,
-        }),
-        Err(_) => Err(Exit::Drop(Drop::Redirect)),
+        Ok(_) => Ok(Out::Redirect),
+        Err(_) => Err(Drop::Redirect),
     }
 }
 

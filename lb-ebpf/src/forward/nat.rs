@@ -74,7 +74,11 @@ pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> R
     rewrite_l4(ctx, pkt, Side::Src, l3.addr_delta, rev.vport)?;
     write_macs(ctx, &rev.client_mac, &rev.local_mac)?;
     count_out(rev.svc_id, rev.real_id, pkt.l3_len);
-    send(ctx, rev.ifindex, Counter::NAT_RETURN)
+    Ok(Sent {
+        out: send(ctx, rev.ifindex)?,
+        what: Counter::NAT_RETURN,
+        new_flow: false,
+    })
 }
 
 /// A TCP reply with SYN, FIN or RST moves the client flow's state through IPVS's OUTPUT

@@ -782,8 +782,11 @@ fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
         after_run: Some(Box::new(move |calls| {
             for i in calls {
                 let k = &keys[i % keys.len()];
+                // aya reports a missing key as the syscall's ENOENT, not KeyNotFound.
                 match flows.remove(k) {
                     Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(aya::maps::MapError::SyscallError(e))
+                        if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
