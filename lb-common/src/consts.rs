@@ -8,10 +8,16 @@ pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
 pub const MAP_SERVICES: &str = "SERVICES";
 /// real id → [`crate::Real`] (array). Written by lb-ctl.
 pub const MAP_REALS: &str = "REALS";
-/// [`crate::FlowKey`] → [`crate::FlowValue`], LRU. Written by the data path.
-pub const MAP_FLOWS: &str = "FLOWS";
-/// NAT reply key (real → client) → [`crate::NatReverse`], LRU. Written by the data path.
-pub const MAP_NAT_REV: &str = "NAT_REV";
+/// IPv4 flows: [`crate::FlowKey4`] → [`crate::FlowValue`], LRU. Written by the data path.
+pub const MAP_FLOWS4: &str = "FLOWS4";
+/// IPv6 flows: [`crate::FlowKey`] → [`crate::FlowValue`], LRU. Written by the data path.
+pub const MAP_FLOWS6: &str = "FLOWS6";
+/// IPv4 NAT reply key (real → client, [`crate::FlowKey4`]) → [`crate::NatReverse`], LRU.
+/// Written by the data path.
+pub const MAP_NAT_REV4: &str = "NAT_REV4";
+/// IPv6 NAT reply key (real → client, [`crate::FlowKey`]) → [`crate::NatReverse`], LRU.
+/// Written by the data path.
+pub const MAP_NAT_REV6: &str = "NAT_REV6";
 /// Scheduler tables of all services (array of real ids). Written by lb-ctl.
 pub const MAP_SCHED_TABLE: &str = "SCHED_TABLE";
 /// service id → per-CPU [`crate::Traffic`].
@@ -38,7 +44,8 @@ pub const PROG_DECAP: &str = "lb_decap";
 pub const MAX_SERVICES: u32 = 16_384;
 /// Capacity of the real-server array; ids are 0..MAX_REALS.
 pub const MAX_REALS: u32 = 65_536;
-/// Default flow-table capacity (LRU entries); lb-ctl can size it at load time.
+/// Default flow-table capacity (LRU entries) of each family's FLOWS and NAT_REV; lb-ctl can
+/// size them at load time.
 pub const DEFAULT_MAX_FLOWS: u32 = 1 << 20;
 /// Slots of u32 real ids shared by all scheduler tables (16 MiB).
 pub const SCHED_TABLE_SLOTS: u32 = 1 << 22;

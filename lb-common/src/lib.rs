@@ -27,7 +27,7 @@ pub mod service;
 pub use addr::{Be16, RawAddr};
 pub use counters::{Counter, CounterBlock, Drop, Pass, Traffic};
 pub use flow::{
-    FlowFlags, FlowKey, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue,
+    FlowFlags, FlowKey, FlowKey4, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue,
 };
 pub use real::{ForwardMode, Real, RealFlags};
 pub use service::{SchedKind, Service, ServiceKey, VipFlags, VipKey};
@@ -42,6 +42,7 @@ mod pod {
     aya_pod!(
         Be16,
         FlowKey,
+        FlowKey4,
         FlowValue,
         NatReverse,
         Real,

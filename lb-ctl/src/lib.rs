@@ -6,7 +6,8 @@
 //! a [`model::Snapshot`] by pure planners ([`service`], [`real`]) that return the map writes
 //! in a safe order; nothing is written for a refused change.
 //!
-//! Module map: [`loader`] (load, pin, attach, detach), [`maps`] (the only map I/O),
+//! Module map: [`loader`] (load, pin, attach, detach), [`maps`] (the only map I/O, with
+//! [`flows`]: the per-family flow tables as one),
 //! [`model`] (types, snapshot, ops, validation errors), [`service`] / [`real`] (planners),
 //! [`table`] (scheduler tables per `lb_common::sched` and SCHED_TABLE regions),
 //! [`nexthop`] (egress interface and MACs via `ip -j`), [`ipvsadm`] (ipvsadm's command
@@ -18,6 +19,7 @@
 
 pub mod batch;
 pub mod ctl;
+pub mod flows;
 pub mod ipvsadm;
 pub mod loader;
 pub mod mapped;

@@ -23,9 +23,9 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
 use lb_common::consts::{
-    DEFAULT_MAX_FLOWS, MAP_COUNTERS, MAP_DECAP_STATS, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV,
-    MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS,
-    MAP_VIP_FILTER, MAP_VIPS, PIN_DIR, PROG_DECAP, PROG_LB,
+    DEFAULT_MAX_FLOWS, MAP_COUNTERS, MAP_DECAP_STATS, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER,
+    MAP_NAT_REV4, MAP_NAT_REV6, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES,
+    MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PIN_DIR, PROG_DECAP, PROG_LB,
 };
 use std::io;
 use std::path::{Path, PathBuf};
@@ -164,8 +164,10 @@ impl Kind {
                 MAP_VIPS,
                 MAP_REALS,
                 MAP_SCHED_TABLE,
-                MAP_FLOWS,
-                MAP_NAT_REV,
+                MAP_FLOWS4,
+                MAP_FLOWS6,
+                MAP_NAT_REV4,
+                MAP_NAT_REV6,
                 MAP_SVC_STATS,
                 MAP_REAL_STATS,
                 MAP_COUNTERS,
@@ -280,9 +282,11 @@ fn load_or_adopt(
         if let Some(n) = max_flows {
             check_flows_size(dir, n, notes)?;
         }
+        // Per family: each of FLOWS4 and FLOWS6 holds up to n flows.
         let n = max_flows.unwrap_or(DEFAULT_MAX_FLOWS);
-        loader.map_max_entries(MAP_FLOWS, n);
-        loader.map_max_entries(MAP_NAT_REV, n);
+        for name in [MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6] {
+            loader.map_max_entries(name, n);
+        }
     }
     // Maps pinned by an earlier load are reused, the rest are created and pinned.
     for name in kind.maps() {
@@ -356,20 +360,23 @@ fn refused(kind: Kind, obj: &Path, e: ProgramError) -> LoadError {
     }
 }
 
-/// Says so when FLOWS is already pinned with another size than `--max-flows` asks for.
+/// Says so when a flow table is already pinned with another size than `--max-flows` asks
+/// for.
 fn check_flows_size(dir: &Path, n: u32, notes: &mut Vec<String>) -> Result<(), LoadError> {
-    let path = dir.join(MAP_FLOWS);
-    if !path.exists() {
-        return Ok(());
-    }
-    let have = MapData::from_pin(&path)
-        .and_then(|m| m.info())
-        .map_err(|e| LoadError::MapInfo(MAP_FLOWS, e))?
-        .max_entries();
-    if have != n {
-        notes.push(format!(
-            "note: {MAP_FLOWS} is already pinned with {have} entries; --max-flows {n} takes effect after `lb-ctl unload`"
-        ));
+    for name in [MAP_FLOWS4, MAP_FLOWS6] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let have = MapData::from_pin(&path)
+            .and_then(|m| m.info())
+            .map_err(|e| LoadError::MapInfo(name, e))?
+            .max_entries();
+        if have != n {
+            notes.push(format!(
+                "note: {name} is already pinned with {have} entries; --max-flows {n} takes effect after `lb-ctl unload`"
+            ));
+        }
     }
     Ok(())
 }
@@ -451,7 +458,7 @@ pub struct LoadRequest {
     pub ifaces: Vec<String>,
     /// Generic (skb) XDP instead of the driver's.
     pub skb: bool,
-    /// FLOWS / NAT_REV capacity (default DEFAULT_MAX_FLOWS).
+    /// Capacity of each family's FLOWS / NAT_REV (default DEFAULT_MAX_FLOWS).
     pub max_flows: Option<u32>,
     /// Object file (`--object`).
     pub object: Option<PathBuf>,

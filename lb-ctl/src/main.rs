@@ -40,7 +40,8 @@ enum Sub {
         /// Generic (skb) XDP instead of the driver's native mode.
         #[arg(long)]
         skb: bool,
-        /// Flow table capacity (FLOWS and NAT_REV entries).
+        /// Flow table capacity per family (entries of each of FLOWS4, FLOWS6, NAT_REV4 and
+        /// NAT_REV6; all are preallocated).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_flows: Option<u32>,
     },

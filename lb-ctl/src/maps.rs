@@ -10,7 +10,7 @@ use aya::maps::{
 };
 use lb_common::conn::{ConnCounts, ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
-    FILTER_WORDS, MAP_COUNTERS, MAP_FLOWS, MAP_LBLC, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
+    FILTER_WORDS, MAP_COUNTERS, MAP_LBLC, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
     MAP_REAL_EXPIRED, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
     MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
 };
@@ -240,22 +240,19 @@ impl Maps {
         Ok(sum_traffic(&v))
     }
 
-    /// Number of FLOWS entries per (real id, service id). Walks the whole LRU (two
+    /// Number of flows per (real id, service id). Walks both flow tables whole (two
     /// syscalls per flow): for listing only.
     pub fn flows_per_real(&self) -> Result<StdHashMap<(u32, u32), u64>, MapsError> {
-        let flows: HashMap<MapData, FlowKey, FlowValue> = open(&self.dir, MAP_FLOWS)?;
         let mut n = StdHashMap::new();
-        for item in flows.iter() {
-            let (_, v) = item.map_err(err(MAP_FLOWS))?;
+        for (_, v) in self.flows()? {
             *n.entry((v.real_id, v.svc_id)).or_insert(0) += 1;
         }
         Ok(n)
     }
 
-    /// Every FLOWS entry (for `-L -c`).
+    /// Every flow, IPv4's first (for `-L -c`).
     pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, MapsError> {
-        let flows: HashMap<MapData, FlowKey, FlowValue> = open(&self.dir, MAP_FLOWS)?;
-        flows.iter().map(|r| r.map_err(err(MAP_FLOWS))).collect()
+        crate::flows::FLOWS.entries(&self.dir)
     }
 
     /// Every PERSIST entry (none when the object has no templates).

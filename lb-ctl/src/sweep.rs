@@ -2,7 +2,7 @@
 //! IPVS's per-connection timers do (ip_vs_conn.c `ip_vs_conn_expire`), done in passes.
 //!
 //! One pass: write `CLOCK` (seconds of CLOCK_MONOTONIC, what the data path stamps flows
-//! with), then walk FLOWS and remove every flow idle longer than its state's timeout
+//! with), then walk FLOWS4 and FLOWS6 ([`crate::flows`]) and remove every flow idle longer than its state's timeout
 //! (`lb_common::conn::state_timeout_s`, `--set` timeouts from SETTINGS). A flow is removed
 //! with lookup-and-delete, so the value counted is the one the data path last wrote: its
 //! `INACTIVE` flag says whether it leaves the real's active or inactive count
@@ -15,13 +15,13 @@
 //! Differences from IPVS: expiry happens at the next pass (the interval, default 1 s),
 //! not at the exact second.
 
+use crate::flows::{self, RawPair};
 use crate::maps::{self, MapsError, open, open_opt};
 use crate::sys::{self, RawMap};
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
 use lb_common::consts::{
-    MAP_CLOCK, MAP_FLOWS, MAP_LBLC, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS,
-    MAP_SERVICES, MAX_SERVICES,
+    MAP_CLOCK, MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAX_SERVICES,
 };
 use lb_common::{
     FlowFlags, FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
@@ -100,7 +100,7 @@ fn io_err(name: &'static str) -> impl FnOnce(std::io::Error) -> MapsError {
 /// client), if it still belongs to that flow (same VIP and port), so a late reply of an
 /// expired connection is no longer translated, as IPVS finds no connection for it.
 fn forget_nat_reverse(
-    nat: &RawMap,
+    nat: &RawPair,
     reals: &Array<MapData, Real>,
     k: &FlowKey,
     v: &FlowValue,
@@ -124,14 +124,11 @@ fn forget_nat_reverse(
         family: k.family,
         _pad: [0; 2],
     };
-    let err = io_err(MAP_NAT_REV);
-    match nat.take::<FlowKey, NatReverse>(&key) {
-        Ok(Some(rev)) if rev.vip != k.dst || rev.vport != k.dport => {
-            // Another flow's entry: put it back (unless the data path already did).
-            nat.insert_new(&key, &rev).map_err(err)?;
-        }
-        Ok(_) => {}
-        Err(e) => return Err(err(e)),
+    if let Some(rev) = nat.take::<NatReverse>(&key)?
+        && (rev.vip != k.dst || rev.vport != k.dport)
+    {
+        // Another flow's entry: put it back (unless the data path already did).
+        nat.insert_new(&key, &rev)?;
     }
     Ok(())
 }
@@ -229,27 +226,20 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
         .filter_map(Result::ok)
         .map(|(_, s)| (s.id, s))
         .collect();
-    let flows: HashMap<MapData, FlowKey, FlowValue> = open(dir, MAP_FLOWS)?;
-    let raw_flows = RawMap::open(&dir.join(MAP_FLOWS)).map_err(io_err(MAP_FLOWS))?;
+    let raw_flows = flows::FLOWS.open_raw(dir)?;
     let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
-    let nat = RawMap::open(&dir.join(MAP_NAT_REV)).map_err(io_err(MAP_NAT_REV))?;
+    let nat = flows::NAT_REV.open_raw(dir)?;
     let mut expiry: BTreeMap<u32, ConnExpiry> = BTreeMap::new();
     // (group, proto, family, masked client) of live flows of persistent services.
     let mut controlled: HashSet<(u32, u8, u8, lb_common::RawAddr)> = HashSet::new();
-    let entries: Vec<(FlowKey, FlowValue)> = flows.iter().filter_map(Result::ok).collect();
-    for (k, v) in entries {
+    for (k, v) in flows::FLOWS.entries::<FlowValue>(dir)? {
         let timeout = state_timeout_s(k.proto, v.state, &timeouts);
         let mut live = Some(v);
         if expired(now, seen(v.last_seen_s), timeout) {
             live = None;
-            if let Some(cur) = raw_flows
-                .take::<FlowKey, FlowValue>(&k)
-                .map_err(io_err(MAP_FLOWS))?
-            {
+            if let Some(cur) = raw_flows.take::<FlowValue>(&k)? {
                 let t = state_timeout_s(k.proto, cur.state, &timeouts);
-                if !expired(now, seen(cur.last_seen_s), t)
-                    && raw_flows.insert_new(&k, &cur).map_err(io_err(MAP_FLOWS))?
-                {
+                if !expired(now, seen(cur.last_seen_s), t) && raw_flows.insert_new(&k, &cur)? {
                     live = Some(cur);
                 } else {
                     forget_nat_reverse(&nat, &reals, &k, &cur)?;

@@ -160,7 +160,8 @@ fn load_configure_list_unload() {
         "SERVICES",
         "REALS",
         "SCHED_TABLE",
-        "FLOWS",
+        "FLOWS4",
+        "FLOWS6",
         "TX_PORTS",
         "VIP_FILTER",
     ] {
@@ -357,7 +358,8 @@ fn raw(ip: &str) -> lb_common::RawAddr {
     convert::to_raw(ip.parse().unwrap()).0
 }
 
-fn flow_key(client: &str, cport: u16, vip: &str, vport: u16, proto: u8) -> lb_common::FlowKey {
+/// An IPv4 flow's key in FLOWS4.
+fn flow_key(client: &str, cport: u16, vip: &str, vport: u16, proto: u8) -> lb_common::FlowKey4 {
     lb_common::FlowKey {
         src: raw(client),
         dst: raw(vip),
@@ -367,6 +369,7 @@ fn flow_key(client: &str, cport: u16, vip: &str, vport: u16, proto: u8) -> lb_co
         family: lb_common::addr::family::V4,
         _pad: [0; 2],
     }
+    .v4()
 }
 
 #[test]
@@ -374,7 +377,7 @@ fn schedulers_persistence_timeouts_sweep() {
     use aya::maps::{Array, HashMap, MapData};
     use lb_common::conn::{ConnEvents, TcpState};
     use lb_common::sched::{self, Dest};
-    use lb_common::{FlowFlags, FlowKey, FlowValue, PersistKey, PersistValue, SchedKind};
+    use lb_common::{FlowFlags, FlowKey, FlowKey4, FlowValue, PersistKey, PersistValue, SchedKind};
     if !can_run() {
         return;
     }
@@ -532,11 +535,12 @@ fn schedulers_persistence_timeouts_sweep() {
         proto: lb_common::consts::proto::UDP,
         family: lb_common::addr::family::V4,
         _pad: [0; 2],
-    };
+    }
+    .v4();
     let now = lb_ctl::sys::monotonic_s();
     {
-        let mut flows: HashMap<MapData, FlowKey, FlowValue> =
-            lb_ctl::maps::open(pin, lb_common::consts::MAP_FLOWS).unwrap();
+        let mut flows: HashMap<MapData, FlowKey4, FlowValue> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_FLOWS4).unwrap();
         let fv = |state: TcpState, flags: u8, last: u32| FlowValue {
             real_id: rid,
             svc_id: https.id,
@@ -626,8 +630,8 @@ fn schedulers_persistence_timeouts_sweep() {
                 0,
             )
             .unwrap();
-        let mut nat: HashMap<MapData, FlowKey, lb_common::NatReverse> =
-            lb_ctl::maps::open(pin, lb_common::consts::MAP_NAT_REV).unwrap();
+        let mut nat: HashMap<MapData, FlowKey4, lb_common::NatReverse> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_NAT_REV4).unwrap();
         let rev = lb_common::NatReverse {
             vip: raw("198.18.3.1"),
             vport: lb_common::Be16::from_host(53),
@@ -652,8 +656,8 @@ fn schedulers_persistence_timeouts_sweep() {
         "{out}"
     );
     {
-        let nat: HashMap<MapData, FlowKey, lb_common::NatReverse> =
-            lb_ctl::maps::open(pin, lb_common::consts::MAP_NAT_REV).unwrap();
+        let nat: HashMap<MapData, FlowKey4, lb_common::NatReverse> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_NAT_REV4).unwrap();
         assert!(
             nat.get(&nat_rev_key, 0).is_err(),
             "reply entry gone with its flow"

@@ -7,8 +7,9 @@
 //!   ports, swap the MACs, XDP_TX. No map, no helper call.
 //!
 //! - `bench_flow`: the floor plus the one lookup an established flow cannot avoid: the
-//!   5-tuple as lb-common's `FlowKey` in an LRU hash (`BENCH_FLOWS`); hit → swap MACs,
-//!   XDP_TX, miss → XDP_PASS. What "established flow" costs at the least, on this machine.
+//!   5-tuple in an LRU hash with lb's key types (`FlowKey4` in `BENCH_FLOWS4` for IPv4,
+//!   `FlowKey` in `BENCH_FLOWS6`); hit → swap MACs, XDP_TX, miss → XDP_PASS. What
+//!   "established flow" costs at the least, on this machine.
 //!
 //! Two more serve the end-to-end run (veth, network namespaces):
 //! - `bench_tx`: writes the frame in `BENCH_FRAME` (when set) and XDP_TX's it; driven with
@@ -22,7 +23,7 @@
 #![no_std]
 #![no_main]
 
-use lb_common::{Be16, FlowKey, FlowValue};
+use lb_common::{Be16, FlowKey, FlowKey4, FlowValue};
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -44,9 +45,13 @@ const FRAME_LEN: usize = 60;
 #[map]
 static BENCH_FRAME: Array<[u16; FRAME_LEN / 2]> = Array::with_max_entries(1, 0);
 
-/// Flows `bench_flow` knows (written by the bench). Same key and value as lb's FLOWS.
+/// IPv4 flows `bench_flow` knows (written by the bench). Same key and value as lb's FLOWS4.
 #[map]
-static BENCH_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1024, 0);
+static BENCH_FLOWS4: LruHashMap<FlowKey4, FlowValue> = LruHashMap::with_max_entries(1024, 0);
+
+/// IPv6 flows `bench_flow` knows. Same key and value as lb's FLOWS6.
+#[map]
+static BENCH_FLOWS6: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1024, 0);
 
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
@@ -116,43 +121,51 @@ fn ld32(p: usize) -> u32 {
     ld16(p) as u32 | (ld16(p + 2) as u32) << 16
 }
 
-/// Parse into a `FlowKey`, look it up, swap the MACs on a hit.
+/// Parse into the family's key, look it up, swap the MACs on a hit.
 #[inline(always)]
 fn flow(ctx: &XdpContext) -> Option<u32> {
     let eth = at(ctx, 0, ETH_LEN)?;
-    let mut key = FlowKey::default();
-    let l4_off = match u16::from_be(ld16(eth + 12)) {
+    let hit = match u16::from_be(ld16(eth + 12)) {
         ETH_P_IP => {
             let ip = at(ctx, ETH_LEN, IPV4_LEN)?;
             let vihl = unsafe { *(ip as *const u8) };
             if vihl >> 4 != 4 || vihl & 0x0f < 5 {
                 return None;
             }
-            key.proto = unsafe { *((ip + 9) as *const u8) };
-            key.family = 4;
-            key.src[0] = ld32(ip + 12);
-            key.dst[0] = ld32(ip + 16);
-            ETH_LEN + (vihl & 0x0f) as usize * 4
+            let proto = unsafe { *((ip + 9) as *const u8) };
+            if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+                return Some(xdp_action::XDP_PASS);
+            }
+            let l4 = at(ctx, ETH_LEN + (vihl & 0x0f) as usize * 4, PORTS_LEN)?;
+            // From whole words (ports as they sit in memory, then the protocol with its
+            // zero padding), as lb builds it: a `_pad: [0; 3]` initialiser costs a memset
+            // call.
+            let words = [ld32(ip + 12), ld32(ip + 16), ld32(l4), proto as u32];
+            let key = unsafe { core::mem::transmute::<[u32; 4], FlowKey4>(words) };
+            unsafe { BENCH_FLOWS4.get(key) }.is_some()
         }
         ETH_P_IPV6 => {
             let ip = at(ctx, ETH_LEN, IPV6_LEN)?;
-            key.proto = unsafe { *((ip + 6) as *const u8) };
-            key.family = 6;
+            let mut key = FlowKey {
+                proto: unsafe { *((ip + 6) as *const u8) },
+                family: 6,
+                ..FlowKey::default()
+            };
+            if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
+                return Some(xdp_action::XDP_PASS);
+            }
             for i in 0..4 {
                 key.src[i] = ld32(ip + 8 + 4 * i);
                 key.dst[i] = ld32(ip + 24 + 4 * i);
             }
-            ETH_LEN + IPV6_LEN
+            let l4 = at(ctx, ETH_LEN + IPV6_LEN, PORTS_LEN)?;
+            key.sport = Be16(ld16(l4));
+            key.dport = Be16(ld16(l4 + 2));
+            unsafe { BENCH_FLOWS6.get(key) }.is_some()
         }
         _ => return Some(xdp_action::XDP_PASS),
     };
-    if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
-        return Some(xdp_action::XDP_PASS);
-    }
-    let l4 = at(ctx, l4_off, PORTS_LEN)?;
-    key.sport = Be16(ld16(l4));
-    key.dport = Be16(ld16(l4 + 2));
-    if unsafe { BENCH_FLOWS.get(key) }.is_none() {
+    if !hit {
         return Some(xdp_action::XDP_PASS);
     }
     swap_macs(eth);

@@ -13,8 +13,9 @@ use lb_common::{
 
 use crate::Exit;
 use crate::conn;
+use crate::flows;
 use crate::icmp;
-use crate::maps::{FLOWS, NAT_FILTER, NAT_REV, REALS, SERVICES, VIP_FILTER, VIPS};
+use crate::maps::{NAT_FILTER, REALS, SERVICES, VIP_FILTER, VIPS};
 use crate::parse::{L4, Packet};
 use crate::schedule::Dest;
 
@@ -62,9 +63,7 @@ pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
     if pkt.gate == Gate::Vip && !in_filter(&NAT_FILTER, &pkt.key.src) {
         return None;
     }
-    // Copied out: an LRU element may be reused under us once we call another helper.
-    let key = &pkt.key;
-    unsafe { NAT_REV.get(key) }.copied()
+    flows::nat_reverse(&pkt.key)
 }
 
 /// Steps 5–6, for a packet whose destination is in VIP_FILTER: is this a packet we
@@ -112,7 +111,7 @@ pub fn lookup_service(pkt: &Packet) -> Result<Service, Exit> {
 #[inline(always)]
 fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
     let key = &pkt.key;
-    let Some(v) = FLOWS.get_ptr_mut(key) else {
+    let Some(v) = flows::flow_ptr(key) else {
         return Ok(None);
     };
     let (real_id, svc_id) = unsafe { ((*v).real_id, (*v).svc_id) };
@@ -123,7 +122,7 @@ fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
         }
         if pkt.quote.is_none() {
             let flags = unsafe { (*v).flags };
-            if FLOWS.remove(key).is_ok() {
+            if flows::flow_remove(key) {
                 conn::unbind(real_id, flags);
             }
         }

@@ -9,6 +9,7 @@
 #![no_main]
 
 mod conn;
+mod flows;
 mod forward;
 mod icmp;
 mod lookup;

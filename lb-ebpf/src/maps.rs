@@ -10,15 +10,15 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    FlowKey, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, Real, Service,
-    ServiceKey, Traffic, VipKey,
+    FlowKey, FlowKey4, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, Real,
+    Service, ServiceKey, Traffic, VipKey,
     conn::{ConnEvents, ConnExpiry, Settings},
     consts::{
-        DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS, MAP_LBLC,
-        MAP_NAT_FILTER, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REAL_STATS,
-        MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS,
-        MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS, MAX_SERVICES, MAX_TX_PORTS,
-        SCHED_TABLE_SLOTS,
+        DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_LBLC,
+        MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED,
+        MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
+        MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS,
+        MAX_SERVICES, MAX_TX_PORTS, SCHED_TABLE_SLOTS,
     },
     counters::CounterBlock,
 };
@@ -43,16 +43,27 @@ pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, BPF_F_MMAPABL
 #[map]
 pub static SCHED_TABLE: Array<u32> = Array::with_max_entries(SCHED_TABLE_SLOTS, BPF_F_MMAPABLE);
 
-/// `FlowKey` (client → VIP) → `FlowValue`. The data path inserts; LRU evicts; lb-ctl may
-/// read and sweep. DEFAULT_MAX_FLOWS, resized at load (`--max-flows`).
+/// IPv4 flows: `FlowKey4` (client → VIP) → `FlowValue`. The data path inserts; LRU evicts;
+/// lb-ctl may read and sweep. DEFAULT_MAX_FLOWS, resized at load (`--max-flows`). Through
+/// `flows.rs`, which picks the family's table.
 #[map]
-pub static FLOWS: LruHashMap<FlowKey, FlowValue> =
+pub static FLOWS4: LruHashMap<FlowKey4, FlowValue> =
     LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
-/// `FlowKey` (real → client) → `NatReverse`. The data path inserts on a new NAT flow; LRU.
-/// Sized like FLOWS at load.
+/// IPv6 flows: `FlowKey` (client → VIP) → `FlowValue`. As FLOWS4.
 #[map]
-pub static NAT_REV: LruHashMap<FlowKey, NatReverse> =
+pub static FLOWS6: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// IPv4 NAT replies: `FlowKey4` (real → client) → `NatReverse`. The data path inserts on a
+/// new NAT flow; LRU. Sized like FLOWS4 at load.
+#[map]
+pub static NAT_REV4: LruHashMap<FlowKey4, NatReverse> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// IPv6 NAT replies: `FlowKey` (real → client) → `NatReverse`. As NAT_REV4.
+#[map]
+pub static NAT_REV6: LruHashMap<FlowKey, NatReverse> =
     LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 /// service id → per-CPU `Traffic`. The data path; MAX_SERVICES.
@@ -120,8 +131,10 @@ const _: () = assert!(same(MAP_SERVICES, "SERVICES"));
 const _: () = assert!(same(MAP_VIPS, "VIPS"));
 const _: () = assert!(same(MAP_REALS, "REALS"));
 const _: () = assert!(same(MAP_SCHED_TABLE, "SCHED_TABLE"));
-const _: () = assert!(same(MAP_FLOWS, "FLOWS"));
-const _: () = assert!(same(MAP_NAT_REV, "NAT_REV"));
+const _: () = assert!(same(MAP_FLOWS4, "FLOWS4"));
+const _: () = assert!(same(MAP_FLOWS6, "FLOWS6"));
+const _: () = assert!(same(MAP_NAT_REV4, "NAT_REV4"));
+const _: () = assert!(same(MAP_NAT_REV6, "NAT_REV6"));
 const _: () = assert!(same(MAP_SVC_STATS, "SVC_STATS"));
 const _: () = assert!(same(MAP_REAL_STATS, "REAL_STATS"));
 const _: () = assert!(same(MAP_COUNTERS, "COUNTERS"));

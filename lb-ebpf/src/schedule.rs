@@ -9,15 +9,12 @@ use lb_common::{
 
 use crate::Exit;
 use crate::conn;
+use crate::flows;
 use crate::lookup::{lookup_real, lookup_service};
-use crate::maps::{FLOWS, PERSIST, REAL_CONNS, SCHED_TABLE};
+use crate::maps::{PERSIST, REAL_CONNS, SCHED_TABLE};
 use crate::parse::Packet;
 use crate::sched;
 use crate::stats::count;
-
-/// `BPF_NOEXIST`: a new flow is inserted only if no other CPU recorded it first, so it is
-/// bound (counted) once.
-const BPF_NOEXIST: u64 = 1;
 
 /// Where a packet goes: ids only. Verifier note: no map-value pointer travels in this
 /// struct (or in `Found`, which wraps it). LLVM may pack a small aggregate into one
@@ -85,7 +82,8 @@ pub fn schedule_new(pkt: &Packet) -> Result<Dest, Exit> {
 fn record_flow(pkt: &Packet, real: &Real, real_id: u32, svc_id: u32) {
     let nat = real.mode == lb_common::ForwardMode::Nat as u8;
     let value = conn::new_flow_value(real_id, svc_id, nat, pkt.key.proto, pkt.tcp_flags);
-    if FLOWS.insert(pkt.key, value, BPF_NOEXIST).is_err() {
+    // BPF_NOEXIST: a flow another CPU recorded first is bound (counted) once, by it.
+    if !flows::flow_insert_new(&pkt.key, &value) {
         count(Counter::FLOW_INSERT_FAILED);
         return;
     }

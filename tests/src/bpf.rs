@@ -7,12 +7,13 @@ use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader, Pod};
 use lb_common::consts::{
-    MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS,
-    MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
-    MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6,
+    MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE,
+    MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
 use lb_common::{
-    CounterBlock, FlowKey, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic, VipKey,
+    CounterBlock, FlowKey, FlowKey4, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic,
+    VipKey,
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -167,8 +168,10 @@ impl Bpf {
     /// Loads the object with small flow tables and loads `lb_xdp` into the kernel.
     pub fn load(path: &Path) -> Result<Bpf> {
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOWS, TEST_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV, TEST_MAX_FLOWS)
+            .map_max_entries(MAP_FLOWS4, TEST_MAX_FLOWS)
+            .map_max_entries(MAP_FLOWS6, TEST_MAX_FLOWS)
+            .map_max_entries(MAP_NAT_REV4, TEST_MAX_FLOWS)
+            .map_max_entries(MAP_NAT_REV6, TEST_MAX_FLOWS)
             .load_file(path)
             .with_context(|| format!("loading {}", path.display()))?;
         let prog: &mut Xdp = ebpf
@@ -213,8 +216,10 @@ impl Bpf {
     pub fn clear(&mut self) -> Result<()> {
         self.clear_hash::<ServiceKey, Service>(MAP_SERVICES)?;
         self.clear_hash::<VipKey, u32>(MAP_VIPS)?;
-        self.clear_hash::<FlowKey, FlowValue>(MAP_FLOWS)?;
-        self.clear_hash::<FlowKey, NatReverse>(MAP_NAT_REV)?;
+        self.clear_hash::<FlowKey4, FlowValue>(MAP_FLOWS4)?;
+        self.clear_hash::<FlowKey, FlowValue>(MAP_FLOWS6)?;
+        self.clear_hash::<FlowKey4, NatReverse>(MAP_NAT_REV4)?;
+        self.clear_hash::<FlowKey, NatReverse>(MAP_NAT_REV6)?;
         {
             let mut ports = DevMapHash::try_from(self.map_mut(MAP_TX_PORTS)?)?;
             let keys: Vec<u32> = ports.keys().collect::<Result<_, _>>()?;
@@ -310,14 +315,41 @@ impl Bpf {
         Ok(self.array(MAP_REAL_CONNS)?.get(&id, 0)?)
     }
 
-    /// FLOWS[key] = value.
+    /// FLOWS[key] = value (FLOWS4 or FLOWS6 by the key's family).
     pub fn put_flow(&mut self, key: FlowKey, v: FlowValue) -> Result<()> {
-        Ok(self.hash(MAP_FLOWS)?.insert(key, v, 0)?)
+        self.put_by_family(MAP_FLOWS4, MAP_FLOWS6, &key, v)
     }
 
-    /// NAT_REV[key] = value.
+    /// NAT_REV[key] = value (NAT_REV4 or NAT_REV6 by the key's family).
     pub fn put_nat_rev(&mut self, key: FlowKey, v: NatReverse) -> Result<()> {
-        Ok(self.hash(MAP_NAT_REV)?.insert(key, v, 0)?)
+        self.put_by_family(MAP_NAT_REV4, MAP_NAT_REV6, &key, v)
+    }
+
+    fn put_by_family<V: Pod>(
+        &mut self,
+        v4: &'static str,
+        v6: &'static str,
+        key: &FlowKey,
+        v: V,
+    ) -> Result<()> {
+        if key.is_v4() {
+            Ok(self.hash::<FlowKey4, V>(v4)?.insert(key.v4(), v, 0)?)
+        } else {
+            Ok(self.hash::<FlowKey, V>(v6)?.insert(key, v, 0)?)
+        }
+    }
+
+    fn get_by_family<V: Pod>(
+        &mut self,
+        v4: &'static str,
+        v6: &'static str,
+        key: &FlowKey,
+    ) -> Result<Option<V>> {
+        if key.is_v4() {
+            get_opt(self.hash::<FlowKey4, V>(v4)?.get(&key.v4(), 0))
+        } else {
+            get_opt(self.hash::<FlowKey, V>(v6)?.get(key, 0))
+        }
     }
 
     /// TX_PORTS[ifindex] = ifindex.
@@ -328,27 +360,32 @@ impl Bpf {
         Ok(())
     }
 
-    /// FLOWS[key], if present.
+    /// FLOWS[key], if present (FLOWS4 or FLOWS6 by the key's family).
     pub fn flow(&mut self, key: &FlowKey) -> Result<Option<FlowValue>> {
-        get_opt(self.hash(MAP_FLOWS)?.get(key, 0))
+        self.get_by_family(MAP_FLOWS4, MAP_FLOWS6, key)
     }
 
-    /// NAT_REV[key], if present.
+    /// NAT_REV[key], if present (NAT_REV4 or NAT_REV6 by the key's family).
     pub fn nat_rev(&mut self, key: &FlowKey) -> Result<Option<NatReverse>> {
-        get_opt(self.hash(MAP_NAT_REV)?.get(key, 0))
+        self.get_by_family(MAP_NAT_REV4, MAP_NAT_REV6, key)
     }
 
-    /// Number of FLOWS entries.
+    /// Number of flows, both families.
     pub fn flow_count(&mut self) -> Result<usize> {
-        Ok(self.hash::<FlowKey, FlowValue>(MAP_FLOWS)?.keys().count())
+        Ok(self.hash::<FlowKey4, FlowValue>(MAP_FLOWS4)?.keys().count()
+            + self.hash::<FlowKey, FlowValue>(MAP_FLOWS6)?.keys().count())
     }
 
-    /// Number of NAT_REV entries.
+    /// Number of NAT reply entries, both families.
     pub fn nat_rev_count(&mut self) -> Result<usize> {
         Ok(self
-            .hash::<FlowKey, NatReverse>(MAP_NAT_REV)?
+            .hash::<FlowKey4, NatReverse>(MAP_NAT_REV4)?
             .keys()
-            .count())
+            .count()
+            + self
+                .hash::<FlowKey, NatReverse>(MAP_NAT_REV6)?
+                .keys()
+                .count())
     }
 
     /// All counters and the traffic of the given services and reals, summed over CPUs.

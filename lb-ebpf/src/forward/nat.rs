@@ -12,8 +12,8 @@ use lb_common::{
 
 use super::{send, write_macs};
 use crate::conn;
+use crate::flows;
 use crate::icmp;
-use crate::maps::{FLOWS, NAT_REV};
 use crate::parse::{IPV4_LEN, IPV6_LEN, Packet, TCP_LEN, UDP_LEN, read_addr6};
 use crate::pkt::{bytes_at, ld8, ld16, ld32, st8, st16, st32};
 use crate::schedule::Dest;
@@ -101,7 +101,7 @@ fn update_flow(pkt: &Packet, rev: &NatReverse) {
         family: pkt.key.family,
         _pad: [0; 2],
     };
-    if let Some(v) = FLOWS.get_ptr_mut(key) {
+    if let Some(v) = flows::flow_ptr(&key) {
         let real_id = unsafe { (*v).real_id };
         unsafe { conn::on_packet(v, real_id, proto::TCP, pkt.tcp_flags, true) };
     }
@@ -136,7 +136,7 @@ fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, p
         family: pkt.key.family,
         _pad: [0; 2],
     };
-    if NAT_REV.insert(key, rev, 0).is_err() {
+    if !flows::nat_reverse_insert(&key, &rev) {
         count(Counter::FLOW_INSERT_FAILED);
     }
 }

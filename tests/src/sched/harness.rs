@@ -16,14 +16,14 @@ use aya::{Ebpf, EbpfLoader, Pod};
 use lb_common::addr::convert::to_raw;
 use lb_common::conn::{ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
-    MAP_CLOCK, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV, MAP_PERSIST, MAP_REAL_CONNS,
-    MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER,
-    MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST,
+    MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
+    MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
 use lb_common::filter::filter_slot;
 use lb_common::{
-    Be16, FlowFlags, FlowKey, FlowValue, ForwardMode, PersistKey, PersistValue, Real, RealFlags,
-    SchedKind, Service, ServiceKey, VipFlags, VipKey,
+    Be16, FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, Real,
+    RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
 };
 use lb_tests::bpf::IF_LO;
 use lb_tests::packet::{L4, Pkt};
@@ -123,8 +123,10 @@ impl Lb {
     pub fn load() -> Result<Lb> {
         let path = lb_tests::bpf::object_path()?;
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOWS, SCHED_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV, SCHED_MAX_FLOWS)
+            .map_max_entries(MAP_FLOWS4, SCHED_MAX_FLOWS)
+            .map_max_entries(MAP_FLOWS6, SCHED_MAX_FLOWS)
+            .map_max_entries(MAP_NAT_REV4, SCHED_MAX_FLOWS)
+            .map_max_entries(MAP_NAT_REV6, SCHED_MAX_FLOWS)
             .load_file(&path)
             .with_context(|| format!("loading {}", path.display()))?;
         let prog: &mut Xdp = ebpf
@@ -141,6 +143,32 @@ impl Lb {
 
     fn array<V: Pod>(&mut self, name: &str) -> Result<Array<&mut MapData, V>> {
         Array::try_from(map(&mut self.ebpf, name)?).with_context(|| format!("map {name}"))
+    }
+
+    /// The flow's entry (FLOWS4 or FLOWS6 by its family), if present.
+    fn flow(&mut self, key: &FlowKey) -> Result<Option<FlowValue>> {
+        let got = if key.is_v4() {
+            self.hash::<FlowKey4, FlowValue>(MAP_FLOWS4)?
+                .get(&key.v4(), 0)
+        } else {
+            self.hash::<FlowKey, FlowValue>(MAP_FLOWS6)?.get(key, 0)
+        };
+        match got {
+            Ok(v) => Ok(Some(v)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the flow's entry (as lb-ctl's sweep does).
+    fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
+        if key.is_v4() {
+            self.hash::<FlowKey4, FlowValue>(MAP_FLOWS4)?
+                .remove(&key.v4())?;
+        } else {
+            self.hash::<FlowKey, FlowValue>(MAP_FLOWS6)?.remove(key)?;
+        }
+        Ok(())
     }
 
     /// Runs one frame received on lo; (return value, output frame).
@@ -714,15 +742,7 @@ impl Run {
     /// Compares the program's flow entry (state, INACTIVE) with the model's connection.
     fn check_flow(&mut self, h: usize) -> Result<()> {
         let (svc, c) = self.conns[h];
-        let got = match self
-            .lb
-            .hash::<FlowKey, FlowValue>(MAP_FLOWS)?
-            .get(&Self::key(&c), 0)
-        {
-            Ok(v) => Some(v),
-            Err(aya::maps::MapError::KeyNotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let got = self.lb.flow(&Self::key(&c))?;
         let want = self.model.conns.get(&(svc, c)).cloned();
         match (got, want) {
             (None, None) => {}
@@ -844,15 +864,8 @@ impl Run {
     pub fn expire(&mut self, h: usize) -> Result<()> {
         let (svc, c) = self.conns[h];
         let key = Self::key(&c);
-        let v = match self.lb.hash::<FlowKey, FlowValue>(MAP_FLOWS)?.get(&key, 0) {
-            Ok(v) => Some(v),
-            Err(aya::maps::MapError::KeyNotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(v) = v {
-            self.lb
-                .hash::<FlowKey, FlowValue>(MAP_FLOWS)?
-                .remove(&key)?;
+        if let Some(v) = self.lb.flow(&key)? {
+            self.lb.remove_flow(&key)?;
             let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
             let mut e = ex.get(&v.real_id, 0)?;
             if v.flags & FlowFlags::INACTIVE != 0 {

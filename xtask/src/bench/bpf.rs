@@ -17,19 +17,22 @@ use aya::maps::{Map, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::consts::{
-    MAP_COUNTERS, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV, MAP_REAL_STATS, MAP_REALS,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6,
+    MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS,
+    MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
 use std::path::{Path, PathBuf};
 
 /// Every map of the balancer, pinned by name (what lb-ctl opens).
-const LB_MAPS: [&str; 12] = [
+const LB_MAPS: [&str; 14] = [
     MAP_SERVICES,
     MAP_VIPS,
     MAP_REALS,
     MAP_SCHED_TABLE,
-    MAP_FLOWS,
-    MAP_NAT_REV,
+    MAP_FLOWS4,
+    MAP_FLOWS6,
+    MAP_NAT_REV4,
+    MAP_NAT_REV6,
     MAP_SVC_STATS,
     MAP_REAL_STATS,
     MAP_COUNTERS,
@@ -95,15 +98,16 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The balancer with FLOWS / NAT_REV sized `max_flows` and every map pinned under
+    /// The balancer with each family's FLOWS / NAT_REV sized `max_flows` and every map pinned under
     /// `pin_dir`.
     pub fn balancer(path: &Path, pin_dir: &Path, max_flows: u32) -> Result<Loaded> {
         if let Some(why) = refused() {
             bail!("{why} (not tried again)");
         }
         let mut loader = EbpfLoader::new();
-        loader.map_max_entries(MAP_FLOWS, max_flows);
-        loader.map_max_entries(MAP_NAT_REV, max_flows);
+        for m in [MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6] {
+            loader.map_max_entries(m, max_flows);
+        }
         for m in LB_MAPS {
             loader.map_pin_path(m, pin_dir.join(m));
         }

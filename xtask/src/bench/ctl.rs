@@ -8,8 +8,8 @@ use super::figure::{Figure, summarize};
 use super::sys::{Netns, PinDir};
 use anyhow::{Context, Result, bail};
 use lb_common::consts::{
-    DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_FLOWS, MAP_FLOWS, MAP_NAT_REV, MAP_SCHED_TABLE, MAP_SERVICES,
-    MAP_SVC_STATS, MAP_VIPS, PROG_LB,
+    DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_FLOWS, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6,
+    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_VIPS, PROG_LB,
 };
 use lb_common::maglev::{self, Backend};
 use lb_ctl::ipvsadm::IpvsCommand;
@@ -69,43 +69,51 @@ pub fn run(ctx: &Ctx, obj: &Path) -> Result<Vec<Figure>> {
 }
 
 /// Bytes per flow and per service, from the sizes the kernel reports for the pinned maps.
+/// Per family: `bytes_per_flow` is IPv6's (FLOWS6, the larger key, which the target is
+/// about), `*_v4` IPv4's (FLOWS4).
 fn memory(pin: &Path) -> Result<Vec<Figure>> {
-    let flows = bpf::map_size(&pin.join(MAP_FLOWS))?;
-    let rev = bpf::map_size(&pin.join(MAP_NAT_REV))?;
     let one = |name: &str, unit, v: f64| Figure::from_runs(name.to_string(), unit, &[v]);
-    let kv = f64::from(flows.key + flows.value);
-    let mut out = vec![
-        one("bytes_per_flow", "bytes", kv)
-            .target(Some(T_BYTES_PER_FLOW))
-            .note(format!(
-                "FLOWS key {} + value {} (kernel map info)",
-                flows.key, flows.value
-            )),
-    ];
-    if let Some(m) = flows.memlock {
+    let mut out = Vec::new();
+    for (suffix, flows_map, rev_map) in [
+        ("", MAP_FLOWS6, MAP_NAT_REV6),
+        ("_v4", MAP_FLOWS4, MAP_NAT_REV4),
+    ] {
+        let flows = bpf::map_size(&pin.join(flows_map))?;
+        let rev = bpf::map_size(&pin.join(rev_map))?;
+        let kv = f64::from(flows.key + flows.value);
+        out.push(
+            one(&format!("bytes_per_flow{suffix}"), "bytes", kv)
+                .target(Some(T_BYTES_PER_FLOW))
+                .note(format!(
+                    "{flows_map} key {} + value {} (kernel map info)",
+                    flows.key, flows.value
+                )),
+        );
+        if let Some(m) = flows.memlock {
+            out.push(
+                one(
+                    &format!("bytes_per_flow_kernel{suffix}"),
+                    "bytes",
+                    m as f64 / f64::from(flows.entries),
+                )
+                .note(format!(
+                    "{flows_map} memlock {} B / {} entries: element header, key, value, LRU node, buckets",
+                    m, flows.entries
+                )),
+            );
+        }
         out.push(
             one(
-                "bytes_per_flow_kernel",
+                &format!("bytes_per_nat_flow{suffix}"),
                 "bytes",
-                m as f64 / f64::from(flows.entries),
+                kv + f64::from(rev.key + rev.value),
             )
             .note(format!(
-                "FLOWS memlock {} B / {} entries: element header, key, value, LRU node, buckets",
-                m, flows.entries
+                "a NAT flow also has a {rev_map} entry: key {} + value {}",
+                rev.key, rev.value
             )),
         );
     }
-    out.push(
-        one(
-            "bytes_per_nat_flow",
-            "bytes",
-            kv + f64::from(rev.key + rev.value),
-        )
-        .note(format!(
-            "a NAT flow also has a NAT_REV entry: key {} + value {}",
-            rev.key, rev.value
-        )),
-    );
     let svc = bpf::map_size(&pin.join(MAP_SERVICES))?;
     let vips = bpf::map_size(&pin.join(MAP_VIPS))?;
     let table = bpf::map_size(&pin.join(MAP_SCHED_TABLE))?;

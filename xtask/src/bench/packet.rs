@@ -13,15 +13,15 @@ use anyhow::{Context, Result, bail};
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::addr::convert::{from_raw, to_raw};
 use lb_common::consts::{
-    DEFAULT_MAGLEV_SIZE, ENCAP_TTL, MAP_FLOWS, MAP_NAT_FILTER, MAP_NAT_REV, MAP_REALS,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_VIP_FILTER, MAP_VIPS, proto,
+    DEFAULT_MAGLEV_SIZE, ENCAP_TTL, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4,
+    MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_VIP_FILTER, MAP_VIPS, proto,
 };
 use lb_common::filter::filter_slot;
 use lb_common::hash::{FLOW_SEED, flow_hash};
 use lb_common::maglev::{Backend, build};
 use lb_common::{
-    Be16, FlowKey, FlowValue, ForwardMode, NatReverse, Real, RealFlags, SchedKind, Service,
-    ServiceKey, VipFlags, VipKey,
+    Be16, FlowKey, FlowKey4, FlowValue, ForwardMode, NatReverse, Real, RealFlags, SchedKind,
+    Service, ServiceKey, VipFlags, VipKey,
 };
 use lb_tests::packet::{Ip, L4, Pkt};
 use std::net::{IpAddr, Ipv4Addr};
@@ -197,8 +197,12 @@ impl Maps<'_> {
         self.filter_bit(MAP_VIP_FILTER, &addr)
     }
     fn flow(&mut self, k: &FlowKey, real_id: u32, svc_id: u32) -> Result<()> {
-        self.hash(MAP_FLOWS)?
-            .insert(*k, flow_value(real_id, svc_id), 0)?;
+        let v = flow_value(real_id, svc_id);
+        if k.is_v4() {
+            self.hash(MAP_FLOWS4)?.insert(k.v4(), v, 0)?;
+        } else {
+            self.hash(MAP_FLOWS6)?.insert(*k, v, 0)?;
+        }
         Ok(())
     }
 }
@@ -295,14 +299,14 @@ impl Rng {
 
 /// The figures of every path, the references, and the scale runs.
 pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Figure>> {
-    // bench_flow's table knows the floor frames' flows.
+    // bench_flow's tables know the floor frames' flows.
     {
+        let mut m: HashMap<_, FlowKey4, FlowValue> =
+            HashMap::try_from(refs.map_mut("BENCH_FLOWS4")?)?;
+        m.insert(key_of(&floor_pkt(false)).v4(), flow_value(1, 0), 0)?;
         let mut m: HashMap<_, FlowKey, FlowValue> =
-            HashMap::try_from(refs.map_mut("BENCH_FLOWS")?)?;
-        for v6 in [false, true] {
-            let p = floor_pkt(v6);
-            m.insert(key_of(&p), flow_value(1, 0), 0)?;
-        }
+            HashMap::try_from(refs.map_mut("BENCH_FLOWS6")?)?;
+        m.insert(key_of(&floor_pkt(true)), flow_value(1, 0), 0)?;
     }
     let refs: &Loaded = refs;
     let pass = refs.prog("bench_pass")?;
@@ -737,8 +741,8 @@ fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
         real_id: nat_id,
         ..NatReverse::default()
     };
-    m.hash::<FlowKey, NatReverse>(MAP_NAT_REV)?
-        .insert(key_of(&reply), rev, 0)?;
+    m.hash::<FlowKey4, NatReverse>(MAP_NAT_REV4)?
+        .insert(key_of(&reply).v4(), rev, 0)?;
     let back = reply
         .clone()
         .macs(MAC_DIRECTOR, MAC_CLIENT)
@@ -768,8 +772,8 @@ fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
         keys.push(k);
         inputs.push(p.bytes());
     }
-    let data = MapData::from_pin(pin.join(MAP_FLOWS))?;
-    let mut flows: HashMap<MapData, FlowKey, FlowValue> =
+    let data = MapData::from_pin(pin.join(MAP_FLOWS4))?;
+    let mut flows: HashMap<MapData, FlowKey4, FlowValue> =
         HashMap::try_from(aya::maps::Map::from_map_data(data)?)?;
     defs.push(PathDef {
         name: format!("new_flow_{}_v4", SchedKind::Maglev.name()),
@@ -781,9 +785,9 @@ fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
         }),
         after_run: Some(Box::new(move |calls| {
             for i in calls {
-                let k = &keys[i % keys.len()];
+                let k = keys[i % keys.len()].v4();
                 // aya reports a missing key as the syscall's ENOENT, not KeyNotFound.
-                match flows.remove(k) {
+                match flows.remove(&k) {
                     Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                     Err(aya::maps::MapError::SyscallError(e))
                         if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
@@ -849,7 +853,7 @@ fn scale_flows(
     let mut lb = Loaded::balancer(obj, pin.path(), BENCH_MAX_FLOWS)?;
     // The same flows in `bench_flow`'s table: what one LRU lookup costs at each size,
     // beside lb's whole path (a random flow per call misses the caches for both).
-    let mut refs = Loaded::refs_sized(ref_obj, &["bench_flow"], "BENCH_FLOWS", BENCH_MAX_FLOWS)?;
+    let mut refs = Loaded::refs_sized(ref_obj, &["bench_flow"], "BENCH_FLOWS4", BENCH_MAX_FLOWS)?;
     let r = real(
         ForwardMode::Dr,
         SVC4,
@@ -877,18 +881,18 @@ fn scale_flows(
         let name = format!("dr_established_v4_flows_{label}");
         let t = std::time::Instant::now();
         {
-            let mut flows: HashMap<_, FlowKey, FlowValue> =
-                HashMap::try_from(lb.map_mut(MAP_FLOWS)?)?;
+            let mut flows: HashMap<_, FlowKey4, FlowValue> =
+                HashMap::try_from(lb.map_mut(MAP_FLOWS4)?)?;
             for i in have..n {
                 flows
-                    .insert(key(i), flow_value(1, SVC4), 0)
+                    .insert(key(i).v4(), flow_value(1, SVC4), 0)
                     .with_context(|| format!("inserting flow {i}"))?;
             }
-            let mut floor_flows: HashMap<_, FlowKey, FlowValue> =
-                HashMap::try_from(refs.map_mut("BENCH_FLOWS")?)?;
+            let mut floor_flows: HashMap<_, FlowKey4, FlowValue> =
+                HashMap::try_from(refs.map_mut("BENCH_FLOWS4")?)?;
             for i in have..n {
                 floor_flows
-                    .insert(key(i), flow_value(1, SVC4), 0)
+                    .insert(key(i).v4(), flow_value(1, SVC4), 0)
                     .with_context(|| format!("inserting reference flow {i}"))?;
             }
         }
@@ -937,7 +941,7 @@ fn scale_flows(
         };
         let prog = lb.prog(lb_common::consts::PROG_LB)?;
         let f = match time_path(prog, pass, floor, def, ctx.plan) {
-            Ok((f, ..)) => f.note(format!("{n} flows in FLOWS, a random one per call")),
+            Ok((f, ..)) => f.note(format!("{n} flows in FLOWS4, a random one per call")),
             Err((name, e)) => Figure::failed(name, "ns/pkt", format!("{e:#}")),
         };
         ctx.row(&f);

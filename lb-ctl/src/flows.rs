@@ -1,0 +1,96 @@
+//! The data path's flow tables, one pair per family (FLOWS4 / FLOWS6, NAT_REV4 /
+//! NAT_REV6): IPv4 entries are keyed by the 16-byte `FlowKey4`, IPv6 ones by `FlowKey`.
+//! Callers see one table of `FlowKey`s: keys are widened on the way out and narrowed by
+//! family on the way in.
+
+use crate::maps::{MapsError, open};
+use crate::sys::RawMap;
+use aya::maps::{HashMap, MapData};
+use lb_common::consts::{MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6};
+use lb_common::{FlowKey, FlowKey4};
+use std::path::Path;
+
+/// A pair of tables by name: (IPv4, IPv6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pair(pub &'static str, pub &'static str);
+
+/// Client → VIP flows (`FlowValue`).
+pub const FLOWS: Pair = Pair(MAP_FLOWS4, MAP_FLOWS6);
+/// NAT replies, real → client (`NatReverse`).
+pub const NAT_REV: Pair = Pair(MAP_NAT_REV4, MAP_NAT_REV6);
+
+impl Pair {
+    /// Both names, IPv4's first.
+    pub fn names(self) -> [&'static str; 2] {
+        [self.0, self.1]
+    }
+
+    /// The name of the table holding `key`.
+    pub fn name_of(self, key: &FlowKey) -> &'static str {
+        if key.is_v4() { self.0 } else { self.1 }
+    }
+
+    /// Every entry of both tables, IPv4's first (a walk of each: for listings and sweeps).
+    pub fn entries<V: aya::Pod>(self, dir: &Path) -> Result<Vec<(FlowKey, V)>, MapsError> {
+        let err = |name| move |source| MapsError::Map { name, source };
+        let v4: HashMap<MapData, FlowKey4, V> = open(dir, self.0)?;
+        let v6: HashMap<MapData, FlowKey, V> = open(dir, self.1)?;
+        let mut all = Vec::new();
+        for item in v4.iter() {
+            let (k, v) = item.map_err(err(self.0))?;
+            all.push((k.widen(), v));
+        }
+        for item in v6.iter() {
+            all.push(item.map_err(err(self.1))?);
+        }
+        Ok(all)
+    }
+
+    /// Both tables' fds, for element commands on single keys.
+    pub fn open_raw(self, dir: &Path) -> Result<RawPair, MapsError> {
+        let raw = |name: &'static str| {
+            RawMap::open(&dir.join(name)).map_err(|source| MapsError::Raw { name, source })
+        };
+        Ok(RawPair {
+            names: self,
+            v4: raw(self.0)?,
+            v6: raw(self.1)?,
+        })
+    }
+}
+
+/// A [`Pair`] opened for element commands (lookup-and-delete, insert-if-absent).
+pub struct RawPair {
+    names: Pair,
+    v4: RawMap,
+    v6: RawMap,
+}
+
+impl RawPair {
+    /// Removes `key` and returns the value it had at that moment; `None` if absent.
+    pub fn take<V: bytemuck::Pod>(&self, key: &FlowKey) -> Result<Option<V>, MapsError> {
+        if key.is_v4() {
+            self.v4.take(&key.v4())
+        } else {
+            self.v6.take(key)
+        }
+        .map_err(|source| self.err(key, source))
+    }
+
+    /// Inserts `key` unless present; false when it was (the data path put it back first).
+    pub fn insert_new<V: bytemuck::Pod>(&self, key: &FlowKey, v: &V) -> Result<bool, MapsError> {
+        if key.is_v4() {
+            self.v4.insert_new(&key.v4(), v)
+        } else {
+            self.v6.insert_new(key, v)
+        }
+        .map_err(|source| self.err(key, source))
+    }
+
+    fn err(&self, key: &FlowKey, source: std::io::Error) -> MapsError {
+        MapsError::Raw {
+            name: self.names.name_of(key),
+            source,
+        }
+    }
+}
