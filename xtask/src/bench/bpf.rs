@@ -140,7 +140,7 @@ impl Loaded {
     }
 
     /// The reference programs with one map's capacity changed (the scale runs' flow
-    /// table for `bench_flow`).
+    /// table for `bench_flow4`).
     pub fn refs_sized(path: &Path, progs: &[&str], map: &str, max: u32) -> Result<Loaded> {
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(map, max);

@@ -89,10 +89,11 @@ impl Ctx {
 }
 
 /// The reference programs in lb-bench-ref.bpf.o.
-const REF_PROGS: [&str; 5] = [
+const REF_PROGS: [&str; 6] = [
     "bench_pass",
     "bench_floor",
-    "bench_flow",
+    "bench_flow4",
+    "bench_flow6",
     "bench_tx",
     "bench_sink",
 ];

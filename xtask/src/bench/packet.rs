@@ -299,7 +299,7 @@ impl Rng {
 
 /// The figures of every path, the references, and the scale runs.
 pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Figure>> {
-    // bench_flow's tables know the floor frames' flows.
+    // bench_flow4/6's tables know the floor frames' flows.
     {
         let mut m: HashMap<_, FlowKey4, FlowValue> =
             HashMap::try_from(refs.map_mut("BENCH_FLOWS4")?)?;
@@ -311,7 +311,7 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Fi
     let refs: &Loaded = refs;
     let pass = refs.prog("bench_pass")?;
     let floor = refs.prog("bench_floor")?;
-    let flow = refs.prog("bench_flow")?;
+    let flow = [refs.prog("bench_flow4")?, refs.prog("bench_flow6")?];
     let pin = super::sys::PinDir::new("paths")?;
     let mut lb = Loaded::balancer(obj, pin.path(), 1 << 17)?;
     let defs = provision(&mut lb, pin.path())?;
@@ -338,11 +338,11 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Fi
             "{}: reference, floor + one FLOWS-like lookup",
             def.name
         ));
-        let f = match time_path(flow, pass, floor, def, ctx.plan) {
+        let f = match time_path(flow[def.v6 as usize], pass, floor, def, ctx.plan) {
             Ok((f, p, fl)) => {
                 pass_all.extend(p);
                 floor_all.extend(fl);
-                f.note("floor + one LRU hash lookup of a FlowKey (bench_flow): the least an established flow costs")
+                f.note("floor + one LRU hash lookup of the family's flow key (bench_flow4/6): the least an established flow costs")
             }
             Err((name, e)) => Figure::failed(name, "ns/pkt", format!("{e:#}")),
         };
@@ -851,9 +851,9 @@ fn scale_flows(
 ) -> Result<Vec<Figure>> {
     let pin = super::sys::PinDir::new("scale-flows")?;
     let mut lb = Loaded::balancer(obj, pin.path(), BENCH_MAX_FLOWS)?;
-    // The same flows in `bench_flow`'s table: what one LRU lookup costs at each size,
+    // The same flows in `bench_flow4`'s table: what one LRU lookup costs at each size,
     // beside lb's whole path (a random flow per call misses the caches for both).
-    let mut refs = Loaded::refs_sized(ref_obj, &["bench_flow"], "BENCH_FLOWS4", BENCH_MAX_FLOWS)?;
+    let mut refs = Loaded::refs_sized(ref_obj, &["bench_flow4"], "BENCH_FLOWS4", BENCH_MAX_FLOWS)?;
     let r = real(
         ForwardMode::Dr,
         SVC4,
@@ -922,9 +922,9 @@ fn scale_flows(
             after_run: None,
             calls: None,
         };
-        let f = match time_path(refs.prog("bench_flow")?, pass, floor, reference, ctx.plan) {
+        let f = match time_path(refs.prog("bench_flow4")?, pass, floor, reference, ctx.plan) {
             Ok((f, ..)) => f.note(format!(
-                "floor + one LRU lookup (bench_flow), {n} flows in its table, a random one per call"
+                "floor + one LRU lookup (bench_flow4), {n} flows in its table, a random one per call"
             )),
             Err((name, e)) => Figure::failed(name, "ns/pkt", format!("{e:#}")),
         };
