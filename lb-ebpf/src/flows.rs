@@ -10,6 +10,19 @@ use crate::maps::{FLOWS4, FLOWS6, NAT_REV4, NAT_REV6};
 
 /// `BPF_NOEXIST`: insert only if no other CPU recorded the key first.
 pub const BPF_NOEXIST: u64 = 1;
+/// What a map update returns when `BPF_NOEXIST` finds the key.
+const EEXIST: i32 = -17;
+
+/// What [`flow_insert_new`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// Recorded.
+    Done,
+    /// The flow is already there: nothing written.
+    Exists,
+    /// Not recorded (no free element: the table is full and nothing could be evicted).
+    Failed,
+}
 
 /// The flow's entry, for reading and updating in place.
 #[inline(always)]
@@ -21,13 +34,18 @@ pub fn flow_ptr(key: &FlowKey) -> Option<*mut FlowValue> {
     }
 }
 
-/// Records a new flow unless one exists (`BPF_NOEXIST`); false when not recorded.
+/// Records a new flow unless one exists (`BPF_NOEXIST`).
 #[inline(always)]
-pub fn flow_insert_new(key: &FlowKey, v: &FlowValue) -> bool {
-    if key.is_v4() {
-        FLOWS4.insert(key.v4(), v, BPF_NOEXIST).is_ok()
+pub fn flow_insert_new(key: &FlowKey, v: &FlowValue) -> Insert {
+    let r = if key.is_v4() {
+        FLOWS4.insert(key.v4(), v, BPF_NOEXIST)
     } else {
-        FLOWS6.insert(key, v, BPF_NOEXIST).is_ok()
+        FLOWS6.insert(key, v, BPF_NOEXIST)
+    };
+    match r {
+        Ok(()) => Insert::Done,
+        Err(EEXIST) => Insert::Exists,
+        Err(_) => Insert::Failed,
     }
 }
 

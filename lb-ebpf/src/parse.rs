@@ -91,6 +91,13 @@ impl Packet {
         self.l3_off + self.l3_len
     }
 
+    /// A TCP SYN without ACK or RST: the first packet of a connection (not an ICMP error).
+    #[inline(always)]
+    pub fn opens_connection(&self) -> bool {
+        use lb_common::conn::tcp_flags::{ACK, RST, SYN};
+        self.tcp_flags & (SYN | ACK | RST) == SYN && self.quote.is_none()
+    }
+
     /// docs/datapath.md step 9: a packet with TTL / hop limit ≤ 1 may not be forwarded.
     #[inline(always)]
     pub fn check_ttl(&self) -> Result<(), Drop> {

@@ -9,7 +9,7 @@ use lb_common::{
 
 use crate::Exit;
 use crate::conn;
-use crate::flows;
+use crate::flows::{self, Insert};
 use crate::lookup::{lookup_real, lookup_service};
 use crate::maps::{PERSIST, REAL_CONNS, SCHED_TABLE};
 use crate::parse::Packet;
@@ -31,6 +31,16 @@ pub struct Dest {
     pub new_flow: bool,
 }
 
+/// A newly scheduled real, and whether its flow was found already recorded.
+pub struct Scheduled {
+    /// Where the packet goes.
+    pub dest: Dest,
+    /// The insert found the flow there (`BPF_NOEXIST`): another CPU recorded it first, or
+    /// the packet is a SYN, scheduled before any lookup (`crate::destination`), of a flow
+    /// that exists. Nothing was recorded or bound: the caller looks the flow up.
+    pub exists: bool,
+}
+
 /// A packet to a VIP without a usable flow: its service (step 8), the TTL check (9), and a
 /// real (10). An ICMP error about a flow we do not know is sent where a hashing scheduler
 /// (mh, sh, dh) would put the flow, and records nothing; with any other scheduler it is not
@@ -40,7 +50,7 @@ pub struct Dest {
 /// in `lb_xdp` (this function or `unless_vip` out of line) cost 20–30 ns on every path,
 /// even on those that never make the call.
 #[inline(always)]
-pub fn schedule_new(pkt: &Packet) -> Result<Dest, Exit> {
+pub fn schedule_new(pkt: &Packet) -> Result<Scheduled, Exit> {
     let svc = lookup_service(pkt)?;
     pkt.check_ttl()?;
     if pkt.quote.is_some() {
@@ -49,10 +59,13 @@ pub fn schedule_new(pkt: &Packet) -> Result<Dest, Exit> {
         }
         let real_id = sched::select_real(&svc, pkt)?;
         lookup_real(real_id).ok_or(Drop::NoReal)?;
-        return Ok(Dest {
-            real_id,
-            svc_id: svc.id,
-            new_flow: false,
+        return Ok(Scheduled {
+            dest: Dest {
+                real_id,
+                svc_id: svc.id,
+                new_flow: false,
+            },
+            exists: false,
         });
     }
     let real_id = if svc.flags.has(VipFlags::PERSISTENT) {
@@ -64,30 +77,42 @@ pub fn schedule_new(pkt: &Packet) -> Result<Dest, Exit> {
     // -o: every UDP datagram is its own connection, gone once sent (IPVS binds and
     // unbinds it at once, so the real's counters do not move); nothing is recorded.
     let one_packet = svc.flags.has(VipFlags::ONE_PACKET) && pkt.key.proto == proto::UDP;
-    if !one_packet {
-        record_flow(pkt, real, real_id, svc.id);
-    }
+    let exists = !one_packet && record_flow(pkt, real, real_id, svc.id) == Insert::Exists;
     // NEW_FLOW and the `conns` stats are counted with the packet (`Dest::new_flow`).
-    Ok(Dest {
-        real_id,
-        svc_id: svc.id,
-        new_flow: true,
+    Ok(Scheduled {
+        dest: Dest {
+            real_id,
+            svc_id: svc.id,
+            new_flow: true,
+        },
+        exists,
     })
 }
 
-/// Binds and records a new flow (state after its first packet, CLOCK stamp). A failed
-/// insert (table full, or another CPU recorded it first) fails open: the packet is still
-/// forwarded, and nothing is counted as bound, since no flow will expire to balance it.
+/// Records a flow scheduled earlier whose insert found it there, but which is gone now
+/// (its real was deleted and `expire_nodest_conn` removed it, or it expired in between).
 #[inline(always)]
-fn record_flow(pkt: &Packet, real: &Real, real_id: u32, svc_id: u32) {
+pub fn record_scheduled(pkt: &Packet, dest: &Dest) {
+    if let Some(real) = lookup_real(dest.real_id) {
+        record_flow(pkt, real, dest.real_id, dest.svc_id);
+    }
+}
+
+/// Records a new flow (state after its first packet, CLOCK stamp) and binds it. A failed
+/// insert (the table full) fails open: the packet is still forwarded, and nothing is
+/// counted as bound, since no flow will expire to balance it. A flow already there is
+/// left as it is (`BPF_NOEXIST`) and bound once, by whoever recorded it.
+#[inline(always)]
+fn record_flow(pkt: &Packet, real: &Real, real_id: u32, svc_id: u32) -> Insert {
     let nat = real.mode == lb_common::ForwardMode::Nat as u8;
     let value = conn::new_flow_value(real_id, svc_id, nat, pkt.key.proto, pkt.tcp_flags);
-    // BPF_NOEXIST: a flow another CPU recorded first is bound (counted) once, by it.
-    if !flows::flow_insert_new(&pkt.key, &value) {
-        count(Counter::FLOW_INSERT_FAILED);
-        return;
+    let done = flows::flow_insert_new(&pkt.key, &value);
+    match done {
+        Insert::Done => conn::bind(real_id, real),
+        Insert::Failed => count(Counter::FLOW_INSERT_FAILED),
+        Insert::Exists => {}
     }
-    conn::bind(real_id, real);
+    done
 }
 
 /// Persistent service (IPVS `ip_vs_sched_persist`): the client's template (masked address

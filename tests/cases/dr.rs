@@ -192,8 +192,11 @@ pub fn cases() -> Vec<Sequence> {
         mh_src_hash_case(true),
         mh_hash_ports_case(false),
         mh_hash_ports_case(true),
-        inactive_flow_real_case(),
-        gone_flow_real_case(),
+        inactive_flow_real_case(false),
+        inactive_flow_real_case(true),
+        gone_flow_real_case(false),
+        gone_flow_real_case(true),
+        syn_of_existing_flow_case(),
         moved_flow_real_case(),
         flow_without_service_case(),
     ];
@@ -469,9 +472,12 @@ fn unknown_mode_case() -> Sequence {
 }
 
 /// A flow whose real lost ACTIVE (deleted), with `expire_nodest_conn` 1: the flow is
-/// expired and the packet scheduled anew.
-fn inactive_flow_real_case() -> Sequence {
+/// expired and the packet scheduled anew. With `syn`, the packet is a SYN, which is
+/// scheduled before its flow is looked up: the insert finds the old flow, the lookup then
+/// expires it, and the new real is recorded all the same.
+fn inactive_flow_real_case(syn: bool) -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let p = if syn { p.syn() } else { p };
     let a = real(Dr, SVC, REAL4, 80);
     let b = Real {
         flags: RealFlags(0),
@@ -483,7 +489,11 @@ fn inactive_flow_real_case() -> Sequence {
     prov.flows.push((key_of(&p), fv(REAL_B, SVC)));
     prov.settings = Some(nodest_expire());
     Case {
-        name: "dr_established_inactive_real_rescheduled",
+        name: if syn {
+            "dr_syn_inactive_real_rescheduled"
+        } else {
+            "dr_established_inactive_real_rescheduled"
+        },
         why: "expire_nodest_conn=1 (IPVS sysctl): FLOWS points at a real without ACTIVE, so the flow is expired and the packet scheduled anew to REAL_A and re-recorded",
         provision: prov,
         input: p.clone().into(),
@@ -497,9 +507,11 @@ fn inactive_flow_real_case() -> Sequence {
 }
 
 /// The same with `expire_nodest_conn` 0 (IPVS's default): the packet is dropped
-/// (`RealGone`) and the flow kept until it expires.
-fn gone_flow_real_case() -> Sequence {
+/// (`RealGone`) and the flow kept until it expires; a SYN too, though it was scheduled
+/// (to REAL_A) before its flow was found.
+fn gone_flow_real_case(syn: bool) -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let p = if syn { p.syn() } else { p };
     let a = real(Dr, SVC, REAL4, 80);
     let b = Real {
         flags: RealFlags(0),
@@ -510,7 +522,11 @@ fn gone_flow_real_case() -> Sequence {
     prov.reals.push((REAL_B, b));
     prov.flows.push((key_of(&p), fv(REAL_B, SVC)));
     Case {
-        name: "dr_established_real_gone_dropped",
+        name: if syn {
+            "dr_syn_real_gone_dropped"
+        } else {
+            "dr_established_real_gone_dropped"
+        },
         why: "expire_nodest_conn=0 (IPVS default): a packet of a flow whose real was deleted is dropped RealGone, the flow stays until the sweep expires it",
         provision: prov,
         input: p.clone().into(),
@@ -519,6 +535,44 @@ fn gone_flow_real_case() -> Sequence {
         output: Output::NotChecked,
         counts: Counts::of(&[Counter::RX, Drop::RealGone.counter()]),
         state: vec![StateCheck::Flow(key_of(&p), Some(fv(REAL_B, SVC)))],
+    }
+    .into()
+}
+
+/// A retransmitted SYN (or a reused port) of a flow that exists: the SYN is scheduled
+/// first (Maglev says REAL_A), its insert finds the flow, and the flow's real (REAL_B)
+/// takes it, its state moved by the SYN. Nothing is counted as a new connection.
+fn syn_of_existing_flow_case() -> Sequence {
+    use lb_common::conn::tcp_transition;
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80).syn();
+    let a = real(Dr, SVC, REAL4, 80);
+    let b = real(Dr, SVC, REAL4_B, 80);
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.reals.push((REAL_B, b));
+    let first = fv_new(REAL_B, SVC, &p, Dr);
+    prov.flows.push((key_of(&p), first));
+    let st = tcp_transition(first.state, first.flags, false, tcp_flags_of(&p));
+    Case {
+        name: "dr_syn_of_existing_flow_keeps_its_real",
+        why: "a SYN whose flow exists (to REAL_B; the table has only REAL_A): the flow's real takes it, no new connection",
+        provision: prov,
+        input: p.clone().into(),
+        ingress: lb_tests::bpf::IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(dr(&p, &b)),
+        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::TX]).both(
+            SVC,
+            REAL_B,
+            inbound(&p),
+        ),
+        state: vec![StateCheck::Flow(
+            key_of(&p),
+            Some(FlowValue {
+                state: st.state,
+                flags: st.flags,
+                ..first
+            }),
+        )],
     }
     .into()
 }
