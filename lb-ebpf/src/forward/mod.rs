@@ -12,7 +12,7 @@ use lb_common::{Counter, Drop, ForwardMode, NatReverse, Real};
 
 use crate::maps::{REALS, TX_PORTS};
 use crate::parse::Packet;
-use crate::pkt::{bytes_at, ld16, st16};
+use crate::pkt::{bytes_at, ld16, ld32, st16, st32};
 use crate::schedule::Dest;
 use crate::stats::{count, count_in, count_new_flow};
 use crate::{Exit, Out, Sent};
@@ -95,15 +95,14 @@ pub fn send(ctx: &XdpContext, ifindex: u32) -> Result<Out, Drop> {
 pub fn write_macs(ctx: &XdpContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), Drop> {
     let p = bytes_at(ctx, 0, 12).ok_or(Drop::Truncated)?;
     let (d, s) = (dst.as_ptr() as usize, src.as_ptr() as usize);
-    // Word copies: the MAC fields sit at even offsets of 8-aligned map values (asserted
-    // below), so the u16 reads are aligned.
+    // 4 + 2 and 2 + 4 bytes: eight memory operations, not twelve. The MAC fields sit at
+    // even offsets of 8-aligned map values (asserted below), so the u16 reads are
+    // aligned; the 32-bit ones go through `ld32` / `st32`, which may be misaligned.
     unsafe {
-        st16(p, ld16(d));
-        st16(p + 2, ld16(d + 2));
+        st32(p, ld32(d));
         st16(p + 4, ld16(d + 4));
         st16(p + 6, ld16(s));
-        st16(p + 8, ld16(s + 2));
-        st16(p + 10, ld16(s + 4));
+        st32(p + 8, ld32(s + 2));
     }
     Ok(())
 }
