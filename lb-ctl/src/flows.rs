@@ -30,19 +30,31 @@ impl Pair {
         if key.is_v4() { self.0 } else { self.1 }
     }
 
-    /// Every entry of both tables, IPv4's first (a walk of each: for listings and sweeps).
-    pub fn entries<V: aya::Pod>(self, dir: &Path) -> Result<Vec<(FlowKey, V)>, MapsError> {
+    /// Calls `f` with every entry of both tables, IPv4's first (a walk of each, two
+    /// syscalls per entry: for listings and sweeps).
+    pub fn for_each<V: aya::Pod>(
+        self,
+        dir: &Path,
+        mut f: impl FnMut(FlowKey, V),
+    ) -> Result<(), MapsError> {
         let err = |name| move |source| MapsError::Map { name, source };
         let v4: HashMap<MapData, FlowKey4, V> = open(dir, self.0)?;
-        let v6: HashMap<MapData, FlowKey, V> = open(dir, self.1)?;
-        let mut all = Vec::new();
         for item in v4.iter() {
             let (k, v) = item.map_err(err(self.0))?;
-            all.push((k.widen(), v));
+            f(k.widen(), v);
         }
+        let v6: HashMap<MapData, FlowKey, V> = open(dir, self.1)?;
         for item in v6.iter() {
-            all.push(item.map_err(err(self.1))?);
+            let (k, v) = item.map_err(err(self.1))?;
+            f(k, v);
         }
+        Ok(())
+    }
+
+    /// Every entry of both tables, IPv4's first.
+    pub fn entries<V: aya::Pod>(self, dir: &Path) -> Result<Vec<(FlowKey, V)>, MapsError> {
+        let mut all = Vec::new();
+        self.for_each(dir, |k, v| all.push((k, v)))?;
         Ok(all)
     }
 

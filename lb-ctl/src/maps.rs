@@ -244,9 +244,9 @@ impl Maps {
     /// syscalls per flow): for listing only.
     pub fn flows_per_real(&self) -> Result<StdHashMap<(u32, u32), u64>, MapsError> {
         let mut n = StdHashMap::new();
-        for (_, v) in self.flows()? {
+        crate::flows::FLOWS.for_each(&self.dir, |_, v: FlowValue| {
             *n.entry((v.real_id, v.svc_id)).or_insert(0) += 1;
-        }
+        })?;
         Ok(n)
     }
 

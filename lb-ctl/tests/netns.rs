@@ -700,6 +700,44 @@ fn schedulers_persistence_timeouts_sweep() {
     );
     assert_eq!(conns.lines().count(), 4, "{conns}");
 
+    // An IPv6 flow lives in FLOWS6 (FLOWS4 has IPv4's 16-byte keys): listed, then expired
+    // by the same sweep.
+    {
+        let mut flows6: HashMap<MapData, FlowKey, FlowValue> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_FLOWS6).unwrap();
+        let key = FlowKey {
+            src: raw("2001:db8:7::1"),
+            dst: raw("2001:db8:3::1"),
+            sport: lb_common::Be16::from_host(1000),
+            dport: lb_common::Be16::from_host(443),
+            proto: lb_common::consts::proto::TCP,
+            family: lb_common::addr::family::V6,
+            _pad: [0; 2],
+        };
+        let v = FlowValue {
+            real_id: rid,
+            svc_id: https.id,
+            last_seen_s: lb_ctl::sys::monotonic_s() - 1000,
+            state: TcpState::Established as u8,
+            flags: FlowFlags::NO_OUTPUT,
+            _pad: [0; 2],
+        };
+        flows6.insert(key, v, 0).unwrap();
+        let listed = lab.ok("-L -n -c");
+        let row6 = row(&listed, "[2001:db8:7::1]:1000");
+        assert_eq!(
+            row6[2..4],
+            ["ESTABLISHED", "[2001:db8:7::1]:1000"],
+            "{listed}"
+        );
+        let out = lab.ok("sweep --once");
+        assert!(
+            out.contains("flows 1 expired active 1 inactive 0 templates 0"),
+            "{out}"
+        );
+        assert!(flows6.get(&key, 0).is_err(), "the IPv6 flow is gone");
+    }
+
     // The daemon keeps CLOCK running and expires nothing it cannot know to be idle.
     let clock = || {
         let c: Array<MapData, u32> = lb_ctl::maps::open(pin, lb_common::consts::MAP_CLOCK).unwrap();
