@@ -348,15 +348,7 @@ fn refused(kind: Kind, obj: &Path, e: ProgramError) -> LoadError {
         ))(e);
     };
     let log = verifier_log.to_string();
-    let mut reason = verifier_reason(&log).to_string();
-    if let Some(release) = crate::sys::kernel_release()
-        && kernel_before(&release, (6, 6))
-    {
-        reason.push_str(&format!(
-            " (lb's objects use BPF CPU v4 instructions, which need kernel 6.6 or later; this \
-             kernel is {release}: rebuild with `LB_BPF_CPU=v3 cargo xtask build`)"
-        ));
-    }
+    let reason = verifier_reason(&log).to_string();
     let path = std::env::temp_dir().join(format!("lb-ctl-verifier-{}.log", kind.prog()));
     let saved = std::fs::write(&path, &log).is_ok();
     LoadError::Verifier {
@@ -628,18 +620,6 @@ pub fn decap_detach(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, Lo
     Ok(out)
 }
 
-/// Whether a kernel release string ("6.1.0-18-amd64") is older than `(major, minor)`;
-/// false when it cannot be read.
-pub fn kernel_before(release: &str, (major, minor): (u32, u32)) -> bool {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>());
-    match (parts.next(), parts.next()) {
-        (Some(Ok(a)), Some(Ok(b))) => (a, b) < (major, minor),
-        _ => false,
-    }
-}
-
 /// The one line of a verifier log that says why a program was refused. The log ends with
 /// statistics ("verification time", "processed N insns", "stack depth"); the reason is the
 /// last line before them.
@@ -658,17 +638,7 @@ pub fn verifier_reason(log: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{kernel_before, verifier_reason};
-
-    #[test]
-    fn kernel_releases_compare_by_major_and_minor() {
-        assert!(kernel_before("6.1.0-18-amd64", (6, 6)));
-        assert!(kernel_before("5.15.0", (6, 6)));
-        assert!(!kernel_before("6.6.0", (6, 6)));
-        assert!(!kernel_before("6.18.44-fc-v782", (6, 6)));
-        assert!(!kernel_before("7.0", (6, 6)));
-        assert!(!kernel_before("garbage", (6, 6)));
-    }
+    use super::verifier_reason;
 
     #[test]
     fn verifier_reason_is_the_last_line_before_the_statistics() {

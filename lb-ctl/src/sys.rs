@@ -273,17 +273,6 @@ fn obj_info(fd: &OwnedFd, info: &mut [u32]) -> io::Result<()> {
     Ok(())
 }
 
-/// The running kernel's release (`uname -r`), if it can be read.
-pub fn kernel_release() -> Option<String> {
-    // SAFETY: uname fills the struct it is given; every field is NUL-terminated.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return None;
-    }
-    let r = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) };
-    Some(r.to_string_lossy().into_owned())
-}
-
 /// Seconds of CLOCK_MONOTONIC (what the data path's `CLOCK` holds).
 pub fn monotonic_s() -> u32 {
     // SAFETY: clock_gettime writes into a timespec we own.

@@ -26,18 +26,7 @@ fn ebpf() -> Result<()> {
     step("eBPF objects (lb-ebpf: nightly, bpfel-unknown-none)");
     let root = root();
     let dir = root.join("lb-ebpf");
-    let mut cmd = cargo(true);
-    cmd.current_dir(&dir).args(["build", "--release"]);
-    if let Ok(cpu) = std::env::var("LB_BPF_CPU") {
-        // Replaces lb-ebpf/.cargo/config.toml's rustflags: the same flags, another BPF CPU
-        // version (v3 for kernels before 6.6, which refuse v4's instructions).
-        note(&format!("BPF CPU {cpu} (LB_BPF_CPU)"));
-        cmd.env(
-            "RUSTFLAGS",
-            format!("-C debuginfo=2 -C link-arg=--btf -C target-cpu={cpu}"),
-        );
-    }
-    util::run(&mut cmd)?;
+    util::run(cargo(true).current_dir(&dir).args(["build", "--release"]))?;
     let out = root.join("target/release");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     for (bin, obj) in OBJECTS {
