@@ -445,8 +445,8 @@ pub fn compare(
         }
         let mut extras = [Vec::new(), Vec::new()];
         let mut diffs = Vec::new();
-        for pair in pairs.iter_mut() {
-            let (d, e) = time_pair(ctx, pass, pair, k)?;
+        for (b_first, pair) in [false, true].into_iter().zip(pairs.iter_mut()) {
+            let (d, e) = time_pair(ctx, pass, pair, k, b_first)?;
             diffs.push(d);
             extras[0].push(e[0]);
             extras[1].push(e[1]);
@@ -465,12 +465,17 @@ pub fn compare(
 }
 
 /// One path of a loaded [A, B] pair timed with `pass_empty`: median over runs of B − A,
-/// and each build's median extra over `pass_empty`.
+/// and each build's median extra over `pass_empty`. `b_first`: B's block of calls runs
+/// before A's in each round, so each load order also has its own run order. Even so, two
+/// loads of one identical object read up to ~10 ns apart on a path (mean of both orders
+/// ±5 ns, single columns up to ±19): where the kernel puts each instance's JIT image and
+/// per-CPU values. A difference below that is not a result.
 fn time_pair(
     ctx: &Ctx,
     pass: &aya::programs::Xdp,
     pair: &mut [(super::sys::PinDir, Loaded, Vec<PathDef>)],
     k: usize,
+    b_first: bool,
 ) -> Result<(f64, [f64; 2])> {
     let [a, b] = pair else {
         bail!("a pair has two builds");
@@ -514,7 +519,13 @@ fn time_pair(
             after_run: rb,
         },
     ];
-    let m = time_group(&mut group, plan)?;
+    if b_first {
+        group.swap(1, 2);
+    }
+    let mut m = time_group(&mut group, plan)?;
+    if b_first {
+        m.swap(1, 2);
+    }
     let pass_med = summarize(&m[0]).0;
     let diffs: Vec<f64> = m[1].iter().zip(&m[2]).map(|(x, y)| y - x).collect();
     Ok((
