@@ -50,6 +50,11 @@ pub struct Args {
     /// With --compare: only these paths (comma-separated names, e.g. dr_established_v4).
     #[arg(long, value_delimiter = ',', requires = "compare")]
     pub paths: Vec<String>,
+    /// With --compare: loaded pairs per load order. Each load of an object lands its JIT
+    /// image and per-CPU values elsewhere, which alone moves a path by up to ~10 ns; more
+    /// pairs average that out (time grows with them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8), requires = "compare")]
+    pub pairs: u32,
 }
 
 /// The parts of the bench.
@@ -145,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
             &ctx,
             &format!("A = {}, B = {}", lb_obj.display(), other.display()),
         );
-        packet::compare(&ctx, &lb_obj, other, &refs, &args.paths)?;
+        packet::compare(&ctx, &lb_obj, other, &refs, &args.paths, args.pairs)?;
         step(&format!(
             "compare done in {:.1} s",
             t.elapsed().as_secs_f64()

@@ -417,14 +417,16 @@ pub fn compare(
     obj_b: &std::path::Path,
     refs: &Loaded,
     only: &[String],
+    reps: u32,
 ) -> Result<()> {
     let pass = refs.prog("bench_pass")?;
-    // [A, B] loaded in that order, then [B, A]; index 0 of each pair is A.
+    // `reps` times: [A, B] loaded in that order, then [B, A]; index 0 of each pair is A.
     let mut pairs = Vec::new();
-    for (tag, order) in [("ab", [obj_a, obj_b]), ("ba", [obj_b, obj_a])] {
+    let orders = [("ab", [obj_a, obj_b]), ("ba", [obj_b, obj_a])];
+    for (r, (tag, order)) in (0..reps).flat_map(|r| orders.map(|o| (r, o))) {
         let mut loaded = Vec::new();
         for (i, obj) in order.into_iter().enumerate() {
-            let pin = super::sys::PinDir::new(&format!("compare-{tag}{i}"))?;
+            let pin = super::sys::PinDir::new(&format!("compare-{r}{tag}{i}"))?;
             let mut lb = Loaded::balancer(obj, pin.path(), 1 << 17)?;
             let defs = provision(&mut lb, pin.path())?;
             loaded.push((pin, lb, defs));
@@ -444,10 +446,12 @@ pub fn compare(
             continue;
         }
         let mut extras = [Vec::new(), Vec::new()];
-        let mut diffs = Vec::new();
-        for (b_first, pair) in [false, true].into_iter().zip(pairs.iter_mut()) {
+        // B − A with A loaded (and run) first, and with B first.
+        let mut diffs = [Vec::new(), Vec::new()];
+        for (j, pair) in pairs.iter_mut().enumerate() {
+            let b_first = j % 2 == 1;
             let (d, e) = time_pair(ctx, pass, pair, k, b_first)?;
-            diffs.push(d);
+            diffs[j % 2].push(d);
             extras[0].push(e[0]);
             extras[1].push(e[1]);
         }
@@ -456,9 +460,9 @@ pub fn compare(
             "{name:<22} {:>8.1} {:>8.1} {:>+10.1} {:>+10.1} {:>+8.1}",
             mean(&extras[0]),
             mean(&extras[1]),
-            diffs[0],
-            diffs[1],
-            mean(&diffs)
+            mean(&diffs[0]),
+            mean(&diffs[1]),
+            mean(&[diffs[0].as_slice(), diffs[1].as_slice()].concat())
         );
     }
     Ok(())
