@@ -490,38 +490,10 @@ fn time_pair(
         ..ctx.plan
     };
     let first = da.inputs[0].clone();
-    let take = |d: &mut PathDef| -> (
-        Vec<Vec<u8>>,
-        super::bpf::Check<'static>,
-        Option<super::bpf::AfterRun<'static>>,
-    ) {
-        (
-            d.inputs.clone(),
-            std::mem::replace(
-                &mut d.check,
-                Box::new(|_, _, _, _| bail!("check used twice")),
-            ),
-            d.after_run.take(),
-        )
-    };
-    let (ia, ca, ra) = take(da);
-    let (ib, cb, rb) = take(db);
     let mut group = vec![
         pass_timed(pass, first),
-        Timed {
-            name: format!("A {}", da.name),
-            prog: a.1.prog(lb_common::consts::PROG_LB)?,
-            inputs: ia,
-            check: ca,
-            after_run: ra,
-        },
-        Timed {
-            name: format!("B {}", db.name),
-            prog: b.1.prog(lb_common::consts::PROG_LB)?,
-            inputs: ib,
-            check: cb,
-            after_run: rb,
-        },
+        lb_timed("A", &a.1, da)?,
+        lb_timed("B", &b.1, db)?,
     ];
     if b_first {
         group.swap(1, 2);
@@ -536,6 +508,21 @@ fn time_pair(
         summarize(&diffs).0,
         [summarize(&m[1]).0 - pass_med, summarize(&m[2]).0 - pass_med],
     ))
+}
+
+/// One build's timed program for a path: its inputs, and its check and after-run hook
+/// moved out of the definition (each is used by one group only).
+fn lb_timed<'a>(label: &str, lb: &'a Loaded, d: &mut PathDef) -> Result<Timed<'a>> {
+    Ok(Timed {
+        name: format!("{label} {}", d.name),
+        prog: lb.prog(lb_common::consts::PROG_LB)?,
+        inputs: d.inputs.clone(),
+        check: std::mem::replace(
+            &mut d.check,
+            Box::new(|_, _, _, _| bail!("check used twice")),
+        ),
+        after_run: d.after_run.take(),
+    })
 }
 
 /// Where per-packet time goes (DESIGN.md §6: each helper call costs ~40–50 ns here): the
