@@ -12,6 +12,7 @@ use super::figure::{Figure, summarize};
 use anyhow::{Context, Result, bail};
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::addr::convert::{from_raw, to_raw};
+use lb_common::conn::TcpState;
 use lb_common::consts::{
     DEFAULT_MAGLEV_SIZE, ENCAP_TTL, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4,
     MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_VIP_FILTER, MAP_VIPS, proto,
@@ -20,8 +21,8 @@ use lb_common::filter::filter_slot;
 use lb_common::hash::{FLOW_SEED, flow_hash};
 use lb_common::maglev::{Backend, build};
 use lb_common::{
-    Be16, FlowKey, FlowKey4, FlowValue, ForwardMode, NatReverse, Real, RealFlags, SchedKind,
-    Service, ServiceKey, VipFlags, VipKey,
+    Be16, FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, NatReverse, Real, RealFlags,
+    SchedKind, Service, ServiceKey, VipFlags, VipKey,
 };
 use lb_tests::packet::{Ip, L4, Pkt};
 use std::net::{IpAddr, Ipv4Addr};
@@ -105,11 +106,20 @@ fn real(mode: ForwardMode, svc: u32, id: u32, addr: IpAddr, local: IpAddr, port:
     }
 }
 
-/// An established flow's FLOWS value (other fields as a fresh entry has them).
-fn flow_value(real_id: u32, svc_id: u32) -> FlowValue {
+/// An established TCP flow's FLOWS value, as lb leaves it after the handshake: ESTABLISHED
+/// and active; a DR / TUN flow never sees a reply (`NO_OUTPUT`), a NAT flow has. (A
+/// zeroed value is state NONE, which the first ACK moves to CLOSE: not an established
+/// flow, and one whose every packet runs the state table.)
+fn flow_value(real_id: u32, svc_id: u32, mode: ForwardMode) -> FlowValue {
     FlowValue {
         real_id,
         svc_id,
+        state: TcpState::Established as u8,
+        flags: if mode == ForwardMode::Nat {
+            0
+        } else {
+            FlowFlags::NO_OUTPUT
+        },
         ..FlowValue::default()
     }
 }
@@ -196,8 +206,8 @@ impl Maps<'_> {
         self.hash::<VipKey, u32>(MAP_VIPS)?.insert(vk, 1, 0)?;
         self.filter_bit(MAP_VIP_FILTER, &addr)
     }
-    fn flow(&mut self, k: &FlowKey, real_id: u32, svc_id: u32) -> Result<()> {
-        let v = flow_value(real_id, svc_id);
+    fn flow(&mut self, k: &FlowKey, real_id: u32, svc_id: u32, mode: ForwardMode) -> Result<()> {
+        let v = flow_value(real_id, svc_id, mode);
         if k.is_v4() {
             self.hash(MAP_FLOWS4)?.insert(k.v4(), v, 0)?;
         } else {
@@ -303,10 +313,18 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Fi
     {
         let mut m: HashMap<_, FlowKey4, FlowValue> =
             HashMap::try_from(refs.map_mut("BENCH_FLOWS4")?)?;
-        m.insert(key_of(&floor_pkt(false)).v4(), flow_value(1, 0), 0)?;
+        m.insert(
+            key_of(&floor_pkt(false)).v4(),
+            flow_value(1, 0, ForwardMode::Dr),
+            0,
+        )?;
         let mut m: HashMap<_, FlowKey, FlowValue> =
             HashMap::try_from(refs.map_mut("BENCH_FLOWS6")?)?;
-        m.insert(key_of(&floor_pkt(true)), flow_value(1, 0), 0)?;
+        m.insert(
+            key_of(&floor_pkt(true)),
+            flow_value(1, 0, ForwardMode::Dr),
+            0,
+        )?;
     }
     let refs: &Loaded = refs;
     let pass = refs.prog("bench_pass")?;
@@ -704,7 +722,7 @@ fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
             let (id, r) = reals[k];
             let client = format!("{client_net}{}", 10 + k);
             let p = Pkt::tcp(&client, vip, CPORT, VPORT);
-            m.flow(&key_of(&p), id, r.svc_id)?;
+            m.flow(&key_of(&p), id, r.svc_id, mode)?;
             let out = match mode {
                 Dr => dr(&p, &r),
                 Tun => tun(&p, &r),
@@ -892,14 +910,14 @@ fn scale_flows(
                 HashMap::try_from(lb.map_mut(MAP_FLOWS4)?)?;
             for i in have..n {
                 flows
-                    .insert(key(i).v4(), flow_value(1, SVC4), 0)
+                    .insert(key(i).v4(), flow_value(1, SVC4, ForwardMode::Dr), 0)
                     .with_context(|| format!("inserting flow {i}"))?;
             }
             let mut floor_flows: HashMap<_, FlowKey4, FlowValue> =
                 HashMap::try_from(refs.map_mut("BENCH_FLOWS4")?)?;
             for i in have..n {
                 floor_flows
-                    .insert(key(i).v4(), flow_value(1, SVC4), 0)
+                    .insert(key(i).v4(), flow_value(1, SVC4, ForwardMode::Dr), 0)
                     .with_context(|| format!("inserting reference flow {i}"))?;
             }
         }
@@ -983,7 +1001,7 @@ fn scale_services(
                 m.real(id, &r)?;
                 m.service(svc, vip(i), 0, 0, &[])?;
                 let p = Pkt::tcp(client, &vip(i).to_string(), CPORT, VPORT);
-                m.flow(&key_of(&p), id, svc)?;
+                m.flow(&key_of(&p), id, svc, ForwardMode::Dr)?;
             }
         }
         have = n;
