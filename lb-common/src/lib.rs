@@ -17,6 +17,7 @@ pub mod counters;
 pub mod csum;
 pub mod filter;
 pub mod flow;
+pub mod flow_cache;
 pub mod hash;
 #[cfg(feature = "std")]
 pub mod maglev;

@@ -23,10 +23,12 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
 use lb_common::consts::{
-    DEFAULT_MAX_FLOWS, MAP_COUNTERS, MAP_DECAP_STATS, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER,
-    MAP_NAT_REV4, MAP_NAT_REV6, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES,
-    MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PIN_DIR, PROG_DECAP, PROG_LB,
+    DEFAULT_MAX_FLOWS, MAP_COUNTERS, MAP_DECAP_STATS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6,
+    MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE,
+    MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PIN_DIR, PROG_DECAP,
+    PROG_LB,
 };
+use lb_common::flow_cache::cache_entries;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -286,6 +288,11 @@ fn load_or_adopt(
         let n = max_flows.unwrap_or(DEFAULT_MAX_FLOWS);
         for name in [MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6] {
             loader.map_max_entries(name, n);
+        }
+        // One part per possible CPU id; if they cannot be read, the object's default
+        // (DEFAULT_CACHE_CPUS): a CPU past it just goes without the cache.
+        if let Ok(cpus) = aya::util::nr_cpus() {
+            loader.map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus as u32));
         }
     }
     // Maps pinned by an earlier load are reused, the rest are created and pinned.

@@ -171,6 +171,13 @@ pub fn new_flow_value(real_id: u32, svc_id: u32, nat: bool, l4: u8, tcp: u8) -> 
     }
 }
 
+/// Whether a plain packet (`Packet::is_plain`) of the flow leaves it as it is: a TCP flow
+/// ESTABLISHED (an ACK keeps it so in every table), or UDP. Safety: as `on_packet`.
+#[inline(always)]
+pub unsafe fn steady(v: *const FlowValue, l4: u8) -> bool {
+    l4 != proto::TCP || unsafe { (*v).state } == ES
+}
+
 /// A packet of an established flow (`reply`: a NAT reply, real → client): stamp it, and for
 /// TCP move its state (and its real's counters) as IPVS does. Safety: `v` is a FLOWS value
 /// pointer just looked up, with no helper call in between.

@@ -12,6 +12,7 @@ use lb_common::{
 };
 
 use crate::Exit;
+use crate::cache;
 use crate::conn;
 use crate::flows;
 use crate::icmp;
@@ -102,12 +103,13 @@ pub fn lookup_service(pkt: &Packet) -> Result<Service, Exit> {
     }
 }
 
-/// A FLOWS hit. Its real still configured and in the flow's service: stamp the flow and
-/// move its TCP state (`conn::on_packet`; not for an ICMP error, which is no packet of the
-/// connection). Its real deleted (IPVS: the destination is no longer available): with
-/// `expire_nodest_conn` 0, as IPVS's default, drop `RealGone` until the flow expires; with
-/// 1 expire the flow now (taking it off its real's counters, as IPVS's unbind) and
-/// schedule the packet as a new one.
+/// A FLOWS hit whose real is still configured and in the flow's service: stamp the
+/// flow and move its TCP state (`conn::on_packet`; not for an ICMP error, which is no
+/// packet of the connection), then cache it if a plain packet may skip all that for the
+/// rest of this second, else make sure the cache does not hold it. Its real deleted (IPVS:
+/// the destination is no longer available): with `expire_nodest_conn` 0, as IPVS's
+/// default, drop `RealGone` until the flow expires; with 1 expire the flow now (taking it
+/// off its real's counters, as IPVS's unbind) and schedule the packet as a new one.
 #[inline(always)]
 fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
     let key = &pkt.key;
@@ -115,8 +117,7 @@ fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
         return Ok(None);
     };
     let (real_id, svc_id) = unsafe { ((*v).real_id, (*v).svc_id) };
-    let usable = matches!(lookup_real(real_id), Some(r) if r.svc_id == svc_id);
-    if !usable {
+    if !usable(real_id, svc_id) {
         if conn::settings().expire_nodest_conn == 0 {
             return Err(Drop::RealGone);
         }
@@ -131,11 +132,18 @@ fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
     if pkt.quote.is_none() {
         unsafe { conn::on_packet(v, real_id, key.proto, pkt.tcp_flags, false) };
     }
+    cache::update(pkt, unsafe { conn::steady(v, key.proto) }, real_id, svc_id);
     Ok(Some(Dest {
         real_id,
         svc_id,
         new_flow: false,
     }))
+}
+
+/// The flow's real is still configured and still in the flow's service.
+#[inline(always)]
+pub fn usable(real_id: u32, svc_id: u32) -> bool {
+    matches!(lookup_real(real_id), Some(r) if r.svc_id == svc_id)
 }
 
 #[inline(always)]

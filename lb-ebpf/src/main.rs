@@ -8,6 +8,7 @@
 #![allow(internal_features)]
 #![no_main]
 
+mod cache;
 mod conn;
 mod flows;
 mod forward;
@@ -121,6 +122,10 @@ fn balance(ctx: &XdpContext, pkt: &mut Packet) -> Result<Sent, Exit> {
 #[inline(always)]
 fn destination(pkt: &Packet) -> Result<Dest, Exit> {
     let syn = pkt.opens_connection();
+    if let Some(dest) = cache::hit(pkt) {
+        pkt.check_ttl()?;
+        return Ok(dest);
+    }
     if !syn && let Found::Flow(dest) = lookup::lookup_dest(pkt)? {
         pkt.check_ttl()?;
         return Ok(dest);

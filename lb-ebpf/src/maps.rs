@@ -14,13 +14,14 @@ use lb_common::{
     Service, ServiceKey, Traffic, VipKey,
     conn::{ConnEvents, ConnExpiry, Settings},
     consts::{
-        DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_LBLC,
+        DEFAULT_CACHE_CPUS, DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_FLOW_CACHE, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_LBLC,
         MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED,
         MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
         MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS,
         MAX_SERVICES, MAX_TX_PORTS, SCHED_TABLE_SLOTS,
     },
     counters::CounterBlock,
+    flow_cache::{CachedFlow, FLOW_CACHE_SLOTS},
 };
 
 /// `ServiceKey` (VIP, port or 0, proto, family) → `Service`. lb-ctl; MAX_SERVICES.
@@ -65,6 +66,16 @@ pub static NAT_REV4: LruHashMap<FlowKey4, NatReverse> =
 #[map]
 pub static NAT_REV6: LruHashMap<FlowKey, NatReverse> =
     LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// (CPU × FLOW_CACHE_SLOTS + slot) → `CachedFlow`: each CPU's part of the flow cache
+/// (`lb_common::flow_cache`, `cache.rs`). The data path only, each CPU in its own part; sized
+/// for the possible CPUs at load. A plain array indexed by CPU rather than a per-CPU one:
+/// one memory read per probe, where a per-CPU array adds a read of the value's pointer.
+/// Mmapable: its values start on a page, so each 64-byte slot is one cache line (and the
+/// tests empty it with one memset).
+#[map]
+pub static FLOW_CACHE: Array<CachedFlow> =
+    Array::with_max_entries(FLOW_CACHE_SLOTS * DEFAULT_CACHE_CPUS, BPF_F_MMAPABLE);
 
 /// service id → per-CPU `Traffic`. The data path; MAX_SERVICES.
 #[map]
@@ -148,3 +159,4 @@ const _: () = assert!(same(MAP_CLOCK, "CLOCK"));
 const _: () = assert!(same(MAP_SCHED_CURSOR, "SCHED_CURSOR"));
 const _: () = assert!(same(MAP_SETTINGS, "SETTINGS"));
 const _: () = assert!(same(MAP_LBLC, "LBLC"));
+const _: () = assert!(same(MAP_FLOW_CACHE, "FLOW_CACHE"));

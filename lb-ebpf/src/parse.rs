@@ -98,6 +98,15 @@ impl Packet {
         self.tcp_flags & (SYN | ACK | RST) == SYN && self.quote.is_none()
     }
 
+    /// A packet that moves no connection state: UDP, or TCP with ACK and none of SYN, FIN,
+    /// RST (not an ICMP error). Only these may use the flow cache (`cache.rs`).
+    #[inline(always)]
+    pub fn is_plain(&self) -> bool {
+        use lb_common::conn::tcp_flags::{ACK, FIN, RST, SYN};
+        let plain_tcp = self.tcp_flags & (SYN | FIN | RST | ACK) == ACK;
+        self.quote.is_none() && (plain_tcp || self.key.proto == lb_common::consts::proto::UDP)
+    }
+
     /// docs/datapath.md step 9: a packet with TTL / hop limit ≤ 1 may not be forwarded.
     #[inline(always)]
     pub fn check_ttl(&self) -> Result<(), Drop> {

@@ -151,6 +151,27 @@ pub fn fv_new(real_id: u32, svc_id: u32, p: &Pkt, mode: ForwardMode) -> FlowValu
     }
 }
 
+/// `p` with exactly these TCP flags (FIN 1, SYN 2, RST 4, ACK 16).
+pub fn flags(p: Pkt, f: u8) -> Pkt {
+    let mut p = p;
+    if let L4::Tcp(t) = &mut p.l4 {
+        t.fin = f & 1 != 0;
+        t.syn = f & 2 != 0;
+        t.rst = f & 4 != 0;
+        t.psh = false;
+        t.ack = f & 16 != 0;
+        if !t.ack {
+            t.acknowledgment_number = 0;
+        }
+    }
+    p
+}
+
+pub const FIN: u8 = 1;
+pub const SYN: u8 = 2;
+pub const RST: u8 = 4;
+pub const ACK: u8 = 16;
+
 /// FLOWS value (state NONE, no flags: what a case provisions when only the real matters).
 pub fn fv(real_id: u32, svc_id: u32) -> FlowValue {
     FlowValue {

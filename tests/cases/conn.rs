@@ -9,7 +9,7 @@ use lb_common::conn::{ConnEvents, TcpState};
 use lb_common::{Counter, Drop, FlowFlags, FlowValue, ForwardMode, Real, VipFlags};
 use lb_tests::bpf::{IF_LO, Verdict};
 use lb_tests::case::{Action, Case, Counts, Output, Sequence, StateCheck, Step};
-use lb_tests::packet::{L4, Pkt};
+use lb_tests::packet::Pkt;
 
 pub fn cases() -> Vec<Sequence> {
     vec![
@@ -20,27 +20,6 @@ pub fn cases() -> Vec<Sequence> {
         one_packet_udp(),
     ]
 }
-
-/// `p` with exactly these TCP flags (FIN 1, SYN 2, RST 4, ACK 16).
-fn flags(p: Pkt, f: u8) -> Pkt {
-    let mut p = p;
-    if let L4::Tcp(t) = &mut p.l4 {
-        t.fin = f & 1 != 0;
-        t.syn = f & 2 != 0;
-        t.rst = f & 4 != 0;
-        t.psh = false;
-        t.ack = f & 16 != 0;
-        if !t.ack {
-            t.acknowledgment_number = 0;
-        }
-    }
-    p
-}
-
-const FIN: u8 = 1;
-const SYN: u8 = 2;
-const RST: u8 = 4;
-const ACK: u8 = 16;
 
 fn flow(real_id: u32, state: TcpState, flags: u8) -> FlowValue {
     FlowValue {

@@ -11,6 +11,7 @@
 //! `drop_case` cover the common shapes. Names are unique; `-- NAME` runs one case.
 
 mod allport;
+mod cache;
 mod common;
 mod conn;
 mod dr;
@@ -38,6 +39,7 @@ pub fn all() -> Vec<Sequence> {
         passthrough::cases(),
         malformed::cases(),
         conn::cases(),
+        cache::cases(),
         sched::cases(),
     ]
     .into_iter()

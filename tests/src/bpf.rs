@@ -7,10 +7,12 @@ use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader, Pod};
 use lb_common::consts::{
-    MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6,
-    MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE,
-    MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4,
+    MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR,
+    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER,
+    MAP_VIPS, PROG_LB,
 };
+use lb_common::flow_cache::cache_entries;
 use lb_common::{
     CounterBlock, FlowKey, FlowKey4, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic,
     VipKey,
@@ -29,6 +31,12 @@ pub const IF_PEER: u32 = 11;
 
 /// Flow-table capacity the harness loads with (FLOWS and NAT_REV), small so a load is quick.
 pub const TEST_MAX_FLOWS: u32 = 1024;
+
+/// Possible CPUs (FLOW_CACHE has a part for each).
+fn cpus() -> Result<u32> {
+    let n = aya::util::nr_cpus().map_err(|(f, e)| anyhow!("{f}: {e}"))?;
+    Ok(n as u32)
+}
 
 /// XDP verdicts (enum xdp_action).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +176,7 @@ impl Bpf {
     /// Loads the object with small flow tables and loads `lb_xdp` into the kernel.
     pub fn load(path: &Path) -> Result<Bpf> {
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus()?))
             .map_max_entries(MAP_FLOWS4, TEST_MAX_FLOWS)
             .map_max_entries(MAP_FLOWS6, TEST_MAX_FLOWS)
             .map_max_entries(MAP_NAT_REV4, TEST_MAX_FLOWS)
@@ -236,6 +245,7 @@ impl Bpf {
             0,
         )?;
         self.array::<u32>(MAP_CLOCK)?.set(0, 0, 0)?;
+        self.zero_flow_cache()?;
         let t = std::mem::take(&mut self.touched);
         let mut conns = self.array::<lb_common::conn::ConnEvents>(MAP_REAL_CONNS)?;
         for &i in &t.reals {
@@ -260,6 +270,38 @@ impl Bpf {
         let mut f = self.array::<u64>(MAP_NAT_FILTER)?;
         for i in t.nat_words {
             f.set(i, 0, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Empties every CPU's flow cache (one memset through mmap: 4096 slots per CPU). A
+    /// case's cached flows must not serve the next case's packets, whose CLOCK second (0)
+    /// and flow keys are often the same.
+    pub fn zero_flow_cache(&mut self) -> Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let map = match self.map_mut(MAP_FLOW_CACHE)? {
+            aya::maps::Map::Array(m) => m,
+            _ => bail!("{MAP_FLOW_CACHE} is not an array"),
+        };
+        let info = map.info().context("FLOW_CACHE info")?;
+        let len = info.max_entries() as usize * info.value_size() as usize;
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: a shared read-write mapping of the map's own length, written and unmapped
+        // here; the kernel allows it for BPF_F_MMAPABLE arrays.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error()).context("mmap FLOW_CACHE");
+            }
+            std::ptr::write_bytes(p.cast::<u8>(), 0, len);
+            libc::munmap(p, len);
         }
         Ok(())
     }
@@ -308,6 +350,11 @@ impl Bpf {
     /// SETTINGS[0] = settings (timeouts, expire_nodest_conn, expire_quiescent_template).
     pub fn put_settings(&mut self, v: lb_common::conn::Settings) -> Result<()> {
         Ok(self.array(MAP_SETTINGS)?.set(0, v, 0)?)
+    }
+
+    /// CLOCK[0]: the seconds lb-ctl would have written.
+    pub fn put_clock(&mut self, t: u32) -> Result<()> {
+        Ok(self.array(MAP_CLOCK)?.set(0, t, 0)?)
     }
 
     /// REAL_CONNS[id]: the data path's connection events of a real.

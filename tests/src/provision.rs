@@ -73,6 +73,8 @@ pub struct Provision {
     pub filter_only: Vec<IpAddr>,
     /// SETTINGS[0], when the case sets it (else IPVS defaults: all zero).
     pub settings: Option<lb_common::conn::Settings>,
+    /// CLOCK[0] seconds, when the case sets it (else 0).
+    pub clock: Option<u32>,
 }
 
 /// Slots reserved per service in SCHED_TABLE: service `id` starts at `id * TABLE_STRIDE`.
@@ -176,6 +178,7 @@ impl Provision {
         self.nat_rev.extend(other.nat_rev.iter().cloned());
         self.tx_ports.extend(other.tx_ports.iter().cloned());
         self.filter_only.extend(other.filter_only.iter().cloned());
+        self.clock = other.clock.or(self.clock);
     }
 
     /// Writes everything into the maps (on top of what is there).
@@ -189,6 +192,9 @@ impl Provision {
     pub fn apply_config(&self, bpf: &mut Bpf) -> Result<()> {
         if let Some(st) = self.settings {
             bpf.put_settings(st)?;
+        }
+        if let Some(t) = self.clock {
+            bpf.put_clock(t)?;
         }
         for (id, r) in &self.reals {
             bpf.put_real(*id, *r)?;

@@ -17,10 +17,11 @@ use aya::maps::{Map, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::consts::{
-    MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6,
-    MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS,
-    MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4,
+    MAP_NAT_REV6, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS,
+    MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
+use lb_common::flow_cache::cache_entries;
 use std::path::{Path, PathBuf};
 
 /// Every map of the balancer, pinned by name (what lb-ctl opens).
@@ -108,6 +109,8 @@ impl Loaded {
         for m in [MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6] {
             loader.map_max_entries(m, max_flows);
         }
+        let cpus = aya::util::nr_cpus().map_err(|(f, e)| anyhow!("{f}: {e}"))?;
+        loader.map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus as u32));
         for m in LB_MAPS {
             loader.map_pin_path(m, pin_dir.join(m));
         }

@@ -18,6 +18,7 @@ use lb_common::consts::{
     MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_VIP_FILTER, MAP_VIPS, proto,
 };
 use lb_common::filter::filter_slot;
+use lb_common::flow_cache::cache_slot;
 use lb_common::hash::{FLOW_SEED, flow_hash};
 use lb_common::maglev::{Backend, build};
 use lb_common::{
@@ -743,6 +744,36 @@ fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
                 calls: None,
             });
         }
+        // The DR flow's packets when this CPU's flow-cache slot holds another flow: two
+        // flows sharing a slot, alternating call by call, so every packet reads FLOWS and
+        // refills the slot (as the first packet of each second, or one whose slot a
+        // busier flow took, does).
+        let (id, r) = reals[0];
+        let p = Pkt::tcp(&format!("{client_net}10"), vip, CPORT, VPORT);
+        let slot = cache_slot(&key_of(&p));
+        let q = (1024..=u16::MAX)
+            .map(|port| Pkt::tcp(&format!("{client_net}10"), vip, port, VPORT))
+            .find(|q| q.ports() != p.ports() && cache_slot(&key_of(q)) == slot)
+            .context("no client port shares the DR flow's cache slot")?;
+        m.flow(&key_of(&q), id, r.svc_id, Dr)?;
+        let (pb, qb) = (p.bytes(), q.bytes());
+        let (po, qo) = (dr(&p, &r).bytes(), dr(&q, &r).bytes());
+        let first = pb.clone();
+        defs.push(PathDef {
+            name: format!("dr_established_{}_uncached", if v6 { "v6" } else { "v4" }),
+            target: None,
+            v6,
+            inputs: vec![pb, qb],
+            check: exact(XDP_TX, move |_, input| {
+                if input == first.as_slice() {
+                    po.clone()
+                } else {
+                    qo.clone()
+                }
+            }),
+            after_run: None,
+            calls: None,
+        });
     }
 
     // NAT return: the real's reply to the NAT client of the v4 service.

@@ -1,0 +1,117 @@
+//! The per-CPU flow cache: a direct-mapped, exact-match cache of established flows in
+//! front of FLOWS4 / FLOWS6 (Open vSwitch's EMC, for the same reason). A flow table lookup
+//! is a call into the kernel's LRU hash (jhash over the key, a bucket walk, a key compare,
+//! three or four cache lines); a cache probe is a multiply-shift slot, one array line read
+//! by the JIT without a call, and a compare. The cache holds only what a plain packet of
+//! an ESTABLISHED (or UDP) flow needs, and only for the second it was filled in: the first
+//! packet of every second takes the flow table path, which stamps the flow for the sweep,
+//! refreshes its LRU age and refills the slot. Anything that can change the flow's state
+//! (SYN, FIN, RST, an ICMP error) never uses the cache (docs/datapath.md step 7).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::flow::FlowKey;
+
+/// Slots per CPU (a power of two). The map holds this many for every possible CPU.
+pub const FLOW_CACHE_SLOTS: u32 = 1 << 12;
+
+/// One cached flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct CachedFlow {
+    /// The flow (all zero: an empty slot, which no packet's key equals: the family is 0).
+    pub key: FlowKey,
+    /// Its real.
+    pub real_id: u32,
+    /// Its service.
+    pub svc_id: u32,
+    /// The CLOCK second the slot was filled in: the slot is used only in that second.
+    pub stamp_s: u32,
+    /// Padding to a cache line, zero: FLOW_CACHE is mmapable, so its values start on a page
+    /// and a 64-byte slot is one line.
+    pub _pad: [u32; 3],
+}
+const _: () = assert!(core::mem::size_of::<CachedFlow>() == 64);
+
+/// FLOW_CACHE's entries for `cpus` possible CPUs: one part per CPU id (ids run 0..cpus),
+/// indexed by `bpf_get_smp_processor_id()`. A CPU past the map's end just goes without.
+pub const fn cache_entries(cpus: u32) -> u32 {
+    FLOW_CACHE_SLOTS * cpus
+}
+
+/// 2^32 / φ.
+const GOLDEN: u32 = 0x9e37_79b1;
+/// A second odd multiplier (Murmur3's finaliser), so the ports do not cancel the addresses.
+const MIX: u32 = 0x85eb_ca6b;
+
+/// The slot of a flow in its CPU's part of the cache. Weak mixing only costs collisions
+/// (two active flows taking turns in one slot); the compare keeps it exact. IPv4: the
+/// other address words are zero and fold away.
+#[inline(always)]
+pub fn cache_slot(k: &FlowKey) -> u32 {
+    let s = k.src[0] ^ k.src[1] ^ k.src[2] ^ k.src[3];
+    let d = k.dst[0] ^ k.dst[1] ^ k.dst[2] ^ k.dst[3];
+    let ports = (k.sport.0 as u32) | ((k.dport.0 as u32) << 16);
+    let h = (s ^ d.rotate_left(16)).wrapping_mul(GOLDEN) ^ ports ^ k.proto as u32;
+    h.wrapping_mul(MIX) >> (32 - FLOW_CACHE_SLOTS.trailing_zeros())
+}
+
+/// Whether two keys are the same flow, compared as words with no branch per word (a
+/// derived `==` may become a `memcmp` call in BPF code).
+#[inline(always)]
+pub fn same_flow(a: &FlowKey, b: &FlowKey) -> bool {
+    let (a, b): (&[u32; 10], &[u32; 10]) = (bytemuck::cast_ref(a), bytemuck::cast_ref(b));
+    let mut diff = 0;
+    for i in 0..10 {
+        diff |= a[i] ^ b[i];
+    }
+    diff == 0
+}
+
+#[cfg(all(test, feature = "user"))]
+mod tests {
+    use super::*;
+    use crate::addr::{Be16, family};
+
+    fn key(src: u32, sport: u16) -> FlowKey {
+        FlowKey {
+            src: [src, 0, 0, 0],
+            dst: [0x0101_12c6, 0, 0, 0],
+            sport: Be16::from_host(sport),
+            dport: Be16::from_host(80),
+            proto: 6,
+            family: family::V4,
+            _pad: [0; 2],
+        }
+    }
+
+    #[test]
+    fn slots_are_in_range_and_spread() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..4096u16 {
+            let s = cache_slot(&key(0x0a00_12c6, 10_000 + i));
+            assert!(s < FLOW_CACHE_SLOTS);
+            seen.insert(s);
+        }
+        // 4096 ports of one client into 4096 slots: a random map fills ~63%.
+        assert!(seen.len() > 2400, "{}", seen.len());
+        let clients: std::collections::HashSet<u32> = (0..4096u32)
+            .map(|i| cache_slot(&key(0xc612_0000 | i, 40000)))
+            .collect();
+        assert!(clients.len() > 2400, "{}", clients.len());
+    }
+
+    #[test]
+    fn same_flow_is_whole_key_equality() {
+        let a = key(1, 2);
+        assert!(same_flow(&a, &a));
+        assert!(!same_flow(&a, &key(1, 3)));
+        assert!(!same_flow(&a, &FlowKey::default()));
+        let mut b = a;
+        b._pad[1] = 1;
+        assert!(!same_flow(&a, &b));
+        b = a;
+        b.dst[3] = 1;
+        assert!(!same_flow(&a, &b));
+    }
+}

@@ -1,0 +1,69 @@
+//! The per-CPU flow cache (`lb_common::flow_cache`, docs/datapath.md step 7): a plain
+//! packet of a flow cached this second goes to its real without a FLOWS lookup; a FLOWS
+//! hit fills the slot when a plain packet may skip the lookup, and empties it when not.
+
+use aya_ebpf::helpers::bpf_get_smp_processor_id;
+use lb_common::{
+    FlowKey,
+    flow_cache::{CachedFlow, FLOW_CACHE_SLOTS, cache_slot, same_flow},
+};
+
+use crate::conn;
+use crate::lookup::usable;
+use crate::maps::FLOW_CACHE;
+use crate::parse::Packet;
+use crate::schedule::Dest;
+
+/// This CPU's slot for the flow (the verifier inlines the CPU id and the array read).
+/// None only past the map's end (more CPUs than the map was sized for): no cache.
+#[inline(always)]
+fn slot(key: &FlowKey) -> Option<*mut CachedFlow> {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    FLOW_CACHE.get_ptr_mut(cpu.wrapping_mul(FLOW_CACHE_SLOTS) | cache_slot(key))
+}
+
+/// Step 7's first try: the cached real of a plain packet's flow, if cached this second and
+/// the real is still usable (as a FLOWS hit is checked).
+#[inline(always)]
+pub fn hit(pkt: &Packet) -> Option<Dest> {
+    if !pkt.is_plain() {
+        return None;
+    }
+    let c = unsafe { &*slot(&pkt.key)? };
+    if c.stamp_s != conn::now() || !same_flow(&c.key, &pkt.key) {
+        return None;
+    }
+    let (real_id, svc_id) = (c.real_id, c.svc_id);
+    usable(real_id, svc_id).then_some(Dest {
+        real_id,
+        svc_id,
+        new_flow: false,
+    })
+}
+
+/// After a usable FLOWS hit, stamped and moved (`steady`: a plain packet leaves the flow as
+/// it is): cache it for this second if this packet is plain and the flow steady, else
+/// empty its slot if it holds the flow (an ICMP error about a flow changes nothing).
+#[inline(always)]
+pub fn update(pkt: &Packet, steady: bool, real_id: u32, svc_id: u32) {
+    if pkt.quote.is_some() {
+        return;
+    }
+    let Some(c) = slot(&pkt.key) else {
+        return;
+    };
+    unsafe {
+        if steady && pkt.is_plain() {
+            *c = CachedFlow {
+                key: pkt.key,
+                real_id,
+                svc_id,
+                stamp_s: conn::now(),
+                _pad: [0; 3],
+            };
+        } else if same_flow(&(*c).key, &pkt.key) {
+            // Never equal to a CLOCK second in use (u32 seconds: 136 years).
+            (*c).stamp_s = u32::MAX;
+        }
+    }
+}
