@@ -33,6 +33,26 @@ pub struct CachedFlow {
 }
 const _: () = assert!(core::mem::size_of::<CachedFlow>() == 64);
 
+impl CachedFlow {
+    /// Holds `key` → (real, service) from second `now` on. Word by word, in place: a
+    /// whole-struct assignment in BPF code went through two stack copies of the key first.
+    #[inline(always)]
+    #[expect(
+        clippy::manual_memcpy,
+        reason = "word stores are what was measured; a slice copy is a memcpy for LLVM to lower"
+    )]
+    pub fn fill(&mut self, key: &FlowKey, real_id: u32, svc_id: u32, now: u32) {
+        let to: &mut [u32; 10] = bytemuck::cast_mut(&mut self.key);
+        let from: &[u32; 10] = bytemuck::cast_ref(key);
+        for i in 0..10 {
+            to[i] = from[i];
+        }
+        self.real_id = real_id;
+        self.svc_id = svc_id;
+        self.stamp_s = now;
+    }
+}
+
 /// FLOW_CACHE's entries for `cpus` possible CPUs: one part per CPU id (ids run 0..cpus),
 /// indexed by `bpf_get_smp_processor_id()`. A CPU past the map's end just goes without.
 pub const fn cache_entries(cpus: u32) -> u32 {

@@ -54,13 +54,7 @@ pub fn update(pkt: &Packet, steady: bool, real_id: u32, svc_id: u32) {
     };
     unsafe {
         if steady && pkt.is_plain() {
-            *c = CachedFlow {
-                key: pkt.key,
-                real_id,
-                svc_id,
-                stamp_s: conn::now(),
-                _pad: [0; 3],
-            };
+            (*c).fill(&pkt.key, real_id, svc_id, conn::now());
         } else if same_flow(&(*c).key, &pkt.key) {
             // Never equal to a CLOCK second in use (u32 seconds: 136 years).
             (*c).stamp_s = u32::MAX;
