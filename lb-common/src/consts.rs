@@ -21,9 +21,10 @@ pub const MAP_NAT_REV6: &str = "NAT_REV6";
 /// (CPU, slot) → [`crate::flow_cache::CachedFlow`] (array, `FLOW_CACHE_SLOTS` per possible
 /// CPU). Written by the data path only.
 pub const MAP_FLOW_CACHE: &str = "FLOW_CACHE";
-/// CPUs the FLOW_CACHE map is built for in the object; the loader sizes it for the
-/// machine's possible CPUs.
-pub const DEFAULT_CACHE_CPUS: u32 = 64;
+/// CPUs the FLOW_CACHE map is built for in the object (8 MiB); every loader sizes it for
+/// the machine's possible CPUs (`flow_cache::cache_entries`), and a CPU past its end goes
+/// without the cache.
+pub const DEFAULT_CACHE_CPUS: u32 = 2;
 /// Scheduler tables of all services (array of real ids). Written by lb-ctl.
 pub const MAP_SCHED_TABLE: &str = "SCHED_TABLE";
 /// service id → per-CPU [`crate::Traffic`].

@@ -12,8 +12,11 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::flow::FlowKey;
 
-/// Slots per CPU (a power of two). The map holds this many for every possible CPU.
-pub const FLOW_CACHE_SLOTS: u32 = 1 << 12;
+/// Slots per CPU (a power of two): 4 MiB per CPU, enough for tens of thousands of active
+/// flows per CPU at a low collision rate (the bench's 10^4-flow row: 282 ns over empty with
+/// 4,096 slots, 116 with 65,536), and small beside the flow tables (1M flows per family,
+/// preallocated). The map holds this many for every possible CPU.
+pub const FLOW_CACHE_SLOTS: u32 = 1 << 16;
 
 /// One cached flow.
 #[repr(C)]

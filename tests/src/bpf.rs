@@ -33,7 +33,7 @@ pub const IF_PEER: u32 = 11;
 pub const TEST_MAX_FLOWS: u32 = 1024;
 
 /// Possible CPUs (FLOW_CACHE has a part for each).
-fn cpus() -> Result<u32> {
+pub fn cpus() -> Result<u32> {
     let n = aya::util::nr_cpus().map_err(|(f, e)| anyhow!("{f}: {e}"))?;
     Ok(n as u32)
 }
@@ -274,7 +274,7 @@ impl Bpf {
         Ok(())
     }
 
-    /// Empties every CPU's flow cache (one memset through mmap: 4096 slots per CPU). A
+    /// Empties every CPU's flow cache (one memset through mmap). A
     /// case's cached flows must not serve the next case's packets, whose CLOCK second (0)
     /// and flow keys are often the same.
     pub fn zero_flow_cache(&mut self) -> Result<()> {

@@ -16,11 +16,12 @@ use aya::{Ebpf, EbpfLoader, Pod};
 use lb_common::addr::convert::to_raw;
 use lb_common::conn::{ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
-    MAP_CLOCK, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST,
-    MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
-    MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6,
+    MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES,
+    MAP_SETTINGS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
 use lb_common::filter::filter_slot;
+use lb_common::flow_cache::cache_entries;
 use lb_common::{
     Be16, FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, Real,
     RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
@@ -123,6 +124,7 @@ impl Lb {
     pub fn load() -> Result<Lb> {
         let path = lb_tests::bpf::object_path()?;
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_FLOW_CACHE, cache_entries(lb_tests::bpf::cpus()?))
             .map_max_entries(MAP_FLOWS4, SCHED_MAX_FLOWS)
             .map_max_entries(MAP_FLOWS6, SCHED_MAX_FLOWS)
             .map_max_entries(MAP_NAT_REV4, SCHED_MAX_FLOWS)
