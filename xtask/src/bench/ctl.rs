@@ -8,8 +8,8 @@ use super::figure::{Figure, summarize};
 use super::sys::{Netns, PinDir};
 use anyhow::{Context, Result, bail};
 use lb_common::consts::{
-    DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_FLOWS, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_VIPS, PROG_LB,
+    DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_FLOWS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4,
+    MAP_NAT_REV6, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_VIPS, PROG_LB,
 };
 use lb_common::maglev::{self, Backend};
 use lb_ctl::ipvsadm::IpvsCommand;
@@ -129,6 +129,18 @@ fn memory(pin: &Path) -> Result<Vec<Figure>> {
         one("bytes_per_service", "bytes", f64::from(per_service)).note(format!(
             "SERVICES {}+{}, VIPS {}+{}, a {DEFAULT_MAGLEV_SIZE}-slot table x {} B, SVC_STATS {} B x {cpus} CPUs",
             svc.key, svc.value, vips.key, vips.value, table.value, stats.value
+        )),
+    );
+    let cache = bpf::map_size(&pin.join(MAP_FLOW_CACHE))?;
+    out.push(
+        one(
+            "flow_cache_bytes_per_cpu",
+            "bytes",
+            f64::from(cache.value) * f64::from(cache.entries) / f64::from(cpus),
+        )
+        .note(format!(
+            "FLOW_CACHE {} slots x {} B over {cpus} CPUs: a fixed cost per CPU, not per flow",
+            cache.entries, cache.value
         )),
     );
     Ok(out)
