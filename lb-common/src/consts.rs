@@ -18,9 +18,11 @@ pub const MAP_NAT_REV4: &str = "NAT_REV4";
 /// IPv6 NAT reply key (real → client, [`crate::FlowKey`]) → [`crate::NatReverse`], LRU.
 /// Written by the data path.
 pub const MAP_NAT_REV6: &str = "NAT_REV6";
-/// (CPU, slot) → [`crate::flow_cache::CachedFlow`] (array, `FLOW_CACHE_SLOTS` per possible
-/// CPU). Written by the data path only.
+/// (CPU, slot) → [`crate::flow_cache::CachedFlow`] (array, `1 << FLOW_CACHE_BITS` slots per
+/// possible CPU). Written by the data path only.
 pub const MAP_FLOW_CACHE: &str = "FLOW_CACHE";
+/// lb_xdp's global (.rodata) with the flow cache's slot bits per CPU, set at load.
+pub const GLOBAL_FLOW_CACHE_BITS: &str = "FLOW_CACHE_BITS";
 /// CPUs the FLOW_CACHE map is built for in the object (8 MiB); every loader sizes it for
 /// the machine's possible CPUs (`flow_cache::cache_entries`), and a CPU past its end goes
 /// without the cache.

@@ -12,11 +12,34 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::flow::FlowKey;
 
-/// Slots per CPU (a power of two): 4 MiB per CPU, enough for tens of thousands of active
-/// flows per CPU at a low collision rate (the bench's 10^4-flow row: 282 ns over empty with
-/// 4,096 slots, 116 with 65,536), and small beside the flow tables (1M flows per family,
-/// preallocated). The map holds this many for every possible CPU.
-pub const FLOW_CACHE_SLOTS: u32 = 1 << 16;
+/// Slot bits per CPU in the object (65,536 slots, 4 MiB per CPU): what a loader gets that
+/// does not set `FLOW_CACHE_BITS` (the tests, the bench). 65,536 slots hold tens of
+/// thousands of active flows per CPU at a low collision rate (the bench's 10^4-flow row:
+/// 282 ns over empty with 4,096 slots, 116 with 65,536).
+pub const DEFAULT_CACHE_BITS: u32 = 16;
+/// The fewest slot bits per CPU lb-ctl picks (4,096 slots, 256 KiB).
+pub const MIN_CACHE_BITS: u32 = 12;
+/// The most slot bits per CPU lb-ctl picks.
+pub const MAX_CACHE_BITS: u32 = 16;
+
+/// Slot bits per CPU for a director of `cpus` CPUs whose flow tables hold `max_flows` per
+/// family: room for twice each CPU's share of the flows (RSS spreads them), within
+/// [`MIN_CACHE_BITS`]..=[`MAX_CACHE_BITS`], so the cache's memory follows the flow tables'
+/// (1M flows: 4 MiB per CPU up to 32 CPUs, 128 MiB in all beyond) rather than the CPU count.
+pub fn cache_bits(max_flows: u32, cpus: u32) -> u32 {
+    let share = (max_flows / cpus.max(1)).saturating_mul(2).max(1);
+    share
+        .checked_next_power_of_two()
+        .map_or(32, u32::trailing_zeros)
+        .clamp(MIN_CACHE_BITS, MAX_CACHE_BITS)
+}
+
+/// FLOW_CACHE's entries for `cpus` possible CPUs of `1 << bits` slots each: one part per
+/// CPU id (ids run 0..cpus), indexed by `bpf_get_smp_processor_id()`. A CPU past the map's
+/// end just goes without.
+pub const fn cache_entries(cpus: u32, bits: u32) -> u32 {
+    cpus << bits
+}
 
 /// One cached flow.
 #[repr(C)]
@@ -56,27 +79,21 @@ impl CachedFlow {
     }
 }
 
-/// FLOW_CACHE's entries for `cpus` possible CPUs: one part per CPU id (ids run 0..cpus),
-/// indexed by `bpf_get_smp_processor_id()`. A CPU past the map's end just goes without.
-pub const fn cache_entries(cpus: u32) -> u32 {
-    FLOW_CACHE_SLOTS * cpus
-}
-
 /// 2^32 / φ.
 const GOLDEN: u32 = 0x9e37_79b1;
 /// A second odd multiplier (Murmur3's finaliser), so the ports do not cancel the addresses.
 const MIX: u32 = 0x85eb_ca6b;
 
-/// The slot of a flow in its CPU's part of the cache. Weak mixing only costs collisions
-/// (two active flows taking turns in one slot); the compare keeps it exact. IPv4: the
-/// other address words are zero and fold away.
+/// The slot of a flow in its CPU's part of the cache, of `1 << bits` slots (`bits` in
+/// 1..=31). Weak mixing only costs collisions (two active flows taking turns in one slot);
+/// the compare keeps it exact. IPv4: the other address words are zero and fold away.
 #[inline(always)]
-pub fn cache_slot(k: &FlowKey) -> u32 {
+pub fn cache_slot(k: &FlowKey, bits: u32) -> u32 {
     let s = k.src[0] ^ k.src[1] ^ k.src[2] ^ k.src[3];
     let d = k.dst[0] ^ k.dst[1] ^ k.dst[2] ^ k.dst[3];
     let ports = (k.sport.0 as u32) | ((k.dport.0 as u32) << 16);
     let h = (s ^ d.rotate_left(16)).wrapping_mul(GOLDEN) ^ ports ^ k.proto as u32;
-    h.wrapping_mul(MIX) >> (32 - FLOW_CACHE_SLOTS.trailing_zeros())
+    h.wrapping_mul(MIX) >> (32 - bits)
 }
 
 /// Whether two keys are the same flow, compared as words with no branch per word (a
@@ -112,16 +129,28 @@ mod tests {
     fn slots_are_in_range_and_spread() {
         let mut seen = std::collections::HashSet::new();
         for i in 0..4096u16 {
-            let s = cache_slot(&key(0x0a00_12c6, 10_000 + i));
-            assert!(s < FLOW_CACHE_SLOTS);
+            let s = cache_slot(&key(0x0a00_12c6, 10_000 + i), 12);
+            assert!(s < 1 << 12);
             seen.insert(s);
         }
         // 4096 ports of one client into 4096 slots: a random map fills ~63%.
         assert!(seen.len() > 2400, "{}", seen.len());
         let clients: std::collections::HashSet<u32> = (0..4096u32)
-            .map(|i| cache_slot(&key(0xc612_0000 | i, 40000)))
+            .map(|i| cache_slot(&key(0xc612_0000 | i, 40000), 12))
             .collect();
         assert!(clients.len() > 2400, "{}", clients.len());
+    }
+
+    #[test]
+    fn bits_follow_the_flow_tables_share() {
+        assert_eq!(cache_bits(1 << 20, 2), MAX_CACHE_BITS);
+        assert_eq!(cache_bits(1 << 20, 32), 16);
+        assert_eq!(cache_bits(1 << 20, 64), 15);
+        assert_eq!(cache_bits(1 << 20, 128), 14);
+        assert_eq!(cache_bits(1000, 4), MIN_CACHE_BITS);
+        assert_eq!(cache_bits(u32::MAX, 1), MAX_CACHE_BITS);
+        assert_eq!(cache_bits(0, 0), MIN_CACHE_BITS);
+        assert_eq!(cache_entries(2, 16), 131_072);
     }
 
     #[test]

@@ -23,12 +23,12 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
 use lb_common::consts::{
-    DEFAULT_MAX_FLOWS, MAP_COUNTERS, MAP_DECAP_STATS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6,
-    MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE,
-    MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PIN_DIR, PROG_DECAP,
-    PROG_LB,
+    DEFAULT_MAX_FLOWS, GLOBAL_FLOW_CACHE_BITS, MAP_COUNTERS, MAP_DECAP_STATS, MAP_FLOW_CACHE,
+    MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_REAL_STATS, MAP_REALS,
+    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PIN_DIR,
+    PROG_DECAP, PROG_LB,
 };
-use lb_common::flow_cache::cache_entries;
+use lb_common::flow_cache::{cache_bits, cache_entries};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -279,20 +279,25 @@ fn load_or_adopt(
         )));
     }
     let obj = object_path(kind, object)?;
+    let n = max_flows.unwrap_or(DEFAULT_MAX_FLOWS);
+    // The flow cache: one part per possible CPU id, sized to the flow tables' share per
+    // CPU; if the CPUs cannot be read, the object's default (DEFAULT_CACHE_CPUS parts of
+    // DEFAULT_CACHE_BITS): a CPU past it just goes without the cache.
+    let cache = aya::util::nr_cpus()
+        .ok()
+        .map(|c| (c as u32, cache_bits(n, c as u32)));
     let mut loader = EbpfLoader::new();
     if kind == Kind::Balancer {
         if let Some(n) = max_flows {
             check_flows_size(dir, n, notes)?;
         }
         // Per family: each of FLOWS4 and FLOWS6 holds up to n flows.
-        let n = max_flows.unwrap_or(DEFAULT_MAX_FLOWS);
         for name in [MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6] {
             loader.map_max_entries(name, n);
         }
-        // One part per possible CPU id; if they cannot be read, the object's default
-        // (DEFAULT_CACHE_CPUS): a CPU past it just goes without the cache.
-        if let Ok(cpus) = aya::util::nr_cpus() {
-            loader.map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus as u32));
+        if let Some((cpus, bits)) = &cache {
+            loader.override_global(GLOBAL_FLOW_CACHE_BITS, bits, true);
+            loader.map_max_entries(MAP_FLOW_CACHE, cache_entries(*cpus, *bits));
         }
     }
     // Maps pinned by an earlier load are reused, the rest are created and pinned.

@@ -41,7 +41,8 @@ enum Sub {
         #[arg(long)]
         skb: bool,
         /// Flow table capacity per family (entries of each of FLOWS4, FLOWS6, NAT_REV4 and
-        /// NAT_REV6; all are preallocated).
+        /// NAT_REV6; all are preallocated). Also sizes the per-CPU flow cache: twice each
+        /// CPU's share of N slots, 4,096 to 65,536 per CPU (64 B each).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_flows: Option<u32>,
     },

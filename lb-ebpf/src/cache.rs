@@ -5,7 +5,7 @@
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use lb_common::{
     FlowKey,
-    flow_cache::{CachedFlow, FLOW_CACHE_SLOTS, cache_slot, same_flow},
+    flow_cache::{CachedFlow, DEFAULT_CACHE_BITS, cache_slot, same_flow},
 };
 
 use crate::conn;
@@ -14,12 +14,19 @@ use crate::maps::FLOW_CACHE;
 use crate::parse::Packet;
 use crate::schedule::Dest;
 
+/// Slot bits per CPU (`lb_common::flow_cache::cache_bits`), set by the loader in .rodata
+/// with FLOW_CACHE's size to match; the verifier reads it as a constant.
+#[unsafe(no_mangle)]
+static FLOW_CACHE_BITS: u32 = DEFAULT_CACHE_BITS;
+
 /// This CPU's slot for the flow (the verifier inlines the CPU id and the array read).
 /// None only past the map's end (more CPUs than the map was sized for): no cache.
 #[inline(always)]
 fn slot(key: &FlowKey) -> Option<*mut CachedFlow> {
+    // Volatile: a plain read would be folded to the compiled-in default.
+    let bits = unsafe { core::ptr::read_volatile(&FLOW_CACHE_BITS) };
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    FLOW_CACHE.get_ptr_mut(cpu.wrapping_mul(FLOW_CACHE_SLOTS) | cache_slot(key))
+    FLOW_CACHE.get_ptr_mut(cpu << bits | cache_slot(key, bits))
 }
 
 /// Step 7's first try: the cached real of a plain packet's flow, if cached this second and

@@ -21,7 +21,7 @@ use lb_common::{
         MAX_SERVICES, MAX_TX_PORTS, SCHED_TABLE_SLOTS,
     },
     counters::CounterBlock,
-    flow_cache::{CachedFlow, FLOW_CACHE_SLOTS},
+    flow_cache::{CachedFlow, DEFAULT_CACHE_BITS},
 };
 
 /// `ServiceKey` (VIP, port or 0, proto, family) → `Service`. lb-ctl; MAX_SERVICES.
@@ -67,7 +67,7 @@ pub static NAT_REV4: LruHashMap<FlowKey4, NatReverse> =
 pub static NAT_REV6: LruHashMap<FlowKey, NatReverse> =
     LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
-/// (CPU × FLOW_CACHE_SLOTS + slot) → `CachedFlow`: each CPU's part of the flow cache
+/// (CPU << FLOW_CACHE_BITS | slot) → `CachedFlow`: each CPU's part of the flow cache
 /// (`lb_common::flow_cache`, `cache.rs`). The data path only, each CPU in its own part; sized
 /// for the possible CPUs at load. A plain array indexed by CPU rather than a per-CPU one:
 /// one memory read per probe, where a per-CPU array adds a read of the value's pointer.
@@ -75,7 +75,7 @@ pub static NAT_REV6: LruHashMap<FlowKey, NatReverse> =
 /// tests empty it with one memset).
 #[map]
 pub static FLOW_CACHE: Array<CachedFlow> =
-    Array::with_max_entries(FLOW_CACHE_SLOTS * DEFAULT_CACHE_CPUS, BPF_F_MMAPABLE);
+    Array::with_max_entries(DEFAULT_CACHE_CPUS << DEFAULT_CACHE_BITS, BPF_F_MMAPABLE);
 
 /// service id → per-CPU `Traffic`. The data path; MAX_SERVICES.
 #[map]

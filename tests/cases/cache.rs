@@ -9,7 +9,7 @@
 
 use super::common::*;
 use lb_common::conn::TcpState;
-use lb_common::flow_cache::cache_slot;
+use lb_common::flow_cache::{DEFAULT_CACHE_BITS, cache_slot};
 use lb_common::{Counter, Drop, FlowFlags, FlowValue, ForwardMode::Dr, Real, RealFlags};
 use lb_tests::bpf::{IF_LO, Verdict};
 use lb_tests::case::{Action, Counts, Output, Sequence, StateCheck, Step};
@@ -188,10 +188,10 @@ fn real_gone_not_served() -> Sequence {
 /// real (the slot is matched on the whole key, not trusted by position).
 fn one_slot_two_flows() -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
-    let slot = cache_slot(&key_of(&p));
+    let slot = cache_slot(&key_of(&p), DEFAULT_CACHE_BITS);
     let q = (1024..=u16::MAX)
         .map(|port| Pkt::tcp(CLIENT4, VIP4, port, 80))
-        .find(|q| q.ports() != p.ports() && cache_slot(&key_of(q)) == slot)
+        .find(|q| q.ports() != p.ports() && cache_slot(&key_of(q), DEFAULT_CACHE_BITS) == slot)
         .expect("some client port shares the slot of port 40000");
     let a = real(Dr, SVC, REAL4, 80);
     let b = Real {

@@ -12,7 +12,7 @@ use lb_common::consts::{
     MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER,
     MAP_VIPS, PROG_LB,
 };
-use lb_common::flow_cache::cache_entries;
+use lb_common::flow_cache::{DEFAULT_CACHE_BITS, cache_entries};
 use lb_common::{
     CounterBlock, FlowKey, FlowKey4, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic,
     VipKey,
@@ -176,7 +176,7 @@ impl Bpf {
     /// Loads the object with small flow tables and loads `lb_xdp` into the kernel.
     pub fn load(path: &Path) -> Result<Bpf> {
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus()?))
+            .map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus()?, DEFAULT_CACHE_BITS))
             .map_max_entries(MAP_FLOWS4, TEST_MAX_FLOWS)
             .map_max_entries(MAP_FLOWS6, TEST_MAX_FLOWS)
             .map_max_entries(MAP_NAT_REV4, TEST_MAX_FLOWS)

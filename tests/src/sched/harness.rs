@@ -21,7 +21,7 @@ use lb_common::consts::{
     MAP_SETTINGS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
 use lb_common::filter::filter_slot;
-use lb_common::flow_cache::cache_entries;
+use lb_common::flow_cache::{DEFAULT_CACHE_BITS, cache_entries};
 use lb_common::{
     Be16, FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, Real,
     RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
@@ -124,7 +124,10 @@ impl Lb {
     pub fn load() -> Result<Lb> {
         let path = lb_tests::bpf::object_path()?;
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOW_CACHE, cache_entries(lb_tests::bpf::cpus()?))
+            .map_max_entries(
+                MAP_FLOW_CACHE,
+                cache_entries(lb_tests::bpf::cpus()?, DEFAULT_CACHE_BITS),
+            )
             .map_max_entries(MAP_FLOWS4, SCHED_MAX_FLOWS)
             .map_max_entries(MAP_FLOWS6, SCHED_MAX_FLOWS)
             .map_max_entries(MAP_NAT_REV4, SCHED_MAX_FLOWS)

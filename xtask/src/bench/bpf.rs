@@ -21,7 +21,7 @@ use lb_common::consts::{
     MAP_NAT_REV6, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS,
     MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
-use lb_common::flow_cache::cache_entries;
+use lb_common::flow_cache::{DEFAULT_CACHE_BITS, cache_entries};
 use std::path::{Path, PathBuf};
 
 /// Every map of the balancer, pinned by name (what lb-ctl opens).
@@ -110,7 +110,10 @@ impl Loaded {
             loader.map_max_entries(m, max_flows);
         }
         let cpus = aya::util::nr_cpus().map_err(|(f, e)| anyhow!("{f}: {e}"))?;
-        loader.map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus as u32));
+        loader.map_max_entries(
+            MAP_FLOW_CACHE,
+            cache_entries(cpus as u32, DEFAULT_CACHE_BITS),
+        );
         for m in LB_MAPS {
             loader.map_pin_path(m, pin_dir.join(m));
         }

@@ -18,7 +18,7 @@ use lb_common::consts::{
     MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_VIP_FILTER, MAP_VIPS, proto,
 };
 use lb_common::filter::filter_slot;
-use lb_common::flow_cache::cache_slot;
+use lb_common::flow_cache::{DEFAULT_CACHE_BITS, cache_slot};
 use lb_common::hash::{FLOW_SEED, flow_hash};
 use lb_common::maglev::{Backend, build};
 use lb_common::{
@@ -750,10 +750,10 @@ fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
         // busier flow took, does).
         let (id, r) = reals[0];
         let p = Pkt::tcp(&format!("{client_net}10"), vip, CPORT, VPORT);
-        let slot = cache_slot(&key_of(&p));
+        let slot = cache_slot(&key_of(&p), DEFAULT_CACHE_BITS);
         let q = (1024..=u16::MAX)
             .map(|port| Pkt::tcp(&format!("{client_net}10"), vip, port, VPORT))
-            .find(|q| q.ports() != p.ports() && cache_slot(&key_of(q)) == slot)
+            .find(|q| q.ports() != p.ports() && cache_slot(&key_of(q), DEFAULT_CACHE_BITS) == slot)
             .context("no client port shares the DR flow's cache slot")?;
         m.flow(&key_of(&q), id, r.svc_id, Dr)?;
         let (pb, qb) = (p.bytes(), q.bytes());
