@@ -43,15 +43,14 @@ fn established(real_id: u32, seen: u32) -> FlowValue {
 /// `p` forwarded by DR to `r` (id `id`) as an established flow's packet; FLOWS then holds
 /// `flow` for it.
 fn to_real(what: &'static str, p: &Pkt, r: &Real, id: u32, flow: FlowValue) -> Action {
-    Action::Packet(Step {
+    fwd_tx(
         what,
-        input: p.clone().into(),
-        ingress: IF_LO,
-        verdict: Verdict::Tx,
-        output: Output::Pkt(dr(p, r)),
-        counts: Counts::of(&[Counter::RX, Counter::FWD_DR, Counter::TX]).both(SVC, id, inbound(p)),
-        state: vec![StateCheck::Flow(key_of(p), Some(flow))],
-    })
+        p,
+        r,
+        id,
+        false,
+        vec![StateCheck::Flow(key_of(p), Some(flow))],
+    )
 }
 
 fn set_flow(p: &Pkt, v: FlowValue) -> Action {

@@ -10,7 +10,7 @@ use lb_common::{
     Traffic,
 };
 use lb_tests::bpf::{IF_LO, Verdict};
-use lb_tests::case::{Case, Counts, Input, Output};
+use lb_tests::case::{Action, Case, Counts, Input, Output, StateCheck, Step};
 use lb_tests::packet::{Ip, L4, Pkt, addr};
 use lb_tests::provision::{Provision, Svc, Table, flow_key};
 
@@ -149,6 +149,38 @@ pub fn fv_new(real_id: u32, svc_id: u32, p: &Pkt, mode: ForwardMode) -> FlowValu
         flags,
         ..Default::default()
     }
+}
+
+/// A client packet of SVC forwarded to `r` (real id `id`) in its mode with XDP_TX: a new
+/// connection's first packet (NEW_FLOW, `conns`) or one more of an existing one; `state`
+/// checked after it.
+pub fn fwd_tx(
+    what: &'static str,
+    p: &Pkt,
+    r: &Real,
+    id: u32,
+    new: bool,
+    state: Vec<StateCheck>,
+) -> Action {
+    let (fwd, out) = match ForwardMode::from_u8(r.mode) {
+        Some(ForwardMode::Nat) => (Counter::FWD_NAT, nat(p, r)),
+        Some(ForwardMode::Tun) => (Counter::FWD_TUN, tun(p, r)),
+        _ => (Counter::FWD_DR, dr(p, r)),
+    };
+    let mut c = vec![Counter::RX, fwd, Counter::TX];
+    if new {
+        c.push(Counter::NEW_FLOW);
+    }
+    let t = if new { new_conn(p) } else { inbound(p) };
+    Action::Packet(Step {
+        what,
+        input: p.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(out),
+        counts: Counts::of(&c).both(SVC, id, t),
+        state,
+    })
 }
 
 /// `p` with exactly these TCP flags (FIN 1, SYN 2, RST 4, ACK 16).

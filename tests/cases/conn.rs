@@ -42,20 +42,7 @@ fn ev(opened: u64, to_inactive: u64, to_active: u64) -> ConnEvents {
 
 /// A client packet forwarded by DR to REAL_A (XDP_TX), new or not.
 fn dr_step(what: &'static str, p: &Pkt, r: &Real, new: bool, want: Vec<StateCheck>) -> Action {
-    let mut c = vec![Counter::RX, Counter::FWD_DR, Counter::TX];
-    if new {
-        c.push(Counter::NEW_FLOW);
-    }
-    let t = if new { new_conn(p) } else { inbound(p) };
-    Action::Packet(Step {
-        what,
-        input: p.clone().into(),
-        ingress: IF_LO,
-        verdict: Verdict::Tx,
-        output: Output::Pkt(dr(p, r)),
-        counts: Counts::of(&c).both(SVC, REAL_A, t),
-        state: want,
-    })
+    fwd_tx(what, p, r, REAL_A, new, want)
 }
 
 /// DR: SYN, ACK, data, FIN, RST through IPVS's INPUT-ONLY table.
@@ -119,22 +106,8 @@ fn nat_reply_moves_state() -> Sequence {
     let k = key_of(&base);
     let (_, rev) = nat_rev_of(&base, &r, IF_LO, SVC, REAL_A);
     let reply = |f: u8| flags(reply_of(&base, &r), f);
-    let nat_step = |what, p: &Pkt, new: bool, want: Vec<StateCheck>| {
-        let mut c = vec![Counter::RX, Counter::FWD_NAT, Counter::TX];
-        if new {
-            c.push(Counter::NEW_FLOW);
-        }
-        let t = if new { new_conn(p) } else { inbound(p) };
-        Action::Packet(Step {
-            what,
-            input: p.clone().into(),
-            ingress: IF_LO,
-            verdict: Verdict::Tx,
-            output: Output::Pkt(nat(p, &r)),
-            counts: Counts::of(&c).both(SVC, REAL_A, t),
-            state: want,
-        })
-    };
+    let nat_step =
+        |what, p: &Pkt, new: bool, want: Vec<StateCheck>| fwd_tx(what, p, &r, REAL_A, new, want);
     let ret_step = |what, p: &Pkt, want: Vec<StateCheck>| {
         Action::Packet(Step {
             what,
