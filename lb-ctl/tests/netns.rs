@@ -167,14 +167,14 @@ fn load_configure_list_unload() {
     ] {
         assert!(pin.join(m).exists(), "{m} pinned");
     }
-    // The flow cache: one part per CPU, sized from --max-flows (4096 → the fewest slots).
+    // The flow cache: one part per CPU, sized from --max-flows.
     {
-        use lb_common::flow_cache::{MIN_CACHE_BITS, cache_bits, cache_entries};
+        use lb_common::flow_cache::{cache_bits, cache_entries};
         let cpus = aya::util::nr_cpus().unwrap() as u32;
         let cache = aya::maps::MapData::from_pin(pin.join("FLOW_CACHE")).unwrap();
         let info = cache.info().unwrap();
-        assert_eq!(cache_bits(4096, cpus), MIN_CACHE_BITS);
-        assert_eq!(info.max_entries(), cache_entries(cpus, MIN_CACHE_BITS));
+        let bits = cache_bits(4096, cpus);
+        assert_eq!(info.max_entries(), cache_entries(cpus, bits));
         assert_eq!(info.value_size(), 64);
     }
     assert_eq!(

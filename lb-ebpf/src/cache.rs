@@ -5,7 +5,7 @@
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use lb_common::{
     FlowKey,
-    flow_cache::{CachedFlow, DEFAULT_CACHE_BITS, cache_slot, same_flow},
+    flow_cache::{CachedFlow, DEFAULT_CACHE_BITS, HIT_BUDGET, cache_slot, same_flow},
 };
 
 use crate::conn;
@@ -29,42 +29,69 @@ fn slot(key: &FlowKey) -> Option<*mut CachedFlow> {
     FLOW_CACHE.get_ptr_mut(cpu << bits | cache_slot(key, bits))
 }
 
-/// Step 7's first try: the cached real of a plain packet's flow, if cached this second and
-/// the real is still usable (as a FLOWS hit is checked).
+/// Step 7's first try: the cached real of a plain packet's flow, if cached this CLOCK
+/// second with hits to spare and the real still usable (as a FLOWS hit is checked). Any
+/// other packet of the flow (SYN, FIN, RST) empties its slot first: whatever it then does
+/// to the flow (moves its state, records it anew when FLOWS no longer has it), the next
+/// plain packet must see.
 #[inline(always)]
 pub fn hit(pkt: &Packet) -> Option<Dest> {
-    if !pkt.is_plain() {
+    if pkt.quote.is_some() {
         return None;
     }
-    let c = unsafe { &*slot(&pkt.key)? };
-    if c.stamp_s != conn::now() || !same_flow(&c.key, &pkt.key) {
+    let c = unsafe { &mut *slot(&pkt.key)? };
+    if !pkt.is_plain() {
+        forget(c, &pkt.key);
+        return None;
+    }
+    if c.stamp_s != conn::now() || c.hits >= HIT_BUDGET || !same_flow(&c.key, &pkt.key) {
         return None;
     }
     let (real_id, svc_id) = (c.real_id, c.svc_id);
-    usable(real_id, svc_id).then_some(Dest {
+    if !usable(real_id, svc_id) {
+        return None;
+    }
+    c.hits += 1;
+    Some(Dest {
         real_id,
         svc_id,
         new_flow: false,
     })
 }
 
-/// After a usable FLOWS hit, stamped and moved (`steady`: a plain packet leaves the flow as
-/// it is): cache it for this second if this packet is plain and the flow steady, else
-/// empty its slot if it holds the flow (an ICMP error about a flow changes nothing).
+/// After a usable FLOWS hit of a plain packet, stamped and moved (`steady`: a plain packet
+/// leaves the flow as it is): cache it for this second, else empty its slot. (Other
+/// packets emptied it in [`hit`]; an ICMP error about a flow changes nothing.)
 #[inline(always)]
 pub fn update(pkt: &Packet, steady: bool, real_id: u32, svc_id: u32) {
-    if pkt.quote.is_some() {
+    if !pkt.is_plain() {
         return;
     }
     let Some(c) = slot(&pkt.key) else {
         return;
     };
-    unsafe {
-        if steady && pkt.is_plain() {
-            (*c).fill(&pkt.key, real_id, svc_id, conn::now());
-        } else if same_flow(&(*c).key, &pkt.key) {
-            // Never equal to a CLOCK second in use (u32 seconds: 136 years).
-            (*c).stamp_s = u32::MAX;
-        }
+    let c = unsafe { &mut *c };
+    if steady {
+        c.fill(&pkt.key, real_id, svc_id, conn::now());
+    } else {
+        forget(c, &pkt.key);
+    }
+}
+
+/// The flow was removed from FLOWS here (its real gone, expire_nodest_conn 1): its slot,
+/// if it holds it, is emptied too.
+#[inline(always)]
+pub fn drop_flow(pkt: &Packet) {
+    if let Some(c) = slot(&pkt.key) {
+        forget(unsafe { &mut *c }, &pkt.key);
+    }
+}
+
+/// Empties the slot if it holds the flow.
+#[inline(always)]
+fn forget(c: &mut CachedFlow, key: &FlowKey) {
+    if same_flow(&c.key, key) {
+        // Never equal to a CLOCK second in use (u32 seconds: 136 years).
+        c.stamp_s = u32::MAX;
     }
 }

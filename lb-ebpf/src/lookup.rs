@@ -126,6 +126,7 @@ fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
             if flows::flow_remove(key) {
                 conn::unbind(real_id, flags);
             }
+            cache::drop_flow(pkt);
         }
         return Ok(None);
     }

@@ -1,17 +1,19 @@
 //! The per-CPU flow cache (docs/datapath.md step 7): a plain packet (UDP, or TCP ACK
 //! without SYN/FIN/RST) of a flow cached this CLOCK second goes to the cached real without
-//! FLOWS; the first packet of the next second goes through FLOWS (stamping it) again; a
-//! FIN / RST / SYN never uses the cache and empties the flow's slot; a cached real that
-//! is gone is not used; two flows in one slot each go to their own real.
+//! FLOWS, for at most `HIT_BUDGET` packets; the first packet of the next second goes
+//! through FLOWS (stamping it) again; a SYN, FIN or RST empties the flow's slot before
+//! anything else, so what it does (a new state, a flow recorded anew) is what the next
+//! plain packet sees; a flow that is not ESTABLISHED is not cached; a cached real that is
+//! gone is not used; two flows in one slot each go to their own real.
 //!
 //! The cases change FLOWS under the cache, which lb-ctl never does: it shows which of the
-//! two served a packet.
+//! two served a packet. The harness pins itself to one CPU (the cache is per CPU).
 
 use super::common::*;
-use lb_common::conn::TcpState;
-use lb_common::flow_cache::{DEFAULT_CACHE_BITS, cache_slot};
+use lb_common::conn::{TcpState, UDP_STATE};
+use lb_common::flow_cache::{HIT_BUDGET, cache_slot};
 use lb_common::{Counter, Drop, FlowFlags, FlowValue, ForwardMode::Dr, Real, RealFlags};
-use lb_tests::bpf::{IF_LO, Verdict};
+use lb_tests::bpf::{IF_LO, TEST_CACHE_BITS, Verdict};
 use lb_tests::case::{Action, Counts, Output, Sequence, StateCheck, Step};
 use lb_tests::packet::Pkt;
 use lb_tests::provision::Provision;
@@ -20,9 +22,20 @@ pub fn cases() -> Vec<Sequence> {
     vec![
         served_for_the_second(false),
         served_for_the_second(true),
+        syn_of_evicted_flow(),
+        udp_served(),
+        hit_budget(),
         real_gone_not_served(),
         one_slot_two_flows(),
     ]
+}
+
+/// A third real for SVC (its own address and MAC) in `v6`'s family.
+fn real_c(v6: bool) -> Real {
+    Real {
+        dst_mac: [0x02, 0, 0, 0, 0x01, 0x04],
+        ..real(Dr, SVC, if v6 { "2001:db8:2::4" } else { REAL4_C }, 80)
+    }
 }
 
 /// The first CLOCK second of the cases.
@@ -84,25 +97,28 @@ fn served_for_the_second(v6: bool) -> Sequence {
         (CLIENT4, VIP4, REAL4, REAL4_B)
     };
     let p = Pkt::tcp(client, vip, 40000, 80);
-    let fin = flags(p.clone(), FIN | ACK);
+    let ack = flags(p.clone(), ACK);
     let a = real(Dr, SVC, ra, 80);
     let b = Real {
         dst_mac: MAC_REAL_B,
         ..real(Dr, SVC, rb, 80)
     };
-    let closing = FlowValue {
+    let c = real_c(v6);
+    let closing = |real_id| FlowValue {
         state: TcpState::FinWait as u8,
         flags: FlowFlags::INACTIVE | FlowFlags::NO_OUTPUT,
-        ..established(REAL_A, T + 1)
+        ..established(real_id, T + 1)
     };
+    let mut prov = two_reals(&p, vip, &a, &b, T - 10);
+    prov.reals.push((REAL_C, c));
     Sequence {
         name: if v6 {
             "cache_v6_serves_plain_packets_for_the_second"
         } else {
             "cache_v4_serves_plain_packets_for_the_second"
         },
-        why: "a plain packet of a flow cached this second skips FLOWS (no stamp); the next second goes through FLOWS; a FIN skips the cache and empties the flow's slot",
-        provision: two_reals(&p, vip, &a, &b, T - 10),
+        why: "a plain packet of a flow cached this second skips FLOWS (no stamp); the next second goes through FLOWS; a FIN empties the slot; a FIN_WAIT flow is not cached",
+        provision: prov,
         steps: vec![
             to_real(
                 "first packet: FLOWS (REAL_A), stamped T, cached",
@@ -129,20 +145,158 @@ fn served_for_the_second(v6: bool) -> Sequence {
             ),
             set_flow(&p, established(REAL_A, T + 1)),
             to_real(
-                "FIN ACK: FLOWS (REAL_A), FIN_WAIT, the slot emptied",
-                &fin,
+                "FIN ACK: FLOWS (REAL_A), FIN_WAIT",
+                &flags(p.clone(), FIN | ACK),
                 &a,
                 REAL_A,
-                closing,
+                closing(REAL_A),
             ),
+            set_flow(&p, closing(REAL_C)),
             to_real(
-                "plain ACK after the FIN: FLOWS (REAL_A), not the slot's REAL_B",
-                &flags(p.clone(), ACK),
+                "ACK after the FIN: FLOWS (REAL_C); the slot (REAL_B) was emptied, not refilled (REAL_A)",
+                &ack,
+                &c,
+                REAL_C,
+                closing(REAL_C),
+            ),
+            set_flow(&p, closing(REAL_A)),
+            to_real(
+                "ACK again: FLOWS (REAL_A); a FIN_WAIT flow was not cached (REAL_C)",
+                &ack,
                 &a,
                 REAL_A,
-                closing,
+                closing(REAL_A),
             ),
         ],
+    }
+}
+
+/// A cached flow evicted from FLOWS, then its port reused by a new connection in the same
+/// second: the SYN empties the slot, so the handshake's ACK goes to the new flow's real,
+/// not the evicted flow's cached one.
+fn syn_of_evicted_flow() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let syn = p.clone().syn();
+    let ack = flags(p.clone(), ACK);
+    // REAL_A at weight 0: still serving its flow, out of the table; new flows go to REAL_B.
+    let a = Real {
+        weight: 0,
+        ..real(Dr, SVC, REAL4, 80)
+    };
+    let b = Real {
+        dst_mac: MAC_REAL_B,
+        ..real(Dr, SVC, REAL4_B, 80)
+    };
+    let new_b = FlowValue {
+        last_seen_s: T,
+        ..fv_new(REAL_B, SVC, &syn, Dr)
+    };
+    Sequence {
+        name: "cache_syn_of_evicted_flow_empties_slot",
+        why: "a SYN empties its flow's slot: a port reused after an LRU eviction goes to the new flow's real, ACK included",
+        provision: two_reals(&p, VIP4, &a, &b, T),
+        steps: vec![
+            to_real("cached (REAL_A)", &p, &a, REAL_A, established(REAL_A, T)),
+            Action::Evict(key_of(&p)),
+            fwd_tx(
+                "SYN: a new flow, REAL_B",
+                &syn,
+                &b,
+                REAL_B,
+                true,
+                vec![StateCheck::Flow(key_of(&p), Some(new_b))],
+            ),
+            to_real(
+                "its ACK: FLOWS (REAL_B), ESTABLISHED",
+                &ack,
+                &b,
+                REAL_B,
+                established(REAL_B, T),
+            ),
+        ],
+    }
+}
+
+/// UDP datagrams are plain packets: cached and served as TCP ACKs are.
+fn udp_served() -> Sequence {
+    let p = Pkt::udp(CLIENT4, VIP4, 40000, 53);
+    let a = real(Dr, SVC, REAL4, 53);
+    let b = Real {
+        dst_mac: MAC_REAL_B,
+        ..real(Dr, SVC, REAL4_B, 53)
+    };
+    let udp = |real_id, seen| FlowValue {
+        real_id,
+        svc_id: SVC,
+        last_seen_s: seen,
+        state: UDP_STATE,
+        flags: FlowFlags::INACTIVE | FlowFlags::NO_OUTPUT,
+        ..Default::default()
+    };
+    let mut prov = one(VIP4, 53, UDP, a);
+    prov.reals.push((REAL_B, b));
+    prov.flows.push((key_of(&p), udp(REAL_A, T - 10)));
+    prov.clock = Some(T);
+    Sequence {
+        name: "cache_udp_served_for_the_second",
+        why: "a UDP flow is cached like an ESTABLISHED TCP one: FLOWS, then the cache for the second, then FLOWS",
+        provision: prov,
+        steps: vec![
+            to_real("FLOWS (REAL_A), cached", &p, &a, REAL_A, udp(REAL_A, T)),
+            set_flow(&p, udp(REAL_B, T - 5)),
+            to_real("the cache's REAL_A", &p, &a, REAL_A, udp(REAL_B, T - 5)),
+            set_clock(T + 1),
+            to_real(
+                "next second: FLOWS (REAL_B)",
+                &p,
+                &b,
+                REAL_B,
+                udp(REAL_B, T + 1),
+            ),
+        ],
+    }
+}
+
+/// A slot serves HIT_BUDGET packets, then its flow is looked up again (CLOCK standing
+/// still, as when no sweep runs).
+fn hit_budget() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let a = real(Dr, SVC, REAL4, 80);
+    let b = Real {
+        dst_mac: MAC_REAL_B,
+        ..real(Dr, SVC, REAL4_B, 80)
+    };
+    let mut steps = vec![
+        to_real(
+            "FLOWS (REAL_A), cached",
+            &p,
+            &a,
+            REAL_A,
+            established(REAL_A, T),
+        ),
+        set_flow(&p, established(REAL_B, T - 5)),
+    ];
+    for _ in 0..HIT_BUDGET {
+        steps.push(to_real(
+            "served by the cache (REAL_A)",
+            &p,
+            &a,
+            REAL_A,
+            established(REAL_B, T - 5),
+        ));
+    }
+    steps.push(to_real(
+        "budget spent: FLOWS (REAL_B), same second",
+        &p,
+        &b,
+        REAL_B,
+        established(REAL_B, T),
+    ));
+    Sequence {
+        name: "cache_hit_budget",
+        why: "a slot serves HIT_BUDGET packets, then the flow is looked up in FLOWS again even within the second",
+        provision: two_reals(&p, VIP4, &a, &b, T),
+        steps,
     }
 }
 
@@ -187,10 +341,10 @@ fn real_gone_not_served() -> Sequence {
 /// real (the slot is matched on the whole key, not trusted by position).
 fn one_slot_two_flows() -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
-    let slot = cache_slot(&key_of(&p), DEFAULT_CACHE_BITS);
+    let slot = cache_slot(&key_of(&p), TEST_CACHE_BITS);
     let q = (1024..=u16::MAX)
         .map(|port| Pkt::tcp(CLIENT4, VIP4, port, 80))
-        .find(|q| q.ports() != p.ports() && cache_slot(&key_of(q), DEFAULT_CACHE_BITS) == slot)
+        .find(|q| q.ports() != p.ports() && cache_slot(&key_of(q), TEST_CACHE_BITS) == slot)
         .expect("some client port shares the slot of port 40000");
     let a = real(Dr, SVC, REAL4, 80);
     let b = Real {

@@ -7,12 +7,12 @@ use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader, Pod};
 use lb_common::consts::{
-    MAP_CLOCK, MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4,
-    MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER,
-    MAP_VIPS, PROG_LB,
+    GLOBAL_FLOW_CACHE_BITS, MAP_CLOCK, MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6,
+    MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS,
+    MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS,
+    MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
-use lb_common::flow_cache::{DEFAULT_CACHE_BITS, cache_entries};
+use lb_common::flow_cache::{MIN_CACHE_BITS, cache_entries};
 use lb_common::{
     CounterBlock, FlowKey, FlowKey4, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic,
     VipKey,
@@ -31,6 +31,29 @@ pub const IF_PEER: u32 = 11;
 
 /// Flow-table capacity the harness loads with (FLOWS and NAT_REV), small so a load is quick.
 pub const TEST_MAX_FLOWS: u32 = 1024;
+
+/// The flow cache's slot bits per CPU in the tests (`FLOW_CACHE_BITS`, set at load as
+/// lb-ctl sets it): the fewest lb-ctl picks, so emptying the cache for every case stays
+/// cheap on many-CPU machines, and the program runs with a value other than its default.
+pub const TEST_CACHE_BITS: u32 = MIN_CACHE_BITS;
+
+/// Pins the calling thread to the CPU it is on: the flow cache is per CPU, so a sequence
+/// whose packets ran on two CPUs would see two caches.
+pub fn pin_to_this_cpu() -> Result<()> {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t owned here.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_getcpu");
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        }
+    }
+    Ok(())
+}
 
 /// Possible CPUs (FLOW_CACHE has a part for each).
 pub fn cpus() -> Result<u32> {
@@ -175,8 +198,10 @@ pub struct Snapshot {
 impl Bpf {
     /// Loads the object with small flow tables and loads `lb_xdp` into the kernel.
     pub fn load(path: &Path) -> Result<Bpf> {
+        pin_to_this_cpu()?;
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus()?, DEFAULT_CACHE_BITS))
+            .override_global(GLOBAL_FLOW_CACHE_BITS, &TEST_CACHE_BITS, true)
+            .map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus()?, TEST_CACHE_BITS))
             .map_max_entries(MAP_FLOWS4, TEST_MAX_FLOWS)
             .map_max_entries(MAP_FLOWS6, TEST_MAX_FLOWS)
             .map_max_entries(MAP_NAT_REV4, TEST_MAX_FLOWS)
@@ -365,6 +390,17 @@ impl Bpf {
     /// FLOWS[key] = value (FLOWS4 or FLOWS6 by the key's family).
     pub fn put_flow(&mut self, key: FlowKey, v: FlowValue) -> Result<()> {
         self.put_by_family(MAP_FLOWS4, MAP_FLOWS6, &key, v)
+    }
+
+    /// Removes FLOWS[key] (FLOWS4 or FLOWS6 by the key's family), as the LRU evicts it.
+    pub fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
+        if key.is_v4() {
+            Ok(self
+                .hash::<FlowKey4, FlowValue>(MAP_FLOWS4)?
+                .remove(&key.v4())?)
+        } else {
+            Ok(self.hash::<FlowKey, FlowValue>(MAP_FLOWS6)?.remove(key)?)
+        }
     }
 
     /// NAT_REV[key] = value (NAT_REV4 or NAT_REV6 by the key's family).

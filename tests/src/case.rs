@@ -164,6 +164,8 @@ pub enum Action {
     Packet(Step),
     /// Write more map contents (a changed real, a new table) on top of the current ones.
     Update(Provision),
+    /// Remove a flow from FLOWS, as the LRU evicts one.
+    Evict(FlowKey),
 }
 
 /// Packets whose state carries over, in order.
@@ -385,6 +387,7 @@ pub fn run(bpf: &mut Bpf, seq: &Sequence) -> anyhow::Result<Result<(), String>> 
                 acc.apply_config(bpf)?;
                 p.apply_state(bpf)?;
             }
+            Action::Evict(k) => bpf.remove_flow(k)?,
             Action::Packet(step) => {
                 let bad = run_step(bpf, &acc, step)?;
                 if !bad.is_empty() {

@@ -16,17 +16,18 @@ use aya::{Ebpf, EbpfLoader, Pod};
 use lb_common::addr::convert::to_raw;
 use lb_common::conn::{ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
-    MAP_CLOCK, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6,
-    MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES,
-    MAP_SETTINGS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    GLOBAL_FLOW_CACHE_BITS, MAP_CLOCK, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER,
+    MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REALS,
+    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
 };
 use lb_common::filter::filter_slot;
-use lb_common::flow_cache::{DEFAULT_CACHE_BITS, cache_entries};
+use lb_common::flow_cache::cache_entries;
 use lb_common::{
     Be16, FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, Real,
     RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
 };
 use lb_tests::bpf::IF_LO;
+use lb_tests::bpf::TEST_CACHE_BITS;
 use lb_tests::packet::{L4, Pkt};
 use lb_tests::provision::flow_key;
 use std::fmt::Write as _;
@@ -123,10 +124,12 @@ impl Lb {
     /// Loads the object (fresh maps).
     pub fn load() -> Result<Lb> {
         let path = lb_tests::bpf::object_path()?;
+        lb_tests::bpf::pin_to_this_cpu()?;
         let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_FLOW_CACHE_BITS, &TEST_CACHE_BITS, true)
             .map_max_entries(
                 MAP_FLOW_CACHE,
-                cache_entries(lb_tests::bpf::cpus()?, DEFAULT_CACHE_BITS),
+                cache_entries(lb_tests::bpf::cpus()?, TEST_CACHE_BITS),
             )
             .map_max_entries(MAP_FLOWS4, SCHED_MAX_FLOWS)
             .map_max_entries(MAP_FLOWS6, SCHED_MAX_FLOWS)
