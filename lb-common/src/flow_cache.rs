@@ -57,9 +57,14 @@ pub struct CachedFlow {
     /// through FLOWS (and refills it), so a flow is looked up at least that often even
     /// when CLOCK stands still.
     pub hits: u32,
+    /// The TCP sequence number of the packet that filled the slot (0 for UDP): a packet is
+    /// served only if its own is near it ([`seq_near`]), so a new connection that reuses
+    /// an evicted flow's ports (another initial sequence number) does not take the old
+    /// connection's slot, without the SYN having to touch the slot.
+    pub seq: u32,
     /// Padding to a cache line, zero: FLOW_CACHE is mmapable, so its values start on a page
     /// and a 64-byte slot is one line.
-    pub _pad: [u32; 2],
+    pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<CachedFlow>() == 64);
 
@@ -73,7 +78,7 @@ impl CachedFlow {
         clippy::manual_memcpy,
         reason = "word stores are what was measured; a slice copy is a memcpy for LLVM to lower"
     )]
-    pub fn fill(&mut self, key: &FlowKey, real_id: u32, svc_id: u32, now: u32) {
+    pub fn fill(&mut self, key: &FlowKey, real_id: u32, svc_id: u32, now: u32, seq: u32) {
         let to: &mut [u32; 10] = bytemuck::cast_mut(&mut self.key);
         let from: &[u32; 10] = bytemuck::cast_ref(key);
         for i in 0..10 {
@@ -83,6 +88,7 @@ impl CachedFlow {
         self.svc_id = svc_id;
         self.stamp_s = now;
         self.hits = 0;
+        self.seq = seq;
     }
 }
 
@@ -90,6 +96,18 @@ impl CachedFlow {
 /// how long a change made elsewhere (another CPU's FIN, an LRU eviction) goes unseen and
 /// how rarely the LRU sees a busy flow referenced, at ~0.5 ns a packet.
 pub const HIT_BUDGET: u32 = 256;
+
+/// How far (either way, in sequence space) a served packet's TCP sequence number may be
+/// from the one that filled its slot: 4 MiB, far more than one flow sends within a slot's
+/// HIT_BUDGET packets (256 jumbo frames: 2.3 MB), and a 1-in-512 chance for a random
+/// initial sequence number.
+pub const SEQ_WINDOW: u32 = 1 << 22;
+
+/// Whether `seq` is within [`SEQ_WINDOW`] of `filled`, modulo 2^32 (UDP: both 0).
+#[inline(always)]
+pub fn seq_near(filled: u32, seq: u32) -> bool {
+    seq.wrapping_sub(filled).wrapping_add(SEQ_WINDOW) < 2 * SEQ_WINDOW
+}
 
 /// 2^32 / φ.
 const GOLDEN: u32 = 0x9e37_79b1;
@@ -163,6 +181,19 @@ mod tests {
         assert_eq!(cache_bits(u32::MAX, 1), MAX_CACHE_BITS);
         assert_eq!(cache_bits(0, 0), MIN_CACHE_BITS);
         assert_eq!(cache_entries(2, 16), 131_072);
+    }
+
+    #[test]
+    fn seq_near_wraps_both_ways() {
+        assert!(seq_near(1000, 1000));
+        assert!(seq_near(1000, 1000 + SEQ_WINDOW - 1));
+        assert!(!seq_near(1000, 1000 + SEQ_WINDOW));
+        assert!(seq_near(1000, 1000u32.wrapping_sub(SEQ_WINDOW)));
+        assert!(!seq_near(1000, 1000u32.wrapping_sub(SEQ_WINDOW + 1)));
+        assert!(seq_near(u32::MAX - 5, 10));
+        assert!(seq_near(10, u32::MAX - 5));
+        assert!(!seq_near(1000, 0x9000_0000));
+        assert!(seq_near(0, 0));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use lb_common::{
     FlowKey,
-    flow_cache::{CachedFlow, DEFAULT_CACHE_BITS, HIT_BUDGET, cache_slot, same_flow},
+    flow_cache::{CachedFlow, DEFAULT_CACHE_BITS, HIT_BUDGET, cache_slot, same_flow, seq_near},
 };
 
 use crate::conn;
@@ -30,13 +30,15 @@ fn slot(key: &FlowKey) -> Option<*mut CachedFlow> {
 }
 
 /// Step 7's first try: the cached real of a plain packet's flow, if cached this CLOCK
-/// second with hits to spare and the real still usable (as a FLOWS hit is checked). Any
-/// other packet of the flow (SYN, FIN, RST) empties its slot first: whatever it then does
-/// to the flow (moves its state, records it anew when FLOWS no longer has it), the next
-/// plain packet must see.
+/// second with hits to spare, its sequence number near the cached one (not a new
+/// connection on the same ports) and the real still usable (as a FLOWS hit is checked).
+/// A FIN or RST empties its flow's slot first, so the next plain packet sees the state it
+/// moved. A SYN does not touch the cache: its slot is a cold line (a random one per new
+/// connection, ~70 ns), and the sequence check keeps a reused port's packets from an old
+/// connection's slot.
 #[inline(always)]
 pub fn hit(pkt: &Packet) -> Option<Dest> {
-    if pkt.quote.is_some() {
+    if pkt.quote.is_some() || pkt.opens_connection() {
         return None;
     }
     let c = unsafe { &mut *slot(&pkt.key)? };
@@ -44,7 +46,11 @@ pub fn hit(pkt: &Packet) -> Option<Dest> {
         forget(c, &pkt.key);
         return None;
     }
-    if c.stamp_s != conn::now() || c.hits >= HIT_BUDGET || !same_flow(&c.key, &pkt.key) {
+    if c.stamp_s != conn::now()
+        || c.hits >= HIT_BUDGET
+        || !seq_near(c.seq, pkt.tcp_seq)
+        || !same_flow(&c.key, &pkt.key)
+    {
         return None;
     }
     let (real_id, svc_id) = (c.real_id, c.svc_id);
@@ -72,7 +78,7 @@ pub fn update(pkt: &Packet, steady: bool, real_id: u32, svc_id: u32) {
     };
     let c = unsafe { &mut *c };
     if steady {
-        c.fill(&pkt.key, real_id, svc_id, conn::now());
+        c.fill(&pkt.key, real_id, svc_id, conn::now(), pkt.tcp_seq);
     } else {
         forget(c, &pkt.key);
     }

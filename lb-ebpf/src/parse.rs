@@ -74,6 +74,9 @@ pub struct Packet {
     pub quote: Option<Quote>,
     /// TCP flag byte (FIN SYN RST PSH ACK ...) of a TCP packet; 0 otherwise.
     pub tcp_flags: u8,
+    /// TCP sequence number (host order) of a TCP packet; 0 otherwise. Only the flow cache
+    /// reads it (`lb_common::flow_cache::seq_near`).
+    pub tcp_seq: u32,
     /// What the address filters said (step 3).
     pub gate: Gate,
 }
@@ -137,6 +140,7 @@ struct Transport {
     sport: Be16,
     dport: Be16,
     tcp_flags: u8,
+    tcp_seq: u32,
 }
 
 impl Transport {
@@ -147,6 +151,7 @@ impl Transport {
             sport: Be16(0),
             dport: Be16(0),
             tcp_flags: 0,
+            tcp_seq: 0,
         }
     }
 }
@@ -197,6 +202,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
         l4: t.l4,
         quote: None,
         tcp_flags: t.tcp_flags,
+        tcp_seq: t.tcp_seq,
         gate,
     })
 }
@@ -232,6 +238,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
         l4: t.l4,
         quote: None,
         tcp_flags: t.tcp_flags,
+        tcp_seq: t.tcp_seq,
         gate,
     })
 }
@@ -295,15 +302,22 @@ fn parse_l4(ctx: &XdpContext, proto: u8, v4: bool, l4_off: usize, l3_end: usize)
     let Some(p) = ports else {
         return Transport::only(L4::Cut);
     };
-    let tcp_flags = match bytes_at(ctx, l4_off, TCP_LEN) {
+    let (tcp_flags, tcp_seq) = match bytes_at(ctx, l4_off, TCP_LEN) {
         // Bytes 12–13 (data offset, flags): the flags are the second byte in memory.
-        Some(p) if need == TCP_LEN => unsafe { ld16(p + 12) }.to_ne_bytes()[1],
-        _ => 0,
+        // Bytes 4–7: the sequence number.
+        Some(p) if need == TCP_LEN => unsafe {
+            (
+                ld16(p + 12).to_ne_bytes()[1],
+                u32::from_be(ld32_at::<4>(p)),
+            )
+        },
+        _ => (0, 0),
     };
     Transport {
         l4: L4::Ports,
         sport: Be16(unsafe { ld16(p) }),
         dport: Be16(unsafe { ld16(p + 2) }),
         tcp_flags,
+        tcp_seq,
     }
 }

@@ -1,10 +1,11 @@
 //! The per-CPU flow cache (docs/datapath.md step 7): a plain packet (UDP, or TCP ACK
 //! without SYN/FIN/RST) of a flow cached this CLOCK second goes to the cached real without
 //! FLOWS, for at most `HIT_BUDGET` packets; the first packet of the next second goes
-//! through FLOWS (stamping it) again; a SYN, FIN or RST empties the flow's slot before
-//! anything else, so what it does (a new state, a flow recorded anew) is what the next
-//! plain packet sees; a flow that is not ESTABLISHED is not cached; a cached real that is
-//! gone is not used; two flows in one slot each go to their own real.
+//! through FLOWS (stamping it) again; a FIN or RST empties the flow's slot before anything
+//! else, so the state it moves is what the next plain packet sees; a new connection on an
+//! evicted flow's ports (another ISN) is not served from the old slot; a flow that is not
+//! ESTABLISHED is not cached; a cached real that is gone is not used; two flows in one
+//! slot each go to their own real.
 //!
 //! The cases change FLOWS under the cache, which lb-ctl never does: it shows which of the
 //! two served a packet. The harness pins itself to one CPU (the cache is per CPU).
@@ -22,7 +23,7 @@ pub fn cases() -> Vec<Sequence> {
     vec![
         served_for_the_second(false),
         served_for_the_second(true),
-        syn_of_evicted_flow(),
+        port_reused_after_eviction(),
         udp_served(),
         hit_budget(),
         real_gone_not_served(),
@@ -171,13 +172,23 @@ fn served_for_the_second(v6: bool) -> Sequence {
     }
 }
 
-/// A cached flow evicted from FLOWS, then its port reused by a new connection in the same
-/// second: the SYN empties the slot, so the handshake's ACK goes to the new flow's real,
-/// not the evicted flow's cached one.
-fn syn_of_evicted_flow() -> Sequence {
+/// `p` with this TCP sequence number.
+fn seq(p: Pkt, n: u32) -> Pkt {
+    let mut p = p;
+    if let lb_tests::packet::L4::Tcp(t) = &mut p.l4 {
+        t.sequence_number = n;
+    }
+    p
+}
+
+/// A cached flow evicted from FLOWS, then its ports reused by a new connection in the same
+/// second: the new connection's sequence numbers (another ISN) are far from the slot's, so
+/// its handshake ACK goes to the new flow's real, not the evicted flow's cached one. The
+/// SYN itself does not touch the cache.
+fn port_reused_after_eviction() -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
-    let syn = p.clone().syn();
-    let ack = flags(p.clone(), ACK);
+    let syn = seq(p.clone().syn(), 0x9000_0000);
+    let ack = seq(flags(p.clone(), ACK), 0x9000_0001);
     // REAL_A at weight 0: still serving its flow, out of the table; new flows go to REAL_B.
     let a = Real {
         weight: 0,
@@ -192,14 +203,14 @@ fn syn_of_evicted_flow() -> Sequence {
         ..fv_new(REAL_B, SVC, &syn, Dr)
     };
     Sequence {
-        name: "cache_syn_of_evicted_flow_empties_slot",
-        why: "a SYN empties its flow's slot: a port reused after an LRU eviction goes to the new flow's real, ACK included",
+        name: "cache_port_reused_after_eviction_not_served",
+        why: "a new connection on an evicted cached flow's ports (another ISN) is not served from the old slot: its ACK goes to its own real",
         provision: two_reals(&p, VIP4, &a, &b, T),
         steps: vec![
             to_real("cached (REAL_A)", &p, &a, REAL_A, established(REAL_A, T)),
             Action::Evict(key_of(&p)),
             fwd_tx(
-                "SYN: a new flow, REAL_B",
+                "SYN, another ISN: a new flow, REAL_B",
                 &syn,
                 &b,
                 REAL_B,
