@@ -31,6 +31,20 @@ pub fn cases() -> Vec<Sequence> {
     ]
 }
 
+/// REAL_A and REAL_B of SVC (B with its own MAC) in `v6`'s family, on `port`.
+fn reals_ab(v6: bool, port: u16) -> (Real, Real) {
+    let (ra, rb) = if v6 {
+        (REAL6, REAL6_B)
+    } else {
+        (REAL4, REAL4_B)
+    };
+    let b = Real {
+        dst_mac: MAC_REAL_B,
+        ..real(Dr, SVC, rb, port)
+    };
+    (real(Dr, SVC, ra, port), b)
+}
+
 /// A third real for SVC (its own address and MAC) in `v6`'s family.
 fn real_c(v6: bool) -> Real {
     Real {
@@ -92,18 +106,10 @@ fn two_reals(p: &Pkt, vip: &str, a: &Real, b: &Real, seen: u32) -> Provision {
 }
 
 fn served_for_the_second(v6: bool) -> Sequence {
-    let (client, vip, ra, rb) = if v6 {
-        (CLIENT6, VIP6, REAL6, REAL6_B)
-    } else {
-        (CLIENT4, VIP4, REAL4, REAL4_B)
-    };
+    let (client, vip) = if v6 { (CLIENT6, VIP6) } else { (CLIENT4, VIP4) };
     let p = Pkt::tcp(client, vip, 40000, 80);
     let ack = flags(p.clone(), ACK);
-    let a = real(Dr, SVC, ra, 80);
-    let b = Real {
-        dst_mac: MAC_REAL_B,
-        ..real(Dr, SVC, rb, 80)
-    };
+    let (a, b) = reals_ab(v6, 80);
     let c = real_c(v6);
     let closing = |real_id| FlowValue {
         state: TcpState::FinWait as u8,
@@ -190,14 +196,8 @@ fn port_reused_after_eviction() -> Sequence {
     let syn = seq(p.clone().syn(), 0x9000_0000);
     let ack = seq(flags(p.clone(), ACK), 0x9000_0001);
     // REAL_A at weight 0: still serving its flow, out of the table; new flows go to REAL_B.
-    let a = Real {
-        weight: 0,
-        ..real(Dr, SVC, REAL4, 80)
-    };
-    let b = Real {
-        dst_mac: MAC_REAL_B,
-        ..real(Dr, SVC, REAL4_B, 80)
-    };
+    let (a, b) = reals_ab(false, 80);
+    let a = Real { weight: 0, ..a };
     let new_b = FlowValue {
         last_seen_s: T,
         ..fv_new(REAL_B, SVC, &syn, Dr)
@@ -231,11 +231,7 @@ fn port_reused_after_eviction() -> Sequence {
 /// UDP datagrams are plain packets: cached and served as TCP ACKs are.
 fn udp_served() -> Sequence {
     let p = Pkt::udp(CLIENT4, VIP4, 40000, 53);
-    let a = real(Dr, SVC, REAL4, 53);
-    let b = Real {
-        dst_mac: MAC_REAL_B,
-        ..real(Dr, SVC, REAL4_B, 53)
-    };
+    let (a, b) = reals_ab(false, 53);
     let udp = |real_id, seen| FlowValue {
         real_id,
         svc_id: SVC,
@@ -272,11 +268,7 @@ fn udp_served() -> Sequence {
 /// still, as when no sweep runs).
 fn hit_budget() -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
-    let a = real(Dr, SVC, REAL4, 80);
-    let b = Real {
-        dst_mac: MAC_REAL_B,
-        ..real(Dr, SVC, REAL4_B, 80)
-    };
+    let (a, b) = reals_ab(false, 80);
     let mut steps = vec![
         to_real(
             "FLOWS (REAL_A), cached",
@@ -315,11 +307,7 @@ fn hit_budget() -> Sequence {
 /// be (expire_nodest_conn 0), not sent to the cached real.
 fn real_gone_not_served() -> Sequence {
     let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
-    let a = real(Dr, SVC, REAL4, 80);
-    let b = Real {
-        dst_mac: MAC_REAL_B,
-        ..real(Dr, SVC, REAL4_B, 80)
-    };
+    let (a, b) = reals_ab(false, 80);
     let gone = Real {
         flags: RealFlags(0),
         weight: 0,
@@ -357,11 +345,7 @@ fn one_slot_two_flows() -> Sequence {
         .map(|port| Pkt::tcp(CLIENT4, VIP4, port, 80))
         .find(|q| q.ports() != p.ports() && cache_slot(&key_of(q), TEST_CACHE_BITS) == slot)
         .expect("some client port shares the slot of port 40000");
-    let a = real(Dr, SVC, REAL4, 80);
-    let b = Real {
-        dst_mac: MAC_REAL_B,
-        ..real(Dr, SVC, REAL4_B, 80)
-    };
+    let (a, b) = reals_ab(false, 80);
     let mut prov = two_reals(&p, VIP4, &a, &b, T);
     prov.flows.push((key_of(&q), established(REAL_B, T)));
     Sequence {
