@@ -1,6 +1,7 @@
 //! The per-CPU flow cache (`lb_common::flow_cache`, docs/datapath.md step 7): a plain
-//! packet of a flow cached this second goes to its real without a FLOWS lookup; a FLOWS
-//! hit fills the slot when a plain packet may skip the lookup, and empties it when not.
+//! packet of a flow cached this CLOCK second goes to its real without a FLOWS lookup; a
+//! FLOWS hit of a plain packet fills the slot when the next may skip the lookup, and
+//! empties it when not; a FIN or RST empties it first.
 
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use lb_common::{

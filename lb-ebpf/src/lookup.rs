@@ -106,7 +106,8 @@ pub fn lookup_service(pkt: &Packet) -> Result<Service, Exit> {
 /// A FLOWS hit whose real is still configured and in the flow's service: stamp the
 /// flow and move its TCP state (`conn::on_packet`; not for an ICMP error, which is no
 /// packet of the connection), then cache it if a plain packet may skip all that for the
-/// rest of this second, else make sure the cache does not hold it. Its real deleted (IPVS:
+/// rest of this CLOCK second (at most 256 packets), else make sure the cache does not
+/// hold it (`cache::update`). Its real deleted (IPVS:
 /// the destination is no longer available): with `expire_nodest_conn` 0, as IPVS's
 /// default, drop `RealGone` until the flow expires; with 1 expire the flow now (taking it
 /// off its real's counters, as IPVS's unbind) and schedule the packet as a new one.
