@@ -9,7 +9,7 @@
 use lb_common::{Counter, ForwardMode};
 use lb_tests::lab::{self, Cleaner, Family, Lab};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -72,8 +72,17 @@ fn check_spread(lab: &Lab, to: SocketAddr) -> Result<(), Failed> {
     Ok(())
 }
 
+/// How much counter `name` grew from `before` to `after` (absent = 0).
+fn counter_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, name: &str) -> u64 {
+    let at = |m: &BTreeMap<String, u64>| m.get(name).copied().unwrap_or(0);
+    at(after).saturating_sub(at(before))
+}
+
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // One trial at a time: they share one lab and its cumulative counters, and each reads
+    // its own before/after difference.
+    args.test_threads = Some(1);
     let shared = Arc::new(Shared {
         cleaner: Cleaner::fresh(lab::REALS),
         lab: Mutex::new(None),
@@ -128,19 +137,26 @@ fn main() {
                 Box::new(move || {
                     let lab = s.lab_with_lb()?;
                     let vip = lab.add_service(mode, f).map_err(|e| e.to_string())?;
+                    let before = lab.counters().map_err(|e| e.to_string())?;
                     check_spread(&lab, vip)?;
-                    // The traffic went through lb, not around it (counters only grow, so
-                    // trials running at the same time cannot make this pass wrongly).
-                    let counters = lab.counters().map_err(|e| e.to_string())?;
+                    // The traffic went through lb, not around it: this trial's own requests
+                    // moved the mode's counters, at least one packet per request each way
+                    // (a SYN in, a SYN-ACK back for NAT). Counters are cumulative over the
+                    // lab's life, so only the difference across this trial says anything;
+                    // trials run one at a time (see `main`), so no other trial adds to it.
+                    let after = lab.counters().map_err(|e| e.to_string())?;
                     let mut need = vec![lab::forward_counter(mode)];
                     if mode == ForwardMode::Nat {
                         need.push(lab::counter_name(Counter::NAT_RETURN));
                     }
                     for name in need {
-                        if counters.get(name).copied().unwrap_or(0) == 0 {
-                            return Err(
-                                format!("director counter {name} is 0: {counters:?}").into()
-                            );
+                        let moved = counter_delta(&before, &after, name);
+                        if moved < REQUESTS as u64 {
+                            return Err(format!(
+                                "director counter {name} moved by {moved} for {REQUESTS} requests \
+                                 (before {before:?}, after {after:?})"
+                            )
+                            .into());
                         }
                     }
                     Ok(())

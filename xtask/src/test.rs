@@ -1,7 +1,9 @@
 //! `cargo xtask test [unit|packet|lab|all]`: builds, runs each group's test binaries, sums
 //! libtest's `test result:` lines and prints `GROUP: N passed, M failed, K skipped`.
-//! Fails on any failure, on a group that could not run, and under CI=true on any skipped
-//! (ignored) test: root-only tests must run in CI (DESIGN.md §5).
+//! Fails on any failure, on a group that could not run, on a group that ran no test (every
+//! test skipped, or a filter that matched nothing), on a test binary that printed no
+//! summary or holds no test at all (e.g. an empty cases directory), and under CI=true on any
+//! skipped (ignored) test: root-only tests must run in CI (DESIGN.md §5).
 
 use crate::util::{self, cargo, in_ci, note, root, step};
 use anyhow::{Result, bail};
@@ -101,6 +103,8 @@ pub struct Tally {
     pub passed: u64,
     pub failed: u64,
     pub ignored: u64,
+    /// Tests a name filter left out.
+    pub filtered: u64,
     /// How many result lines were summed.
     pub binaries: u64,
 }
@@ -110,7 +114,18 @@ impl Tally {
         self.passed += o.passed;
         self.failed += o.failed;
         self.ignored += o.ignored;
+        self.filtered += o.filtered;
         self.binaries += o.binaries;
+    }
+
+    /// Tests that ran to a verdict (passed or failed); skipped ones did not.
+    fn ran(&self) -> u64 {
+        self.passed + self.failed
+    }
+
+    /// A binary with no test at all: nothing ran, was skipped, or was filtered out.
+    fn is_empty(&self) -> bool {
+        self.passed + self.failed + self.ignored + self.filtered == 0
     }
 }
 
@@ -133,6 +148,7 @@ pub fn parse_result(line: &str) -> Option<Tally> {
             "passed" => t.passed = n,
             "failed" => t.failed = n,
             "ignored" => t.ignored = n,
+            "filtered" => t.filtered = n,
             _ => {}
         }
     }
@@ -145,6 +161,57 @@ struct Outcome {
     /// Commands that exited non-zero while reporting no failed test (did not build or
     /// crashed).
     broken: Vec<String>,
+}
+
+/// What one `cargo test` command's summary lines (one per test binary) and exit status
+/// (`None` = success) say: the summed tally and why the command cannot count as a clean
+/// run. A command that exited 0 without a summary (a `fn main() {}`, a harness that never
+/// reached libtest) tested nothing; a binary with no test at all, not even one filtered
+/// out or skipped, is an empty table (e.g. a cases directory with no case).
+fn judge_command(results: &[Tally], status: Option<&str>) -> (Tally, Vec<String>) {
+    let mut tally = Tally::default();
+    for r in results {
+        tally.add(*r);
+    }
+    let mut problems = Vec::new();
+    match status {
+        None if results.is_empty() => problems.push("printed no test summary".to_string()),
+        Some(status) if tally.failed == 0 => {
+            problems.push(format!("exited with {status} without a failed test"))
+        }
+        _ => {}
+    }
+    let empty = results.iter().filter(|r| r.is_empty()).count();
+    if empty > 0 {
+        problems.push(format!(
+            "ran {empty} test binary(ies) holding no test at all"
+        ));
+    }
+    (tally, problems)
+}
+
+/// Why a group's run is not a pass, given its summed tally (failures and commands that could
+/// not run are reported apart). A group in which no test ran to a verdict proves nothing:
+/// every test skipped (no root), or a filter that matched nothing. Under CI=true a skipped
+/// test is itself a failure: root-only tests must run in CI.
+fn judge_group(name: &str, t: &Tally, ci: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    if t.failed > 0 {
+        problems.push(format!("{name}: {} failed", t.failed));
+    }
+    if t.ran() == 0 {
+        problems.push(format!(
+            "{name}: ran no test ({} skipped, {} filtered out)",
+            t.ignored, t.filtered
+        ));
+    }
+    if ci && t.ignored > 0 {
+        problems.push(format!(
+            "{name}: {} skipped under CI=true (root-only tests must run in CI)",
+            t.ignored
+        ));
+    }
+    problems
 }
 
 fn run_group(group: Group, extra: &[String]) -> Outcome {
@@ -167,27 +234,21 @@ fn run_group(group: Group, extra: &[String]) -> Outcome {
                 continue;
             }
         };
-        let mut tally = Tally::default();
         let stdout = child.stdout.take().expect("piped");
         let mut echo = std::io::stdout();
+        let mut results = Vec::new();
         for l in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = writeln!(echo, "{l}");
-            if let Some(t) = parse_result(&l) {
-                tally.add(t);
-            }
+            results.extend(parse_result(&l));
         }
-        let (ok, status) = match child.wait() {
-            Ok(s) => (s.success(), s.to_string()),
-            Err(e) => (false, e.to_string()),
+        let status = match child.wait() {
+            Ok(s) if s.success() => None,
+            Ok(s) => Some(s.to_string()),
+            Err(e) => Some(e.to_string()),
         };
-        if ok && tally.binaries == 0 {
-            // Ran and printed no summary: a placeholder `fn main() {}` so far.
-            note(&format!("(`{line}` printed no test summary: no tests yet)"));
-        } else if !ok && tally.failed == 0 {
-            out.broken.push(format!(
-                "`{line}` exited with {status} without a failed test"
-            ));
-        }
+        let (tally, problems) = judge_command(&results, status.as_deref());
+        out.broken
+            .extend(problems.into_iter().map(|p| format!("`{line}` {p}")));
         out.tally.add(tally);
     }
     out
@@ -223,17 +284,9 @@ pub fn run(group: Group, extra: &[String]) -> Result<()> {
             "{}: {passed} passed, {failed} failed, {ignored} skipped",
             g.name()
         );
-        if failed > 0 {
-            problems.push(format!("{}: {failed} failed", g.name()));
-        }
+        problems.extend(judge_group(g.name(), &o.tally, ci));
         for b in o.broken {
             problems.push(format!("{}: could not run: {b}", g.name()));
-        }
-        if ci && ignored > 0 {
-            problems.push(format!(
-                "{}: {ignored} skipped under CI=true (root-only tests must run in CI)",
-                g.name()
-            ));
         }
     }
     if problems.is_empty() {
@@ -260,6 +313,7 @@ mod tests {
                 passed: 12,
                 failed: 0,
                 ignored: 2,
+                filtered: 3,
                 binaries: 1
             })
         );
@@ -272,6 +326,7 @@ mod tests {
                 passed: 2,
                 failed: 6,
                 ignored: 0,
+                filtered: 0,
                 binaries: 1
             })
         );
@@ -298,8 +353,58 @@ mod tests {
                 passed: 1,
                 failed: 0,
                 ignored: 4,
+                filtered: 0,
                 binaries: 2
             }
+        );
+    }
+
+    fn line(passed: u64, failed: u64, ignored: u64, filtered: u64) -> Tally {
+        let l = format!(
+            "test result: ok. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; {filtered} filtered out; finished in 0.01s"
+        );
+        parse_result(&l).unwrap()
+    }
+
+    #[test]
+    fn a_command_without_summary_or_with_an_empty_binary_is_broken() {
+        // Exit 0, no summary line: nothing was tested.
+        let (_, p) = judge_command(&[], None);
+        assert_eq!(p, ["printed no test summary"]);
+        // One binary with tests, one holding none (an empty cases directory).
+        let (t, p) = judge_command(&[line(3, 0, 0, 0), line(0, 0, 0, 0)], None);
+        assert_eq!(t.passed, 3);
+        assert_eq!(p, ["ran 1 test binary(ies) holding no test at all"]);
+        // A binary whose tests a filter left out is not empty.
+        let (_, p) = judge_command(&[line(3, 0, 0, 0), line(0, 0, 0, 7)], None);
+        assert!(p.is_empty(), "{p:?}");
+        // Non-zero exit: broken unless a test failed (then the failure says it).
+        let (_, p) = judge_command(&[line(3, 0, 0, 0)], Some("exit status: 101"));
+        assert_eq!(p, ["exited with exit status: 101 without a failed test"]);
+        let (_, p) = judge_command(&[line(3, 1, 0, 0)], Some("exit status: 101"));
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_group_that_ran_nothing_fails() {
+        assert!(judge_group("unit", &line(5, 0, 0, 0), false).is_empty());
+        assert_eq!(
+            judge_group("packet", &line(0, 0, 0, 12), false),
+            ["packet: ran no test (0 skipped, 12 filtered out)"]
+        );
+        // All skipped (no root): nothing ran, so no pass, CI or not.
+        assert_eq!(
+            judge_group("lab", &line(0, 0, 4, 0), false),
+            ["lab: ran no test (4 skipped, 0 filtered out)"]
+        );
+        assert_eq!(
+            judge_group("lab", &line(2, 0, 1, 0), true),
+            ["lab: 1 skipped under CI=true (root-only tests must run in CI)"]
+        );
+        assert!(judge_group("lab", &line(2, 0, 1, 0), false).is_empty());
+        assert_eq!(
+            judge_group("unit", &line(2, 1, 0, 0), false),
+            ["unit: 1 failed"]
         );
     }
 
