@@ -6,13 +6,17 @@
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{
     Drop, Real,
-    consts::{ENCAP_TTL, proto},
+    consts::{
+        ENCAP_TTL,
+        hdr::{ETH_LEN, IPV4_LEN, IPV6_LEN, L2_MAX},
+        proto,
+    },
     csum::ipv4_header,
 };
 
 use super::write_macs;
-use crate::parse::{IPV4_LEN, IPV6_LEN, Packet};
-use crate::pkt::{ETH_LEN, L2_MAX, bytes_at, ld8, ld16, ld32, split, st16, st32};
+use crate::parse::Packet;
+use crate::pkt::{bytes_at, ld8, ld16, ld32, split, st16, st32};
 
 /// Encapsulates the packet toward the real.
 #[inline(always)]
