@@ -156,6 +156,16 @@ pub mod hdr {
     pub const QUOTE_L4_LEN: usize = 8;
 }
 
+/// Bits of the IPv4 flags / fragment offset word (bytes 6–7 of the header), host order.
+pub mod ipv4_frag {
+    /// Don't fragment.
+    pub const DF: u16 = 0x4000;
+    /// More fragments.
+    pub const MF: u16 = 0x2000;
+    /// The fragment offset, in 8-byte units.
+    pub const OFFSET: u16 = 0x1fff;
+}
+
 /// The ICMPv4 and ICMPv6 messages the data path balances (errors about a flow, for
 /// path-MTU discovery; docs/datapath.md "ICMP errors").
 pub mod icmp {

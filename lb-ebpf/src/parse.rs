@@ -14,6 +14,7 @@ use lb_common::{
     consts::{
         ethertype,
         hdr::{IPV4_LEN, IPV6_LEN, TCP_LEN, UDP_LEN},
+        ipv4_frag,
         proto,
     },
 };
@@ -174,8 +175,8 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
     let l4_off = l3 + hlen;
     // The key is built once, here, from plain values: built first and patched by the L4
     // parse, its ten words were copied between stack slots at every branch of that parse.
-    let t = if frag & 0x3fff != 0 {
-        // MF (0x2000) or a fragment offset (0x1fff).
+    let t = if frag & (ipv4_frag::MF | ipv4_frag::OFFSET) != 0 {
+        // A fragment: more follow, or this one is not the first.
         Transport::only(L4::Fragment)
     } else {
         parse_l4(ctx, proto, true, l4_off, l3 + tot)

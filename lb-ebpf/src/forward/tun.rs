@@ -9,6 +9,7 @@ use lb_common::{
     consts::{
         ENCAP_TTL,
         hdr::{ETH_LEN, IPV4_LEN, IPV6_LEN, L2_MAX},
+        ipv4_frag,
         proto,
     },
     csum::ipv4_header,
@@ -75,7 +76,7 @@ fn write_outer_v4(ctx: &XdpContext, pkt: &Packet, real: &Real) -> Result<(), Dro
         u16::from_ne_bytes([0x45, tos]),
         ((pkt.l3_len + IPV4_LEN) as u16).to_be(),
         0,
-        frag & 0x4000u16.to_be(),
+        frag & ipv4_frag::DF.to_be(),
         u16::from_ne_bytes([ENCAP_TTL, proto::IPIP]),
         0,
         s0,

@@ -120,6 +120,7 @@ struct Twos {
     base: u32,
     c1: u32,
     c2: u32,
+    /// Which choices are made: [`HAVE_FIRST`], [`HAVE_SECOND`].
     have: u32,
     total: u64,
     r1: i64,
@@ -129,6 +130,13 @@ struct Twos {
     w2: u64,
     o2: u64,
 }
+
+/// `Twos::have` bit: the first random weight has run down (`c1`, `w1`, `o1` are set).
+const HAVE_FIRST: u32 = 1;
+/// `Twos::have` bit: the second one has (`c2`, `w2`, `o2`).
+const HAVE_SECOND: u32 = 2;
+/// Both choices made: the scan stops.
+const HAVE_BOTH: u32 = HAVE_FIRST | HAVE_SECOND;
 
 /// twos: total weight of the available reals, two random weights in [0, total], the first
 /// real at which each runs down to ≤ 0, and the second choice when
@@ -165,7 +173,7 @@ pub extern "C" fn lb_sched_twos(reals_base: u32, reals_len: u32) -> u32 {
     s.r1 = r(total) as i64;
     s.r2 = r(total) as i64;
     iter::run(n, twos_pick, &mut s);
-    if s.have & 2 != 0 && s.w2 * s.o1 > s.w1 * s.o2 {
+    if s.have & HAVE_SECOND != 0 && s.w2 * s.o1 > s.w1 * s.o2 {
         return s.c2;
     }
     s.c1
@@ -196,19 +204,19 @@ extern "C" fn twos_pick(i: u64, ctx: *mut c_void) -> i64 {
     let w = real.weight as i64;
     s.r1 -= w;
     s.r2 -= w;
-    if s.r1 <= 0 && s.have & 1 == 0 {
+    if s.r1 <= 0 && s.have & HAVE_FIRST == 0 {
         let c = conn::counts(id);
         s.c1 = id;
         s.w1 = w as u64;
         s.o1 = conn_overhead(c.active, c.inactive);
-        s.have |= 1;
+        s.have |= HAVE_FIRST;
     }
-    if s.r2 <= 0 && s.have & 2 == 0 {
+    if s.r2 <= 0 && s.have & HAVE_SECOND == 0 {
         let c = conn::counts(id);
         s.c2 = id;
         s.w2 = w as u64;
         s.o2 = conn_overhead(c.active, c.inactive);
-        s.have |= 2;
+        s.have |= HAVE_SECOND;
     }
-    if s.have == 3 { 1 } else { 0 }
+    if s.have == HAVE_BOTH { 1 } else { 0 }
 }
