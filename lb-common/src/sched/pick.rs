@@ -1,8 +1,8 @@
 //! The scheduler math that decides a real, defined once: the XDP program calls these to
 //! pick a bucket or slot, and userspace calls the same functions to answer "which real
 //! would this flow get" (STYLE.md §2). Pure functions of the flow key and numbers: no maps,
-//! no I/O. Which real a bucket holds is the table's business ([`super::sh_table`],
-//! [`super::dh_table`], [`crate::maglev`]).
+//! no I/O. Which real a bucket holds is the table's business (`sched::sh_table`,
+//! `sched::dh_table`, `maglev`: built by lb-ctl).
 //!
 //! - sh (ip_vs_sh.c): bucket `hash_32(ntohs(port) + ntohl(fold(saddr)), 8)`; sh-fallback
 //!   walks `(offset + 2·ihash) % 256` for offset 0..256.
