@@ -133,3 +133,56 @@ pub const MAP_SETTINGS: &str = "SETTINGS";
 /// MAX_SERVICES). Written by the data path; lb-ctl's sweep may clear entries unused for
 /// 24 h (IPVS lblc_expiration) and must clear a service id's entry when it reuses the id.
 pub const MAP_LBLC: &str = "LBLC";
+
+/// Header lengths the data path parses and writes, in bytes.
+pub mod hdr {
+    /// Ethernet header without tags.
+    pub const ETH_LEN: usize = 14;
+    /// One 802.1Q / 802.1ad tag.
+    pub const VLAN_LEN: usize = 4;
+    /// Largest L2 header the data path accepts: Ethernet + two tags.
+    pub const L2_MAX: usize = ETH_LEN + 2 * VLAN_LEN;
+    /// IPv4 header without options.
+    pub const IPV4_LEN: usize = 20;
+    /// IPv6 fixed header.
+    pub const IPV6_LEN: usize = 40;
+    /// Minimum TCP header.
+    pub const TCP_LEN: usize = 20;
+    /// UDP header.
+    pub const UDP_LEN: usize = 8;
+    /// ICMP / ICMPv6 header: type, code, checksum, 4 bytes (unused / MTU).
+    pub const ICMP_LEN: usize = 8;
+    /// L4 bytes an ICMP error quotes at least (RFC 792): the ports are in them.
+    pub const QUOTE_L4_LEN: usize = 8;
+}
+
+/// Bits of the IPv4 flags / fragment offset word (bytes 6–7 of the header), host order.
+pub mod ipv4_frag {
+    /// Don't fragment.
+    pub const DF: u16 = 0x4000;
+    /// More fragments.
+    pub const MF: u16 = 0x2000;
+    /// The fragment offset, in 8-byte units.
+    pub const OFFSET: u16 = 0x1fff;
+}
+
+/// The ICMPv4 and ICMPv6 messages the data path balances (errors about a flow, for
+/// path-MTU discovery; docs/datapath.md "ICMP errors").
+pub mod icmp {
+    /// ICMPv4 type 3, destination unreachable (RFC 792).
+    pub const V4_DEST_UNREACH: u8 = 3;
+    /// ICMPv4 code 4 of type 3: fragmentation needed and DF set (RFC 1191).
+    pub const V4_FRAG_NEEDED: u8 = 4;
+    /// ICMPv6 type 2, packet too big (RFC 4443; any code).
+    pub const V6_PACKET_TOO_BIG: u8 = 2;
+}
+
+/// Rehashes of the first slot mh-fallback tries before giving up with `NoReal` (IPVS walks
+/// up to the whole table; 32 finds an available real unless nearly all are unavailable).
+pub const MH_FALLBACK_TRIES: u32 = 32;
+/// IPVS `sysctl_lblcr_expiration` default, seconds (24 h): an lblcr set unchanged this long
+/// loses its most loaded member.
+pub const LBLCR_EXPIRATION_S: u32 = 24 * 60 * 60;
+/// Most list positions one wrr pick visits in the kernel (bounded `bpf_loop`; IPVS's bound
+/// is the passes).
+pub const WRR_MAX_STEPS: u32 = 1 << 14;

@@ -10,10 +10,10 @@ use lb_common::{
 };
 
 use crate::conn;
-use crate::lookup::usable;
 use crate::maps::FLOW_CACHE;
 use crate::parse::Packet;
-use crate::schedule::Dest;
+use crate::reals::usable;
+use crate::verdict::Dest;
 
 /// Slot bits per CPU (`lb_common::flow_cache::cache_bits`), set by the loader in .rodata
 /// with FLOW_CACHE's size to match; the verifier reads it as a constant.

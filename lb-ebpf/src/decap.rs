@@ -17,7 +17,11 @@ use aya_ebpf::{
     maps::PerCpuArray, programs::XdpContext,
 };
 use lb_common::{
-    consts::{MAP_DECAP_STATS, ethertype, proto},
+    consts::{
+        MAP_DECAP_STATS, ethertype,
+        hdr::{IPV4_LEN, IPV6_LEN, L2_MAX},
+        proto,
+    },
     counters::{DECAP_COUNTER_SLOTS, DecapCounter},
 };
 use pkt::{bytes_at, fits, ld8, ld16, parse_l2, st16};
@@ -26,10 +30,6 @@ use pkt::{bytes_at, fits, ld8, ld16, parse_l2, st16};
 #[map]
 static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DECAP_COUNTER_SLOTS, 0);
 const _: () = assert!(pkt::same(MAP_DECAP_STATS, "DECAP_STATS"));
-
-/// IPv4 header without options, IPv6 fixed header.
-const IPV4_LEN: usize = 20;
-const IPV6_LEN: usize = 40;
 
 #[xdp]
 pub fn lb_decap(ctx: XdpContext) -> u32 {
@@ -98,11 +98,11 @@ fn decap_ipv6(ctx: &XdpContext, l3: usize) -> Result<DecapCounter, DecapCounter>
 /// header, then shrinks the head by `hlen`.
 #[inline(always)]
 fn strip(ctx: &XdpContext, l3: usize, hlen: usize) -> Result<(), DecapCounter> {
-    let src = bytes_at(ctx, 0, pkt::L2_MAX).ok_or(DecapCounter::Malformed)?;
+    let src = bytes_at(ctx, 0, L2_MAX).ok_or(DecapCounter::Malformed)?;
     // The destination starts hlen (variable, ≤ 60) further on. The caller proved
     // l3 + hlen + an inner header ≥ hlen + 34 bytes, so L2_MAX bytes there always fit;
     // the verifier needs this check on the pointer we write through.
-    let dst = bytes_at(ctx, hlen, pkt::L2_MAX).ok_or(DecapCounter::Malformed)?;
+    let dst = bytes_at(ctx, hlen, L2_MAX).ok_or(DecapCounter::Malformed)?;
     // Read all words first, then write: the ranges overlap when hlen < l3.
     let mut w = [0u16; 11];
     for (i, v) in w.iter_mut().enumerate() {

@@ -3,25 +3,24 @@
 //! (ICMPv4 3/4) or "packet too big" (ICMPv6 2) to the VIP, quoting the reply's IP header and
 //! first 8 L4 bytes (VIP:vport → client:cport). We balance it with the quoted flow reversed,
 //! so it reaches the real that owns the connection and path-MTU discovery works.
+//!
+//! This module only parses (step 6); NAT's rewrite of the quote is `forward::nat::rewrite_quote_nat`.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Be16, Drop, FlowKey, Pass, RawAddr,
     addr::family,
-    consts::proto,
-    csum::{apply, delta16},
+    consts::{
+        hdr::{ICMP_LEN, IPV4_LEN, IPV6_LEN, QUOTE_L4_LEN},
+        icmp::{V4_DEST_UNREACH, V4_FRAG_NEEDED, V6_PACKET_TOO_BIG},
+        proto,
+    },
 };
 
-use crate::Exit;
-use crate::forward::nat::{Side, rewrite_l3};
-use crate::lookup::unless_vip;
-use crate::parse::{IPV4_LEN, IPV6_LEN, Packet, Quote, read_addr6};
-use crate::pkt::{bytes_at, ld8, ld16, ld32_at, st16};
-
-/// ICMP / ICMPv6 header: type, code, checksum, 4 bytes (unused / MTU).
-const ICMP_LEN: usize = 8;
-/// L4 bytes an ICMP error quotes at least (RFC 792): the ports are in them.
-const QUOTE_L4_LEN: usize = 8;
+use crate::gate::confirm_vip;
+use crate::parse::{Packet, Quote, read_addr6};
+use crate::pkt::{bytes_at, ld8, ld16, ld32_at};
+use crate::verdict::Exit;
 
 /// Turns an ICMP error about a flow into that flow's key (client → VIP) and records where
 /// the quote is. Any other ICMP message to a VIP is not balanced.
@@ -33,13 +32,17 @@ pub fn parse_icmp_error(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> 
         None
     };
     let Some(p) = hdr else {
-        return Err(unless_vip(pkt, Exit::Pass(Pass::NotBalanced)));
+        return Err(confirm_vip(&pkt.key, Exit::Pass(Pass::NotBalanced)));
     };
     let (ty, code) = unsafe { (ld8(p), ld8(p + 1)) };
     let v4 = pkt.is_v4();
-    let about_flow = if v4 { ty == 3 && code == 4 } else { ty == 2 };
+    let about_flow = if v4 {
+        ty == V4_DEST_UNREACH && code == V4_FRAG_NEEDED
+    } else {
+        ty == V6_PACKET_TOO_BIG
+    };
     if !about_flow {
-        return Err(unless_vip(pkt, Exit::Pass(Pass::NotBalanced)));
+        return Err(confirm_vip(&pkt.key, Exit::Pass(Pass::NotBalanced)));
     }
     let q = pkt.l4_off + ICMP_LEN;
     let (key, quote) = if v4 {
@@ -138,35 +141,4 @@ fn quoted_key(
         family: fam,
         _pad: [0; 2],
     })
-}
-
-/// NAT mode: the real must see the error about its own reply (real:rport → client), so
-/// outer destination := real (TTL − 1), quoted source := real:port, and the checksums
-/// covering them follow: outer IPv4 header, quoted IPv4 header, ICMP (ICMPv6's covers the
-/// outer addresses too). The quoted L4 checksum stays: the quote is truncated anyway.
-#[inline(always)]
-pub fn rewrite_quote_nat(
-    ctx: &XdpContext,
-    pkt: &Packet,
-    addr: &RawAddr,
-    port: Be16,
-) -> Result<(), Drop> {
-    let Some(q) = pkt.quote else {
-        return Ok(());
-    };
-    let v4 = pkt.is_v4();
-    let outer = rewrite_l3(ctx, pkt.l3_off, v4, Side::Dst, addr, true)?;
-    let inner = rewrite_l3(ctx, q.l3_off, v4, Side::Src, addr, false)?;
-    let t = bytes_at(ctx, q.l4_off, QUOTE_L4_LEN).ok_or(Drop::IcmpQuote)?;
-    let old_port = unsafe { ld16(t) };
-    unsafe { st16(t, port.0) };
-    let p = bytes_at(ctx, pkt.l4_off, ICMP_LEN).ok_or(Drop::Truncated)?;
-    let mut delta =
-        inner.addr_delta + delta16(inner.old_check, inner.new_check) + delta16(old_port, port.0);
-    if !v4 {
-        // ICMPv6's pseudo-header holds the outer destination.
-        delta += outer.addr_delta;
-    }
-    unsafe { st16(p + 2, apply(ld16(p + 2), delta)) };
-    Ok(())
 }

@@ -12,62 +12,24 @@ mod cache;
 mod conn;
 mod flows;
 mod forward;
+mod gate;
 mod icmp;
 mod lookup;
 mod maps;
 mod parse;
 mod pkt;
+mod reals;
 mod sched;
 mod schedule;
 mod stats;
+mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::{Counter, Drop, Pass};
-use lookup::{Found, Gate};
-use parse::Packet;
-use schedule::Dest;
+use lb_common::{Counter, Pass};
 
-/// How a balanced packet leaves.
-pub enum Out {
-    /// Back out the interface it came in on (XDP_TX).
-    Tx,
-    /// Out another interface through TX_PORTS (XDP_REDIRECT).
-    Redirect,
-}
-
-/// A balanced packet on its way out: how it leaves and what was done to it (FWD_DR,
-/// FWD_TUN, FWD_NAT or NAT_RETURN), counted at exit with RX in one counters lookup.
-pub struct Sent {
-    /// The way out.
-    pub out: Out,
-    /// The forwarding counter.
-    pub what: Counter,
-    /// The first packet of a newly scheduled flow: NEW_FLOW is counted with the others.
-    pub new_flow: bool,
-}
-
-/// An early way out of `try_lb`, carried by `?`: handed to the stack untouched or dropped,
-/// each with its reason (never an integer sentinel).
-pub enum Exit {
-    /// XDP_PASS.
-    Pass(Pass),
-    /// XDP_DROP.
-    Drop(Drop),
-}
-
-impl From<Drop> for Exit {
-    #[inline(always)]
-    fn from(d: Drop) -> Self {
-        Exit::Drop(d)
-    }
-}
-
-impl From<Pass> for Exit {
-    #[inline(always)]
-    fn from(p: Pass) -> Self {
-        Exit::Pass(p)
-    }
-}
+use crate::gate::Gate;
+use crate::parse::Packet;
+use crate::verdict::{Dest, Exit, Out, Sent};
 
 // Inlined into the section entry the macro generates: left out of line, the whole body
 // was a BPF-to-BPF call on every packet (~20–30 ns here).
@@ -107,7 +69,7 @@ fn try_lb(ctx: &XdpContext) -> Result<Sent, Exit> {
 /// Steps 5–12: a packet to a VIP, to its real.
 #[inline(always)]
 fn balance(ctx: &XdpContext, pkt: &mut Packet) -> Result<Sent, Exit> {
-    lookup::lookup_vip(ctx, pkt)?;
+    lookup::classify_l4(ctx, pkt)?;
     let dest = destination(pkt)?;
     forward::forward(ctx, pkt, &dest)
 }
@@ -126,7 +88,7 @@ fn destination(pkt: &Packet) -> Result<Dest, Exit> {
         pkt.check_ttl()?;
         return Ok(dest);
     }
-    if !syn && let Found::Flow(dest) = lookup::lookup_dest(pkt)? {
+    if !syn && let Some(dest) = lookup::lookup_flow(pkt)? {
         pkt.check_ttl()?;
         return Ok(dest);
     }
@@ -138,15 +100,15 @@ fn destination(pkt: &Packet) -> Result<Dest, Exit> {
     if !look {
         return new.map(|s| s.dest);
     }
-    match lookup::lookup_dest(pkt)? {
-        Found::Flow(dest) => {
+    match lookup::lookup_flow(pkt)? {
+        Some(dest) => {
             pkt.check_ttl()?;
             Ok(dest)
         }
         // Not there after all, or removed by the lookup (its real gone, with
         // expire_nodest_conn 1): as for a miss, the new real, now recorded; or what
         // scheduling said (as it would say again).
-        Found::Miss => {
+        None => {
             let s = new?;
             schedule::record_scheduled(pkt, &s.dest);
             Ok(s.dest)

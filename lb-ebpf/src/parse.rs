@@ -1,31 +1,27 @@
 //! Parse: Ethernet (+ up to two VLAN tags), IPv4 (options skipped via IHL) or IPv6, and the
 //! TCP/UDP ports, into one family-agnostic [`Packet`] view (as Katran's `flow_key` union).
 //! Only this module and `forward` branch on the address family (STYLE.md §1).
-//! Validation follows docs/datapath.md steps 1–2; step 3's gate (`lookup::gate`) runs as
+//! Validation follows docs/datapath.md steps 1–2; step 3's gate (`gate::gate`) runs as
 //! soon as each family has its addresses, so traffic that is not ours leaves before the
 //! rest of the [`Packet`] is built. The L4 header is only classified here
 //! ([`L4`]); what a class means (drop, pass, balance) is decided once the destination may
-//! be a VIP (`lookup::lookup_vip`, step 5), so that code needs no family.
+//! be a VIP (`lookup::classify_l4`, step 5), so that code needs no family.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Be16, Drop, FlowKey, Pass,
     addr::family,
-    consts::{ethertype, proto},
+    consts::{
+        ethertype,
+        hdr::{IPV4_LEN, IPV6_LEN, TCP_LEN, UDP_LEN},
+        ipv4_frag,
+        proto,
+    },
 };
 
-use crate::Exit;
-use crate::lookup::{Gate, gate};
+use crate::gate::{Gate, gate};
 use crate::pkt::{bytes_at, fits, ld8, ld16, ld32_at, parse_l2};
-
-/// IPv4 header without options.
-pub const IPV4_LEN: usize = 20;
-/// IPv6 fixed header.
-pub const IPV6_LEN: usize = 40;
-/// Minimum TCP header.
-pub const TCP_LEN: usize = 20;
-/// UDP header.
-pub const UDP_LEN: usize = 8;
+use crate::verdict::Exit;
 
 /// Offsets of the packet quoted by an ICMP error (set by `icmp.rs`).
 #[derive(Clone, Copy)]
@@ -179,8 +175,8 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
     let l4_off = l3 + hlen;
     // The key is built once, here, from plain values: built first and patched by the L4
     // parse, its ten words were copied between stack slots at every branch of that parse.
-    let t = if frag & 0x3fff != 0 {
-        // MF (0x2000) or a fragment offset (0x1fff).
+    let t = if frag & (ipv4_frag::MF | ipv4_frag::OFFSET) != 0 {
+        // A fragment: more follow, or this one is not the first.
         Transport::only(L4::Fragment)
     } else {
         parse_l4(ctx, proto, true, l4_off, l3 + tot)

@@ -20,14 +20,13 @@
 //! stack accesses, which the verifier always refuses.)
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{Drop, consts::ethertype};
-
-/// Length of the Ethernet header without tags.
-pub const ETH_LEN: usize = 14;
-/// Length of one 802.1Q / 802.1ad tag.
-pub const VLAN_LEN: usize = 4;
-/// Largest L2 header we accept: Ethernet + two tags.
-pub const L2_MAX: usize = ETH_LEN + 2 * VLAN_LEN;
+use lb_common::{
+    Drop,
+    consts::{
+        ethertype,
+        hdr::{ETH_LEN, L2_MAX, VLAN_LEN},
+    },
+};
 
 /// Address of the `len` bytes at `off` from the frame start, or `None` when they run past
 /// the end of the frame. `len` must be a constant at the call site (see the module note).

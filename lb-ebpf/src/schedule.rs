@@ -7,29 +7,15 @@ use lb_common::{
     consts::{MAX_REALS_PER_SERVICE, NO_REAL, proto},
 };
 
-use crate::Exit;
 use crate::conn;
 use crate::flows::{self, Insert};
-use crate::lookup::{lookup_real, lookup_service};
-use crate::maps::{PERSIST, REAL_CONNS, SCHED_TABLE};
+use crate::lookup::lookup_service;
+use crate::maps::{PERSIST, REAL_CONNS};
 use crate::parse::Packet;
+use crate::reals::{lookup_real, real_at};
 use crate::sched;
 use crate::stats::count;
-
-/// Where a packet goes: ids only. Verifier note: no map-value pointer travels in this
-/// struct (or in `Found`, which wraps it). LLVM may pack a small aggregate into one
-/// register with shifts, and the verifier rejects any shift of a pointer ("pointer
-/// arithmetic with >>= operator prohibited"); `forward` re-reads the REALS array (an
-/// inlined lookup) instead.
-#[derive(Clone, Copy)]
-pub struct Dest {
-    /// The real's id (REALS index, REAL_STATS index).
-    pub real_id: u32,
-    /// Its service's id (SVC_STATS index).
-    pub svc_id: u32,
-    /// First packet of a newly scheduled flow (NAT records its reverse entry then).
-    pub new_flow: bool,
-}
+use crate::verdict::{Dest, Exit};
 
 /// A newly scheduled real, and whether its flow was found already recorded.
 pub struct Scheduled {
@@ -47,7 +33,7 @@ pub struct Scheduled {
 /// ours to place (IPVS passes ICMP that matches no connection), so it passes `NotBalanced`.
 ///
 /// Inlined like everything on the packet path: measured, a single static BPF-to-BPF call
-/// in `lb_xdp` (this function or `unless_vip` out of line) cost 20–30 ns on every path,
+/// in `lb_xdp` (this function or `gate::confirm_vip` out of line) cost 20–30 ns on every path,
 /// even on those that never make the call.
 #[inline(always)]
 pub fn schedule_new(pkt: &Packet) -> Result<Scheduled, Exit> {
@@ -234,7 +220,7 @@ struct Group {
 #[inline(never)]
 extern "C" fn group_step(i: u64, ctx: *mut aya_ebpf::cty::c_void) -> i64 {
     let s: &mut Group = unsafe { sched::iter::state(ctx) };
-    let Some(&id) = SCHED_TABLE.get(s.base.wrapping_add(i as u32)) else {
+    let Some(id) = real_at(s.base, i as u32) else {
         return 1;
     };
     if let Some(r) = lookup_real(id)

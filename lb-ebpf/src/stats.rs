@@ -4,8 +4,8 @@
 
 use lb_common::{Counter, CounterBlock, Traffic};
 
-use crate::Sent;
 use crate::maps::{COUNTERS, REAL_STATS, SVC_STATS};
+use crate::verdict::Sent;
 
 /// Bumps one global counter (the rare events: the exit ones go through [`count_exit`]).
 #[inline(always)]
@@ -26,7 +26,7 @@ pub fn count_exit(exit: Counter, sent: Option<Sent>) {
     b.slots[Counter::RX.0 as usize] += 1;
     bump(b, exit);
     if let Some(s) = sent {
-        bump(b, s.what);
+        bump(b, s.fwd_counter);
         if s.new_flow {
             bump(b, Counter::NEW_FLOW);
         }

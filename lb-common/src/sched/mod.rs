@@ -26,6 +26,8 @@
 #[cfg(feature = "std")]
 use std::vec::Vec;
 
+pub mod pick;
+
 /// Buckets of an sh or dh table (`IP_VS_SH_TAB_SIZE`, `IP_VS_DH_TAB_SIZE`: 1 << 8).
 pub const TAB_SIZE: u32 = 1 << 8;
 

@@ -13,9 +13,8 @@ use lb_common::{Counter, Drop, ForwardMode, NatReverse, Real};
 use crate::maps::{REALS, TX_PORTS};
 use crate::parse::Packet;
 use crate::pkt::{bytes_at, ld16, ld32, st16, st32};
-use crate::schedule::Dest;
 use crate::stats::{count, count_in, count_new_flow};
-use crate::{Exit, Out, Sent};
+use crate::verdict::{Dest, Exit, Out, Sent};
 
 pub use nat::forward_nat_return;
 
@@ -27,8 +26,8 @@ pub use nat::forward_nat_return;
 pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit> {
     // Checked ACTIVE by lookup/schedule; re-read here by id (see `Dest`).
     let real = REALS.get(dest.real_id).ok_or(Drop::NoReal)?;
-    let what = match rewrite(ctx, pkt, dest, real) {
-        Ok(what) => what,
+    let fwd_counter = match rewrite(ctx, pkt, dest, real) {
+        Ok(c) => c,
         Err(e) => {
             if dest.new_flow {
                 count_new_flow(dest.svc_id, dest.real_id);
@@ -51,7 +50,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit
     };
     Ok(Sent {
         out,
-        what,
+        fwd_counter,
         new_flow: dest.new_flow,
     })
 }

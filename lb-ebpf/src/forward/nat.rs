@@ -1,24 +1,26 @@
 //! NAT (`-m`, masquerading): the client's packet gets destination := real.addr:real.port and
 //! TTL − 1 (the director is a router hop here), checksums fixed incrementally; the first
 //! packet of a flow records the reverse entry, and the real's reply (found in NAT_REV) gets
-//! source := VIP:vport and goes back the way the client's packet came.
+//! source := VIP:vport and goes back the way the client's packet came. An ICMP error about
+//! a NAT flow has its quote rewritten instead ([`rewrite_quote_nat`]).
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Be16, Counter, Drop, FlowKey, NatReverse, RawAddr, Real,
-    consts::proto,
+    consts::{
+        hdr::{ICMP_LEN, IPV4_LEN, IPV6_LEN, QUOTE_L4_LEN, TCP_LEN, UDP_LEN},
+        proto,
+    },
     csum::{apply, delta_addr, delta16, delta32},
 };
 
 use super::{send, write_macs};
 use crate::conn;
 use crate::flows;
-use crate::icmp;
-use crate::parse::{IPV4_LEN, IPV6_LEN, Packet, TCP_LEN, UDP_LEN, read_addr6};
+use crate::parse::{Packet, read_addr6};
 use crate::pkt::{bytes_at, ld8, ld16, ld32, st8, st16, st32};
-use crate::schedule::Dest;
 use crate::stats::{count, count_out};
-use crate::{Exit, Sent};
+use crate::verdict::{Dest, Exit, Sent};
 
 /// Which end of the packet a rewrite changes.
 #[derive(Clone, Copy)]
@@ -51,7 +53,7 @@ pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> 
     };
     let addr = family_addr(pkt, &real.addr);
     if pkt.quote.is_some() {
-        icmp::rewrite_quote_nat(ctx, pkt, &addr, port)?;
+        rewrite_quote_nat(ctx, pkt, &addr, port)?;
     } else {
         if dest.new_flow {
             // Before the rewrite: the entry needs the frame's MACs as they arrived.
@@ -63,12 +65,43 @@ pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> 
     write_macs(ctx, &real.dst_mac, &real.src_mac)
 }
 
+/// NAT mode: the real must see the error about its own reply (real:rport → client), so
+/// outer destination := real (TTL − 1), quoted source := real:port, and the checksums
+/// covering them follow: outer IPv4 header, quoted IPv4 header, ICMP (ICMPv6's covers the
+/// outer addresses too). The quoted L4 checksum stays: the quote is truncated anyway.
+#[inline(always)]
+fn rewrite_quote_nat(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    addr: &RawAddr,
+    port: Be16,
+) -> Result<(), Drop> {
+    let Some(q) = pkt.quote else {
+        return Ok(());
+    };
+    let v4 = pkt.is_v4();
+    let outer = rewrite_l3(ctx, pkt.l3_off, v4, Side::Dst, addr, true)?;
+    let inner = rewrite_l3(ctx, q.l3_off, v4, Side::Src, addr, false)?;
+    let t = bytes_at(ctx, q.l4_off, QUOTE_L4_LEN).ok_or(Drop::IcmpQuote)?;
+    let old_port = unsafe { ld16(t) };
+    unsafe { st16(t, port.0) };
+    let p = bytes_at(ctx, pkt.l4_off, ICMP_LEN).ok_or(Drop::Truncated)?;
+    let mut delta =
+        inner.addr_delta + delta16(inner.old_check, inner.new_check) + delta16(old_port, port.0);
+    if !v4 {
+        // ICMPv6's pseudo-header holds the outer destination.
+        delta += outer.addr_delta;
+    }
+    unsafe { st16(p + 2, apply(ld16(p + 2), delta)) };
+    Ok(())
+}
+
 /// Real → client (docs/datapath.md "NAT return"): source := VIP:vport, TTL − 1, back to
 /// the client's MAC from ours, out the interface the client's packets came in on.
 #[inline(always)]
 pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> Result<Sent, Exit> {
     pkt.check_ttl()?;
-    update_flow(pkt, rev);
+    track_reply_state(pkt, rev);
     let vip = family_addr(pkt, &rev.vip);
     let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Src, &vip, true)?;
     rewrite_l4(ctx, pkt, Side::Src, l3.addr_delta, rev.vport)?;
@@ -76,7 +109,7 @@ pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> R
     count_out(rev.svc_id, rev.real_id, pkt.l3_len);
     Ok(Sent {
         out: send(ctx, rev.ifindex)?,
-        what: Counter::NAT_RETURN,
+        fwd_counter: Counter::NAT_RETURN,
         new_flow: false,
     })
 }
@@ -87,7 +120,7 @@ pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> R
 /// IPVS, which also restarts the timer on replies; it keeps the reply path free of a hash
 /// lookup).
 #[inline(always)]
-fn update_flow(pkt: &Packet, rev: &NatReverse) {
+fn track_reply_state(pkt: &Packet, rev: &NatReverse) {
     use lb_common::conn::tcp_flags::{FIN, RST, SYN};
     if pkt.key.proto != proto::TCP || pkt.tcp_flags & (SYN | FIN | RST) == 0 {
         return;

@@ -6,13 +6,18 @@
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{
     Drop, Real,
-    consts::{ENCAP_TTL, proto},
+    consts::{
+        ENCAP_TTL,
+        hdr::{ETH_LEN, IPV4_LEN, IPV6_LEN, L2_MAX},
+        ipv4_frag,
+        proto,
+    },
     csum::ipv4_header,
 };
 
 use super::write_macs;
-use crate::parse::{IPV4_LEN, IPV6_LEN, Packet};
-use crate::pkt::{ETH_LEN, L2_MAX, bytes_at, ld8, ld16, ld32, split, st16, st32};
+use crate::parse::Packet;
+use crate::pkt::{bytes_at, ld8, ld16, ld32, split, st16, st32};
 
 /// Encapsulates the packet toward the real.
 #[inline(always)]
@@ -71,7 +76,7 @@ fn write_outer_v4(ctx: &XdpContext, pkt: &Packet, real: &Real) -> Result<(), Dro
         u16::from_ne_bytes([0x45, tos]),
         ((pkt.l3_len + IPV4_LEN) as u16).to_be(),
         0,
-        frag & 0x4000u16.to_be(),
+        frag & ipv4_frag::DF.to_be(),
         u16::from_ne_bytes([ENCAP_TTL, proto::IPIP]),
         0,
         s0,

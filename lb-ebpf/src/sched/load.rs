@@ -6,7 +6,7 @@
 //! strictly better real, so one scan serves them: each scheduler gives a real a cost
 //! `num / den`, and `d` beats `least` when `num_d · den_least < num_least · den_d`
 //! (u64 products, no division):
-//! - lc (ip_vs_lc.c): num = overhead = active·256 + inactive, den = 1;
+//! - lc (ip_vs_lc.c): num = overhead = active·256 + inactive (`conn_overhead`), den = 1;
 //! - wlc (ip_vs_wlc.c): num = overhead, den = weight;
 //! - sed (ip_vs_sed.c): num = active + 1, den = weight;
 //! - nq (ip_vs_nq.c): as sed, but the first real with no active connection is taken at once;
@@ -27,37 +27,23 @@ use aya_ebpf::{cty::c_void, helpers::bpf_get_prandom_u32};
 use lb_common::{
     Drop, SchedKind, Service,
     consts::{MAX_REALS_PER_SERVICE, NO_REAL},
+    sched::pick::conn_overhead,
 };
 
-use super::{available, iter};
+use super::iter;
 use crate::conn;
-use crate::maps::SCHED_TABLE;
-
-/// Real id at position `i` of a reals list.
-#[inline(always)]
-fn real_at(base: u32, i: u32) -> Option<u32> {
-    SCHED_TABLE.get(base.wrapping_add(i)).copied()
-}
-
-#[inline(always)]
-fn found(id: u32) -> Result<u32, Drop> {
-    if id == NO_REAL {
-        Err(Drop::NoReal)
-    } else {
-        Ok(id)
-    }
-}
+use crate::reals::{available, picked, real_at};
 
 /// lc, wlc, sed, nq, fo, ovf.
 #[inline(always)]
 pub fn select(svc: &Service, kind: SchedKind) -> Result<u32, Drop> {
-    found(lb_sched_load(svc.reals_base, svc.reals_len, kind as u32))
+    picked(lb_sched_load(svc.reals_base, svc.reals_len, kind as u32))
 }
 
 /// twos.
 #[inline(always)]
 pub fn select_twos(svc: &Service) -> Result<u32, Drop> {
-    found(lb_sched_twos(svc.reals_base, svc.reals_len))
+    picked(lb_sched_twos(svc.reals_base, svc.reals_len))
 }
 
 /// Scan state of lc/wlc/sed/nq/fo/ovf.
@@ -99,7 +85,7 @@ extern "C" fn load_step(i: u64, ctx: *mut c_void) -> i64 {
     };
     let c = conn::counts(id);
     let w = real.weight as u64;
-    let overhead = (c.active << 8) + c.inactive;
+    let overhead = conn_overhead(c.active, c.inactive);
     let (num, den) = match SchedKind::from_u8(s.kind as u8) {
         Some(SchedKind::Lc) => (overhead, 1),
         Some(SchedKind::Sed) => (c.active + 1, w),
@@ -134,6 +120,7 @@ struct Twos {
     base: u32,
     c1: u32,
     c2: u32,
+    /// Which choices are made: [`HAVE_FIRST`], [`HAVE_SECOND`].
     have: u32,
     total: u64,
     r1: i64,
@@ -143,6 +130,13 @@ struct Twos {
     w2: u64,
     o2: u64,
 }
+
+/// `Twos::have` bit: the first random weight has run down (`c1`, `w1`, `o1` are set).
+const HAVE_FIRST: u32 = 1;
+/// `Twos::have` bit: the second one has (`c2`, `w2`, `o2`).
+const HAVE_SECOND: u32 = 2;
+/// Both choices made: the scan stops.
+const HAVE_BOTH: u32 = HAVE_FIRST | HAVE_SECOND;
 
 /// twos: total weight of the available reals, two random weights in [0, total], the first
 /// real at which each runs down to ≤ 0, and the second choice when
@@ -179,7 +173,7 @@ pub extern "C" fn lb_sched_twos(reals_base: u32, reals_len: u32) -> u32 {
     s.r1 = r(total) as i64;
     s.r2 = r(total) as i64;
     iter::run(n, twos_pick, &mut s);
-    if s.have & 2 != 0 && s.w2 * s.o1 > s.w1 * s.o2 {
+    if s.have & HAVE_SECOND != 0 && s.w2 * s.o1 > s.w1 * s.o2 {
         return s.c2;
     }
     s.c1
@@ -210,19 +204,19 @@ extern "C" fn twos_pick(i: u64, ctx: *mut c_void) -> i64 {
     let w = real.weight as i64;
     s.r1 -= w;
     s.r2 -= w;
-    if s.r1 <= 0 && s.have & 1 == 0 {
+    if s.r1 <= 0 && s.have & HAVE_FIRST == 0 {
         let c = conn::counts(id);
         s.c1 = id;
         s.w1 = w as u64;
-        s.o1 = (c.active << 8) + c.inactive;
-        s.have |= 1;
+        s.o1 = conn_overhead(c.active, c.inactive);
+        s.have |= HAVE_FIRST;
     }
-    if s.r2 <= 0 && s.have & 2 == 0 {
+    if s.r2 <= 0 && s.have & HAVE_SECOND == 0 {
         let c = conn::counts(id);
         s.c2 = id;
         s.w2 = w as u64;
-        s.o2 = (c.active << 8) + c.inactive;
-        s.have |= 2;
+        s.o2 = conn_overhead(c.active, c.inactive);
+        s.have |= HAVE_SECOND;
     }
-    if s.have == 3 { 1 } else { 0 }
+    if s.have == HAVE_BOTH { 1 } else { 0 }
 }

@@ -16,18 +16,21 @@
 use aya_ebpf::cty::c_void;
 use lb_common::{
     Drop, LocalityValue, SchedKind, Service,
-    consts::{MAX_REALS_PER_SERVICE, NO_REAL},
+    consts::{LBLCR_EXPIRATION_S, MAX_REALS_PER_SERVICE, NO_REAL},
     flow::LOCALITY_SET_MAX,
+    sched::pick::conn_overhead,
 };
 
 use super::{iter, load};
 use crate::conn;
-use crate::lookup::lookup_real;
-use crate::maps::{LBLC, SCHED_TABLE};
+use crate::maps::LBLC;
 use crate::parse::Packet;
+use crate::reals::{lookup_real, real_at};
 
-/// IPVS `sysctl_lblcr_expiration` default: 24 h.
-pub const LBLCR_EXPIRATION_S: u32 = 24 * 60 * 60;
+/// `replicate` of the global functions below: lblc, one cached real per service.
+const LBLC_ONE: u32 = 0;
+/// `replicate` of the global functions below: lblcr, a set of reals per service.
+const LBLCR_SET: u32 = 1;
 
 #[inline(always)]
 fn one(id: u32, now: u32) -> LocalityValue {
@@ -56,21 +59,33 @@ fn lb_overloaded(base: u32, len: u32, id: u32) -> bool {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn lb_lblc_spare(reals_base: u32, reals_len: u32) -> u32 {
-    let mut s = [reals_base, 0];
+    let mut s = Spare {
+        base: reals_base,
+        spare: 0,
+    };
     iter::run(reals_len.min(MAX_REALS_PER_SERVICE), spare_step, &mut s);
-    s[1]
+    s.spare
+}
+
+/// [`lb_lblc_spare`]'s scan state.
+#[repr(C)]
+struct Spare {
+    /// The reals list's first SCHED_TABLE slot.
+    base: u32,
+    /// 1 once a real with active·2 < weight is seen.
+    spare: u32,
 }
 
 #[inline(never)]
 extern "C" fn spare_step(i: u64, ctx: *mut c_void) -> i64 {
-    let s: &mut [u32; 2] = unsafe { iter::state(ctx) };
-    let Some(&id) = SCHED_TABLE.get(s[0].wrapping_add(i as u32)) else {
+    let s: &mut Spare = unsafe { iter::state(ctx) };
+    let Some(id) = real_at(s.base, i as u32) else {
         return 1;
     };
     if let Some(r) = lookup_real(id)
         && conn::counts(id).active * 2 < r.weight as u64
     {
-        s[1] = 1;
+        s.spare = 1;
         return 1;
     }
     0
@@ -79,13 +94,13 @@ extern "C" fn spare_step(i: u64, ctx: *mut c_void) -> i64 {
 /// lblc.
 #[inline(always)]
 pub fn select_lblc(svc: &Service, _pkt: &Packet) -> Result<u32, Drop> {
-    select(svc, 0)
+    select(svc, LBLC_ONE)
 }
 
 /// lblcr.
 #[inline(always)]
 pub fn select_lblcr(svc: &Service, _pkt: &Packet) -> Result<u32, Drop> {
-    select(svc, 1)
+    select(svc, LBLCR_SET)
 }
 
 /// The cached choice if still good, else wlc's, stored. Three global functions called
@@ -104,8 +119,8 @@ fn select(svc: &Service, replicate: u32) -> Result<u32, Drop> {
     Ok(id)
 }
 
-/// The cached real of lblc (`replicate` 0: configured, weight > 0) or the set's least
-/// loaded of lblcr (1), else `NO_REAL`; stamps the entry, and lets an lblcr set that has
+/// The cached real of lblc (`replicate` [`LBLC_ONE`]: configured, weight > 0) or the
+/// set's least loaded of lblcr ([`LBLCR_SET`]), else `NO_REAL`; stamps the entry, and lets an lblcr set that has
 /// not changed for `LBLCR_EXPIRATION_S` drop its most loaded member. The caller applies
 /// lblc's overload test.
 #[unsafe(no_mangle)]
@@ -120,7 +135,7 @@ pub extern "C" fn lb_lblc_cached(svc_id: u32, replicate: u32) -> u32 {
     }
     let now = conn::now();
     unsafe { (*e).last_seen_s = now };
-    if replicate == 0 {
+    if replicate == LBLC_ONE {
         let id = unsafe { (*e).reals[0] };
         if matches!(lookup_real(id), Some(r) if r.weight > 0 && r.svc_id == svc_id) {
             return id;
@@ -147,7 +162,7 @@ pub extern "C" fn lb_lblc_store(svc_id: u32, id: u32, replicate: u32) -> u32 {
     };
     let now = conn::now();
     let len = unsafe { (*e).len };
-    if replicate == 0 || len == 0 || len as usize > LOCALITY_SET_MAX {
+    if replicate == LBLC_ONE || len == 0 || len as usize > LOCALITY_SET_MAX {
         unsafe { *e = one(id, now) };
     } else {
         insert(e, id, now, svc_id);
@@ -172,7 +187,7 @@ fn set_min_max(e: *mut LocalityValue, svc_id: u32) -> (u32, usize) {
             continue;
         };
         let c = conn::counts(id);
-        let oh = (c.active << 8) + c.inactive;
+        let oh = conn_overhead(c.active, c.inactive);
         let w = r.weight as u64;
         if w == 0 {
             continue;

@@ -8,7 +8,9 @@
 //! - [`locality`]: lblc, lblcr — a cache entry per destination address over wlc.
 //!
 //! Availability is IPVS's `is_unavailable` plus ours: a real is schedulable when it is
-//! configured (`ACTIVE`), has weight > 0 and is not overloaded.
+//! configured (`ACTIVE`), has weight > 0 and is not overloaded (`reals::available`).
+//! The math that picks a bucket or slot is lb-common's (`lb_common::sched::pick`), so
+//! userspace computes the same choice.
 
 pub mod iter;
 pub mod load;
@@ -16,10 +18,8 @@ pub mod locality;
 pub mod sequence;
 pub mod table;
 
-use lb_common::{Drop, Real, SchedKind, Service};
+use lb_common::{Drop, SchedKind, Service};
 
-use crate::conn;
-use crate::lookup::lookup_real;
 use crate::parse::Packet;
 
 /// The scheduler seam: one arm per scheduler family.
@@ -46,15 +46,4 @@ pub fn is_hashing(svc: &Service) -> bool {
         SchedKind::from_u8(svc.sched),
         Some(SchedKind::Maglev) | Some(SchedKind::Sh) | Some(SchedKind::Dh)
     )
-}
-
-/// A configured real that may take a new flow (weight > 0, not overloaded).
-#[inline(always)]
-pub fn available(real_id: u32) -> Option<&'static Real> {
-    let real = lookup_real(real_id)?;
-    if real.weight == 0 || conn::overloaded(real_id, real) {
-        None
-    } else {
-        Some(real)
-    }
 }

@@ -1,12 +1,13 @@
 //! Sequence-driven schedulers, rr (ip_vs_rr.c) and wrr (ip_vs_wrr.c), run as IPVS runs
 //! them over the service's reals list (`svc->destinations` order), with IPVS's scheduler
 //! state kept in `SCHED_CURSOR[service id]`:
-//! - bit 63: set once the service has scheduled (clear = IPVS's fresh state);
-//! - bits 41–62: `reals_base` of the list the state belongs to. lb-ctl publishes every
-//!   change of the real set or of a weight as a new list region, so a different base is
-//!   IPVS's `dest_changed` / `add_dest` / `del_dest`;
-//! - bits 32–40: `cl`, the list position of the last pick (`HEAD` = the list head);
-//! - bits 0–23: wrr's `cw`.
+//! - bit 63 ([`VALID`]): set once the service has scheduled (clear = IPVS's fresh state);
+//! - bits 41–62 ([`BASE_SHIFT`], [`BASE_MASK`]): `reals_base` of the list the state belongs
+//!   to. lb-ctl publishes every change of the real set or of a weight as a new list region,
+//!   so a different base is IPVS's `dest_changed` / `add_dest` / `del_dest`;
+//! - bits 32–40 ([`CL_SHIFT`], [`CL_MASK`]): `cl`, the list position of the last pick
+//!   (`HEAD` = the list head);
+//! - bits 0–23 ([`CW_MASK`]): wrr's `cw`.
 //!
 //! rr: from the real after the last pick, the first available one (not overloaded,
 //! positive weight), wrapping once. After a list change rr continues after the last pick's real in the
@@ -23,25 +24,37 @@
 use aya_ebpf::cty::c_void;
 use lb_common::{
     Drop, SchedKind, Service,
-    consts::{MAX_REALS_PER_SERVICE, NO_REAL},
+    consts::{MAX_REALS_PER_SERVICE, NO_REAL, WRR_MAX_STEPS},
 };
 
-use super::{available, iter};
+use super::iter;
 use crate::conn;
-use crate::lookup::lookup_real;
-use crate::maps::{SCHED_CURSOR, SCHED_TABLE};
+use crate::maps::SCHED_CURSOR;
+use crate::reals::{available, lookup_real, real_at};
 
-/// Most list positions a wrr pick visits.
-pub const WRR_MAX_STEPS: u32 = 1 << 14;
+/// Cursor bit: the service has scheduled since its state was last reset.
 const VALID: u64 = 1 << 63;
-const HEAD: u32 = 0x1ff;
+/// Cursor field `reals_base` (22 bits, from bit 41).
+const BASE_SHIFT: u32 = 41;
+/// See [`BASE_SHIFT`].
+const BASE_MASK: u32 = 0x3f_ffff;
+/// Cursor field `cl` (9 bits, from bit 32): positions 0..MAX_REALS_PER_SERVICE, or `HEAD`.
+const CL_SHIFT: u32 = 32;
+/// See [`CL_SHIFT`].
+const CL_MASK: u32 = 0x1ff;
+/// Cursor field `cw` (24 bits, from bit 0).
+const CW_MASK: u32 = 0xff_ffff;
+/// `cl` of the list head (IPVS's `&svc->destinations`): the largest 9-bit value, past any
+/// list position.
+const HEAD: u32 = CL_MASK;
+const _: () = assert!(MAX_REALS_PER_SERVICE <= HEAD);
 
 #[inline(always)]
 fn pack(base: u32, cl: u32, cw: u32) -> u64 {
     VALID
-        | ((base as u64 & 0x3f_ffff) << 41)
-        | ((cl as u64 & 0x1ff) << 32)
-        | (cw as u64 & 0xff_ffff)
+        | ((base as u64 & BASE_MASK as u64) << BASE_SHIFT)
+        | ((cl as u64 & CL_MASK as u64) << CL_SHIFT)
+        | (cw as u64 & CW_MASK as u64)
 }
 
 /// rr / wrr.
@@ -52,11 +65,6 @@ pub fn select(svc: &Service) -> Result<u32, Drop> {
         NO_REAL => Err(Drop::NoReal),
         id => Ok(id),
     }
-}
-
-#[inline(always)]
-fn real_at(base: u32, i: u32) -> Option<u32> {
-    SCHED_TABLE.get(base.wrapping_add(i)).copied()
 }
 
 /// The rr / wrr pick (a global function, verified once: see `load`).
@@ -72,17 +80,17 @@ pub extern "C" fn lb_sched_seq(svc_id: u32, reals_base: u32, reals_len: u32, wrr
     };
     let c = unsafe { *cur };
     let fresh = c & VALID == 0;
-    let same = !fresh && ((c >> 41) & 0x3f_ffff) as u32 == reals_base & 0x3f_ffff;
+    let same = !fresh && ((c >> BASE_SHIFT) & BASE_MASK as u64) as u32 == reals_base & BASE_MASK;
     let mut cl = if fresh {
         HEAD
     } else {
-        ((c >> 32) & 0x1ff) as u32
+        ((c >> CL_SHIFT) & CL_MASK as u64) as u32
     };
-    let cw = (c & 0xff_ffff) as u32;
+    let cw = (c & CW_MASK as u64) as u32;
     if wrr == 0 {
         if !fresh && !same {
             // The list changed: continue after the last pick's real, if still listed.
-            let old = ((c >> 41) & 0x3f_ffff) as u32;
+            let old = ((c >> BASE_SHIFT) & BASE_MASK as u64) as u32;
             cl = match real_at(old, cl) {
                 Some(id) if cl != HEAD => find(reals_base, n, id),
                 _ => HEAD,
@@ -123,17 +131,28 @@ pub extern "C" fn lb_sched_seq(svc_id: u32, reals_base: u32, reals_len: u32, wrr
 /// Position of real `id` in the list, or `HEAD`.
 #[inline(always)]
 fn find(base: u32, n: u32, id: u32) -> u32 {
-    let mut s = [base, id, HEAD];
+    let mut s = Find { base, id, pos: HEAD };
     iter::run(n, find_step, &mut s);
-    s[2]
+    s.pos
+}
+
+/// [`find`]'s scan state.
+#[repr(C)]
+struct Find {
+    /// The reals list's first SCHED_TABLE slot.
+    base: u32,
+    /// The real looked for.
+    id: u32,
+    /// Its position once found, else `HEAD`.
+    pos: u32,
 }
 
 #[inline(never)]
 extern "C" fn find_step(i: u64, ctx: *mut c_void) -> i64 {
-    let s: &mut [u32; 3] = unsafe { iter::state(ctx) };
-    match real_at(s[0], i as u32) {
-        Some(id) if id == s[1] => {
-            s[2] = i as u32;
+    let s: &mut Find = unsafe { iter::state(ctx) };
+    match real_at(s.base, i as u32) {
+        Some(id) if id == s.id => {
+            s.pos = i as u32;
             1
         }
         Some(_) => 0,
