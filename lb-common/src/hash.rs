@@ -65,7 +65,7 @@ pub fn addr_hash(a: &RawAddr, port: u16, seed: u32) -> u32 {
 }
 
 /// Seed of the scheduling hash. Fixed, so every director (and every restart) picks the
-/// same real for a flow: that is what lets ECMP'd directors agree (DESIGN.md §4).
+/// same real for a flow: that is what lets ECMP'd directors agree (docs/design.md §4).
 pub const FLOW_SEED: u32 = 0x6c62_7631;
 
 #[cfg(test)]

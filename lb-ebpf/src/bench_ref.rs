@@ -1,4 +1,4 @@
-//! Reference programs for `cargo xtask bench` (DESIGN.md §6), timed beside `lb_xdp` in the
+//! Reference programs for `cargo xtask bench` (docs/design.md §6), timed beside `lb_xdp` in the
 //! same run so every figure can be read as "extra over doing nothing":
 //!
 //! - `bench_pass`: returns XDP_PASS and touches nothing — the cost of BPF_PROG_TEST_RUN

@@ -1,5 +1,5 @@
 //! `lb_xdp`: the XDP balancer. One straight path per packet — parse → lookup → schedule →
-//! forward — with counting at the edges (docs/datapath.md is the contract, STYLE.md §1 the
+//! forward — with counting at the edges (docs/datapath.md is the contract, docs/design.md §3 the
 //! shape). Every packet bumps, on exit, `RX` and exactly one of TX / REDIRECT / a pass
 //! reason / a drop reason (and a forwarded one its FWD_* or NAT_RETURN).
 #![no_std]

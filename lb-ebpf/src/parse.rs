@@ -1,6 +1,6 @@
 //! Parse: Ethernet (+ up to two VLAN tags), IPv4 (options skipped via IHL) or IPv6, and the
 //! TCP/UDP ports, into one family-agnostic [`Packet`] view (as Katran's `flow_key` union).
-//! Only this module and `forward` branch on the address family (STYLE.md §1).
+//! Only this module and `forward` branch on the address family (docs/design.md §3).
 //! Validation follows docs/datapath.md steps 1–2; step 3's gate (`gate::gate`) runs as
 //! soon as each family has its addresses, so traffic that is not ours leaves before the
 //! rest of the [`Packet`] is built. The L4 header is only classified here

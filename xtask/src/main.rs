@@ -1,5 +1,5 @@
 //! `cargo xtask`: the project's one entry point for setup, builds, tests and the demo
-//! (DESIGN.md §7). Each subcommand prints what it does; failures end with a one-line reason.
+//! (docs/design.md §7). Each subcommand prints what it does; failures end with a one-line reason.
 
 mod bench;
 mod build;

@@ -1,5 +1,5 @@
 //! `cargo xtask setup`: installs what builds and tests need, checking first, so a second run
-//! takes seconds (DESIGN.md §2 lists the verified steps).
+//! takes seconds (docs/design.md §2 lists the verified steps).
 
 use crate::util::{self, is_root, note, output, step};
 use anyhow::{Context, Result, bail};

@@ -3,7 +3,7 @@
 //! Fails on any failure, on a group that could not run, on a group that ran no test (every
 //! test skipped, or a filter that matched nothing), on a test binary that printed no
 //! summary or holds no test at all (e.g. an empty cases directory), and under CI=true on any
-//! skipped (ignored) test: root-only tests must run in CI (DESIGN.md §5).
+//! skipped (ignored) test: root-only tests must run in CI (docs/design.md §5).
 
 use crate::util::{self, cargo, in_ci, note, root, step};
 use anyhow::{Result, bail};

@@ -1,6 +1,6 @@
 //! The scheduler math that decides a real, defined once: the XDP program calls these to
 //! pick a bucket or slot, and userspace calls the same functions to answer "which real
-//! would this flow get" (STYLE.md §2). Pure functions of the flow key and numbers: no maps,
+//! would this flow get" (docs/design.md §1, lb-common). Pure functions of the flow key and numbers: no maps,
 //! no I/O. Which real a bucket holds is the table's business (`sched::sh_table`,
 //! `sched::dh_table`, `maglev`: built by lb-ctl).
 //!

@@ -1,4 +1,4 @@
-//! The schedulers, one module per family (DESIGN.md §3 step 5), each as the kernel's
+//! The schedulers, one module per family (docs/design.md §3 step 5), each as the kernel's
 //! ip_vs_<name>.c decides (docs/datapath.md "Schedulers"):
 //! - [`table`]: mh, sh, dh — userspace built the table, we hash and index it (with the
 //!   sh-fallback / mh-fallback walks);

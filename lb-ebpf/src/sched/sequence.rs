@@ -16,7 +16,6 @@
 //! on a list change `ip_vs_wrr_dest_changed` (back to the head, `cw` rounded to the new
 //! `di`, or `mw` when above it or 0). `mw` and `di` are recomputed from the list.
 //!
-//! lb-ctl's rr/wrr tables (`lb_common::sched`) are not read by the data path.
 //! Difference from IPVS: the state is read and written without a lock (IPVS holds
 //! `sched_lock`), so two CPUs scheduling at the same instant may take the same real; a
 //! wrr walk gives up after `WRR_MAX_STEPS` list positions (IPVS's bound is the passes).
