@@ -1,6 +1,8 @@
 //! Root-only: the lb-ctl binary against the real object in a network namespace it builds —
 //! load, adopt, services and reals (with next-hop resolution through a veth peer), listing,
-//! refusals that change nothing, decap, unload. Skipped (with a message) without root.
+//! refusals that change nothing, decap, unload. A `harness = false` binary: without root or
+//! without the BPF object every trial is reported ignored with the reason (never passed),
+//! which `CI=true cargo xtask test` counts as a failure.
 //!
 //! Everything lives in two namespaces named after this process and a pin directory
 //! /sys/fs/bpf/lb-test-<pid>; a guard removes them even when an assertion fails.
@@ -122,20 +124,53 @@ impl Drop for Lab {
     }
 }
 
-/// Whether this test can run; says why not when it cannot.
-fn can_run() -> bool {
+/// Why these trials cannot run here, if they cannot: not root, or no BPF object. Under
+/// CI=true a missing object fails every trial instead (`Err`): CI builds it first.
+fn cannot_run() -> Option<Result<String, String>> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root (network namespaces, bpffs, XDP)");
-        return false;
+        return Some(Ok("needs root (network namespaces, bpffs, XDP)".into()));
     }
     if let Err(e) = object_path(Kind::Balancer, None) {
-        let msg = format!("no BPF object ({e}); build it: cd lb-ebpf && cargo build --release");
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-        eprintln!("skipped: {msg}");
-        return false;
+        let msg = format!("no BPF object ({e}); build it: cargo xtask build");
+        return Some(if std::env::var("CI").as_deref() == Ok("true") {
+            Err(msg)
+        } else {
+            Ok(msg)
+        });
     }
-    true
+    None
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let why_not = cannot_run();
+    let tests: [(&str, fn()); 3] = [
+        ("load_configure_list_unload", load_configure_list_unload),
+        (
+            "schedulers_persistence_timeouts_sweep",
+            schedulers_persistence_timeouts_sweep,
+        ),
+        (
+            "live_syns_are_counted_and_expire",
+            live_syns_are_counted_and_expire,
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            let why_not = why_not.clone();
+            libtest_mimic::Trial::ignorable_test(name, move || match why_not {
+                Some(Ok(why)) => Ok(libtest_mimic::Completion::ignored_with(why)),
+                Some(Err(fail)) => Err(fail.into()),
+                None => {
+                    f();
+                    Ok(libtest_mimic::Completion::Completed)
+                }
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }
 
 const EMPTY: &str = "\
@@ -144,11 +179,7 @@ Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
 ";
 
-#[test]
 fn load_configure_list_unload() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("a");
     let pin: &Path = &lab.pin;
 
@@ -382,15 +413,11 @@ fn flow_key(client: &str, cport: u16, vip: &str, vport: u16, proto: u8) -> lb_co
     .v4()
 }
 
-#[test]
 fn schedulers_persistence_timeouts_sweep() {
     use aya::maps::{Array, HashMap, MapData};
     use lb_common::conn::{ConnEvents, TcpState};
     use lb_common::sched::{self, Dest};
     use lb_common::{FlowFlags, FlowKey, FlowKey4, FlowValue, PersistKey, PersistValue, SchedKind};
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("b");
     let pin: &Path = &lab.pin;
     lab.ok("load --iface d0 --skb --max-flows 4096");
@@ -490,7 +517,7 @@ fn schedulers_persistence_timeouts_sweep() {
     }
 
     // The rest needs the connection-model maps of the issue-4 object.
-    if pin.join(lb_common::consts::MAP_CLOCK).exists() {
+    {
         let clock: Array<MapData, u32> =
             lb_ctl::maps::open(pin, lb_common::consts::MAP_CLOCK).unwrap();
         let c = clock.get(&0, 0).unwrap();
@@ -499,10 +526,10 @@ fn schedulers_persistence_timeouts_sweep() {
             "load starts CLOCK: {c}"
         );
     }
-    if !pin.join(lb_common::consts::MAP_SETTINGS).exists() {
-        eprintln!("skipped timeouts/sysctl/sweep: the object has no SETTINGS map");
-        return;
-    }
+    assert!(
+        pin.join(lb_common::consts::MAP_SETTINGS).exists(),
+        "the object has a SETTINGS map (timeouts, sysctl, sweep)"
+    );
     assert_eq!(
         lab.ok("-L --timeout"),
         "Timeout (tcp tcpfin udp): 900 120 300\n"
@@ -777,7 +804,11 @@ fn schedulers_persistence_timeouts_sweep() {
     );
 
     // lblc/lblcr locality entries unused for a day are cleared; a fresh one stays.
-    if pin.join(lb_common::consts::MAP_LBLC).exists() {
+    {
+        assert!(
+            pin.join(lb_common::consts::MAP_LBLC).exists(),
+            "LBLC pinned"
+        );
         let lblc = lb_ctl::sys::RawMap::open(&pin.join(lb_common::consts::MAP_LBLC)).unwrap();
         let c = lb_ctl::sweep::read_clock(pin).unwrap();
         let loc = |last: u32| lb_common::LocalityValue {
@@ -805,18 +836,14 @@ fn schedulers_persistence_timeouts_sweep() {
 /// Live packets through the attached program: a client's SYNs make one inactive
 /// connection (IPVS binds inactive, SYN_RECV stays inactive), visible in `-L` and `-L -c`;
 /// a sweep past the SYN_RECV timeout expires it and the counts return to zero.
-#[test]
 fn live_syns_are_counted_and_expire() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("c");
     let pin: &Path = &lab.pin;
     lab.ok("load --iface d0 --skb");
-    if !pin.join(lb_common::consts::MAP_REAL_CONNS).exists() {
-        eprintln!("skipped: the object keeps no connection counters");
-        return;
-    }
+    assert!(
+        pin.join(lb_common::consts::MAP_REAL_CONNS).exists(),
+        "the object keeps connection counters (REAL_CONNS)"
+    );
     lab.ok("-A -t 198.18.4.1:80 -s wlc");
     lab.ok("-a -t 198.18.4.1:80 -r 198.18.100.2 -g");
     sh(&[
