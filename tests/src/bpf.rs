@@ -2,6 +2,7 @@
 //! and a veth pair to redirect to), the real balancer object loaded with small flow tables,
 //! typed access to its maps, and BPF_PROG_TEST_RUN of `lb_xdp` on one frame.
 
+use crate::netns::Netns;
 use anyhow::{Context, Result, anyhow, bail};
 use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
@@ -19,7 +20,6 @@ use lb_common::{
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Ingress interface of every test run without an explicit one: the namespace's loopback,
 /// which BPF_PROG_TEST_RUN uses as the frame's device. A real on this ifindex is XDP_TX.
@@ -91,44 +91,25 @@ impl Verdict {
     }
 }
 
-/// True when the process can run BPF_PROG_TEST_RUN (root).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn sh(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("running {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Moves the calling thread into a fresh network namespace with `lo` up and a veth pair
-/// (ifindex [`IF_OUT`] and [`IF_PEER`]). BPF_PROG_TEST_RUN runs frames as received on this
-/// namespace's `lo`, and devmap entries must name devices of this namespace. The host's
-/// interfaces are never touched. Commands spawned afterwards inherit the namespace.
+/// Moves the calling thread into a fresh network namespace (a [`Netns`] guard of the
+/// harness) with `lo` up and a veth pair (ifindex [`IF_OUT`] and [`IF_PEER`]).
+/// BPF_PROG_TEST_RUN runs frames as received on this namespace's `lo`, and devmap entries
+/// must name devices of this namespace. The host's interfaces are never touched. Commands
+/// spawned afterwards inherit the namespace. The guard is dropped once the thread is in:
+/// its name goes, and the kernel frees the namespace with the thread, so not even a killed
+/// run leaves it behind.
 pub fn enter_netns() -> Result<()> {
-    // SAFETY: unshare only changes this thread's namespace membership.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        bail!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
-    }
-    sh(&["ip", "link", "set", "lo", "up"])?;
-    let (a, b) = (IF_OUT.to_string(), IF_PEER.to_string());
-    sh(&[
-        "ip", "link", "add", "lbt0", "index", &a, "type", "veth", "peer", "name", "lbt1", "index",
-        &b,
-    ])?;
-    sh(&["ip", "link", "set", "lbt0", "up"])?;
-    sh(&["ip", "link", "set", "lbt1", "up"])?;
+    let ns = Netns::new("lbpkt", "harness")?;
+    ns.veth(
+        "lbt0",
+        &format!("index {IF_OUT}"),
+        None,
+        "lbt1",
+        &format!("index {IF_PEER}"),
+    )?;
+    ns.up("lbt0")?;
+    ns.up("lbt1")?;
+    ns.enter()?;
     Ok(())
 }
 
