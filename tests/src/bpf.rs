@@ -6,18 +6,19 @@ use crate::netns::Netns;
 use anyhow::{Context, Result, anyhow, bail};
 use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use aya::{Ebpf, EbpfLoader, Pod};
+use aya::{Ebpf, Pod};
 use lb_common::consts::{
-    GLOBAL_FLOW_CACHE_BITS, MAP_CLOCK, MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6,
-    MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS,
-    MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS,
-    MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4,
+    MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR,
+    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER,
+    MAP_VIPS, PROG_LB,
 };
-use lb_common::flow_cache::{MIN_CACHE_BITS, cache_entries};
+use lb_common::flow_cache::MIN_CACHE_BITS;
 use lb_common::{
     CounterBlock, FlowKey, FlowKey4, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic,
     VipKey,
 };
+use lb_ctl::loader::Loader;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -180,22 +181,13 @@ impl Bpf {
     /// Loads the object with small flow tables and loads `lb_xdp` into the kernel.
     pub fn load(path: &Path) -> Result<Bpf> {
         pin_to_this_cpu()?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(GLOBAL_FLOW_CACHE_BITS, &TEST_CACHE_BITS, true)
-            .map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus()?, TEST_CACHE_BITS))
-            .map_max_entries(MAP_FLOWS4, TEST_MAX_FLOWS)
-            .map_max_entries(MAP_FLOWS6, TEST_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV4, TEST_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV6, TEST_MAX_FLOWS)
-            .load_file(path)
-            .with_context(|| format!("loading {}", path.display()))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROG_LB)
-            .ok_or_else(|| anyhow!("{} has no program {PROG_LB}", path.display()))?
-            .try_into()
-            .with_context(|| format!("{PROG_LB} is not an XDP program"))?;
-        prog.load()
-            .with_context(|| format!("verifying {PROG_LB}"))?;
+        // lb-ctl's own loader, unpinned: the maps and .rodata `lb-ctl load` would give,
+        // with small flow tables and the fewest cache bits.
+        let ebpf = Loader::balancer(path)
+            .max_flows(TEST_MAX_FLOWS)
+            .cache_bits(TEST_CACHE_BITS)
+            .load()
+            .with_context(|| format!("loading {PROG_LB} from {}", path.display()))?;
         Ok(Bpf {
             ebpf,
             path: path.to_owned(),

@@ -12,16 +12,15 @@ use crate::model::{self, Choice, Conn, Dest, Model, Persist, Sched, tcp};
 use anyhow::{Context, Result, anyhow};
 use aya::maps::{Array, HashMap, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use aya::{Ebpf, EbpfLoader, Pod};
+use aya::{Ebpf, Pod};
 use lb_common::addr::convert::to_raw;
 use lb_common::conn::{ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
-    GLOBAL_FLOW_CACHE_BITS, MAP_CLOCK, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER,
-    MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REALS,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
+    MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER,
+    MAP_VIPS, PROG_LB,
 };
 use lb_common::filter::filter_slot;
-use lb_common::flow_cache::cache_entries;
 use lb_common::{
     Be16, FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, Real,
     RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
@@ -125,23 +124,12 @@ impl Lb {
     pub fn load() -> Result<Lb> {
         let path = lb_tests::bpf::object_path()?;
         lb_tests::bpf::pin_to_this_cpu()?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(GLOBAL_FLOW_CACHE_BITS, &TEST_CACHE_BITS, true)
-            .map_max_entries(
-                MAP_FLOW_CACHE,
-                cache_entries(lb_tests::bpf::cpus()?, TEST_CACHE_BITS),
-            )
-            .map_max_entries(MAP_FLOWS4, SCHED_MAX_FLOWS)
-            .map_max_entries(MAP_FLOWS6, SCHED_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV4, SCHED_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV6, SCHED_MAX_FLOWS)
-            .load_file(&path)
-            .with_context(|| format!("loading {}", path.display()))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROG_LB)
-            .ok_or_else(|| anyhow!("no program {PROG_LB}"))?
-            .try_into()?;
-        prog.load()?;
+        // lb-ctl's own loader, unpinned, as the packet harness loads it.
+        let ebpf = lb_ctl::loader::Loader::balancer(&path)
+            .max_flows(SCHED_MAX_FLOWS)
+            .cache_bits(TEST_CACHE_BITS)
+            .load()
+            .with_context(|| format!("loading {PROG_LB} from {}", path.display()))?;
         Ok(Lb { ebpf, next_slot: 0 })
     }
 
