@@ -1033,7 +1033,8 @@ fn model_checks() -> Vec<Trial> {
                     }
                 }
             }
-            let want = tcp::timeout_s(st, 900, 120);
+            let d = lb_common::conn::Timeouts::default();
+            let want = tcp::timeout_s(st, d.tcp_s, d.tcpfin_s);
             if TCP_TIMEOUTS_S[st as usize] != want {
                 bad.push_str(&format!(
                     "timeout of {st:?}: lb-common {}, model {want}\n",

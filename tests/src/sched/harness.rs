@@ -14,7 +14,7 @@ use aya::maps::{Array, HashMap, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, Pod};
 use lb_common::addr::convert::to_raw;
-use lb_common::conn::{ConnEvents, ConnExpiry, Settings, conn_counts};
+use lb_common::conn::{ConnEvents, ConnExpiry, Settings, Timeouts, conn_counts};
 use lb_common::consts::{
     MAP_CLOCK, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
     MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER,
@@ -886,10 +886,12 @@ impl Run {
             let Some(e) = self.model.conns.get(&(svc, c)) else {
                 continue;
             };
+            // The default `--set` timeouts: lb-common's, as the program reads a zero SETTINGS.
+            let d = Timeouts::default();
             let timeout = if c.proto == 6 {
-                tcp::timeout_s(e.state, 900, 120)
+                tcp::timeout_s(e.state, d.tcp_s, d.tcpfin_s)
             } else {
-                300
+                d.udp_s
             };
             if now - self.last[h] > timeout {
                 self.expire(h)?;
