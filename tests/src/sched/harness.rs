@@ -25,6 +25,7 @@ use lb_common::{
     Be16, FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, Real,
     RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
 };
+use lb_ctl::sweep;
 use lb_tests::bpf::IF_LO;
 use lb_tests::bpf::TEST_CACHE_BITS;
 use lb_tests::packet::{L4, Pkt};
@@ -856,20 +857,18 @@ impl Run {
         self.check_flow(h)
     }
 
-    /// Connection `h` expires as lb-ctl's sweep expires it.
+    /// Connection `h` expires as lb-ctl's sweep expires it: the flow removed and booked
+    /// in REAL_EXPIRED by the sweep's own functions.
     pub fn expire(&mut self, h: usize) -> Result<()> {
         let (svc, c) = self.conns[h];
         let key = Self::key(&c);
         if let Some(v) = self.lb.flow(&key)? {
             self.lb.remove_flow(&key)?;
+            let mut add = ConnExpiry::default();
+            sweep::book_flow(&mut add, &v);
             let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
-            let mut e = ex.get(&v.real_id, 0)?;
-            if v.flags & FlowFlags::INACTIVE != 0 {
-                e.inactive += 1;
-            } else {
-                e.active += 1;
-            }
-            ex.set(v.real_id, e, 0)?;
+            let cur = ex.get(&v.real_id, 0)?;
+            ex.set(v.real_id, sweep::add_expiry(cur, &add), 0)?;
         }
         self.model.expire(svc, c);
         Ok(())
@@ -893,7 +892,7 @@ impl Run {
             } else {
                 d.udp_s
             };
-            if now - self.last[h] > timeout {
+            if sweep::expired(now, self.last[h], timeout) {
                 self.expire(h)?;
             }
         }
@@ -904,9 +903,9 @@ impl Run {
             .iter()
             .filter(|(key, (svc, t))| {
                 let timeout = self.specs[*svc as usize - 1].persist.map_or(0, |p| p.0);
+                let in_use = self.model.conns.values().any(|e| e.template == Some(**key));
                 self.model.templates.contains_key(key)
-                    && now - t > timeout
-                    && !self.model.conns.values().any(|e| e.template == Some(**key))
+                    && sweep::template_expires(now, *t, timeout, in_use)
             })
             .map(|(key, (svc, _))| (*key, *svc))
             .collect();
@@ -969,10 +968,13 @@ impl Run {
             self.lb
                 .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
                 .remove(&key)?;
+            let add = ConnExpiry {
+                templates: 1,
+                ..Default::default()
+            };
             let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
-            let mut e = ex.get(&v.real_id, 0)?;
-            e.templates += 1;
-            ex.set(v.real_id, e, 0)?;
+            let cur = ex.get(&v.real_id, 0)?;
+            ex.set(v.real_id, sweep::add_expiry(cur, &add), 0)?;
         } else {
             self.note(format!(
                 "no PERSIST entry for client {masked} group {group}"
