@@ -14,13 +14,18 @@
 //! traffic; maps already pinned are reused by name even when the program is loaded anew
 //! (a new object keeps the services, reals and flows). Removing a link pin detaches the
 //! program from that interface (nothing else holds the link).
+//!
+//! [`Loader`] is the one way the balancer object is opened and its program loaded, with
+//! its options (pinned or not, `--max-flows`, the flow cache's bits): `lb-ctl load` uses
+//! it, and so do the packet tests, the scheduler tests and the bench, so all of them run
+//! the program with the maps and `.rodata` that `lb-ctl load` gives it.
 
 use crate::maps::{self, MapsError};
 use crate::sys;
 use aya::maps::MapData;
 use aya::programs::links::FdLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
-use aya::{EbpfError, EbpfLoader};
+use aya::{Ebpf, EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
 use lb_common::consts::{
     DEFAULT_MAX_FLOWS, GLOBAL_FLOW_CACHE_BITS, MAP_COUNTERS, MAP_DECAP_STATS, MAP_FLOW_CACHE,
@@ -238,6 +243,152 @@ pub fn object_path(kind: Kind, explicit: Option<&Path>) -> Result<PathBuf, LoadE
     }
 }
 
+/// The flow cache's size for flow tables of `max_flows` per family: (slot bits per CPU,
+/// FLOW_CACHE entries). One part per possible CPU id, sized to the flow tables' share per
+/// CPU ([`cache_bits`]); if the CPUs cannot be read, `None`: the object's default
+/// (DEFAULT_CACHE_CPUS parts of DEFAULT_CACHE_BITS), where a CPU past it just goes without
+/// the cache.
+pub fn flow_cache_size(max_flows: u32) -> Option<(u32, u32)> {
+    let cpus = aya::util::nr_cpus().ok()? as u32;
+    let bits = cache_bits(max_flows, cpus);
+    Some((bits, cache_entries(cpus, bits)))
+}
+
+/// How to open an object and load its program: pinned under a directory (maps reused by
+/// name, the rest pinned, as `lb-ctl load`) or not pinned at all (fresh maps, as the packet
+/// tests), the flow tables' size and the flow cache's. Attaching is the caller's: `lb-ctl
+/// load` attaches the loaded program to its `--iface`s, the tests never attach.
+#[derive(Clone, Debug)]
+pub struct Loader {
+    kind: Kind,
+    object: PathBuf,
+    pin_dir: Option<PathBuf>,
+    max_flows: u32,
+    cache_bits: Option<u32>,
+}
+
+impl Loader {
+    /// The object of `kind` at `object`, unpinned, flow tables of DEFAULT_MAX_FLOWS, the
+    /// flow cache sized from them as `lb-ctl load` sizes it.
+    pub fn new(kind: Kind, object: &Path) -> Loader {
+        Loader {
+            kind,
+            object: object.to_path_buf(),
+            pin_dir: None,
+            max_flows: DEFAULT_MAX_FLOWS,
+            cache_bits: None,
+        }
+    }
+
+    /// The balancer object at `object` (see [`Loader::new`]).
+    pub fn balancer(object: &Path) -> Loader {
+        Loader::new(Kind::Balancer, object)
+    }
+
+    /// Pins the maps under `dir` (reusing those already pinned there); unpinned without.
+    pub fn pin_dir(mut self, dir: &Path) -> Loader {
+        self.pin_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Capacity of each family's FLOWS / NAT_REV (`--max-flows`); the flow cache follows it
+    /// unless [`Loader::cache_bits`] fixes it.
+    pub fn max_flows(mut self, n: u32) -> Loader {
+        self.max_flows = n;
+        self
+    }
+
+    /// Fixes the flow cache's slot bits per CPU (the `FLOW_CACHE_BITS` .rodata global and
+    /// FLOW_CACHE's size with it) instead of deriving them from the flow tables.
+    pub fn cache_bits(mut self, bits: u32) -> Loader {
+        self.cache_bits = Some(bits);
+        self
+    }
+
+    /// The object file.
+    pub fn object(&self) -> &Path {
+        &self.object
+    }
+
+    /// The flow cache this loader gives the balancer: (bits, FLOW_CACHE entries), `None`
+    /// for the object's default.
+    pub fn flow_cache(&self) -> Option<(u32, u32)> {
+        match self.cache_bits {
+            Some(bits) => {
+                let cpus = aya::util::nr_cpus().ok()? as u32;
+                Some((bits, cache_entries(cpus, bits)))
+            }
+            None => flow_cache_size(self.max_flows),
+        }
+    }
+
+    /// Opens the object with the options: maps sized (and pinned, when pinned), the
+    /// program not yet loaded into the kernel.
+    pub fn open(&self) -> Result<Ebpf, LoadError> {
+        let mut loader = EbpfLoader::new();
+        let cache = self.flow_cache();
+        if self.kind == Kind::Balancer {
+            // Per family: each of FLOWS4 and FLOWS6 holds up to max_flows flows.
+            for name in [MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6] {
+                loader.map_max_entries(name, self.max_flows);
+            }
+            if let Some((bits, entries)) = &cache {
+                loader.override_global(GLOBAL_FLOW_CACHE_BITS, bits, true);
+                loader.map_max_entries(MAP_FLOW_CACHE, *entries);
+            }
+        }
+        if let Some(dir) = &self.pin_dir {
+            // Maps pinned by an earlier load are reused, the rest are created and pinned.
+            for name in self.kind.maps() {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
+        let obj = &self.object;
+        let ebpf = loader
+            .load_file(obj)
+            .map_err(|e| LoadError::Object(obj.clone(), Box::new(e)))?;
+        if let Some(dir) = &self.pin_dir {
+            // Maps the object has beyond the known ones (not the .rodata/.bss/.data
+            // sections, which belong to the program) are pinned too.
+            for (name, map) in ebpf.maps() {
+                let path = dir.join(name);
+                if name.starts_with('.') || path.exists() {
+                    continue;
+                }
+                map.pin(&path)
+                    .map_err(|e| LoadError::Pin(path.clone(), e))?;
+            }
+        }
+        Ok(ebpf)
+    }
+
+    /// [`Loader::open`], then loads the program into the kernel (a verifier rejection is
+    /// [`LoadError::Verifier`], its log saved to a file). The program is not pinned.
+    pub fn load(&self) -> Result<Ebpf, LoadError> {
+        let mut ebpf = self.open()?;
+        let (kind, obj) = (self.kind, &self.object);
+        xdp_mut(&mut ebpf, kind, obj)?
+            .load()
+            .map_err(|e| refused(kind, obj, e))?;
+        Ok(ebpf)
+    }
+}
+
+/// The object's program of `kind`, as XDP.
+fn xdp_mut<'a>(ebpf: &'a mut Ebpf, kind: Kind, obj: &Path) -> Result<&'a mut Xdp, LoadError> {
+    ebpf.program_mut(kind.prog())
+        .ok_or(LoadError::NoProgram {
+            object: obj.to_path_buf(),
+            prog: kind.prog(),
+        })?
+        .try_into()
+        .map_err(prog_err(format!(
+            "{} in {} is not an XDP program",
+            kind.prog(),
+            obj.display()
+        )))
+}
+
 /// Mounts bpffs on /sys/fs/bpf if needed and creates `dir` on it.
 fn prepare_dir(dir: &Path) -> Result<(), LoadError> {
     let root = Path::new(BPFFS_ROOT);
@@ -279,58 +430,18 @@ fn load_or_adopt(
         )));
     }
     let obj = object_path(kind, object)?;
-    let n = max_flows.unwrap_or(DEFAULT_MAX_FLOWS);
-    // The flow cache: one part per possible CPU id, sized to the flow tables' share per
-    // CPU; if the CPUs cannot be read, the object's default (DEFAULT_CACHE_CPUS parts of
-    // DEFAULT_CACHE_BITS): a CPU past it just goes without the cache.
-    let cache = aya::util::nr_cpus()
-        .ok()
-        .map(|c| (c as u32, cache_bits(n, c as u32)));
-    let mut loader = EbpfLoader::new();
-    if kind == Kind::Balancer {
-        if let Some(n) = max_flows {
-            check_flows_size(dir, n, notes)?;
-        }
-        // Per family: each of FLOWS4 and FLOWS6 holds up to n flows.
-        for name in [MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6] {
-            loader.map_max_entries(name, n);
-        }
-        if let Some((cpus, bits)) = &cache {
-            loader.override_global(GLOBAL_FLOW_CACHE_BITS, bits, true);
-            loader.map_max_entries(MAP_FLOW_CACHE, cache_entries(*cpus, *bits));
-        }
+    if kind == Kind::Balancer
+        && let Some(n) = max_flows
+    {
+        check_flows_size(dir, n, notes)?;
     }
-    // Maps pinned by an earlier load are reused, the rest are created and pinned.
-    for name in kind.maps() {
-        loader.map_pin_path(name, dir.join(name));
+    let mut loader = Loader::new(kind, &obj).pin_dir(dir);
+    if let Some(n) = max_flows {
+        loader = loader.max_flows(n);
     }
-    let mut ebpf = loader
-        .load_file(&obj)
-        .map_err(|e| LoadError::Object(obj.clone(), Box::new(e)))?;
-    // Maps the object has beyond the known ones (not the .rodata/.bss/.data sections,
-    // which belong to the program) are pinned too.
-    for (name, map) in ebpf.maps() {
-        let path = dir.join(name);
-        if name.starts_with('.') || path.exists() {
-            continue;
-        }
-        map.pin(&path)
-            .map_err(|e| LoadError::Pin(path.clone(), e))?;
-    }
-    let prog: &mut Xdp = ebpf
-        .program_mut(kind.prog())
-        .ok_or(LoadError::NoProgram {
-            object: obj.clone(),
-            prog: kind.prog(),
-        })?
-        .try_into()
-        .map_err(prog_err(format!(
-            "{} in {} is not an XDP program",
-            kind.prog(),
-            obj.display()
-        )))?;
-    prog.load().map_err(|e| refused(kind, &obj, e))?;
-    prog.pin(&prog_pin)
+    let mut ebpf = loader.load()?;
+    xdp_mut(&mut ebpf, kind, &obj)?
+        .pin(&prog_pin)
         .map_err(|e| LoadError::Pin(prog_pin.clone(), e))?;
     notes.push(format!(
         "{}: loaded {} from {}",
@@ -552,6 +663,27 @@ fn remove_file(p: &Path) -> Result<(), LoadError> {
     std::fs::remove_file(p).map_err(|e| LoadError::Remove(p.to_path_buf(), e))
 }
 
+/// How long [`detach`] waits for the kernel to release a link.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Removes the link pin of `iface`, which detaches the program, and waits (at most
+/// [`DETACH_WAIT`]) until the interface no longer runs it: the kernel frees a link whose
+/// last reference was a pin from a workqueue (`bpf_link_put` defers to
+/// `bpf_link_put_deferred`), so without the wait `unload` could report a detachment that
+/// `ip link` does not show yet.
+fn detach(iface: &str, pin: &Path) -> Result<(), LoadError> {
+    let prog_id = sys::pinned_link_info(pin).ok().map(|i| i.prog_id);
+    remove_file(pin)?;
+    let Some(prog_id) = prog_id else {
+        return Ok(());
+    };
+    let deadline = std::time::Instant::now() + DETACH_WAIT;
+    while iface_prog_id(iface) == Some(prog_id) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 fn remove_dir_all(p: &Path) -> Result<(), LoadError> {
     std::fs::remove_dir_all(p).map_err(|e| LoadError::Remove(p.to_path_buf(), e))
 }
@@ -566,7 +698,7 @@ pub fn unload(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, LoadErro
     }
     if ifaces.is_empty() {
         for (iface, pin) in link_pins(pin_dir) {
-            remove_file(&pin)?;
+            detach(&iface, &pin)?;
             out.push(format!("lb detached from {iface}"));
         }
         remove_dir_all(pin_dir)?;
@@ -576,7 +708,7 @@ pub fn unload(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, LoadErro
     for iface in ifaces {
         let pin = pin_dir.join(format!("link_{iface}"));
         if pin.exists() {
-            remove_file(&pin)?;
+            detach(iface, &pin)?;
             out.push(format!("lb detached from {iface}"));
         } else {
             out.push(format!("lb is not attached to {iface}"));
@@ -613,7 +745,7 @@ pub fn decap_detach(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, Lo
     for iface in ifaces {
         let pin = dir.join(format!("link_{iface}"));
         if pin.exists() {
-            remove_file(&pin)?;
+            detach(iface, &pin)?;
             out.push(format!("lb decap detached from {iface}"));
         } else {
             out.push(format!("lb decap is not attached to {iface}"));
@@ -650,7 +782,33 @@ pub fn verifier_reason(log: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::verifier_reason;
+    use super::{Loader, flow_cache_size, verifier_reason};
+    use lb_common::consts::DEFAULT_MAX_FLOWS;
+    use lb_common::flow_cache::{cache_bits, cache_entries};
+    use std::path::Path;
+
+    #[test]
+    fn the_loader_sizes_the_flow_cache_as_lb_ctl_load() {
+        let cpus = aya::util::nr_cpus().expect("possible CPUs") as u32;
+        let obj = Path::new("lb.bpf.o");
+        for (loader, want_bits) in [
+            (Loader::balancer(obj), cache_bits(DEFAULT_MAX_FLOWS, cpus)),
+            (
+                Loader::balancer(obj).max_flows(1 << 17),
+                cache_bits(1 << 17, cpus),
+            ),
+            (Loader::balancer(obj).max_flows(1 << 17).cache_bits(12), 12),
+        ] {
+            assert_eq!(
+                loader.flow_cache(),
+                Some((want_bits, cache_entries(cpus, want_bits)))
+            );
+        }
+        assert_eq!(
+            Loader::balancer(obj).flow_cache(),
+            flow_cache_size(DEFAULT_MAX_FLOWS)
+        );
+    }
 
     #[test]
     fn verifier_reason_is_the_last_line_before_the_statistics() {

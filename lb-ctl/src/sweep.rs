@@ -87,6 +87,35 @@ pub fn expired(now: u32, last: u32, timeout: u32) -> bool {
     idle > 0 && idle as u32 > timeout
 }
 
+/// Whether a template last used at `last` expires at `now`: past its service's `-p`
+/// `timeout` and controlling no live flow (`in_use`), as IPVS re-arms a template's timer
+/// while it controls connections.
+pub fn template_expires(now: u32, last: u32, timeout: u32, in_use: bool) -> bool {
+    !in_use && expired(now, last, timeout)
+}
+
+/// Books an expired flow on its real's expiry counts: its value's `INACTIVE` flag says
+/// whether it leaves the active or the inactive count. Returns true for inactive.
+pub fn book_flow(e: &mut ConnExpiry, v: &FlowValue) -> bool {
+    let inactive = v.flags & FlowFlags::INACTIVE != 0;
+    if inactive {
+        e.inactive += 1;
+    } else {
+        e.active += 1;
+    }
+    inactive
+}
+
+/// A real's REAL_EXPIRED value with one pass's expiries `add` added (wrapping: the counts
+/// only grow, and live counts are differences of them).
+pub fn add_expiry(cur: ConnExpiry, add: &ConnExpiry) -> ConnExpiry {
+    ConnExpiry {
+        active: cur.active.wrapping_add(add.active),
+        inactive: cur.inactive.wrapping_add(add.inactive),
+        templates: cur.templates.wrapping_add(add.templates),
+    }
+}
+
 /// Masks a client address with a service's persistence mask.
 pub fn masked(addr: &lb_common::RawAddr, mask: &lb_common::RawAddr) -> lb_common::RawAddr {
     core::array::from_fn(|i| addr[i] & mask[i])
@@ -243,12 +272,9 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
                     live = Some(cur);
                 } else {
                     forget_nat_reverse(&nat, &reals, &k, &cur)?;
-                    let e = expiry.entry(cur.real_id).or_default();
-                    if cur.flags & FlowFlags::INACTIVE != 0 {
-                        e.inactive += 1;
+                    if book_flow(expiry.entry(cur.real_id).or_default(), &cur) {
                         rep.inactive += 1;
                     } else {
-                        e.active += 1;
                         rep.active += 1;
                     }
                 }
@@ -276,7 +302,7 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
         for (k, v) in entries {
             let timeout = by_id.get(&v.svc_id).map_or(0, |s| s.persist_timeout_s);
             let in_use = controlled.contains(&(k.group, k.proto, k.family, k.client));
-            if in_use || !expired(now, seen(v.last_seen_s), timeout) {
+            if !template_expires(now, seen(v.last_seen_s), timeout, in_use) {
                 continue;
             }
             if let Some(cur) = raw
@@ -301,11 +327,8 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
                 name: MAP_REAL_EXPIRED,
                 source,
             };
-            let mut cur = ex.get(&id, 0).map_err(err)?;
-            cur.active = cur.active.wrapping_add(add.active);
-            cur.inactive = cur.inactive.wrapping_add(add.inactive);
-            cur.templates = cur.templates.wrapping_add(add.templates);
-            ex.set(id, cur, 0).map_err(err)?;
+            let cur = ex.get(&id, 0).map_err(err)?;
+            ex.set(id, add_expiry(cur, &add), 0).map_err(err)?;
         }
     }
     Ok(rep)
@@ -339,6 +362,38 @@ mod tests {
         assert_eq!(Rebase::last_seen(None, 40), 40);
         assert!(!expired(5000 + 900, Rebase::last_seen(r, 100), 900));
         assert!(expired(5000 + 901, Rebase::last_seen(r, 100), 900));
+    }
+
+    #[test]
+    fn expired_flows_and_templates_are_booked_by_kind() {
+        let mut e = ConnExpiry::default();
+        let flow = |flags| FlowValue {
+            flags,
+            ..Default::default()
+        };
+        assert!(!book_flow(&mut e, &flow(0)));
+        assert!(book_flow(&mut e, &flow(FlowFlags::INACTIVE)));
+        assert!(book_flow(
+            &mut e,
+            &flow(FlowFlags::INACTIVE | FlowFlags::NO_OUTPUT)
+        ));
+        e.templates += 1;
+        let cur = ConnExpiry {
+            active: u64::MAX,
+            inactive: 5,
+            templates: 0,
+        };
+        assert_eq!(
+            add_expiry(cur, &e),
+            ConnExpiry {
+                active: 0,
+                inactive: 7,
+                templates: 1
+            }
+        );
+        assert!(template_expires(400, 99, 300, false));
+        assert!(!template_expires(400, 99, 300, true), "controls a flow");
+        assert!(!template_expires(399, 99, 300, false));
     }
 
     #[test]

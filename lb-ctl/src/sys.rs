@@ -321,23 +321,3 @@ pub fn lock_dir(dir: &Path) -> io::Result<DirLock> {
         Err(io::Error::last_os_error())
     }
 }
-
-/// Test maps: a fresh `BPF_MAP_TYPE_ARRAY` of `len` u32 keys → `value_size` bytes with
-/// `map_flags`; `None` (having said why) without the rights to create maps.
-#[cfg(test)]
-pub fn test_array(len: u32, value_size: u32, map_flags: u32) -> Option<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // map_type, key_size, value_size, max_entries, map_flags (start of bpf_attr).
-    let attr: [u32; 5] = [2, 4, value_size, len, map_flags];
-    // SAFETY: a valid BPF_MAP_CREATE attr of the given size; the fd returned is ours.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0 as libc::c_long, attr.as_ptr(), 20usize) };
-    if fd < 0 {
-        eprintln!(
-            "skipped: cannot create a BPF map: {}",
-            io::Error::last_os_error()
-        );
-        return None;
-    }
-    // SAFETY: the kernel just returned this fd to us.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}

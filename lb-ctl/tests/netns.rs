@@ -1,83 +1,66 @@
 //! Root-only: the lb-ctl binary against the real object in a network namespace it builds —
 //! load, adopt, services and reals (with next-hop resolution through a veth peer), listing,
-//! refusals that change nothing, decap, unload. Skipped (with a message) without root.
+//! refusals that change nothing, decap, unload. A `harness = false` binary: without root or
+//! without the BPF object every trial is reported ignored with the reason (never passed),
+//! which `CI=true cargo xtask test` counts as a failure.
 //!
-//! Everything lives in two namespaces named after this process and a pin directory
-//! /sys/fs/bpf/lb-test-<pid>; a guard removes them even when an assertion fails.
+//! Everything lives in two namespaces and a pin directory named `lbctl-<pid>-<n>-<role>`,
+//! guards of `lb_tests::netns` that remove them even when an assertion fails.
 
 use lb_common::addr::convert;
 use lb_common::consts::DEFAULT_MAGLEV_SIZE;
 use lb_common::{ForwardMode, RealFlags, VipFlags};
 use lb_ctl::loader::{Kind, object_path};
 use lb_ctl::maps::Maps;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use lb_tests::netns::{self, Netns, PinDir};
+use std::path::Path;
 
-fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+/// Prefix of this binary's namespaces and pin directories (`lbctl-<pid>-<n>-<role>`).
+const PREFIX: &str = "lbctl";
 
-/// Two namespaces joined by a veth pair, and a pin directory; all removed on drop.
+/// Two namespaces joined by a veth pair, and a pin directory: guards of
+/// [`lb_tests::netns`], removed on drop, also when an assertion fails.
 struct Lab {
-    dir_ns: String,
-    real_ns: String,
-    pin: PathBuf,
+    pin: PinDir,
+    dir_ns: Netns,
+    real_ns: Netns,
 }
 
 impl Lab {
-    /// `tag` keeps the labs of tests running in parallel apart.
+    /// `tag` names the labs of trials running in parallel (each also gets its own number).
     fn new(tag: &str) -> Lab {
-        let pid = std::process::id();
+        netns::sweep_stale(PREFIX);
+        let dir_ns = Netns::new(PREFIX, &format!("{tag}d")).expect("director namespace");
+        let real_ns = Netns::new(PREFIX, &format!("{tag}r")).expect("real namespace");
         let lab = Lab {
-            dir_ns: format!("lbct{pid}{tag}d"),
-            real_ns: format!("lbct{pid}{tag}r"),
-            pin: PathBuf::from(format!("/sys/fs/bpf/lb-test-{pid}{tag}")),
+            pin: PinDir::new(PREFIX, tag),
+            dir_ns,
+            real_ns,
         };
-        let (d, r) = (lab.dir_ns.as_str(), lab.real_ns.as_str());
-        sh(&["ip", "netns", "add", d]);
-        sh(&["ip", "netns", "add", r]);
-        sh(&[
-            "ip", "-n", d, "link", "add", "d0", "type", "veth", "peer", "name", "r0", "netns", r,
-        ]);
+        lab.dir_ns
+            .veth("d0", "", Some(&lab.real_ns), "r0", "")
+            .expect("veth d0/r0");
         for (ns, dev, v4, v6) in [
-            (d, "d0", "198.18.100.1/24", "2001:db8:100::1/64"),
-            (r, "r0", "198.18.100.2/24", "2001:db8:100::2/64"),
+            (&lab.dir_ns, "d0", "198.18.100.1", "2001:db8:100::1"),
+            (&lab.real_ns, "r0", "198.18.100.2", "2001:db8:100::2"),
         ] {
-            sh(&["ip", "-n", ns, "addr", "add", v4, "dev", dev]);
-            sh(&["ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            ns.addr(dev, v4.parse().unwrap(), 24).expect("v4 address");
+            ns.addr(dev, v6.parse().unwrap(), 64).expect("v6 address");
+            ns.up(dev).expect("link up");
         }
         // Reals behind a router (the peer) to check the gateway's MAC is used.
-        sh(&[
-            "ip",
-            "-n",
-            d,
-            "route",
-            "add",
-            "198.18.101.0/24",
-            "via",
-            "198.18.100.2",
-        ]);
+        lab.dir_ns
+            .ip("route add 198.18.101.0/24 via 198.18.100.2")
+            .expect("route");
         lab
     }
 
     /// Runs lb-ctl in a namespace; returns (success, stdout, stderr).
-    fn ctl_in(&self, ns: &str, args: &str) -> (bool, String, String) {
-        let out = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{ns}"))
-            .arg(env!("CARGO_BIN_EXE_lb-ctl"))
+    fn ctl_in(&self, ns: &Netns, args: &str) -> (bool, String, String) {
+        let out = ns
+            .cmd(env!("CARGO_BIN_EXE_lb-ctl"))
             .args(args.split_whitespace())
-            .env("LB_PIN_DIR", &self.pin)
+            .env("LB_PIN_DIR", self.pin.path())
             .output()
             .expect("run lb-ctl");
         (
@@ -100,42 +83,69 @@ impl Lab {
         err
     }
 
-    fn mac(&self, ns: &str, dev: &str) -> [u8; 6] {
-        let out = sh(&["ip", "-n", ns, "-j", "link", "show", "dev", dev]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    fn link(&self, ns: &Netns, dev: &str) -> serde_json::Value {
+        let out = ns
+            .ip(&format!("-j link show dev {dev}"))
+            .expect("ip link show");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn mac(&self, ns: &Netns, dev: &str) -> [u8; 6] {
+        let v = self.link(ns, dev);
         lb_ctl::nexthop::parse_mac(v[0]["address"].as_str().unwrap()).unwrap()
     }
 
-    fn has_xdp(&self, ns: &str, dev: &str) -> bool {
-        let out = sh(&["ip", "-n", ns, "-j", "link", "show", "dev", dev]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v[0].get("xdp").is_some()
+    fn has_xdp(&self, ns: &Netns, dev: &str) -> bool {
+        self.link(ns, dev)[0].get("xdp").is_some()
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.pin);
-        for ns in [&self.dir_ns, &self.real_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-/// Whether this test can run; says why not when it cannot.
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root (network namespaces, bpffs, XDP)");
-        return false;
+/// Why these trials cannot run here, if they cannot: not root, or no BPF object. Under
+/// CI=true a missing object fails every trial instead (`Err`): CI builds it first.
+fn cannot_run() -> Option<Result<String, String>> {
+    if !netns::is_root() {
+        return Some(Ok("needs root (network namespaces, bpffs, XDP)".into()));
     }
     if let Err(e) = object_path(Kind::Balancer, None) {
-        let msg = format!("no BPF object ({e}); build it: cd lb-ebpf && cargo build --release");
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-        eprintln!("skipped: {msg}");
-        return false;
+        let msg = format!("no BPF object ({e}); build it: cargo xtask build");
+        return Some(if std::env::var("CI").as_deref() == Ok("true") {
+            Err(msg)
+        } else {
+            Ok(msg)
+        });
     }
-    true
+    None
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let why_not = cannot_run();
+    let tests: [(&str, fn()); 3] = [
+        ("load_configure_list_unload", load_configure_list_unload),
+        (
+            "schedulers_persistence_timeouts_sweep",
+            schedulers_persistence_timeouts_sweep,
+        ),
+        (
+            "live_syns_are_counted_and_expire",
+            live_syns_are_counted_and_expire,
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            let why_not = why_not.clone();
+            libtest_mimic::Trial::ignorable_test(name, move || match why_not {
+                Some(Ok(why)) => Ok(libtest_mimic::Completion::ignored_with(why)),
+                Some(Err(fail)) => Err(fail.into()),
+                None => {
+                    f();
+                    Ok(libtest_mimic::Completion::Completed)
+                }
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }
 
 const EMPTY: &str = "\
@@ -144,13 +154,9 @@ Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
 ";
 
-#[test]
 fn load_configure_list_unload() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("a");
-    let pin: &Path = &lab.pin;
+    let pin: &Path = lab.pin.path();
 
     // Load, then load again: adopted, already attached, nothing broken.
     let out = lab.ok("load --iface d0 --skb --max-flows 4096");
@@ -307,9 +313,9 @@ UDP  [2001:db8::1]:53 wlc
     std::fs::create_dir_all(link.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_lb-ctl"), &link).unwrap();
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", lab.dir_ns))
-        .arg(&link)
+    let out = lab
+        .dir_ns
+        .cmd(&link)
         .env("LB_PIN_DIR", pin)
         .output()
         .unwrap();
@@ -382,17 +388,13 @@ fn flow_key(client: &str, cport: u16, vip: &str, vport: u16, proto: u8) -> lb_co
     .v4()
 }
 
-#[test]
 fn schedulers_persistence_timeouts_sweep() {
     use aya::maps::{Array, HashMap, MapData};
     use lb_common::conn::{ConnEvents, TcpState};
     use lb_common::sched::{self, Dest};
     use lb_common::{FlowFlags, FlowKey, FlowKey4, FlowValue, PersistKey, PersistValue, SchedKind};
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("b");
-    let pin: &Path = &lab.pin;
+    let pin: &Path = lab.pin.path();
     lab.ok("load --iface d0 --skb --max-flows 4096");
 
     // wrr over three reals: the reals list is newest first, the table is IPVS's sequence.
@@ -490,7 +492,7 @@ fn schedulers_persistence_timeouts_sweep() {
     }
 
     // The rest needs the connection-model maps of the issue-4 object.
-    if pin.join(lb_common::consts::MAP_CLOCK).exists() {
+    {
         let clock: Array<MapData, u32> =
             lb_ctl::maps::open(pin, lb_common::consts::MAP_CLOCK).unwrap();
         let c = clock.get(&0, 0).unwrap();
@@ -499,10 +501,10 @@ fn schedulers_persistence_timeouts_sweep() {
             "load starts CLOCK: {c}"
         );
     }
-    if !pin.join(lb_common::consts::MAP_SETTINGS).exists() {
-        eprintln!("skipped timeouts/sysctl/sweep: the object has no SETTINGS map");
-        return;
-    }
+    assert!(
+        pin.join(lb_common::consts::MAP_SETTINGS).exists(),
+        "the object has a SETTINGS map (timeouts, sysctl, sweep)"
+    );
     assert_eq!(
         lab.ok("-L --timeout"),
         "Timeout (tcp tcpfin udp): 900 120 300\n"
@@ -754,9 +756,9 @@ fn schedulers_persistence_timeouts_sweep() {
         c.get(&0, 0).unwrap()
     };
     let start = clock();
-    let mut daemon = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", lab.dir_ns))
-        .arg(env!("CARGO_BIN_EXE_lb-ctl"))
+    let mut daemon = lab
+        .dir_ns
+        .cmd(env!("CARGO_BIN_EXE_lb-ctl"))
         .args(["sweep", "--interval", "1"])
         .env("LB_PIN_DIR", pin)
         .spawn()
@@ -777,7 +779,11 @@ fn schedulers_persistence_timeouts_sweep() {
     );
 
     // lblc/lblcr locality entries unused for a day are cleared; a fresh one stays.
-    if pin.join(lb_common::consts::MAP_LBLC).exists() {
+    {
+        assert!(
+            pin.join(lb_common::consts::MAP_LBLC).exists(),
+            "LBLC pinned"
+        );
         let lblc = lb_ctl::sys::RawMap::open(&pin.join(lb_common::consts::MAP_LBLC)).unwrap();
         let c = lb_ctl::sweep::read_clock(pin).unwrap();
         let loc = |last: u32| lb_common::LocalityValue {
@@ -805,35 +811,25 @@ fn schedulers_persistence_timeouts_sweep() {
 /// Live packets through the attached program: a client's SYNs make one inactive
 /// connection (IPVS binds inactive, SYN_RECV stays inactive), visible in `-L` and `-L -c`;
 /// a sweep past the SYN_RECV timeout expires it and the counts return to zero.
-#[test]
 fn live_syns_are_counted_and_expire() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("c");
-    let pin: &Path = &lab.pin;
+    let pin: &Path = lab.pin.path();
     lab.ok("load --iface d0 --skb");
-    if !pin.join(lb_common::consts::MAP_REAL_CONNS).exists() {
-        eprintln!("skipped: the object keeps no connection counters");
-        return;
-    }
+    assert!(
+        pin.join(lb_common::consts::MAP_REAL_CONNS).exists(),
+        "the object keeps connection counters (REAL_CONNS)"
+    );
     lab.ok("-A -t 198.18.4.1:80 -s wlc");
     lab.ok("-a -t 198.18.4.1:80 -r 198.18.100.2 -g");
-    sh(&[
-        "ip",
-        "-n",
-        &lab.real_ns,
-        "route",
-        "add",
-        "198.18.4.0/24",
-        "via",
-        "198.18.100.1",
-    ]);
+    lab.real_ns
+        .ip("route add 198.18.4.0/24 via 198.18.100.1")
+        .expect("route to the VIPs");
     // The real does not own the VIP, so the SYN (sent back to it by DR) goes unanswered:
     // the client retransmits on the same flow until the timeout.
-    let _ = Command::new("ip")
-        .args(["netns", "exec", &lab.real_ns, "timeout", "2", "bash", "-c"])
-        .arg("exec 3<>/dev/tcp/198.18.4.1/80")
+    let _ = lab
+        .real_ns
+        .cmd("timeout")
+        .args(["2", "bash", "-c", "exec 3<>/dev/tcp/198.18.4.1/80"])
         .output();
     let list = lab.ok("-L -n -t 198.18.4.1:80");
     assert_eq!(

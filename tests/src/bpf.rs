@@ -2,24 +2,25 @@
 //! and a veth pair to redirect to), the real balancer object loaded with small flow tables,
 //! typed access to its maps, and BPF_PROG_TEST_RUN of `lb_xdp` on one frame.
 
+use crate::netns::Netns;
 use anyhow::{Context, Result, anyhow, bail};
 use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use aya::{Ebpf, EbpfLoader, Pod};
+use aya::{Ebpf, Pod};
 use lb_common::consts::{
-    GLOBAL_FLOW_CACHE_BITS, MAP_CLOCK, MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6,
-    MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS,
-    MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS,
-    MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4,
+    MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR,
+    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER,
+    MAP_VIPS, PROG_LB,
 };
-use lb_common::flow_cache::{MIN_CACHE_BITS, cache_entries};
+use lb_common::flow_cache::MIN_CACHE_BITS;
 use lb_common::{
     CounterBlock, FlowKey, FlowKey4, FlowValue, NatReverse, Real, Service, ServiceKey, Traffic,
     VipKey,
 };
+use lb_ctl::loader::Loader;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Ingress interface of every test run without an explicit one: the namespace's loopback,
 /// which BPF_PROG_TEST_RUN uses as the frame's device. A real on this ifindex is XDP_TX.
@@ -91,44 +92,25 @@ impl Verdict {
     }
 }
 
-/// True when the process can run BPF_PROG_TEST_RUN (root).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn sh(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("running {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Moves the calling thread into a fresh network namespace with `lo` up and a veth pair
-/// (ifindex [`IF_OUT`] and [`IF_PEER`]). BPF_PROG_TEST_RUN runs frames as received on this
-/// namespace's `lo`, and devmap entries must name devices of this namespace. The host's
-/// interfaces are never touched. Commands spawned afterwards inherit the namespace.
+/// Moves the calling thread into a fresh network namespace (a [`Netns`] guard of the
+/// harness) with `lo` up and a veth pair (ifindex [`IF_OUT`] and [`IF_PEER`]).
+/// BPF_PROG_TEST_RUN runs frames as received on this namespace's `lo`, and devmap entries
+/// must name devices of this namespace. The host's interfaces are never touched. Commands
+/// spawned afterwards inherit the namespace. The guard is dropped once the thread is in:
+/// its name goes, and the kernel frees the namespace with the thread, so not even a killed
+/// run leaves it behind.
 pub fn enter_netns() -> Result<()> {
-    // SAFETY: unshare only changes this thread's namespace membership.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        bail!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
-    }
-    sh(&["ip", "link", "set", "lo", "up"])?;
-    let (a, b) = (IF_OUT.to_string(), IF_PEER.to_string());
-    sh(&[
-        "ip", "link", "add", "lbt0", "index", &a, "type", "veth", "peer", "name", "lbt1", "index",
-        &b,
-    ])?;
-    sh(&["ip", "link", "set", "lbt0", "up"])?;
-    sh(&["ip", "link", "set", "lbt1", "up"])?;
+    let ns = Netns::new("lbpkt", "harness")?;
+    ns.veth(
+        "lbt0",
+        &format!("index {IF_OUT}"),
+        None,
+        "lbt1",
+        &format!("index {IF_PEER}"),
+    )?;
+    ns.up("lbt0")?;
+    ns.up("lbt1")?;
+    ns.enter()?;
     Ok(())
 }
 
@@ -199,22 +181,13 @@ impl Bpf {
     /// Loads the object with small flow tables and loads `lb_xdp` into the kernel.
     pub fn load(path: &Path) -> Result<Bpf> {
         pin_to_this_cpu()?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(GLOBAL_FLOW_CACHE_BITS, &TEST_CACHE_BITS, true)
-            .map_max_entries(MAP_FLOW_CACHE, cache_entries(cpus()?, TEST_CACHE_BITS))
-            .map_max_entries(MAP_FLOWS4, TEST_MAX_FLOWS)
-            .map_max_entries(MAP_FLOWS6, TEST_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV4, TEST_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV6, TEST_MAX_FLOWS)
-            .load_file(path)
-            .with_context(|| format!("loading {}", path.display()))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROG_LB)
-            .ok_or_else(|| anyhow!("{} has no program {PROG_LB}", path.display()))?
-            .try_into()
-            .with_context(|| format!("{PROG_LB} is not an XDP program"))?;
-        prog.load()
-            .with_context(|| format!("verifying {PROG_LB}"))?;
+        // lb-ctl's own loader, unpinned: the maps and .rodata `lb-ctl load` would give,
+        // with small flow tables and the fewest cache bits.
+        let ebpf = Loader::balancer(path)
+            .max_flows(TEST_MAX_FLOWS)
+            .cache_bits(TEST_CACHE_BITS)
+            .load()
+            .with_context(|| format!("loading {PROG_LB} from {}", path.display()))?;
         Ok(Bpf {
             ebpf,
             path: path.to_owned(),

@@ -436,14 +436,14 @@ fn with_harness<T>(f: impl FnOnce(&mut Bpf) -> Result<T, Failed>) -> Result<T, F
 /// Enters the namespace and loads the object now, on the calling thread, and says which
 /// object it tests (before libtest's output starts). A failure is reported by every case.
 pub fn prepare() {
-    if bpf::is_root() {
+    if crate::netns::is_root() {
         let _ = with_harness(|_| Ok(()));
     }
 }
 
 /// One libtest-mimic trial per sequence; without root each is ignored, saying why.
 pub fn trials(seqs: Vec<Sequence>) -> Vec<Trial> {
-    let root = bpf::is_root();
+    let root = crate::netns::is_root();
     seqs.into_iter()
         .map(|seq| {
             Trial::ignorable_test(seq.name, move || {

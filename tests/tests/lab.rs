@@ -7,7 +7,8 @@
 //! is reported as ignored with the reason.
 
 use lb_common::{Counter, ForwardMode};
-use lb_tests::lab::{self, Cleaner, Family, Lab};
+use lb_tests::lab::{self, Family, Lab};
+use lb_tests::netns;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -19,7 +20,6 @@ const REQUESTS: usize = 12;
 
 /// The lab shared by all trials: built once (or its error kept), dropped after the run.
 struct Shared {
-    cleaner: Cleaner,
     lab: Mutex<Option<Result<Arc<Lab>, String>>>,
     lb: Mutex<Option<Result<(), String>>>,
 }
@@ -29,7 +29,7 @@ impl Shared {
         let mut g = self.lab.lock().unwrap_or_else(|e| e.into_inner());
         if g.is_none() {
             *g = Some(
-                Lab::with_cleaner(self.cleaner.clone())
+                Lab::new()
                     .map(Arc::new)
                     .map_err(|e| format!("building the lab: {e}")),
             );
@@ -53,8 +53,8 @@ impl Shared {
 
     fn teardown(&self) {
         let lab = self.lab.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(lab); // the last Arc: Lab::drop stops servers, deletes namespaces and pins
-        self.cleaner.run();
+        drop(lab); // the last Arc: Lab::drop stops servers, its guards delete namespaces and pins
+        netns::remove_live(); // anything a half-built lab left registered
     }
 }
 
@@ -84,19 +84,12 @@ fn main() {
     // its own before/after difference.
     args.test_threads = Some(1);
     let shared = Arc::new(Shared {
-        cleaner: Cleaner::fresh(lab::REALS),
         lab: Mutex::new(None),
         lb: Mutex::new(None),
     });
-    {
-        let cleaner = shared.cleaner.clone();
-        // Best effort: another handler may already be installed in odd embeddings.
-        let _ = ctrlc::set_handler(move || {
-            cleaner.run();
-            std::process::exit(130);
-        });
-    }
-    let root = lab::is_root();
+    // Ctrl-C removes every namespace and pin directory alive.
+    netns::remove_on_ctrlc();
+    let root = netns::is_root();
     let skip = |name: String, run: Box<dyn FnOnce() -> Result<(), Failed> + Send>| {
         Trial::ignorable_test(name, move || {
             if !root {

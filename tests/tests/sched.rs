@@ -1033,7 +1033,8 @@ fn model_checks() -> Vec<Trial> {
                     }
                 }
             }
-            let want = tcp::timeout_s(st, 900, 120);
+            let d = lb_common::conn::Timeouts::default();
+            let want = tcp::timeout_s(st, d.tcp_s, d.tcpfin_s);
             if TCP_TIMEOUTS_S[st as usize] != want {
                 bad.push_str(&format!(
                     "timeout of {st:?}: lb-common {}, model {want}\n",
@@ -1179,7 +1180,7 @@ fn trial(
     specs: Vec<SvcSpec>,
     script: impl FnOnce(&mut Run) -> Result<(), String> + Send + 'static,
 ) -> Trial {
-    let root = lb_tests::bpf::is_root();
+    let root = lb_tests::netns::is_root();
     Trial::ignorable_test(name, move || {
         if !root {
             return Ok(Completion::ignored_with("needs root (BPF_PROG_TEST_RUN)"));
@@ -1220,7 +1221,7 @@ fn main() {
     let mut args = libtest_mimic::Arguments::from_args();
     // One thread: the program and the namespace belong to the main thread.
     args.test_threads = Some(1);
-    if !args.list && lb_tests::bpf::is_root() {
+    if !args.list && lb_tests::netns::is_root() {
         if let Err(e) = lb_tests::bpf::enter_netns() {
             eprintln!("sched: cannot enter a network namespace: {e:#}");
         }

@@ -5,7 +5,8 @@
 
 use crate::util::{is_root, note, step};
 use anyhow::{Context, Result, bail};
-use lb_tests::lab::{self, Cleaner, Family, Lab};
+use lb_tests::lab::{self, Family, Lab, Names};
+use lb_tests::netns;
 use std::time::Instant;
 
 pub fn run(requests: usize, build: bool) -> Result<()> {
@@ -13,21 +14,14 @@ pub fn run(requests: usize, build: bool) -> Result<()> {
         bail!("the demo needs root (network namespaces, XDP, bpffs): run it as root");
     }
     let t = Instant::now();
-    let cleaner = Cleaner::fresh(lab::REALS);
-    {
-        let c = cleaner.clone();
-        ctrlc::set_handler(move || {
-            eprintln!("\ninterrupted: removing the lab");
-            c.run();
-            std::process::exit(130);
-        })
-        .context("installing the Ctrl-C handler")?;
-    }
+    // Ctrl-C removes the lab's namespaces and pin directories (its guards are registered).
+    netns::remove_on_ctrlc();
     if build {
         crate::build::run()?;
     }
-    let result = show(&cleaner, requests);
-    let left = cleaner.leftovers();
+    let mut names = None;
+    let result = show(&mut names, requests);
+    let left = names.map(|n| n.leftovers()).unwrap_or_default();
     if left.is_empty() {
         step("cleaned up: no namespace, link or pinned object left");
     } else {
@@ -44,11 +38,13 @@ pub fn run(requests: usize, build: bool) -> Result<()> {
     Ok(())
 }
 
-/// Runs the demo inside a lab guard; returns how many services fell short.
-fn show(cleaner: &Cleaner, requests: usize) -> Result<usize> {
+/// Runs the demo inside a lab guard; returns how many services fell short. `names` gets
+/// the lab's names, to check after the lab is dropped that nothing is left.
+fn show(names: &mut Option<Names>, requests: usize) -> Result<usize> {
     let t = Instant::now();
     step("building the lab: client, director, switch and 3 real-server namespaces");
-    let lab = Lab::with_cleaner(cleaner.clone()).context("building the lab")?;
+    let lab = Lab::new().context("building the lab")?;
+    *names = Some(lab.names().clone());
     let n = lab.names();
     note(&format!("namespaces: {}", n.namespaces().join(" ")));
     note(&format!("director pins: {}", n.pin_dir.display()));

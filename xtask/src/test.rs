@@ -18,7 +18,8 @@ pub enum Group {
     Unit,
     /// BPF_PROG_TEST_RUN packet cases (root), and any other lb-tests target but lab.
     Packet,
-    /// Network-namespace labs with real traffic, and lb-ctl's namespace tests (root).
+    /// Network-namespace labs with real traffic, and lb-ctl's integration tests
+    /// (namespaces, BPF maps; root).
     Lab,
     /// unit, packet and lab, in that order.
     All,
@@ -63,7 +64,7 @@ impl Group {
                 .collect(),
             Group::Lab => {
                 let mut v = vec![with(&["-p", "lb-tests", "--test", "lab"])];
-                // lb-ctl's own integration tests build namespaces too (root).
+                // lb-ctl's own integration tests (namespaces, BPF maps) need root too.
                 if has_integration_tests("lb-ctl") {
                     v.push(with(&["-p", "lb-ctl", "--test", "*"]));
                 }

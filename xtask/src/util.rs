@@ -51,11 +51,8 @@ pub fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// True when running as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+/// True when running as root (the workspace's one `is_root`).
+pub use lb_tests::netns::is_root;
 
 /// True when the CI variable says we run in CI.
 pub fn in_ci() -> bool {

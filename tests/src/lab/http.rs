@@ -2,7 +2,7 @@
 //! entered the right namespace. Every wait is bounded.
 
 use super::LabError;
-use super::netns;
+use crate::netns;
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Network-namespace lab: a client, a director running lb, and real servers on one L2
-//! segment, with real HTTP servers, built by a guard that removes everything on drop (also
-//! on panic). Used by `tests/tests/lab.rs` and by `cargo xtask demo`.
+//! segment, with real HTTP servers; every namespace and pin directory is a guard of
+//! [`crate::netns`], so everything is removed on drop (also on panic, and on Ctrl-C with
+//! [`crate::netns::remove_on_ctrlc`]). Used by `tests/tests/lab.rs` and by `cargo xtask demo`.
 //!
 //! ```text
 //!  client ns               director ns                      switch ns        real ns ×3
@@ -21,17 +22,14 @@
 //! Addresses: only 198.18.0.0/15 and 2001:db8::/32, only inside these namespaces.
 
 pub mod http;
-pub mod netns;
 
 pub use http::HttpServer;
-pub use netns::{Cleaner, Names};
 
+use crate::netns::{self, COMMAND_TIMEOUT, Netns, PinDir, run};
 use lb_common::{Counter, ForwardMode};
-use netns::{COMMAND_TIMEOUT, ip, run};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 
 /// Real servers in a lab.
@@ -47,30 +45,18 @@ pub const INSIDE_IF: &str = "in0";
 /// Interface name of the client and of each real.
 pub const HOST_IF: &str = "eth0";
 
+/// Prefix of every namespace and pin directory a lab creates: `lblab-<pid>-<n>-<role>`.
+pub const PREFIX: &str = "lblab";
+
 /// Why a lab step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// Namespaces, XDP and bpffs need root.
     #[error("needs root (network namespaces, XDP, bpffs)")]
     NotRoot,
-    /// A command exited non-zero.
-    #[error("`{cmd}` failed ({status}): {stderr}")]
-    Command {
-        /// The command line.
-        cmd: String,
-        /// Its exit status.
-        status: String,
-        /// First lines of its stderr (or stdout).
-        stderr: String,
-    },
-    /// A command ran past its time bound and was killed.
-    #[error("`{cmd}` did not finish within {secs} s")]
-    Timeout {
-        /// The command line.
-        cmd: String,
-        /// The bound.
-        secs: u64,
-    },
+    /// A command, or entering a namespace, failed.
+    #[error(transparent)]
+    Sys(#[from] netns::Error),
     /// A system call failed.
     #[error("{what}: {source}")]
     Io {
@@ -86,9 +72,6 @@ pub enum LabError {
     /// An HTTP server could not start.
     #[error("HTTP: {0}")]
     Http(String),
-    /// A thread working inside a namespace panicked.
-    #[error("a thread working in namespace {0} panicked")]
-    Thread(String),
 }
 
 impl LabError {
@@ -250,39 +233,104 @@ pub fn default_lb_ctl() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/lb-ctl")
 }
 
-/// True when running as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+pub use netns::is_root;
+
+/// The names of everything one lab creates.
+#[derive(Clone, Debug)]
+pub struct Names {
+    /// Client namespace.
+    pub client: String,
+    /// Director namespace (runs the balancer).
+    pub director: String,
+    /// Namespace holding the inside bridge (the L2 segment of director and reals).
+    pub switch: String,
+    /// Real-server namespaces, real1..realN.
+    pub reals: Vec<String>,
+    /// The director's LB_PIN_DIR.
+    pub pin_dir: PathBuf,
+    /// Each real's LB_PIN_DIR (its decap program).
+    pub real_pin_dirs: Vec<PathBuf>,
 }
 
-/// A built lab. Dropping it stops the servers and removes the namespaces and pins.
+impl Names {
+    /// Every namespace, in the order they are created.
+    pub fn namespaces(&self) -> Vec<&str> {
+        let mut v = vec![
+            self.client.as_str(),
+            self.director.as_str(),
+            self.switch.as_str(),
+        ];
+        v.extend(self.reals.iter().map(String::as_str));
+        v
+    }
+
+    /// Namespaces and pin directories of these names that still exist (after the lab is
+    /// dropped: what its guards failed to remove).
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left: Vec<String> = self
+            .namespaces()
+            .into_iter()
+            .filter(|ns| Path::new(netns::NETNS_DIR).join(ns).exists())
+            .map(|ns| format!("netns {ns}"))
+            .collect();
+        left.extend(
+            std::iter::once(&self.pin_dir)
+                .chain(&self.real_pin_dirs)
+                .filter(|d| d.exists())
+                .map(|d| format!("pin dir {}", d.display())),
+        );
+        left
+    }
+}
+
+/// A built lab. Dropping it stops the servers, then its guards remove the namespaces and
+/// pin directories.
 pub struct Lab {
-    cleaner: Cleaner,
     servers: Vec<HttpServer>,
+    names: Names,
     lb_ctl: PathBuf,
     /// Serializes lb-ctl runs: they write the same maps.
     ctl_lock: Mutex<()>,
+    /// Pin directories of the director and each real; removed on drop.
+    _pins: Vec<PinDir>,
+    /// client, director, switch, reals; deleted on drop.
+    ns: Vec<Netns>,
 }
 
 impl Lab {
-    /// Builds a lab with fresh names.
+    /// Builds a lab with fresh names (call [`netns::remove_on_ctrlc`] first to remove it
+    /// on Ctrl-C too). On error everything built so far is removed.
     pub fn new() -> Result<Lab, LabError> {
-        Lab::with_cleaner(Cleaner::fresh(REALS))
-    }
-
-    /// Builds the lab whose names `cleaner` holds (install a signal handler that runs the
-    /// cleaner first, then call this). On error everything built so far is removed.
-    pub fn with_cleaner(cleaner: Cleaner) -> Result<Lab, LabError> {
         if !is_root() {
             return Err(LabError::NotRoot);
         }
-        netns::sweep_stale();
+        netns::sweep_stale(PREFIX);
+        let mut ns = Vec::new();
+        for role in ["cli", "dir", "sw"]
+            .map(String::from)
+            .into_iter()
+            .chain((1..=REALS).map(|i| format!("r{i}")))
+        {
+            ns.push(Netns::new(PREFIX, &role)?); // on error, `ns` drops what was made
+        }
+        let pins: Vec<PinDir> = std::iter::once(PinDir::new(PREFIX, "pin"))
+            .chain((1..=REALS).map(|i| PinDir::new(PREFIX, &format!("pin-r{i}"))))
+            .collect();
+        let names = Names {
+            client: ns[0].name().to_string(),
+            director: ns[1].name().to_string(),
+            switch: ns[2].name().to_string(),
+            reals: ns[3..].iter().map(|n| n.name().to_string()).collect(),
+            pin_dir: pins[0].path().to_path_buf(),
+            real_pin_dirs: pins[1..].iter().map(|p| p.path().to_path_buf()).collect(),
+        };
         let mut lab = Lab {
-            cleaner,
             servers: Vec::new(),
+            names,
             lb_ctl: default_lb_ctl(),
             ctl_lock: Mutex::new(()),
+            _pins: pins,
+            ns,
         };
         lab.build()?; // on error, dropping `lab` cleans up
         Ok(lab)
@@ -290,12 +338,7 @@ impl Lab {
 
     /// Names of the namespaces and pin directories.
     pub fn names(&self) -> &Names {
-        self.cleaner.names()
-    }
-
-    /// A handle that removes this lab (for signal handlers).
-    pub fn cleaner(&self) -> Cleaner {
-        self.cleaner.clone()
+        &self.names
     }
 
     /// Uses this lb-ctl instead of the default.
@@ -309,103 +352,90 @@ impl Lab {
     }
 
     fn build(&mut self) -> Result<(), LabError> {
-        let n = self.cleaner.names();
-        let (cli, dir, sw) = (&n.client, &n.director, &n.switch);
-        for ns in n.namespaces() {
-            ip(&format!("netns add {ns}"))?;
+        for ns in &self.ns {
             // No DAD anywhere: link-local and global v6 addresses are usable at once
             // (a tentative link-local address silences neighbour solicitations).
-            sysctl(
-                ns,
-                &[
-                    "net.ipv6.conf.all.accept_dad=0",
-                    "net.ipv6.conf.default.accept_dad=0",
-                ],
-            )?;
-            ip(&format!("-n {ns} link set lo up"))?;
+            ns.sysctl(&[
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ])?;
         }
-        sysctl(
-            dir,
-            &[
-                "net.ipv4.ip_forward=1",
-                "net.ipv6.conf.all.forwarding=1",
+        let (cli, dir, sw) = (&self.ns[0], &self.ns[1], &self.ns[2]);
+        let reals = &self.ns[3..];
+        dir.sysctl(&[
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ])?;
+        for r in reals {
+            r.sysctl(&[
+                "net.ipv4.conf.all.arp_ignore=1",
+                "net.ipv4.conf.all.arp_announce=2",
+                "net.ipv4.conf.default.arp_ignore=1",
+                "net.ipv4.conf.default.arp_announce=2",
                 "net.ipv4.conf.all.rp_filter=0",
                 "net.ipv4.conf.default.rp_filter=0",
-            ],
-        )?;
-        for r in &n.reals {
-            sysctl(
-                r,
-                &[
-                    "net.ipv4.conf.all.arp_ignore=1",
-                    "net.ipv4.conf.all.arp_announce=2",
-                    "net.ipv4.conf.default.arp_ignore=1",
-                    "net.ipv4.conf.default.arp_announce=2",
-                    "net.ipv4.conf.all.rp_filter=0",
-                    "net.ipv4.conf.default.rp_filter=0",
-                ],
-            )?;
+            ])?;
         }
         // client <-> director outside
-        ip(&format!(
-            "-n {cli} link add {HOST_IF} address 02:00:c6:12:00:01 type veth peer name {OUTSIDE_IF} address 02:00:c6:12:00:02 netns {dir}"
-        ))?;
+        cli.veth(
+            HOST_IF,
+            "address 02:00:c6:12:00:01",
+            Some(dir),
+            OUTSIDE_IF,
+            "address 02:00:c6:12:00:02",
+        )?;
         // the inside segment: a bridge in its own namespace
-        ip(&format!(
-            "-n {sw} link add br0 type bridge mcast_snooping 0"
-        ))?;
-        ip(&format!("-n {sw} link set br0 up"))?;
-        ip(&format!(
-            "-n {dir} link add {INSIDE_IF} address 02:00:c6:12:01:01 type veth peer name p0 netns {sw}"
-        ))?;
-        ip(&format!("-n {sw} link set p0 master br0 up"))?;
-        for (i, r) in n.reals.iter().enumerate() {
+        sw.ip("link add br0 type bridge mcast_snooping 0")?;
+        sw.up("br0")?;
+        dir.veth(INSIDE_IF, "address 02:00:c6:12:01:01", Some(sw), "p0", "")?;
+        sw.ip("link set p0 master br0 up")?;
+        for (i, r) in reals.iter().enumerate() {
             let i = i + 1;
-            ip(&format!(
-                "-n {r} link add {HOST_IF} address {} type veth peer name p{i} netns {sw}",
-                real_mac(i)
-            ))?;
-            ip(&format!("-n {sw} link set p{i} master br0 up"))?;
+            r.veth(
+                HOST_IF,
+                &format!("address {}", real_mac(i)),
+                Some(sw),
+                &format!("p{i}"),
+                "",
+            )?;
+            sw.ip(&format!("link set p{i} master br0 up"))?;
         }
         // addresses and routes
         for f in Family::ALL {
             let (plen, in_plen) = if f == Family::V4 { (24, 24) } else { (64, 64) };
-            addr(cli, client_addr(f), plen, HOST_IF)?;
-            addr(dir, director_outside(f), plen, OUTSIDE_IF)?;
-            addr(dir, director_inside(f), in_plen, INSIDE_IF)?;
-            for (i, r) in n.reals.iter().enumerate() {
-                addr(r, real_addr(i + 1, f), in_plen, HOST_IF)?;
+            cli.addr(HOST_IF, client_addr(f), plen)?;
+            dir.addr(OUTSIDE_IF, director_outside(f), plen)?;
+            dir.addr(INSIDE_IF, director_inside(f), in_plen)?;
+            for (i, r) in reals.iter().enumerate() {
+                r.addr(HOST_IF, real_addr(i + 1, f), in_plen)?;
                 for mode in [ForwardMode::Dr, ForwardMode::Tun] {
-                    addr(
-                        r,
-                        vip(mode, f),
-                        if f == Family::V4 { 32 } else { 128 },
-                        "lo",
-                    )?;
+                    r.addr("lo", vip(mode, f), if f == Family::V4 { 32 } else { 128 })?;
                 }
             }
         }
-        ip(&format!("-n {cli} link set {HOST_IF} up"))?;
-        ip(&format!("-n {dir} link set {OUTSIDE_IF} up"))?;
-        ip(&format!("-n {dir} link set {INSIDE_IF} up"))?;
+        cli.up(HOST_IF)?;
+        dir.up(OUTSIDE_IF)?;
+        dir.up(INSIDE_IF)?;
         for f in Family::ALL {
             route_default(cli, director_outside(f))?;
         }
-        for (i, r) in n.reals.iter().enumerate() {
-            ip(&format!("-n {r} link set {HOST_IF} up"))?;
+        for (i, r) in reals.iter().enumerate() {
+            r.up(HOST_IF)?;
             for f in Family::ALL {
                 route_default(r, director_inside(f))?;
                 // Static neighbours: the balancer's next-hop MACs never wait on resolution.
-                ip(&format!(
-                    "-n {dir} neigh replace {} lladdr {} dev {INSIDE_IF} nud permanent",
+                dir.ip(&format!(
+                    "neigh replace {} lladdr {} dev {INSIDE_IF} nud permanent",
                     real_addr(i + 1, f),
                     real_mac(i + 1)
                 ))?;
             }
         }
-        for (i, r) in n.reals.iter().enumerate() {
-            self.servers
-                .push(HttpServer::start(r, &real_name(i + 1), HTTP_PORT)?);
+        for i in 1..=reals.len() {
+            let server = HttpServer::start(self.ns[2 + i].name(), &real_name(i), HTTP_PORT)?;
+            self.servers.push(server);
         }
         Ok(())
     }
@@ -422,14 +452,15 @@ impl Lab {
             return Err(LabError::NoCtl(self.lb_ctl.clone()));
         }
         let _g = self.ctl_lock.lock().unwrap_or_else(|e| e.into_inner());
-        run(
-            Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{ns}"))
-                .arg(&self.lb_ctl)
-                .args(args)
-                .env("LB_PIN_DIR", pin_dir),
+        let ns = self
+            .ns
+            .iter()
+            .find(|n| n.name() == ns)
+            .expect("a namespace of this lab");
+        Ok(run(
+            ns.cmd(&self.lb_ctl).args(args).env("LB_PIN_DIR", pin_dir),
             COMMAND_TIMEOUT,
-        )
+        )?)
     }
 
     /// Loads lb on the director (both interfaces, generic XDP) and attaches the decap
@@ -475,7 +506,7 @@ impl Lab {
         to: SocketAddr,
         count: usize,
     ) -> Result<Vec<Result<String, String>>, LabError> {
-        netns::in_netns(&self.names().client, move || {
+        Ok(self.ns[0].run_in(move || {
             let mut out: Vec<Result<String, String>> = Vec::with_capacity(count);
             for _ in 0..count {
                 out.push(http::get(to));
@@ -484,7 +515,7 @@ impl Lab {
                 }
             }
             out
-        })
+        })?)
     }
 
     /// The director's data-path counters (`lb-ctl counters`), by name.
@@ -498,39 +529,19 @@ impl Lab {
             })
             .collect())
     }
-
-    /// Namespaces and pin directories of this lab that still exist.
-    pub fn leftovers(&self) -> Vec<String> {
-        self.cleaner.leftovers()
-    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Servers first: their threads hold the real namespaces alive.
+        // Servers first: their threads hold the real namespaces alive. The guards in
+        // `ns` and `_pins` then remove the namespaces and pin directories.
         for s in &mut self.servers {
             s.stop();
         }
-        self.cleaner.run();
     }
 }
 
-fn sysctl(ns: &str, settings: &[&str]) -> Result<String, LabError> {
-    // `ip netns exec` is fine here: sysctl needs the namespace's /proc/sys/net, not bpffs.
-    run(
-        Command::new("ip")
-            .args(["netns", "exec", ns, "sysctl", "-qw"])
-            .args(settings),
-        COMMAND_TIMEOUT,
-    )
-}
-
-fn addr(ns: &str, a: IpAddr, plen: u8, dev: &str) -> Result<String, LabError> {
-    let nodad = if a.is_ipv6() { " nodad" } else { "" };
-    ip(&format!("-n {ns} addr add {a}/{plen} dev {dev}{nodad}"))
-}
-
-fn route_default(ns: &str, via: IpAddr) -> Result<String, LabError> {
+fn route_default(ns: &Netns, via: IpAddr) -> Result<String, LabError> {
     let fam = if via.is_ipv6() { "-6" } else { "-4" };
-    ip(&format!("-n {ns} {fam} route replace default via {via}"))
+    Ok(ns.ip(&format!("{fam} route replace default via {via}"))?)
 }

@@ -12,20 +12,20 @@ use crate::model::{self, Choice, Conn, Dest, Model, Persist, Sched, tcp};
 use anyhow::{Context, Result, anyhow};
 use aya::maps::{Array, HashMap, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use aya::{Ebpf, EbpfLoader, Pod};
+use aya::{Ebpf, Pod};
 use lb_common::addr::convert::to_raw;
-use lb_common::conn::{ConnEvents, ConnExpiry, Settings, conn_counts};
+use lb_common::conn::{ConnEvents, ConnExpiry, Settings, Timeouts, conn_counts};
 use lb_common::consts::{
-    GLOBAL_FLOW_CACHE_BITS, MAP_CLOCK, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER,
-    MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED, MAP_REALS,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
+    MAP_CLOCK, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
+    MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER,
+    MAP_VIPS, PROG_LB,
 };
 use lb_common::filter::filter_slot;
-use lb_common::flow_cache::cache_entries;
 use lb_common::{
     Be16, FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, Real,
     RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
 };
+use lb_ctl::sweep;
 use lb_tests::bpf::IF_LO;
 use lb_tests::bpf::TEST_CACHE_BITS;
 use lb_tests::packet::{L4, Pkt};
@@ -125,23 +125,12 @@ impl Lb {
     pub fn load() -> Result<Lb> {
         let path = lb_tests::bpf::object_path()?;
         lb_tests::bpf::pin_to_this_cpu()?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(GLOBAL_FLOW_CACHE_BITS, &TEST_CACHE_BITS, true)
-            .map_max_entries(
-                MAP_FLOW_CACHE,
-                cache_entries(lb_tests::bpf::cpus()?, TEST_CACHE_BITS),
-            )
-            .map_max_entries(MAP_FLOWS4, SCHED_MAX_FLOWS)
-            .map_max_entries(MAP_FLOWS6, SCHED_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV4, SCHED_MAX_FLOWS)
-            .map_max_entries(MAP_NAT_REV6, SCHED_MAX_FLOWS)
-            .load_file(&path)
-            .with_context(|| format!("loading {}", path.display()))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROG_LB)
-            .ok_or_else(|| anyhow!("no program {PROG_LB}"))?
-            .try_into()?;
-        prog.load()?;
+        // lb-ctl's own loader, unpinned, as the packet harness loads it.
+        let ebpf = lb_ctl::loader::Loader::balancer(&path)
+            .max_flows(SCHED_MAX_FLOWS)
+            .cache_bits(TEST_CACHE_BITS)
+            .load()
+            .with_context(|| format!("loading {PROG_LB} from {}", path.display()))?;
         Ok(Lb { ebpf, next_slot: 0 })
     }
 
@@ -868,20 +857,18 @@ impl Run {
         self.check_flow(h)
     }
 
-    /// Connection `h` expires as lb-ctl's sweep expires it.
+    /// Connection `h` expires as lb-ctl's sweep expires it: the flow removed and booked
+    /// in REAL_EXPIRED by the sweep's own functions.
     pub fn expire(&mut self, h: usize) -> Result<()> {
         let (svc, c) = self.conns[h];
         let key = Self::key(&c);
         if let Some(v) = self.lb.flow(&key)? {
             self.lb.remove_flow(&key)?;
+            let mut add = ConnExpiry::default();
+            sweep::book_flow(&mut add, &v);
             let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
-            let mut e = ex.get(&v.real_id, 0)?;
-            if v.flags & FlowFlags::INACTIVE != 0 {
-                e.inactive += 1;
-            } else {
-                e.active += 1;
-            }
-            ex.set(v.real_id, e, 0)?;
+            let cur = ex.get(&v.real_id, 0)?;
+            ex.set(v.real_id, sweep::add_expiry(cur, &add), 0)?;
         }
         self.model.expire(svc, c);
         Ok(())
@@ -898,12 +885,14 @@ impl Run {
             let Some(e) = self.model.conns.get(&(svc, c)) else {
                 continue;
             };
+            // The default `--set` timeouts: lb-common's, as the program reads a zero SETTINGS.
+            let d = Timeouts::default();
             let timeout = if c.proto == 6 {
-                tcp::timeout_s(e.state, 900, 120)
+                tcp::timeout_s(e.state, d.tcp_s, d.tcpfin_s)
             } else {
-                300
+                d.udp_s
             };
-            if now - self.last[h] > timeout {
+            if sweep::expired(now, self.last[h], timeout) {
                 self.expire(h)?;
             }
         }
@@ -914,9 +903,9 @@ impl Run {
             .iter()
             .filter(|(key, (svc, t))| {
                 let timeout = self.specs[*svc as usize - 1].persist.map_or(0, |p| p.0);
+                let in_use = self.model.conns.values().any(|e| e.template == Some(**key));
                 self.model.templates.contains_key(key)
-                    && now - t > timeout
-                    && !self.model.conns.values().any(|e| e.template == Some(**key))
+                    && sweep::template_expires(now, *t, timeout, in_use)
             })
             .map(|(key, (svc, _))| (*key, *svc))
             .collect();
@@ -979,10 +968,13 @@ impl Run {
             self.lb
                 .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
                 .remove(&key)?;
+            let add = ConnExpiry {
+                templates: 1,
+                ..Default::default()
+            };
             let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
-            let mut e = ex.get(&v.real_id, 0)?;
-            e.templates += 1;
-            ex.set(v.real_id, e, 0)?;
+            let cur = ex.get(&v.real_id, 0)?;
+            ex.set(v.real_id, sweep::add_expiry(cur, &add), 0)?;
         } else {
             self.note(format!(
                 "no PERSIST entry for client {masked} group {group}"

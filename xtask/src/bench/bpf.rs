@@ -1,8 +1,10 @@
 //! The programs under test and the timing loop.
 //!
 //! `lb_xdp` is loaded from the object every other tool uses (target/release/lb.bpf.o after
-//! `cargo xtask build`) with its maps pinned in a bench pin directory, so lb-ctl (library
-//! and CLI) can work on the same maps. The reference programs come from lb-bench-ref.bpf.o.
+//! `cargo xtask build`) by lb-ctl's own [`lb_ctl::loader::Loader`], as `lb-ctl load
+//! --max-flows N` loads it (the same flow tables, FLOW_CACHE and FLOW_CACHE_BITS), with its
+//! maps pinned in a bench pin directory, so lb-ctl (library and CLI) can work on the same
+//! maps. The reference programs come from lb-bench-ref.bpf.o.
 //!
 //! Timing (DESIGN.md §6): BPF_PROG_TEST_RUN with repeat = 1 on a fresh copy of the input
 //! per call, the kernel-reported duration of each call, every return value and output
@@ -16,31 +18,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::maps::{Map, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
-use lb_common::consts::{
-    MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4,
-    MAP_NAT_REV6, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS,
-    MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PROG_LB,
-};
-use lb_common::flow_cache::{DEFAULT_CACHE_BITS, cache_entries};
+use lb_common::consts::PROG_LB;
 use std::path::{Path, PathBuf};
-
-/// Every map of the balancer, pinned by name (what lb-ctl opens).
-const LB_MAPS: [&str; 14] = [
-    MAP_SERVICES,
-    MAP_VIPS,
-    MAP_REALS,
-    MAP_SCHED_TABLE,
-    MAP_FLOWS4,
-    MAP_FLOWS6,
-    MAP_NAT_REV4,
-    MAP_NAT_REV6,
-    MAP_SVC_STATS,
-    MAP_REAL_STATS,
-    MAP_COUNTERS,
-    MAP_TX_PORTS,
-    MAP_VIP_FILTER,
-    MAP_NAT_FILTER,
-];
 
 /// XDP verdicts (enum xdp_action).
 pub const XDP_DROP: u32 = 1;
@@ -105,39 +84,23 @@ impl Loaded {
         if let Some(why) = refused() {
             bail!("{why} (not tried again)");
         }
-        let mut loader = EbpfLoader::new();
-        for m in [MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6] {
-            loader.map_max_entries(m, max_flows);
-        }
-        let cpus = aya::util::nr_cpus().map_err(|(f, e)| anyhow!("{f}: {e}"))?;
-        loader.map_max_entries(
-            MAP_FLOW_CACHE,
-            cache_entries(cpus as u32, DEFAULT_CACHE_BITS),
-        );
-        for m in LB_MAPS {
-            loader.map_pin_path(m, pin_dir.join(m));
-        }
-        let mut ebpf = loader
-            .load_file(path)
-            .with_context(|| format!("loading {}", path.display()))?;
-        // Maps beyond the known ones are pinned too, as lb-ctl's loader does, so lb-ctl
-        // finds every map it opens (not .rodata/.bss/.data, which belong to the program).
-        for (name, map) in ebpf.maps_mut() {
-            let pin = pin_dir.join(name);
-            if !name.starts_with('.') && !pin.exists() {
-                map.pin(&pin)
-                    .with_context(|| format!("pinning {}", pin.display()))?;
+        // lb-ctl's own loader, as `lb-ctl load --max-flows max_flows` loads it: the same
+        // map sizes, the same FLOW_CACHE and FLOW_CACHE_BITS, every map pinned by name.
+        let loaded = lb_ctl::loader::Loader::balancer(path)
+            .pin_dir(pin_dir)
+            .max_flows(max_flows)
+            .load();
+        match loaded {
+            Ok(ebpf) => Ok(Loaded {
+                ebpf,
+                path: path.to_owned(),
+            }),
+            Err(e) => {
+                let why = anyhow::Error::from(e).context(format!("loading {PROG_LB}"));
+                *REFUSED.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{why:#}"));
+                Err(why)
             }
         }
-        let mut l = Loaded {
-            ebpf,
-            path: path.to_owned(),
-        };
-        if let Err(e) = l.load_prog(PROG_LB) {
-            *REFUSED.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
-            return Err(e);
-        }
-        Ok(l)
     }
 
     /// The reference programs' object, each of `progs` loaded.

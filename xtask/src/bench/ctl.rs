@@ -5,7 +5,7 @@
 use super::Ctx;
 use super::bpf::{self, Loaded, XDP_DROP, XDP_REDIRECT, run_once};
 use super::figure::{Figure, summarize};
-use super::sys::{Netns, PinDir};
+use super::sys::{self, Netns};
 use anyhow::{Context, Result, bail};
 use lb_common::consts::{
     DEFAULT_MAGLEV_SIZE, DEFAULT_MAX_FLOWS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4,
@@ -44,7 +44,7 @@ fn v4_plus(base: &str, n: u32) -> IpAddr {
 }
 
 pub fn run(ctx: &Ctx, obj: &Path) -> Result<Vec<Figure>> {
-    let pin = PinDir::new("ctl")?;
+    let pin = sys::pin_dir("ctl")?;
     let lb = Loaded::balancer(obj, pin.path(), DEFAULT_MAX_FLOWS)?;
     let mut figures = Vec::new();
     let mut push = |f: Figure| {
@@ -242,7 +242,7 @@ fn update_rate(ctx: &Ctx, pin: &Path) -> Result<Figure> {
 /// A namespace where the reals of the ctl→datapath test are on-link, with permanent
 /// neighbour entries so lb-ctl resolves them without ARP.
 fn ctl_netns() -> Result<(Netns, [u8; 6])> {
-    let ns = Netns::new("ctl")?;
+    let ns = sys::netns("ctl")?;
     ns.sh(&[
         "ip", "link", "add", "ctl0", "type", "veth", "peer", "name", "ctl1",
     ])?;
@@ -275,7 +275,7 @@ pub fn iface_index(ns: &Netns, dev: &str) -> Result<u32> {
 
 /// `lb-ctl ARGS` in `ns`, on the bench's pin directory.
 fn lb_ctl(ctx: &Ctx, ns: &Netns, pin: &Path, args: &[&str]) -> Command {
-    let mut c = ns.cmd(&ctx.root.join("target/release/lb-ctl").to_string_lossy());
+    let mut c = ns.cmd(ctx.root.join("target/release/lb-ctl"));
     c.env("LB_PIN_DIR", pin).args(args);
     c
 }

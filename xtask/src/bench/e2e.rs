@@ -24,7 +24,7 @@ use super::Ctx;
 use super::bpf::Loaded;
 use super::ctl::{iface_index, iface_mac};
 use super::figure::Figure;
-use super::sys::{self, Netns, PinDir};
+use super::sys::{self, Netns};
 use anyhow::{Context, Result, anyhow, bail};
 use aya::maps::{Array, PerCpuArray};
 use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, XdpMode};
@@ -60,9 +60,9 @@ struct Topology {
 
 impl Topology {
     fn new(tag: &str) -> Result<Topology> {
-        let gen_ns = Netns::new(&format!("{tag}-gen"))?;
-        let dir = Netns::new(&format!("{tag}-dir"))?;
-        let sink = Netns::new(&format!("{tag}-sink"))?;
+        let gen_ns = sys::netns(&format!("{tag}-gen"))?;
+        let dir = sys::netns(&format!("{tag}-dir"))?;
+        let sink = sys::netns(&format!("{tag}-sink"))?;
         gen_ns.sh(&[
             "ip",
             "link",
@@ -295,10 +295,10 @@ fn lb_variant(
         bail!("{why} (not tried again)");
     }
     let topo = Topology::new("e2e")?;
-    let pin = PinDir::new("e2e")?;
+    let pin = sys::pin_dir("e2e")?;
     let ctl = ctx.root.join("target/release/lb-ctl");
     let lb_ctl = |args: &[&str]| -> Result<()> {
-        let mut c = topo.dir.cmd(&ctl.to_string_lossy());
+        let mut c = topo.dir.cmd(&ctl);
         c.env("LB_PIN_DIR", pin.path())
             .env("LB_BPF_OBJECT", lb_obj)
             .args(args);

@@ -331,7 +331,7 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Fi
     let pass = refs.prog("bench_pass")?;
     let floor = refs.prog("bench_floor")?;
     let flow = [refs.prog("bench_flow4")?, refs.prog("bench_flow6")?];
-    let pin = super::sys::PinDir::new("paths")?;
+    let pin = super::sys::pin_dir("paths")?;
     let mut lb = Loaded::balancer(obj, pin.path(), 1 << 17)?;
     let defs = provision(&mut lb, pin.path())?;
     let prog = lb.prog(lb_common::consts::PROG_LB)?;
@@ -445,7 +445,7 @@ pub fn compare(
     for (r, (tag, order)) in (0..reps).flat_map(|r| orders.map(|o| (r, o))) {
         let mut loaded = Vec::new();
         for (i, obj) in order.into_iter().enumerate() {
-            let pin = super::sys::PinDir::new(&format!("compare-{r}{tag}{i}"))?;
+            let pin = super::sys::pin_dir(&format!("compare-{r}{tag}{i}"))?;
             let mut lb = Loaded::balancer(obj, pin.path(), 1 << 17)?;
             let defs = provision(&mut lb, pin.path())?;
             loaded.push((pin, lb, defs));
@@ -913,7 +913,7 @@ fn scale_flows(
     pass: &aya::programs::Xdp,
     floor: &aya::programs::Xdp,
 ) -> Result<Vec<Figure>> {
-    let pin = super::sys::PinDir::new("scale-flows")?;
+    let pin = super::sys::pin_dir("scale-flows")?;
     let mut lb = Loaded::balancer(obj, pin.path(), BENCH_MAX_FLOWS)?;
     // The same flows in `bench_flow4`'s table: what one LRU lookup costs at each size,
     // beside lb's whole path (a random flow per call misses the caches for both).
@@ -1022,7 +1022,7 @@ fn scale_services(
     pass: &aya::programs::Xdp,
     floor: &aya::programs::Xdp,
 ) -> Result<Vec<Figure>> {
-    let pin = super::sys::PinDir::new("scale-svcs")?;
+    let pin = super::sys::pin_dir("scale-svcs")?;
     let mut lb = Loaded::balancer(obj, pin.path(), 1 << 16)?;
     let client = "198.18.2.1";
     let vip = |i: u32| v4_plus("198.19.128.0", i);
