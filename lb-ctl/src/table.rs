@@ -33,7 +33,8 @@ pub fn alloc_region(in_use: &[Region], len: u32, total: u32) -> Option<u32> {
 }
 
 /// The scheduler table of a service (lb_common::sched has the contract) from its reals
-/// in IPVS order; empty = `table_len` 0 (no table, or no destination available).
+/// in IPVS order; empty = `table_len` 0 (no table, or no destination available). Only
+/// mh, sh and dh have one: rr, wrr and the load-driven schedulers walk the reals list.
 pub fn build(kind: SchedKind, reals: &[(u32, Real)], mh_size: u32) -> Result<Vec<u32>, ModelError> {
     let dests: Vec<Dest> = reals
         .iter()
@@ -46,8 +47,6 @@ pub fn build(kind: SchedKind, reals: &[(u32, Real)], mh_size: u32) -> Result<Vec
         SchedKind::Maglev => build_maglev(reals, mh_size)?.unwrap_or_default(),
         SchedKind::Sh => sched::sh_table(&dests),
         SchedKind::Dh => sched::dh_table(&dests),
-        SchedKind::Rr => sched::rr_sequence(&dests),
-        SchedKind::Wrr => sched::wrr_sequence(&dests),
         _ => Vec::new(),
     })
 }

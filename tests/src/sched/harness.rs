@@ -348,21 +348,9 @@ impl Run {
         let spec = self.specs[svc as usize - 1].clone();
         let dests = self.dests(svc);
         let ids: Vec<u32> = dests.iter().map(|d| d.id).collect();
-        let bd: Vec<lb_common::sched::Dest> = dests
-            .iter()
-            .map(|d| lb_common::sched::Dest {
-                id: d.id,
-                weight: d.weight as u32,
-            })
-            .collect();
         // The table, built from the model's rules (the contract: the kernel indexes
         // what userspace built).
         let table: Vec<u32> = match spec.sched {
-            SchedKind::Rr => bd.iter().filter(|d| d.weight > 0).map(|d| d.id).collect(),
-            SchedKind::Wrr => model::seq::wrr_cycle(&dests)
-                .into_iter()
-                .map(|p| ids[p])
-                .collect(),
             SchedKind::Sh => model::table::sh_reassign(&dests)
                 .into_iter()
                 .map(|p| ids[p.expect("sh bucket")])
