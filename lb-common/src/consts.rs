@@ -133,3 +133,6 @@ pub const MAP_SETTINGS: &str = "SETTINGS";
 /// MAX_SERVICES). Written by the data path; lb-ctl's sweep may clear entries unused for
 /// 24 h (IPVS lblc_expiration) and must clear a service id's entry when it reuses the id.
 pub const MAP_LBLC: &str = "LBLC";
+/// Seconds an lblc/lblcr locality entry may go unused before lb-ctl's sweep clears it:
+/// IPVS's `lblc_expiration` / `lblcr_expiration` default, a day.
+pub const LOCALITY_EXPIRY_S: u32 = 24 * 3600;

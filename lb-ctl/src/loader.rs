@@ -15,8 +15,8 @@
 //! (a new object keeps the services, reals and flows). Removing a link pin detaches the
 //! program from that interface (nothing else holds the link).
 
+use crate::maps::sys;
 use crate::maps::{self, MapsError};
-use crate::sys;
 use aya::maps::MapData;
 use aya::programs::links::FdLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
@@ -527,7 +527,7 @@ fn start_clock(pin_dir: &Path) -> Result<(), MapsError> {
         source,
     })?;
     if now == 0 {
-        crate::sweep::tick(pin_dir)?;
+        crate::maps::sweep::tick(pin_dir)?;
     }
     Ok(())
 }

@@ -4,7 +4,9 @@
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use lb_ctl::{ctl, ipvsadm, loader, sweep};
+use lb_ctl::cli::{ctl, ipvsadm};
+use lb_ctl::loader;
+use lb_ctl::maps::sweep;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -152,7 +154,7 @@ fn run_native(cli: Cli) -> Result<String> {
                 // Stamps written while no sweep kept CLOCK are timed from now.
                 let rebase = sweep::rebase_for(&dir, 2 * interval as u32)?;
                 loop {
-                    sweep::sweep_pass(&dir, lb_ctl::sys::monotonic_s(), rebase)?;
+                    sweep::sweep_pass(&dir, lb_ctl::maps::sys::monotonic_s(), rebase)?;
                     std::thread::sleep(std::time::Duration::from_secs(interval));
                 }
             }

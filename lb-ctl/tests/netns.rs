@@ -481,7 +481,7 @@ fn schedulers_persistence_timeouts_sweep() {
             lb_ctl::maps::open(pin, lb_common::consts::MAP_CLOCK).unwrap();
         let c = clock.get(&0, 0).unwrap();
         assert!(
-            c > 0 && c <= lb_ctl::sys::monotonic_s(),
+            c > 0 && c <= lb_ctl::maps::sys::monotonic_s(),
             "load starts CLOCK: {c}"
         );
     }
@@ -533,7 +533,7 @@ fn schedulers_persistence_timeouts_sweep() {
         _pad: [0; 2],
     }
     .v4();
-    let now = lb_ctl::sys::monotonic_s();
+    let now = lb_ctl::maps::sys::monotonic_s();
     {
         let mut flows: HashMap<MapData, FlowKey4, FlowValue> =
             lb_ctl::maps::open(pin, lb_common::consts::MAP_FLOWS4).unwrap();
@@ -713,7 +713,7 @@ fn schedulers_persistence_timeouts_sweep() {
         let v = FlowValue {
             real_id: rid,
             svc_id: https.id,
-            last_seen_s: lb_ctl::sys::monotonic_s() - 1000,
+            last_seen_s: lb_ctl::maps::sys::monotonic_s() - 1000,
             state: TcpState::Established as u8,
             flags: FlowFlags::NO_OUTPUT,
             _pad: [0; 2],
@@ -764,8 +764,8 @@ fn schedulers_persistence_timeouts_sweep() {
 
     // lblc/lblcr locality entries unused for a day are cleared; a fresh one stays.
     if pin.join(lb_common::consts::MAP_LBLC).exists() {
-        let lblc = lb_ctl::sys::RawMap::open(&pin.join(lb_common::consts::MAP_LBLC)).unwrap();
-        let c = lb_ctl::sweep::read_clock(pin).unwrap();
+        let lblc = lb_ctl::maps::sys::RawMap::open(&pin.join(lb_common::consts::MAP_LBLC)).unwrap();
+        let c = lb_ctl::maps::sweep::read_clock(pin).unwrap();
         let loc = |last: u32| lb_common::LocalityValue {
             len: 1,
             last_seen_s: last,
@@ -776,7 +776,7 @@ fn schedulers_persistence_timeouts_sweep() {
         let day_on = c + 86_401;
         lblc.set(&svc.id, &loc(c)).unwrap();
         lblc.set(&https.id, &loc(day_on)).unwrap();
-        let rep = lb_ctl::sweep::sweep_at(pin, day_on).unwrap();
+        let rep = lb_ctl::maps::sweep::sweep_at(pin, day_on).unwrap();
         assert_eq!(rep.locality, 1, "{rep:?}");
         let get = |id: u32| {
             lblc.get::<u32, lb_common::LocalityValue>(&id)
@@ -834,8 +834,8 @@ fn live_syns_are_counted_and_expire() {
     assert_eq!(flow[2], "SYN_RECV", "{conns}");
     assert_eq!(flow[5], "198.18.100.2:80");
     // Past SYN_RECV's 60 s.
-    let clock = lb_ctl::sweep::read_clock(pin).unwrap();
-    let rep = lb_ctl::sweep::sweep_at(pin, clock + 61).unwrap();
+    let clock = lb_ctl::maps::sweep::read_clock(pin).unwrap();
+    let rep = lb_ctl::maps::sweep::sweep_at(pin, clock + 61).unwrap();
     assert_eq!((rep.active, rep.inactive, rep.flows), (0, 1, 0), "{rep:?}");
     assert_eq!(
         row(&lab.ok("-L -n -t 198.18.4.1:80"), "198.18.100.2:80")[4..],

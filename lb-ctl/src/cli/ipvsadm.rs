@@ -8,7 +8,7 @@
 //! that); lb adds `--persist-group VIP:PORT` (share another service's persistence, as an
 //! IPVS firewall-mark service spanning ports does) and `--mh-size PRIME` (Maglev table size).
 
-use crate::model::{Endpoint, Proto, RealRef, RealSpec, ServiceAddr, ServiceSpec};
+use crate::ipvs::model::{Endpoint, Proto, RealRef, RealSpec, ServiceAddr, ServiceSpec};
 use lb_common::consts::DEFAULT_PERSIST_TIMEOUT_S;
 use lb_common::{ForwardMode, VipFlags};
 use std::net::{IpAddr, Ipv6Addr};

@@ -3,7 +3,7 @@
 //! ([`Op`]) a change turns into.
 //!
 //! Every lb-ctl run is a fresh process, as ipvsadm is: the kernel maps are the only state.
-//! A command reads a [`Snapshot`], a pure planner ([`crate::service`], [`crate::real`])
+//! A command reads a [`Snapshot`], a pure planner ([`crate::ipvs::service`], [`crate::ipvs::real`])
 //! validates the whole change against it and returns the list of writes in the order they
 //! must happen, and [`crate::maps::Maps::apply`] performs them. A refused command writes
 //! nothing.

@@ -139,7 +139,7 @@ pub fn write<V: Pod>(fd: BorrowedFd<'_>, len: u32, base: u32, values: &[V]) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::{RawMap, test_array as array};
+    use crate::maps::sys::{RawMap, test_array as array};
     use std::os::fd::AsFd;
 
     /// `BPF_F_MMAPABLE` in bpf_attr.map_flags.

@@ -8,7 +8,7 @@
 //! at; publishing it is one SERVICES update (see docs/datapath.md), after which the old
 //! region is free again.
 
-use crate::model::ModelError;
+use crate::ipvs::model::ModelError;
 use lb_common::consts::SCHED_TABLE_SLOTS;
 use lb_common::maglev::{self, Backend};
 use lb_common::sched::{self, Dest};

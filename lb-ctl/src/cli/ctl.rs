@@ -1,11 +1,13 @@
 //! Running an admin command against the pinned maps: read a snapshot, plan, apply; or
 //! gather what a listing shows.
 
-use crate::ipvsadm::IpvsCommand;
+use crate::cli::ipvsadm::IpvsCommand;
+use crate::cli::show::{self, ListOptions, ListedConn, ListedReal, ListedService};
+use crate::ipvs::model::{Endpoint, ModelError, Op, Proto, ServiceAddr, real_endpoint};
+use crate::ipvs::{real, service};
+use crate::maps::sweep;
 use crate::maps::{self, Maps, MapsError};
-use crate::model::{Endpoint, ModelError, Op, Proto, ServiceAddr, real_endpoint};
-use crate::show::{self, ListOptions, ListedConn, ListedReal, ListedService};
-use crate::{nexthop, real, service, sweep};
+use crate::nexthop;
 use lb_common::addr::{convert, family};
 use lb_common::conn::{ConnCounts, Timeouts, state_name, state_timeout_s};
 use lb_common::{ForwardMode, SchedKind, Service, ServiceKey, VipFlags};
@@ -87,10 +89,11 @@ pub const VERSION: &str = concat!(
 
 fn plan_and_apply(
     dir: &Path,
-    plan: impl FnOnce(&crate::model::Snapshot) -> Result<Vec<Op>, ModelError>,
+    plan: impl FnOnce(&crate::ipvs::model::Snapshot) -> Result<Vec<Op>, ModelError>,
 ) -> Result<(), CtlError> {
     let mut maps = Maps::open(dir)?;
-    let _lock = crate::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+    let _lock =
+        crate::maps::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
     let snap = maps.snapshot()?;
     let ops = plan(&snap)?;
     maps.apply(&ops)?;
@@ -131,8 +134,8 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             return Ok(show::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s));
         }
         IpvsCommand::SetTimeout([tcp, fin, udp]) => {
-            let _lock =
-                crate::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+            let _lock = crate::maps::sys::lock_dir(dir)
+                .map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
             let mut s = maps::read_settings(dir)?;
             // As IPVS: a 0 leaves that timeout unchanged.
             for (slot, v) in [
@@ -268,7 +271,7 @@ pub fn list_conns(dir: &Path, persistent_conn: bool) -> Result<String, CtlError>
     let t = maps::read_settings(dir)?.timeouts;
     // Time left by the clock the flows are stamped with (the sweep's, or a test's).
     let now = match sweep::read_clock(dir)? {
-        0 => crate::sys::monotonic_s(),
+        0 => crate::maps::sys::monotonic_s(),
         c => c,
     };
     let by_id: BTreeMap<u32, (ServiceKey, Service)> = snap
@@ -363,8 +366,8 @@ pub fn sysctl(dir: &Path, name: Option<&str>, value: Option<u32>) -> Result<Stri
         None => Ok(format!("{name} {slot}\n")),
         Some(v) if v > 1 => Err(CtlError::Sysctl(format!("{name} is 0 or 1, not {v}"))),
         Some(v) => {
-            let _lock =
-                crate::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+            let _lock = crate::maps::sys::lock_dir(dir)
+                .map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
             // Re-read under the lock so a concurrent --set is not lost.
             let mut s = maps::read_settings(dir)?;
             if name == "expire_nodest_conn" {

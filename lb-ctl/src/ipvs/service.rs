@@ -5,10 +5,10 @@
 //! filter bit lets packets reach the lookup; a table is written before the `Service` value
 //! that points at it; a real is marked inactive only after no table references it.
 
-use crate::model::{
+use crate::ipvs::model::{
     Filter, ModelError, Op, ServiceAddr, ServiceSpec, Snapshot, check_unicast, real_ip, vip_key,
 };
-use crate::table;
+use crate::ipvs::table;
 use lb_common::consts::{DEFAULT_MAGLEV_SIZE, MAX_REALS_PER_SERVICE, MAX_SERVICES, MAX_TABLE_LEN};
 use lb_common::filter::filter_slot;
 use lb_common::maglev;
@@ -308,7 +308,7 @@ pub(crate) fn publish(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Endpoint, Proto};
+    use crate::ipvs::model::{Endpoint, Proto};
 
     pub(crate) fn sa(s: &str, port: u16) -> ServiceAddr {
         ServiceAddr {

@@ -2,8 +2,8 @@
 //! listing. Pure formatting of already-gathered values; column widths are ipvsadm's own
 //! (`print_title`, `print_service_entry` and `print_largenum` in ipvsadm.c).
 
-use crate::ipvsadm::ListFormat;
-use crate::model::{Endpoint, ServiceAddr};
+use crate::cli::ipvsadm::ListFormat;
+use crate::ipvs::model::{Endpoint, ServiceAddr};
 use lb_common::{Counter, Drop, ForwardMode, Pass, Traffic};
 use std::fmt::Write as _;
 
@@ -291,7 +291,7 @@ pub fn counters(values: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Proto;
+    use crate::ipvs::model::Proto;
 
     fn ep(s: &str, port: u16) -> Endpoint {
         Endpoint {

@@ -224,7 +224,7 @@ mod tests {
 
     /// An array of `len` u32 → [u8; 12] (an odd-sized value, like the maps' structs).
     fn array(len: u32) -> Option<OwnedFd> {
-        crate::sys::test_array(len, 12, 0)
+        crate::maps::sys::test_array(len, 12, 0)
     }
 
     #[test]

@@ -5,12 +5,12 @@
 //! called (it may send a datagram to trigger ARP), and nothing is written unless the whole
 //! plan was built.
 
-use crate::model::{
+use crate::ipvs::model::{
     Endpoint, Filter, ModelError, Op, RealRef, RealSpec, Snapshot, check_unicast, check_weight,
     effective_port, real_endpoint,
 };
+use crate::ipvs::service::{deactivated, filter_cleanup, mh_size_of, nat_addrs, publish, slot_of};
 use crate::nexthop::{NextHop, NextHopError};
-use crate::service::{deactivated, filter_cleanup, mh_size_of, nat_addrs, publish, slot_of};
 use lb_common::addr::convert;
 use lb_common::consts::{MAX_REALS, MAX_REALS_PER_SERVICE};
 use lb_common::{Be16, ForwardMode, Real, RealFlags, Service};
@@ -23,7 +23,7 @@ pub type Resolver<'a> = dyn FnMut(IpAddr) -> Result<NextHop, NextHopError> + 'a;
 /// The service a request names, checked against the real's family.
 fn service_for(
     snap: &Snapshot,
-    svc: &crate::model::ServiceAddr,
+    svc: &crate::ipvs::model::ServiceAddr,
     real: IpAddr,
 ) -> Result<Service, ModelError> {
     let s = snap.service(svc).ok_or(ModelError::NoSuchService(*svc))?;
@@ -237,7 +237,7 @@ pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::tests::{apply, sa, spec};
+    use crate::ipvs::service::tests::{apply, sa, spec};
     use lb_common::consts::{DEFAULT_MAGLEV_SIZE, NO_REAL};
 
     fn nh(addr: IpAddr) -> Result<NextHop, NextHopError> {
@@ -274,7 +274,7 @@ mod tests {
 
     fn with_service(vip: &str) -> Snapshot {
         let mut snap = Snapshot::default();
-        let ops = crate::service::add(&snap, &spec(vip, 80)).unwrap();
+        let ops = crate::ipvs::service::add(&snap, &spec(vip, 80)).unwrap();
         apply(&mut snap, &ops);
         snap
     }
@@ -639,7 +639,7 @@ mod tests {
         let mut snap = Snapshot::default();
         let mut sp = spec("198.18.2.1", 80);
         sp.sched = sched.into();
-        let ops = crate::service::add(&snap, &sp).unwrap();
+        let ops = crate::ipvs::service::add(&snap, &sp).unwrap();
         apply(&mut snap, &ops);
         for (i, w) in weights.iter().enumerate() {
             let rip = format!("198.18.1.{}", 11 + i);
