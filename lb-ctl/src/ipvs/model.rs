@@ -252,6 +252,60 @@ impl Snapshot {
             .iter()
             .filter(|(_, r)| r.flags.has(RealFlags::ACTIVE))
     }
+
+    /// Performs a plan in memory, as [`crate::maps::Maps::apply`] changes the maps, so
+    /// plans chain: plan a change, apply it here, plan the next one against the result,
+    /// then write every plan in order. Only what a snapshot holds changes: SERVICES,
+    /// REALS and each service's published reals list (read back from the plan's
+    /// `WriteTable` that covers the region a `PutService` points at; a service whose
+    /// list region is unchanged keeps its list).
+    pub fn apply(&mut self, ops: &[Op]) {
+        let mut written: Vec<(u32, &[u32])> = Vec::new();
+        for op in ops {
+            match op {
+                Op::WriteTable { base, slots } => written.push((*base, slots)),
+                Op::PutService(k, s) => {
+                    let (base, len) = (s.reals_base, s.reals_len as usize);
+                    let list = written.iter().rev().find_map(|(b, slots)| {
+                        let at = base.checked_sub(*b)? as usize;
+                        slots.get(at..at + len)
+                    });
+                    match (len, list) {
+                        (0, _) => {
+                            self.orders.insert(s.id, Vec::new());
+                        }
+                        (_, Some(list)) => {
+                            self.orders.insert(s.id, list.to_vec());
+                        }
+                        (_, None) => {}
+                    }
+                    match self.services.iter_mut().find(|(x, _)| x == k) {
+                        Some(slot) => slot.1 = *s,
+                        None => self.services.push((*k, *s)),
+                    }
+                }
+                Op::DelService(k) => {
+                    if let Some(i) = self.services.iter().position(|(x, _)| x == k) {
+                        let (_, s) = self.services.remove(i);
+                        self.orders.remove(&s.id);
+                    }
+                }
+                Op::PutReal(id, r) => match self.reals.iter_mut().find(|(x, _)| x == id) {
+                    Some(slot) => slot.1 = *r,
+                    None => self.reals.push((*id, *r)),
+                },
+                Op::PutVip(..)
+                | Op::DelVip(_)
+                | Op::FilterSet(..)
+                | Op::FilterClear(..)
+                | Op::FilterZero(_)
+                | Op::ZeroSvcStats(_)
+                | Op::ClearLocality(_)
+                | Op::ZeroRealStats(_)
+                | Op::AddTxPort(_) => {}
+            }
+        }
+    }
 }
 
 /// The address of a stored real.

@@ -237,7 +237,7 @@ pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipvs::service::tests::{apply, sa, spec};
+    use crate::ipvs::service::tests::{sa, spec};
     use lb_common::consts::{DEFAULT_MAGLEV_SIZE, NO_REAL};
 
     fn nh(addr: IpAddr) -> Result<NextHop, NextHopError> {
@@ -275,7 +275,7 @@ mod tests {
     fn with_service(vip: &str) -> Snapshot {
         let mut snap = Snapshot::default();
         let ops = crate::ipvs::service::add(&snap, &spec(vip, 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         snap
     }
 
@@ -352,7 +352,7 @@ mod tests {
             &mut nh,
         )
         .unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = add(
             &snap,
             &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1),
@@ -369,7 +369,7 @@ mod tests {
         assert_eq!(list_of(&ops).unwrap(), [1, 0], "newest first, as IPVS");
         let t = table_of(&ops).unwrap();
         assert!(t.contains(&0) && t.contains(&1));
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         // The third goes to free space again: never over the live (second) region.
         let live = service_of(&ops).unwrap();
         let ops = add(
@@ -424,7 +424,7 @@ mod tests {
             &mut nh,
         )
         .unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let e = add(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", Some(80), ForwardMode::Tun, 3),
@@ -452,7 +452,7 @@ mod tests {
             ops.iter()
                 .any(|o| matches!(o, Op::FilterSet(Filter::Nat, ..)))
         );
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         // A second NAT real on the same address in the same service at another port.
         let ops = add(
             &snap,
@@ -466,7 +466,7 @@ mod tests {
             80,
             "NAT without a port takes the service port"
         );
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         // Deleting one keeps the NAT bit: the other still uses the address.
         let ops = delete(
             &snap,
@@ -478,7 +478,7 @@ mod tests {
         )
         .unwrap();
         assert!(!ops.iter().any(|o| matches!(o, Op::FilterClear(..))));
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = delete(
             &snap,
             &RealRef {
@@ -501,7 +501,7 @@ mod tests {
                 &mut nh,
             )
             .unwrap();
-            apply(&mut snap, &ops);
+            snap.apply(&ops);
         }
         let ops = delete(
             &snap,
@@ -526,7 +526,7 @@ mod tests {
         };
         assert!(!r.flags.has(RealFlags::ACTIVE));
         assert!(table_of(&ops).unwrap().iter().all(|&s| s == 1));
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         // A new real does not reuse the deleted real's id while fresh ids remain.
         let ops = add(
             &snap,
@@ -536,7 +536,7 @@ mod tests {
         .unwrap();
         assert!(matches!(ops[1], Op::PutReal(2, _)));
         // Deleting the last weighted real leaves an empty table (no region).
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         for rip in ["198.18.1.12", "198.18.1.13"] {
             let ops = delete(
                 &snap,
@@ -547,7 +547,7 @@ mod tests {
                 },
             )
             .unwrap();
-            apply(&mut snap, &ops);
+            snap.apply(&ops);
         }
         assert_eq!(snap.services[0].1.table_len, 0);
         let e = delete(
@@ -574,7 +574,7 @@ mod tests {
             &mut nh,
         )
         .unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = edit(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 0),
@@ -617,7 +617,7 @@ mod tests {
             &mut nh,
         )
         .unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = edit(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
@@ -640,7 +640,7 @@ mod tests {
         let mut sp = spec("198.18.2.1", 80);
         sp.sched = sched.into();
         let ops = crate::ipvs::service::add(&snap, &sp).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         for (i, w) in weights.iter().enumerate() {
             let rip = format!("198.18.1.{}", 11 + i);
             let ops = add(
@@ -649,7 +649,7 @@ mod tests {
                 &mut nh,
             )
             .unwrap();
-            apply(&mut snap, &ops);
+            snap.apply(&ops);
         }
         snap
     }
@@ -692,7 +692,7 @@ mod tests {
                 },
             )
             .unwrap();
-            apply(&mut again, &ops);
+            again.apply(&ops);
             let ops = add(
                 &again,
                 &rspec("198.18.2.1", "198.18.1.13", None, ForwardMode::Dr, 3),
@@ -723,7 +723,7 @@ mod tests {
             &mut nh,
         )
         .unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let s = snap.services[0].1;
         assert_eq!(snap.orders[&s.id], [1, 0]);
         assert_eq!(snap.ordered_reals(s.id)[1].1.weight, 0);
@@ -763,7 +763,7 @@ mod tests {
                 &mut nh,
             )
             .unwrap();
-            apply(&mut snap, &ops);
+            snap.apply(&ops);
         }
         let e = add(
             &snap,

@@ -327,35 +327,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// Applies ops to a snapshot the way the maps would change (enough for planning tests).
-    pub(crate) fn apply(snap: &mut Snapshot, ops: &[Op]) {
-        let mut written: Option<(u32, Vec<u32>)> = None;
-        for op in ops {
-            match op {
-                Op::WriteTable { base, slots } => written = Some((*base, slots.clone())),
-                Op::PutService(k, s) => {
-                    snap.services.retain(|(x, _)| x != k);
-                    snap.services.push((*k, *s));
-                    let list = match &written {
-                        Some((base, slots)) if s.reals_len > 0 && *base == s.reals_base => {
-                            slots[..s.reals_len as usize].to_vec()
-                        }
-                        _ => Vec::new(),
-                    };
-                    if s.reals_len > 0 || !snap.orders.contains_key(&s.id) {
-                        snap.orders.insert(s.id, list);
-                    }
-                }
-                Op::DelService(k) => snap.services.retain(|(x, _)| x != k),
-                Op::PutReal(id, r) => {
-                    snap.reals.retain(|(x, _)| x != id);
-                    snap.reals.push((*id, *r));
-                }
-                _ => {}
-            }
-        }
-    }
-
     #[test]
     fn add_allocates_ids_and_sets_vip() {
         let mut snap = Snapshot::default();
@@ -368,7 +339,7 @@ pub(crate) mod tests {
             Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 1)
         );
         assert!(matches!(ops[4], Op::FilterSet(Filter::Vip, _, _)));
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.1", 443)).unwrap();
         assert_eq!(ops[0], Op::ZeroSvcStats(1));
         assert_eq!(
@@ -381,7 +352,7 @@ pub(crate) mod tests {
     fn add_refuses_duplicates_and_other_schedulers() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let e = add(&snap, &spec("198.18.2.1", 80)).unwrap_err();
         assert_eq!(e.to_string(), "Service already exists: TCP 198.18.2.1:80");
         let mut s = spec("198.18.2.2", 80);
@@ -402,7 +373,7 @@ pub(crate) mod tests {
     fn edit_replaces_flags_and_persistence() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let mut s = spec("198.18.2.1", 80);
         s.sched_flags = VipFlags::HASH_PORTS;
         s.persistent = Some(600);
@@ -415,7 +386,7 @@ pub(crate) mod tests {
         assert_eq!(svc.persist_timeout_s, 600);
         assert_eq!(svc.persist_mask[0], u32::from_ne_bytes([255, 255, 255, 0]));
         assert_eq!((svc.table_base, svc.table_len), (0, 0), "no real: no table");
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         s.netmask = Some("255.0.255.0".parse().unwrap());
         assert!(matches!(edit(&snap, &s), Err(ModelError::Netmask(_))));
         s.netmask = Some("2001:db8::".parse().unwrap());
@@ -438,12 +409,12 @@ pub(crate) mod tests {
         let mut http = spec("198.18.2.1", 80);
         http.persistent = Some(300);
         let ops = add(&snap, &http).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let mut https = spec("198.18.2.1", 443);
         https.persistent = Some(300);
         https.persist_with = Some(sa("198.18.2.1", 80));
         let ops = add(&snap, &https).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let g = |snap: &Snapshot, port| snap.service(&sa("198.18.2.1", port)).unwrap();
         assert_eq!(g(&snap, 443).id, 1);
         assert_eq!(g(&snap, 443).persist_group, 0, "joins http's group");
@@ -455,7 +426,7 @@ pub(crate) mod tests {
         ));
         // With http gone, its id stays taken while https still names group 0.
         let ops = delete(&snap, &sa("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.2", 80)).unwrap();
         let Op::PutService(_, s) = ops[2] else {
             panic!()
@@ -469,13 +440,13 @@ pub(crate) mod tests {
     fn delete_keeps_shared_vip_bit() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.1", 443)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = delete(&snap, &sa("198.18.2.1", 80)).unwrap();
         assert!(!ops.iter().any(|o| matches!(o, Op::FilterClear(..))));
         assert!(ops.contains(&Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 1)));
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = delete(&snap, &sa("198.18.2.1", 443)).unwrap();
         assert!(matches!(ops[0], Op::FilterClear(Filter::Vip, _, _)));
         assert!(ops.contains(&Op::DelVip(vip_key("198.18.2.1".parse().unwrap()))));
@@ -485,9 +456,9 @@ pub(crate) mod tests {
     fn clear_removes_everything() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = add(&snap, &spec("2001:db8::1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = clear(&snap);
         assert_eq!(ops.first(), Some(&Op::FilterZero(Filter::Vip)));
         assert_eq!(ops.last(), Some(&Op::FilterZero(Filter::Nat)));
