@@ -12,14 +12,16 @@
 //!   Pure.
 //! - [`maps`]: the only map I/O: snapshots, performing plans, statistics, settings,
 //!   counters, and the sweep's passes ([`maps::sweep`]); raw system calls in [`maps::sys`].
+//! - [`status`]: what lb is doing, as typed values gathered once from the maps (listings,
+//!   connections, counters) for every renderer: ipvsadm text, JSON, a metrics exporter.
 //! - [`sweep`]: the expiry decisions of IPVS's connection timers. Pure, time passed in.
-//! - [`cli`]: ipvsadm's command line ([`cli::ipvsadm`]), output ([`cli::show`]) and
-//!   running a command ([`cli::ctl`]).
+//! - [`cli`]: ipvsadm's command line ([`cli::ipvsadm`]), output ([`cli::show`]), JSON
+//!   ([`cli::json`], docs/json.md) and running a command ([`cli::ctl`]).
 //! - [`loader`]: load, pin, attach, detach.
 //! - [`nexthop`]: a real's egress interface and MACs, via `ip -j`.
 //!
 //! Room to grow, one folder each: `config/` (config files into the typed model),
-//! `check/` (health checkers), `vrrp/`, `metrics/` (an exporter),
+//! `check/` (health checkers), `vrrp/`, `metrics/` (an exporter over [`status`]),
 //! `daemon/` (the long-running process tying them together).
 #![warn(missing_docs)]
 
@@ -28,4 +30,5 @@ pub mod ipvs;
 pub mod loader;
 pub mod maps;
 pub mod nexthop;
+pub mod status;
 pub mod sweep;

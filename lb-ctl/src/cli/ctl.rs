@@ -2,17 +2,15 @@
 //! gather what a listing shows.
 
 use crate::cli::ipvsadm::IpvsCommand;
-use crate::cli::show::{self, ListOptions, ListedConn, ListedReal, ListedService};
-use crate::ipvs::model::{Endpoint, ModelError, Op, Proto, ServiceAddr, real_endpoint};
+use crate::cli::json;
+use crate::cli::show::{self, ListOptions};
+use crate::ipvs::model::{ModelError, Op, SCHED_FLAGS, ServiceAddr, sched_names};
 use crate::ipvs::{real, service};
-use crate::maps::sweep;
 use crate::maps::{self, Maps, MapsError};
 use crate::nexthop;
-use lb_common::addr::{convert, family};
-use lb_common::conn::{ConnCounts, Timeouts, state_name, state_timeout_s};
-use lb_common::{ForwardMode, SchedKind, Service, ServiceKey, VipFlags};
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use crate::status::{self, Gather};
+use lb_common::SchedKind;
+use lb_common::conn::Timeouts;
 use std::path::Path;
 
 /// Why an admin command failed.
@@ -32,8 +30,36 @@ pub enum CtlError {
     Lock(std::path::PathBuf, #[source] std::io::Error),
 }
 
-/// Help text of the ipvsadm-style commands (printed by `-h` and `lb-ctl --help`).
-pub const IPVSADM_HELP: &str = "\
+/// Help text of the ipvsadm-style commands (printed by `-h` and `lb-ctl --help`):
+/// `HELP_TEMPLATE` with the scheduler and flag names filled in from their tables.
+pub fn ipvsadm_help() -> String {
+    let mut flags: Vec<String> = Vec::new();
+    let mut aliases: Vec<&str> = Vec::new();
+    for kind in SchedKind::ALL {
+        let names: Vec<&str> = SCHED_FLAGS
+            .iter()
+            .filter(|f| f.sched == kind)
+            .map(|f| f.name)
+            .collect();
+        if !names.is_empty() {
+            flags.push(format!("{} ({})", names.join(","), kind.name()));
+        }
+    }
+    for f in &SCHED_FLAGS {
+        if !aliases.contains(&f.alias) {
+            aliases.push(f.alias);
+        }
+    }
+    HELP_TEMPLATE
+        .replace("{SCHEDULERS}", &sched_names())
+        .replace(
+            "{FLAGS}",
+            &format!("{}; {} as ipvsadm", flags.join(" / "), aliases.join(", ")),
+        )
+}
+
+/// [`ipvsadm_help`] before the names are filled in.
+const HELP_TEMPLATE: &str = "\
 ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -A|--add-service  -t|-u VIP:PORT [-s SCHED] [-b FLAGS] [-p [TIMEOUT]] [-M MASK] [-o]
                     [--persist-group VIP:PORT] [--mh-size PRIME]
@@ -43,7 +69,7 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -e|--edit-server -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
   -d|--delete-server -t|-u VIP:PORT -r RIP[:PORT]
   -L|-l|--list [-n] [--stats|--thresholds|--persistent-conn] [--exact] [--nosort]
-               [-t|-u VIP:PORT]
+               [-t|-u VIP:PORT] [--json]
   -L -c [--persistent-conn]                               connections and templates
   -L --timeout                                            Timeout (tcp tcpfin udp)
   --set TCP TCPFIN UDP                                    timeouts in seconds (0 = keep)
@@ -51,8 +77,8 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -Z|--zero [-t|-u VIP:PORT]                              zero the traffic counters
   -h|--help
 
-  -s rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos (default wlc, as ipvsadm)
-  -b sh-fallback,sh-port (sh) / mh-fallback,mh-port (mh); flag-1, flag-2 as ipvsadm
+  -s {SCHEDULERS} (default wlc, as ipvsadm)
+  -b {FLAGS}
   -p persistence, TIMEOUT seconds (default 300); -M client netmask (IPv6: prefix length)
   -o one-packet scheduling (UDP: every datagram scheduled on its own)
   --persist-group VIP:PORT  share that service's persistence templates (as one IPVS
@@ -118,6 +144,7 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             exact,
             format,
             nosort,
+            json,
         } => {
             let opts = ListOptions {
                 stats: *stats,
@@ -126,7 +153,7 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
                 format: *format,
                 nosort: *nosort,
             };
-            return list(dir, service.as_ref(), opts);
+            return list(dir, service.as_ref(), opts, *json);
         }
         IpvsCommand::ListConns { persistent_conn } => return list_conns(dir, *persistent_conn),
         IpvsCommand::ListTimeout => {
@@ -149,7 +176,7 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             }
             maps::write_settings(dir, &s)?;
         }
-        IpvsCommand::Help => return Ok(IPVSADM_HELP.to_string()),
+        IpvsCommand::Help => return Ok(ipvsadm_help()),
         IpvsCommand::Version => return Ok(VERSION.to_string()),
     }
     Ok(String::new())
@@ -166,178 +193,47 @@ pub fn effective_timeouts(t: &Timeouts) -> Timeouts {
     }
 }
 
-/// ipvsadm's names of a service's scheduler flags.
-fn flag_names(sched: Option<SchedKind>, f: VipFlags) -> Vec<&'static str> {
-    let named: &[(u32, &str)] = match sched {
-        Some(SchedKind::Sh) => &[
-            (VipFlags::SH_FALLBACK, "sh-fallback"),
-            (VipFlags::SH_PORT, "sh-port"),
-        ],
-        Some(SchedKind::Maglev) => &[
-            (VipFlags::MH_FALLBACK, "mh-fallback"),
-            (VipFlags::HASH_PORTS, "mh-port"),
-        ],
-        _ => &[],
-    };
-    named
-        .iter()
-        .filter(|(b, _)| f.has(*b))
-        .map(|(_, n)| *n)
-        .collect()
-}
-
-/// How ipvsadm prints a persistence mask that is not all-ones (IPv4 dotted, IPv6 prefix).
-fn mask_text(s: &Service, v6: bool) -> Option<String> {
-    let ip = convert::from_raw(&s.persist_mask, if v6 { family::V6 } else { family::V4 });
-    match ip {
-        IpAddr::V4(a) if u32::from(a) != u32::MAX => Some(a.to_string()),
-        IpAddr::V6(a) if u128::from(a) != u128::MAX => {
-            Some(u128::from(a).leading_ones().to_string())
-        }
-        _ => None,
-    }
-}
-
-/// `-L -n [--stats|--thresholds|--persistent-conn] [--exact] [--nosort] [-t|-u VIP:PORT]`.
-pub fn list(dir: &Path, only: Option<&ServiceAddr>, opts: ListOptions) -> Result<String, CtlError> {
+/// `-L -n [--stats|--thresholds|--persistent-conn] [--exact] [--nosort] [-t|-u VIP:PORT]`
+/// (or `--json`: every field, whatever the columns).
+pub fn list(
+    dir: &Path,
+    only: Option<&ServiceAddr>,
+    opts: ListOptions,
+    json: bool,
+) -> Result<String, CtlError> {
     let maps = Maps::open(dir)?;
     let snap = maps.snapshot()?;
     if let Some(a) = only {
         snap.service(a).ok_or(ModelError::NoSuchService(*a))?;
     }
-    // Connection counts come from the data path's counters (REAL_CONNS − REAL_EXPIRED);
-    // an object without them falls back to counting FLOWS entries as active.
-    let flows = if opts.stats || maps.conn_counts(0)?.is_some() {
-        Default::default()
+    let what = if json {
+        Gather {
+            stats: true,
+            conns: true,
+        }
     } else {
-        maps.flows_per_real()?
+        Gather {
+            stats: opts.stats,
+            conns: !opts.stats,
+        }
     };
-    let mut listed = Vec::new();
-    for (k, s) in &snap.services {
-        let Some(addr) = ServiceAddr::from_key(k) else {
-            continue;
-        };
-        if only.is_some_and(|a| *a != addr) {
-            continue;
-        }
-        let mut reals = Vec::new();
-        for (id, r) in snap.ordered_reals(s.id) {
-            let counts = maps.conn_counts(id)?.unwrap_or(ConnCounts {
-                active: flows.get(&(id, s.id)).copied().unwrap_or(0),
-                ..Default::default()
-            });
-            reals.push(ListedReal {
-                ep: real_endpoint(&r),
-                mode: ForwardMode::from_u8(r.mode).unwrap_or(ForwardMode::Dr),
-                weight: r.weight,
-                active: counts.active,
-                inactive: counts.inactive,
-                persistent: counts.persistent,
-                u_threshold: r.u_threshold,
-                l_threshold: r.l_threshold,
-                stats: if opts.stats {
-                    maps.real_traffic(id)?
-                } else {
-                    Default::default()
-                },
-            });
-        }
-        let kind = SchedKind::from_u8(s.sched);
-        listed.push(ListedService {
-            addr,
-            sched: kind.map_or("?", SchedKind::name),
-            sched_flags: flag_names(kind, s.flags),
-            persistent: s
-                .flags
-                .has(VipFlags::PERSISTENT)
-                .then(|| (s.persist_timeout_s, mask_text(s, addr.vip.ip.is_ipv6()))),
-            one_packet: s.flags.has(VipFlags::ONE_PACKET),
-            stats: if opts.stats {
-                maps.svc_traffic(s.id)?
-            } else {
-                Default::default()
-            },
-            reals,
-        });
-    }
-    show::sort(&mut listed, !opts.nosort);
-    Ok(show::list(&listed, opts))
+    let mut listed = status::services(&maps, &snap, only, what)?;
+    status::sort(&mut listed, !opts.nosort);
+    Ok(if json {
+        json::services(&listed)
+    } else {
+        show::list(&listed, opts)
+    })
 }
 
 /// `-L -c`: flows and persistence templates with the seconds they have left, by CLOCK.
 pub fn list_conns(dir: &Path, persistent_conn: bool) -> Result<String, CtlError> {
     let maps = Maps::open(dir)?;
     let snap = maps.snapshot()?;
-    let t = maps::read_settings(dir)?.timeouts;
-    // Time left by the clock the flows are stamped with (the sweep's, or a test's).
-    let now = match sweep::read_clock(dir)? {
-        0 => crate::maps::sys::monotonic_s(),
-        c => c,
-    };
-    let by_id: BTreeMap<u32, (ServiceKey, Service)> = snap
-        .services
-        .iter()
-        .map(|(k, s)| (s.id, (*k, *s)))
-        .collect();
-    let real_of = |id: u32| snap.reals.iter().find(|(i, _)| *i == id).map(|(_, r)| *r);
-    let left = |last: u32, timeout: u32| {
-        let idle = now.wrapping_sub(last) as i32;
-        timeout.saturating_sub(idle.max(0) as u32)
-    };
-    let mut out = Vec::new();
-    for (k, v) in maps.flows()? {
-        let Some(r) = real_of(v.real_id) else {
-            continue;
-        };
-        let proto = Proto::from_number(k.proto);
-        out.push(ListedConn {
-            proto: proto.map_or("IP", Proto::name),
-            expire_s: left(v.last_seen_s, state_timeout_s(k.proto, v.state, &t)),
-            state: state_name(k.proto, v.state),
-            source: Endpoint {
-                ip: convert::from_raw(&k.src, k.family),
-                port: k.sport.to_host(),
-            },
-            virt: Endpoint {
-                ip: convert::from_raw(&k.dst, k.family),
-                port: k.dport.to_host(),
-            },
-            dest: Endpoint {
-                port: if r.port.to_host() == 0 {
-                    k.dport.to_host()
-                } else {
-                    r.port.to_host()
-                },
-                ..real_endpoint(&r)
-            },
-        });
-    }
-    for (k, v) in maps.templates()? {
-        let (Some(r), Some((sk, s))) = (real_of(v.real_id), by_id.get(&v.svc_id)) else {
-            continue;
-        };
-        let grouped = snap
-            .services
-            .iter()
-            .filter(|(_, o)| o.persist_group == s.persist_group)
-            .count()
-            > 1;
-        out.push(ListedConn {
-            proto: Proto::from_number(k.proto).map_or("IP", Proto::name),
-            expire_s: left(v.last_seen_s, s.persist_timeout_s),
-            state: "NONE",
-            source: Endpoint {
-                ip: convert::from_raw(&k.client, k.family),
-                port: 0,
-            },
-            virt: Endpoint {
-                ip: convert::from_raw(&sk.addr, sk.family),
-                port: if grouped { 0 } else { sk.port.to_host() },
-            },
-            dest: real_endpoint(&r),
-        });
-    }
-    Ok(show::conns(&out, persistent_conn))
+    Ok(show::conns(
+        &status::conns(&maps, &snap, dir)?,
+        persistent_conn,
+    ))
 }
 
 /// The sysctl-like settings lb keeps (IPVS's names).
@@ -381,7 +277,12 @@ pub fn sysctl(dir: &Path, name: Option<&str>, value: Option<u32>) -> Result<Stri
     }
 }
 
-/// `lb-ctl counters`.
-pub fn counters(dir: &Path) -> Result<String, CtlError> {
-    Ok(show::counters(&maps::read_counters(dir)?))
+/// `lb-ctl counters [--json]`.
+pub fn counters(dir: &Path, json: bool) -> Result<String, CtlError> {
+    let c = status::counters(dir)?;
+    Ok(if json {
+        json::counters(&c)
+    } else {
+        show::counters(&c)
+    })
 }

@@ -10,7 +10,10 @@
 
 use lb_common::addr::{convert, family};
 use lb_common::consts::proto;
-use lb_common::{Be16, ForwardMode, Real, RealFlags, Service, ServiceKey, VipKey};
+use lb_common::{
+    Be16, ForwardMode, Real, RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
+};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -118,6 +121,82 @@ impl fmt::Display for ServiceAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.proto.name(), self.vip)
     }
+}
+
+/// JSON: `{"address": "198.18.0.1", "port": 80}` (docs/json.md).
+impl Serialize for Endpoint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Endpoint", 2)?;
+        st.serialize_field("address", &self.ip)?;
+        st.serialize_field("port", &self.port)?;
+        st.end()
+    }
+}
+
+/// JSON: `{"protocol": "TCP", "address": "198.18.0.1", "port": 80}` (docs/json.md).
+impl Serialize for ServiceAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("ServiceAddr", 3)?;
+        st.serialize_field("protocol", self.proto.name())?;
+        st.serialize_field("address", &self.vip.ip)?;
+        st.serialize_field("port", &self.vip.port)?;
+        st.end()
+    }
+}
+
+/// One scheduler flag of ipvsadm's `-b`: the one table the parser and the listings read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedFlag {
+    /// The scheduler it belongs to.
+    pub sched: SchedKind,
+    /// Its name (`-b sh-port`, and in listings).
+    pub name: &'static str,
+    /// ipvsadm's generic alias for the same flag of this scheduler (`flag-1`, `flag-2`).
+    pub alias: &'static str,
+    /// The [`VipFlags`] bit.
+    pub bit: u32,
+}
+
+/// Every scheduler flag lb knows, in listing order (IPVS's `IP_VS_SVC_F_SCHED_*` names).
+pub const SCHED_FLAGS: [SchedFlag; 4] = [
+    SchedFlag {
+        sched: SchedKind::Sh,
+        name: "sh-fallback",
+        alias: "flag-1",
+        bit: VipFlags::SH_FALLBACK,
+    },
+    SchedFlag {
+        sched: SchedKind::Sh,
+        name: "sh-port",
+        alias: "flag-2",
+        bit: VipFlags::SH_PORT,
+    },
+    SchedFlag {
+        sched: SchedKind::Maglev,
+        name: "mh-fallback",
+        alias: "flag-1",
+        bit: VipFlags::MH_FALLBACK,
+    },
+    SchedFlag {
+        sched: SchedKind::Maglev,
+        name: "mh-port",
+        alias: "flag-2",
+        bit: VipFlags::HASH_PORTS,
+    },
+];
+
+/// The names of a service's scheduler flags that are set, in [`SCHED_FLAGS`] order.
+pub fn sched_flag_names(sched: Option<SchedKind>, f: VipFlags) -> Vec<&'static str> {
+    SCHED_FLAGS
+        .iter()
+        .filter(|e| Some(e.sched) == sched && f.has(e.bit))
+        .map(|e| e.name)
+        .collect()
+}
+
+/// Every scheduler's name in ipvsadm's order, space-separated (help and error texts).
+pub fn sched_names() -> String {
+    SchedKind::ALL.map(SchedKind::name).join(" ")
 }
 
 /// The VIPS key of an address.
@@ -406,9 +485,7 @@ pub enum ModelError {
     #[error("weight {0} is out of range (0..65535)")]
     Weight(i64),
     /// A scheduler IPVS does not have.
-    #[error(
-        "Scheduler not found: {0} (one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)"
-    )]
+    #[error("Scheduler not found: {0} (one of {names})", names = sched_names())]
     UnsupportedScheduler(String),
     /// A service would get more reals than a load-driven scheduler scans.
     #[error("too many real servers in {0} (at most {1})")]
