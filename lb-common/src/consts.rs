@@ -136,3 +136,24 @@ pub const MAP_LBLC: &str = "LBLC";
 /// Seconds an lblc/lblcr locality entry may go unused before lb-ctl's sweep clears it:
 /// IPVS's `lblc_expiration` / `lblcr_expiration` default, a day.
 pub const LOCALITY_EXPIRY_S: u32 = 24 * 3600;
+
+// Expiry: how long idle connections, templates and locality entries live. The data path
+// stamps, lb-ctl's sweep expires by these (lb_common::conn::state_timeout_s).
+
+/// IPVS's TCP timeouts per state (`tcp_timeouts` in ip_vs_proto_tcp.c), seconds, indexed
+/// by [`crate::conn::TcpState`]: NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT,
+/// TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, SYNACK. ESTABLISHED and FIN_WAIT are
+/// replaced by the `--set` timeouts when set ([`crate::conn::Timeouts`]).
+pub const TCP_TIMEOUTS_S: [u32; crate::conn::TCP_STATES] =
+    [2, 900, 120, 60, 120, 120, 10, 60, 30, 120, 120];
+/// Timeout of a TCP state outside the table, seconds (IPVS's `IP_VS_TCP_S_LAST` entry).
+pub const TCP_LAST_TIMEOUT_S: u32 = 2;
+/// `ipvsadm --set` default for TCP ESTABLISHED, seconds (IPVS's 15 minutes).
+pub const DEFAULT_TCP_TIMEOUT_S: u32 = 900;
+/// `ipvsadm --set` default for TCP FIN_WAIT, seconds.
+pub const DEFAULT_TCPFIN_TIMEOUT_S: u32 = 120;
+/// `ipvsadm --set` default for UDP, seconds (IPVS's `udp_timeouts[NORMAL]`, 5 minutes).
+pub const DEFAULT_UDP_TIMEOUT_S: u32 = 300;
+/// Longest persistence timeout lb-ctl accepts (`-p`), seconds: 31 days. ipvsadm takes any
+/// u32, but the kernel stores seconds × HZ in an int, so keep well inside that.
+pub const MAX_PERSIST_TIMEOUT_S: u32 = 31 * 24 * 3600;

@@ -1007,7 +1007,8 @@ fn mh_disruption(r: &mut Run) -> Result<(), String> {
 /// table builders, and worked examples.
 fn model_checks() -> Vec<Trial> {
     use lb_common::FlowFlags;
-    use lb_common::conn::{TCP_TIMEOUTS_S, tcp_transition};
+    use lb_common::conn::tcp_transition;
+    use lb_common::consts::TCP_TIMEOUTS_S;
     use model::tcp::{self, Dir, State};
     let mut v = vec![Trial::test("model_tcp_table_matches_lb_common", || {
         let mut bad = String::new();

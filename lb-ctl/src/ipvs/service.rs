@@ -9,7 +9,9 @@ use crate::ipvs::model::{
     Filter, ModelError, Op, ServiceAddr, ServiceSpec, Snapshot, check_unicast, real_ip, vip_key,
 };
 use crate::ipvs::table;
-use lb_common::consts::{DEFAULT_MAGLEV_SIZE, MAX_REALS_PER_SERVICE, MAX_SERVICES, MAX_TABLE_LEN};
+use lb_common::consts::{
+    DEFAULT_MAGLEV_SIZE, MAX_PERSIST_TIMEOUT_S, MAX_REALS_PER_SERVICE, MAX_SERVICES, MAX_TABLE_LEN,
+};
 use lb_common::filter::filter_slot;
 use lb_common::maglev;
 use lb_common::{
@@ -17,10 +19,6 @@ use lb_common::{
 };
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-/// IPVS's longest persistence timeout (`IP_VS_CONN_TAB`… ipvsadm takes any u32; the
-/// kernel stores seconds × HZ in an int, so keep well inside that).
-const MAX_PERSIST_TIMEOUT_S: u32 = 31 * 24 * 3600;
 
 /// The persistence mask of a service as stored: all-ones (/32, /128) unless `-M` says
 /// otherwise. An IPv4 mask must be contiguous; an IPv6 one is built from a prefix.
