@@ -8,7 +8,7 @@
 //!
 //! Module map (folders are what a daemon builds on):
 //! - [`ipvs`]: the typed model (services, reals, snapshot, ops, validation errors), the
-//!   planners ([`ipvs::service`], [`ipvs::real`]) and scheduler tables ([`ipvs::table`]).
+//!   planners ([`ipvs::service`], [`ipvs::real`]) and scheduler tables (`ipvs::table`).
 //!   Pure.
 //! - [`maps`]: the only map I/O: snapshots, performing plans, statistics, settings,
 //!   counters, and the sweep's passes ([`maps::sweep`]); raw system calls in [`maps::sys`].

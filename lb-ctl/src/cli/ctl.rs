@@ -183,7 +183,7 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
 }
 
 /// Timeouts with zeros replaced by IPVS's defaults.
-pub fn effective_timeouts(t: &Timeouts) -> Timeouts {
+pub(crate) fn effective_timeouts(t: &Timeouts) -> Timeouts {
     let d = Timeouts::default();
     let or = |v: u32, x: u32| if v == 0 { x } else { v };
     Timeouts {

@@ -5,13 +5,13 @@
 //! planner ([`service`], [`real`]) that returns the [`model::Op`]s to perform in a safe
 //! order; nothing is written for a refused change. [`model::Snapshot::apply`] performs a
 //! plan in memory, so plans chain (plan, apply, plan the next change against the result)
-//! without touching a map. [`table`] builds the scheduler tables
+//! without touching a map. `table` builds the scheduler tables
 //! and finds room for them in SCHED_TABLE. No I/O here: [`crate::maps`] reads snapshots and performs plans.
 
 pub mod model;
 pub mod real;
 pub mod service;
-pub mod table;
+pub(crate) mod table;
 
 #[cfg(test)]
 mod tests {

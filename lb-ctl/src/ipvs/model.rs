@@ -200,7 +200,7 @@ pub fn sched_names() -> String {
 }
 
 /// The VIPS key of an address.
-pub fn vip_key(ip: IpAddr) -> VipKey {
+pub(crate) fn vip_key(ip: IpAddr) -> VipKey {
     let (addr, fam) = convert::to_raw(ip);
     VipKey {
         addr,
@@ -388,12 +388,12 @@ impl Snapshot {
 }
 
 /// The address of a stored real.
-pub fn real_ip(r: &Real) -> IpAddr {
+pub(crate) fn real_ip(r: &Real) -> IpAddr {
     convert::from_raw(&r.addr, r.family)
 }
 
 /// The endpoint (address, port) of a stored real.
-pub fn real_endpoint(r: &Real) -> Endpoint {
+pub(crate) fn real_endpoint(r: &Real) -> Endpoint {
     Endpoint {
         ip: real_ip(r),
         port: r.port.to_host(),
@@ -530,7 +530,7 @@ pub enum ModelError {
 }
 
 /// Refuses addresses no service or real can have.
-pub fn check_unicast(ip: IpAddr) -> Result<(), ModelError> {
+pub(crate) fn check_unicast(ip: IpAddr) -> Result<(), ModelError> {
     let bad =
         ip.is_unspecified() || ip.is_multicast() || matches!(ip, IpAddr::V4(a) if a.is_broadcast());
     if bad {
@@ -541,7 +541,7 @@ pub fn check_unicast(ip: IpAddr) -> Result<(), ModelError> {
 }
 
 /// Checks the weight range (ipvsadm `-w`, as IPVS limits it in practice).
-pub fn check_weight(w: i64) -> Result<u32, ModelError> {
+pub(crate) fn check_weight(w: i64) -> Result<u32, ModelError> {
     if (0..=65535).contains(&w) {
         Ok(w as u32)
     } else {
@@ -552,7 +552,7 @@ pub fn check_weight(w: i64) -> Result<u32, ModelError> {
 /// The port a real gets: IPVS forces the service port for DR and TUN (the packet keeps
 /// its destination port); a NAT real without a port uses the service port (0 for an
 /// all-port service: the client's port is kept).
-pub fn effective_port(mode: ForwardMode, given: Option<u16>, svc_port: u16) -> u16 {
+pub(crate) fn effective_port(mode: ForwardMode, given: Option<u16>, svc_port: u16) -> u16 {
     match mode {
         ForwardMode::Nat => given.unwrap_or(svc_port),
         ForwardMode::Dr | ForwardMode::Tun => svc_port,

@@ -15,11 +15,11 @@ use lb_common::sched::{self, Dest};
 use lb_common::{Real, SchedKind};
 
 /// A region of SCHED_TABLE: first slot and length.
-pub type Region = (u32, u32);
+pub(crate) type Region = (u32, u32);
 
 /// The first free run of `len` slots in a table of `total` slots, given the regions in use
 /// (in any order; empty regions are ignored). First fit keeps tables packed at the start.
-pub fn alloc_region(in_use: &[Region], len: u32, total: u32) -> Option<u32> {
+pub(crate) fn alloc_region(in_use: &[Region], len: u32, total: u32) -> Option<u32> {
     let mut used: Vec<Region> = in_use.iter().copied().filter(|&(_, l)| l > 0).collect();
     used.sort_unstable();
     let mut next_free: u64 = 0;
@@ -35,7 +35,11 @@ pub fn alloc_region(in_use: &[Region], len: u32, total: u32) -> Option<u32> {
 /// The scheduler table of a service (lb_common::sched has the contract) from its reals
 /// in IPVS order; empty = `table_len` 0 (no table, or no destination available). Only
 /// mh, sh and dh have one: rr, wrr and the load-driven schedulers walk the reals list.
-pub fn build(kind: SchedKind, reals: &[(u32, Real)], mh_size: u32) -> Result<Vec<u32>, ModelError> {
+pub(crate) fn build(
+    kind: SchedKind,
+    reals: &[(u32, Real)],
+    mh_size: u32,
+) -> Result<Vec<u32>, ModelError> {
     let dests: Vec<Dest> = reals
         .iter()
         .map(|(id, r)| Dest {
@@ -54,7 +58,10 @@ pub fn build(kind: SchedKind, reals: &[(u32, Real)], mh_size: u32) -> Result<Vec
 /// Builds the Maglev table of a service from its reals (id, real). `None` when no real has
 /// a weight: the service then gets `table_len` 0 (the data path drops `NoReal`) and uses no
 /// space.
-pub fn build_maglev(reals: &[(u32, Real)], size: u32) -> Result<Option<Vec<u32>>, ModelError> {
+pub(crate) fn build_maglev(
+    reals: &[(u32, Real)],
+    size: u32,
+) -> Result<Option<Vec<u32>>, ModelError> {
     let backends: Vec<Backend> = reals
         .iter()
         .map(|(id, r)| Backend {
@@ -71,7 +78,7 @@ pub fn build_maglev(reals: &[(u32, Real)], size: u32) -> Result<Option<Vec<u32>>
 }
 
 /// Finds room for a table of `len` slots, given every service's current region.
-pub fn place(in_use: &[Region], len: u32) -> Result<u32, ModelError> {
+pub(crate) fn place(in_use: &[Region], len: u32) -> Result<u32, ModelError> {
     alloc_region(in_use, len, SCHED_TABLE_SLOTS).ok_or(ModelError::NoTableSpace(len))
 }
 

@@ -92,7 +92,7 @@ where
 }
 
 /// Adds interfaces to TX_PORTS (ifindex → ifindex), the XDP_REDIRECT targets.
-pub fn add_tx_ports(dir: &Path, ifindexes: &[u32]) -> Result<(), MapsError> {
+pub(crate) fn add_tx_ports(dir: &Path, ifindexes: &[u32]) -> Result<(), MapsError> {
     let mut tx: DevMapHash<MapData> = open(dir, MAP_TX_PORTS)?;
     for &i in ifindexes {
         tx.insert(i, i, None, 0)?;
@@ -115,7 +115,7 @@ fn sum_traffic(v: &PerCpuValues<Traffic>) -> Traffic {
 }
 
 /// Per-CPU sum of every COUNTERS slot, by slot index.
-pub fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
+pub(crate) fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
     let counters: PerCpuArray<MapData, CounterBlock> = open(dir, MAP_COUNTERS)?;
     let mut total = CounterBlock::default();
     for cpu in counters.get(&0, 0).map_err(err(MAP_COUNTERS))?.iter() {
@@ -126,7 +126,7 @@ pub fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
 
 /// Opens a pinned map if it is there (maps of newer objects; an older pinned object lacks
 /// them).
-pub fn open_opt<M>(dir: &Path, name: &'static str) -> Result<Option<M>, MapsError>
+pub(crate) fn open_opt<M>(dir: &Path, name: &'static str) -> Result<Option<M>, MapsError>
 where
     M: TryFrom<Map, Error = MapError>,
 {
@@ -254,7 +254,7 @@ impl Maps {
 
     /// Number of flows per (real id, service id). Walks both flow tables whole (two
     /// syscalls per flow): for listing only.
-    pub fn flows_per_real(&self) -> Result<StdHashMap<(u32, u32), u64>, MapsError> {
+    pub(crate) fn flows_per_real(&self) -> Result<StdHashMap<(u32, u32), u64>, MapsError> {
         let mut n = StdHashMap::new();
         crate::maps::flows::FLOWS.for_each(&self.dir, |_, v: FlowValue| {
             *n.entry((v.real_id, v.svc_id)).or_insert(0) += 1;
@@ -263,12 +263,12 @@ impl Maps {
     }
 
     /// Every flow, IPv4's first (for `-L -c`).
-    pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, MapsError> {
+    pub(crate) fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, MapsError> {
         crate::maps::flows::FLOWS.entries(&self.dir)
     }
 
     /// Every PERSIST entry (none when the object has no templates).
-    pub fn templates(&self) -> Result<Vec<(PersistKey, PersistValue)>, MapsError> {
+    pub(crate) fn templates(&self) -> Result<Vec<(PersistKey, PersistValue)>, MapsError> {
         let Some(m) =
             open_opt::<HashMap<MapData, PersistKey, PersistValue>>(&self.dir, MAP_PERSIST)?
         else {
