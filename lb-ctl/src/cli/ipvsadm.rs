@@ -15,13 +15,17 @@ use lb_common::consts::DEFAULT_PERSIST_TIMEOUT_S;
 use lb_common::{ForwardMode, SchedKind};
 use std::net::{IpAddr, Ipv6Addr};
 
+/// A service as an ipvsadm command line gives it: typed but for the scheduler, still the
+/// name typed after `-s`, which the planner checks ([`crate::ipvs::model::SchedChoice`]).
+pub type ServiceArgs = ServiceSpec<String>;
+
 /// A parsed ipvsadm invocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IpvsCommand {
     /// `-A`.
-    AddService(ServiceSpec),
+    AddService(ServiceArgs),
     /// `-E`.
-    EditService(ServiceSpec),
+    EditService(ServiceArgs),
     /// `-D`.
     DelService(ServiceAddr),
     /// `-a`.
@@ -717,11 +721,9 @@ fn sched_flags(sched: &str, flags: &str) -> Result<u32, ParseError> {
     Ok(bits)
 }
 
-fn service_spec(raw: &Raw, addr: ServiceAddr) -> Result<ServiceSpec, ParseError> {
-    let mut spec = ServiceSpec::new(addr);
-    if let Some(s) = &raw.sched {
-        spec.sched = s.clone();
-    }
+fn service_spec(raw: &Raw, addr: ServiceAddr) -> Result<ServiceArgs, ParseError> {
+    let sched = raw.sched.clone();
+    let mut spec = ServiceSpec::with_sched(addr, sched.unwrap_or_else(|| "wlc".into()));
     if let Some(f) = &raw.flags {
         spec.sched_flags = sched_flags(&spec.sched, f)?;
     }
@@ -993,10 +995,10 @@ mod tests {
 
     #[test]
     fn add_service_forms() {
-        let want = IpvsCommand::AddService(ServiceSpec {
+        let want = IpvsCommand::AddService(ServiceArgs {
             sched: "mh".into(),
             sched_flags: VipFlags::HASH_PORTS,
-            ..ServiceSpec::new(sa(Proto::Tcp, "198.18.2.1", 80))
+            ..ServiceSpec::with_sched(sa(Proto::Tcp, "198.18.2.1", 80), String::new())
         });
         assert_eq!(p("-A -t 198.18.2.1:80 -s mh -b mh-port").unwrap(), want);
         assert_eq!(p("-A -t198.18.2.1:80 -smh -bflag-2").unwrap(), want);

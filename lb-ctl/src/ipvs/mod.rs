@@ -20,7 +20,7 @@ mod tests {
     };
     use crate::nexthop::{NextHop, NextHopError};
     use lb_common::consts::SCHED_TABLE_SLOTS;
-    use lb_common::{ForwardMode, Real, Service, ServiceKey};
+    use lb_common::{ForwardMode, Real, SchedKind, Service, ServiceKey};
     use std::collections::BTreeMap;
     use std::net::IpAddr;
 
@@ -118,9 +118,8 @@ mod tests {
         let changes: Vec<Plan> = vec![
             Box::new(move |s| {
                 let spec = ServiceSpec {
-                    sched: "mh".into(),
                     mh_size: Some(251),
-                    ..ServiceSpec::new(web)
+                    ..ServiceSpec::with_sched(web, SchedKind::Maglev)
                 };
                 super::service::add(s, &spec).unwrap()
             }),
@@ -138,10 +137,7 @@ mod tests {
                 super::real::delete(s, &gone).unwrap()
             }),
             Box::new(move |s| {
-                let spec = ServiceSpec {
-                    sched: "wrr".into(),
-                    ..ServiceSpec::new(web)
-                };
+                let spec = ServiceSpec::with_sched(web, SchedKind::Wrr);
                 super::service::edit(s, &spec).unwrap()
             }),
             Box::new(move |s| super::service::delete(s, &dns).unwrap()),

@@ -209,13 +209,15 @@ pub(crate) fn vip_key(ip: IpAddr) -> VipKey {
     }
 }
 
-/// A service as `-A` / `-E` give it.
+/// A service as `-A` / `-E` give it. `S` is how the scheduler is given: typed
+/// ([`SchedKind`], the default: what a config file or a daemon builds), or by the name an
+/// ipvsadm command line typed (`String`, see [`SchedChoice`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceSpec {
+pub struct ServiceSpec<S = SchedKind> {
     /// Which service.
     pub addr: ServiceAddr,
-    /// Scheduler name (ipvsadm `-s`, default `wlc` as ipvsadm).
-    pub sched: String,
+    /// Scheduler (ipvsadm `-s`, default `wlc` as ipvsadm).
+    pub sched: S,
     /// Scheduler flags (`-b`), already resolved for the scheduler: [`lb_common::VipFlags`] bits
     /// `HASH_PORTS`, `MH_FALLBACK`, `SH_FALLBACK`, `SH_PORT`.
     pub sched_flags: u32,
@@ -235,9 +237,17 @@ pub struct ServiceSpec {
 impl ServiceSpec {
     /// A spec with ipvsadm's defaults (wlc, no flags, not persistent).
     pub fn new(addr: ServiceAddr) -> ServiceSpec {
+        ServiceSpec::with_sched(addr, SchedKind::Wlc)
+    }
+}
+
+impl<S> ServiceSpec<S> {
+    /// A spec with scheduler `sched` and ipvsadm's other defaults (no flags, not
+    /// persistent).
+    pub fn with_sched(addr: ServiceAddr, sched: S) -> ServiceSpec<S> {
         ServiceSpec {
             addr,
-            sched: "wlc".into(),
+            sched,
             sched_flags: 0,
             persistent: None,
             netmask: None,
@@ -245,6 +255,26 @@ impl ServiceSpec {
             persist_with: None,
             mh_size: None,
         }
+    }
+}
+
+/// How a [`ServiceSpec`] gives its scheduler. A name is resolved by the planner where it
+/// checks the scheduler, so a bad name is refused in the same order, with the same
+/// message, as IPVS refuses it ("Scheduler not found").
+pub trait SchedChoice {
+    /// The scheduler, or why there is none.
+    fn kind(&self) -> Result<SchedKind, ModelError>;
+}
+
+impl SchedChoice for SchedKind {
+    fn kind(&self) -> Result<SchedKind, ModelError> {
+        Ok(*self)
+    }
+}
+
+impl SchedChoice for String {
+    fn kind(&self) -> Result<SchedKind, ModelError> {
+        SchedKind::from_name(self).ok_or_else(|| ModelError::UnsupportedScheduler(self.clone()))
     }
 }
 

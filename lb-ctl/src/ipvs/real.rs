@@ -638,7 +638,7 @@ mod tests {
     fn with_sched(sched: &str, weights: &[i64]) -> Snapshot {
         let mut snap = Snapshot::default();
         let mut sp = spec("198.18.2.1", 80);
-        sp.sched = sched.into();
+        sp.sched = lb_common::SchedKind::from_name(sched).unwrap();
         let ops = crate::ipvs::service::add(&snap, &sp).unwrap();
         snap.apply(&ops);
         for (i, w) in weights.iter().enumerate() {

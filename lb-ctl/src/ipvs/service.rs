@@ -6,7 +6,8 @@
 //! that points at it; a real is marked inactive only after no table references it.
 
 use crate::ipvs::model::{
-    Filter, ModelError, Op, ServiceAddr, ServiceSpec, Snapshot, check_unicast, real_ip, vip_key,
+    Filter, ModelError, Op, SchedChoice, ServiceAddr, ServiceSpec, Snapshot, check_unicast,
+    real_ip, vip_key,
 };
 use crate::ipvs::table;
 use lb_common::consts::{
@@ -22,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The persistence mask of a service as stored: all-ones (/32, /128) unless `-M` says
 /// otherwise. An IPv4 mask must be contiguous; an IPv6 one is built from a prefix.
-fn persist_mask(spec: &ServiceSpec) -> Result<RawAddr, ModelError> {
+fn persist_mask<S>(spec: &ServiceSpec<S>) -> Result<RawAddr, ModelError> {
     let vip = spec.addr.vip.ip;
     let mask = match spec.netmask {
         None => match vip {
@@ -51,9 +52,11 @@ fn persist_mask(spec: &ServiceSpec) -> Result<RawAddr, ModelError> {
 
 /// Checks the scheduler, flags and persistence of a spec; returns the service with those
 /// fields set (id, group and table fields are the caller's).
-fn apply_spec(spec: &ServiceSpec, mut svc: Service) -> Result<Service, ModelError> {
-    let kind = SchedKind::from_name(&spec.sched)
-        .ok_or_else(|| ModelError::UnsupportedScheduler(spec.sched.clone()))?;
+fn apply_spec<S: SchedChoice>(
+    spec: &ServiceSpec<S>,
+    mut svc: Service,
+) -> Result<Service, ModelError> {
+    let kind = spec.sched.kind()?;
     let mut flags = spec.sched_flags;
     if let Some(t) = spec.persistent {
         if t == 0 || t > MAX_PERSIST_TIMEOUT_S {
@@ -77,7 +80,7 @@ fn apply_spec(spec: &ServiceSpec, mut svc: Service) -> Result<Service, ModelErro
 }
 
 /// The persistence group a spec asks for: the named service's group, else `own`.
-fn group_for(snap: &Snapshot, spec: &ServiceSpec, own: u32) -> Result<u32, ModelError> {
+fn group_for<S>(snap: &Snapshot, spec: &ServiceSpec<S>, own: u32) -> Result<u32, ModelError> {
     match &spec.persist_with {
         None => Ok(own),
         Some(a) => Ok(snap
@@ -140,7 +143,7 @@ pub(crate) fn nat_addrs(snap: &Snapshot, except: &[u32]) -> Vec<IpAddr> {
 }
 
 /// `-A`: add a service.
-pub fn add(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
+pub fn add<S: SchedChoice>(snap: &Snapshot, spec: &ServiceSpec<S>) -> Result<Vec<Op>, ModelError> {
     check_unicast(spec.addr.vip.ip)?;
     let svc = apply_spec(spec, Service::default())?;
     if snap.service(&spec.addr).is_some() {
@@ -174,7 +177,7 @@ pub fn add(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
 /// `-E`: change a service's scheduler, flags and persistence (as ipvsadm, the options
 /// given replace the old ones; lb's `--mh-size` and `--persist-group` stay unless given).
 /// Its id and reals stay; a new table is published when the scheduler or size changed.
-pub fn edit(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
+pub fn edit<S: SchedChoice>(snap: &Snapshot, spec: &ServiceSpec<S>) -> Result<Vec<Op>, ModelError> {
     let old = snap
         .service(&spec.addr)
         .ok_or(ModelError::NoSuchService(spec.addr))?;
@@ -319,10 +322,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn spec(s: &str, port: u16) -> ServiceSpec {
-        ServiceSpec {
-            sched: "mh".into(),
-            ..ServiceSpec::new(sa(s, port))
-        }
+        ServiceSpec::with_sched(sa(s, port), SchedKind::Maglev)
     }
 
     #[test]
@@ -353,14 +353,14 @@ pub(crate) mod tests {
         snap.apply(&ops);
         let e = add(&snap, &spec("198.18.2.1", 80)).unwrap_err();
         assert_eq!(e.to_string(), "Service already exists: TCP 198.18.2.1:80");
-        let mut s = spec("198.18.2.2", 80);
-        s.sched = "bogus".into();
-        let e = add(&snap, &s).unwrap_err();
-        assert!(
-            e.to_string().starts_with("Scheduler not found: bogus"),
-            "{e}"
+        let named = |name: &str| ServiceSpec::with_sched(sa("198.18.2.2", 80), name.to_string());
+        let e = add(&snap, &named("bogus")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Scheduler not found: bogus (one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)"
         );
-        s.sched = "mh".into();
+        assert!(add(&snap, &named("mh")).is_ok(), "a name is resolved");
+        let mut s = spec("198.18.2.2", 80);
         s.mh_size = Some(65536);
         assert!(add(&snap, &s).is_err(), "Maglev needs a prime size");
         let e = add(&snap, &spec("0.0.0.0", 80)).unwrap_err();
