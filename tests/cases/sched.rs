@@ -1,6 +1,6 @@
 //! Schedulers other than mh through the data path (docs/datapath.md "Schedulers"): the
-//! seams (table, sequence, load scan) and their provisioning (lb-common `sched`
-//! contract). Exact equivalence with IPVS's schedulers is the sched test target's job
+//! seams (table, rr/wrr walk of the reals list, load scan) and their provisioning
+//! (lb-common `sched` contract). Exact equivalence with IPVS's schedulers is the sched test target's job
 //! (tests/tests/sched.rs, against reference models); these cases pin one behaviour each.
 
 use super::common::*;
