@@ -70,7 +70,7 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -d|--delete-server -t|-u VIP:PORT -r RIP[:PORT]
   -L|-l|--list [-n] [--stats|--thresholds|--persistent-conn] [--exact] [--nosort]
                [-t|-u VIP:PORT] [--json]
-  -L -c [--persistent-conn]                               connections and templates
+  -L -c [--persistent-conn] [--json]                      connections and templates
   -L --timeout                                            Timeout (tcp tcpfin udp)
   --set TCP TCPFIN UDP                                    timeouts in seconds (0 = keep)
   -C|--clear                                              delete every service
@@ -155,7 +155,10 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             };
             return list(dir, service.as_ref(), opts, *json);
         }
-        IpvsCommand::ListConns { persistent_conn } => return list_conns(dir, *persistent_conn),
+        IpvsCommand::ListConns {
+            persistent_conn,
+            json,
+        } => return list_conns(dir, *persistent_conn, *json),
         IpvsCommand::ListTimeout => {
             let t = effective_timeouts(&maps::read_settings(dir)?.timeouts);
             return Ok(show::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s));
@@ -226,14 +229,17 @@ pub fn list(
     })
 }
 
-/// `-L -c`: flows and persistence templates with the seconds they have left, by CLOCK.
-pub fn list_conns(dir: &Path, persistent_conn: bool) -> Result<String, CtlError> {
+/// `-L -c [--json]`: flows and persistence templates with the seconds they have left, by
+/// CLOCK.
+pub fn list_conns(dir: &Path, persistent_conn: bool, json: bool) -> Result<String, CtlError> {
     let maps = Maps::open(dir)?;
     let snap = maps.snapshot()?;
-    Ok(show::conns(
-        &status::conns(&maps, &snap, dir)?,
-        persistent_conn,
-    ))
+    let list = status::conns(&maps, &snap, dir)?;
+    Ok(if json {
+        json::conns(&list)
+    } else {
+        show::conns(&list, persistent_conn)
+    })
 }
 
 /// The sysctl-like settings lb keeps (IPVS's names).

@@ -53,6 +53,8 @@ pub enum IpvsCommand {
     ListConns {
         /// `--persistent-conn`: add the persistence-engine columns, as ipvsadm.
         persistent_conn: bool,
+        /// lb's `--json`: the entries as JSON (docs/json.md).
+        json: bool,
     },
     /// `-L --timeout`.
     ListTimeout,
@@ -926,18 +928,13 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                 port,
             })
         }
-        Cmd::List
-            if raw.seen.contains(&Opt::Json)
-                && (raw.seen.contains(&Opt::ShowTimeout)
-                    || raw.seen.contains(&Opt::Connection)) =>
-        {
-            return Err(ParseError::Unsupported(
-                "--json with -c or --timeout".into(),
-            ));
+        Cmd::List if raw.seen.contains(&Opt::Json) && raw.seen.contains(&Opt::ShowTimeout) => {
+            return Err(ParseError::Unsupported("--json with --timeout".into()));
         }
         Cmd::List if raw.seen.contains(&Opt::ShowTimeout) => IpvsCommand::ListTimeout,
         Cmd::List if raw.seen.contains(&Opt::Connection) => IpvsCommand::ListConns {
             persistent_conn: raw.seen.contains(&Opt::PersistentConn),
+            json: raw.seen.contains(&Opt::Json),
         },
         Cmd::List => IpvsCommand::List {
             service: svc,
@@ -1197,13 +1194,15 @@ mod tests {
         assert_eq!(
             p("-L -n -c --persistent-conn").unwrap(),
             IpvsCommand::ListConns {
-                persistent_conn: true
+                persistent_conn: true,
+                json: false
             }
         );
         assert_eq!(
             p("-Lnc").unwrap(),
             IpvsCommand::ListConns {
-                persistent_conn: false
+                persistent_conn: false,
+                json: false
             }
         );
         let IpvsCommand::List { format, nosort, .. } = p("-L -n --thresholds --nosort").unwrap()
@@ -1217,8 +1216,15 @@ mod tests {
         };
         assert!(json && service.is_some());
         assert_eq!(
-            p("-L -c --json").unwrap_err().to_string(),
-            "--json with -c or --timeout is not supported yet"
+            p("-L -c --json").unwrap(),
+            IpvsCommand::ListConns {
+                persistent_conn: false,
+                json: true
+            }
+        );
+        assert_eq!(
+            p("-L --timeout --json").unwrap_err().to_string(),
+            "--json with --timeout is not supported yet"
         );
         assert!(p("-A -t 198.18.2.1:80 --json").is_err(), "listing only");
     }

@@ -1,9 +1,9 @@
-//! The JSON renderings of the status values (`lb-ctl -L -n --json`, `lb-ctl counters
-//! --json`): an interface scripts parse, documented in docs/json.md. The field names are
+//! The JSON renderings of the status values (`lb-ctl -L -n --json`, `lb-ctl -L -c
+//! --json`, `lb-ctl counters --json`): an interface scripts parse, documented in docs/json.md. The field names are
 //! the status types' serde names ([`crate::status`]); this file only wraps them in their
 //! top-level object and prints them, pretty, with a final newline.
 
-use crate::status::{Counters, ListedService};
+use crate::status::{Counters, ListedConn, ListedService};
 use serde::Serialize;
 
 fn render(v: &impl Serialize) -> String {
@@ -20,6 +20,15 @@ pub fn services(list: &[ListedService]) -> String {
         services: &'a [ListedService],
     }
     render(&Listing { services: list })
+}
+
+/// `{"connections": [...]}`, flows then templates, as `-L -c` lists them.
+pub fn conns(list: &[ListedConn]) -> String {
+    #[derive(Serialize)]
+    struct Top<'a> {
+        connections: &'a [ListedConn],
+    }
+    render(&Top { connections: list })
 }
 
 /// `{"counters": {"rx": 5, ...}}`, counters in listing order.
@@ -118,6 +127,34 @@ mod tests {
         assert_eq!(v["services"][0]["persistent"], Value::Null);
         let v: Value = serde_json::from_str(&services(&[])).unwrap();
         assert_eq!(v, json!({"services": []}));
+    }
+
+    #[test]
+    fn connection_shape_is_the_documented_one() {
+        let ep = |ip: &str, port| Endpoint {
+            ip: ip.parse().unwrap(),
+            port,
+        };
+        let c = ListedConn {
+            proto: "TCP",
+            expire_s: 899,
+            state: "ESTABLISHED",
+            source: ep("198.18.0.10", 40000),
+            virt: ep("198.18.2.1", 80),
+            dest: ep("198.18.1.11", 80),
+        };
+        let v: Value = serde_json::from_str(&conns(&[c])).unwrap();
+        assert_eq!(
+            v,
+            json!({"connections": [{
+                "protocol": "TCP",
+                "expire_s": 899,
+                "state": "ESTABLISHED",
+                "source": {"address": "198.18.0.10", "port": 40000},
+                "virtual": {"address": "198.18.2.1", "port": 80},
+                "destination": {"address": "198.18.1.11", "port": 80}
+            }]})
+        );
     }
 
     #[test]

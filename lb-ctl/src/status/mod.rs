@@ -132,9 +132,10 @@ pub fn sort(services: &mut [ListedService], reals_too: bool) {
 }
 
 /// One connection entry of `-L -c` (a flow or a persistence template).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ListedConn {
     /// "TCP" / "UDP" (IPVS prints the protocol of templates too).
+    #[serde(rename = "protocol")]
     pub proto: &'static str,
     /// Seconds left before expiry.
     pub expire_s: u32,
@@ -143,8 +144,10 @@ pub struct ListedConn {
     /// Client (template: masked client, port 0).
     pub source: Endpoint,
     /// VIP and port (template: port 0 for a group spanning ports).
+    #[serde(rename = "virtual")]
     pub virt: Endpoint,
     /// Real.
+    #[serde(rename = "destination")]
     pub dest: Endpoint,
 }
 
