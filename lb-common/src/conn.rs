@@ -43,6 +43,7 @@ pub enum TcpState {
 
 /// Number of TCP states.
 pub const TCP_STATES: usize = 11;
+const _: () = assert!(TCP_TIMEOUTS_S.len() == TCP_STATES);
 
 impl TcpState {
     /// From the stored byte.

@@ -145,9 +145,10 @@ pub const LOCALITY_EXPIRY_S: u32 = 24 * 3600;
 /// IPVS's TCP timeouts per state (`tcp_timeouts` in ip_vs_proto_tcp.c), seconds, indexed
 /// by [`crate::conn::TcpState`]: NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT,
 /// TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, SYNACK. ESTABLISHED and FIN_WAIT are
-/// replaced by the `--set` timeouts when set ([`crate::conn::Timeouts`]).
-pub const TCP_TIMEOUTS_S: [u32; crate::conn::TCP_STATES] =
-    [2, 900, 120, 60, 120, 120, 10, 60, 30, 120, 120];
+/// replaced by the `--set` timeouts when set ([`crate::conn::Timeouts`]). One entry per
+/// [`crate::conn::TCP_STATES`] (conn.rs asserts it; named here only in comments, so this
+/// file imports nothing).
+pub const TCP_TIMEOUTS_S: [u32; 11] = [2, 900, 120, 60, 120, 120, 10, 60, 30, 120, 120];
 /// Timeout of a TCP state outside the table, seconds (IPVS's `IP_VS_TCP_S_LAST` entry).
 pub const TCP_LAST_TIMEOUT_S: u32 = 2;
 /// `ipvsadm --set` default for TCP ESTABLISHED, seconds (IPVS's 15 minutes).
