@@ -10,7 +10,7 @@ use crate::maps::{self, Maps, MapsError};
 use crate::nexthop;
 use crate::status::{self, Gather};
 use lb_common::SchedKind;
-use lb_common::conn::Timeouts;
+use lb_common::conn::{Settings, Timeouts};
 use std::path::Path;
 
 /// Why an admin command failed.
@@ -242,41 +242,43 @@ pub fn list_conns(dir: &Path, persistent_conn: bool, json: bool) -> Result<Strin
     })
 }
 
-/// The sysctl-like settings lb keeps (IPVS's names).
-pub const SYSCTLS: [&str; 2] = ["expire_nodest_conn", "expire_quiescent_template"];
+/// Where a setting lives in [`Settings`].
+type SettingField = fn(&mut Settings) -> &mut u32;
+
+/// The sysctl-like settings lb keeps: IPVS's name and the [`Settings`] field, the one table
+/// the listing, the lookup and the error text read.
+const SYSCTLS: [(&str, SettingField); 2] = [
+    ("expire_nodest_conn", |s| &mut s.expire_nodest_conn),
+    ("expire_quiescent_template", |s| {
+        &mut s.expire_quiescent_template
+    }),
+];
 
 /// `lb-ctl sysctl [NAME [VALUE]]`: list, show or set a setting.
 pub fn sysctl(dir: &Path, name: Option<&str>, value: Option<u32>) -> Result<String, CtlError> {
     let mut s = maps::read_settings(dir)?;
     let Some(name) = name else {
-        return Ok(format!(
-            "expire_nodest_conn {}\nexpire_quiescent_template {}\n",
-            s.expire_nodest_conn, s.expire_quiescent_template
-        ));
+        return Ok(SYSCTLS
+            .iter()
+            .map(|(n, field)| format!("{n} {}\n", field(&mut s)))
+            .collect());
     };
-    let slot = match name {
-        "expire_nodest_conn" => &mut s.expire_nodest_conn,
-        "expire_quiescent_template" => &mut s.expire_quiescent_template,
-        _ => {
-            return Err(CtlError::Sysctl(format!(
-                "unknown setting {name} (one of {})",
-                SYSCTLS.join(", ")
-            )));
-        }
+    let Some((_, field)) = SYSCTLS.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = SYSCTLS.iter().map(|(n, _)| *n).collect();
+        return Err(CtlError::Sysctl(format!(
+            "unknown setting {name} (one of {})",
+            names.join(", ")
+        )));
     };
     match value {
-        None => Ok(format!("{name} {slot}\n")),
+        None => Ok(format!("{name} {}\n", field(&mut s))),
         Some(v) if v > 1 => Err(CtlError::Sysctl(format!("{name} is 0 or 1, not {v}"))),
         Some(v) => {
             let _lock = crate::maps::sys::lock_dir(dir)
                 .map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
             // Re-read under the lock so a concurrent --set is not lost.
             let mut s = maps::read_settings(dir)?;
-            if name == "expire_nodest_conn" {
-                s.expire_nodest_conn = v;
-            } else {
-                s.expire_quiescent_template = v;
-            }
+            *field(&mut s) = v;
             maps::write_settings(dir, &s)?;
             Ok(String::new())
         }
