@@ -7,6 +7,10 @@
 //! value the other side writes: the data path only adds to [`ConnEvents`] (atomically),
 //! lb-ctl's sweep only adds to [`ConnExpiry`]; live counts are the difference.
 
+use crate::consts::{
+    DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S, TCP_LAST_TIMEOUT_S,
+    TCP_TIMEOUTS_S,
+};
 use bytemuck::{Pod, Zeroable};
 
 /// IPVS TCP connection states (`IP_VS_TCP_S_*`), stored in `FlowValue::state`.
@@ -39,6 +43,7 @@ pub enum TcpState {
 
 /// Number of TCP states.
 pub const TCP_STATES: usize = 11;
+const _: () = assert!(TCP_TIMEOUTS_S.len() == TCP_STATES);
 
 impl TcpState {
     /// From the stored byte.
@@ -270,13 +275,9 @@ pub fn tcp_transition(state: u8, flow_flags: u8, reply: bool, tcp_flags: u8) -> 
     }
 }
 
-/// Fixed IPVS TCP timeouts per state (`tcp_timeouts`), seconds; ESTABLISHED and FIN_WAIT
-/// are replaced by [`Timeouts`] (`--set tcp tcpfin`).
-pub const TCP_TIMEOUTS_S: [u32; TCP_STATES] = [2, 900, 120, 60, 120, 120, 10, 60, 30, 120, 120];
-
 /// How long a flow in `state` lives without a packet, as IPVS: TCP by state
 /// ([`TCP_TIMEOUTS_S`] with `t.tcp_s` for ESTABLISHED and `t.tcpfin_s` for FIN_WAIT; an
-/// unknown state gets 2 s as IPVS's `IP_VS_TCP_S_LAST` entry), UDP `t.udp_s`, anything
+/// unknown state gets [`TCP_LAST_TIMEOUT_S`] as IPVS's `IP_VS_TCP_S_LAST` entry), UDP `t.udp_s`, anything
 /// else `t.udp_s` too. A zero in `t` means the default.
 pub fn state_timeout_s(proto: u8, state: u8, t: &Timeouts) -> u32 {
     let d = Timeouts::default();
@@ -288,7 +289,7 @@ pub fn state_timeout_s(proto: u8, state: u8, t: &Timeouts) -> u32 {
         Some(TcpState::Established) => or(t.tcp_s, d.tcp_s),
         Some(TcpState::FinWait) => or(t.tcpfin_s, d.tcpfin_s),
         Some(s) => TCP_TIMEOUTS_S[s as usize],
-        None => 2,
+        None => TCP_LAST_TIMEOUT_S,
     }
 }
 
@@ -306,7 +307,8 @@ pub fn state_name(proto: u8, state: u8) -> &'static str {
 /// The one state of a UDP flow (IPVS `IP_VS_UDP_S_NORMAL`).
 pub const UDP_STATE: u8 = 0;
 
-/// `ipvsadm --set` timeouts, in seconds (defaults as IPVS: 900 120 300).
+/// `ipvsadm --set` timeouts, in seconds (defaults as IPVS: [`DEFAULT_TCP_TIMEOUT_S`],
+/// [`DEFAULT_TCPFIN_TIMEOUT_S`], [`DEFAULT_UDP_TIMEOUT_S`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct Timeouts {
@@ -321,9 +323,9 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            tcp_s: 900,
-            tcpfin_s: 120,
-            udp_s: 300,
+            tcp_s: DEFAULT_TCP_TIMEOUT_S,
+            tcpfin_s: DEFAULT_TCPFIN_TIMEOUT_S,
+            udp_s: DEFAULT_UDP_TIMEOUT_S,
         }
     }
 }

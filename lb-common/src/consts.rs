@@ -117,7 +117,9 @@ pub const MAP_REAL_EXPIRED: &str = "REAL_EXPIRED";
 /// One u32: seconds of CLOCK_MONOTONIC, written by lb-ctl (sweep) so the data path stamps
 /// flows with an array read instead of a bpf_ktime_get_ns call.
 pub const MAP_CLOCK: &str = "CLOCK";
-/// service id → u64 cursor of rr/wrr (shared array; data path atomic adds).
+/// service id → u64 rr/wrr state (IPVS's last pick, wrr's current weight, and the reals
+/// list base they belong to; layout in lb-ebpf `sched/sequence.rs`). Array, written by
+/// the data path only; no table is involved.
 pub const MAP_SCHED_CURSOR: &str = "SCHED_CURSOR";
 
 /// Capacity of the persistence template table (LRU).
@@ -180,9 +182,33 @@ pub mod icmp {
 /// Rehashes of the first slot mh-fallback tries before giving up with `NoReal` (IPVS walks
 /// up to the whole table; 32 finds an available real unless nearly all are unavailable).
 pub const MH_FALLBACK_TRIES: u32 = 32;
-/// IPVS `sysctl_lblcr_expiration` default, seconds (24 h): an lblcr set unchanged this long
-/// loses its most loaded member.
-pub const LBLCR_EXPIRATION_S: u32 = 24 * 60 * 60;
 /// Most list positions one wrr pick visits in the kernel (bounded `bpf_loop`; IPVS's bound
 /// is the passes).
 pub const WRR_MAX_STEPS: u32 = 1 << 14;
+
+/// IPVS's `lblc_expiration` / `lblcr_expiration` default, a day, in seconds: how long an
+/// lblc/lblcr locality entry may go unused before lb-ctl's sweep clears it, and how long an
+/// lblcr set may stay unchanged before the data path drops its most loaded member.
+pub const LOCALITY_EXPIRY_S: u32 = 24 * 3600;
+
+// Expiry: how long idle connections, templates and locality entries live. The data path
+// stamps, lb-ctl's sweep expires by these (lb_common::conn::state_timeout_s).
+
+/// IPVS's TCP timeouts per state (`tcp_timeouts` in ip_vs_proto_tcp.c), seconds, indexed
+/// by [`crate::conn::TcpState`]: NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT,
+/// TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, SYNACK. ESTABLISHED and FIN_WAIT are
+/// replaced by the `--set` timeouts when set ([`crate::conn::Timeouts`]). One entry per
+/// [`crate::conn::TCP_STATES`] (conn.rs asserts it; named here only in comments, so this
+/// file imports nothing).
+pub const TCP_TIMEOUTS_S: [u32; 11] = [2, 900, 120, 60, 120, 120, 10, 60, 30, 120, 120];
+/// Timeout of a TCP state outside the table, seconds (IPVS's `IP_VS_TCP_S_LAST` entry).
+pub const TCP_LAST_TIMEOUT_S: u32 = 2;
+/// `ipvsadm --set` default for TCP ESTABLISHED, seconds (IPVS's 15 minutes).
+pub const DEFAULT_TCP_TIMEOUT_S: u32 = 900;
+/// `ipvsadm --set` default for TCP FIN_WAIT, seconds.
+pub const DEFAULT_TCPFIN_TIMEOUT_S: u32 = 120;
+/// `ipvsadm --set` default for UDP, seconds (IPVS's `udp_timeouts[NORMAL]`, 5 minutes).
+pub const DEFAULT_UDP_TIMEOUT_S: u32 = 300;
+/// Longest persistence timeout lb-ctl accepts (`-p`), seconds: 31 days. ipvsadm takes any
+/// u32, but the kernel stores seconds × HZ in an int, so keep well inside that.
+pub const MAX_PERSIST_TIMEOUT_S: u32 = 31 * 24 * 3600;

@@ -49,7 +49,8 @@ impl VipFlags {
 }
 
 /// Scheduler of a service: ipvsadm's names, grouped in the data path by family
-/// (DESIGN.md §3 step 5): table-driven (mh, sh, dh), sequence-driven (rr, wrr) and
+/// (DESIGN.md §3 step 5): table-driven (mh, sh, dh: userspace builds the table), walking
+/// the reals list as IPVS does (rr, wrr: the data path keeps the position) and
 /// load-driven (lc, wlc, sed, nq, lblc, lblcr, fo, ovf, twos).
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -162,9 +163,10 @@ pub struct Service {
     /// Padding, zero.
     pub _pad: [u8; 3],
     /// First slot of this service's scheduler table in `SCHED_TABLE` (mh, sh, dh: a hash
-    /// table; rr, wrr: the sequence of real ids to cycle through).
+    /// table; every other scheduler, rr and wrr included, has none).
     pub table_base: u32,
-    /// Entries in the table (a prime for Maglev); 0 = no real yet.
+    /// Entries in the table (a prime for Maglev); 0 = no table (no real yet, or a
+    /// scheduler that needs none).
     pub table_len: u32,
     /// First slot of the service's list of real ids in `SCHED_TABLE`: what load-driven
     /// schedulers and fallbacks scan (bounded by `MAX_REALS_PER_SERVICE`).

@@ -3,32 +3,32 @@
 //! Like ipvsadm, every run is a short-lived process and the kernel holds the state: the
 //! program, its maps and its links are pinned under a bpffs directory ([`loader`]), and the
 //! admin commands read and write those maps ([`maps`]). A change is checked in full against
-//! a [`model::Snapshot`] by pure planners ([`service`], [`real`]) that return the map writes
-//! in a safe order; nothing is written for a refused change.
+//! an [`ipvs::model::Snapshot`] by pure planners ([`ipvs`]) that return the map writes in a
+//! safe order; nothing is written for a refused change.
 //!
-//! Module map: [`loader`] (load, pin, attach, detach), [`maps`] (the only map I/O, with
-//! [`flows`]: the per-family flow tables as one),
-//! [`model`] (types, snapshot, ops, validation errors), [`service`] / [`real`] (planners),
-//! [`table`] (scheduler tables per `lb_common::sched` and SCHED_TABLE regions),
-//! [`nexthop`] (egress interface and MACs via `ip -j`), [`ipvsadm`] (ipvsadm's command
-//! line), [`show`] (ipvsadm's output), [`ctl`] (runs a command), [`sweep`] (CLOCK and the
-//! expiry of connections and templates, IPVS's timers), [`sys`] (the few raw system
-//! calls aya 0.14 lacks), [`mapped`] (the big arrays through mmap), [`batch`] (batched array
-//! reads and writes, where a map cannot be mapped).
+//! Module map (folders are what a daemon builds on):
+//! - [`ipvs`]: the typed model (services, reals, snapshot, ops, validation errors), the
+//!   planners ([`ipvs::service`], [`ipvs::real`]) and scheduler tables (`ipvs::table`).
+//!   Pure.
+//! - [`maps`]: the only map I/O: snapshots, performing plans, statistics, settings,
+//!   counters, and the sweep's passes ([`maps::sweep`]); raw system calls in [`maps::sys`].
+//! - [`status`]: what lb is doing, as typed values gathered once from the maps (listings,
+//!   connections, counters) for every renderer: ipvsadm text, JSON, a metrics exporter.
+//! - [`sweep`]: the expiry decisions of IPVS's connection timers. Pure, time passed in.
+//! - [`cli`]: ipvsadm's command line ([`cli::ipvsadm`]), output ([`cli::show`]), JSON
+//!   ([`cli::json`], docs/json.md) and running a command ([`cli::ctl`]).
+//! - [`loader`]: load, pin, attach, detach.
+//! - [`nexthop`]: a real's egress interface and MACs, via `ip -j`.
+//!
+//! Room to grow, one folder each: `config/` (config files into the typed model),
+//! `check/` (health checkers), `vrrp/`, `metrics/` (an exporter over [`status`]),
+//! `daemon/` (the long-running process tying them together).
 #![warn(missing_docs)]
 
-pub mod batch;
-pub mod ctl;
-pub mod flows;
-pub mod ipvsadm;
+pub mod cli;
+pub mod ipvs;
 pub mod loader;
-pub mod mapped;
 pub mod maps;
-pub mod model;
 pub mod nexthop;
-pub mod real;
-pub mod service;
-pub mod show;
+pub mod status;
 pub mod sweep;
-pub mod sys;
-pub mod table;

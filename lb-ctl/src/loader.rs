@@ -20,8 +20,8 @@
 //! it, and so do the packet tests, the scheduler tests and the bench, so all of them run
 //! the program with the maps and `.rodata` that `lb-ctl load` gives it.
 
+use crate::maps::sys;
 use crate::maps::{self, MapsError};
-use crate::sys;
 use aya::maps::MapData;
 use aya::programs::links::FdLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
@@ -638,7 +638,7 @@ fn start_clock(pin_dir: &Path) -> Result<(), MapsError> {
         source,
     })?;
     if now == 0 {
-        crate::sweep::tick(pin_dir)?;
+        crate::maps::sweep::tick(pin_dir)?;
     }
     Ok(())
 }

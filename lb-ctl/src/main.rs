@@ -4,7 +4,9 @@
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use lb_ctl::{ctl, ipvsadm, loader, sweep};
+use lb_ctl::cli::{ctl, ipvsadm};
+use lb_ctl::loader;
+use lb_ctl::maps::sweep;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -58,7 +60,11 @@ enum Sub {
         cmd: DecapCmd,
     },
     /// Print every data-path counter, per-CPU summed: one `name value` line each.
-    Counters,
+    Counters {
+        /// JSON instead: `{"counters": {"rx": N, ...}}` (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Keep the clock and expire idle connections and persistence templates (IPVS's
     /// timers); runs until killed unless --once.
     Sweep {
@@ -140,7 +146,7 @@ fn run_native(cli: Cli) -> Result<String> {
         Sub::Decap {
             cmd: DecapCmd::Detach { ifaces },
         } => lines(loader::decap_detach(&dir, &ifaces)?),
-        Sub::Counters => ctl::counters(&dir)?,
+        Sub::Counters { json } => ctl::counters(&dir, json)?,
         Sub::Sweep { once, interval } => {
             if once {
                 let r = sweep::sweep_once(&dir)?;
@@ -152,7 +158,7 @@ fn run_native(cli: Cli) -> Result<String> {
                 // Stamps written while no sweep kept CLOCK are timed from now.
                 let rebase = sweep::rebase_for(&dir, 2 * interval as u32)?;
                 loop {
-                    sweep::sweep_pass(&dir, lb_ctl::sys::monotonic_s(), rebase)?;
+                    sweep::sweep_pass(&dir, lb_ctl::maps::sys::monotonic_s(), rebase)?;
                     std::thread::sleep(std::time::Duration::from_secs(interval));
                 }
             }
@@ -184,6 +190,7 @@ fn run(args: Vec<String>) -> Outcome {
                 exact: false,
                 format: Default::default(),
                 nosort: false,
+                json: false,
             })
         } else {
             ipvsadm::parse(rest)
@@ -198,7 +205,7 @@ fn run(args: Vec<String>) -> Outcome {
     }
     if rest.is_empty() || rest[0] == "-h" || rest[0] == "--help" {
         let help = Cli::command().render_long_help().to_string();
-        return Outcome::Ok(format!("{help}\n{}", ctl::IPVSADM_HELP));
+        return Outcome::Ok(format!("{help}\n{}", ctl::ipvsadm_help()));
     }
     match Cli::try_parse_from(&args) {
         Ok(cli) => match run_native(cli).context("lb-ctl") {

@@ -118,7 +118,7 @@ pub fn resolve(addr: IpAddr) -> Result<NextHop, NextHopError> {
 
 /// The route toward one address, as `ip -j route get` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     /// Egress device.
     pub dev: String,
     /// Gateway, if not on-link.
@@ -186,7 +186,7 @@ fn route_get(addr: IpAddr) -> Result<Route, NextHopError> {
 }
 
 /// Parses `ip -j route get ADDR`.
-pub fn parse_route(text: &str, addr: IpAddr) -> Result<Route, NextHopError> {
+pub(crate) fn parse_route(text: &str, addr: IpAddr) -> Result<Route, NextHopError> {
     let args = ["-j", "route", "get"];
     let v: Vec<RouteJson> = serde_json::from_str(text).map_err(|e| parse_err(&args, e))?;
     let r = v
@@ -236,7 +236,7 @@ fn link_show(dev: &str) -> Result<(u32, [u8; 6]), NextHopError> {
 }
 
 /// Parses `ip -j link show dev DEV` into (ifindex, MAC).
-pub fn parse_link(text: &str, dev: &str) -> Result<(u32, [u8; 6]), NextHopError> {
+pub(crate) fn parse_link(text: &str, dev: &str) -> Result<(u32, [u8; 6]), NextHopError> {
     let args = ["-j", "link", "show", "dev", dev];
     let v: Vec<LinkJson> = serde_json::from_str(text).map_err(|e| parse_err(&args, e))?;
     let l = v
@@ -266,7 +266,7 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 /// Parses `ip -j neigh show to ADDR dev DEV`: the MAC if the entry is usable (not
 /// INCOMPLETE or FAILED).
-pub fn parse_neigh(text: &str) -> Option<[u8; 6]> {
+pub(crate) fn parse_neigh(text: &str) -> Option<[u8; 6]> {
     let v: Vec<NeighJson> = serde_json::from_str(text).ok()?;
     v.into_iter().find_map(|n| {
         let bad = n.state.iter().any(|s| s == "INCOMPLETE" || s == "FAILED");

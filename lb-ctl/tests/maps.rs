@@ -5,8 +5,8 @@
 //! test` counts as a failure. `cargo test -p lb-ctl --test maps [-- FILTER]`.
 
 use bytemuck::Pod;
-use lb_ctl::sys::RawMap;
-use lb_ctl::{batch, mapped};
+use lb_ctl::maps::sys::RawMap;
+use lb_ctl::maps::{batch, mapped};
 use libtest_mimic::{Arguments, Completion, Trial};
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};

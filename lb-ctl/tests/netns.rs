@@ -391,45 +391,31 @@ fn flow_key(client: &str, cport: u16, vip: &str, vport: u16, proto: u8) -> lb_co
 fn schedulers_persistence_timeouts_sweep() {
     use aya::maps::{Array, HashMap, MapData};
     use lb_common::conn::{ConnEvents, TcpState};
-    use lb_common::sched::{self, Dest};
     use lb_common::{FlowFlags, FlowKey, FlowKey4, FlowValue, PersistKey, PersistValue, SchedKind};
     let lab = Lab::new("b");
     let pin: &Path = lab.pin.path();
     lab.ok("load --iface d0 --skb --max-flows 4096");
 
-    // wrr over three reals: the reals list is newest first, the table is IPVS's sequence.
+    // wrr over three reals: the reals list is newest first; no table (the data path walks
+    // the list as IPVS does).
     lab.ok("-A -t 198.18.3.1:80 -s wrr");
     lab.ok("-a -t 198.18.3.1:80 -r 198.18.100.2 -w 1");
     lab.ok("-a -t 198.18.3.1:80 -r 198.18.101.5 -w 2 -x 10 -y 5");
     lab.ok("-a -t 198.18.3.1:80 -r 198.18.101.6 -w 3");
-    let (svc, order, table) = {
+    let (svc, order) = {
         let maps = Maps::open(pin).unwrap();
         let snap = maps.snapshot().unwrap();
         let svc = snap.services[0].1;
         let order = snap.orders[&svc.id].clone();
-        let reals = snap.ordered_reals(svc.id);
-        let dests: Vec<Dest> = reals
-            .iter()
-            .map(|(id, r)| Dest {
-                id: *id,
-                weight: r.weight,
-            })
-            .collect();
-        let sched_table: Array<MapData, u32> =
-            lb_ctl::maps::open(pin, lb_common::consts::MAP_SCHED_TABLE).unwrap();
-        let table: Vec<u32> = (svc.table_base..svc.table_base + svc.table_len)
-            .map(|i| sched_table.get(&i, 0).unwrap())
-            .collect();
-        assert_eq!(table, sched::wrr_sequence(&dests));
-        (svc, order, table)
+        (svc, order)
     };
     assert_eq!(svc.sched, SchedKind::Wrr as u8);
+    assert_eq!(svc.table_len, 0, "rr/wrr publish no table");
     assert_eq!(order.len(), 3);
     assert!(
         order.windows(2).all(|w| w[0] > w[1]),
         "newest first: {order:?}"
     );
-    assert_eq!(table.len(), 6);
     let nosort = lab.ok("-L -n --nosort");
     let pos = |s: &str| nosort.find(s).unwrap();
     assert!(pos("198.18.101.6:80") < pos("198.18.101.5:80"));
@@ -497,7 +483,7 @@ fn schedulers_persistence_timeouts_sweep() {
             lb_ctl::maps::open(pin, lb_common::consts::MAP_CLOCK).unwrap();
         let c = clock.get(&0, 0).unwrap();
         assert!(
-            c > 0 && c <= lb_ctl::sys::monotonic_s(),
+            c > 0 && c <= lb_ctl::maps::sys::monotonic_s(),
             "load starts CLOCK: {c}"
         );
     }
@@ -549,7 +535,7 @@ fn schedulers_persistence_timeouts_sweep() {
         _pad: [0; 2],
     }
     .v4();
-    let now = lb_ctl::sys::monotonic_s();
+    let now = lb_ctl::maps::sys::monotonic_s();
     {
         let mut flows: HashMap<MapData, FlowKey4, FlowValue> =
             lb_ctl::maps::open(pin, lb_common::consts::MAP_FLOWS4).unwrap();
@@ -729,7 +715,7 @@ fn schedulers_persistence_timeouts_sweep() {
         let v = FlowValue {
             real_id: rid,
             svc_id: https.id,
-            last_seen_s: lb_ctl::sys::monotonic_s() - 1000,
+            last_seen_s: lb_ctl::maps::sys::monotonic_s() - 1000,
             state: TcpState::Established as u8,
             flags: FlowFlags::NO_OUTPUT,
             _pad: [0; 2],
@@ -784,8 +770,8 @@ fn schedulers_persistence_timeouts_sweep() {
             pin.join(lb_common::consts::MAP_LBLC).exists(),
             "LBLC pinned"
         );
-        let lblc = lb_ctl::sys::RawMap::open(&pin.join(lb_common::consts::MAP_LBLC)).unwrap();
-        let c = lb_ctl::sweep::read_clock(pin).unwrap();
+        let lblc = lb_ctl::maps::sys::RawMap::open(&pin.join(lb_common::consts::MAP_LBLC)).unwrap();
+        let c = lb_ctl::maps::sweep::read_clock(pin).unwrap();
         let loc = |last: u32| lb_common::LocalityValue {
             len: 1,
             last_seen_s: last,
@@ -796,7 +782,7 @@ fn schedulers_persistence_timeouts_sweep() {
         let day_on = c + 86_401;
         lblc.set(&svc.id, &loc(c)).unwrap();
         lblc.set(&https.id, &loc(day_on)).unwrap();
-        let rep = lb_ctl::sweep::sweep_at(pin, day_on).unwrap();
+        let rep = lb_ctl::maps::sweep::sweep_at(pin, day_on).unwrap();
         assert_eq!(rep.locality, 1, "{rep:?}");
         let get = |id: u32| {
             lblc.get::<u32, lb_common::LocalityValue>(&id)
@@ -844,8 +830,8 @@ fn live_syns_are_counted_and_expire() {
     assert_eq!(flow[2], "SYN_RECV", "{conns}");
     assert_eq!(flow[5], "198.18.100.2:80");
     // Past SYN_RECV's 60 s.
-    let clock = lb_ctl::sweep::read_clock(pin).unwrap();
-    let rep = lb_ctl::sweep::sweep_at(pin, clock + 61).unwrap();
+    let clock = lb_ctl::maps::sweep::read_clock(pin).unwrap();
+    let rep = lb_ctl::maps::sweep::sweep_at(pin, clock + 61).unwrap();
     assert_eq!((rep.active, rep.inactive, rep.flows), (0, 1, 0), "{rep:?}");
     assert_eq!(
         row(&lab.ok("-L -n -t 198.18.4.1:80"), "198.18.100.2:80")[4..],

@@ -1,10 +1,10 @@
 //! Schedulers other than mh through the data path (docs/datapath.md "Schedulers"): the
-//! seams (table, sequence, load scan) and their provisioning (lb-common `sched`
-//! contract). Exact equivalence with IPVS's schedulers is the sched test target's job
+//! seams (table, rr/wrr walk of the reals list, load scan) and their provisioning
+//! (lb-common `sched` contract). Exact equivalence with IPVS's schedulers is the sched test target's job
 //! (tests/tests/sched.rs, against reference models); these cases pin one behaviour each.
 
 use super::common::*;
-use lb_common::sched::{Dest, dh_table, rr_sequence};
+use lb_common::sched::{Dest, dh_table};
 use lb_common::{Counter, Drop, ForwardMode::Dr, Real, SchedKind};
 use lb_tests::bpf::{IF_LO, Verdict};
 use lb_tests::case::{Action, Counts, Output, Sequence, StateCheck, Step};
@@ -121,7 +121,7 @@ fn dh_quiesced() -> Sequence {
 }
 
 fn rr_cycles() -> Sequence {
-    let (prov, a, b) = two(SchedKind::Rr, 1, rr_sequence);
+    let (prov, a, b) = two(SchedKind::Rr, 1, |_| Vec::new());
     Sequence {
         name: "sched_rr_cycles_in_list_order",
         why: "rr takes the reals in list order, one new flow each, and wraps around",

@@ -26,8 +26,8 @@ pub enum Table {
     Empty,
     /// These slots exactly (for `NO_REAL` entries and hand-made tables).
     Slots(Vec<u32>),
-    /// Another scheduler (lb-common `sched` contract): its table (sh/dh buckets, rr/wrr
-    /// sequence, empty for load-driven ones) and the service's reals list in IPVS order,
+    /// Another scheduler (lb-common `sched` contract): its table (sh/dh buckets, empty
+    /// for rr, wrr and the load-driven ones) and the service's reals list in IPVS order,
     /// written after the table in the service's region.
     Sched {
         /// The scheduler.

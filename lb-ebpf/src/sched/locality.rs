@@ -7,7 +7,7 @@
 //! - lblcr: a set of up to `LOCALITY_SET_MAX` reals; the least loaded member (overhead /
 //!   weight, skipping weight 0 and threshold-overloaded members) unless overloaded in
 //!   lblc's sense, else the wlc choice is added at the head of the set (IPVS list order,
-//!   newest first). A set of more than one that has not changed for `LBLCR_EXPIRATION_S`
+//!   newest first). A set of more than one that has not changed for `LOCALITY_EXPIRY_S`
 //!   loses its most loaded member. When the set is full, its most loaded member makes
 //!   room (IPVS's list grows without bound).
 //!
@@ -16,7 +16,7 @@
 use aya_ebpf::cty::c_void;
 use lb_common::{
     Drop, LocalityValue, SchedKind, Service,
-    consts::{LBLCR_EXPIRATION_S, MAX_REALS_PER_SERVICE, NO_REAL},
+    consts::{LOCALITY_EXPIRY_S, MAX_REALS_PER_SERVICE, NO_REAL},
     flow::LOCALITY_SET_MAX,
     sched::pick::conn_overhead,
 };
@@ -121,7 +121,7 @@ fn select(svc: &Service, replicate: u32) -> Result<u32, Drop> {
 
 /// The cached real of lblc (`replicate` [`LBLC_ONE`]: configured, weight > 0) or the
 /// set's least loaded of lblcr ([`LBLCR_SET`]), else `NO_REAL`; stamps the entry, and lets an lblcr set that has
-/// not changed for `LBLCR_EXPIRATION_S` drop its most loaded member. The caller applies
+/// not changed for `LOCALITY_EXPIRY_S` drop its most loaded member. The caller applies
 /// lblc's overload test.
 #[unsafe(no_mangle)]
 #[inline(never)]
@@ -145,7 +145,7 @@ pub extern "C" fn lb_lblc_cached(svc_id: u32, replicate: u32) -> u32 {
     let (min, max) = set_min_max(e, svc_id);
     if len > 1
         && max != usize::MAX
-        && now.wrapping_sub(unsafe { (*e).last_mod_s }) > LBLCR_EXPIRATION_S
+        && now.wrapping_sub(unsafe { (*e).last_mod_s }) > LOCALITY_EXPIRY_S
     {
         erase(e, max);
     }

@@ -337,21 +337,9 @@ impl Run {
         let spec = self.specs[svc as usize - 1].clone();
         let dests = self.dests(svc);
         let ids: Vec<u32> = dests.iter().map(|d| d.id).collect();
-        let bd: Vec<lb_common::sched::Dest> = dests
-            .iter()
-            .map(|d| lb_common::sched::Dest {
-                id: d.id,
-                weight: d.weight as u32,
-            })
-            .collect();
         // The table, built from the model's rules (the contract: the kernel indexes
         // what userspace built).
         let table: Vec<u32> = match spec.sched {
-            SchedKind::Rr => bd.iter().filter(|d| d.weight > 0).map(|d| d.id).collect(),
-            SchedKind::Wrr => model::seq::wrr_cycle(&dests)
-                .into_iter()
-                .map(|p| ids[p])
-                .collect(),
             SchedKind::Sh => model::table::sh_reassign(&dests)
                 .into_iter()
                 .map(|p| ids[p.expect("sh bucket")])
@@ -864,11 +852,9 @@ impl Run {
         let key = Self::key(&c);
         if let Some(v) = self.lb.flow(&key)? {
             self.lb.remove_flow(&key)?;
-            let mut add = ConnExpiry::default();
-            sweep::book_flow(&mut add, &v);
-            let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
-            let cur = ex.get(&v.real_id, 0)?;
-            ex.set(v.real_id, sweep::add_expiry(cur, &add), 0)?;
+            let mut tally = sweep::Tally::default();
+            tally.flow(&v);
+            self.book_expiry(&tally)?;
         }
         self.model.expire(svc, c);
         Ok(())
@@ -904,13 +890,27 @@ impl Run {
             .filter(|(key, (svc, t))| {
                 let timeout = self.specs[*svc as usize - 1].persist.map_or(0, |p| p.0);
                 let in_use = self.model.conns.values().any(|e| e.template == Some(**key));
+                // As the sweep's pass: kept while a live flow controls it, else by
+                // `Pass::template_expired`'s rule (idle strictly longer than the timeout).
                 self.model.templates.contains_key(key)
-                    && sweep::template_expires(now, *t, timeout, in_use)
+                    && !in_use
+                    && sweep::expired(now, *t, timeout)
             })
             .map(|(key, (svc, _))| (*key, *svc))
             .collect();
         for ((masked, group), svc) in due {
             self.expire_template_key(svc, masked, group)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a tally of expiries to REAL_EXPIRED as the sweep's pass does
+    /// (`sweep::add_expiry`, wrapping).
+    fn book_expiry(&mut self, tally: &sweep::Tally) -> Result<()> {
+        let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
+        for (id, add) in &tally.per_real {
+            let cur = ex.get(id, 0)?;
+            ex.set(*id, sweep::add_expiry(cur, add), 0)?;
         }
         Ok(())
     }
@@ -968,13 +968,9 @@ impl Run {
             self.lb
                 .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
                 .remove(&key)?;
-            let add = ConnExpiry {
-                templates: 1,
-                ..Default::default()
-            };
-            let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
-            let cur = ex.get(&v.real_id, 0)?;
-            ex.set(v.real_id, sweep::add_expiry(cur, &add), 0)?;
+            let mut tally = sweep::Tally::default();
+            tally.template(v.real_id);
+            self.book_expiry(&tally)?;
         } else {
             self.note(format!(
                 "no PERSIST entry for client {masked} group {group}"

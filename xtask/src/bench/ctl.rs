@@ -12,7 +12,7 @@ use lb_common::consts::{
     MAP_NAT_REV6, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_VIPS, PROG_LB,
 };
 use lb_common::maglev::{self, Backend};
-use lb_ctl::ipvsadm::IpvsCommand;
+use lb_ctl::cli::ipvsadm::IpvsCommand;
 use lb_ctl::maps::Maps;
 use lb_ctl::nexthop::NextHop;
 use lb_tests::packet::Pkt;
@@ -195,13 +195,14 @@ fn fake_resolver(_: IpAddr) -> Result<NextHop, lb_ctl::nexthop::NextHopError> {
 fn update_rate(ctx: &Ctx, pin: &Path) -> Result<Figure> {
     // Specs through lb-ctl's own command-line parser: what `lb-ctl -A/-a` would plan.
     let svc = format!("{VIP_RATE}:{PORT}");
-    let IpvsCommand::AddService(spec) = lb_ctl::ipvsadm::parse(&["-A", "-u", &svc, "-s", "mh"])?
+    let IpvsCommand::AddService(spec) =
+        lb_ctl::cli::ipvsadm::parse(&["-A", "-u", &svc, "-s", "mh"])?
     else {
         bail!("lb-ctl parsed -A as something else");
     };
     let mut maps = Maps::open(pin)?;
     let snap = maps.snapshot()?;
-    maps.apply(&lb_ctl::service::add(&snap, &spec)?)?;
+    maps.apply(&lb_ctl::ipvs::service::add(&snap, &spec)?)?;
     let (runs, per_run) = if ctx.quick { (3, 4) } else { (5, 8) };
     let mut rates = Vec::new();
     let (mut t_snap, mut t_plan, mut t_apply) = (0.0, 0.0, 0.0);
@@ -214,12 +215,12 @@ fn update_rate(ctx: &Ctx, pin: &Path) -> Result<Figure> {
             let b = Instant::now();
             let addr = v4_plus("198.18.5.0", next).to_string();
             let IpvsCommand::AddReal(spec) =
-                lb_ctl::ipvsadm::parse(&["-a", "-u", &svc, "-r", &addr, "-g"])?
+                lb_ctl::cli::ipvsadm::parse(&["-a", "-u", &svc, "-r", &addr, "-g"])?
             else {
                 bail!("lb-ctl parsed -a as something else");
             };
             next += 1;
-            let ops = lb_ctl::real::add(&snap, &spec, &mut fake_resolver)?;
+            let ops = lb_ctl::ipvs::real::add(&snap, &spec, &mut fake_resolver)?;
             let c = Instant::now();
             maps.apply(&ops)?;
             t_snap += (b - a).as_secs_f64();

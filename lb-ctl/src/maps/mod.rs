@@ -3,8 +3,20 @@
 //! Maps are pinned by the loader under the pin directory with their own names (the
 //! `MAP_*` consts of lb-common). Each lb-ctl run opens the ones it needs with
 //! `MapData::from_pin`, reads a [`Snapshot`], and applies a plan of [`Op`]s in order.
+//!
+//! Files: this one ([`Maps`]: snapshot, plan writes, stats and connection counts;
+//! settings; counters), [`sweep`] (the sweep's passes: CLOCK, expiry writes), [`sys`] (the
+//! raw system calls aya 0.14 lacks: element commands, bpffs, links, the pin-directory
+//! lock), `flows` (the per-family flow tables as one), `mapped` (the big arrays through
+//! mmap) and `batch` (batched array reads and writes, where a map cannot be mapped).
 
-use crate::model::{Filter, Op, Snapshot};
+pub mod batch;
+mod flows;
+pub mod mapped;
+pub mod sweep;
+pub mod sys;
+
+use crate::ipvs::model::{Filter, Op, Snapshot};
 use aya::maps::{
     Array, DevMapHash, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
@@ -80,7 +92,7 @@ where
 }
 
 /// Adds interfaces to TX_PORTS (ifindex → ifindex), the XDP_REDIRECT targets.
-pub fn add_tx_ports(dir: &Path, ifindexes: &[u32]) -> Result<(), MapsError> {
+pub(crate) fn add_tx_ports(dir: &Path, ifindexes: &[u32]) -> Result<(), MapsError> {
     let mut tx: DevMapHash<MapData> = open(dir, MAP_TX_PORTS)?;
     for &i in ifindexes {
         tx.insert(i, i, None, 0)?;
@@ -103,7 +115,7 @@ fn sum_traffic(v: &PerCpuValues<Traffic>) -> Traffic {
 }
 
 /// Per-CPU sum of every COUNTERS slot, by slot index.
-pub fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
+pub(crate) fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
     let counters: PerCpuArray<MapData, CounterBlock> = open(dir, MAP_COUNTERS)?;
     let mut total = CounterBlock::default();
     for cpu in counters.get(&0, 0).map_err(err(MAP_COUNTERS))?.iter() {
@@ -114,7 +126,7 @@ pub fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
 
 /// Opens a pinned map if it is there (maps of newer objects; an older pinned object lacks
 /// them).
-pub fn open_opt<M>(dir: &Path, name: &'static str) -> Result<Option<M>, MapsError>
+pub(crate) fn open_opt<M>(dir: &Path, name: &'static str) -> Result<Option<M>, MapsError>
 where
     M: TryFrom<Map, Error = MapError>,
 {
@@ -189,9 +201,9 @@ impl Maps {
             source,
         };
         let len = self.reals.len();
-        let all = match crate::mapped::read_all::<Real>(fd, len).map_err(raw)? {
+        let all = match crate::maps::mapped::read_all::<Real>(fd, len).map_err(raw)? {
             Some(all) => Some(all),
-            None => crate::batch::lookup_all::<Real>(fd, len).map_err(raw)?,
+            None => crate::maps::batch::lookup_all::<Real>(fd, len).map_err(raw)?,
         };
         if let Some(all) = all {
             reals.extend((0u32..).zip(all).filter(|(_, r)| *r != zero));
@@ -242,21 +254,21 @@ impl Maps {
 
     /// Number of flows per (real id, service id). Walks both flow tables whole (two
     /// syscalls per flow): for listing only.
-    pub fn flows_per_real(&self) -> Result<StdHashMap<(u32, u32), u64>, MapsError> {
+    pub(crate) fn flows_per_real(&self) -> Result<StdHashMap<(u32, u32), u64>, MapsError> {
         let mut n = StdHashMap::new();
-        crate::flows::FLOWS.for_each(&self.dir, |_, v: FlowValue| {
+        crate::maps::flows::FLOWS.for_each(&self.dir, |_, v: FlowValue| {
             *n.entry((v.real_id, v.svc_id)).or_insert(0) += 1;
         })?;
         Ok(n)
     }
 
     /// Every flow, IPv4's first (for `-L -c`).
-    pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, MapsError> {
-        crate::flows::FLOWS.entries(&self.dir)
+    pub(crate) fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, MapsError> {
+        crate::maps::flows::FLOWS.entries(&self.dir)
     }
 
     /// Every PERSIST entry (none when the object has no templates).
-    pub fn templates(&self) -> Result<Vec<(PersistKey, PersistValue)>, MapsError> {
+    pub(crate) fn templates(&self) -> Result<Vec<(PersistKey, PersistValue)>, MapsError> {
         let Some(m) =
             open_opt::<HashMap<MapData, PersistKey, PersistValue>>(&self.dir, MAP_PERSIST)?
         else {
@@ -294,8 +306,8 @@ impl Maps {
                         source,
                     };
                     let len = self.sched.len();
-                    if crate::mapped::write(fd, len, *base, slots).map_err(raw)?
-                        || crate::batch::update(fd, *base, slots).map_err(raw)?
+                    if crate::maps::mapped::write(fd, len, *base, slots).map_err(raw)?
+                        || crate::maps::batch::update(fd, *base, slots).map_err(raw)?
                     {
                         continue;
                     }
@@ -334,7 +346,7 @@ impl Maps {
                 Op::ClearLocality(id) => {
                     let path = self.dir.join(MAP_LBLC);
                     if path.exists() {
-                        let raw = crate::sys::RawMap::open(&path)
+                        let raw = crate::maps::sys::RawMap::open(&path)
                             .and_then(|m| m.set_zero(id))
                             .map_err(|source| MapsError::Raw {
                                 name: MAP_LBLC,

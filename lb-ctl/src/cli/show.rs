@@ -1,58 +1,17 @@
 //! Output shaped exactly like ipvsadm's (`-L -n`, `--stats`, `--exact`) and the counters
-//! listing. Pure formatting of already-gathered values; column widths are ipvsadm's own
+//! listing. Pure formatting of already-gathered values ([`crate::status`]); column widths are ipvsadm's own
 //! (`print_title`, `print_service_entry` and `print_largenum` in ipvsadm.c).
 
-use crate::ipvsadm::ListFormat;
-use crate::model::{Endpoint, ServiceAddr};
-use lb_common::{Counter, Drop, ForwardMode, Pass, Traffic};
+use crate::cli::ipvsadm::ListFormat;
+use crate::ipvs::model::{Endpoint, ServiceAddr};
+use crate::status::{Counters, ListedConn, ListedService, Stats};
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 /// First line of a full listing. ipvsadm prints the IPVS version and its connection hash
 /// table size; we print the same values IPVS 1.2.1 reports by default, so tools that parse
 /// the line keep working (the flow table is an LRU sized at load time, not a hash table).
 pub const HEADER: &str = "IP Virtual Server version 1.2.1 (size=4096)";
-
-/// A real server as listed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListedReal {
-    /// Address and port.
-    pub ep: Endpoint,
-    /// Forwarding mode.
-    pub mode: ForwardMode,
-    /// Configured weight.
-    pub weight: u32,
-    /// ActiveConn column.
-    pub active: u64,
-    /// InActConn column.
-    pub inactive: u64,
-    /// PersistConn column (`--persistent-conn`).
-    pub persistent: u64,
-    /// Uthreshold (`--thresholds`).
-    pub u_threshold: u32,
-    /// Lthreshold (`--thresholds`).
-    pub l_threshold: u32,
-    /// Traffic (for `--stats`).
-    pub stats: Traffic,
-}
-
-/// A service as listed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListedService {
-    /// Protocol, VIP, port.
-    pub addr: ServiceAddr,
-    /// Scheduler name.
-    pub sched: &'static str,
-    /// Scheduler flag names (`-b`), printed in parentheses.
-    pub sched_flags: Vec<&'static str>,
-    /// `-p`: timeout, and the mask as ipvsadm prints it when not all-ones.
-    pub persistent: Option<(u32, Option<String>)>,
-    /// `-o`.
-    pub one_packet: bool,
-    /// Traffic (for `--stats`).
-    pub stats: Traffic,
-    /// Its reals.
-    pub reals: Vec<ListedReal>,
-}
 
 /// What to list.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,18 +26,6 @@ pub struct ListOptions {
     pub format: ListFormat,
     /// `--nosort`: keep the order given (reals in IPVS list order).
     pub nosort: bool,
-}
-
-/// Sorts services and their reals in ipvsadm's order (family, protocol, address, port;
-/// reals by address and port).
-pub fn sort(services: &mut [ListedService], reals_too: bool) {
-    services.sort_by_key(|s| s.addr.sort_key());
-    if !reals_too {
-        return;
-    }
-    for s in services.iter_mut() {
-        s.reals.sort_by_key(|r| (r.ep.ip, r.ep.port));
-    }
 }
 
 /// ipvsadm's `print_largenum`: 9 columns, scaled to K/M/G/T past 10^8 unless exact.
@@ -117,7 +64,7 @@ fn real_name(e: &Endpoint) -> String {
     s
 }
 
-fn traffic(out: &mut String, t: &Traffic, exact: bool) {
+fn traffic(out: &mut String, t: &Stats, exact: bool) {
     for v in [
         t.conns,
         t.in_packets,
@@ -128,6 +75,17 @@ fn traffic(out: &mut String, t: &Traffic, exact: bool) {
         largenum(out, v, exact);
     }
     out.push('\n');
+}
+
+/// How ipvsadm prints a persistence mask that is not all-ones (IPv4 dotted, IPv6 prefix).
+fn mask_text(mask: IpAddr) -> Option<String> {
+    match mask {
+        IpAddr::V4(a) if u32::from(a) != u32::MAX => Some(a.to_string()),
+        IpAddr::V6(a) if u128::from(a) != u128::MAX => {
+            Some(u128::from(a).leading_ones().to_string())
+        }
+        _ => None,
+    }
 }
 
 /// `-L -n` / `-L -n --stats` output.
@@ -172,9 +130,9 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
             if !s.sched_flags.is_empty() {
                 let _ = write!(out, " ({})", s.sched_flags.join(","));
             }
-            if let Some((t, mask)) = &s.persistent {
-                let _ = write!(out, " persistent {t}");
-                if let Some(m) = mask {
+            if let Some(p) = &s.persistent {
+                let _ = write!(out, " persistent {}", p.timeout_s);
+                if let Some(m) = mask_text(p.netmask) {
                     let _ = write!(out, " mask {m}");
                 }
             }
@@ -218,23 +176,6 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
     out
 }
 
-/// One connection entry of `-L -c` (a flow or a persistence template).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListedConn {
-    /// "TCP" / "UDP" (IPVS prints the protocol of templates too).
-    pub proto: &'static str,
-    /// Seconds left before expiry.
-    pub expire_s: u32,
-    /// State name ("ESTABLISHED", "UDP", "NONE" for a template).
-    pub state: &'static str,
-    /// Client (template: masked client, port 0).
-    pub source: Endpoint,
-    /// VIP and port (template: port 0 for a group spanning ports).
-    pub virt: Endpoint,
-    /// Real.
-    pub dest: Endpoint,
-}
-
 /// ipvsadm's `-L -c` (`list_conn` / `print_conn`): `pro expire state source virtual
 /// destination`, expire as MM:SS. With `--persistent-conn` the header gains ipvsadm's
 /// "pe name" and "pe_data" columns, empty here (no persistence engine, as IPVS without
@@ -270,19 +211,10 @@ pub fn timeouts(tcp: u32, tcpfin: u32, udp: u32) -> String {
     format!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n")
 }
 
-/// Every named counter slot, in listing order: events, pass reasons, drop reasons.
-pub fn counter_names() -> Vec<(u32, &'static str)> {
-    let mut v: Vec<(u32, &'static str)> = Counter::EVENTS.iter().map(|(c, n)| (c.0, *n)).collect();
-    v.extend(Pass::ALL.iter().map(|p| (p.counter().0, p.name())));
-    v.extend(Drop::ALL.iter().map(|d| (d.counter().0, d.name())));
-    v
-}
-
-/// `lb-ctl counters`: one `name value` line per named slot of the summed COUNTERS array.
-pub fn counters(values: &[u64]) -> String {
+/// `lb-ctl counters`: one `name value` line per named counter.
+pub fn counters(c: &Counters) -> String {
     let mut out = String::new();
-    for (slot, name) in counter_names() {
-        let v = values.get(slot as usize).copied().unwrap_or(0);
+    for (name, v) in &c.0 {
         let _ = writeln!(out, "{name} {v}");
     }
     out
@@ -291,7 +223,9 @@ pub fn counters(values: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Proto;
+    use crate::ipvs::model::Proto;
+    use crate::status::{ListedReal, sort};
+    use lb_common::{Counter, Drop, ForwardMode, Pass};
 
     fn ep(s: &str, port: u16) -> Endpoint {
         Endpoint {
@@ -310,7 +244,7 @@ mod tests {
             persistent: 0,
             u_threshold: 0,
             l_threshold: 0,
-            stats: Traffic::default(),
+            stats: Stats::default(),
         };
         let mut v = vec![
             ListedService {
@@ -322,7 +256,7 @@ mod tests {
                 sched_flags: vec![],
                 persistent: None,
                 one_packet: false,
-                stats: Traffic::default(),
+                stats: Stats::default(),
                 reals: vec![real("198.18.1.11", 5353, ForwardMode::Nat, 0, 0)],
             },
             ListedService {
@@ -334,7 +268,7 @@ mod tests {
                 sched_flags: vec![],
                 persistent: None,
                 one_packet: false,
-                stats: Traffic::default(),
+                stats: Stats::default(),
                 reals: vec![real("2001:db8::11", 80, ForwardMode::Tun, 2, 7)],
             },
             ListedService {
@@ -346,7 +280,7 @@ mod tests {
                 sched_flags: vec!["mh-port"],
                 persistent: None,
                 one_packet: false,
-                stats: Traffic::default(),
+                stats: Stats::default(),
                 reals: vec![
                     real("198.18.1.12", 80, ForwardMode::Dr, 1, 3),
                     real("198.18.1.11", 80, ForwardMode::Dr, 1, 0),
@@ -384,7 +318,7 @@ TCP  [2001:db8::1]:80 mh
     #[test]
     fn stats_matches_ipvsadm() {
         let mut s = sample();
-        s[0].stats = Traffic {
+        s[0].stats = Stats {
             conns: 12,
             in_packets: 345,
             in_bytes: 123_456_789,
@@ -434,7 +368,7 @@ TCP  198.18.2.1:80                      12      345        0  123456K    2000G
         let mut values = vec![0u64; Counter::SLOTS as usize];
         values[Counter::RX.0 as usize] = 5;
         values[Drop::NoReal.counter().0 as usize] = 2;
-        let out = counters(&values);
+        let out = counters(&Counters::from_slots(&values));
         assert!(out.starts_with("rx 5\ntx 0\n"));
         assert!(out.contains("\ndrop_no_real 2\n"));
         assert!(out.contains("\npass_not_vip 0\n"));

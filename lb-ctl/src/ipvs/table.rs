@@ -8,18 +8,18 @@
 //! at; publishing it is one SERVICES update (see docs/datapath.md), after which the old
 //! region is free again.
 
-use crate::model::ModelError;
+use crate::ipvs::model::ModelError;
 use lb_common::consts::SCHED_TABLE_SLOTS;
 use lb_common::maglev::{self, Backend};
 use lb_common::sched::{self, Dest};
 use lb_common::{Real, SchedKind};
 
 /// A region of SCHED_TABLE: first slot and length.
-pub type Region = (u32, u32);
+pub(crate) type Region = (u32, u32);
 
 /// The first free run of `len` slots in a table of `total` slots, given the regions in use
 /// (in any order; empty regions are ignored). First fit keeps tables packed at the start.
-pub fn alloc_region(in_use: &[Region], len: u32, total: u32) -> Option<u32> {
+pub(crate) fn alloc_region(in_use: &[Region], len: u32, total: u32) -> Option<u32> {
     let mut used: Vec<Region> = in_use.iter().copied().filter(|&(_, l)| l > 0).collect();
     used.sort_unstable();
     let mut next_free: u64 = 0;
@@ -33,8 +33,13 @@ pub fn alloc_region(in_use: &[Region], len: u32, total: u32) -> Option<u32> {
 }
 
 /// The scheduler table of a service (lb_common::sched has the contract) from its reals
-/// in IPVS order; empty = `table_len` 0 (no table, or no destination available).
-pub fn build(kind: SchedKind, reals: &[(u32, Real)], mh_size: u32) -> Result<Vec<u32>, ModelError> {
+/// in IPVS order; empty = `table_len` 0 (no table, or no destination available). Only
+/// mh, sh and dh have one: rr, wrr and the load-driven schedulers walk the reals list.
+pub(crate) fn build(
+    kind: SchedKind,
+    reals: &[(u32, Real)],
+    mh_size: u32,
+) -> Result<Vec<u32>, ModelError> {
     let dests: Vec<Dest> = reals
         .iter()
         .map(|(id, r)| Dest {
@@ -46,8 +51,6 @@ pub fn build(kind: SchedKind, reals: &[(u32, Real)], mh_size: u32) -> Result<Vec
         SchedKind::Maglev => build_maglev(reals, mh_size)?.unwrap_or_default(),
         SchedKind::Sh => sched::sh_table(&dests),
         SchedKind::Dh => sched::dh_table(&dests),
-        SchedKind::Rr => sched::rr_sequence(&dests),
-        SchedKind::Wrr => sched::wrr_sequence(&dests),
         _ => Vec::new(),
     })
 }
@@ -55,7 +58,10 @@ pub fn build(kind: SchedKind, reals: &[(u32, Real)], mh_size: u32) -> Result<Vec
 /// Builds the Maglev table of a service from its reals (id, real). `None` when no real has
 /// a weight: the service then gets `table_len` 0 (the data path drops `NoReal`) and uses no
 /// space.
-pub fn build_maglev(reals: &[(u32, Real)], size: u32) -> Result<Option<Vec<u32>>, ModelError> {
+pub(crate) fn build_maglev(
+    reals: &[(u32, Real)],
+    size: u32,
+) -> Result<Option<Vec<u32>>, ModelError> {
     let backends: Vec<Backend> = reals
         .iter()
         .map(|(id, r)| Backend {
@@ -72,7 +78,7 @@ pub fn build_maglev(reals: &[(u32, Real)], size: u32) -> Result<Option<Vec<u32>>
 }
 
 /// Finds room for a table of `len` slots, given every service's current region.
-pub fn place(in_use: &[Region], len: u32) -> Result<u32, ModelError> {
+pub(crate) fn place(in_use: &[Region], len: u32) -> Result<u32, ModelError> {
     alloc_region(in_use, len, SCHED_TABLE_SLOTS).ok_or(ModelError::NoTableSpace(len))
 }
 

@@ -8,18 +8,24 @@
 //! that); lb adds `--persist-group VIP:PORT` (share another service's persistence, as an
 //! IPVS firewall-mark service spanning ports does) and `--mh-size PRIME` (Maglev table size).
 
-use crate::model::{Endpoint, Proto, RealRef, RealSpec, ServiceAddr, ServiceSpec};
+use crate::ipvs::model::{
+    Endpoint, Proto, RealRef, RealSpec, SCHED_FLAGS, ServiceAddr, ServiceSpec,
+};
 use lb_common::consts::DEFAULT_PERSIST_TIMEOUT_S;
-use lb_common::{ForwardMode, VipFlags};
+use lb_common::{ForwardMode, SchedKind};
 use std::net::{IpAddr, Ipv6Addr};
+
+/// A service as an ipvsadm command line gives it: typed but for the scheduler, still the
+/// name typed after `-s`, which the planner checks ([`crate::ipvs::model::SchedChoice`]).
+pub type ServiceArgs = ServiceSpec<String>;
 
 /// A parsed ipvsadm invocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IpvsCommand {
     /// `-A`.
-    AddService(ServiceSpec),
+    AddService(ServiceArgs),
     /// `-E`.
-    EditService(ServiceSpec),
+    EditService(ServiceArgs),
     /// `-D`.
     DelService(ServiceAddr),
     /// `-a`.
@@ -40,11 +46,15 @@ pub enum IpvsCommand {
         format: ListFormat,
         /// `--nosort`: reals in IPVS list order (newest first) instead of sorted.
         nosort: bool,
+        /// lb's `--json`: every field as JSON (docs/json.md) instead of ipvsadm's text.
+        json: bool,
     },
     /// `-L -c`: the connection (and template) entries.
     ListConns {
         /// `--persistent-conn`: add the persistence-engine columns, as ipvsadm.
         persistent_conn: bool,
+        /// lb's `--json`: the entries as JSON (docs/json.md).
+        json: bool,
     },
     /// `-L --timeout`.
     ListTimeout,
@@ -146,6 +156,7 @@ enum Opt {
     NoSort,
     PersistGroup,
     MhSize,
+    Json,
 }
 
 impl Opt {
@@ -172,6 +183,7 @@ impl Opt {
             Opt::NoSort => "--nosort",
             Opt::PersistGroup => "--persist-group",
             Opt::MhSize => "--mh-size",
+            Opt::Json => "--json",
         }
     }
 }
@@ -207,6 +219,7 @@ fn allowed(cmd: Cmd) -> (&'static [Opt], &'static [Opt]) {
                 Thresholds,
                 PersistentConn,
                 NoSort,
+                Json,
             ],
         ),
         Cmd::Timeout => (&[], &[]),
@@ -455,6 +468,11 @@ const SPECS: &[Spec] = &[
         arg: false,
     },
     Spec {
+        long: "json",
+        short: None,
+        arg: false,
+    },
+    Spec {
         long: "ops",
         short: Some('o'),
         arg: false,
@@ -599,6 +617,7 @@ impl Raw {
             "thresholds" => self.option(Opt::Thresholds)?,
             "persistent-conn" => self.option(Opt::PersistentConn)?,
             "nosort" => self.option(Opt::NoSort)?,
+            "json" => self.option(Opt::Json)?,
             "set" => {
                 self.command(Cmd::Timeout)?;
                 self.timeouts.extend(arg);
@@ -686,29 +705,27 @@ fn service_addr(raw: &Raw) -> Result<Option<ServiceAddr>, ParseError> {
 /// scheduler is refused; `flag-N` on a scheduler without flags has no effect (IPVS stores
 /// it unused).
 fn sched_flags(sched: &str, flags: &str) -> Result<u32, ParseError> {
+    let kind = SchedKind::from_name(sched);
     let mut bits = 0;
     for f in flags.split(',') {
-        let bit = match (f, sched) {
-            ("sh-fallback" | "flag-1", "sh") => VipFlags::SH_FALLBACK,
-            ("sh-port" | "flag-2", "sh") => VipFlags::SH_PORT,
-            ("mh-fallback" | "flag-1", "mh") => VipFlags::MH_FALLBACK,
-            ("mh-port" | "flag-2", "mh") => VipFlags::HASH_PORTS,
-            ("flag-1" | "flag-2" | "flag-3", _) => 0,
-            ("sh-fallback" | "sh-port" | "mh-fallback" | "mh-port", _) => {
-                return Err(usage(format!("incompatible scheduler flag `{f}'")));
-            }
-            _ => return Err(usage(format!("invalid scheduler flag `{f}'"))),
-        };
-        bits |= bit;
+        if let Some(e) = SCHED_FLAGS
+            .iter()
+            .find(|e| Some(e.sched) == kind && (e.name == f || e.alias == f))
+        {
+            bits |= e.bit;
+        } else if matches!(f, "flag-1" | "flag-2" | "flag-3") {
+        } else if SCHED_FLAGS.iter().any(|e| e.name == f) {
+            return Err(usage(format!("incompatible scheduler flag `{f}'")));
+        } else {
+            return Err(usage(format!("invalid scheduler flag `{f}'")));
+        }
     }
     Ok(bits)
 }
 
-fn service_spec(raw: &Raw, addr: ServiceAddr) -> Result<ServiceSpec, ParseError> {
-    let mut spec = ServiceSpec::new(addr);
-    if let Some(s) = &raw.sched {
-        spec.sched = s.clone();
-    }
+fn service_spec(raw: &Raw, addr: ServiceAddr) -> Result<ServiceArgs, ParseError> {
+    let sched = raw.sched.clone();
+    let mut spec = ServiceSpec::with_sched(addr, sched.unwrap_or_else(|| "wlc".into()));
     if let Some(f) = &raw.flags {
         spec.sched_flags = sched_flags(&spec.sched, f)?;
     }
@@ -911,9 +928,13 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                 port,
             })
         }
+        Cmd::List if raw.seen.contains(&Opt::Json) && raw.seen.contains(&Opt::ShowTimeout) => {
+            return Err(ParseError::Unsupported("--json with --timeout".into()));
+        }
         Cmd::List if raw.seen.contains(&Opt::ShowTimeout) => IpvsCommand::ListTimeout,
         Cmd::List if raw.seen.contains(&Opt::Connection) => IpvsCommand::ListConns {
             persistent_conn: raw.seen.contains(&Opt::PersistentConn),
+            json: raw.seen.contains(&Opt::Json),
         },
         Cmd::List => IpvsCommand::List {
             service: svc,
@@ -927,6 +948,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                 ListFormat::Plain
             },
             nosort: raw.seen.contains(&Opt::NoSort),
+            json: raw.seen.contains(&Opt::Json),
         },
         Cmd::Timeout => {
             let mut t = [0u32; 3];
@@ -952,6 +974,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lb_common::VipFlags;
 
     fn p(s: &str) -> Result<IpvsCommand, ParseError> {
         parse(&s.split_whitespace().collect::<Vec<_>>())
@@ -969,10 +992,10 @@ mod tests {
 
     #[test]
     fn add_service_forms() {
-        let want = IpvsCommand::AddService(ServiceSpec {
+        let want = IpvsCommand::AddService(ServiceArgs {
             sched: "mh".into(),
             sched_flags: VipFlags::HASH_PORTS,
-            ..ServiceSpec::new(sa(Proto::Tcp, "198.18.2.1", 80))
+            ..ServiceSpec::with_sched(sa(Proto::Tcp, "198.18.2.1", 80), String::new())
         });
         assert_eq!(p("-A -t 198.18.2.1:80 -s mh -b mh-port").unwrap(), want);
         assert_eq!(p("-A -t198.18.2.1:80 -smh -bflag-2").unwrap(), want);
@@ -1041,6 +1064,7 @@ mod tests {
             exact: false,
             format: ListFormat::Plain,
             nosort: false,
+            json: false,
         };
         assert_eq!(p("-L -n").unwrap(), all);
         assert_eq!(p("-Ln").unwrap(), all);
@@ -1054,6 +1078,7 @@ mod tests {
                 exact: true,
                 format: ListFormat::Plain,
                 nosort: false,
+                json: false,
             }
         );
         assert_eq!(p("-C").unwrap(), IpvsCommand::Clear);
@@ -1169,13 +1194,15 @@ mod tests {
         assert_eq!(
             p("-L -n -c --persistent-conn").unwrap(),
             IpvsCommand::ListConns {
-                persistent_conn: true
+                persistent_conn: true,
+                json: false
             }
         );
         assert_eq!(
             p("-Lnc").unwrap(),
             IpvsCommand::ListConns {
-                persistent_conn: false
+                persistent_conn: false,
+                json: false
             }
         );
         let IpvsCommand::List { format, nosort, .. } = p("-L -n --thresholds --nosort").unwrap()
@@ -1183,6 +1210,23 @@ mod tests {
             panic!()
         };
         assert_eq!((format, nosort), (ListFormat::Thresholds, true));
+        let IpvsCommand::List { json, service, .. } = p("-L -n --json -t 198.18.2.1:80").unwrap()
+        else {
+            panic!()
+        };
+        assert!(json && service.is_some());
+        assert_eq!(
+            p("-L -c --json").unwrap(),
+            IpvsCommand::ListConns {
+                persistent_conn: false,
+                json: true
+            }
+        );
+        assert_eq!(
+            p("-L --timeout --json").unwrap_err().to_string(),
+            "--json with --timeout is not supported yet"
+        );
+        assert!(p("-A -t 198.18.2.1:80 --json").is_err(), "listing only");
     }
 
     #[test]

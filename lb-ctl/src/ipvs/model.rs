@@ -3,14 +3,17 @@
 //! ([`Op`]) a change turns into.
 //!
 //! Every lb-ctl run is a fresh process, as ipvsadm is: the kernel maps are the only state.
-//! A command reads a [`Snapshot`], a pure planner ([`crate::service`], [`crate::real`])
+//! A command reads a [`Snapshot`], a pure planner ([`crate::ipvs::service`], [`crate::ipvs::real`])
 //! validates the whole change against it and returns the list of writes in the order they
 //! must happen, and [`crate::maps::Maps::apply`] performs them. A refused command writes
 //! nothing.
 
 use lb_common::addr::{convert, family};
 use lb_common::consts::proto;
-use lb_common::{Be16, ForwardMode, Real, RealFlags, Service, ServiceKey, VipKey};
+use lb_common::{
+    Be16, ForwardMode, Real, RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
+};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -120,8 +123,84 @@ impl fmt::Display for ServiceAddr {
     }
 }
 
+/// JSON: `{"address": "198.18.0.1", "port": 80}` (docs/json.md).
+impl Serialize for Endpoint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Endpoint", 2)?;
+        st.serialize_field("address", &self.ip)?;
+        st.serialize_field("port", &self.port)?;
+        st.end()
+    }
+}
+
+/// JSON: `{"protocol": "TCP", "address": "198.18.0.1", "port": 80}` (docs/json.md).
+impl Serialize for ServiceAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("ServiceAddr", 3)?;
+        st.serialize_field("protocol", self.proto.name())?;
+        st.serialize_field("address", &self.vip.ip)?;
+        st.serialize_field("port", &self.vip.port)?;
+        st.end()
+    }
+}
+
+/// One scheduler flag of ipvsadm's `-b`: the one table the parser and the listings read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedFlag {
+    /// The scheduler it belongs to.
+    pub sched: SchedKind,
+    /// Its name (`-b sh-port`, and in listings).
+    pub name: &'static str,
+    /// ipvsadm's generic alias for the same flag of this scheduler (`flag-1`, `flag-2`).
+    pub alias: &'static str,
+    /// The [`VipFlags`] bit.
+    pub bit: u32,
+}
+
+/// Every scheduler flag lb knows, in listing order (IPVS's `IP_VS_SVC_F_SCHED_*` names).
+pub const SCHED_FLAGS: [SchedFlag; 4] = [
+    SchedFlag {
+        sched: SchedKind::Sh,
+        name: "sh-fallback",
+        alias: "flag-1",
+        bit: VipFlags::SH_FALLBACK,
+    },
+    SchedFlag {
+        sched: SchedKind::Sh,
+        name: "sh-port",
+        alias: "flag-2",
+        bit: VipFlags::SH_PORT,
+    },
+    SchedFlag {
+        sched: SchedKind::Maglev,
+        name: "mh-fallback",
+        alias: "flag-1",
+        bit: VipFlags::MH_FALLBACK,
+    },
+    SchedFlag {
+        sched: SchedKind::Maglev,
+        name: "mh-port",
+        alias: "flag-2",
+        bit: VipFlags::HASH_PORTS,
+    },
+];
+
+/// The names of a service's scheduler flags that are set, in [`SCHED_FLAGS`] order.
+pub fn sched_flag_names(sched: Option<SchedKind>, f: VipFlags) -> Vec<&'static str> {
+    SCHED_FLAGS
+        .iter()
+        .filter(|e| Some(e.sched) == sched && f.has(e.bit))
+        .map(|e| e.name)
+        .collect()
+}
+
+/// Every scheduler's name in ipvsadm's order, space-separated (help and error texts).
+pub fn sched_names() -> String {
+    SchedKind::ALL.map(SchedKind::name).join(" ")
+}
+
 /// The VIPS key of an address.
-pub fn vip_key(ip: IpAddr) -> VipKey {
+pub(crate) fn vip_key(ip: IpAddr) -> VipKey {
     let (addr, fam) = convert::to_raw(ip);
     VipKey {
         addr,
@@ -130,13 +209,15 @@ pub fn vip_key(ip: IpAddr) -> VipKey {
     }
 }
 
-/// A service as `-A` / `-E` give it.
+/// A service as `-A` / `-E` give it. `S` is how the scheduler is given: typed
+/// ([`SchedKind`], the default: what a config file or a daemon builds), or by the name an
+/// ipvsadm command line typed (`String`, see [`SchedChoice`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceSpec {
+pub struct ServiceSpec<S = SchedKind> {
     /// Which service.
     pub addr: ServiceAddr,
-    /// Scheduler name (ipvsadm `-s`, default `wlc` as ipvsadm).
-    pub sched: String,
+    /// Scheduler (ipvsadm `-s`, default `wlc` as ipvsadm).
+    pub sched: S,
     /// Scheduler flags (`-b`), already resolved for the scheduler: [`lb_common::VipFlags`] bits
     /// `HASH_PORTS`, `MH_FALLBACK`, `SH_FALLBACK`, `SH_PORT`.
     pub sched_flags: u32,
@@ -156,9 +237,17 @@ pub struct ServiceSpec {
 impl ServiceSpec {
     /// A spec with ipvsadm's defaults (wlc, no flags, not persistent).
     pub fn new(addr: ServiceAddr) -> ServiceSpec {
+        ServiceSpec::with_sched(addr, SchedKind::Wlc)
+    }
+}
+
+impl<S> ServiceSpec<S> {
+    /// A spec with scheduler `sched` and ipvsadm's other defaults (no flags, not
+    /// persistent).
+    pub fn with_sched(addr: ServiceAddr, sched: S) -> ServiceSpec<S> {
         ServiceSpec {
             addr,
-            sched: "wlc".into(),
+            sched,
             sched_flags: 0,
             persistent: None,
             netmask: None,
@@ -166,6 +255,26 @@ impl ServiceSpec {
             persist_with: None,
             mh_size: None,
         }
+    }
+}
+
+/// How a [`ServiceSpec`] gives its scheduler. A name is resolved by the planner where it
+/// checks the scheduler, so a bad name is refused in the same order, with the same
+/// message, as IPVS refuses it ("Scheduler not found").
+pub trait SchedChoice {
+    /// The scheduler, or why there is none.
+    fn kind(&self) -> Result<SchedKind, ModelError>;
+}
+
+impl SchedChoice for SchedKind {
+    fn kind(&self) -> Result<SchedKind, ModelError> {
+        Ok(*self)
+    }
+}
+
+impl SchedChoice for String {
+    fn kind(&self) -> Result<SchedKind, ModelError> {
+        SchedKind::from_name(self).ok_or_else(|| ModelError::UnsupportedScheduler(self.clone()))
     }
 }
 
@@ -252,15 +361,69 @@ impl Snapshot {
             .iter()
             .filter(|(_, r)| r.flags.has(RealFlags::ACTIVE))
     }
+
+    /// Performs a plan in memory, as [`crate::maps::Maps::apply`] changes the maps, so
+    /// plans chain: plan a change, apply it here, plan the next one against the result,
+    /// then write every plan in order. Only what a snapshot holds changes: SERVICES,
+    /// REALS and each service's published reals list (read back from the plan's
+    /// `WriteTable` that covers the region a `PutService` points at; a service whose
+    /// list region is unchanged keeps its list).
+    pub fn apply(&mut self, ops: &[Op]) {
+        let mut written: Vec<(u32, &[u32])> = Vec::new();
+        for op in ops {
+            match op {
+                Op::WriteTable { base, slots } => written.push((*base, slots)),
+                Op::PutService(k, s) => {
+                    let (base, len) = (s.reals_base, s.reals_len as usize);
+                    let list = written.iter().rev().find_map(|(b, slots)| {
+                        let at = base.checked_sub(*b)? as usize;
+                        slots.get(at..at + len)
+                    });
+                    match (len, list) {
+                        (0, _) => {
+                            self.orders.insert(s.id, Vec::new());
+                        }
+                        (_, Some(list)) => {
+                            self.orders.insert(s.id, list.to_vec());
+                        }
+                        (_, None) => {}
+                    }
+                    match self.services.iter_mut().find(|(x, _)| x == k) {
+                        Some(slot) => slot.1 = *s,
+                        None => self.services.push((*k, *s)),
+                    }
+                }
+                Op::DelService(k) => {
+                    if let Some(i) = self.services.iter().position(|(x, _)| x == k) {
+                        let (_, s) = self.services.remove(i);
+                        self.orders.remove(&s.id);
+                    }
+                }
+                Op::PutReal(id, r) => match self.reals.iter_mut().find(|(x, _)| x == id) {
+                    Some(slot) => slot.1 = *r,
+                    None => self.reals.push((*id, *r)),
+                },
+                Op::PutVip(..)
+                | Op::DelVip(_)
+                | Op::FilterSet(..)
+                | Op::FilterClear(..)
+                | Op::FilterZero(_)
+                | Op::ZeroSvcStats(_)
+                | Op::ClearLocality(_)
+                | Op::ZeroRealStats(_)
+                | Op::AddTxPort(_) => {}
+            }
+        }
+    }
 }
 
 /// The address of a stored real.
-pub fn real_ip(r: &Real) -> IpAddr {
+pub(crate) fn real_ip(r: &Real) -> IpAddr {
     convert::from_raw(&r.addr, r.family)
 }
 
 /// The endpoint (address, port) of a stored real.
-pub fn real_endpoint(r: &Real) -> Endpoint {
+pub(crate) fn real_endpoint(r: &Real) -> Endpoint {
     Endpoint {
         ip: real_ip(r),
         port: r.port.to_host(),
@@ -352,9 +515,7 @@ pub enum ModelError {
     #[error("weight {0} is out of range (0..65535)")]
     Weight(i64),
     /// A scheduler IPVS does not have.
-    #[error(
-        "Scheduler not found: {0} (one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)"
-    )]
+    #[error("Scheduler not found: {0} (one of {names})", names = sched_names())]
     UnsupportedScheduler(String),
     /// A service would get more reals than a load-driven scheduler scans.
     #[error("too many real servers in {0} (at most {1})")]
@@ -399,7 +560,7 @@ pub enum ModelError {
 }
 
 /// Refuses addresses no service or real can have.
-pub fn check_unicast(ip: IpAddr) -> Result<(), ModelError> {
+pub(crate) fn check_unicast(ip: IpAddr) -> Result<(), ModelError> {
     let bad =
         ip.is_unspecified() || ip.is_multicast() || matches!(ip, IpAddr::V4(a) if a.is_broadcast());
     if bad {
@@ -410,7 +571,7 @@ pub fn check_unicast(ip: IpAddr) -> Result<(), ModelError> {
 }
 
 /// Checks the weight range (ipvsadm `-w`, as IPVS limits it in practice).
-pub fn check_weight(w: i64) -> Result<u32, ModelError> {
+pub(crate) fn check_weight(w: i64) -> Result<u32, ModelError> {
     if (0..=65535).contains(&w) {
         Ok(w as u32)
     } else {
@@ -421,7 +582,7 @@ pub fn check_weight(w: i64) -> Result<u32, ModelError> {
 /// The port a real gets: IPVS forces the service port for DR and TUN (the packet keeps
 /// its destination port); a NAT real without a port uses the service port (0 for an
 /// all-port service: the client's port is kept).
-pub fn effective_port(mode: ForwardMode, given: Option<u16>, svc_port: u16) -> u16 {
+pub(crate) fn effective_port(mode: ForwardMode, given: Option<u16>, svc_port: u16) -> u16 {
     match mode {
         ForwardMode::Nat => given.unwrap_or(svc_port),
         ForwardMode::Dr | ForwardMode::Tun => svc_port,

@@ -3,8 +3,8 @@
 //! Callers see one table of `FlowKey`s: keys are widened on the way out and narrowed by
 //! family on the way in.
 
-use crate::maps::{MapsError, open};
-use crate::sys::RawMap;
+use super::sys::RawMap;
+use super::{MapsError, open};
 use aya::maps::{HashMap, MapData};
 use lb_common::consts::{MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_REV4, MAP_NAT_REV6};
 use lb_common::{FlowKey, FlowKey4};
@@ -20,11 +20,6 @@ pub const FLOWS: Pair = Pair(MAP_FLOWS4, MAP_FLOWS6);
 pub const NAT_REV: Pair = Pair(MAP_NAT_REV4, MAP_NAT_REV6);
 
 impl Pair {
-    /// Both names, IPv4's first.
-    pub fn names(self) -> [&'static str; 2] {
-        [self.0, self.1]
-    }
-
     /// The name of the table holding `key`.
     pub fn name_of(self, key: &FlowKey) -> &'static str {
         if key.is_v4() { self.0 } else { self.1 }

@@ -5,11 +5,14 @@
 //! filter bit lets packets reach the lookup; a table is written before the `Service` value
 //! that points at it; a real is marked inactive only after no table references it.
 
-use crate::model::{
-    Filter, ModelError, Op, ServiceAddr, ServiceSpec, Snapshot, check_unicast, real_ip, vip_key,
+use crate::ipvs::model::{
+    Filter, ModelError, Op, SchedChoice, ServiceAddr, ServiceSpec, Snapshot, check_unicast,
+    real_ip, vip_key,
 };
-use crate::table;
-use lb_common::consts::{DEFAULT_MAGLEV_SIZE, MAX_REALS_PER_SERVICE, MAX_SERVICES, MAX_TABLE_LEN};
+use crate::ipvs::table;
+use lb_common::consts::{
+    DEFAULT_MAGLEV_SIZE, MAX_PERSIST_TIMEOUT_S, MAX_REALS_PER_SERVICE, MAX_SERVICES, MAX_TABLE_LEN,
+};
 use lb_common::filter::filter_slot;
 use lb_common::maglev;
 use lb_common::{
@@ -18,13 +21,9 @@ use lb_common::{
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// IPVS's longest persistence timeout (`IP_VS_CONN_TAB`… ipvsadm takes any u32; the
-/// kernel stores seconds × HZ in an int, so keep well inside that).
-const MAX_PERSIST_TIMEOUT_S: u32 = 31 * 24 * 3600;
-
 /// The persistence mask of a service as stored: all-ones (/32, /128) unless `-M` says
 /// otherwise. An IPv4 mask must be contiguous; an IPv6 one is built from a prefix.
-fn persist_mask(spec: &ServiceSpec) -> Result<RawAddr, ModelError> {
+fn persist_mask<S>(spec: &ServiceSpec<S>) -> Result<RawAddr, ModelError> {
     let vip = spec.addr.vip.ip;
     let mask = match spec.netmask {
         None => match vip {
@@ -53,9 +52,11 @@ fn persist_mask(spec: &ServiceSpec) -> Result<RawAddr, ModelError> {
 
 /// Checks the scheduler, flags and persistence of a spec; returns the service with those
 /// fields set (id, group and table fields are the caller's).
-fn apply_spec(spec: &ServiceSpec, mut svc: Service) -> Result<Service, ModelError> {
-    let kind = SchedKind::from_name(&spec.sched)
-        .ok_or_else(|| ModelError::UnsupportedScheduler(spec.sched.clone()))?;
+fn apply_spec<S: SchedChoice>(
+    spec: &ServiceSpec<S>,
+    mut svc: Service,
+) -> Result<Service, ModelError> {
+    let kind = spec.sched.kind()?;
     let mut flags = spec.sched_flags;
     if let Some(t) = spec.persistent {
         if t == 0 || t > MAX_PERSIST_TIMEOUT_S {
@@ -79,7 +80,7 @@ fn apply_spec(spec: &ServiceSpec, mut svc: Service) -> Result<Service, ModelErro
 }
 
 /// The persistence group a spec asks for: the named service's group, else `own`.
-fn group_for(snap: &Snapshot, spec: &ServiceSpec, own: u32) -> Result<u32, ModelError> {
+fn group_for<S>(snap: &Snapshot, spec: &ServiceSpec<S>, own: u32) -> Result<u32, ModelError> {
     match &spec.persist_with {
         None => Ok(own),
         Some(a) => Ok(snap
@@ -142,7 +143,7 @@ pub(crate) fn nat_addrs(snap: &Snapshot, except: &[u32]) -> Vec<IpAddr> {
 }
 
 /// `-A`: add a service.
-pub fn add(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
+pub fn add<S: SchedChoice>(snap: &Snapshot, spec: &ServiceSpec<S>) -> Result<Vec<Op>, ModelError> {
     check_unicast(spec.addr.vip.ip)?;
     let svc = apply_spec(spec, Service::default())?;
     if snap.service(&spec.addr).is_some() {
@@ -176,7 +177,7 @@ pub fn add(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
 /// `-E`: change a service's scheduler, flags and persistence (as ipvsadm, the options
 /// given replace the old ones; lb's `--mh-size` and `--persist-group` stay unless given).
 /// Its id and reals stay; a new table is published when the scheduler or size changed.
-pub fn edit(snap: &Snapshot, spec: &ServiceSpec) -> Result<Vec<Op>, ModelError> {
+pub fn edit<S: SchedChoice>(snap: &Snapshot, spec: &ServiceSpec<S>) -> Result<Vec<Op>, ModelError> {
     let old = snap
         .service(&spec.addr)
         .ok_or(ModelError::NoSuchService(spec.addr))?;
@@ -308,7 +309,7 @@ pub(crate) fn publish(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Endpoint, Proto};
+    use crate::ipvs::model::{Endpoint, Proto};
 
     pub(crate) fn sa(s: &str, port: u16) -> ServiceAddr {
         ServiceAddr {
@@ -321,39 +322,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn spec(s: &str, port: u16) -> ServiceSpec {
-        ServiceSpec {
-            sched: "mh".into(),
-            ..ServiceSpec::new(sa(s, port))
-        }
-    }
-
-    /// Applies ops to a snapshot the way the maps would change (enough for planning tests).
-    pub(crate) fn apply(snap: &mut Snapshot, ops: &[Op]) {
-        let mut written: Option<(u32, Vec<u32>)> = None;
-        for op in ops {
-            match op {
-                Op::WriteTable { base, slots } => written = Some((*base, slots.clone())),
-                Op::PutService(k, s) => {
-                    snap.services.retain(|(x, _)| x != k);
-                    snap.services.push((*k, *s));
-                    let list = match &written {
-                        Some((base, slots)) if s.reals_len > 0 && *base == s.reals_base => {
-                            slots[..s.reals_len as usize].to_vec()
-                        }
-                        _ => Vec::new(),
-                    };
-                    if s.reals_len > 0 || !snap.orders.contains_key(&s.id) {
-                        snap.orders.insert(s.id, list);
-                    }
-                }
-                Op::DelService(k) => snap.services.retain(|(x, _)| x != k),
-                Op::PutReal(id, r) => {
-                    snap.reals.retain(|(x, _)| x != id);
-                    snap.reals.push((*id, *r));
-                }
-                _ => {}
-            }
-        }
+        ServiceSpec::with_sched(sa(s, port), SchedKind::Maglev)
     }
 
     #[test]
@@ -368,7 +337,7 @@ pub(crate) mod tests {
             Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 1)
         );
         assert!(matches!(ops[4], Op::FilterSet(Filter::Vip, _, _)));
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.1", 443)).unwrap();
         assert_eq!(ops[0], Op::ZeroSvcStats(1));
         assert_eq!(
@@ -381,17 +350,17 @@ pub(crate) mod tests {
     fn add_refuses_duplicates_and_other_schedulers() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let e = add(&snap, &spec("198.18.2.1", 80)).unwrap_err();
         assert_eq!(e.to_string(), "Service already exists: TCP 198.18.2.1:80");
-        let mut s = spec("198.18.2.2", 80);
-        s.sched = "bogus".into();
-        let e = add(&snap, &s).unwrap_err();
-        assert!(
-            e.to_string().starts_with("Scheduler not found: bogus"),
-            "{e}"
+        let named = |name: &str| ServiceSpec::with_sched(sa("198.18.2.2", 80), name.to_string());
+        let e = add(&snap, &named("bogus")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Scheduler not found: bogus (one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)"
         );
-        s.sched = "mh".into();
+        assert!(add(&snap, &named("mh")).is_ok(), "a name is resolved");
+        let mut s = spec("198.18.2.2", 80);
         s.mh_size = Some(65536);
         assert!(add(&snap, &s).is_err(), "Maglev needs a prime size");
         let e = add(&snap, &spec("0.0.0.0", 80)).unwrap_err();
@@ -402,7 +371,7 @@ pub(crate) mod tests {
     fn edit_replaces_flags_and_persistence() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let mut s = spec("198.18.2.1", 80);
         s.sched_flags = VipFlags::HASH_PORTS;
         s.persistent = Some(600);
@@ -415,7 +384,7 @@ pub(crate) mod tests {
         assert_eq!(svc.persist_timeout_s, 600);
         assert_eq!(svc.persist_mask[0], u32::from_ne_bytes([255, 255, 255, 0]));
         assert_eq!((svc.table_base, svc.table_len), (0, 0), "no real: no table");
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         s.netmask = Some("255.0.255.0".parse().unwrap());
         assert!(matches!(edit(&snap, &s), Err(ModelError::Netmask(_))));
         s.netmask = Some("2001:db8::".parse().unwrap());
@@ -438,12 +407,12 @@ pub(crate) mod tests {
         let mut http = spec("198.18.2.1", 80);
         http.persistent = Some(300);
         let ops = add(&snap, &http).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let mut https = spec("198.18.2.1", 443);
         https.persistent = Some(300);
         https.persist_with = Some(sa("198.18.2.1", 80));
         let ops = add(&snap, &https).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let g = |snap: &Snapshot, port| snap.service(&sa("198.18.2.1", port)).unwrap();
         assert_eq!(g(&snap, 443).id, 1);
         assert_eq!(g(&snap, 443).persist_group, 0, "joins http's group");
@@ -455,7 +424,7 @@ pub(crate) mod tests {
         ));
         // With http gone, its id stays taken while https still names group 0.
         let ops = delete(&snap, &sa("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.2", 80)).unwrap();
         let Op::PutService(_, s) = ops[2] else {
             panic!()
@@ -469,13 +438,13 @@ pub(crate) mod tests {
     fn delete_keeps_shared_vip_bit() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.1", 443)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = delete(&snap, &sa("198.18.2.1", 80)).unwrap();
         assert!(!ops.iter().any(|o| matches!(o, Op::FilterClear(..))));
         assert!(ops.contains(&Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 1)));
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = delete(&snap, &sa("198.18.2.1", 443)).unwrap();
         assert!(matches!(ops[0], Op::FilterClear(Filter::Vip, _, _)));
         assert!(ops.contains(&Op::DelVip(vip_key("198.18.2.1".parse().unwrap()))));
@@ -485,9 +454,9 @@ pub(crate) mod tests {
     fn clear_removes_everything() {
         let mut snap = Snapshot::default();
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = add(&snap, &spec("2001:db8::1", 80)).unwrap();
-        apply(&mut snap, &ops);
+        snap.apply(&ops);
         let ops = clear(&snap);
         assert_eq!(ops.first(), Some(&Op::FilterZero(Filter::Vip)));
         assert_eq!(ops.last(), Some(&Op::FilterZero(Filter::Nat)));

@@ -20,7 +20,7 @@ fn cpath(p: &Path) -> io::Result<CString> {
 }
 
 /// True when `p` is on a bpf filesystem.
-pub fn is_bpffs(p: &Path) -> bool {
+pub(crate) fn is_bpffs(p: &Path) -> bool {
     let Ok(c) = cpath(p) else { return false };
     // SAFETY: statfs writes into a zeroed struct we own; the path is NUL-terminated.
     unsafe {
@@ -30,7 +30,7 @@ pub fn is_bpffs(p: &Path) -> bool {
 }
 
 /// Mounts bpffs at `p` (`mount -t bpf bpf P`).
-pub fn mount_bpffs(p: &Path) -> io::Result<()> {
+pub(crate) fn mount_bpffs(p: &Path) -> io::Result<()> {
     let target = cpath(p)?;
     let fs = c"bpf";
     // SAFETY: all strings are NUL-terminated and outlive the call; no data argument.
@@ -52,7 +52,7 @@ pub fn mount_bpffs(p: &Path) -> io::Result<()> {
 
 /// What the kernel says about a pinned link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkInfo {
+pub(crate) struct LinkInfo {
     /// `bpf_link_type` (6 = XDP).
     pub kind: u32,
     /// Link id.
@@ -62,9 +62,6 @@ pub struct LinkInfo {
     /// For an XDP link: the interface, or 0 once the interface is gone (defunct link).
     pub ifindex: u32,
 }
-
-/// `bpf_link_type` of XDP links.
-pub const BPF_LINK_TYPE_XDP: u32 = 6;
 
 #[repr(C)]
 struct ObjGetAttr {
@@ -90,7 +87,7 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (hash maps: Linux 5.14).
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 /// `BPF_NOEXIST` update flag.
-pub const BPF_NOEXIST: u64 = 1;
+pub(crate) const BPF_NOEXIST: u64 = 1;
 
 /// bpf_attr for the map element commands.
 #[repr(C)]
@@ -284,7 +281,7 @@ pub fn monotonic_s() -> u32 {
 }
 
 /// Opens a pinned BPF object and reads its link info.
-pub fn pinned_link_info(p: &Path) -> io::Result<LinkInfo> {
+pub(crate) fn pinned_link_info(p: &Path) -> io::Result<LinkInfo> {
     let fd = obj_get(p)?;
     // bpf_link_info: type, id, prog_id, then a union aligned to 8 whose xdp member starts
     // with the ifindex (include/uapi/linux/bpf.h).
@@ -299,7 +296,7 @@ pub fn pinned_link_info(p: &Path) -> io::Result<LinkInfo> {
 }
 
 /// The index of interface `name` in the current network namespace (0 if none).
-pub fn if_index(name: &str) -> u32 {
+pub(crate) fn if_index(name: &str) -> u32 {
     let Ok(c) = CString::new(name) else { return 0 };
     // SAFETY: NUL-terminated name; if_nametoindex asks the kernel of this netns.
     unsafe { libc::if_nametoindex(c.as_ptr()) }

@@ -1,0 +1,296 @@
+//! Running an admin command against the pinned maps: read a snapshot, plan, apply; or
+//! gather what a listing shows.
+
+use crate::cli::ipvsadm::IpvsCommand;
+use crate::cli::json;
+use crate::cli::show::{self, ListOptions};
+use crate::ipvs::model::{ModelError, Op, SCHED_FLAGS, ServiceAddr, sched_names};
+use crate::ipvs::{real, service};
+use crate::maps::{self, Maps, MapsError};
+use crate::nexthop;
+use crate::status::{self, Gather};
+use lb_common::SchedKind;
+use lb_common::conn::{Settings, Timeouts};
+use std::path::Path;
+
+/// Why an admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The change was refused; nothing was written.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The maps could not be opened, read or written.
+    #[error(transparent)]
+    Maps(#[from] MapsError),
+    /// A bad `lb-ctl sysctl` request.
+    #[error("{0}")]
+    Sysctl(String),
+    /// The pin directory could not be locked.
+    #[error("cannot lock {0}")]
+    Lock(std::path::PathBuf, #[source] std::io::Error),
+}
+
+/// Help text of the ipvsadm-style commands (printed by `-h` and `lb-ctl --help`):
+/// `HELP_TEMPLATE` with the scheduler and flag names filled in from their tables.
+pub fn ipvsadm_help() -> String {
+    let mut flags: Vec<String> = Vec::new();
+    let mut aliases: Vec<&str> = Vec::new();
+    for kind in SchedKind::ALL {
+        let names: Vec<&str> = SCHED_FLAGS
+            .iter()
+            .filter(|f| f.sched == kind)
+            .map(|f| f.name)
+            .collect();
+        if !names.is_empty() {
+            flags.push(format!("{} ({})", names.join(","), kind.name()));
+        }
+    }
+    for f in &SCHED_FLAGS {
+        if !aliases.contains(&f.alias) {
+            aliases.push(f.alias);
+        }
+    }
+    HELP_TEMPLATE
+        .replace("{SCHEDULERS}", &sched_names())
+        .replace(
+            "{FLAGS}",
+            &format!("{}; {} as ipvsadm", flags.join(" / "), aliases.join(", ")),
+        )
+}
+
+/// [`ipvsadm_help`] before the names are filled in.
+const HELP_TEMPLATE: &str = "\
+ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
+  -A|--add-service  -t|-u VIP:PORT [-s SCHED] [-b FLAGS] [-p [TIMEOUT]] [-M MASK] [-o]
+                    [--persist-group VIP:PORT] [--mh-size PRIME]
+  -E|--edit-service (same options; those given replace the old ones)
+  -D|--delete-service -t|-u VIP:PORT                      delete it and its reals
+  -a|--add-server  -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
+  -e|--edit-server -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
+  -d|--delete-server -t|-u VIP:PORT -r RIP[:PORT]
+  -L|-l|--list [-n] [--stats|--thresholds|--persistent-conn] [--exact] [--nosort]
+               [-t|-u VIP:PORT] [--json]
+  -L -c [--persistent-conn] [--json]                      connections and templates
+  -L --timeout                                            Timeout (tcp tcpfin udp)
+  --set TCP TCPFIN UDP                                    timeouts in seconds (0 = keep)
+  -C|--clear                                              delete every service
+  -Z|--zero [-t|-u VIP:PORT]                              zero the traffic counters
+  -h|--help
+
+  -s {SCHEDULERS} (default wlc, as ipvsadm)
+  -b {FLAGS}
+  -p persistence, TIMEOUT seconds (default 300); -M client netmask (IPv6: prefix length)
+  -o one-packet scheduling (UDP: every datagram scheduled on its own)
+  --persist-group VIP:PORT  share that service's persistence templates (as one IPVS
+      firewall-mark service for several ports, e.g. http + https); same protocol
+  --mh-size PRIME  Maglev table size (default 65537)
+  -g gatewaying (direct routing, the default)  -i ipip (tunnel)  -m masquerading (NAT)
+  -w weight 0..65535 (default 1; 0 = quiescent: no new flows)
+  -x/-y upper/lower connection thresholds (0 = none; overloaded from -x until below -y)
+  IPv6 addresses in brackets: [2001:db8::1]:80. A VIP without a port is an all-port
+  service; a NAT real without a port uses the service's port. -L sorts reals as ipvsadm
+  does; --nosort shows IPVS's list order (newest first), which schedulers follow.
+  Connections expire only while `lb-ctl sweep` runs (IPVS's timers); settings:
+  `lb-ctl sysctl expire_nodest_conn|expire_quiescent_template 0|1`.
+
+Examples:
+  lb-ctl -A -t 198.18.2.1:80 -s mh -b mh-port
+  lb-ctl -a -t 198.18.2.1:80 -r 198.18.1.11:80 -g -w 1
+  lb-ctl -a -t 198.18.2.1:80 -r 198.18.1.12:8080 -m -w 2 -x 1000 -y 800
+  lb-ctl -A -t 198.18.2.1:443 -s wrr -p 600 -M 255.255.255.0 --persist-group 198.18.2.1:80
+  lb-ctl -a -u [2001:db8::1]:53 -r [2001:db8:1::11] -i
+  lb-ctl -L -n
+  lb-ctl -L -n -c
+  lb-ctl --set 900 60 300
+  lb-ctl -d -t 198.18.2.1:80 -r 198.18.1.11
+  lb-ctl -C
+";
+
+/// Version line (`-v`).
+pub const VERSION: &str = concat!(
+    "lb-ctl v",
+    env!("CARGO_PKG_VERSION"),
+    " (ipvsadm command syntax, IPVS v1.2.1 listing format)\n"
+);
+
+fn plan_and_apply(
+    dir: &Path,
+    plan: impl FnOnce(&crate::ipvs::model::Snapshot) -> Result<Vec<Op>, ModelError>,
+) -> Result<(), CtlError> {
+    let mut maps = Maps::open(dir)?;
+    let _lock =
+        crate::maps::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+    let snap = maps.snapshot()?;
+    let ops = plan(&snap)?;
+    maps.apply(&ops)?;
+    Ok(())
+}
+
+/// Runs one ipvsadm command against the maps pinned under `dir`; returns its output.
+pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
+    let mut resolve = nexthop::resolve;
+    match cmd {
+        IpvsCommand::AddService(s) => plan_and_apply(dir, |snap| service::add(snap, s))?,
+        IpvsCommand::EditService(s) => plan_and_apply(dir, |snap| service::edit(snap, s))?,
+        IpvsCommand::DelService(a) => plan_and_apply(dir, |snap| service::delete(snap, a))?,
+        IpvsCommand::AddReal(r) => plan_and_apply(dir, |snap| real::add(snap, r, &mut resolve))?,
+        IpvsCommand::EditReal(r) => plan_and_apply(dir, |snap| real::edit(snap, r, &mut resolve))?,
+        IpvsCommand::DelReal(r) => plan_and_apply(dir, |snap| real::delete(snap, r))?,
+        IpvsCommand::Clear => plan_and_apply(dir, |snap| Ok(service::clear(snap)))?,
+        IpvsCommand::Zero(a) => plan_and_apply(dir, |snap| service::zero(snap, a.as_ref()))?,
+        IpvsCommand::List {
+            service,
+            stats,
+            exact,
+            format,
+            nosort,
+            json,
+        } => {
+            let opts = ListOptions {
+                stats: *stats,
+                exact: *exact,
+                header: service.is_none(),
+                format: *format,
+                nosort: *nosort,
+            };
+            return list(dir, service.as_ref(), opts, *json);
+        }
+        IpvsCommand::ListConns {
+            persistent_conn,
+            json,
+        } => return list_conns(dir, *persistent_conn, *json),
+        IpvsCommand::ListTimeout => {
+            let t = effective_timeouts(&maps::read_settings(dir)?.timeouts);
+            return Ok(show::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s));
+        }
+        IpvsCommand::SetTimeout([tcp, fin, udp]) => {
+            let _lock = crate::maps::sys::lock_dir(dir)
+                .map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+            let mut s = maps::read_settings(dir)?;
+            // As IPVS: a 0 leaves that timeout unchanged.
+            for (slot, v) in [
+                (&mut s.timeouts.tcp_s, tcp),
+                (&mut s.timeouts.tcpfin_s, fin),
+                (&mut s.timeouts.udp_s, udp),
+            ] {
+                if *v != 0 {
+                    *slot = *v;
+                }
+            }
+            maps::write_settings(dir, &s)?;
+        }
+        IpvsCommand::Help => return Ok(ipvsadm_help()),
+        IpvsCommand::Version => return Ok(VERSION.to_string()),
+    }
+    Ok(String::new())
+}
+
+/// Timeouts with zeros replaced by IPVS's defaults.
+pub(crate) fn effective_timeouts(t: &Timeouts) -> Timeouts {
+    let d = Timeouts::default();
+    let or = |v: u32, x: u32| if v == 0 { x } else { v };
+    Timeouts {
+        tcp_s: or(t.tcp_s, d.tcp_s),
+        tcpfin_s: or(t.tcpfin_s, d.tcpfin_s),
+        udp_s: or(t.udp_s, d.udp_s),
+    }
+}
+
+/// `-L -n [--stats|--thresholds|--persistent-conn] [--exact] [--nosort] [-t|-u VIP:PORT]`
+/// (or `--json`: every field, whatever the columns).
+pub fn list(
+    dir: &Path,
+    only: Option<&ServiceAddr>,
+    opts: ListOptions,
+    json: bool,
+) -> Result<String, CtlError> {
+    let maps = Maps::open(dir)?;
+    let snap = maps.snapshot()?;
+    if let Some(a) = only {
+        snap.service(a).ok_or(ModelError::NoSuchService(*a))?;
+    }
+    let what = if json {
+        Gather {
+            stats: true,
+            conns: true,
+        }
+    } else {
+        Gather {
+            stats: opts.stats,
+            conns: !opts.stats,
+        }
+    };
+    let mut listed = status::services(&maps, &snap, only, what)?;
+    status::sort(&mut listed, !opts.nosort);
+    Ok(if json {
+        json::services(&listed)
+    } else {
+        show::list(&listed, opts)
+    })
+}
+
+/// `-L -c [--json]`: flows and persistence templates with the seconds they have left, by
+/// CLOCK.
+pub fn list_conns(dir: &Path, persistent_conn: bool, json: bool) -> Result<String, CtlError> {
+    let maps = Maps::open(dir)?;
+    let snap = maps.snapshot()?;
+    let list = status::conns(&maps, &snap, dir)?;
+    Ok(if json {
+        json::conns(&list)
+    } else {
+        show::conns(&list, persistent_conn)
+    })
+}
+
+/// Where a setting lives in [`Settings`].
+type SettingField = fn(&mut Settings) -> &mut u32;
+
+/// The sysctl-like settings lb keeps: IPVS's name and the [`Settings`] field, the one table
+/// the listing, the lookup and the error text read.
+const SYSCTLS: [(&str, SettingField); 2] = [
+    ("expire_nodest_conn", |s| &mut s.expire_nodest_conn),
+    ("expire_quiescent_template", |s| {
+        &mut s.expire_quiescent_template
+    }),
+];
+
+/// `lb-ctl sysctl [NAME [VALUE]]`: list, show or set a setting.
+pub fn sysctl(dir: &Path, name: Option<&str>, value: Option<u32>) -> Result<String, CtlError> {
+    let mut s = maps::read_settings(dir)?;
+    let Some(name) = name else {
+        return Ok(SYSCTLS
+            .iter()
+            .map(|(n, field)| format!("{n} {}\n", field(&mut s)))
+            .collect());
+    };
+    let Some((_, field)) = SYSCTLS.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = SYSCTLS.iter().map(|(n, _)| *n).collect();
+        return Err(CtlError::Sysctl(format!(
+            "unknown setting {name} (one of {})",
+            names.join(", ")
+        )));
+    };
+    match value {
+        None => Ok(format!("{name} {}\n", field(&mut s))),
+        Some(v) if v > 1 => Err(CtlError::Sysctl(format!("{name} is 0 or 1, not {v}"))),
+        Some(v) => {
+            let _lock = crate::maps::sys::lock_dir(dir)
+                .map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+            // Re-read under the lock so a concurrent --set is not lost.
+            let mut s = maps::read_settings(dir)?;
+            *field(&mut s) = v;
+            maps::write_settings(dir, &s)?;
+            Ok(String::new())
+        }
+    }
+}
+
+/// `lb-ctl counters [--json]`.
+pub fn counters(dir: &Path, json: bool) -> Result<String, CtlError> {
+    let c = status::counters(dir)?;
+    Ok(if json {
+        json::counters(&c)
+    } else {
+        show::counters(&c)
+    })
+}

@@ -1,0 +1,228 @@
+//! `lb-ctl sweep`'s map I/O: the clock and the expiry of connections and persistence
+//! templates, as IPVS's per-connection timers do (ip_vs_conn.c `ip_vs_conn_expire`), done
+//! in passes. What expires is decided by [`crate::sweep`]; this file reads and writes.
+//!
+//! One pass: write `CLOCK` (seconds of CLOCK_MONOTONIC, what the data path stamps flows
+//! with), then walk FLOWS4 and FLOWS6 (through `flows`) and remove every flow idle longer
+//! than its state's timeout (`lb_common::conn::state_timeout_s`, `--set` timeouts from
+//! SETTINGS). A flow is removed with lookup-and-delete, so the value counted is the one the
+//! data path last wrote: its `INACTIVE` flag says whether it leaves the real's active or
+//! inactive count (`REAL_EXPIRED`, which only the sweep writes; lb-ctl's pin-directory lock
+//! keeps two sweeps apart). A flow that turned fresh between the walk and the delete is put
+//! back. Then PERSIST: a template expires when its service's `-p` timeout has passed since
+//! it was last used and no live flow is controlled by it (same group, protocol and masked
+//! client), as IPVS keeps a template while it controls connections.
+//!
+//! Differences from IPVS: expiry happens at the next pass (the interval, default 1 s),
+//! not at the exact second.
+
+use super::flows::{self, RawPair};
+use super::sys::{self, RawMap};
+use super::{MapsError, open, open_opt, read_settings};
+use crate::sweep::{Controlled, Pass, Rebase, SweepReport, Tally, add_expiry};
+use aya::maps::{Array, HashMap, MapData};
+use lb_common::conn::ConnExpiry;
+use lb_common::consts::{
+    MAP_CLOCK, MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAX_SERVICES,
+};
+use lb_common::{
+    FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey, PersistValue, Real,
+    Service, ServiceKey,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Clears lblc/lblcr entries (LBLC, when the object has it) unused for
+/// `LOCALITY_EXPIRY_S`.
+fn expire_locality(dir: &Path, pass: &Pass) -> Result<u64, MapsError> {
+    let path = dir.join(MAP_LBLC);
+    if !path.exists() {
+        return Ok(0);
+    }
+    let raw = RawMap::open(&path).map_err(io_err(MAP_LBLC))?;
+    let mut n = 0;
+    for id in 0..MAX_SERVICES {
+        let Some(v) = raw
+            .get::<u32, LocalityValue>(&id)
+            .map_err(io_err(MAP_LBLC))?
+        else {
+            break;
+        };
+        if pass.locality_expired(&v) {
+            raw.set_zero(&id).map_err(io_err(MAP_LBLC))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn io_err(name: &'static str) -> impl FnOnce(std::io::Error) -> MapsError {
+    move |source| MapsError::Raw { name, source }
+}
+
+/// Removes the NAT_REV entry of an expired NAT flow (key as docs/datapath.md: real →
+/// client), if it still belongs to that flow (same VIP and port), so a late reply of an
+/// expired connection is no longer translated, as IPVS finds no connection for it.
+fn forget_nat_reverse(
+    nat: &RawPair,
+    reals: &Array<MapData, Real>,
+    k: &FlowKey,
+    v: &FlowValue,
+) -> Result<(), MapsError> {
+    let Ok(r) = reals.get(&v.real_id, 0) else {
+        return Ok(());
+    };
+    if r.mode != ForwardMode::Nat as u8 {
+        return Ok(());
+    }
+    let key = FlowKey {
+        src: r.addr,
+        dst: k.src,
+        sport: if r.port.to_host() == 0 {
+            k.dport
+        } else {
+            r.port
+        },
+        dport: k.sport,
+        proto: k.proto,
+        family: k.family,
+        _pad: [0; 2],
+    };
+    if let Some(rev) = nat.take::<NatReverse>(&key)?
+        && (rev.vip != k.dst || rev.vport != k.dport)
+    {
+        // Another flow's entry: put it back (unless the data path already did).
+        nat.insert_new(&key, &rev)?;
+    }
+    Ok(())
+}
+
+/// CLOCK as the data path sees it (0 when the object has none).
+pub fn read_clock(dir: &Path) -> Result<u32, MapsError> {
+    let Some(clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? else {
+        return Ok(0);
+    };
+    clock.get(&0, 0).map_err(|source| MapsError::Map {
+        name: MAP_CLOCK,
+        source,
+    })
+}
+
+/// Writes CLOCK only (what every pass does first): now, by CLOCK_MONOTONIC.
+pub fn tick(dir: &Path) -> Result<u32, MapsError> {
+    set_clock(dir, sys::monotonic_s())
+}
+
+/// Writes `now` into CLOCK (when the object has it).
+pub fn set_clock(dir: &Path, now: u32) -> Result<u32, MapsError> {
+    if let Some(mut clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? {
+        clock.set(0, now, 0).map_err(|source| MapsError::Map {
+            name: MAP_CLOCK,
+            source,
+        })?;
+    }
+    Ok(now)
+}
+
+/// One sweep pass over the maps pinned under `dir`, at the current time.
+pub fn sweep_once(dir: &Path) -> Result<SweepReport, MapsError> {
+    sweep_at(dir, sys::monotonic_s())
+}
+
+/// One sweep pass as if the time were `now` (CLOCK seconds): tests drive time with it
+/// (write CLOCK with [`set_clock`], send packets, then sweep at a later `now`).
+pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
+    sweep_pass(dir, now, None)
+}
+
+/// What `lb-ctl sweep` (the daemon) starts with: a [`Rebase`] when CLOCK is more than
+/// `slack` seconds behind now (no sweep was keeping it).
+pub fn rebase_for(dir: &Path, slack: u32) -> Result<Option<Rebase>, MapsError> {
+    let Some(clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? else {
+        return Ok(None);
+    };
+    let was = clock.get(&0, 0).map_err(|source| MapsError::Map {
+        name: MAP_CLOCK,
+        source,
+    })?;
+    Ok(Rebase::needed(was, sys::monotonic_s(), slack))
+}
+
+/// One pass at `now`, with stale stamps rebased (see [`Rebase`]).
+pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepReport, MapsError> {
+    let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
+    let now = set_clock(dir, now)?;
+    let pass = Pass {
+        now,
+        timeouts: read_settings(dir)?.timeouts,
+        rebase,
+    };
+    let mut tally = Tally::default();
+    tally.report.now = now;
+    let services: HashMap<MapData, ServiceKey, Service> = open(dir, MAP_SERVICES)?;
+    let by_id: BTreeMap<u32, Service> = services
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(_, s)| (s.id, s))
+        .collect();
+    let raw_flows = flows::FLOWS.open_raw(dir)?;
+    let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
+    let nat = flows::NAT_REV.open_raw(dir)?;
+    let mut controlled = Controlled::default();
+    for (k, v) in flows::FLOWS.entries::<FlowValue>(dir)? {
+        let mut live = Some(v);
+        if pass.flow_expired(&k, &v) {
+            live = None;
+            if let Some(cur) = raw_flows.take::<FlowValue>(&k)? {
+                if !pass.flow_expired(&k, &cur) && raw_flows.insert_new(&k, &cur)? {
+                    live = Some(cur);
+                } else {
+                    forget_nat_reverse(&nat, &reals, &k, &cur)?;
+                    tally.flow(&cur);
+                }
+            }
+        }
+        if let Some(v) = live {
+            tally.report.flows += 1;
+            if let Some(s) = by_id.get(&v.svc_id) {
+                controlled.flow(s, &k);
+            }
+        }
+    }
+    if let Some(persist) = open_opt::<HashMap<MapData, PersistKey, PersistValue>>(dir, MAP_PERSIST)?
+    {
+        let raw = RawMap::open(&dir.join(MAP_PERSIST)).map_err(io_err(MAP_PERSIST))?;
+        let entries: Vec<(PersistKey, PersistValue)> =
+            persist.iter().filter_map(Result::ok).collect();
+        for (k, v) in entries {
+            let timeout = by_id.get(&v.svc_id).map_or(0, |s| s.persist_timeout_s);
+            if controlled.holds(&k) || !pass.template_expired(&v, timeout) {
+                continue;
+            }
+            if let Some(cur) = raw
+                .take::<PersistKey, PersistValue>(&k)
+                .map_err(io_err(MAP_PERSIST))?
+            {
+                if !pass.template_expired(&cur, timeout)
+                    && raw.insert_new(&k, &cur).map_err(io_err(MAP_PERSIST))?
+                {
+                    continue;
+                }
+                tally.template(cur.real_id);
+            }
+        }
+    }
+    tally.report.locality = expire_locality(dir, &pass)?;
+    if !tally.per_real.is_empty() {
+        let mut ex: Array<MapData, ConnExpiry> = open(dir, MAP_REAL_EXPIRED)?;
+        for (id, add) in &tally.per_real {
+            let err = |source| MapsError::Map {
+                name: MAP_REAL_EXPIRED,
+                source,
+            };
+            let cur = ex.get(id, 0).map_err(err)?;
+            ex.set(*id, add_expiry(cur, add), 0).map_err(err)?;
+        }
+    }
+    Ok(tally.report)
+}

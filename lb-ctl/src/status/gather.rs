@@ -1,0 +1,162 @@
+//! Reading the status values from the pinned maps: one snapshot, then the counters each
+//! listing needs. No formatting here.
+
+use super::{Counters, Gather, ListedConn, ListedReal, ListedService, Persistence, Stats};
+use crate::ipvs::model::{Endpoint, Proto, ServiceAddr, Snapshot, real_endpoint, sched_flag_names};
+use crate::maps::{self, Maps, MapsError};
+use lb_common::addr::{convert, family};
+use lb_common::conn::{ConnCounts, state_name, state_timeout_s};
+use lb_common::{ForwardMode, SchedKind, Service, ServiceKey, VipFlags};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A service's persistence, when `-p`.
+fn persistence(s: &Service, v6: bool) -> Option<Persistence> {
+    s.flags.has(VipFlags::PERSISTENT).then(|| Persistence {
+        timeout_s: s.persist_timeout_s,
+        netmask: convert::from_raw(&s.persist_mask, if v6 { family::V6 } else { family::V4 }),
+    })
+}
+
+/// Every service of `snap` (or only `only`), with its reals in IPVS list order (unsorted:
+/// see [`super::sort`]), and what `what` asks for.
+pub fn services(
+    maps: &Maps,
+    snap: &Snapshot,
+    only: Option<&ServiceAddr>,
+    what: Gather,
+) -> Result<Vec<ListedService>, MapsError> {
+    // Connection counts come from the data path's counters (REAL_CONNS − REAL_EXPIRED);
+    // an object without them falls back to counting FLOWS entries as active.
+    let flows = if !what.conns || maps.conn_counts(0)?.is_some() {
+        Default::default()
+    } else {
+        maps.flows_per_real()?
+    };
+    let mut listed = Vec::new();
+    for (k, s) in &snap.services {
+        let Some(addr) = ServiceAddr::from_key(k) else {
+            continue;
+        };
+        if only.is_some_and(|a| *a != addr) {
+            continue;
+        }
+        let mut reals = Vec::new();
+        for (id, r) in snap.ordered_reals(s.id) {
+            let counts = maps.conn_counts(id)?.unwrap_or(ConnCounts {
+                active: flows.get(&(id, s.id)).copied().unwrap_or(0),
+                ..Default::default()
+            });
+            reals.push(ListedReal {
+                ep: real_endpoint(&r),
+                mode: ForwardMode::from_u8(r.mode).unwrap_or(ForwardMode::Dr),
+                weight: r.weight,
+                active: counts.active,
+                inactive: counts.inactive,
+                persistent: counts.persistent,
+                u_threshold: r.u_threshold,
+                l_threshold: r.l_threshold,
+                stats: if what.stats {
+                    maps.real_traffic(id)?.into()
+                } else {
+                    Stats::default()
+                },
+            });
+        }
+        let kind = SchedKind::from_u8(s.sched);
+        listed.push(ListedService {
+            addr,
+            sched: kind.map_or("?", SchedKind::name),
+            sched_flags: sched_flag_names(kind, s.flags),
+            persistent: persistence(s, addr.vip.ip.is_ipv6()),
+            one_packet: s.flags.has(VipFlags::ONE_PACKET),
+            stats: if what.stats {
+                maps.svc_traffic(s.id)?.into()
+            } else {
+                Stats::default()
+            },
+            reals,
+        });
+    }
+    Ok(listed)
+}
+
+/// `-L -c`: flows and persistence templates with the seconds they have left, by CLOCK
+/// (`now`, or the system's when CLOCK is 0).
+pub fn conns(maps: &Maps, snap: &Snapshot, dir: &Path) -> Result<Vec<ListedConn>, MapsError> {
+    let t = maps::read_settings(dir)?.timeouts;
+    // Time left by the clock the flows are stamped with (the sweep's, or a test's).
+    let now = match maps::sweep::read_clock(dir)? {
+        0 => maps::sys::monotonic_s(),
+        c => c,
+    };
+    let by_id: BTreeMap<u32, (ServiceKey, Service)> = snap
+        .services
+        .iter()
+        .map(|(k, s)| (s.id, (*k, *s)))
+        .collect();
+    let real_of = |id: u32| snap.reals.iter().find(|(i, _)| *i == id).map(|(_, r)| *r);
+    let left = |last: u32, timeout: u32| {
+        let idle = now.wrapping_sub(last) as i32;
+        timeout.saturating_sub(idle.max(0) as u32)
+    };
+    let mut out = Vec::new();
+    for (k, v) in maps.flows()? {
+        let Some(r) = real_of(v.real_id) else {
+            continue;
+        };
+        let proto = Proto::from_number(k.proto);
+        out.push(ListedConn {
+            proto: proto.map_or("IP", Proto::name),
+            expire_s: left(v.last_seen_s, state_timeout_s(k.proto, v.state, &t)),
+            state: state_name(k.proto, v.state),
+            source: Endpoint {
+                ip: convert::from_raw(&k.src, k.family),
+                port: k.sport.to_host(),
+            },
+            virt: Endpoint {
+                ip: convert::from_raw(&k.dst, k.family),
+                port: k.dport.to_host(),
+            },
+            dest: Endpoint {
+                port: if r.port.to_host() == 0 {
+                    k.dport.to_host()
+                } else {
+                    r.port.to_host()
+                },
+                ..real_endpoint(&r)
+            },
+        });
+    }
+    for (k, v) in maps.templates()? {
+        let (Some(r), Some((sk, s))) = (real_of(v.real_id), by_id.get(&v.svc_id)) else {
+            continue;
+        };
+        let grouped = snap
+            .services
+            .iter()
+            .filter(|(_, o)| o.persist_group == s.persist_group)
+            .count()
+            > 1;
+        out.push(ListedConn {
+            proto: Proto::from_number(k.proto).map_or("IP", Proto::name),
+            expire_s: left(v.last_seen_s, s.persist_timeout_s),
+            state: "NONE",
+            source: Endpoint {
+                ip: convert::from_raw(&k.client, k.family),
+                port: 0,
+            },
+            virt: Endpoint {
+                ip: convert::from_raw(&sk.addr, sk.family),
+                port: if grouped { 0 } else { sk.port.to_host() },
+            },
+            dest: real_endpoint(&r),
+        });
+    }
+    Ok(out)
+}
+
+/// `lb-ctl counters`: every named data-path counter.
+pub fn counters(dir: &Path) -> Result<Counters, MapsError> {
+    Ok(Counters::from_slots(&maps::read_counters(dir)?))
+}

@@ -1,0 +1,194 @@
+//! What lb is doing now, as typed values gathered once from the pinned maps ([`gather`])
+//! and rendered by whoever needs them: ipvsadm's text (`crate::cli::show`), JSON
+//! (`crate::cli::json`, shape in docs/json.md), a metrics exporter.
+//!
+//! The values derive `serde::Serialize` with the field names docs/json.md documents: the
+//! JSON is an interface scripts parse, so a rename here is a breaking change there.
+
+pub mod gather;
+
+pub use gather::{conns, counters, services};
+
+use crate::ipvs::model::{Endpoint, ServiceAddr};
+use lb_common::{Counter, Drop, ForwardMode, Pass, Traffic};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use std::net::IpAddr;
+
+/// Traffic of a service or a real, summed over CPUs (IPVS's `ip_vs_stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets in (client → real).
+    pub in_packets: u64,
+    /// Packets out (real → client; NAT only, as IPVS sees replies only then).
+    pub out_packets: u64,
+    /// Bytes in.
+    pub in_bytes: u64,
+    /// Bytes out.
+    pub out_bytes: u64,
+}
+
+impl From<Traffic> for Stats {
+    fn from(t: Traffic) -> Stats {
+        Stats {
+            conns: t.conns,
+            in_packets: t.in_packets,
+            out_packets: t.out_packets,
+            in_bytes: t.in_bytes,
+            out_bytes: t.out_bytes,
+        }
+    }
+}
+
+/// How a real is reached, as JSON names it (ipvsadm's Forward column, lower case).
+fn forward_name<S: Serializer>(m: &ForwardMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match m {
+        ForwardMode::Dr => "route",
+        ForwardMode::Tun => "tunnel",
+        ForwardMode::Nat => "masq",
+    })
+}
+
+/// A real server as listed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ListedReal {
+    /// Address and port.
+    #[serde(flatten)]
+    pub ep: Endpoint,
+    /// Forwarding mode.
+    #[serde(rename = "forward", serialize_with = "forward_name")]
+    pub mode: ForwardMode,
+    /// Configured weight.
+    pub weight: u32,
+    /// ActiveConn column.
+    #[serde(rename = "active_conns")]
+    pub active: u64,
+    /// InActConn column.
+    #[serde(rename = "inactive_conns")]
+    pub inactive: u64,
+    /// PersistConn column (`--persistent-conn`).
+    #[serde(rename = "persistent_conns")]
+    pub persistent: u64,
+    /// Uthreshold (`--thresholds`).
+    pub u_threshold: u32,
+    /// Lthreshold (`--thresholds`).
+    pub l_threshold: u32,
+    /// Traffic (zero unless gathered, see [`Gather`]).
+    pub stats: Stats,
+}
+
+/// A service's persistence (`-p`, `-M`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Persistence {
+    /// Template timeout, seconds.
+    pub timeout_s: u32,
+    /// Client mask (all-ones unless `-M`).
+    pub netmask: IpAddr,
+}
+
+/// A service as listed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ListedService {
+    /// Protocol, VIP, port.
+    #[serde(flatten)]
+    pub addr: ServiceAddr,
+    /// Scheduler name.
+    #[serde(rename = "scheduler")]
+    pub sched: &'static str,
+    /// Scheduler flag names (`-b`).
+    #[serde(rename = "scheduler_flags")]
+    pub sched_flags: Vec<&'static str>,
+    /// `-p`: timeout and mask.
+    pub persistent: Option<Persistence>,
+    /// `-o`.
+    pub one_packet: bool,
+    /// Traffic (zero unless gathered, see [`Gather`]).
+    pub stats: Stats,
+    /// Its reals.
+    pub reals: Vec<ListedReal>,
+}
+
+/// What to read besides the configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gather {
+    /// Traffic of every service and real (one per-CPU read each).
+    pub stats: bool,
+    /// Connection counts (free from the data path's counters; an older object without
+    /// them needs a walk of the flow tables).
+    pub conns: bool,
+}
+
+/// Sorts services and their reals in ipvsadm's order (family, protocol, address, port;
+/// reals by address and port). Without `reals_too` reals keep IPVS's list order.
+pub fn sort(services: &mut [ListedService], reals_too: bool) {
+    services.sort_by_key(|s| s.addr.sort_key());
+    if !reals_too {
+        return;
+    }
+    for s in services.iter_mut() {
+        s.reals.sort_by_key(|r| (r.ep.ip, r.ep.port));
+    }
+}
+
+/// One connection entry of `-L -c` (a flow or a persistence template).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ListedConn {
+    /// "TCP" / "UDP" (IPVS prints the protocol of templates too).
+    #[serde(rename = "protocol")]
+    pub proto: &'static str,
+    /// Seconds left before expiry.
+    pub expire_s: u32,
+    /// State name ("ESTABLISHED", "UDP", "NONE" for a template).
+    pub state: &'static str,
+    /// Client (template: masked client, port 0).
+    pub source: Endpoint,
+    /// VIP and port (template: port 0 for a group spanning ports).
+    #[serde(rename = "virtual")]
+    pub virt: Endpoint,
+    /// Real.
+    #[serde(rename = "destination")]
+    pub dest: Endpoint,
+}
+
+/// Every named data-path counter, per-CPU summed, in listing order: events, pass
+/// reasons, drop reasons. JSON: one object, name → packets, in that order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters(pub Vec<(&'static str, u64)>);
+
+impl Counters {
+    /// Every named counter slot, in listing order: events, pass reasons, drop reasons.
+    pub fn names() -> Vec<(u32, &'static str)> {
+        let mut v: Vec<(u32, &'static str)> =
+            Counter::EVENTS.iter().map(|(c, n)| (c.0, *n)).collect();
+        v.extend(Pass::ALL.iter().map(|p| (p.counter().0, p.name())));
+        v.extend(Drop::ALL.iter().map(|d| (d.counter().0, d.name())));
+        v
+    }
+
+    /// The named counters from the summed COUNTERS slots (by slot index; a slot past the
+    /// end reads 0).
+    pub fn from_slots(values: &[u64]) -> Counters {
+        Counters(
+            Counters::names()
+                .into_iter()
+                .map(|(slot, name)| (name, values.get(slot as usize).copied().unwrap_or(0)))
+                .collect(),
+        )
+    }
+
+    /// The value of the counter named `name`.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+impl Serialize for Counters {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, v) in &self.0 {
+            m.serialize_entry(name, v)?;
+        }
+        m.end()
+    }
+}

@@ -1,0 +1,317 @@
+//! The sweep's decisions, IPVS's connection timers (ip_vs_conn.c `ip_vs_conn_expire`)
+//! without the timers: given a flow, a template or a locality entry, the timeouts and the
+//! time, keep it or expire it, and what its expiry takes off its real's counters.
+//!
+//! No I/O and no clock: the caller passes `now` (CLOCK seconds). The passes that read and
+//! write the maps are [`crate::maps::sweep`].
+
+use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
+use lb_common::consts::LOCALITY_EXPIRY_S;
+use lb_common::{
+    FlowFlags, FlowKey, FlowValue, LocalityValue, PersistKey, PersistValue, RawAddr, Service,
+    VipFlags,
+};
+use std::collections::{BTreeMap, HashSet};
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// CLOCK value written.
+    pub now: u32,
+    /// Flows left.
+    pub flows: u64,
+    /// Active flows expired.
+    pub active: u64,
+    /// Inactive flows expired.
+    pub inactive: u64,
+    /// Templates expired.
+    pub templates: u64,
+    /// lblc/lblcr locality entries cleared.
+    pub locality: u64,
+}
+
+/// Whether a flow or template last seen at `last` has outlived `timeout` at `now`
+/// (wrapping seconds; a stamp from the future, which a racing packet may write, is fresh).
+pub fn expired(now: u32, last: u32, timeout: u32) -> bool {
+    let idle = now.wrapping_sub(last) as i32;
+    idle > 0 && idle as u32 > timeout
+}
+
+/// Masks a client address with a service's persistence mask.
+pub fn masked(addr: &RawAddr, mask: &RawAddr) -> RawAddr {
+    core::array::from_fn(|i| addr[i] & mask[i])
+}
+
+/// A stopped clock being started again: while CLOCK was not advancing (no sweep ran), the
+/// data path stamped every packet with the stale value, so a stamp at or before
+/// `clock_was` only says "seen some time before `since`". Such flows and templates are
+/// timed from `since`, so a restarted sweep never expires a connection it cannot know to
+/// be idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rebase {
+    /// CLOCK as the sweep found it.
+    pub clock_was: u32,
+    /// When the sweep started.
+    pub since: u32,
+}
+
+impl Rebase {
+    /// What a sweep starts with: a rebase when CLOCK (`clock_was`) is more than `slack`
+    /// seconds behind `now` (no sweep was keeping it).
+    pub fn needed(clock_was: u32, now: u32, slack: u32) -> Option<Rebase> {
+        (now.wrapping_sub(clock_was) > slack).then_some(Rebase {
+            clock_was,
+            since: now,
+        })
+    }
+
+    /// The time to count idleness from for a `stamp`.
+    pub fn last_seen(rebase: Option<Rebase>, stamp: u32) -> u32 {
+        match rebase {
+            Some(r) if (r.clock_was.wrapping_sub(stamp) as i32) >= 0 => r.since,
+            _ => stamp,
+        }
+    }
+}
+
+/// The time of one pass: `now` (CLOCK seconds), the `--set` timeouts and a rebase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pass {
+    /// CLOCK seconds of the pass.
+    pub now: u32,
+    /// `--set` timeouts (zeros mean IPVS's defaults).
+    pub timeouts: Timeouts,
+    /// Stale stamps to time from the restart.
+    pub rebase: Option<Rebase>,
+}
+
+impl Pass {
+    fn expired(&self, stamp: u32, timeout: u32) -> bool {
+        expired(self.now, Rebase::last_seen(self.rebase, stamp), timeout)
+    }
+
+    /// Whether a flow has been idle longer than its state's timeout.
+    pub fn flow_expired(&self, k: &FlowKey, v: &FlowValue) -> bool {
+        self.expired(
+            v.last_seen_s,
+            state_timeout_s(k.proto, v.state, &self.timeouts),
+        )
+    }
+
+    /// Whether a template has been unused longer than its service's `-p` timeout
+    /// (`persist_timeout_s`; 0 when its service is gone). Whether a live flow still
+    /// holds it is [`Controlled`]'s to say.
+    pub fn template_expired(&self, v: &PersistValue, persist_timeout_s: u32) -> bool {
+        self.expired(v.last_seen_s, persist_timeout_s)
+    }
+
+    /// Whether an lblc/lblcr entry in use has been unused for [`LOCALITY_EXPIRY_S`].
+    pub fn locality_expired(&self, v: &LocalityValue) -> bool {
+        v.len > 0 && self.expired(v.last_seen_s, LOCALITY_EXPIRY_S)
+    }
+}
+
+/// Templates held by live flows: IPVS keeps a template while it controls connections
+/// (same persistence group, protocol, family and masked client).
+#[derive(Clone, Debug, Default)]
+pub struct Controlled(HashSet<(u32, u8, u8, RawAddr)>);
+
+impl Controlled {
+    /// Records a live flow of service `svc` (nothing unless the service is persistent).
+    pub fn flow(&mut self, svc: &Service, k: &FlowKey) {
+        if svc.flags.has(VipFlags::PERSISTENT) {
+            self.0.insert((
+                svc.persist_group,
+                k.proto,
+                k.family,
+                masked(&k.src, &svc.persist_mask),
+            ));
+        }
+    }
+
+    /// Whether a live flow holds the template under `k`.
+    pub fn holds(&self, k: &PersistKey) -> bool {
+        self.0.contains(&(k.group, k.proto, k.family, k.client))
+    }
+}
+
+/// What the expiries of a pass take off each real's counters (REAL_EXPIRED adds), and
+/// the pass's report.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    /// Per real id: the expiries to add.
+    pub per_real: BTreeMap<u32, ConnExpiry>,
+    /// The pass's counts.
+    pub report: SweepReport,
+}
+
+impl Tally {
+    /// An expired flow, by the value it had when removed: its `INACTIVE` flag says
+    /// whether it leaves the real's active or inactive count.
+    pub fn flow(&mut self, v: &FlowValue) {
+        let e = self.per_real.entry(v.real_id).or_default();
+        if v.flags & FlowFlags::INACTIVE != 0 {
+            e.inactive += 1;
+            self.report.inactive += 1;
+        } else {
+            e.active += 1;
+            self.report.active += 1;
+        }
+    }
+
+    /// An expired template of real `real_id`.
+    pub fn template(&mut self, real_id: u32) {
+        self.per_real.entry(real_id).or_default().templates += 1;
+        self.report.templates += 1;
+    }
+}
+
+/// A real's REAL_EXPIRED value after adding a pass's expiries (wrapping, as the data
+/// path's event counters they are subtracted from).
+pub fn add_expiry(cur: ConnExpiry, add: &ConnExpiry) -> ConnExpiry {
+    ConnExpiry {
+        active: cur.active.wrapping_add(add.active),
+        inactive: cur.inactive.wrapping_add(add.inactive),
+        templates: cur.templates.wrapping_add(add.templates),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lb_common::conn::TcpState;
+    use lb_common::consts::proto;
+
+    #[test]
+    fn expiry_is_strictly_after_the_timeout() {
+        assert!(!expired(100, 90, 10));
+        assert!(expired(101, 90, 10));
+        assert!(!expired(90, 95, 1), "a stamp ahead of the clock is fresh");
+        assert!(expired(5, u32::MAX - 10, 10), "wraps");
+    }
+
+    #[test]
+    fn stale_stamps_count_from_the_restart() {
+        let r = Some(Rebase {
+            clock_was: 100,
+            since: 5000,
+        });
+        assert_eq!(Rebase::last_seen(r, 100), 5000);
+        assert_eq!(Rebase::last_seen(r, 40), 5000);
+        assert_eq!(
+            Rebase::last_seen(r, 5001),
+            5001,
+            "stamped after the restart"
+        );
+        assert_eq!(Rebase::last_seen(None, 40), 40);
+        assert!(!expired(5000 + 900, Rebase::last_seen(r, 100), 900));
+        assert!(expired(5000 + 901, Rebase::last_seen(r, 100), 900));
+        assert_eq!(Rebase::needed(100, 102, 2), None);
+        assert_eq!(
+            Rebase::needed(100, 103, 2),
+            Some(Rebase {
+                clock_was: 100,
+                since: 103
+            })
+        );
+    }
+
+    #[test]
+    fn masks_clients() {
+        let a = [u32::from_ne_bytes([198, 18, 7, 9]), 0, 0, 0];
+        let m = [u32::from_ne_bytes([255, 255, 255, 0]), 0, 0, 0];
+        assert_eq!(masked(&a, &m)[0], u32::from_ne_bytes([198, 18, 7, 0]));
+    }
+
+    fn flow(state: TcpState, last: u32, inactive: bool) -> (FlowKey, FlowValue) {
+        let k = FlowKey {
+            proto: proto::TCP,
+            ..Default::default()
+        };
+        let v = FlowValue {
+            state: state as u8,
+            last_seen_s: last,
+            real_id: 7,
+            flags: if inactive { FlowFlags::INACTIVE } else { 0 },
+            ..Default::default()
+        };
+        (k, v)
+    }
+
+    #[test]
+    fn flows_expire_by_state_and_settings() {
+        let pass = |now, tcp_s| Pass {
+            now,
+            timeouts: Timeouts {
+                tcp_s,
+                ..Default::default()
+            },
+            rebase: None,
+        };
+        let (k, v) = flow(TcpState::Established, 1000, false);
+        assert!(!pass(1900, 0).flow_expired(&k, &v), "900 s, IPVS's default");
+        assert!(pass(1901, 0).flow_expired(&k, &v));
+        assert!(pass(1061, 60).flow_expired(&k, &v), "--set 60");
+        let (k, v) = flow(TcpState::SynRecv, 1000, true);
+        assert!(!pass(1060, 0).flow_expired(&k, &v));
+        assert!(pass(1061, 0).flow_expired(&k, &v), "SYN_RECV: 60 s");
+    }
+
+    #[test]
+    fn tally_splits_active_inactive_and_templates() {
+        let mut t = Tally::default();
+        t.flow(&flow(TcpState::Established, 0, false).1);
+        t.flow(&flow(TcpState::Close, 0, true).1);
+        t.flow(&flow(TcpState::Close, 0, true).1);
+        t.template(7);
+        t.template(9);
+        assert_eq!(
+            t.per_real[&7],
+            ConnExpiry {
+                active: 1,
+                inactive: 2,
+                templates: 1
+            }
+        );
+        assert_eq!(t.per_real[&9].templates, 1);
+        assert_eq!(
+            (t.report.active, t.report.inactive, t.report.templates),
+            (1, 2, 2)
+        );
+        let cur = ConnExpiry {
+            active: u64::MAX,
+            ..Default::default()
+        };
+        assert_eq!(add_expiry(cur, &t.per_real[&7]).active, 0, "wraps");
+    }
+
+    #[test]
+    fn templates_held_by_live_flows() {
+        let svc = Service {
+            flags: VipFlags(VipFlags::PERSISTENT),
+            persist_group: 3,
+            persist_mask: [u32::from_ne_bytes([255, 255, 255, 0]), 0, 0, 0],
+            ..Default::default()
+        };
+        let k = FlowKey {
+            src: [u32::from_ne_bytes([198, 18, 7, 9]), 0, 0, 0],
+            proto: proto::TCP,
+            ..Default::default()
+        };
+        let mut c = Controlled::default();
+        c.flow(&svc, &k);
+        let mut t = PersistKey {
+            group: 3,
+            proto: proto::TCP,
+            family: k.family,
+            client: [u32::from_ne_bytes([198, 18, 7, 0]), 0, 0, 0],
+            ..Default::default()
+        };
+        assert!(c.holds(&t));
+        t.group = 4;
+        assert!(!c.holds(&t));
+        let mut plain = Controlled::default();
+        plain.flow(&Service::default(), &k);
+        assert!(!plain.holds(&PersistKey { group: 0, ..t }));
+    }
+}
