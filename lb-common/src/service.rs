@@ -49,7 +49,7 @@ impl VipFlags {
 }
 
 /// Scheduler of a service: ipvsadm's names, grouped in the data path by family
-/// (DESIGN.md §3 step 5): table-driven (mh, sh, dh: userspace builds the table), walking
+/// (docs/design.md §3 step 5): table-driven (mh, sh, dh: userspace builds the table), walking
 /// the reals list as IPVS does (rr, wrr: the data path keeps the position) and
 /// load-driven (lc, wlc, sed, nq, lblc, lblcr, fo, ovf, twos).
 #[repr(u8)]

@@ -1,11 +1,11 @@
 //! Next-hop resolution for real servers: egress interface, the director's own address toward
 //! the real (the outer source of tunnel packets), the egress MAC and the next hop's MAC.
 //!
-//! The data path does no FIB or neighbour lookup per packet (DESIGN.md §3): lb-ctl resolves
+//! The data path does no FIB or neighbour lookup per packet (docs/design.md §3): lb-ctl resolves
 //! them once, when a real is added or edited, and stores them in its `Real`. Everything is
 //! asked of the kernel of the *current network namespace* through `ip -j` (route get,
 //! link, neigh), never /sys/class/net, because lb-ctl runs under `nsenter --net=...`, where
-//! /sys still shows the host's namespace (DESIGN.md §2).
+//! /sys still shows the host's namespace (docs/design.md §2).
 
 use serde::Deserialize;
 use std::io;

@@ -129,7 +129,8 @@ pub static REAL_EXPIRED: Array<ConnExpiry> = Array::with_max_entries(MAX_REALS, 
 #[map]
 pub static CLOCK: Array<u32> = Array::with_max_entries(1, 0);
 
-/// service id → u64 rr/wrr cursor: the next sequence entry to try. The data path; MAX_SERVICES.
+/// service id → u64 rr/wrr scheduler state (IPVS's list position of the last pick and
+/// wrr's current weight; bit layout in `sched/sequence.rs`). The data path; MAX_SERVICES.
 #[map]
 pub static SCHED_CURSOR: Array<u64> = Array::with_max_entries(MAX_SERVICES, 0);
 

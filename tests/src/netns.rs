@@ -11,7 +11,7 @@
 //!
 //! Namespaces are entered with setns(CLONE_NEWNET) on a thread of our own, or with
 //! `nsenter --net` for a command, never `ip netns exec`, which remounts /sys and hides the
-//! pinned BPF objects under /sys/fs/bpf (DESIGN.md §2). Test networks: only 198.18.0.0/15
+//! pinned BPF objects under /sys/fs/bpf (docs/design.md §2). Test networks: only 198.18.0.0/15
 //! and 2001:db8::/32.
 
 use std::fs::File;

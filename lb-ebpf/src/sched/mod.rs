@@ -2,7 +2,8 @@
 //! ip_vs_<name>.c decides (docs/datapath.md "Schedulers"):
 //! - [`table`]: mh, sh, dh — userspace built the table, we hash and index it (with the
 //!   sh-fallback / mh-fallback walks);
-//! - [`sequence`]: rr, wrr — userspace built the sequence, a per-service cursor walks it;
+//! - [`sequence`]: rr, wrr — IPVS's walk of the service's reals list, its position and
+//!   weight state kept per service in SCHED_CURSOR (no table);
 //! - [`load`]: lc, wlc, sed, nq, fo, ovf, twos — a bounded scan of the service's reals list
 //!   with the live connection counters;
 //! - [`locality`]: lblc, lblcr — a cache entry per destination address over wlc.

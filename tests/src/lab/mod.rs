@@ -17,7 +17,7 @@
 //! LVS-NAT requires. Reals carry the DR and TUN VIPs on `lo` (arp_ignore=1, arp_announce=2,
 //! IPv6 nodad) and the decap program on eth0; lb runs on the director with generic XDP on
 //! both interfaces (native XDP_TX/redirect on veth drops frames unless the peer has an XDP
-//! program, DESIGN.md §2).
+//! program, docs/design.md §2).
 //!
 //! Addresses: only 198.18.0.0/15 and 2001:db8::/32, only inside these namespaces.
 

@@ -6,7 +6,7 @@
 //! maps pinned in a bench pin directory, so lb-ctl (library and CLI) can work on the same
 //! maps. The reference programs come from lb-bench-ref.bpf.o.
 //!
-//! Timing (DESIGN.md §6): BPF_PROG_TEST_RUN with repeat = 1 on a fresh copy of the input
+//! Timing (docs/design.md §6): BPF_PROG_TEST_RUN with repeat = 1 on a fresh copy of the input
 //! per call, the kernel-reported duration of each call, every return value and output
 //! checked. A path is timed in a group with `pass_empty` and `floor`, interleaved in blocks
 //! within each run, so the three share the machine's state of the moment. A run's value is

@@ -1,4 +1,4 @@
-//! Control-plane costs (DESIGN.md §6): memory per flow and per service from the kernel's
+//! Control-plane costs (docs/design.md §6): memory per flow and per service from the kernel's
 //! own map info, Maglev build time, the rate at which lb-ctl's library adds reals, and the
 //! time from issuing an `lb-ctl` command to the data path using what it wrote.
 
@@ -254,7 +254,7 @@ fn ctl_netns() -> Result<(Netns, [u8; 6])> {
     Ok((ns, mac))
 }
 
-/// The MAC of an interface in a namespace (from `ip -j`, not /sys: DESIGN.md §2).
+/// The MAC of an interface in a namespace (from `ip -j`, not /sys: docs/design.md §2).
 pub fn iface_mac(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
     let out = ns.sh(&["ip", "-j", "link", "show", "dev", dev])?;
     let v: serde_json::Value = serde_json::from_str(&out)?;

@@ -1,4 +1,4 @@
-//! End to end: packets per second through a director namespace on veth (DESIGN.md §6).
+//! End to end: packets per second through a director namespace on veth (docs/design.md §6).
 //!
 //! ```text
 //!  gen ns              dir ns (director)                          sink ns

@@ -1,12 +1,12 @@
 //! Figures: one measured quantity each (median, min and max over runs), its target, the
-//! table printed while the bench runs and the JSON of DESIGN.md §7.
+//! table printed while the bench runs and the JSON of docs/design.md §7.
 
 use serde_json::{Value, json};
 
 /// One line of the table and one element of the JSON `figures` array.
 #[derive(Clone, Debug)]
 pub struct Figure {
-    /// Stable name (DESIGN.md §7), e.g. `dr_established_v4`.
+    /// Stable name (docs/design.md §7), e.g. `dr_established_v4`.
     pub name: String,
     /// `ns/pkt`, `ms`, `bytes`, `pps`, `reals/s`.
     pub unit: &'static str,
@@ -79,7 +79,7 @@ impl Figure {
         self.target.map(|t| self.judged() <= t)
     }
 
-    /// The JSON object of DESIGN.md §7 (plus `note` / `error` when present).
+    /// The JSON object of docs/design.md §7 (plus `note` / `error` when present).
     pub fn json(&self) -> Value {
         let num = |v: f64| {
             if v.is_finite() {

@@ -1,5 +1,5 @@
 //! `cargo xtask bench [--json FILE] [--quick] [--plot FILE.svg] [--compare B.o]`: the benchmarks of
-//! DESIGN.md §6 — per-packet cost of each path by BPF_PROG_TEST_RUN beside an empty and a
+//! docs/design.md §6 — per-packet cost of each path by BPF_PROG_TEST_RUN beside an empty and a
 //! floor program, scale with flows and services, control-plane costs, and end-to-end
 //! packets per second through a director namespace (and nftables DNAT as the kernel's
 //! peer). Prints a table while it runs; no test asserts a timing, targets are reported.
@@ -28,7 +28,7 @@ use std::time::Instant;
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Write the figures as JSON (DESIGN.md §7 schema) to this file.
+    /// Write the figures as JSON (docs/design.md §7 schema) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Shorter runs (under 2 minutes): fewer calls and runs per figure.

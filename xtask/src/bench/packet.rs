@@ -1,4 +1,4 @@
-//! Per-packet cost of each path through `lb_xdp` (DESIGN.md §6, §7 names), and how the
+//! Per-packet cost of each path through `lb_xdp` (docs/design.md §6, §7 names), and how the
 //! established-flow cost scales with the flow table and the number of services.
 //!
 //! The maps are provisioned directly with lb-common types, as lb-ctl would write them:
@@ -62,7 +62,7 @@ const REAL_SCALE: u32 = 1000;
 /// flow the new-flow path inserts, with room so the LRU does not evict.
 pub const BENCH_MAX_FLOWS: u32 = 1 << 21;
 
-/// A path as DESIGN.md §7 names it, with its target (extra ns over pass_empty).
+/// A path as docs/design.md §7 names it, with its target (extra ns over pass_empty).
 struct PathDef {
     name: String,
     target: Option<f64>,
@@ -544,7 +544,7 @@ fn lb_timed<'a>(label: &str, lb: &'a Loaded, d: &mut PathDef) -> Result<Timed<'a
     })
 }
 
-/// Where per-packet time goes (DESIGN.md §6: each helper call costs ~40–50 ns here): the
+/// Where per-packet time goes (docs/design.md §6: each helper call costs ~40–50 ns here): the
 /// helper calls in the loaded program's translated code, counted by `bpftool prog dump
 /// xlated` (static: every path's calls together), and the program's size.
 fn helper_calls(prog: &aya::programs::Xdp) -> Result<Figure> {
