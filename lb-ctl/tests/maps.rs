@@ -1,8 +1,8 @@
-//! Root-only: [`lb_ctl::batch`] and [`lb_ctl::mapped`] against real BPF arrays the test
-//! creates (BPF_MAP_CREATE needs root or CAP_BPF). Moved out of the library's unit tests,
-//! where a test without the rights returned early and counted as passed. Here a trial that
-//! cannot create a map is reported ignored with the reason, which `CI=true cargo xtask
-//! test` counts as a failure. `cargo test -p lb-ctl --test maps [-- FILTER]`.
+//! Root-only: [`lb_ctl::maps::batch`] and [`lb_ctl::maps::mapped`] against real BPF
+//! arrays the test creates (BPF_MAP_CREATE needs root or CAP_BPF). A binary of its own,
+//! not unit tests of the library, so that a trial that cannot create a map is reported
+//! ignored with the reason (which `CI=true cargo xtask test` counts as a failure) rather
+//! than passing without running. `cargo test -p lb-ctl --test maps [-- FILTER]`.
 
 use bytemuck::Pod;
 use lb_ctl::maps::sys::RawMap;
