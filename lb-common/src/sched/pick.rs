@@ -1,7 +1,9 @@
 //! The scheduler math that decides a real, defined once: the XDP program calls these to
-//! pick a bucket or slot, and userspace calls the same functions to answer "which real
-//! would this flow get" (docs/design.md §1, lb-common). Pure functions of the flow key and numbers: no maps,
-//! no I/O. Which real a bucket holds is the table's business (`sched::sh_table`,
+//! pick a bucket or slot, and userspace can call the same functions to answer "which real
+//! would this flow get" with the kernel's own arithmetic (docs/design.md §1). Pure
+//! functions of the flow key and numbers: no maps, no I/O. The tests' IPVS reference
+//! models (tests/src/model) keep their own derivation on purpose, so that they check this
+//! code rather than repeat it. Which real a bucket holds is the table's business (`sched::sh_table`,
 //! `sched::dh_table`, `maglev`: built by lb-ctl).
 //!
 //! - sh (ip_vs_sh.c): bucket `hash_32(ntohs(port) + ntohl(fold(saddr)), 8)`; sh-fallback
