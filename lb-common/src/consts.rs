@@ -118,7 +118,7 @@ pub const MAP_REAL_EXPIRED: &str = "REAL_EXPIRED";
 /// flows with an array read instead of a bpf_ktime_get_ns call.
 pub const MAP_CLOCK: &str = "CLOCK";
 /// service id → u64 rr/wrr state (IPVS's last pick, wrr's current weight, and the reals
-/// list base they belong to; layout in lb-ebpf `sched/sequence.rs`). Array, written by
+/// list base they belong to; layout in lb-ebpf `sched/walk.rs`). Array, written by
 /// the data path only; no table is involved.
 pub const MAP_SCHED_CURSOR: &str = "SCHED_CURSOR";
 

@@ -130,7 +130,7 @@ pub static REAL_EXPIRED: Array<ConnExpiry> = Array::with_max_entries(MAX_REALS, 
 pub static CLOCK: Array<u32> = Array::with_max_entries(1, 0);
 
 /// service id → u64 rr/wrr scheduler state (IPVS's list position of the last pick and
-/// wrr's current weight; bit layout in `sched/sequence.rs`). The data path; MAX_SERVICES.
+/// wrr's current weight; bit layout in `sched/walk.rs`). The data path; MAX_SERVICES.
 #[map]
 pub static SCHED_CURSOR: Array<u64> = Array::with_max_entries(MAX_SERVICES, 0);
 

@@ -105,7 +105,7 @@ fn opens(n: u32) -> impl Fn(&mut Run) -> Result<()> {
 
 fn scenarios() -> Vec<Sc> {
     vec![
-        // ---- sequence-driven ----
+        // ---- list walks (rr, wrr) ----
         Sc {
             name: "rr_equal_weights",
             why: "rr cycles the reals in list order (ip_vs_rr_schedule)",

@@ -2,7 +2,7 @@
 //! ip_vs_<name>.c decides (docs/datapath.md "Schedulers"):
 //! - [`table`]: mh, sh, dh — userspace built the table, we hash and index it (with the
 //!   sh-fallback / mh-fallback walks);
-//! - [`sequence`]: rr, wrr — IPVS's walk of the service's reals list, its position and
+//! - [`walk`]: rr, wrr — IPVS's walk of the service's reals list, its position and
 //!   weight state kept per service in SCHED_CURSOR (no table);
 //! - [`load`]: lc, wlc, sed, nq, fo, ovf, twos — a bounded scan of the service's reals list
 //!   with the live connection counters;
@@ -16,7 +16,7 @@
 pub mod iter;
 pub mod load;
 pub mod locality;
-pub mod sequence;
+pub mod walk;
 pub mod table;
 
 use lb_common::{Drop, SchedKind, Service};
@@ -30,7 +30,7 @@ pub fn select_real(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
         Some(SchedKind::Maglev) => table::select_mh(svc, pkt),
         Some(SchedKind::Sh) => table::select_sh(svc, pkt),
         Some(SchedKind::Dh) => table::select_dh(svc, pkt),
-        Some(SchedKind::Rr) | Some(SchedKind::Wrr) => sequence::select(svc),
+        Some(SchedKind::Rr) | Some(SchedKind::Wrr) => walk::select(svc),
         Some(SchedKind::Twos) => load::select_twos(svc),
         Some(SchedKind::Lblc) => locality::select_lblc(svc, pkt),
         Some(SchedKind::Lblcr) => locality::select_lblcr(svc, pkt),

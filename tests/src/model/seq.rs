@@ -1,4 +1,4 @@
-//! Sequence-driven schedulers: rr (ip_vs_rr.c) and wrr (ip_vs_wrr.c).
+//! The list-walking schedulers: rr (ip_vs_rr.c) and wrr (ip_vs_wrr.c).
 
 use super::Dest;
 

@@ -1,4 +1,4 @@
-//! Sequence-driven schedulers, rr (ip_vs_rr.c) and wrr (ip_vs_wrr.c), run as IPVS runs
+//! The list-walking schedulers, rr (ip_vs_rr.c) and wrr (ip_vs_wrr.c), run as IPVS runs
 //! them over the service's reals list (`svc->destinations` order), with IPVS's scheduler
 //! state kept in `SCHED_CURSOR[service id]`:
 //! - bit 63 ([`VALID`]): set once the service has scheduled (clear = IPVS's fresh state);
