@@ -19,10 +19,12 @@
 //! - `bench_sink`: counts every frame in `BENCH_RX` and drops it; the receiver.
 //!
 //! Self-contained on purpose (no `pkt.rs`): a reference must not move when the balancer's
-//! helpers change.
+//! helpers change. It shares only lb-common's types and header lengths, which are the
+//! packet's, not the balancer's.
 #![no_std]
 #![no_main]
 
+use lb_common::consts::hdr::{ETH_LEN, IPV4_LEN, IPV6_LEN};
 use lb_common::{Be16, FlowKey, FlowKey4, FlowValue};
 
 use aya_ebpf::{
@@ -53,9 +55,6 @@ static BENCH_FLOWS4: LruHashMap<FlowKey4, FlowValue> = LruHashMap::with_max_entr
 #[map]
 static BENCH_FLOWS6: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1024, 0);
 
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-const IPV6_LEN: usize = 40;
 /// TCP/UDP ports: the first 4 bytes of either header.
 const PORTS_LEN: usize = 4;
 const ETH_P_IP: u16 = 0x0800;
