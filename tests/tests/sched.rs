@@ -892,7 +892,7 @@ fn restart_stable(r: &mut Run) -> Result<(), String> {
     let a = r.picks.clone();
     r.expire_all().map_err(e)?;
     for svc in 1..=svcs {
-        r.publish(svc, false).map_err(e)?;
+        r.publish(svc).map_err(e)?;
     }
     for svc in 1..=svcs {
         open_many(r, svc, 0, 300).map_err(e)?;
