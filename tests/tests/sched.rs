@@ -249,11 +249,11 @@ fn scenarios() -> Vec<Sc> {
                     r.send(*h, Flags::ACK)?;
                 }
                 r.counts("loaded")?;
-                // Expire real 1's flows one by one, opening a flow after each.
+                // Expire the first real's flows one by one, opening a flow after each.
                 let mine: Vec<usize> = hs
                     .iter()
                     .copied()
-                    .filter(|h| r.picks[*h] == Some(1))
+                    .filter(|h| r.picks[*h] == Some(r.first_real[0]))
                     .collect();
                 for (i, h) in mine.into_iter().enumerate() {
                     r.expire(h)?;
@@ -273,7 +273,7 @@ fn scenarios() -> Vec<Sc> {
                 let mine: Vec<usize> = hs
                     .iter()
                     .copied()
-                    .filter(|h| r.picks[*h] == Some(1))
+                    .filter(|h| r.picks[*h] == Some(r.first_real[0]))
                     .collect();
                 for (i, h) in mine.into_iter().enumerate() {
                     r.expire(h)?;
