@@ -10,7 +10,7 @@
 use lb_common::addr::convert;
 use lb_common::consts::DEFAULT_MAGLEV_SIZE;
 use lb_common::{ForwardMode, RealFlags, VipFlags};
-use lb_ctl::loader::{Kind, object_path};
+use lb_ctl::loader::{ObjectFile, object_path};
 use lb_ctl::maps::Maps;
 use lb_tests::netns::{self, Netns, PinDir};
 use std::path::Path;
@@ -106,7 +106,7 @@ fn cannot_run() -> Option<Result<String, String>> {
     if !netns::is_root() {
         return Some(Ok("needs root (network namespaces, bpffs, XDP)".into()));
     }
-    if let Err(e) = object_path(Kind::Balancer, None) {
+    if let Err(e) = object_path(ObjectFile::BALANCER, None) {
         let msg = format!("no BPF object ({e}); build it: cargo xtask build");
         return Some(if std::env::var("CI").as_deref() == Ok("true") {
             Err(msg)

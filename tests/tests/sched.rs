@@ -19,6 +19,7 @@ mod model;
 use anyhow::Result;
 use harness::{Lb, R, Run, SvcSpec, w};
 use lb_common::{SchedKind, VipFlags};
+use lb_ctl::loader::{ObjectFile, object_path};
 use libtest_mimic::{Completion, Trial};
 use model::tcp::Flags;
 use std::cell::RefCell;
@@ -1219,7 +1220,7 @@ fn main() {
         if let Err(e) = lb_tests::bpf::enter_netns() {
             eprintln!("sched: cannot enter a network namespace: {e:#}");
         }
-        if let Ok(p) = lb_tests::bpf::object_path() {
+        if let Ok(p) = object_path(ObjectFile::BALANCER, None) {
             eprintln!("sched: testing {}", p.display());
         }
     }

@@ -36,6 +36,7 @@ use lb_ctl::ipvs::model::{
     Endpoint, ModelError, Op, Proto, RealRef, RealSpec, ServiceAddr, ServiceSpec, Snapshot,
 };
 use lb_ctl::ipvs::{real, service};
+use lb_ctl::loader::{Loader, ObjectFile, object_path};
 use lb_ctl::maps::Maps;
 use lb_ctl::nexthop::{NextHop, NextHopError};
 use lb_ctl::sweep;
@@ -144,12 +145,12 @@ fn map<'a>(e: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
 impl Lb {
     /// Loads the object (fresh maps).
     pub fn load() -> Result<Lb> {
-        let path = lb_tests::bpf::object_path()?;
+        let path = object_path(ObjectFile::BALANCER, None)?;
         lb_tests::bpf::pin_to_this_cpu()?;
         lb_tests::netns::sweep_stale(PIN_PREFIX);
         let pins = PinDir::create(PIN_PREFIX, "pin")?;
         // lb-ctl's own loader, pinned, so lb-ctl's `Maps` opens the maps as lb-ctl does.
-        let ebpf = lb_ctl::loader::Loader::balancer(&path)
+        let ebpf = Loader::balancer(&path)
             .pin_dir(pins.path())
             .max_flows(SCHED_MAX_FLOWS)
             .cache_bits(TEST_CACHE_BITS)

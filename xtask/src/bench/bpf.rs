@@ -19,6 +19,7 @@ use aya::maps::{Map, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::consts::PROG_LB;
+use lb_ctl::loader::ObjectFile;
 use std::path::{Path, PathBuf};
 
 /// XDP verdicts (enum xdp_action).
@@ -30,36 +31,13 @@ pub const XDP_TX: u32 = 3;
 /// XDP_REDIRECT.
 pub const XDP_REDIRECT: u32 = 4;
 
-/// The object to load: `env` when set (LB_BPF_OBJECT for the balancer, as lb-ctl and the
-/// packet tests read it), else the newer of the installed object (`target/release/<file>`)
-/// and lb-ebpf's own build output (`<bin>`), so a fresh `cargo build` in lb-ebpf is never
-/// shadowed by a stale copy.
-pub fn object(root: &Path, env: Option<&str>, file: &str, bin: &str) -> Result<PathBuf> {
-    if let Some(p) = env.and_then(std::env::var_os).filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!("{} does not exist", p.display());
-        }
-        return Ok(p);
-    }
-    let candidates = [
-        root.join("target/release").join(file),
-        root.join("lb-ebpf/target/bpfel-unknown-none/release")
-            .join(bin),
-    ];
-    candidates
-        .iter()
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p.clone())
-        .ok_or_else(|| {
-            anyhow!(
-                "{file} is missing (looked for {} and {}): run `cargo xtask build`",
-                candidates[0].display(),
-                candidates[1].display()
-            )
-        })
-}
+/// The reference object the bench compares lb with (no environment override: it is
+/// always found by `lb_ctl::loader::object_path`'s search).
+pub const REF_OBJECT: ObjectFile = ObjectFile {
+    file: "lb-bench-ref.bpf.o",
+    bin: "lb-bench-ref",
+    env: None,
+};
 
 /// Why the balancer failed to load, once it has: a refused program can take the verifier a
 /// minute (a million instructions), so the other parts do not try again.
