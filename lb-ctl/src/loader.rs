@@ -22,7 +22,6 @@
 
 use crate::maps::sys;
 use crate::maps::{self, MapsError};
-use aya::maps::MapData;
 use aya::programs::links::FdLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
@@ -99,9 +98,6 @@ pub enum LoadError {
     /// Pinning failed.
     #[error("cannot pin {0}")]
     Pin(PathBuf, #[source] aya::pin::PinError),
-    /// A pinned map could not be read.
-    #[error("map {0}")]
-    MapInfo(&'static str, #[source] aya::maps::MapError),
     /// A link pin is live but not on this namespace's interface.
     #[error(
         "{0} is attached to another interface (ifindex {1}), probably in another network namespace sharing this pin directory; give each namespace its own LB_PIN_DIR"
@@ -529,14 +525,9 @@ fn refused(kind: Kind, obj: &Path, e: ProgramError) -> LoadError {
 /// for.
 fn check_flows_size(dir: &Path, n: u32, notes: &mut Vec<String>) -> Result<(), LoadError> {
     for name in [MAP_FLOWS4, MAP_FLOWS6] {
-        let path = dir.join(name);
-        if !path.exists() {
+        let Some(have) = maps::pinned_max_entries(dir, name)? else {
             continue;
-        }
-        let have = MapData::from_pin(&path)
-            .and_then(|m| m.info())
-            .map_err(|e| LoadError::MapInfo(name, e))?
-            .max_entries();
+        };
         if have != n {
             notes.push(format!(
                 "note: {name} is already pinned with {have} entries; --max-flows {n} takes effect after `lb-ctl unload`"
@@ -662,27 +653,8 @@ pub fn load(pin_dir: &Path, req: &LoadRequest) -> Result<Vec<String>, LoadError>
         out.push(attach(Kind::Balancer, &mut prog, pin_dir, iface, mode)?);
     }
     maps::add_tx_ports(pin_dir, &ifindexes)?;
-    start_clock(pin_dir)?;
+    maps::sweep::start_clock(pin_dir)?;
     Ok(out)
-}
-
-/// Starts CLOCK on fresh maps, so flows are stamped with real seconds from the first
-/// packet on (`lb-ctl sweep` keeps it running; it is what expires connections, so it
-/// should run as long as lb is loaded, as IPVS's timers do).
-fn start_clock(pin_dir: &Path) -> Result<(), MapsError> {
-    use aya::maps::{Array, MapData};
-    let Some(clock) = maps::open_opt::<Array<MapData, u32>>(pin_dir, lb_common::consts::MAP_CLOCK)?
-    else {
-        return Ok(());
-    };
-    let now = clock.get(&0, 0).map_err(|source| MapsError::Map {
-        name: lb_common::consts::MAP_CLOCK,
-        source,
-    })?;
-    if now == 0 {
-        crate::maps::sweep::tick(pin_dir)?;
-    }
-    Ok(())
 }
 
 fn link_pins(dir: &Path) -> Vec<(String, PathBuf)> {

@@ -1,4 +1,6 @@
-//! The only place that opens the pinned maps and writes them.
+//! The only place that opens the pinned maps and writes them (the loader only creates and
+//! pins them when it loads the object; its other reads, a pinned flow table's size and
+//! CLOCK at load, are functions here).
 //!
 //! Maps are pinned by the loader under the pin directory with their own names (the
 //! `MAP_*` consts of lb-common). Each lb-ctl run opens the ones it needs with
@@ -89,6 +91,18 @@ where
     let data = MapData::from_pin(&path).map_err(err(name))?;
     let map = Map::from_map_data(data).map_err(err(name))?;
     M::try_from(map).map_err(err(name))
+}
+
+/// The capacity of the map pinned as `name` under `dir` (`None`: not pinned).
+pub(crate) fn pinned_max_entries(dir: &Path, name: &'static str) -> Result<Option<u32>, MapsError> {
+    let path = dir.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let info = MapData::from_pin(&path)
+        .and_then(|m| m.info())
+        .map_err(err(name))?;
+    Ok(Some(info.max_entries()))
 }
 
 /// Adds interfaces to TX_PORTS (ifindex → ifindex), the XDP_REDIRECT targets.

@@ -124,6 +124,17 @@ pub fn set_clock(dir: &Path, now: u32) -> Result<u32, MapsError> {
     Ok(now)
 }
 
+/// Starts CLOCK on fresh maps (`lb-ctl load`), so flows are stamped with real seconds from
+/// the first packet on (`lb-ctl sweep` keeps it running; it is what expires connections,
+/// so it should run as long as lb is loaded, as IPVS's timers do). A running CLOCK (maps
+/// reused from an earlier load) is left alone.
+pub fn start_clock(dir: &Path) -> Result<(), MapsError> {
+    if read_clock(dir)? == 0 {
+        tick(dir)?;
+    }
+    Ok(())
+}
+
 /// One sweep pass over the maps pinned under `dir`, at the current time.
 pub fn sweep_once(dir: &Path) -> Result<SweepReport, MapsError> {
     sweep_at(dir, sys::monotonic_s())
