@@ -525,7 +525,7 @@ fn refused(kind: Kind, obj: &Path, e: ProgramError) -> LoadError {
 /// for.
 fn check_flows_size(dir: &Path, n: u32, notes: &mut Vec<String>) -> Result<(), LoadError> {
     for name in [MAP_FLOWS4, MAP_FLOWS6] {
-        let Some(have) = maps::pinned_max_entries(dir, name)? else {
+        let Some(have) = maps::pinned_size(dir, name)?.map(|s| s.entries) else {
             continue;
         };
         if have != n {

@@ -177,11 +177,12 @@ fn load_configure_list_unload() {
     {
         use lb_common::flow_cache::{cache_bits, cache_entries};
         let cpus = aya::util::nr_cpus().unwrap() as u32;
-        let cache = aya::maps::MapData::from_pin(pin.join("FLOW_CACHE")).unwrap();
-        let info = cache.info().unwrap();
+        let cache = lb_ctl::maps::pinned_size(pin, lb_common::consts::MAP_FLOW_CACHE)
+            .unwrap()
+            .expect("FLOW_CACHE pinned");
         let bits = cache_bits(4096, cpus);
-        assert_eq!(info.max_entries(), cache_entries(cpus, bits));
-        assert_eq!(info.value_size(), 64);
+        assert_eq!(cache.entries, cache_entries(cpus, bits));
+        assert_eq!(cache.value, 64);
     }
     assert_eq!(
         lab.ok("load --iface d0 --skb"),

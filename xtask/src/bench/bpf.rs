@@ -15,11 +15,12 @@
 
 use super::figure::central_mean;
 use anyhow::{Context, Result, anyhow, bail};
-use aya::maps::{Map, MapData};
+use aya::maps::Map;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::consts::PROG_LB;
 use lb_ctl::loader::ObjectFile;
+pub use lb_ctl::maps::MapSize;
 use std::path::{Path, PathBuf};
 
 /// XDP verdicts (enum xdp_action).
@@ -163,38 +164,10 @@ impl Loaded {
     }
 }
 
-/// The kernel's own view of a pinned map: key and value size, capacity, and the memory it
-/// charges for it (`memlock` in fdinfo).
-pub struct MapSize {
-    /// Key bytes.
-    pub key: u32,
-    /// Value bytes.
-    pub value: u32,
-    /// max_entries.
-    pub entries: u32,
-    /// Bytes the kernel accounts for the whole map.
-    pub memlock: Option<u64>,
-}
-
-/// [`MapSize`] of the map pinned at `pin`.
-pub fn map_size(pin: &Path) -> Result<MapSize> {
-    use std::os::fd::{AsFd, AsRawFd};
-    let data = MapData::from_pin(pin).with_context(|| format!("opening {}", pin.display()))?;
-    let info = data.info()?;
-    let fd = data.fd().as_fd().as_raw_fd();
-    let memlock = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("memlock:"))
-                .and_then(|v| v.trim().parse().ok())
-        });
-    Ok(MapSize {
-        key: info.key_size(),
-        value: info.value_size(),
-        entries: info.max_entries(),
-        memlock,
-    })
+/// The [`MapSize`] of the map pinned as `name` under `pin` (lb-ctl's maps/ opens it).
+pub fn map_size(pin: &Path, name: &'static str) -> Result<MapSize> {
+    lb_ctl::maps::pinned_size(pin, name)?
+        .with_context(|| format!("{name} is not pinned under {}", pin.display()))
 }
 
 /// One BPF_PROG_TEST_RUN call: return value, kernel-reported duration (ns) and output
