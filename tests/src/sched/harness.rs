@@ -13,9 +13,11 @@
 //! chosen real in the harness's ids.
 //!
 //! The object is loaded once, pinned under a [`PinDir`], in the harness's network
-//! namespace. Expiry does what lb-ctl's sweep does (datapath contract): delete
-//! the FLOWS entry and add one to the real's REAL_EXPIRED active or inactive count by the
-//! flow's INACTIVE flag; a template: delete it from PERSIST and count it expired.
+//! namespace. CLOCK, SETTINGS and expiry go through lb-ctl's `maps` too: a connection
+//! expires by the sweep's own `expire_flow` (the FLOWS entry taken, one added to the
+//! real's REAL_EXPIRED active or inactive count by the flow's INACTIVE flag), a template by
+//! `expire_template` (taken from PERSIST, counted expired). The harness itself only reads
+//! maps (FLOWS, PERSIST, SCHED_TABLE) and runs the program.
 
 use crate::model::{self, Choice, Conn, Dest, Model, Persist, Sched, tcp};
 use anyhow::{Context, Result, anyhow};
@@ -23,11 +25,8 @@ use aya::maps::{Array, HashMap, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, Pod};
 use lb_common::addr::convert::to_raw;
-use lb_common::conn::{ConnExpiry, Settings, Timeouts};
-use lb_common::consts::{
-    MAP_CLOCK, MAP_FLOWS4, MAP_FLOWS6, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_SCHED_TABLE,
-    MAP_SETTINGS, PROG_LB,
-};
+use lb_common::conn::{Settings, Timeouts};
+use lb_common::consts::{MAP_FLOWS4, MAP_FLOWS6, MAP_PERSIST, MAP_SCHED_TABLE, PROG_LB};
 use lb_common::{
     FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, SchedKind,
     VipFlags,
@@ -48,6 +47,7 @@ use lb_tests::provision::flow_key;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::path::Path;
 
 /// Service port.
 pub const VPORT: u16 = 80;
@@ -187,15 +187,9 @@ impl Lb {
         }
     }
 
-    /// Removes the flow's entry (as lb-ctl's sweep does).
-    fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
-        if key.is_v4() {
-            self.hash::<FlowKey4, FlowValue>(MAP_FLOWS4)?
-                .remove(&key.v4())?;
-        } else {
-            self.hash::<FlowKey, FlowValue>(MAP_FLOWS6)?.remove(key)?;
-        }
-        Ok(())
+    /// The pin directory (what lb-ctl's `maps` functions take).
+    fn dir(&self) -> &Path {
+        self._pins.path()
     }
 
     /// Runs one frame received on lo; (return value, output frame).
@@ -320,15 +314,11 @@ pub fn vip(k: u32, j: u32) -> IpAddr {
 
 impl Run {
     /// A run of scenario `k` on the loaded program; [`Run::setup`] writes the services.
-    pub fn new(k: u32, mut lb: Lb, specs: Vec<SvcSpec>) -> Run {
+    pub fn new(k: u32, lb: Lb, specs: Vec<SvcSpec>) -> Run {
         // CLOCK and SETTINGS are set when the object has them; a scenario that needs
         // them fails on its own checks otherwise.
-        if let Ok(mut c) = lb.array::<u32>(MAP_CLOCK) {
-            let _ = c.set(0, NOW_S, 0);
-        }
-        if let Ok(mut s) = lb.array::<Settings>(MAP_SETTINGS) {
-            let _ = s.set(0, Settings::default(), 0);
-        }
+        let _ = lb_ctl::maps::sweep::set_clock(lb.dir(), NOW_S);
+        let _ = lb_ctl::maps::write_settings(lb.dir(), &Settings::default());
         let mut run = Run {
             k,
             lb,
@@ -584,20 +574,18 @@ impl Run {
     /// Sets `expire_quiescent_template` in SETTINGS and the model. The scenarios share
     /// one load, so the caller sets it back.
     pub fn set_expire_quiescent_template(&mut self, on: bool) -> Result<()> {
-        let mut m = self.lb.array::<Settings>(MAP_SETTINGS)?;
-        let mut v = m.get(&0, 0)?;
+        let mut v = lb_ctl::maps::read_settings(self.lb.dir())?;
         v.expire_quiescent_template = on as u32;
-        m.set(0, v, 0)?;
+        lb_ctl::maps::write_settings(self.lb.dir(), &v)?;
         self.model.sysctl.expire_quiescent_template = on;
         Ok(())
     }
 
     /// Sets `expire_nodest_conn` in SETTINGS and the model (the caller sets it back).
     pub fn set_expire_nodest_conn(&mut self, on: bool) -> Result<()> {
-        let mut m = self.lb.array::<Settings>(MAP_SETTINGS)?;
-        let mut v = m.get(&0, 0)?;
+        let mut v = lb_ctl::maps::read_settings(self.lb.dir())?;
         v.expire_nodest_conn = on as u32;
-        m.set(0, v, 0)?;
+        lb_ctl::maps::write_settings(self.lb.dir(), &v)?;
         self.model.sysctl.expire_nodest_conn = on;
         Ok(())
     }
@@ -928,17 +916,11 @@ impl Run {
         self.check_flow(h)
     }
 
-    /// Connection `h` expires as lb-ctl's sweep expires it: the flow removed and booked
-    /// in REAL_EXPIRED by the sweep's own functions.
+    /// Connection `h` expires as lb-ctl's sweep expires it (`expire_flow`: the flow taken
+    /// and booked in REAL_EXPIRED by the sweep's own code).
     pub fn expire(&mut self, h: usize) -> Result<()> {
         let (svc, c) = self.conns[h];
-        let key = Self::key(&c);
-        if let Some(v) = self.lb.flow(&key)? {
-            self.lb.remove_flow(&key)?;
-            let mut tally = sweep::Tally::default();
-            tally.flow(&v);
-            self.book_expiry(&tally)?;
-        }
+        lb_ctl::maps::sweep::expire_flow(self.lb.dir(), &Self::key(&c))?;
         self.model.expire(svc, c);
         Ok(())
     }
@@ -948,7 +930,7 @@ impl Run {
     /// timeouts), by the model's state and the CLOCK of its last packet.
     pub fn sweep(&mut self, now: u32) -> Result<()> {
         self.now = now;
-        self.lb.array::<u32>(MAP_CLOCK)?.set(0, now, 0)?;
+        lb_ctl::maps::sweep::set_clock(self.lb.dir(), now)?;
         for h in 0..self.conns.len() {
             let (svc, c) = self.conns[h];
             let Some(e) = self.model.conns.get(&(svc, c)) else {
@@ -983,17 +965,6 @@ impl Run {
             .collect();
         for ((masked, group), svc) in due {
             self.expire_template_key(svc, masked, group)?;
-        }
-        Ok(())
-    }
-
-    /// Adds a tally of expiries to REAL_EXPIRED as the sweep's pass does
-    /// (`sweep::add_expiry`, wrapping).
-    fn book_expiry(&mut self, tally: &sweep::Tally) -> Result<()> {
-        let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
-        for (id, add) in &tally.per_real {
-            let cur = ex.get(id, 0)?;
-            ex.set(*id, sweep::add_expiry(cur, add), 0)?;
         }
         Ok(())
     }
@@ -1043,18 +1014,11 @@ impl Run {
     }
 
     /// The template (masked client, group) expires: removed from PERSIST and counted in
-    /// REAL_EXPIRED, as lb-ctl's sweep does.
+    /// REAL_EXPIRED by lb-ctl's sweep code (`expire_template`).
     pub fn expire_template_key(&mut self, svc: u32, masked: IpAddr, group: u32) -> Result<()> {
         let spec = self.specs[svc as usize - 1].clone();
-        let (key, v) = self.template(spec.proto, masked, group)?;
-        if let Some(v) = v {
-            self.lb
-                .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
-                .remove(&key)?;
-            let mut tally = sweep::Tally::default();
-            tally.template(v.real_id);
-            self.book_expiry(&tally)?;
-        } else {
+        let (key, _) = self.template(spec.proto, masked, group)?;
+        if lb_ctl::maps::sweep::expire_template(self.lb.dir(), &key)?.is_none() {
             self.note(format!(
                 "no PERSIST entry for client {masked} group {group}"
             ));
