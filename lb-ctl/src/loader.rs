@@ -22,7 +22,6 @@
 
 use crate::maps::sys;
 use crate::maps::{self, MapsError};
-use aya::maps::MapData;
 use aya::programs::links::FdLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
@@ -46,7 +45,7 @@ const DECAP_DIR: &str = "decap";
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// No object file found.
-    #[error("cannot find {file}; tried {}", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("cannot find {file} (build it with `cargo xtask build`); tried {}", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     ObjectNotFound {
         /// File name looked for.
         file: &'static str,
@@ -99,9 +98,6 @@ pub enum LoadError {
     /// Pinning failed.
     #[error("cannot pin {0}")]
     Pin(PathBuf, #[source] aya::pin::PinError),
-    /// A pinned map could not be read.
-    #[error("map {0}")]
-    MapInfo(&'static str, #[source] aya::maps::MapError),
     /// A link pin is live but not on this namespace's interface.
     #[error(
         "{0} is attached to another interface (ifindex {1}), probably in another network namespace sharing this pin directory; give each namespace its own LB_PIN_DIR"
@@ -145,23 +141,11 @@ impl Kind {
             Kind::Decap => PROG_DECAP,
         }
     }
-    fn env(self) -> &'static str {
+    /// Its object file.
+    pub fn object(self) -> ObjectFile {
         match self {
-            Kind::Balancer => "LB_BPF_OBJECT",
-            Kind::Decap => "LB_DECAP_OBJECT",
-        }
-    }
-    fn file(self) -> &'static str {
-        match self {
-            Kind::Balancer => "lb.bpf.o",
-            Kind::Decap => "lb-decap.bpf.o",
-        }
-    }
-    /// The bin name of the object straight out of the lb-ebpf build.
-    fn bin(self) -> &'static str {
-        match self {
-            Kind::Balancer => "lb",
-            Kind::Decap => "lb-decap",
+            Kind::Balancer => ObjectFile::BALANCER,
+            Kind::Decap => ObjectFile::DECAP,
         }
     }
     fn maps(self) -> &'static [&'static str] {
@@ -200,23 +184,58 @@ impl Kind {
     }
 }
 
-/// Finds the object file: `explicit` (`--object`), then the kind's env variable, then next
-/// to the running executable, then the workspace's target/release, then the raw lb-ebpf
-/// build output.
-pub fn object_path(kind: Kind, explicit: Option<&Path>) -> Result<PathBuf, LoadError> {
+/// An eBPF object file the workspace builds, and how [`object_path`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectFile {
+    /// The name `cargo xtask build` installs it under in target/release (and an installed
+    /// lb-ctl finds it under next to itself).
+    pub file: &'static str,
+    /// Its bin name in lb-ebpf's own build output.
+    pub bin: &'static str,
+    /// The environment variable naming the file to use instead of searching (`None`: the
+    /// file is always searched for).
+    pub env: Option<&'static str>,
+}
+
+impl ObjectFile {
+    /// The balancer (`lb_xdp`); `LB_BPF_OBJECT` overrides.
+    pub const BALANCER: ObjectFile = ObjectFile {
+        file: "lb.bpf.o",
+        bin: "lb",
+        env: Some("LB_BPF_OBJECT"),
+    };
+    /// The decap program (`lb_decap`); `LB_DECAP_OBJECT` overrides.
+    pub const DECAP: ObjectFile = ObjectFile {
+        file: "lb-decap.bpf.o",
+        bin: "lb-decap",
+        env: Some("LB_DECAP_OBJECT"),
+    };
+}
+
+/// Finds an object file, for lb-ctl, the tests and the bench alike: `explicit`
+/// (`--object`), else the file its `env` variable names (set but empty counts as unset),
+/// else the **newest** (by modification time; on a tie the first listed) of the candidates
+/// that exist: next to the running executable, in `../release` from it, in the workspace's
+/// target/release (what `cargo xtask build` installs), and lb-ebpf's own build output.
+///
+/// Newest, not first found: every candidate is a build of this workspace or an installed
+/// copy of one, and a copy must never shadow a later build. With first-found, `lb-ctl load`
+/// after a plain `cargo build` in lb-ebpf would load the stale target/release copy while
+/// the tests and the bench (which took the newest) loaded the new build. An installed
+/// lb-ctl, whose build tree is gone, has only the file next to it. To load one particular
+/// file, name it: `--object` or the env variable.
+pub fn object_path(obj: ObjectFile, explicit: Option<&Path>) -> Result<PathBuf, LoadError> {
     let not_found = |tried: Vec<PathBuf>| LoadError::ObjectNotFound {
-        file: kind.file(),
+        file: obj.file,
         tried,
     };
-    if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(not_found(vec![p.to_path_buf()]))
-        };
-    }
-    if let Some(p) = std::env::var_os(kind.env()).filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
+    let named = explicit.map(Path::to_path_buf).or_else(|| {
+        obj.env
+            .and_then(std::env::var_os)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    if let Some(p) = named {
         return if p.is_file() {
             Ok(p)
         } else {
@@ -228,19 +247,38 @@ pub fn object_path(kind: Kind, explicit: Option<&Path>) -> Result<PathBuf, LoadE
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
-        tried.push(dir.join(kind.file()));
-        tried.push(dir.join("../release").join(kind.file()));
+        tried.push(dir.join(obj.file));
+        tried.push(dir.join("../release").join(obj.file));
     }
     let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    tried.push(ws.join("target/release").join(kind.file()));
+    tried.push(ws.join("target/release").join(obj.file));
     tried.push(
         ws.join("lb-ebpf/target/bpfel-unknown-none/release")
-            .join(kind.bin()),
+            .join(obj.bin),
     );
-    match tried.iter().find(|p| p.is_file()) {
+    match newest(&tried) {
         Some(p) => Ok(p.clone()),
         None => Err(not_found(tried)),
     }
+}
+
+/// The most recently modified of the `candidates` that are files; on a tie the first.
+fn newest(candidates: &[PathBuf]) -> Option<&PathBuf> {
+    let mut best: Option<(std::time::SystemTime, &PathBuf)> = None;
+    for p in candidates {
+        let Some(t) = p
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+        else {
+            continue;
+        };
+        if best.is_none_or(|(b, _)| t > b) {
+            best = Some((t, p));
+        }
+    }
+    best.map(|(_, p)| p)
 }
 
 /// The flow cache's size for flow tables of `max_flows` per family: (slot bits per CPU,
@@ -429,7 +467,7 @@ fn load_or_adopt(
             prog_pin.display()
         )));
     }
-    let obj = object_path(kind, object)?;
+    let obj = object_path(kind.object(), object)?;
     if kind == Kind::Balancer
         && let Some(n) = max_flows
     {
@@ -487,14 +525,9 @@ fn refused(kind: Kind, obj: &Path, e: ProgramError) -> LoadError {
 /// for.
 fn check_flows_size(dir: &Path, n: u32, notes: &mut Vec<String>) -> Result<(), LoadError> {
     for name in [MAP_FLOWS4, MAP_FLOWS6] {
-        let path = dir.join(name);
-        if !path.exists() {
+        let Some(have) = maps::pinned_size(dir, name)?.map(|s| s.entries) else {
             continue;
-        }
-        let have = MapData::from_pin(&path)
-            .and_then(|m| m.info())
-            .map_err(|e| LoadError::MapInfo(name, e))?
-            .max_entries();
+        };
         if have != n {
             notes.push(format!(
                 "note: {name} is already pinned with {have} entries; --max-flows {n} takes effect after `lb-ctl unload`"
@@ -620,27 +653,8 @@ pub fn load(pin_dir: &Path, req: &LoadRequest) -> Result<Vec<String>, LoadError>
         out.push(attach(Kind::Balancer, &mut prog, pin_dir, iface, mode)?);
     }
     maps::add_tx_ports(pin_dir, &ifindexes)?;
-    start_clock(pin_dir)?;
+    maps::sweep::start_clock(pin_dir)?;
     Ok(out)
-}
-
-/// Starts CLOCK on fresh maps, so flows are stamped with real seconds from the first
-/// packet on (`lb-ctl sweep` keeps it running; it is what expires connections, so it
-/// should run as long as lb is loaded, as IPVS's timers do).
-fn start_clock(pin_dir: &Path) -> Result<(), MapsError> {
-    use aya::maps::{Array, MapData};
-    let Some(clock) = maps::open_opt::<Array<MapData, u32>>(pin_dir, lb_common::consts::MAP_CLOCK)?
-    else {
-        return Ok(());
-    };
-    let now = clock.get(&0, 0).map_err(|source| MapsError::Map {
-        name: lb_common::consts::MAP_CLOCK,
-        source,
-    })?;
-    if now == 0 {
-        crate::maps::sweep::tick(pin_dir)?;
-    }
-    Ok(())
 }
 
 fn link_pins(dir: &Path) -> Vec<(String, PathBuf)> {
@@ -782,10 +796,40 @@ pub fn verifier_reason(log: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{Loader, flow_cache_size, verifier_reason};
+    use super::{Loader, flow_cache_size, newest, verifier_reason};
     use lb_common::consts::DEFAULT_MAX_FLOWS;
     use lb_common::flow_cache::{cache_bits, cache_entries};
     use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    /// The object search takes the newest file, the first listed on a tie, and skips
+    /// what is missing or not a file.
+    #[test]
+    fn the_newest_object_wins() {
+        let dir = std::env::temp_dir().join(format!("lb-ctl-newest-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a-directory")).unwrap();
+        let at = |name: &str, secs: u64| {
+            let p = dir.join(name);
+            let f = std::fs::File::create(&p).unwrap();
+            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                .unwrap();
+            p
+        };
+        let (old, new, same) = (at("old", 1_000), at("new", 2_000), at("same", 2_000));
+        let (missing, sub) = (dir.join("missing"), dir.join("a-directory"));
+        let cases = [
+            (vec![old.clone(), new.clone()], Some(&new)),
+            (vec![new.clone(), old.clone()], Some(&new)),
+            (vec![new.clone(), same.clone()], Some(&new)),
+            (vec![same.clone(), new.clone()], Some(&same)),
+            (vec![missing.clone(), sub.clone(), old.clone()], Some(&old)),
+            (vec![missing.clone(), sub.clone()], None),
+        ];
+        for (candidates, want) in &cases {
+            assert_eq!(newest(candidates), *want, "{candidates:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_loader_sizes_the_flow_cache_as_lb_ctl_load() {

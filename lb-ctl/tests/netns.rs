@@ -10,7 +10,7 @@
 use lb_common::addr::convert;
 use lb_common::consts::DEFAULT_MAGLEV_SIZE;
 use lb_common::{ForwardMode, RealFlags, VipFlags};
-use lb_ctl::loader::{Kind, object_path};
+use lb_ctl::loader::{ObjectFile, object_path};
 use lb_ctl::maps::Maps;
 use lb_tests::netns::{self, Netns, PinDir};
 use std::path::Path;
@@ -106,7 +106,7 @@ fn cannot_run() -> Option<Result<String, String>> {
     if !netns::is_root() {
         return Some(Ok("needs root (network namespaces, bpffs, XDP)".into()));
     }
-    if let Err(e) = object_path(Kind::Balancer, None) {
+    if let Err(e) = object_path(ObjectFile::BALANCER, None) {
         let msg = format!("no BPF object ({e}); build it: cargo xtask build");
         return Some(if std::env::var("CI").as_deref() == Ok("true") {
             Err(msg)
@@ -177,11 +177,12 @@ fn load_configure_list_unload() {
     {
         use lb_common::flow_cache::{cache_bits, cache_entries};
         let cpus = aya::util::nr_cpus().unwrap() as u32;
-        let cache = aya::maps::MapData::from_pin(pin.join("FLOW_CACHE")).unwrap();
-        let info = cache.info().unwrap();
+        let cache = lb_ctl::maps::pinned_size(pin, lb_common::consts::MAP_FLOW_CACHE)
+            .unwrap()
+            .expect("FLOW_CACHE pinned");
         let bits = cache_bits(4096, cpus);
-        assert_eq!(info.max_entries(), cache_entries(cpus, bits));
-        assert_eq!(info.value_size(), 64);
+        assert_eq!(cache.entries, cache_entries(cpus, bits));
+        assert_eq!(cache.value, 64);
     }
     assert_eq!(
         lab.ok("load --iface d0 --skb"),

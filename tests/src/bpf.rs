@@ -114,40 +114,6 @@ pub fn enter_netns() -> Result<()> {
     Ok(())
 }
 
-/// The balancer object to test: `LB_BPF_OBJECT`, else the newer of the workspace's
-/// `target/release/lb.bpf.o` (what `cargo xtask build` installs) and the eBPF crate's own
-/// build output, so a fresh `cargo build` in lb-ebpf is never shadowed by a stale copy.
-pub fn object_path() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("LB_BPF_OBJECT") {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!(
-                "LB_BPF_OBJECT={} does not exist: build the object with `cargo xtask build`",
-                p.display()
-            );
-        }
-        return Ok(p);
-    }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates = [
-        ws.join("target/release/lb.bpf.o"),
-        ws.join("lb-ebpf/target/bpfel-unknown-none/release/lb"),
-    ];
-    candidates
-        .iter()
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p.clone())
-        .ok_or_else(|| {
-            anyhow!(
-                "the balancer BPF object is missing (looked for {} and {}): build it with \
-                 `cargo xtask build` (or set LB_BPF_OBJECT)",
-                candidates[0].display(),
-                candidates[1].display()
-            )
-        })
-}
-
 /// Map slots written by the harness since the last [`Bpf::clear`].
 #[derive(Default)]
 struct Touched {

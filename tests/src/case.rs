@@ -10,6 +10,7 @@ use crate::check;
 use crate::packet::Pkt;
 use crate::provision::Provision;
 use lb_common::{Counter, Drop, FlowKey, FlowValue, NatReverse, Pass, Traffic};
+use lb_ctl::loader::{ObjectFile, object_path};
 use libtest_mimic::{Completion, Failed, Trial};
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -417,7 +418,7 @@ fn with_harness<T>(f: impl FnOnce(&mut Bpf) -> Result<T, Failed>) -> Result<T, F
         let mut h = h.borrow_mut();
         let slot = h.get_or_insert_with(|| {
             let setup = || -> anyhow::Result<Bpf> {
-                let path = bpf::object_path()?;
+                let path = object_path(ObjectFile::BALANCER, None)?;
                 let path = path.canonicalize().unwrap_or(path);
                 bpf::enter_netns()?;
                 let b = Bpf::load(&path)?;

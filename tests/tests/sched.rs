@@ -19,6 +19,7 @@ mod model;
 use anyhow::Result;
 use harness::{Lb, R, Run, SvcSpec, w};
 use lb_common::{SchedKind, VipFlags};
+use lb_ctl::loader::{ObjectFile, object_path};
 use libtest_mimic::{Completion, Trial};
 use model::tcp::Flags;
 use std::cell::RefCell;
@@ -249,11 +250,11 @@ fn scenarios() -> Vec<Sc> {
                     r.send(*h, Flags::ACK)?;
                 }
                 r.counts("loaded")?;
-                // Expire real 1's flows one by one, opening a flow after each.
+                // Expire the first real's flows one by one, opening a flow after each.
                 let mine: Vec<usize> = hs
                     .iter()
                     .copied()
-                    .filter(|h| r.picks[*h] == Some(1))
+                    .filter(|h| r.picks[*h] == Some(r.first_real[0]))
                     .collect();
                 for (i, h) in mine.into_iter().enumerate() {
                     r.expire(h)?;
@@ -273,7 +274,7 @@ fn scenarios() -> Vec<Sc> {
                 let mine: Vec<usize> = hs
                     .iter()
                     .copied()
-                    .filter(|h| r.picks[*h] == Some(1))
+                    .filter(|h| r.picks[*h] == Some(r.first_real[0]))
                     .collect();
                 for (i, h) in mine.into_iter().enumerate() {
                     r.expire(h)?;
@@ -892,7 +893,7 @@ fn restart_stable(r: &mut Run) -> Result<(), String> {
     let a = r.picks.clone();
     r.expire_all().map_err(e)?;
     for svc in 1..=svcs {
-        r.publish(svc, false).map_err(e)?;
+        r.publish(svc).map_err(e)?;
     }
     for svc in 1..=svcs {
         open_many(r, svc, 0, 300).map_err(e)?;
@@ -1219,7 +1220,7 @@ fn main() {
         if let Err(e) = lb_tests::bpf::enter_netns() {
             eprintln!("sched: cannot enter a network namespace: {e:#}");
         }
-        if let Ok(p) = lb_tests::bpf::object_path() {
+        if let Ok(p) = object_path(ObjectFile::BALANCER, None) {
             eprintln!("sched: testing {}", p.display());
         }
     }

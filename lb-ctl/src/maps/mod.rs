@@ -1,4 +1,6 @@
-//! The only place that opens the pinned maps and writes them.
+//! The only place that opens the pinned maps and writes them (the loader only creates and
+//! pins them when it loads the object; its other reads, a pinned flow table's size and
+//! CLOCK at load, are functions here).
 //!
 //! Maps are pinned by the loader under the pin directory with their own names (the
 //! `MAP_*` consts of lb-common). Each lb-ctl run opens the ones it needs with
@@ -89,6 +91,45 @@ where
     let data = MapData::from_pin(&path).map_err(err(name))?;
     let map = Map::from_map_data(data).map_err(err(name))?;
     M::try_from(map).map_err(err(name))
+}
+
+/// The kernel's own view of a pinned map: key and value size, capacity, and the memory it
+/// charges for it (`memlock` in fdinfo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSize {
+    /// Key bytes.
+    pub key: u32,
+    /// Value bytes.
+    pub value: u32,
+    /// max_entries.
+    pub entries: u32,
+    /// Bytes the kernel accounts for the whole map.
+    pub memlock: Option<u64>,
+}
+
+/// The [`MapSize`] of the map pinned as `name` under `dir` (`None`: not pinned).
+pub fn pinned_size(dir: &Path, name: &'static str) -> Result<Option<MapSize>, MapsError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let data = MapData::from_pin(&path).map_err(err(name))?;
+    let info = data.info().map_err(err(name))?;
+    let fd = data.fd().as_fd().as_raw_fd();
+    let memlock = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse().ok())
+        });
+    Ok(Some(MapSize {
+        key: info.key_size(),
+        value: info.value_size(),
+        entries: info.max_entries(),
+        memlock,
+    }))
 }
 
 /// Adds interfaces to TX_PORTS (ifindex → ifindex), the XDP_REDIRECT targets.

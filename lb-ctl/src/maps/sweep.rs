@@ -124,6 +124,17 @@ pub fn set_clock(dir: &Path, now: u32) -> Result<u32, MapsError> {
     Ok(now)
 }
 
+/// Starts CLOCK on fresh maps (`lb-ctl load`), so flows are stamped with real seconds from
+/// the first packet on (`lb-ctl sweep` keeps it running; it is what expires connections,
+/// so it should run as long as lb is loaded, as IPVS's timers do). A running CLOCK (maps
+/// reused from an earlier load) is left alone.
+pub fn start_clock(dir: &Path) -> Result<(), MapsError> {
+    if read_clock(dir)? == 0 {
+        tick(dir)?;
+    }
+    Ok(())
+}
+
 /// One sweep pass over the maps pinned under `dir`, at the current time.
 pub fn sweep_once(dir: &Path) -> Result<SweepReport, MapsError> {
     sweep_at(dir, sys::monotonic_s())
@@ -213,16 +224,57 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
         }
     }
     tally.report.locality = expire_locality(dir, &pass)?;
-    if !tally.per_real.is_empty() {
-        let mut ex: Array<MapData, ConnExpiry> = open(dir, MAP_REAL_EXPIRED)?;
-        for (id, add) in &tally.per_real {
-            let err = |source| MapsError::Map {
-                name: MAP_REAL_EXPIRED,
-                source,
-            };
-            let cur = ex.get(id, 0).map_err(err)?;
-            ex.set(*id, add_expiry(cur, add), 0).map_err(err)?;
-        }
-    }
+    book(dir, &tally)?;
     Ok(tally.report)
+}
+
+/// Adds a tally's expiries to REAL_EXPIRED (wrapping, [`add_expiry`]).
+fn book(dir: &Path, tally: &Tally) -> Result<(), MapsError> {
+    if tally.per_real.is_empty() {
+        return Ok(());
+    }
+    let mut ex: Array<MapData, ConnExpiry> = open(dir, MAP_REAL_EXPIRED)?;
+    for (id, add) in &tally.per_real {
+        let err = |source| MapsError::Map {
+            name: MAP_REAL_EXPIRED,
+            source,
+        };
+        let cur = ex.get(id, 0).map_err(err)?;
+        ex.set(*id, add_expiry(cur, add), 0).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Expires one flow now, whatever its age, as a pass expires an idle one: taken from its
+/// FLOWS table, its NAT_REV entry forgotten, and counted in REAL_EXPIRED by its INACTIVE
+/// flag. Returns the value taken (`None`: no such flow). Tests drive expiry with it.
+pub fn expire_flow(dir: &Path, key: &FlowKey) -> Result<Option<FlowValue>, MapsError> {
+    let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
+    let Some(v) = flows::FLOWS.open_raw(dir)?.take::<FlowValue>(key)? else {
+        return Ok(None);
+    };
+    let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
+    forget_nat_reverse(&flows::NAT_REV.open_raw(dir)?, &reals, key, &v)?;
+    let mut tally = Tally::default();
+    tally.flow(&v);
+    book(dir, &tally)?;
+    Ok(Some(v))
+}
+
+/// Expires one persistence template now, whatever its age, as a pass expires an unused
+/// one: taken from PERSIST and counted in REAL_EXPIRED. Returns the value taken (`None`: no
+/// such template). Tests drive expiry with it.
+pub fn expire_template(dir: &Path, key: &PersistKey) -> Result<Option<PersistValue>, MapsError> {
+    let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
+    let raw = RawMap::open(&dir.join(MAP_PERSIST)).map_err(io_err(MAP_PERSIST))?;
+    let Some(v) = raw
+        .take::<PersistKey, PersistValue>(key)
+        .map_err(io_err(MAP_PERSIST))?
+    else {
+        return Ok(None);
+    };
+    let mut tally = Tally::default();
+    tally.template(v.real_id);
+    book(dir, &tally)?;
+    Ok(Some(v))
 }

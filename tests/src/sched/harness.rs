@@ -3,10 +3,21 @@
 //! flow's TCP state and INACTIVE flag, and each real's ActiveConn / InActConn /
 //! PersistConn as `conn_counts` computes them from REAL_CONNS and REAL_EXPIRED.
 //!
-//! Each scenario loads the object afresh (empty maps, cursors at 0) in the harness's
-//! network namespace. Expiry does what lb-ctl's sweep does (datapath contract): delete
-//! the FLOWS entry and add one to the real's REAL_EXPIRED active or inactive count by the
-//! flow's INACTIVE flag; a template: delete it from PERSIST and count it expired.
+//! Services and reals are published as `lb-ctl -A/-E/-a/-e/-d` publishes them: lb-ctl's
+//! planners (`lb_ctl::ipvs::service`, `lb_ctl::ipvs::real`) plan against a snapshot of the
+//! pinned maps and `lb_ctl::maps::Maps::apply` writes the plan, so every scenario tests
+//! lb-ctl's publishing too. The planners choose the map's service and real ids; the
+//! scenarios and the model keep the harness's own (real `first_real[svc] + list position`,
+//! service = its number), and [`Run`] translates at every map read. A real's next hop is a
+//! fake resolver's: lo, and a MAC naming the harness id, so the output frame names the
+//! chosen real in the harness's ids.
+//!
+//! The object is loaded once, pinned under a [`PinDir`], in the harness's network
+//! namespace. CLOCK, SETTINGS and expiry go through lb-ctl's `maps` too: a connection
+//! expires by the sweep's own `expire_flow` (the FLOWS entry taken, one added to the
+//! real's REAL_EXPIRED active or inactive count by the flow's INACTIVE flag), a template by
+//! `expire_template` (taken from PERSIST, counted expired). The harness itself only reads
+//! maps (FLOWS, PERSIST, SCHED_TABLE) and runs the program.
 
 use crate::model::{self, Choice, Conn, Dest, Model, Persist, Sched, tcp};
 use anyhow::{Context, Result, anyhow};
@@ -14,36 +25,42 @@ use aya::maps::{Array, HashMap, MapData};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, Pod};
 use lb_common::addr::convert::to_raw;
-use lb_common::conn::{ConnEvents, ConnExpiry, Settings, Timeouts, conn_counts};
-use lb_common::consts::{
-    MAP_CLOCK, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
-    MAP_REAL_EXPIRED, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_VIP_FILTER,
-    MAP_VIPS, PROG_LB,
-};
-use lb_common::filter::filter_slot;
+use lb_common::conn::{Settings, Timeouts};
+use lb_common::consts::{MAP_FLOWS4, MAP_FLOWS6, MAP_PERSIST, MAP_SCHED_TABLE, PROG_LB};
 use lb_common::{
-    Be16, FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, Real,
-    RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
+    FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, SchedKind,
+    VipFlags,
 };
+use lb_ctl::ipvs::model::{
+    Endpoint, ModelError, Op, Proto, RealRef, RealSpec, ServiceAddr, ServiceSpec, Snapshot,
+};
+use lb_ctl::ipvs::{real, service};
+use lb_ctl::loader::{Loader, ObjectFile, object_path};
+use lb_ctl::maps::Maps;
+use lb_ctl::nexthop::{NextHop, NextHopError};
 use lb_ctl::sweep;
 use lb_tests::bpf::IF_LO;
 use lb_tests::bpf::TEST_CACHE_BITS;
+use lb_tests::netns::PinDir;
 use lb_tests::packet::{L4, Pkt};
 use lb_tests::provision::flow_key;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::path::Path;
 
 /// Service port.
 pub const VPORT: u16 = 80;
-/// Real id → its next-hop MAC, so the output frame names the chosen real.
+/// Harness real id → its next-hop MAC (the fake resolver's), so the output frame names
+/// the chosen real.
 pub const MAC_PREFIX: [u8; 4] = [0x02, 0x00, 0x00, 0x01];
 /// FLOWS capacity for scheduler runs: all scenarios share one load (each uses its own
-/// VIPs, service ids and real ids, so nothing needs clearing between them), and the
-/// distribution tests open thousands of flows.
+/// VIPs, and the planners give each service and real a fresh id, so nothing needs
+/// clearing between them), and the distribution tests open thousands of flows.
 pub const SCHED_MAX_FLOWS: u32 = 1 << 17;
-/// Service ids per scenario (scenario k uses ids 8k+1 ..).
+/// Services per scenario (scenario k's VIPs are 8k .. 8k+7 in its /24).
 pub const SVCS_PER_SCENARIO: u32 = 8;
-/// Real ids per scenario (scenario k uses ids 64k+1 ..).
+/// Harness real ids per scenario (scenario k uses ids 64k+1 ..).
 pub const REALS_PER_SCENARIO: u32 = 64;
 /// CLOCK value during a run.
 pub const NOW_S: u32 = 1_000;
@@ -110,10 +127,15 @@ impl SvcSpec {
 /// The loaded program and its maps.
 pub struct Lb {
     ebpf: Ebpf,
-    /// Next free SCHED_TABLE slot: every publish takes a fresh region, so a table a live
-    /// service points at is never overwritten.
-    next_slot: u32,
+    /// The same maps as lb-ctl opens them (pinned under `_pins`): snapshots, plan writes,
+    /// connection counts.
+    maps: Maps,
+    /// Removed with everything pinned in it when the program is dropped.
+    _pins: PinDir,
 }
+
+/// Prefix of the harness's pin directories.
+const PIN_PREFIX: &str = "lbsched";
 
 fn map<'a>(e: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
     e.map_mut(name)
@@ -123,15 +145,23 @@ fn map<'a>(e: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
 impl Lb {
     /// Loads the object (fresh maps).
     pub fn load() -> Result<Lb> {
-        let path = lb_tests::bpf::object_path()?;
+        let path = object_path(ObjectFile::BALANCER, None)?;
         lb_tests::bpf::pin_to_this_cpu()?;
-        // lb-ctl's own loader, unpinned, as the packet harness loads it.
-        let ebpf = lb_ctl::loader::Loader::balancer(&path)
+        lb_tests::netns::sweep_stale(PIN_PREFIX);
+        let pins = PinDir::create(PIN_PREFIX, "pin")?;
+        // lb-ctl's own loader, pinned, so lb-ctl's `Maps` opens the maps as lb-ctl does.
+        let ebpf = Loader::balancer(&path)
+            .pin_dir(pins.path())
             .max_flows(SCHED_MAX_FLOWS)
             .cache_bits(TEST_CACHE_BITS)
             .load()
             .with_context(|| format!("loading {PROG_LB} from {}", path.display()))?;
-        Ok(Lb { ebpf, next_slot: 0 })
+        let maps = Maps::open(pins.path())?;
+        Ok(Lb {
+            ebpf,
+            maps,
+            _pins: pins,
+        })
     }
 
     fn hash<K: Pod, V: Pod>(&mut self, name: &str) -> Result<HashMap<&mut MapData, K, V>> {
@@ -157,15 +187,9 @@ impl Lb {
         }
     }
 
-    /// Removes the flow's entry (as lb-ctl's sweep does).
-    fn remove_flow(&mut self, key: &FlowKey) -> Result<()> {
-        if key.is_v4() {
-            self.hash::<FlowKey4, FlowValue>(MAP_FLOWS4)?
-                .remove(&key.v4())?;
-        } else {
-            self.hash::<FlowKey, FlowValue>(MAP_FLOWS6)?.remove(key)?;
-        }
-        Ok(())
+    /// The pin directory (what lb-ctl's `maps` functions take).
+    fn dir(&self) -> &Path {
+        self._pins.path()
     }
 
     /// Runs one frame received on lo; (return value, output frame).
@@ -195,10 +219,16 @@ pub struct Run {
     pub lb: Lb,
     /// The model.
     pub model: Model,
-    /// Service specs by id (1, 2, ...).
+    /// Service specs by number (1, 2, ...).
     pub specs: Vec<SvcSpec>,
-    /// First real id of each service.
+    /// First harness real id of each service.
     pub first_real: Vec<u32>,
+    /// Map service id (the planner's) of each service number.
+    map_svc: BTreeMap<u32, u32>,
+    /// Map real id (the planner's) of each harness real id.
+    map_real: BTreeMap<u32, u32>,
+    /// Harness real id of each map real id.
+    harness_real: BTreeMap<u32, u32>,
     /// Disagreements, one line each.
     pub report: String,
     /// Connections opened, by handle.
@@ -211,10 +241,32 @@ pub struct Run {
     pub now: u32,
     /// CLOCK at each connection's last packet, by handle.
     pub last: Vec<u32>,
-    /// Real ids deleted (lb-ctl -d).
+    /// Harness real ids deleted (lb-ctl -d).
     pub deleted: std::collections::BTreeSet<u32>,
     /// Templates: (masked client, group) → (service, CLOCK of their last use).
     pub tlast: std::collections::BTreeMap<(IpAddr, u32), (u32, u32)>,
+}
+
+/// The fake next-hop resolver of harness real `id`: lo, and a MAC naming the id (as
+/// [`MAC_PREFIX`] says), so no network is asked.
+fn next_hop(id: u32) -> impl FnMut(IpAddr) -> Result<NextHop, NextHopError> {
+    move |addr| {
+        Ok(NextHop {
+            ifindex: IF_LO,
+            ifname: "lo".into(),
+            local_addr: Some(addr),
+            src_mac: [0x02, 0, 0, 0, 0, 0x04],
+            dst_mac: [
+                MAC_PREFIX[0],
+                MAC_PREFIX[1],
+                MAC_PREFIX[2],
+                MAC_PREFIX[3],
+                (id >> 8) as u8,
+                id as u8,
+            ],
+            gateway: None,
+        })
+    }
 }
 
 /// The address of client number `n`.
@@ -262,21 +314,20 @@ pub fn vip(k: u32, j: u32) -> IpAddr {
 
 impl Run {
     /// A run of scenario `k` on the loaded program; [`Run::setup`] writes the services.
-    pub fn new(k: u32, mut lb: Lb, specs: Vec<SvcSpec>) -> Run {
+    pub fn new(k: u32, lb: Lb, specs: Vec<SvcSpec>) -> Run {
         // CLOCK and SETTINGS are set when the object has them; a scenario that needs
         // them fails on its own checks otherwise.
-        if let Ok(mut c) = lb.array::<u32>(MAP_CLOCK) {
-            let _ = c.set(0, NOW_S, 0);
-        }
-        if let Ok(mut s) = lb.array::<Settings>(MAP_SETTINGS) {
-            let _ = s.set(0, Settings::default(), 0);
-        }
+        let _ = lb_ctl::maps::sweep::set_clock(lb.dir(), NOW_S);
+        let _ = lb_ctl::maps::write_settings(lb.dir(), &Settings::default());
         let mut run = Run {
             k,
             lb,
             model: Model::default(),
             specs: Vec::new(),
             first_real: Vec::new(),
+            map_svc: BTreeMap::new(),
+            map_real: BTreeMap::new(),
+            harness_real: BTreeMap::new(),
             report: String::new(),
             conns: Vec::new(),
             checked: 0,
@@ -303,14 +354,9 @@ impl Run {
     /// Writes every service into the maps and the model.
     pub fn setup(&mut self) -> Result<()> {
         for j in 0..self.specs.len() as u32 {
-            self.publish(j + 1, true)?;
+            self.create(j + 1)?;
         }
         Ok(())
-    }
-
-    /// The service id in the maps of the scenario's service `svc` (1-based).
-    pub fn svc_id(&self, svc: u32) -> u32 {
-        self.k * SVCS_PER_SCENARIO + svc
     }
 
     /// The model's dests of service `svc` from its spec.
@@ -331,148 +377,153 @@ impl Run {
             .collect()
     }
 
-    /// Writes service `svc` (reals, reals list, table, SERVICES) into the maps, and into
-    /// the model: created (`fresh`) or with its dests' weights/thresholds updated.
-    pub fn publish(&mut self, svc: u32, fresh: bool) -> Result<()> {
+    /// Service `svc` as ipvsadm names it (`-t|-u VIP:PORT`).
+    fn service_addr(&self, svc: u32) -> ServiceAddr {
+        let s = &self.specs[svc as usize - 1];
+        ServiceAddr {
+            proto: Proto::from_number(s.proto).expect("a TCP or UDP service"),
+            vip: Endpoint {
+                ip: vip_of(self.k, svc - 1, s.v6),
+                port: s.port,
+            },
+        }
+    }
+
+    /// Service `svc` as `-A` / `-E` give it.
+    fn service_spec(&self, svc: u32) -> ServiceSpec {
+        let s = &self.specs[svc as usize - 1];
+        let mut spec = ServiceSpec::with_sched(self.service_addr(svc), s.sched);
+        spec.sched_flags = s.flags;
+        if let Some((timeout, prefix, group)) = s.persist {
+            let ones = if s.v6 {
+                IpAddr::from([0xffff_u16; 8])
+            } else {
+                IpAddr::from([255, 255, 255, 255])
+            };
+            spec.persistent = Some(timeout);
+            spec.netmask = Some(model::mask(ones, prefix));
+            if group != svc {
+                spec.persist_with = Some(self.service_addr(group));
+            }
+        }
+        spec.one_packet = s.one_packet;
+        if s.sched == SchedKind::Maglev {
+            spec.mh_size = Some(s.mh_size);
+        }
+        spec
+    }
+
+    /// The real at list position `idx` of service `svc` as `-a` / `-e` give it.
+    fn real_spec(&self, svc: u32, idx: usize) -> RealSpec {
+        let s = &self.specs[svc as usize - 1];
+        let r = s.reals[idx];
+        RealSpec {
+            service: self.service_addr(svc),
+            addr: real_addr(self.k, idx as u32, s.v6),
+            port: None,
+            mode: if s.nat {
+                ForwardMode::Nat
+            } else {
+                ForwardMode::Dr
+            },
+            weight: i64::from(r.w),
+            u_threshold: r.x,
+            l_threshold: r.y,
+        }
+    }
+
+    /// Plans a change against a snapshot of the maps and writes the plan, as an lb-ctl
+    /// command does; returns the plan.
+    fn lb_ctl(
+        &mut self,
+        plan: impl FnOnce(&Snapshot) -> Result<Vec<Op>, ModelError>,
+    ) -> Result<Vec<Op>> {
+        let snap = self.lb.maps.snapshot()?;
+        let ops = plan(&snap)?;
+        self.lb.maps.apply(&ops)?;
+        Ok(ops)
+    }
+
+    /// Creates service `svc` and its reals with lb-ctl's planners (`-A`, then `-a` for
+    /// each real), and in the model.
+    fn create(&mut self, svc: u32) -> Result<()> {
+        let spec = self.service_spec(svc);
+        let ops = self.lb_ctl(|s| service::add(s, &spec))?;
+        let id = ops
+            .iter()
+            .find_map(|op| match op {
+                Op::PutService(_, s) => Some(s.id),
+                _ => None,
+            })
+            .context("-A planned no service")?;
+        self.map_svc.insert(svc, id);
+        // IPVS puts a new real at the head of its service's list: added last to first,
+        // the list is the spec's order.
+        let base = self.first_real[svc as usize - 1];
+        for idx in (0..self.specs[svc as usize - 1].reals.len()).rev() {
+            let real = self.real_spec(svc, idx);
+            let id = base + idx as u32;
+            let ops = self.lb_ctl(|s| real::add(s, &real, &mut next_hop(id)))?;
+            let map_id = ops
+                .iter()
+                .find_map(|op| match op {
+                    Op::PutReal(m, _) => Some(*m),
+                    _ => None,
+                })
+                .context("-a planned no real")?;
+            self.map_real.insert(id, map_id);
+            self.harness_real.insert(map_id, id);
+        }
+        if spec.mh_size.is_some() {
+            // lb-ctl keeps a Maglev size only in the table it built (`mh_size_of`), so
+            // `-A --mh-size N` on a service without reals is forgotten by the first `-a`
+            // (its table gets the default size). `-E --mh-size N` after the reals, as an
+            // operator has to today, gives the table the spec's size.
+            self.lb_ctl(|s| service::edit(s, &spec))?;
+        }
+        self.sync_model(svc, true)
+    }
+
+    /// Publishes service `svc` anew from its spec (`-E` with the same options: the reals
+    /// list and table rebuilt and written to a fresh region), and updates the model.
+    pub fn publish(&mut self, svc: u32) -> Result<()> {
+        let spec = self.service_spec(svc);
+        self.lb_ctl(|s| service::edit(s, &spec))?;
+        self.sync_model(svc, false)
+    }
+
+    /// The Maglev table service `svc` points at in SCHED_TABLE, in harness real ids.
+    fn mh_table(&mut self, svc: u32) -> Result<Vec<u32>> {
+        let addr = self.service_addr(svc);
+        let s = self
+            .lb
+            .maps
+            .snapshot()?
+            .service(&addr)
+            .context("service not in SERVICES")?;
+        let t = self.lb.array::<u32>(MAP_SCHED_TABLE)?;
+        (s.table_base..s.table_base + s.table_len)
+            .map(|i| {
+                let id = t.get(&i, 0)?;
+                self.harness_real
+                    .get(&id)
+                    .copied()
+                    .with_context(|| format!("SCHED_TABLE names real {id}, not the harness's"))
+            })
+            .collect()
+    }
+
+    /// The model's service `svc`: created (`fresh`) from the spec, or with its dests'
+    /// weights/thresholds (and a Maglev table: the one published) updated.
+    fn sync_model(&mut self, svc: u32, fresh: bool) -> Result<()> {
         let spec = self.specs[svc as usize - 1].clone();
         let dests = self.dests(svc);
-        let ids: Vec<u32> = dests.iter().map(|d| d.id).collect();
-        // The table, built from the model's rules (the contract: the kernel indexes
-        // what userspace built).
-        let table: Vec<u32> = match spec.sched {
-            SchedKind::Sh => model::table::sh_reassign(&dests)
-                .into_iter()
-                .map(|p| ids[p.expect("sh bucket")])
-                .collect(),
-            SchedKind::Dh => model::table::dh_assign(&dests)
-                .into_iter()
-                .map(|p| ids[p.expect("dh bucket")])
-                .collect(),
-            SchedKind::Maglev => {
-                // As lb-ctl builds it: every real with its weight; none weighted → no
-                // table.
-                let backends: Vec<lb_common::maglev::Backend> = dests
-                    .iter()
-                    .map(|d| {
-                        let (addr, _) = to_raw(d.addr);
-                        lb_common::maglev::Backend {
-                            id: d.id,
-                            addr,
-                            port: VPORT,
-                            weight: d.weight as u32,
-                        }
-                    })
-                    .collect();
-                if backends.iter().all(|b| b.weight == 0) {
-                    Vec::new()
-                } else {
-                    lb_common::maglev::build(&backends, spec.mh_size)
-                        .map_err(|e| anyhow!("maglev: {e:?}"))?
-                }
-            }
-            _ => Vec::new(),
-        };
-        for d in &dests {
-            let (addr, family) = to_raw(d.addr);
-            let r = Real {
-                addr,
-                local_addr: addr,
-                port: Be16::from_host(VPORT),
-                mode: if spec.nat {
-                    ForwardMode::Nat as u8
-                } else {
-                    ForwardMode::Dr as u8
-                },
-                family,
-                flags: RealFlags(RealFlags::ACTIVE),
-                svc_id: self.svc_id(svc),
-                weight: d.weight as u32,
-                ifindex: IF_LO,
-                dst_mac: [
-                    MAC_PREFIX[0],
-                    MAC_PREFIX[1],
-                    MAC_PREFIX[2],
-                    MAC_PREFIX[3],
-                    (d.id >> 8) as u8,
-                    d.id as u8,
-                ],
-                src_mac: [0x02, 0, 0, 0, 0, 0x04],
-                u_threshold: d.u_threshold,
-                l_threshold: d.l_threshold,
-            };
-            self.lb.array::<Real>(MAP_REALS)?.set(d.id, r, 0)?;
-            if spec.nat {
-                let (word, bit) = filter_slot(&addr);
-                let mut f = self.lb.array::<u64>(MAP_NAT_FILTER)?;
-                let old = f.get(&word, 0)?;
-                f.set(word, old | bit, 0)?;
-            }
-        }
-        let region = self.lb.next_slot;
-        self.lb.next_slot += (ids.len() + table.len()) as u32;
-        {
-            let mut t = self.lb.array::<u32>(MAP_SCHED_TABLE)?;
-            for (i, id) in ids.iter().chain(table.iter()).enumerate() {
-                t.set(region + i as u32, *id, 0)?;
-            }
-        }
-        let mut flags = spec.flags;
-        let ones = if spec.v6 {
-            IpAddr::from([0xffff_u16; 8])
+        let flags = VipFlags(spec.flags);
+        let table = if spec.sched == SchedKind::Maglev {
+            self.mh_table(svc)?
         } else {
-            IpAddr::from([255, 255, 255, 255])
+            Vec::new()
         };
-        let (timeout, mask, group) = match spec.persist {
-            Some((t, p, g)) => {
-                flags |= VipFlags::PERSISTENT;
-                (t, model::mask(ones, p), g)
-            }
-            None => (0, ones, 0),
-        };
-        let group = self.svc_id(group);
-        if spec.one_packet {
-            flags |= VipFlags::ONE_PACKET;
-        }
-        let v = vip_of(self.k, svc - 1, spec.v6);
-        let (vaddr, family) = to_raw(v);
-        let key = ServiceKey {
-            addr: vaddr,
-            port: Be16::from_host(spec.port),
-            proto: spec.proto,
-            family,
-        };
-        let service = Service {
-            id: self.svc_id(svc),
-            flags: VipFlags(flags),
-            sched: spec.sched as u8,
-            _pad: [0; 3],
-            table_base: region + ids.len() as u32,
-            table_len: table.len() as u32,
-            reals_base: region,
-            reals_len: ids.len() as u32,
-            persist_timeout_s: timeout,
-            persist_group: group,
-            persist_mask: to_raw(mask).0,
-        };
-        self.lb
-            .hash::<ServiceKey, Service>(MAP_SERVICES)?
-            .insert(key, service, 0)?;
-        self.lb.hash::<VipKey, u32>(MAP_VIPS)?.insert(
-            VipKey {
-                addr: vaddr,
-                family,
-                _pad: [0; 3],
-            },
-            1,
-            0,
-        )?;
-        {
-            let (word, bit) = filter_slot(&vaddr);
-            let mut f = self.lb.array::<u64>(MAP_VIP_FILTER)?;
-            let old = f.get(&word, 0)?;
-            f.set(word, old | bit, 0)?;
-        }
-        // The model.
         let sched = match spec.sched {
             SchedKind::Rr => Sched::Rr(None),
             SchedKind::Wrr => Sched::Wrr(model::seq::WrrMark::init(&dests)),
@@ -485,14 +536,14 @@ impl Run {
             SchedKind::Twos => Sched::Twos,
             SchedKind::Sh => Sched::Sh {
                 buckets: Vec::new(),
-                fallback: VipFlags(flags).has(VipFlags::SH_FALLBACK),
-                port: VipFlags(flags).has(VipFlags::SH_PORT),
+                fallback: flags.has(VipFlags::SH_FALLBACK),
+                port: flags.has(VipFlags::SH_PORT),
             },
             SchedKind::Dh => Sched::Dh(Vec::new()),
             SchedKind::Maglev => Sched::Mh {
                 table: table.clone(),
-                fallback: VipFlags(flags).has(VipFlags::MH_FALLBACK),
-                port: VipFlags(flags).has(VipFlags::HASH_PORTS),
+                fallback: flags.has(VipFlags::MH_FALLBACK),
+                port: flags.has(VipFlags::HASH_PORTS),
             },
             SchedKind::Lblc => Sched::Lblc(Default::default()),
             SchedKind::Lblcr => Sched::Lblcr(Default::default()),
@@ -523,42 +574,59 @@ impl Run {
     /// Sets `expire_quiescent_template` in SETTINGS and the model. The scenarios share
     /// one load, so the caller sets it back.
     pub fn set_expire_quiescent_template(&mut self, on: bool) -> Result<()> {
-        let mut m = self.lb.array::<Settings>(MAP_SETTINGS)?;
-        let mut v = m.get(&0, 0)?;
+        let mut v = lb_ctl::maps::read_settings(self.lb.dir())?;
         v.expire_quiescent_template = on as u32;
-        m.set(0, v, 0)?;
+        lb_ctl::maps::write_settings(self.lb.dir(), &v)?;
         self.model.sysctl.expire_quiescent_template = on;
         Ok(())
     }
 
     /// Sets `expire_nodest_conn` in SETTINGS and the model (the caller sets it back).
     pub fn set_expire_nodest_conn(&mut self, on: bool) -> Result<()> {
-        let mut m = self.lb.array::<Settings>(MAP_SETTINGS)?;
-        let mut v = m.get(&0, 0)?;
+        let mut v = lb_ctl::maps::read_settings(self.lb.dir())?;
         v.expire_nodest_conn = on as u32;
-        m.set(0, v, 0)?;
+        lb_ctl::maps::write_settings(self.lb.dir(), &v)?;
         self.model.sysctl.expire_nodest_conn = on;
         Ok(())
     }
 
-    /// Deletes the real at list position `idx` of the spec (lb-ctl -d): its REALS slot
-    /// cleared, the service republished without it; the model moves it to the trash.
+    /// Deletes the real at list position `idx` of the spec (`lb-ctl -d`: the service
+    /// republished without it, then its REALS slot marked inactive); the model moves it to
+    /// the trash.
     pub fn delete_real(&mut self, svc: u32, idx: usize) -> Result<()> {
         let id = self.first_real[svc as usize - 1] + idx as u32;
         self.deleted.insert(id);
-        self.lb
-            .array::<Real>(MAP_REALS)?
-            .set(id, Real::default(), 0)?;
+        let gone = RealRef {
+            service: self.service_addr(svc),
+            addr: real_addr(self.k, idx as u32, self.specs[svc as usize - 1].v6),
+            port: None,
+        };
+        self.lb_ctl(|s| real::delete(s, &gone))?;
         self.model.delete_real(svc, id);
-        self.publish(svc, false)
+        self.sync_model(svc, false)
     }
 
-    /// Changes a real's weight (lb-ctl -e): republish the service.
+    /// Changes a real's weight (`lb-ctl -e`, which republishes the service).
     pub fn set_weight(&mut self, svc: u32, real_idx: usize, w: u32) -> Result<()> {
         self.specs[svc as usize - 1].reals[real_idx].w = w;
-        self.publish(svc, false)
+        let real = self.real_spec(svc, real_idx);
+        let id = self.first_real[svc as usize - 1] + real_idx as u32;
+        self.lb_ctl(|s| real::edit(s, &real, &mut next_hop(id)))?;
+        self.sync_model(svc, false)
     }
 
+    /// The map id of harness real `id`.
+    fn map_real(&self, id: u32) -> Result<u32> {
+        self.map_real
+            .get(&id)
+            .copied()
+            .with_context(|| format!("real {id} was never added"))
+    }
+
+    /// The harness id of map real `id` (`None`: not one of this run's reals).
+    fn harness_real(&self, id: u32) -> Option<u32> {
+        self.harness_real.get(&id).copied()
+    }
     fn frame(&self, svc: u32, c: &Conn, flags: tcp::Flags) -> Vec<u8> {
         let (src, dst) = (c.client.to_string(), c.vip.to_string());
         let mut p = if c.proto == 6 {
@@ -699,12 +767,13 @@ impl Run {
         let masked = model::mask(c.client, prefix);
         let want = self.model.templates.get(&(masked, group)).map(|t| t.real);
         let (_, got) = self.template(spec.proto, masked, group)?;
+        // PERSIST names the map's real id; the model the harness's.
+        let got = got.map(|v| (self.harness_real(v.real_id), v.last_seen_s));
         match (got, want) {
             (None, None) => {}
-            (Some(g), Some(w)) if g.real_id == w && g.last_seen_s == self.now => {}
+            (Some((Some(g), seen)), Some(w)) if g == w && seen == self.now => {}
             (g, w) => self.note(format!(
-                "template of {masked} group {group}: PERSIST {:?}, model real {w:?} used at CLOCK {}",
-                g.map(|v| (v.real_id, v.last_seen_s)),
+                "template of {masked} group {group}: PERSIST (real, last seen) {g:?}, model real {w:?} used at CLOCK {}",
                 self.now
             )),
         }
@@ -735,9 +804,11 @@ impl Run {
                 let wreal = w.real;
                 let ws = if c.proto == 6 { w.state as u8 } else { 0 };
                 let gi = g.flags & FlowFlags::INACTIVE != 0;
-                if g.real_id != wreal || g.state != ws || gi != w.inactive {
+                // FLOWS names the map's real id; the model the harness's.
+                let greal = self.harness_real(g.real_id);
+                if greal != Some(wreal) || g.state != ws || gi != w.inactive {
                     self.note(format!(
-                        "conn #{h}: flow real {} state {} inactive {gi}; model real {wreal} state {ws} inactive {}",
+                        "conn #{h}: flow real {greal:?} (map id {}) state {} inactive {gi}; model real {wreal} state {ws} inactive {}",
                         g.real_id, g.state, w.inactive
                     ));
                 }
@@ -845,17 +916,11 @@ impl Run {
         self.check_flow(h)
     }
 
-    /// Connection `h` expires as lb-ctl's sweep expires it: the flow removed and booked
-    /// in REAL_EXPIRED by the sweep's own functions.
+    /// Connection `h` expires as lb-ctl's sweep expires it (`expire_flow`: the flow taken
+    /// and booked in REAL_EXPIRED by the sweep's own code).
     pub fn expire(&mut self, h: usize) -> Result<()> {
         let (svc, c) = self.conns[h];
-        let key = Self::key(&c);
-        if let Some(v) = self.lb.flow(&key)? {
-            self.lb.remove_flow(&key)?;
-            let mut tally = sweep::Tally::default();
-            tally.flow(&v);
-            self.book_expiry(&tally)?;
-        }
+        lb_ctl::maps::sweep::expire_flow(self.lb.dir(), &Self::key(&c))?;
         self.model.expire(svc, c);
         Ok(())
     }
@@ -865,7 +930,7 @@ impl Run {
     /// timeouts), by the model's state and the CLOCK of its last packet.
     pub fn sweep(&mut self, now: u32) -> Result<()> {
         self.now = now;
-        self.lb.array::<u32>(MAP_CLOCK)?.set(0, now, 0)?;
+        lb_ctl::maps::sweep::set_clock(self.lb.dir(), now)?;
         for h in 0..self.conns.len() {
             let (svc, c) = self.conns[h];
             let Some(e) = self.model.conns.get(&(svc, c)) else {
@@ -904,17 +969,6 @@ impl Run {
         Ok(())
     }
 
-    /// Adds a tally of expiries to REAL_EXPIRED as the sweep's pass does
-    /// (`sweep::add_expiry`, wrapping).
-    fn book_expiry(&mut self, tally: &sweep::Tally) -> Result<()> {
-        let mut ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?;
-        for (id, add) in &tally.per_real {
-            let cur = ex.get(id, 0)?;
-            ex.set(*id, sweep::add_expiry(cur, add), 0)?;
-        }
-        Ok(())
-    }
-
     /// Every live connection expires.
     pub fn expire_all(&mut self) -> Result<()> {
         for h in 0..self.conns.len() {
@@ -942,7 +996,7 @@ impl Run {
         let (addr, family) = to_raw(masked);
         let key = PersistKey {
             client: addr,
-            group: self.svc_id(group),
+            group: self.map_svc[&group],
             family,
             proto,
             _pad: [0; 2],
@@ -960,18 +1014,11 @@ impl Run {
     }
 
     /// The template (masked client, group) expires: removed from PERSIST and counted in
-    /// REAL_EXPIRED, as lb-ctl's sweep does.
+    /// REAL_EXPIRED by lb-ctl's sweep code (`expire_template`).
     pub fn expire_template_key(&mut self, svc: u32, masked: IpAddr, group: u32) -> Result<()> {
         let spec = self.specs[svc as usize - 1].clone();
-        let (key, v) = self.template(spec.proto, masked, group)?;
-        if let Some(v) = v {
-            self.lb
-                .hash::<PersistKey, PersistValue>(MAP_PERSIST)?
-                .remove(&key)?;
-            let mut tally = sweep::Tally::default();
-            tally.template(v.real_id);
-            self.book_expiry(&tally)?;
-        } else {
+        let (key, _) = self.template(spec.proto, masked, group)?;
+        if lb_ctl::maps::sweep::expire_template(self.lb.dir(), &key)?.is_none() {
             self.note(format!(
                 "no PERSIST entry for client {masked} group {group}"
             ));
@@ -988,9 +1035,12 @@ impl Run {
             let s = &self.model.services[&svc];
             let ids: Vec<u32> = s.dests.iter().chain(s.trash.iter()).map(|d| d.id).collect();
             for id in ids {
-                let ev = self.lb.array::<ConnEvents>(MAP_REAL_CONNS)?.get(&id, 0)?;
-                let ex = self.lb.array::<ConnExpiry>(MAP_REAL_EXPIRED)?.get(&id, 0)?;
-                let c = conn_counts(&ev, &ex);
+                // As `lb-ctl -L` counts them, by the real's map id.
+                let c = self
+                    .lb
+                    .maps
+                    .conn_counts(self.map_real(id)?)?
+                    .context("the object keeps no connection counters")?;
                 let got = (c.active as u32, c.inactive as u32, c.persistent as u32);
                 let want = self.model.counts(svc, id);
                 if got != want {

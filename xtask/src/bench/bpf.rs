@@ -15,10 +15,12 @@
 
 use super::figure::central_mean;
 use anyhow::{Context, Result, anyhow, bail};
-use aya::maps::{Map, MapData};
+use aya::maps::Map;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::consts::PROG_LB;
+use lb_ctl::loader::ObjectFile;
+pub use lb_ctl::maps::MapSize;
 use std::path::{Path, PathBuf};
 
 /// XDP verdicts (enum xdp_action).
@@ -30,36 +32,13 @@ pub const XDP_TX: u32 = 3;
 /// XDP_REDIRECT.
 pub const XDP_REDIRECT: u32 = 4;
 
-/// The object to load: `env` when set (LB_BPF_OBJECT for the balancer, as lb-ctl and the
-/// packet tests read it), else the newer of the installed object (`target/release/<file>`)
-/// and lb-ebpf's own build output (`<bin>`), so a fresh `cargo build` in lb-ebpf is never
-/// shadowed by a stale copy.
-pub fn object(root: &Path, env: Option<&str>, file: &str, bin: &str) -> Result<PathBuf> {
-    if let Some(p) = env.and_then(std::env::var_os).filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!("{} does not exist", p.display());
-        }
-        return Ok(p);
-    }
-    let candidates = [
-        root.join("target/release").join(file),
-        root.join("lb-ebpf/target/bpfel-unknown-none/release")
-            .join(bin),
-    ];
-    candidates
-        .iter()
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p.clone())
-        .ok_or_else(|| {
-            anyhow!(
-                "{file} is missing (looked for {} and {}): run `cargo xtask build`",
-                candidates[0].display(),
-                candidates[1].display()
-            )
-        })
-}
+/// The reference object the bench compares lb with (no environment override: it is
+/// always found by `lb_ctl::loader::object_path`'s search).
+pub const REF_OBJECT: ObjectFile = ObjectFile {
+    file: "lb-bench-ref.bpf.o",
+    bin: "lb-bench-ref",
+    env: None,
+};
 
 /// Why the balancer failed to load, once it has: a refused program can take the verifier a
 /// minute (a million instructions), so the other parts do not try again.
@@ -185,38 +164,10 @@ impl Loaded {
     }
 }
 
-/// The kernel's own view of a pinned map: key and value size, capacity, and the memory it
-/// charges for it (`memlock` in fdinfo).
-pub struct MapSize {
-    /// Key bytes.
-    pub key: u32,
-    /// Value bytes.
-    pub value: u32,
-    /// max_entries.
-    pub entries: u32,
-    /// Bytes the kernel accounts for the whole map.
-    pub memlock: Option<u64>,
-}
-
-/// [`MapSize`] of the map pinned at `pin`.
-pub fn map_size(pin: &Path) -> Result<MapSize> {
-    use std::os::fd::{AsFd, AsRawFd};
-    let data = MapData::from_pin(pin).with_context(|| format!("opening {}", pin.display()))?;
-    let info = data.info()?;
-    let fd = data.fd().as_fd().as_raw_fd();
-    let memlock = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("memlock:"))
-                .and_then(|v| v.trim().parse().ok())
-        });
-    Ok(MapSize {
-        key: info.key_size(),
-        value: info.value_size(),
-        entries: info.max_entries(),
-        memlock,
-    })
+/// The [`MapSize`] of the map pinned as `name` under `pin` (lb-ctl's maps/ opens it).
+pub fn map_size(pin: &Path, name: &'static str) -> Result<MapSize> {
+    lb_ctl::maps::pinned_size(pin, name)?
+        .with_context(|| format!("{name} is not pinned under {}", pin.display()))
 }
 
 /// One BPF_PROG_TEST_RUN call: return value, kernel-reported duration (ns) and output

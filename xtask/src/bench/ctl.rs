@@ -78,8 +78,8 @@ fn memory(pin: &Path) -> Result<Vec<Figure>> {
         ("", MAP_FLOWS6, MAP_NAT_REV6),
         ("_v4", MAP_FLOWS4, MAP_NAT_REV4),
     ] {
-        let flows = bpf::map_size(&pin.join(flows_map))?;
-        let rev = bpf::map_size(&pin.join(rev_map))?;
+        let flows = bpf::map_size(pin, flows_map)?;
+        let rev = bpf::map_size(pin, rev_map)?;
         let kv = f64::from(flows.key + flows.value);
         out.push(
             one(&format!("bytes_per_flow{suffix}"), "bytes", kv)
@@ -114,10 +114,10 @@ fn memory(pin: &Path) -> Result<Vec<Figure>> {
             )),
         );
     }
-    let svc = bpf::map_size(&pin.join(MAP_SERVICES))?;
-    let vips = bpf::map_size(&pin.join(MAP_VIPS))?;
-    let table = bpf::map_size(&pin.join(MAP_SCHED_TABLE))?;
-    let stats = bpf::map_size(&pin.join(MAP_SVC_STATS))?;
+    let svc = bpf::map_size(pin, MAP_SERVICES)?;
+    let vips = bpf::map_size(pin, MAP_VIPS)?;
+    let table = bpf::map_size(pin, MAP_SCHED_TABLE)?;
+    let stats = bpf::map_size(pin, MAP_SVC_STATS)?;
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)? as u32;
     let per_service = svc.key
         + svc.value
@@ -131,7 +131,7 @@ fn memory(pin: &Path) -> Result<Vec<Figure>> {
             svc.key, svc.value, vips.key, vips.value, table.value, stats.value
         )),
     );
-    let cache = bpf::map_size(&pin.join(MAP_FLOW_CACHE))?;
+    let cache = bpf::map_size(pin, MAP_FLOW_CACHE)?;
     out.push(
         one(
             "flow_cache_bytes_per_cpu",

@@ -20,6 +20,7 @@ use crate::util::{self, note, root, step};
 use anyhow::{Context, Result, bail};
 use bpf::{Loaded, Plan};
 use figure::Figure;
+use lb_ctl::loader::{ObjectFile, object_path};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -131,8 +132,8 @@ pub fn run(args: Args) -> Result<()> {
         quick: args.quick,
         start: Instant::now(),
     };
-    let lb_obj = bpf::object(&root, Some("LB_BPF_OBJECT"), "lb.bpf.o", "lb")?;
-    let ref_obj = bpf::object(&root, None, "lb-bench-ref.bpf.o", "lb-bench-ref")?;
+    let lb_obj = object_path(ObjectFile::BALANCER, None)?;
+    let ref_obj = object_path(bpf::REF_OBJECT, None)?;
     let machine = machine(&ctx);
     step(&format!(
         "bench{}: {} on {}",

@@ -831,9 +831,7 @@ fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
             keys.push(k.v4());
             inputs.push(p.bytes());
         }
-        let data = MapData::from_pin(pin.join(MAP_FLOWS4))?;
-        let mut flows: HashMap<MapData, FlowKey4, FlowValue> =
-            HashMap::try_from(aya::maps::Map::from_map_data(data)?)?;
+        let mut flows: HashMap<MapData, FlowKey4, FlowValue> = lb_ctl::maps::open(pin, MAP_FLOWS4)?;
         defs.push(PathDef {
             name: format!("new_flow_{}_v4{suffix}", SchedKind::Maglev.name()),
             target: syn.then_some(T_NEW),
