@@ -737,6 +737,27 @@ fn scenarios() -> Vec<Sc> {
             },
         },
         Sc {
+            name: "counters_sweep_timeout_boundary",
+            why: "a flow idle exactly its timeout stays (IPVS's timer fires after it), one second more and it goes; the same for a template at its -p timeout",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Wlc, &[w(1), w(1)]);
+                s.persist = Some((300, 32, 1));
+                vec![s]
+            },
+            script: |r| {
+                let now = harness::NOW_S;
+                r.open(1, 0, 40000)?; // SYN_RECV: 60 s, and a template
+                r.sweep(now + 60)?;
+                r.counts("idle 60 s of 60: kept")?;
+                r.sweep(now + 61)?;
+                r.counts("idle 61 s of 60: gone, the template idle 61 of 300")?;
+                r.sweep(now + 300)?;
+                r.counts("template idle 300 s of 300: kept")?;
+                r.sweep(now + 301)?;
+                r.counts("template idle 301 s of 300: gone")
+            },
+        },
+        Sc {
             name: "counters_nat_replies",
             why: "NAT: client packets use IPVS's INPUT table (no NOOUTPUT flag), replies the OUTPUT table; counts follow",
             specs: || {
@@ -1004,7 +1025,7 @@ fn mh_disruption(r: &mut Run) -> Result<(), String> {
 }
 
 /// Model self-checks (no root): the model's TCP table against lb-common's (both written
-/// from ip_vs_proto_tcp.c, by different hands), the wrr/sh/dh models against lb-common's
+/// from ip_vs_proto_tcp.c, by different hands), the sh/dh models against lb-common's
 /// table builders, and worked examples.
 fn model_checks() -> Vec<Trial> {
     use lb_common::FlowFlags;
@@ -1035,14 +1056,21 @@ fn model_checks() -> Vec<Trial> {
                     }
                 }
             }
-            let d = lb_common::conn::Timeouts::default();
-            let want = tcp::timeout_s(st, d.tcp_s, d.tcpfin_s);
+            let want = tcp::timeout_s(st, tcp::IPVS_TCP_S, tcp::IPVS_TCPFIN_S);
             if TCP_TIMEOUTS_S[st as usize] != want {
                 bad.push_str(&format!(
                     "timeout of {st:?}: lb-common {}, model {want}\n",
                     TCP_TIMEOUTS_S[st as usize]
                 ));
             }
+        }
+        // The `--set` defaults lb-ctl and the harness use are IPVS's.
+        let d = lb_common::conn::Timeouts::default();
+        let ipvs = (tcp::IPVS_TCP_S, tcp::IPVS_TCPFIN_S, tcp::IPVS_UDP_S);
+        if (d.tcp_s, d.tcpfin_s, d.udp_s) != ipvs {
+            bad.push_str(&format!(
+                "--set defaults: lb-common {d:?}, IPVS (tcp, tcpfin, udp) {ipvs:?}\n"
+            ));
         }
         if bad.is_empty() {
             Ok(())

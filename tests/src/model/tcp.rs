@@ -175,6 +175,23 @@ pub fn next(dir: Dir, f: Flags, cur: State) -> State {
     }
 }
 
+/// `tcp_timeouts[IP_VS_TCP_S_ESTABLISHED]`, the `--set tcp` default: 15 minutes.
+pub const IPVS_TCP_S: u32 = 900;
+/// `tcp_timeouts[IP_VS_TCP_S_FIN_WAIT]`, the `--set tcpfin` default: 2 minutes.
+pub const IPVS_TCPFIN_S: u32 = 120;
+/// `udp_timeouts[IP_VS_UDP_S_NORMAL]` (ip_vs_proto_udp.c), the `--set udp` default: 5
+/// minutes.
+pub const IPVS_UDP_S: u32 = 300;
+
+/// Whether a connection (or template) last used at `last` has expired at `now`, in whole
+/// seconds: IPVS arms its timer for `timeout` after each use and the timer fires after
+/// that, so a connection idle exactly `timeout` seconds is still there. Wrapping seconds;
+/// a stamp after `now` is fresh.
+pub fn expired(now: u32, last: u32, timeout: u32) -> bool {
+    let idle = now.wrapping_sub(last) as i32;
+    idle > timeout as i32
+}
+
 /// `tcp_timeouts` in seconds, with `--set tcp tcpfin` applied to ESTABLISHED and FIN_WAIT.
 pub fn timeout_s(s: State, tcp: u32, tcpfin: u32) -> u32 {
     match s {

@@ -943,26 +943,47 @@ impl Run {
             } else {
                 d.udp_s
             };
-            if sweep::expired(now, self.last[h], timeout) {
+            let due = sweep::expired(now, self.last[h], timeout);
+            // The sweep decides; the model's own rule (IPVS's timer) must agree, so a
+            // change of the sweep's boundary fails here, not only in lb-ctl's unit tests.
+            if due != tcp::expired(now, self.last[h], timeout) {
+                self.note(format!(
+                    "conn #{h} idle {} s, timeout {timeout} s: sweep says expired = {due}, \
+                     IPVS's timer the opposite",
+                    now.wrapping_sub(self.last[h])
+                ));
+            }
+            if due {
                 self.expire(h)?;
             }
         }
         // Templates: past their service's -p timeout since last used, and controlling no
         // live connection (IPVS re-arms a template's timer while n_control > 0).
-        let due: Vec<((IpAddr, u32), u32)> = self
-            .tlast
-            .iter()
-            .filter(|(key, (svc, t))| {
-                let timeout = self.specs[*svc as usize - 1].persist.map_or(0, |p| p.0);
-                let in_use = self.model.conns.values().any(|e| e.template == Some(**key));
-                // As the sweep's pass: kept while a live flow controls it, else by
-                // `Pass::template_expired`'s rule (idle strictly longer than the timeout).
-                self.model.templates.contains_key(key)
-                    && !in_use
-                    && sweep::expired(now, *t, timeout)
-            })
-            .map(|(key, (svc, _))| (*key, *svc))
-            .collect();
+        let mut due = Vec::new();
+        let mut disagree = Vec::new();
+        for (key, (svc, t)) in &self.tlast {
+            let timeout = self.specs[*svc as usize - 1].persist.map_or(0, |p| p.0);
+            let in_use = self.model.conns.values().any(|e| e.template == Some(*key));
+            if !self.model.templates.contains_key(key) || in_use {
+                continue;
+            }
+            // As the sweep's pass: kept while a live flow controls it, else by its expiry
+            // rule, which must agree with IPVS's timer in the model.
+            let expired = sweep::expired(now, *t, timeout);
+            if expired != tcp::expired(now, *t, timeout) {
+                disagree.push(format!(
+                    "template {key:?} idle {} s, timeout {timeout} s: sweep says expired = \
+                     {expired}, IPVS's timer the opposite",
+                    now.wrapping_sub(*t)
+                ));
+            }
+            if expired {
+                due.push((*key, *svc));
+            }
+        }
+        for line in disagree {
+            self.note(line);
+        }
         for ((masked, group), svc) in due {
             self.expire_template_key(svc, masked, group)?;
         }
