@@ -684,18 +684,26 @@ const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// [`DETACH_WAIT`]) until the interface no longer runs it: the kernel frees a link whose
 /// last reference was a pin from a workqueue (`bpf_link_put` defers to
 /// `bpf_link_put_deferred`), so without the wait `unload` could report a detachment that
-/// `ip link` does not show yet.
-fn detach(iface: &str, pin: &Path) -> Result<(), LoadError> {
+/// `ip link` does not show yet. Returns the line for the operator, `what` naming the
+/// program: detached, or (past the wait) that the kernel is still releasing it.
+fn detach(what: &str, iface: &str, pin: &Path) -> Result<String, LoadError> {
     let prog_id = sys::pinned_link_info(pin).ok().map(|i| i.prog_id);
     remove_file(pin)?;
     let Some(prog_id) = prog_id else {
-        return Ok(());
+        return Ok(format!("{what} detached from {iface}"));
     };
     let deadline = std::time::Instant::now() + DETACH_WAIT;
-    while iface_prog_id(iface) == Some(prog_id) && std::time::Instant::now() < deadline {
+    while iface_prog_id(iface) == Some(prog_id) {
+        if std::time::Instant::now() >= deadline {
+            return Ok(format!(
+                "{what} unpinned from {iface}; the kernel still runs it there after {} s \
+                 (it detaches when the kernel releases the link; check with `ip link show {iface}`)",
+                DETACH_WAIT.as_secs()
+            ));
+        }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    Ok(())
+    Ok(format!("{what} detached from {iface}"))
 }
 
 fn remove_dir_all(p: &Path) -> Result<(), LoadError> {
@@ -712,8 +720,7 @@ pub fn unload(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, LoadErro
     }
     if ifaces.is_empty() {
         for (iface, pin) in link_pins(pin_dir) {
-            detach(&iface, &pin)?;
-            out.push(format!("lb detached from {iface}"));
+            out.push(detach("lb", &iface, &pin)?);
         }
         remove_dir_all(pin_dir)?;
         out.push(format!("removed {}", pin_dir.display()));
@@ -722,8 +729,7 @@ pub fn unload(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, LoadErro
     for iface in ifaces {
         let pin = pin_dir.join(format!("link_{iface}"));
         if pin.exists() {
-            detach(iface, &pin)?;
-            out.push(format!("lb detached from {iface}"));
+            out.push(detach("lb", iface, &pin)?);
         } else {
             out.push(format!("lb is not attached to {iface}"));
         }
@@ -759,8 +765,7 @@ pub fn decap_detach(pin_dir: &Path, ifaces: &[String]) -> Result<Vec<String>, Lo
     for iface in ifaces {
         let pin = dir.join(format!("link_{iface}"));
         if pin.exists() {
-            detach(iface, &pin)?;
-            out.push(format!("lb decap detached from {iface}"));
+            out.push(detach("lb decap", iface, &pin)?);
         } else {
             out.push(format!("lb decap is not attached to {iface}"));
         }
