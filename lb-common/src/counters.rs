@@ -104,11 +104,19 @@ pub enum Pass {
     NotVip = 1,
     /// To a VIP but neither TCP, UDP nor an ICMP error about a flow (ping, other protocols).
     NotBalanced = 2,
+    /// A TCP RST (any flags with RST) to a service, of no flow we know: not scheduled
+    /// (IPVS `tcp_conn_schedule` never schedules an RST), left to the director's stack.
+    RstNoFlow = 3,
 }
 
 impl Pass {
     /// All reasons, for listing.
-    pub const ALL: [Pass; 3] = [Pass::NotIp, Pass::NotVip, Pass::NotBalanced];
+    pub const ALL: [Pass; 4] = [
+        Pass::NotIp,
+        Pass::NotVip,
+        Pass::NotBalanced,
+        Pass::RstNoFlow,
+    ];
     /// The counter slot of this reason.
     pub const fn counter(self) -> Counter {
         Counter(Counter::PASS_BASE + self as u32)
@@ -119,6 +127,7 @@ impl Pass {
             Pass::NotIp => "pass_not_ip",
             Pass::NotVip => "pass_not_vip",
             Pass::NotBalanced => "pass_not_balanced",
+            Pass::RstNoFlow => "pass_rst_no_flow",
         }
     }
 }

@@ -97,6 +97,13 @@ impl Packet {
         self.tcp_flags & (SYN | ACK | RST) == SYN && self.quote.is_none()
     }
 
+    /// A TCP RST (whatever its other flags), not an ICMP error: it never starts a flow
+    /// (IPVS `tcp_conn_schedule` schedules no RST). UDP has no flags (0).
+    #[inline(always)]
+    pub fn is_rst(&self) -> bool {
+        self.tcp_flags & lb_common::conn::tcp_flags::RST != 0 && self.quote.is_none()
+    }
+
     /// A packet that moves no connection state: UDP, or TCP with ACK and none of SYN, FIN,
     /// RST (not an ICMP error). Only these may use the flow cache (`cache.rs`).
     #[inline(always)]

@@ -28,7 +28,9 @@ pub struct Scheduled {
 }
 
 /// A packet to a VIP without a usable flow: its service (step 8), the TTL check (9), and a
-/// real (10). An ICMP error about a flow we do not know is sent where a hashing scheduler
+/// real (10). A TCP RST of no flow is not scheduled: as IPVS (`tcp_conn_schedule` wants
+/// `!th->rst`, else NF_ACCEPT) it passes to the director's stack (`RstNoFlow`), with no
+/// scheduler state moved, no template and no flow. An ICMP error about a flow we do not know is sent where a hashing scheduler
 /// (mh, sh, dh) would put the flow, and records nothing; with any other scheduler it is not
 /// ours to place (IPVS passes ICMP that matches no connection), so it passes `NotBalanced`.
 ///
@@ -38,6 +40,9 @@ pub struct Scheduled {
 #[inline(always)]
 pub fn schedule_new(pkt: &Packet) -> Result<Scheduled, Exit> {
     let svc = lookup_service(pkt)?;
+    if pkt.is_rst() {
+        return Err(Exit::Pass(lb_common::Pass::RstNoFlow));
+    }
     pkt.check_ttl()?;
     if pkt.quote.is_some() {
         if !sched::is_hashing(&svc) {

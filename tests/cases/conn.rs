@@ -5,8 +5,9 @@
 //! upper threshold (-x) and one-packet scheduling (-o).
 
 use super::common::*;
+use lb_common::ForwardMode::{Dr, Nat};
 use lb_common::conn::{ConnEvents, TcpState};
-use lb_common::{Counter, Drop, FlowFlags, FlowValue, ForwardMode, Real, VipFlags};
+use lb_common::{Counter, Drop, FlowFlags, FlowValue, ForwardMode, Pass, Real, VipFlags};
 use lb_tests::bpf::{IF_LO, Verdict};
 use lb_tests::case::{Action, Case, Counts, Output, Sequence, StateCheck, Step};
 use lb_tests::packet::Pkt;
@@ -18,7 +19,64 @@ pub fn cases() -> Vec<Sequence> {
         udp_bound_inactive(),
         upper_threshold(),
         one_packet_udp(),
+        rst_no_flow(
+            "conn_rst_no_flow_passes",
+            "an RST of no flow (DR service) is not scheduled (IPVS tcp_conn_schedule: !th->rst): passed to the director's stack, no flow recorded, the real's counters still",
+            Dr,
+            flags(Pkt::tcp(CLIENT4, VIP4, 40000, 80), RST),
+            0,
+        ),
+        rst_no_flow(
+            "conn_rst_ack_no_flow_passes",
+            "RST+ACK of no flow: passed as any RST, nothing recorded",
+            Dr,
+            flags(Pkt::tcp(CLIENT4, VIP4, 40000, 80), RST | ACK),
+            0,
+        ),
+        rst_no_flow(
+            "conn_rst_no_flow_v6_nat_records_nothing",
+            "an IPv6 RST of no flow to a NAT service: passed, no flow and no NAT_REV entry",
+            Nat,
+            flags(Pkt::tcp(CLIENT6, VIP6, 40000, 80), RST),
+            0,
+        ),
+        rst_no_flow(
+            "conn_rst_no_flow_persistent_no_template",
+            "an RST of no flow to a persistent service: passed, and no persistence template is created (the real's PersistConn stays 0)",
+            Dr,
+            flags(Pkt::tcp(CLIENT4, VIP4, 40000, 80), RST),
+            VipFlags::PERSISTENT,
+        ),
     ]
+}
+
+/// An RST to a one-real service (`mode`, service flags `svc_flags`) with no flow: passed
+/// untouched (`RstNoFlow`), nothing scheduled, recorded or bound, no template.
+fn rst_no_flow(
+    name: &'static str,
+    why: &'static str,
+    mode: ForwardMode,
+    p: Pkt,
+    svc_flags: u32,
+) -> Sequence {
+    let real_addr = if p.ip.is_v6() { REAL6 } else { REAL4 };
+    let mut prov = one(
+        &p.ip.dst().to_string(),
+        80,
+        TCP,
+        real(mode, SVC, real_addr, 80),
+    );
+    prov.services[0].flags = svc_flags;
+    Case {
+        state: vec![
+            StateCheck::FlowCount(0),
+            StateCheck::NatRevCount(0),
+            StateCheck::PersistCount(0),
+            StateCheck::Conns(REAL_A, ConnEvents::default()),
+        ],
+        ..pass_case(name, why, prov, p, Pass::RstNoFlow)
+    }
+    .into()
 }
 
 fn flow(real_id: u32, state: TcpState, flags: u8) -> FlowValue {

@@ -5,7 +5,7 @@
 
 use super::common::*;
 use lb_common::sched::{Dest, dh_table};
-use lb_common::{Counter, Drop, ForwardMode::Dr, Real, SchedKind};
+use lb_common::{Counter, Drop, ForwardMode::Dr, Pass, Real, SchedKind};
 use lb_tests::bpf::{IF_LO, Verdict};
 use lb_tests::case::{Action, Counts, Output, Sequence, StateCheck, Step};
 use lb_tests::packet::Pkt;
@@ -16,6 +16,7 @@ pub fn cases() -> Vec<Sequence> {
         dh_hashes_vip(),
         dh_quiesced(),
         rr_cycles(),
+        rr_rst_no_flow_keeps_position(),
         wlc_least_loaded(),
     ]
 }
@@ -130,6 +131,31 @@ fn rr_cycles() -> Sequence {
             to("first: REAL_A", CLIENT4, &a, REAL_A),
             to("second: REAL_B", CLIENT4_B, &b, REAL_B),
             to("third: REAL_A again", "198.18.0.12", &a, REAL_A),
+        ],
+    }
+}
+
+/// An RST of no flow is not scheduled: the rr position does not move, so the next SYN
+/// goes where it would have gone without the RST.
+fn rr_rst_no_flow_keeps_position() -> Sequence {
+    let (prov, a, b) = two(SchedKind::Rr, 1, |_| Vec::new());
+    let rst = flags(Pkt::tcp(CLIENT4_B, VIP4, 40000, 80), RST);
+    Sequence {
+        name: "sched_rr_rst_no_flow_keeps_position",
+        why: "an RST of no flow passes without being scheduled (IPVS schedules no RST): rr's last pick stays REAL_A, so the next SYN goes to REAL_B",
+        provision: prov,
+        steps: vec![
+            to("first: REAL_A", CLIENT4, &a, REAL_A),
+            Action::Packet(Step {
+                what: "RST of no flow: passed, rr not moved",
+                input: rst.clone().into(),
+                ingress: IF_LO,
+                verdict: Verdict::Pass,
+                output: Output::Unchanged,
+                counts: passed(Pass::RstNoFlow),
+                state: vec![StateCheck::FlowCount(1)],
+            }),
+            to("next SYN: REAL_B", "198.18.0.12", &b, REAL_B),
         ],
     }
 }

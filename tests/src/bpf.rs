@@ -398,6 +398,14 @@ impl Bpf {
             + self.hash::<FlowKey, FlowValue>(MAP_FLOWS6)?.keys().count())
     }
 
+    /// Number of persistence templates (PERSIST).
+    pub fn persist_count(&mut self) -> Result<usize> {
+        Ok(self
+            .hash::<lb_common::PersistKey, lb_common::PersistValue>(MAP_PERSIST)?
+            .keys()
+            .count())
+    }
+
     /// Number of NAT reply entries, both families.
     pub fn nat_rev_count(&mut self) -> Result<usize> {
         Ok(self

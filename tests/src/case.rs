@@ -107,6 +107,8 @@ pub enum StateCheck {
     FlowCount(usize),
     /// NAT_REV holds this many entries.
     NatRevCount(usize),
+    /// PERSIST holds this many templates.
+    PersistCount(usize),
     /// REAL_CONNS[real id] is exactly this (the data path's connection events; the cases
     /// start from zero).
     Conns(u32, lb_common::conn::ConnEvents),
@@ -361,6 +363,12 @@ fn run_step(bpf: &mut Bpf, prov: &Provision, step: &Step) -> anyhow::Result<Stri
                 let got = bpf.real_conns(*id)?;
                 if got != *want {
                     let _ = writeln!(bad, "REAL_CONNS[{id}]: expected {want:?}, got {got:?}");
+                }
+            }
+            StateCheck::PersistCount(n) => {
+                let got = bpf.persist_count()?;
+                if got != *n {
+                    let _ = writeln!(bad, "PERSIST entries: expected {n}, got {got}");
                 }
             }
             StateCheck::NatRevCount(n) => {
