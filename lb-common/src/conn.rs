@@ -229,6 +229,18 @@ pub struct TcpStep {
     pub conn: ConnMove,
 }
 
+/// IPVS `conn_reuse_mode` 1, its default (`ip_vs_in_hook`): the first packet of a new
+/// connection (a TCP SYN, `is_new_conn`) that finds a connection not controlled by a
+/// persistence template (`cp->control`; the caller checks that) expires it at once and is
+/// scheduled afresh when the connection is in TIME_WAIT or CLOSE (`is_new_conn_expected`),
+/// or when `expire_nodest_conn` is on and its real's weight is 0 (`nodest_quiescent`).
+/// Mode bit 2 (FIN_WAIT without output) is not IPVS's default and not done. `state`: the
+/// flow's [`TcpState`] as u8.
+#[inline(always)]
+pub fn syn_expires_flow(state: u8, nodest_quiescent: bool) -> bool {
+    nodest_quiescent || state == TcpState::TimeWait as u8 || state == TcpState::Close as u8
+}
+
 /// IPVS `set_tcp_state` for one packet: `state` and `flow_flags` are the flow's
 /// (`FlowValue::state`, `FlowValue::flags`), `reply` is true for a real → client packet
 /// (NAT return), `tcp_flags` the header's flag byte. A reply clears `NO_OUTPUT`; a client
@@ -452,6 +464,15 @@ mod tests {
         assert_eq!((c.active, c.inactive), (0, 1));
         let (_, c) = run(false, &[(false, SYN), (false, ACK)]);
         assert_eq!((c.active, c.inactive), (1, 0));
+    }
+
+    #[test]
+    fn syn_expires_only_time_wait_and_close_or_quiescent_nodest() {
+        for st in 0..TCP_STATES as u8 {
+            let reuse = st == TcpState::TimeWait as u8 || st == TcpState::Close as u8;
+            assert_eq!(syn_expires_flow(st, false), reuse, "state {st}");
+            assert!(syn_expires_flow(st, true), "state {st}");
+        }
     }
 
     #[test]

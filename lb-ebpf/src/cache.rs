@@ -85,12 +85,12 @@ pub fn update(pkt: &Packet, steady: bool, real_id: u32, svc_id: u32) {
     }
 }
 
-/// The flow was removed from FLOWS here (its real gone, expire_nodest_conn 1): its slot,
-/// if it holds it, is emptied too.
+/// The flow was removed from FLOWS here (its real gone with expire_nodest_conn 1, or a
+/// SYN reusing its ports, conn_reuse_mode): its slot, if it holds it, is emptied too.
 #[inline(always)]
-pub fn drop_flow(pkt: &Packet) {
-    if let Some(c) = slot(&pkt.key) {
-        forget(unsafe { &mut *c }, &pkt.key);
+pub fn drop_flow_key(key: &FlowKey) {
+    if let Some(c) = slot(key) {
+        forget(unsafe { &mut *c }, key);
     }
 }
 

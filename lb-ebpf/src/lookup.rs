@@ -5,7 +5,9 @@
 //! the SERVICES lookup.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{Drop, FlowKey, NatReverse, Pass, Service, ServiceKey, addr::Be16};
+use lb_common::{
+    Drop, FlowKey, FlowValue, NatReverse, Pass, Service, ServiceKey, VipFlags, addr::Be16,
+};
 
 use crate::cache;
 use crate::conn;
@@ -14,7 +16,7 @@ use crate::gate::{Gate, confirm_vip, maybe_nat_real};
 use crate::icmp;
 use crate::maps::SERVICES;
 use crate::parse::{L4, Packet};
-use crate::reals::usable;
+use crate::reals::{lookup_real, usable};
 use crate::verdict::{Dest, Exit};
 
 /// Step 4: the reverse entry of a NAT reply (real → client), if this is one.
@@ -68,7 +70,9 @@ pub fn lookup_service(pkt: &Packet) -> Result<Service, Exit> {
 /// the cache does not hold it (`cache::update`). Its real deleted (IPVS: the destination
 /// is no longer available): with `expire_nodest_conn` 0, as IPVS's default, drop
 /// `RealGone` until the flow expires; with 1 expire the flow now (taking it off its real's
-/// counters, as IPVS's unbind) and schedule the packet as a new one.
+/// counters, as IPVS's unbind) and schedule the packet as a new one. A SYN that finds a
+/// flow it may reuse (`syn_expires`: TIME_WAIT, CLOSE, IPVS conn_reuse_mode) expires it
+/// the same way and is scheduled as a new connection.
 #[inline(always)]
 pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
     let key = &pkt.key;
@@ -81,12 +85,11 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
             return Err(Drop::RealGone);
         }
         if pkt.quote.is_none() {
-            let flags = unsafe { (*v).flags };
-            if flows::flow_remove(key) {
-                conn::unbind(real_id, flags);
-            }
-            cache::drop_flow(pkt);
+            expire_flow(key, unsafe { (*v).flags }, real_id);
         }
+        return Ok(None);
+    }
+    if pkt.is_syn() && unsafe { syn_expires(key, v, real_id) } {
         return Ok(None);
     }
     if pkt.quote.is_none() {
@@ -98,6 +101,39 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
         svc_id,
         new_flow: false,
     }))
+}
+
+/// IPVS `conn_reuse_mode` 1 (`lb_common::conn::syn_expires_flow`): a SYN that finds its
+/// flow in TIME_WAIT or CLOSE, or on a weight-0 real with `expire_nodest_conn`, expires it
+/// (true: the caller schedules the SYN as a new connection), unless the flow is controlled
+/// by a persistence template. IPVS controls every connection of a persistent service by its
+/// template; lb records no link from flow to template, so the flow's service being
+/// persistent (its SERVICES entry now) stands for it. The service lookups run only for a
+/// SYN on a flow that qualifies. Safety: as `conn::on_packet`.
+#[inline(always)]
+unsafe fn syn_expires(key: &FlowKey, v: *const FlowValue, real_id: u32) -> bool {
+    let (state, flags) = unsafe { ((*v).state, (*v).flags) };
+    let quiescent = conn::settings().expire_nodest_conn != 0
+        && matches!(lookup_real(real_id), Some(r) if r.weight == 0);
+    if !lb_common::conn::syn_expires_flow(state, quiescent) {
+        return false;
+    }
+    if matches!(lookup_service_key(key), Some(s) if s.flags.has(VipFlags::PERSISTENT)) {
+        return false;
+    }
+    expire_flow(key, flags, real_id);
+    true
+}
+
+/// The data path's own expiry of a flow (expire_nodest_conn, conn_reuse_mode): removed from
+/// FLOWS, taken off its real's counters as IPVS unbinds it (`conn::unbind`), and out of
+/// this CPU's cache slot.
+#[inline(always)]
+fn expire_flow(key: &FlowKey, flags: u8, real_id: u32) {
+    if flows::flow_remove(key) {
+        conn::unbind(real_id, flags);
+    }
+    cache::drop_flow_key(key);
 }
 
 #[inline(always)]

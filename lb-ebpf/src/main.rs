@@ -106,10 +106,15 @@ fn destination(pkt: &Packet) -> Result<Dest, Exit> {
             Ok(dest)
         }
         // Not there after all, or removed by the lookup (its real gone, with
-        // expire_nodest_conn 1): as for a miss, the new real, now recorded; or what
+        // expire_nodest_conn 1; or a SYN reusing the ports of a TIME_WAIT or CLOSE flow,
+        // IPVS conn_reuse_mode): as for a miss, the new real, now recorded (a SYN's picked
+        // again by a load-driven scheduler, now that the old flow is gone); or what
         // scheduling said (as it would say again).
         None => {
             let s = new?;
+            if syn {
+                return Ok(schedule::reschedule(pkt, s.dest));
+            }
             schedule::record_scheduled(pkt, &s.dest);
             Ok(s.dest)
         }

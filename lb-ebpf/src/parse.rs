@@ -97,6 +97,13 @@ impl Packet {
         self.tcp_flags & (SYN | ACK | RST) == SYN && self.quote.is_none()
     }
 
+    /// A TCP SYN (whatever its other flags), not an ICMP error: IPVS's `is_new_conn`, the
+    /// packet that may find an old connection on its ports (`lookup::lookup_flow`).
+    #[inline(always)]
+    pub fn is_syn(&self) -> bool {
+        self.tcp_flags & lb_common::conn::tcp_flags::SYN != 0 && self.quote.is_none()
+    }
+
     /// A TCP RST (whatever its other flags), not an ICMP error: it never starts a flow
     /// (IPVS `tcp_conn_schedule` schedules no RST). UDP has no flags (0).
     #[inline(always)]

@@ -19,6 +19,11 @@ pub fn cases() -> Vec<Sequence> {
         udp_bound_inactive(),
         upper_threshold(),
         one_packet_udp(),
+        syn_reuse_after(RST),
+        syn_reuse_after(FIN),
+        syn_on_established_keeps_real(),
+        syn_reuse_persistent_keeps_real(),
+        syn_reuse_quiescent_nodest(),
         rst_no_flow(
             "conn_rst_no_flow_passes",
             "an RST of no flow (DR service) is not scheduled (IPVS tcp_conn_schedule: !th->rst): passed to the director's stack, no flow recorded, the real's counters still",
@@ -304,4 +309,220 @@ fn one_packet_udp() -> Sequence {
         state: vec![StateCheck::FlowCount(0), StateCheck::Conns(REAL_A, ConnEvents::default())],
     }
     .into()
+}
+
+/// Two DR reals (REAL_A, REAL_B, weight 1) of SVC on VIP4:80 under rr, in that list order;
+/// service flags `svc_flags`.
+fn rr_two(svc_flags: u32) -> (lb_tests::provision::Provision, Real, Real) {
+    let a = real(Dr, SVC, REAL4, 80);
+    let b = Real {
+        dst_mac: MAC_REAL_B,
+        ..real(Dr, SVC, REAL4_B, 80)
+    };
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.reals.push((REAL_B, b));
+    prov.services[0].flags = svc_flags;
+    prov.services[0].table = lb_tests::provision::Table::Sched {
+        kind: lb_common::SchedKind::Rr,
+        table: Vec::new(),
+        reals: vec![REAL_A, REAL_B],
+    };
+    (prov, a, b)
+}
+
+/// IPVS conn_reuse_mode 1 (its default): a SYN that finds its flow in CLOSE (after an RST)
+/// or TIME_WAIT (after a FIN of a half-open one) expires it at once and is scheduled as a
+/// new connection: rr's next real, the old flow's counts off REAL_A as an expiry takes
+/// them, the new flow bound to REAL_B.
+fn syn_reuse_after(end: u8) -> Sequence {
+    let (prov, a, b) = rr_two(0);
+    let base = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let syn = flags(base.clone(), SYN);
+    let k = key_of(&base);
+    let io = FlowFlags::INACTIVE | FlowFlags::NO_OUTPUT;
+    let (name, why, ended, old) = if end == RST {
+        (
+            "conn_syn_after_rst_rescheduled",
+            "conn_reuse_mode 1: SYN (REAL_A), ACK (ESTABLISHED), RST (CLOSE), then a SYN on the same ports: the CLOSE flow is expired (REAL_A: active 0, inactive 0) and the SYN scheduled anew, to rr's next real REAL_B",
+            TcpState::Close,
+            ev(0, 1, 1),
+        )
+    } else {
+        (
+            "conn_syn_after_fin_rescheduled",
+            "conn_reuse_mode 1: SYN (REAL_A, SYN_RECV), FIN (TIME_WAIT), then a SYN on the same ports: the TIME_WAIT flow is expired (REAL_A: inactive 0) and the SYN goes to rr's next real REAL_B",
+            TcpState::TimeWait,
+            ev(0, 0, 0),
+        )
+    };
+    let mut steps = vec![dr_step(
+        "SYN: new flow to REAL_A",
+        &syn,
+        &a,
+        true,
+        vec![StateCheck::Conns(REAL_A, ev(1, 1, 0))],
+    )];
+    if end == RST {
+        steps.push(dr_step(
+            "ACK: ESTABLISHED",
+            &flags(base.clone(), ACK),
+            &a,
+            false,
+            vec![StateCheck::Conns(REAL_A, ev(1, 1, 1))],
+        ));
+    }
+    let closed = if end == RST { ev(1, 2, 1) } else { ev(1, 1, 0) };
+    steps.push(dr_step(
+        "the end of the connection",
+        &flags(base.clone(), end),
+        &a,
+        false,
+        vec![
+            StateCheck::Flow(k, Some(flow(REAL_A, ended, io))),
+            StateCheck::Conns(REAL_A, closed),
+        ],
+    ));
+    steps.push(fwd_tx(
+        "SYN again: the old flow expired, a new connection to REAL_B",
+        &syn,
+        &b,
+        REAL_B,
+        true,
+        vec![
+            StateCheck::Flow(k, Some(fv_new(REAL_B, SVC, &syn, Dr))),
+            StateCheck::FlowCount(1),
+            StateCheck::Conns(REAL_A, old),
+            StateCheck::Conns(REAL_B, ev(1, 1, 0)),
+        ],
+    ));
+    Sequence {
+        name,
+        why,
+        provision: prov,
+        steps,
+    }
+}
+
+/// A SYN on an ESTABLISHED flow (a retransmission, a client that lost its side) is no new
+/// connection: it keeps its real.
+fn syn_on_established_keeps_real() -> Sequence {
+    let (prov, a, _) = rr_two(0);
+    let base = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let syn = flags(base.clone(), SYN);
+    let k = key_of(&base);
+    let o = FlowFlags::NO_OUTPUT;
+    Sequence {
+        name: "conn_syn_on_established_keeps_real",
+        why: "conn_reuse_mode expires only TIME_WAIT and CLOSE connections: a SYN on an ESTABLISHED flow goes to its real (REAL_A), no new connection",
+        provision: prov,
+        steps: vec![
+            dr_step("SYN: new flow to REAL_A", &syn, &a, true, vec![]),
+            dr_step(
+                "ACK: ESTABLISHED",
+                &flags(base.clone(), ACK),
+                &a,
+                false,
+                vec![StateCheck::Conns(REAL_A, ev(1, 1, 1))],
+            ),
+            dr_step(
+                "SYN again: still REAL_A, still ESTABLISHED",
+                &syn,
+                &a,
+                false,
+                vec![
+                    StateCheck::Flow(k, Some(flow(REAL_A, TcpState::Established, o))),
+                    StateCheck::Conns(REAL_A, ev(1, 1, 1)),
+                ],
+            ),
+        ],
+    }
+}
+
+/// A persistent service's connections are controlled by their template (IPVS
+/// `cp->control`): a SYN on a CLOSE flow keeps it, and its real.
+fn syn_reuse_persistent_keeps_real() -> Sequence {
+    let (prov, a, _) = rr_two(VipFlags::PERSISTENT);
+    let base = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let syn = flags(base.clone(), SYN);
+    let k = key_of(&base);
+    let io = FlowFlags::INACTIVE | FlowFlags::NO_OUTPUT;
+    let tmpl = |e: ConnEvents| ConnEvents { templates: 1, ..e };
+    Sequence {
+        name: "conn_syn_reuse_persistent_keeps_real",
+        why: "a persistent service's connection is controlled by its template, which IPVS's conn_reuse leaves alone: SYN, ACK, RST (CLOSE), then a SYN on the CLOSE flow moves it to SYN_RECV on REAL_A, no new connection",
+        provision: prov,
+        steps: vec![
+            dr_step(
+                "SYN: new flow and template to REAL_A",
+                &syn,
+                &a,
+                true,
+                vec![StateCheck::Conns(REAL_A, tmpl(ev(1, 1, 0)))],
+            ),
+            dr_step(
+                "ACK: ESTABLISHED",
+                &flags(base.clone(), ACK),
+                &a,
+                false,
+                vec![StateCheck::Conns(REAL_A, tmpl(ev(1, 1, 1)))],
+            ),
+            dr_step(
+                "RST: CLOSE",
+                &flags(base.clone(), RST),
+                &a,
+                false,
+                vec![StateCheck::Flow(k, Some(flow(REAL_A, TcpState::Close, io)))],
+            ),
+            dr_step(
+                "SYN again: same flow, SYN_RECV, REAL_A",
+                &syn,
+                &a,
+                false,
+                vec![
+                    StateCheck::Flow(k, Some(flow(REAL_A, TcpState::SynRecv, io))),
+                    StateCheck::FlowCount(1),
+                    StateCheck::PersistCount(1),
+                    StateCheck::Conns(REAL_A, tmpl(ev(1, 2, 1))),
+                ],
+            ),
+        ],
+    }
+}
+
+/// `expire_nodest_conn` 1 and the flow's real quiescent (weight 0, still configured): a
+/// SYN expires even an ESTABLISHED flow and is scheduled anew (IPVS ip_vs_in_hook).
+fn syn_reuse_quiescent_nodest() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80).syn();
+    let a = real(Dr, SVC, REAL4, 80);
+    let b = Real {
+        weight: 0,
+        dst_mac: MAC_REAL_B,
+        ..real(Dr, SVC, REAL4_B, 80)
+    };
+    let mut prov = one(VIP4, 80, TCP, a);
+    prov.reals.push((REAL_B, b));
+    prov.flows.push((
+        key_of(&p),
+        flow(REAL_B, TcpState::Established, FlowFlags::NO_OUTPUT),
+    ));
+    prov.settings = Some(lb_common::conn::Settings {
+        expire_nodest_conn: 1,
+        ..Default::default()
+    });
+    Sequence {
+        name: "conn_syn_quiescent_real_nodest_rescheduled",
+        why: "expire_nodest_conn=1: a SYN whose ESTABLISHED flow is on a weight-0 real expires it (REAL_B's active count taken back) and goes to REAL_A as a new connection",
+        provision: prov,
+        steps: vec![dr_step(
+            "SYN",
+            &p,
+            &a,
+            true,
+            vec![
+                StateCheck::Flow(key_of(&p), Some(fv_new(REAL_A, SVC, &p, Dr))),
+                StateCheck::Conns(REAL_A, ev(1, 1, 0)),
+                StateCheck::Conns(REAL_B, ev(u64::MAX, 0, 0)),
+            ],
+        )],
+    }
 }

@@ -701,7 +701,7 @@ fn scenarios() -> Vec<Sc> {
                 r.send(hs[3], Flags::RST)?;
                 r.send(hs[8], Flags::RST)?;
                 r.counts("3 FIN, 2 RST")?;
-                r.send(hs[3], Flags::SYN)?; // a new SYN on a closed flow: SYN_RECV
+                r.send(hs[3], Flags::SYN)?; // a new SYN on a CLOSE flow: expired, a new connection
                 r.counts("SYN again")?;
                 for h in &hs[..5] {
                     r.expire(*h)?;
@@ -820,6 +820,54 @@ fn scenarios() -> Vec<Sc> {
                         r.send(*h, Flags::SYN)?;
                     }
                     r.counts("after rescheduling")?;
+                    r.expire_all()?;
+                    r.counts("all expired")
+                })();
+                r.set_expire_nodest_conn(false)?;
+                res
+            },
+        },
+        Sc {
+            name: "conn_reuse_time_wait_close_rescheduled",
+            why: "conn_reuse_mode 1 (IPVS default): a SYN on a TIME_WAIT or CLOSE connection expires it at once and is scheduled as a new one (the old one off its real, the new one bound, wlc choosing on those counts); a SYN on an ESTABLISHED one keeps it",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1), w(1)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 6)?;
+                for h in &hs[..4] {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.send(hs[0], Flags::RST)?; // ESTABLISHED → CLOSE
+                r.send(hs[4], Flags::FIN)?; // SYN_RECV → TIME_WAIT
+                r.counts("1 RST, 1 FIN")?;
+                for h in [hs[0], hs[4], hs[1]] {
+                    r.send(h, Flags::SYN)?;
+                }
+                r.counts("SYN on CLOSE, TIME_WAIT, ESTABLISHED")?;
+                r.open(1, 9, 40000)?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
+            name: "conn_reuse_nodest_quiescent_rescheduled",
+            why: "expire_nodest_conn=1: a SYN on a connection whose real has weight 0 expires it, ESTABLISHED or not, and is scheduled anew; other packets keep it",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 4)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.set_weight(1, 0, 0)?;
+                r.set_expire_nodest_conn(true)?;
+                let res = (|| {
+                    for h in &hs {
+                        r.send(*h, Flags::ACK)?;
+                    }
+                    r.counts("ACKs keep their reals")?;
+                    for h in &hs {
+                        r.send(*h, Flags::SYN)?;
+                    }
+                    r.counts("SYNs rescheduled off the weight-0 real")?;
                     r.expire_all()?;
                     r.counts("all expired")
                 })();

@@ -159,13 +159,25 @@ pub struct Persist {
     pub group: u32,
 }
 
-/// Global settings (sysctls).
-#[derive(Clone, Copy, Debug, Default)]
+/// Global settings (sysctls), IPVS's defaults by default.
+#[derive(Clone, Copy, Debug)]
 pub struct Sysctl {
     /// `expire_quiescent_template`.
     pub expire_quiescent_template: bool,
     /// `expire_nodest_conn`.
     pub expire_nodest_conn: bool,
+    /// `conn_reuse_mode` (IPVS's default 1).
+    pub conn_reuse_mode: u32,
+}
+
+impl Default for Sysctl {
+    fn default() -> Sysctl {
+        Sysctl {
+            expire_quiescent_template: false,
+            expire_nodest_conn: false,
+            conn_reuse_mode: 1,
+        }
+    }
 }
 
 /// A virtual service.
@@ -474,6 +486,34 @@ impl Model {
             }
         }
         e.state = new;
+    }
+
+    /// `ip_vs_in_hook` before scheduling: the first packet of a new connection
+    /// (`is_new_conn`: a TCP SYN) finds connection `c`, not controlled by a template
+    /// (`cp->control`). True when IPVS expires it at once (`ip_vs_conn_expire_now`) and
+    /// schedules the packet afresh: `expire_nodest_conn` with its dest's weight 0, else with
+    /// `conn_reuse_mode` on, `is_new_conn_expected` (TIME_WAIT, CLOSE; with mode bit 2 also
+    /// FIN_WAIT without output). No conntrack (IPVS's `conntrack` sysctl 0), so never the
+    /// old-conntrack drop.
+    pub fn new_conn_expected(&self, svc: u32, c: Conn, flags: tcp::Flags) -> bool {
+        if c.proto != 6 || !flags.syn {
+            return false;
+        }
+        let Some(e) = self.conns.get(&(svc, c)) else {
+            return false;
+        };
+        if e.template.is_some() {
+            return false;
+        }
+        let s = &self.services[&svc];
+        let weight0 = s.pos(e.real).is_some_and(|d| s.dests[d].weight == 0);
+        if self.sysctl.expire_nodest_conn && weight0 {
+            return true;
+        }
+        let mode = self.sysctl.conn_reuse_mode;
+        mode != 0
+            && (matches!(e.state, tcp::State::TimeWait | tcp::State::Close)
+                || (mode & 2 != 0 && e.state == tcp::State::FinWait && e.no_output))
     }
 
     /// A later packet of a recorded connection (client → VIP, or reply with `Output`).

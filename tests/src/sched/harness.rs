@@ -865,6 +865,23 @@ impl Run {
             self.last[h] = self.now;
             return self.check_flow(h);
         }
+        // IPVS conn_reuse_mode: a SYN that finds a TIME_WAIT or CLOSE connection (or one on
+        // a weight-0 real, with expire_nodest_conn) expires it and is a new connection; the
+        // program removes the flow itself, so the expiry is the model's to count.
+        if self.model.new_conn_expected(svc, c, flags) {
+            self.model.expire(svc, c);
+            let want = match self.model.new_conn(svc, c, flags, (0, 0)) {
+                Choice::Real(r) => Some(r),
+                Choice::NoReal => None,
+            };
+            if got != want {
+                self.note(format!(
+                    "conn #{h} SYN reusing its ports: program {got:?} (ret {ret}), model {want:?}"
+                ));
+            }
+            self.last[h] = self.now;
+            return self.check_flow(h);
+        }
         let want = self.model.packet(svc, c, flags, tcp::Dir::Input);
         if want.is_some() {
             self.last[h] = self.now;
