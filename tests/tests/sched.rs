@@ -849,6 +849,27 @@ fn scenarios() -> Vec<Sc> {
             },
         },
         Sc {
+            name: "conn_reuse_goes_to_the_least_loaded",
+            why: "conn_reuse_mode 1: a real given weight after the connections opened has none, so wlc sends the SYNs that reuse a CLOSE and a TIME_WAIT connection's ports there, not to their old reals",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1), w(0)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 4)?;
+                for h in &hs[..3] {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.send(hs[0], Flags::RST)?; // ESTABLISHED → CLOSE
+                r.send(hs[3], Flags::FIN)?; // SYN_RECV → TIME_WAIT
+                r.set_weight(1, 2, 1)?;
+                r.counts("third real weighted, no connection")?;
+                for h in [hs[0], hs[3], hs[1]] {
+                    r.send(h, Flags::SYN)?;
+                }
+                r.counts("SYN on CLOSE, TIME_WAIT, ESTABLISHED")?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
             name: "conn_reuse_nodest_quiescent_rescheduled",
             why: "expire_nodest_conn=1: a SYN on a connection whose real has weight 0 expires it, ESTABLISHED or not, and is scheduled anew; other packets keep it",
             specs: || one(SchedKind::Wlc, &[w(1), w(1)]),
