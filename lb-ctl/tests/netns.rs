@@ -546,7 +546,8 @@ fn schedulers_persistence_timeouts_sweep() {
             last_seen_s: last,
             state: state as u8,
             flags,
-            _pad: [0; 2],
+            fwd: lb_common::ForwardMode::Dr as u8,
+            _pad: 0,
         };
         let tcp = lb_common::consts::proto::TCP;
         let udp = lb_common::consts::proto::UDP;
@@ -613,7 +614,8 @@ fn schedulers_persistence_timeouts_sweep() {
                     last_seen_s: now - 40,
                     state: lb_common::conn::UDP_STATE,
                     flags: FlowFlags::INACTIVE,
-                    _pad: [0; 2],
+                    fwd: lb_common::ForwardMode::Nat as u8,
+                    _pad: 0,
                 },
                 0,
             )
@@ -719,7 +721,8 @@ fn schedulers_persistence_timeouts_sweep() {
             last_seen_s: lb_ctl::maps::sys::monotonic_s() - 1000,
             state: TcpState::Established as u8,
             flags: FlowFlags::NO_OUTPUT,
-            _pad: [0; 2],
+            fwd: lb_common::ForwardMode::Dr as u8,
+            _pad: 0,
         };
         flows6.insert(key, v, 0).unwrap();
         let listed = lab.ok("-L -n -c");
