@@ -721,7 +721,8 @@ fn schedulers_persistence_timeouts_sweep() {
             last_seen_s: lb_ctl::maps::sys::monotonic_s() - 1000,
             state: TcpState::Established as u8,
             flags: FlowFlags::NO_OUTPUT,
-            fwd: lb_common::ForwardMode::Dr as u8,
+            // Recorded as TUN (the real was -i when it began): listed so, the real is -g now.
+            fwd: lb_common::ForwardMode::Tun as u8,
             _pad: 0,
         };
         flows6.insert(key, v, 0).unwrap();
@@ -732,6 +733,14 @@ fn schedulers_persistence_timeouts_sweep() {
             ["ESTABLISHED", "[2001:db8:7::1]:1000"],
             "{listed}"
         );
+        let json: serde_json::Value = serde_json::from_str(&lab.ok("-L -n -c --json")).unwrap();
+        let c6 = json["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["source"]["address"] == "2001:db8:7::1")
+            .unwrap();
+        assert_eq!(c6["forward"], "tunnel", "{json}");
         let out = lab.ok("sweep --once");
         assert!(
             out.contains("flows 1 expired active 1 inactive 0 templates 0"),
