@@ -75,7 +75,7 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<C
             nat::forward_nat(ctx, pkt, dest, real)?;
             Counter::FWD_NAT
         }
-        // A mode this program does not know: the real is unusable.
+        // A mode byte this program does not know (the flow's, or the real's): unusable.
         None => return Err(Exit::Drop(Drop::NoReal)),
     })
 }
