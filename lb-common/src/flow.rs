@@ -102,10 +102,17 @@ pub struct FlowValue {
     pub state: u8,
     /// [`FlowFlags`] bits.
     pub flags: u8,
+    /// The [`crate::ForwardMode`] (as u8) the flow was created with, the real's mode then:
+    /// its packets are forwarded that way for the flow's life, whatever the real's mode is
+    /// now (IPVS binds a connection's transmitter at creation, `ip_vs_bind_xmit`; `-e`
+    /// changes only new connections). 0 = not recorded (a flow written by an older lb):
+    /// the real's current mode.
+    pub fwd: u8,
     /// Padding, zero.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
 }
 const _: () = assert!(core::mem::size_of::<FlowValue>() == 16);
+const _: () = assert!(core::mem::offset_of!(FlowValue, fwd) == 14);
 
 /// Per-flow flag bits (`FlowValue::flags`).
 pub struct FlowFlags;

@@ -62,23 +62,26 @@ pub struct CachedFlow {
     /// an evicted flow's ports (another initial sequence number) does not take the old
     /// connection's slot, without the SYN having to touch the slot.
     pub seq: u32,
+    /// The flow's recorded forwarding method (`FlowValue::fwd`).
+    pub fwd: u8,
     /// Padding to a cache line, zero: FLOW_CACHE is mmapable, so its values start on a page
     /// and a 64-byte slot is one line.
-    pub _pad: u32,
+    pub _pad: [u8; 3],
 }
 const _: () = assert!(core::mem::size_of::<CachedFlow>() == 64);
+const _: () = assert!(core::mem::offset_of!(CachedFlow, fwd) == 60);
 
 impl CachedFlow {
-    /// Holds `key` → (real, service) from second `now` on, with a fresh [`HIT_BUDGET`]. Not
-    /// atomic: each CPU writes only its own part, and XDP does not re-enter on a CPU (as for
-    /// every per-CPU map). Word by word, in place: a
-    /// whole-struct assignment in BPF code went through two stack copies of the key first.
+    /// Holds `key` → (real, service, forwarding method) from second `now` on, with a fresh
+    /// [`HIT_BUDGET`]. Not atomic: each CPU writes only its own part, and XDP does not
+    /// re-enter on a CPU (as for every per-CPU map). Word by word, in place: a whole-struct
+    /// assignment in BPF code went through two stack copies of the key first.
     #[inline(always)]
     #[expect(
         clippy::manual_memcpy,
         reason = "word stores are what was measured; a slice copy is a memcpy for LLVM to lower"
     )]
-    pub fn fill(&mut self, key: &FlowKey, real_id: u32, svc_id: u32, now: u32, seq: u32) {
+    pub fn fill(&mut self, key: &FlowKey, real_id: u32, svc_id: u32, fwd: u8, now: u32, seq: u32) {
         let to: &mut [u32; 10] = bytemuck::cast_mut(&mut self.key);
         let from: &[u32; 10] = bytemuck::cast_ref(key);
         for i in 0..10 {
@@ -89,6 +92,7 @@ impl CachedFlow {
         self.stamp_s = now;
         self.hits = 0;
         self.seq = seq;
+        self.fwd = fwd;
     }
 }
 

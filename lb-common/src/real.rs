@@ -44,6 +44,11 @@ pub struct RealFlags(pub u32);
 impl RealFlags {
     /// The slot holds a configured real. A flow whose real lost this bit is rescheduled.
     pub const ACTIVE: u32 = 1 << 0;
+    /// The real was NAT (`-m`) and `-e` made it DR or TUN: connections created while it was
+    /// NAT stay NAT (`FlowValue::fwd`) and their replies still come through the director,
+    /// so lb-ctl keeps the real's address in NAT_FILTER until the real is deleted. Read by
+    /// lb-ctl only.
+    pub const WAS_NAT: u32 = 1 << 1;
     /// True when `bit` is set.
     pub const fn has(self, bit: u32) -> bool {
         self.0 & bit != 0

@@ -546,7 +546,8 @@ fn schedulers_persistence_timeouts_sweep() {
             last_seen_s: last,
             state: state as u8,
             flags,
-            _pad: [0; 2],
+            fwd: lb_common::ForwardMode::Dr as u8,
+            _pad: 0,
         };
         let tcp = lb_common::consts::proto::TCP;
         let udp = lb_common::consts::proto::UDP;
@@ -613,7 +614,8 @@ fn schedulers_persistence_timeouts_sweep() {
                     last_seen_s: now - 40,
                     state: lb_common::conn::UDP_STATE,
                     flags: FlowFlags::INACTIVE,
-                    _pad: [0; 2],
+                    fwd: lb_common::ForwardMode::Nat as u8,
+                    _pad: 0,
                 },
                 0,
             )
@@ -719,7 +721,9 @@ fn schedulers_persistence_timeouts_sweep() {
             last_seen_s: lb_ctl::maps::sys::monotonic_s() - 1000,
             state: TcpState::Established as u8,
             flags: FlowFlags::NO_OUTPUT,
-            _pad: [0; 2],
+            // Recorded as TUN (the real was -i when it began): listed so, the real is -g now.
+            fwd: lb_common::ForwardMode::Tun as u8,
+            _pad: 0,
         };
         flows6.insert(key, v, 0).unwrap();
         let listed = lab.ok("-L -n -c");
@@ -729,6 +733,14 @@ fn schedulers_persistence_timeouts_sweep() {
             ["ESTABLISHED", "[2001:db8:7::1]:1000"],
             "{listed}"
         );
+        let json: serde_json::Value = serde_json::from_str(&lab.ok("-L -n -c --json")).unwrap();
+        let c6 = json["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["source"]["address"] == "2001:db8:7::1")
+            .unwrap();
+        assert_eq!(c6["forward"], "tunnel", "{json}");
         let out = lab.ok("sweep --once");
         assert!(
             out.contains("flows 1 expired active 1 inactive 0 templates 0"),

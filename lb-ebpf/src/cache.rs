@@ -1,7 +1,7 @@
 //! The per-CPU flow cache (`lb_common::flow_cache`, docs/datapath.md step 7): a plain
-//! packet of a flow cached this CLOCK second goes to its real without a FLOWS lookup; a
-//! FLOWS hit of a plain packet fills the slot when the next may skip the lookup, and
-//! empties it when not; a FIN or RST empties it first.
+//! packet of a flow cached this CLOCK second goes to its real, by its recorded forwarding
+//! method, without a FLOWS lookup; a FLOWS hit of a plain packet fills the slot when the
+//! next may skip the lookup, and empties it when not; a FIN or RST empties it first.
 
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use lb_common::{
@@ -54,7 +54,7 @@ pub fn hit(pkt: &Packet) -> Option<Dest> {
     {
         return None;
     }
-    let (real_id, svc_id) = (c.real_id, c.svc_id);
+    let (real_id, svc_id, fwd) = (c.real_id, c.svc_id, c.fwd);
     if !usable(real_id, svc_id) {
         return None;
     }
@@ -62,15 +62,17 @@ pub fn hit(pkt: &Packet) -> Option<Dest> {
     Some(Dest {
         real_id,
         svc_id,
+        fwd,
         new_flow: false,
     })
 }
 
 /// After a usable FLOWS hit of a plain packet, stamped and moved (`steady`: a plain packet
-/// leaves the flow as it is): cache it for this second, else empty its slot. (Other
-/// packets emptied it in [`hit`]; an ICMP error about a flow changes nothing.)
+/// leaves the flow as it is): cache it (`dest`: the flow's real, service and method) for
+/// this second, else empty its slot. (Other packets emptied it in [`hit`]; an ICMP error
+/// about a flow changes nothing.)
 #[inline(always)]
-pub fn update(pkt: &Packet, steady: bool, real_id: u32, svc_id: u32) {
+pub fn update(pkt: &Packet, steady: bool, dest: &Dest) {
     if !pkt.is_plain() {
         return;
     }
@@ -79,7 +81,14 @@ pub fn update(pkt: &Packet, steady: bool, real_id: u32, svc_id: u32) {
     };
     let c = unsafe { &mut *c };
     if steady {
-        c.fill(&pkt.key, real_id, svc_id, conn::now(), pkt.tcp_seq);
+        c.fill(
+            &pkt.key,
+            dest.real_id,
+            dest.svc_id,
+            dest.fwd,
+            conn::now(),
+            pkt.tcp_seq,
+        );
     } else {
         forget(c, &pkt.key);
     }

@@ -10,12 +10,13 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use lb_common::{
-    FlowFlags, FlowValue, Real,
+    FlowFlags, FlowValue, ForwardMode, Real,
     conn::{ConnCounts, ConnMove, Settings, TcpState, conn_counts, tcp_flags, tcp_transition},
     consts::proto,
 };
 
 use crate::maps::{CLOCK, REAL_CONNS, REAL_EXPIRED, SETTINGS};
+use crate::verdict::Dest;
 
 const ES: u8 = TcpState::Established as u8;
 
@@ -149,12 +150,13 @@ fn apply(real_id: u32, mv: ConnMove) {
     }
 }
 
-/// The value of a new flow after its first packet: bound (state NONE, `bind_flags`), then
-/// that packet's transition. From NONE a client packet never reaches ESTABLISHED, so the
-/// bind's inactive count stands and no move is needed.
+/// The value of a new flow after its first packet: bound (state NONE, `bind_flags` for its
+/// forwarding method, which it keeps), then that packet's transition. From NONE a client
+/// packet never reaches ESTABLISHED, so the bind's inactive count stands and no move is
+/// needed.
 #[inline(always)]
-pub fn new_flow_value(real_id: u32, svc_id: u32, nat: bool, l4: u8, tcp: u8) -> FlowValue {
-    let flags = lb_common::conn::bind_flags(nat);
+pub fn new_flow_value(dest: &Dest, l4: u8, tcp: u8) -> FlowValue {
+    let flags = lb_common::conn::bind_flags(dest.fwd == ForwardMode::Nat as u8);
     let (state, flags) = if l4 == proto::TCP {
         let st = tcp_transition(TcpState::None as u8, flags, false, tcp);
         (st.state, st.flags)
@@ -162,12 +164,13 @@ pub fn new_flow_value(real_id: u32, svc_id: u32, nat: bool, l4: u8, tcp: u8) -> 
         (lb_common::conn::UDP_STATE, flags)
     };
     FlowValue {
-        real_id,
-        svc_id,
+        real_id: dest.real_id,
+        svc_id: dest.svc_id,
         last_seen_s: now(),
         state,
         flags,
-        _pad: [0; 2],
+        fwd: dest.fwd,
+        _pad: 0,
     }
 }
 

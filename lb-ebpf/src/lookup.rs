@@ -62,8 +62,8 @@ pub fn lookup_service(pkt: &Packet) -> Result<Service, Exit> {
     }
 }
 
-/// Step 7: the established flow's destination, if there is a usable one (`None`: schedule
-/// it, `schedule::schedule_new`). A FLOWS hit whose real is still configured and in the
+/// Step 7: the established flow's destination (its real, and the forwarding method it was
+/// created with), if there is a usable one (`None`: schedule it, `schedule::schedule_new`). A FLOWS hit whose real is still configured and in the
 /// flow's service: stamp the flow and move its TCP state (`conn::on_packet`; not for an
 /// ICMP error, which is no packet of the connection), then cache it if a plain packet may
 /// skip all that for the rest of this CLOCK second (at most 256 packets), else make sure
@@ -79,7 +79,7 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
     let Some(v) = flows::flow_ptr(key) else {
         return Ok(None);
     };
-    let (real_id, svc_id) = unsafe { ((*v).real_id, (*v).svc_id) };
+    let (real_id, svc_id, fwd) = unsafe { ((*v).real_id, (*v).svc_id, (*v).fwd) };
     if !usable(real_id, svc_id) {
         if conn::settings().expire_nodest_conn == 0 {
             return Err(Drop::RealGone);
@@ -95,12 +95,14 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
     if pkt.quote.is_none() {
         unsafe { conn::on_packet(v, real_id, key.proto, pkt.tcp_flags, false) };
     }
-    cache::update(pkt, unsafe { conn::steady(v, key.proto) }, real_id, svc_id);
-    Ok(Some(Dest {
+    let dest = Dest {
         real_id,
         svc_id,
+        fwd,
         new_flow: false,
-    }))
+    };
+    cache::update(pkt, unsafe { conn::steady(v, key.proto) }, &dest);
+    Ok(Some(dest))
 }
 
 /// IPVS `conn_reuse_mode` 1 (`lb_common::conn::syn_expires_flow`): a SYN that finds its

@@ -54,6 +54,7 @@ pub fn schedule_new(pkt: &Packet) -> Result<Scheduled, Exit> {
             dest: Dest {
                 real_id,
                 svc_id: svc.id,
+                fwd: 0,
                 new_flow: false,
             },
             exists: false,
@@ -68,16 +69,15 @@ pub fn schedule_new(pkt: &Packet) -> Result<Scheduled, Exit> {
     // -o: every UDP datagram is its own connection, gone once sent (IPVS binds and
     // unbinds it at once, so the real's counters do not move); nothing is recorded.
     let one_packet = svc.flags.has(VipFlags::ONE_PACKET) && pkt.key.proto == proto::UDP;
-    let exists = !one_packet && record_flow(pkt, real, real_id, svc.id) == Insert::Exists;
+    let dest = Dest {
+        real_id,
+        svc_id: svc.id,
+        fwd: real.mode,
+        new_flow: true,
+    };
+    let exists = !one_packet && record_flow(pkt, real, &dest) == Insert::Exists;
     // NEW_FLOW and the `conns` stats are counted with the packet (`Dest::new_flow`).
-    Ok(Scheduled {
-        dest: Dest {
-            real_id,
-            svc_id: svc.id,
-            new_flow: true,
-        },
-        exists,
-    })
+    Ok(Scheduled { dest, exists })
 }
 
 /// Records a flow scheduled earlier whose insert found it there, but which is gone now
@@ -85,7 +85,7 @@ pub fn schedule_new(pkt: &Packet) -> Result<Scheduled, Exit> {
 #[inline(always)]
 pub fn record_scheduled(pkt: &Packet, dest: &Dest) {
     if let Some(real) = lookup_real(dest.real_id) {
-        record_flow(pkt, real, dest.real_id, dest.svc_id);
+        record_flow(pkt, real, dest);
     }
 }
 
@@ -102,28 +102,30 @@ pub fn reschedule(pkt: &Packet, first: Dest) -> Dest {
         && let Some(Ok(real_id)) = sched::select_by_load(&svc)
         && let Some(real) = lookup_real(real_id)
     {
-        record_flow(pkt, real, real_id, svc.id);
-        return Dest {
+        let dest = Dest {
             real_id,
             svc_id: svc.id,
+            fwd: real.mode,
             new_flow: true,
         };
+        record_flow(pkt, real, &dest);
+        return dest;
     }
     record_scheduled(pkt, &first);
     first
 }
 
-/// Records a new flow (state after its first packet, CLOCK stamp) and binds it. A failed
+/// Records a new flow (state after its first packet, CLOCK stamp, the forwarding method its
+/// packet goes by, `dest.fwd`) and binds it. A failed
 /// insert (the table full) fails open: the packet is still forwarded, and nothing is
 /// counted as bound, since no flow will expire to balance it. A flow already there is
 /// left as it is (`BPF_NOEXIST`) and bound once, by whoever recorded it.
 #[inline(always)]
-fn record_flow(pkt: &Packet, real: &Real, real_id: u32, svc_id: u32) -> Insert {
-    let nat = real.mode == lb_common::ForwardMode::Nat as u8;
-    let value = conn::new_flow_value(real_id, svc_id, nat, pkt.key.proto, pkt.tcp_flags);
+fn record_flow(pkt: &Packet, real: &Real, dest: &Dest) -> Insert {
+    let value = conn::new_flow_value(dest, pkt.key.proto, pkt.tcp_flags);
     let done = flows::flow_insert_new(&pkt.key, &value);
     match done {
-        Insert::Done => conn::bind(real_id, real),
+        Insert::Done => conn::bind(dest.real_id, real),
         Insert::Failed => count(Counter::FLOW_INSERT_FAILED),
         Insert::Exists => {}
     }

@@ -15,6 +15,10 @@ pub struct Dest {
     pub real_id: u32,
     /// Its service's id (SVC_STATS index).
     pub svc_id: u32,
+    /// How to forward (`ForwardMode` as u8): an established flow's recorded method
+    /// (`FlowValue::fwd`), a new flow's the real's mode; 0 (a flow recorded by an older lb)
+    /// = the real's current mode.
+    pub fwd: u8,
     /// First packet of a newly scheduled flow (NAT records its reverse entry then).
     pub new_flow: bool,
 }

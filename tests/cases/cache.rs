@@ -64,6 +64,7 @@ fn established(real_id: u32, seen: u32) -> FlowValue {
         last_seen_s: seen,
         state: TcpState::Established as u8,
         flags: FlowFlags::NO_OUTPUT,
+        fwd: Dr as u8,
         ..Default::default()
     }
 }

@@ -132,7 +132,7 @@ pub fn tcp_flags_of(p: &Pkt) -> u8 {
 /// FLOWS value of a flow just created by its first packet `p` (docs/datapath.md
 /// "Connections"): bound as IPVS binds (inactive; NO_OUTPUT unless NAT), then `p`'s TCP
 /// transition from NONE (SYN → SYN_RECV, a mid-connection ACK → CLOSE); UDP stays in its
-/// one state. CLOCK is 0 in the cases, so `last_seen_s` is 0.
+/// one state; the forwarding method recorded. CLOCK is 0 in the cases, so `last_seen_s` is 0.
 pub fn fv_new(real_id: u32, svc_id: u32, p: &Pkt, mode: ForwardMode) -> FlowValue {
     use lb_common::conn::{TcpState, UDP_STATE, bind_flags, tcp_transition};
     let flags = bind_flags(mode == ForwardMode::Nat);
@@ -147,6 +147,7 @@ pub fn fv_new(real_id: u32, svc_id: u32, p: &Pkt, mode: ForwardMode) -> FlowValu
         svc_id,
         state,
         flags,
+        fwd: mode as u8,
         ..Default::default()
     }
 }

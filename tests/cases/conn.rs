@@ -84,12 +84,13 @@ fn rst_no_flow(
     .into()
 }
 
-fn flow(real_id: u32, state: TcpState, flags: u8) -> FlowValue {
+fn flow(real_id: u32, mode: ForwardMode, state: TcpState, flags: u8) -> FlowValue {
     FlowValue {
         real_id,
         svc_id: SVC,
         state: state as u8,
         flags,
+        fwd: mode as u8,
         ..Default::default()
     }
 }
@@ -128,35 +129,50 @@ fn dr_tcp_lifecycle() -> Sequence {
                 &flags(base.clone(), SYN),
                 &r,
                 true,
-                st(flow(REAL_A, TcpState::SynRecv, io), ev(1, 1, 0)),
+                st(
+                    flow(REAL_A, ForwardMode::Dr, TcpState::SynRecv, io),
+                    ev(1, 1, 0),
+                ),
             ),
             dr_step(
                 "ACK: ESTABLISHED, to_active",
                 &flags(base.clone(), ACK),
                 &r,
                 false,
-                st(flow(REAL_A, TcpState::Established, o), ev(1, 1, 1)),
+                st(
+                    flow(REAL_A, ForwardMode::Dr, TcpState::Established, o),
+                    ev(1, 1, 1),
+                ),
             ),
             dr_step(
                 "data (PSH ACK): unchanged",
                 &base,
                 &r,
                 false,
-                st(flow(REAL_A, TcpState::Established, o), ev(1, 1, 1)),
+                st(
+                    flow(REAL_A, ForwardMode::Dr, TcpState::Established, o),
+                    ev(1, 1, 1),
+                ),
             ),
             dr_step(
                 "FIN ACK: FIN_WAIT, to_inactive",
                 &flags(base.clone(), FIN | ACK),
                 &r,
                 false,
-                st(flow(REAL_A, TcpState::FinWait, io), ev(1, 2, 1)),
+                st(
+                    flow(REAL_A, ForwardMode::Dr, TcpState::FinWait, io),
+                    ev(1, 2, 1),
+                ),
             ),
             dr_step(
                 "RST: CLOSE, already inactive",
                 &flags(base.clone(), RST),
                 &r,
                 false,
-                st(flow(REAL_A, TcpState::Close, io), ev(1, 2, 1)),
+                st(
+                    flow(REAL_A, ForwardMode::Dr, TcpState::Close, io),
+                    ev(1, 2, 1),
+                ),
             ),
         ],
     }
@@ -199,29 +215,44 @@ fn nat_reply_moves_state() -> Sequence {
                 "SYN: new flow, SYN_RECV, inactive (no NO_OUTPUT for NAT)",
                 &flags(base.clone(), SYN),
                 true,
-                st(flow(REAL_A, TcpState::SynRecv, i), ev(1, 1, 0)),
+                st(
+                    flow(REAL_A, ForwardMode::Nat, TcpState::SynRecv, i),
+                    ev(1, 1, 0),
+                ),
             ),
             ret_step(
                 "SYN ACK reply: OUTPUT syn keeps SYN_RECV",
                 &reply(SYN | ACK),
-                st(flow(REAL_A, TcpState::SynRecv, i), ev(1, 1, 0)),
+                st(
+                    flow(REAL_A, ForwardMode::Nat, TcpState::SynRecv, i),
+                    ev(1, 1, 0),
+                ),
             ),
             nat_step(
                 "ACK: ESTABLISHED, to_active",
                 &flags(base.clone(), ACK),
                 false,
-                st(flow(REAL_A, TcpState::Established, 0), ev(1, 1, 1)),
+                st(
+                    flow(REAL_A, ForwardMode::Nat, TcpState::Established, 0),
+                    ev(1, 1, 1),
+                ),
             ),
             ret_step(
                 "FIN ACK reply: FIN_WAIT, to_inactive",
                 &reply(FIN | ACK),
-                st(flow(REAL_A, TcpState::FinWait, i), ev(1, 2, 1)),
+                st(
+                    flow(REAL_A, ForwardMode::Nat, TcpState::FinWait, i),
+                    ev(1, 2, 1),
+                ),
             ),
             nat_step(
                 "client ACK: INPUT ack keeps FIN_WAIT",
                 &flags(base.clone(), ACK),
                 false,
-                st(flow(REAL_A, TcpState::FinWait, i), ev(1, 2, 1)),
+                st(
+                    flow(REAL_A, ForwardMode::Nat, TcpState::FinWait, i),
+                    ev(1, 2, 1),
+                ),
             ),
         ],
     }
@@ -236,6 +267,7 @@ fn udp_bound_inactive() -> Sequence {
         real_id: REAL_A,
         svc_id: SVC,
         flags: FlowFlags::INACTIVE | FlowFlags::NO_OUTPUT,
+        fwd: ForwardMode::Dr as u8,
         ..Default::default()
     };
     let st = vec![
@@ -378,7 +410,7 @@ fn syn_reuse_after(end: u8) -> Sequence {
         &a,
         false,
         vec![
-            StateCheck::Flow(k, Some(flow(REAL_A, ended, io))),
+            StateCheck::Flow(k, Some(flow(REAL_A, Dr, ended, io))),
             StateCheck::Conns(REAL_A, closed),
         ],
     ));
@@ -430,7 +462,7 @@ fn syn_on_established_keeps_real() -> Sequence {
                 &a,
                 false,
                 vec![
-                    StateCheck::Flow(k, Some(flow(REAL_A, TcpState::Established, o))),
+                    StateCheck::Flow(k, Some(flow(REAL_A, Dr, TcpState::Established, o))),
                     StateCheck::Conns(REAL_A, ev(1, 1, 1)),
                 ],
             ),
@@ -471,7 +503,10 @@ fn syn_reuse_persistent_keeps_real() -> Sequence {
                 &flags(base.clone(), RST),
                 &a,
                 false,
-                vec![StateCheck::Flow(k, Some(flow(REAL_A, TcpState::Close, io)))],
+                vec![StateCheck::Flow(
+                    k,
+                    Some(flow(REAL_A, Dr, TcpState::Close, io)),
+                )],
             ),
             dr_step(
                 "SYN again: same flow, SYN_RECV, REAL_A",
@@ -479,7 +514,7 @@ fn syn_reuse_persistent_keeps_real() -> Sequence {
                 &a,
                 false,
                 vec![
-                    StateCheck::Flow(k, Some(flow(REAL_A, TcpState::SynRecv, io))),
+                    StateCheck::Flow(k, Some(flow(REAL_A, Dr, TcpState::SynRecv, io))),
                     StateCheck::FlowCount(1),
                     StateCheck::PersistCount(1),
                     StateCheck::Conns(REAL_A, tmpl(ev(1, 2, 1))),
@@ -503,7 +538,7 @@ fn syn_reuse_quiescent_nodest() -> Sequence {
     prov.reals.push((REAL_B, b));
     prov.flows.push((
         key_of(&p),
-        flow(REAL_B, TcpState::Established, FlowFlags::NO_OUTPUT),
+        flow(REAL_B, Dr, TcpState::Established, FlowFlags::NO_OUTPUT),
     ));
     prov.settings = Some(lb_common::conn::Settings {
         expire_nodest_conn: 1,

@@ -466,7 +466,14 @@ fn unknown_mode_case() -> Sequence {
                 ..Traffic::default()
             },
         ),
-        state: vec![StateCheck::Flow(key_of(&p), Some(fv_new(REAL_A, SVC, &p, Dr)))],
+        // The mode byte is recorded as it was; every packet of the flow drops the same way.
+        state: vec![StateCheck::Flow(
+            key_of(&p),
+            Some(FlowValue {
+                fwd: 9,
+                ..fv_new(REAL_A, SVC, &p, Dr)
+            }),
+        )],
     }
     .into()
 }
@@ -646,6 +653,7 @@ fn quiescent_sequence() -> Sequence {
     let established = FlowValue {
         state: lb_common::conn::TcpState::Established as u8,
         flags: lb_common::FlowFlags::NO_OUTPUT,
+        fwd: Dr as u8,
         ..fv(REAL_A, SVC)
     };
     Sequence {

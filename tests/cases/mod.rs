@@ -17,6 +17,7 @@ mod conn;
 mod dr;
 mod icmp;
 mod malformed;
+mod mode_edit;
 mod nat;
 mod nat_return;
 mod passthrough;
@@ -40,6 +41,7 @@ pub fn all() -> Vec<Sequence> {
         malformed::cases(),
         conn::cases(),
         cache::cases(),
+        mode_edit::cases(),
         sched::cases(),
     ]
     .into_iter()

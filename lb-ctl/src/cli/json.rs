@@ -142,6 +142,7 @@ mod tests {
             source: ep("198.18.0.10", 40000),
             virt: ep("198.18.2.1", 80),
             dest: ep("198.18.1.11", 80),
+            mode: lb_common::ForwardMode::Nat,
         };
         let v: Value = serde_json::from_str(&conns(&[c])).unwrap();
         assert_eq!(
@@ -152,7 +153,8 @@ mod tests {
                 "state": "ESTABLISHED",
                 "source": {"address": "198.18.0.10", "port": 40000},
                 "virtual": {"address": "198.18.2.1", "port": 80},
-                "destination": {"address": "198.18.1.11", "port": 80}
+                "destination": {"address": "198.18.1.11", "port": 80},
+                "forward": "masq"
             }]})
         );
     }

@@ -9,7 +9,9 @@ use crate::ipvs::model::{
     Endpoint, Filter, ModelError, Op, RealRef, RealSpec, Snapshot, check_unicast, check_weight,
     effective_port, real_endpoint,
 };
-use crate::ipvs::service::{deactivated, filter_cleanup, mh_size_of, nat_addrs, publish, slot_of};
+use crate::ipvs::service::{
+    deactivated, filter_cleanup, in_nat_filter, mh_size_of, nat_addrs, publish, slot_of,
+};
 use crate::nexthop::{NextHop, NextHopError};
 use lb_common::addr::convert;
 use lb_common::consts::{MAX_REALS, MAX_REALS_PER_SERVICE};
@@ -151,7 +153,11 @@ pub fn add(
 }
 
 /// `-e`: change a real's forwarding mode and weight (as ipvsadm, options not given take
-/// their defaults). Its next hop is resolved again, which also refreshes its MACs.
+/// their defaults). Its next hop is resolved again, which also refreshes its MACs. A new
+/// mode applies to new connections only (IPVS binds a connection's transmitter when it is
+/// created; the data path keeps each flow's method): a real leaving NAT keeps its
+/// NAT_FILTER bit, marked `WAS_NAT`, so replies of its NAT connections are still
+/// translated, until the real is deleted.
 pub fn edit(
     snap: &Snapshot,
     spec: &RealSpec,
@@ -170,11 +176,14 @@ pub fn edit(
         real: ep,
     })?;
     let nh = resolve(spec.addr)?;
-    let real = make_real(spec, svc.id, port, weight, &nh)?;
+    let mut real = make_real(spec, svc.id, port, weight, &nh)?;
 
     let mut ops = vec![Op::AddTxPort(nh.ifindex)];
     let was_nat = old.mode == ForwardMode::Nat as u8;
     let is_nat = spec.mode == ForwardMode::Nat;
+    if !is_nat && in_nat_filter(&old) {
+        real.flags = RealFlags(real.flags.0 | RealFlags::WAS_NAT);
+    }
     if is_nat && !was_nat {
         let (w, m) = slot_of(spec.addr);
         ops.push(Op::FilterSet(Filter::Nat, w, m));
@@ -194,13 +203,6 @@ pub fn edit(
             &reals,
             mh_size_of(&svc),
         )?);
-    }
-    if was_nat && !is_nat {
-        ops.extend(filter_cleanup(
-            Filter::Nat,
-            [spec.addr],
-            nat_addrs(snap, &[id]),
-        ));
     }
     Ok(ops)
 }
@@ -224,7 +226,7 @@ pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
         .collect();
     let mut ops = publish(snap, &rref.service, svc, svc, &reals, mh_size_of(&svc))?;
     ops.push(Op::PutReal(id, deactivated(&old)));
-    if old.mode == ForwardMode::Nat as u8 {
+    if in_nat_filter(&old) {
         ops.extend(filter_cleanup(
             Filter::Nat,
             [rref.addr],
@@ -609,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    fn edit_same_weight_keeps_table_and_mode_change_moves_nat_bit() {
+    fn edit_same_weight_keeps_table_and_mode_change_keeps_nat_bit_until_delete() {
         let mut snap = with_service("198.18.2.1");
         let ops = add(
             &snap,
@@ -618,6 +620,8 @@ mod tests {
         )
         .unwrap();
         snap.apply(&ops);
+        // NAT → DR: the NAT connections keep their method, so their replies still need
+        // the NAT_FILTER bit; the real is marked WAS_NAT instead of losing it.
         let ops = edit(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
@@ -625,7 +629,55 @@ mod tests {
         )
         .unwrap();
         assert!(table_of(&ops).is_none());
-        assert!(matches!(ops.last(), Some(Op::FilterClear(Filter::Nat, ..))));
+        assert!(!ops.iter().any(|o| matches!(o, Op::FilterClear(..))));
+        let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+            panic!("{ops:?}")
+        };
+        assert_eq!(r.mode, ForwardMode::Dr as u8);
+        assert!(r.flags.has(RealFlags::WAS_NAT) && r.flags.has(RealFlags::ACTIVE));
+        snap.apply(&ops);
+        // DR → TUN: still WAS_NAT, still no clear.
+        let ops = edit(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Tun, 1),
+            &mut nh,
+        )
+        .unwrap();
+        assert!(!ops.iter().any(|o| matches!(o, Op::FilterClear(..))));
+        let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+            panic!("{ops:?}")
+        };
+        assert!(r.flags.has(RealFlags::WAS_NAT));
+        snap.apply(&ops);
+        // Deleting it clears the bit (no other real needs it).
+        let gone = delete(
+            &snap,
+            &RealRef {
+                service: sa("198.18.2.1", 80),
+                addr: "198.18.1.11".parse().unwrap(),
+                port: None,
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            gone.last(),
+            Some(Op::FilterClear(Filter::Nat, ..))
+        ));
+        // Back to NAT: the bit is set again (idempotent), WAS_NAT no longer needed.
+        let ops = edit(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
+            &mut nh,
+        )
+        .unwrap();
+        assert!(
+            ops.iter()
+                .any(|o| matches!(o, Op::FilterSet(Filter::Nat, ..)))
+        );
+        let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+            panic!("{ops:?}")
+        };
+        assert!(!r.flags.has(RealFlags::WAS_NAT));
         let e = edit(
             &snap,
             &rspec("198.18.2.1", "198.18.1.99", None, ForwardMode::Dr, 1),

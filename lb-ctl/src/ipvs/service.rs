@@ -134,10 +134,17 @@ pub(crate) fn deactivated(r: &Real) -> Real {
     r
 }
 
-/// Addresses of active NAT reals, excluding the real ids in `except`.
+/// Whether a real's address belongs in NAT_FILTER: the real is NAT, or was NAT and may
+/// still have NAT connections whose replies must be translated (`RealFlags::WAS_NAT`).
+pub(crate) fn in_nat_filter(r: &Real) -> bool {
+    r.mode == ForwardMode::Nat as u8 || r.flags.has(RealFlags::WAS_NAT)
+}
+
+/// Addresses of active reals that keep a NAT_FILTER bit ([`in_nat_filter`]), excluding the
+/// real ids in `except`.
 pub(crate) fn nat_addrs(snap: &Snapshot, except: &[u32]) -> Vec<IpAddr> {
     snap.active_reals()
-        .filter(|(id, r)| r.mode == ForwardMode::Nat as u8 && !except.contains(id))
+        .filter(|(id, r)| in_nat_filter(r) && !except.contains(id))
         .map(|(_, r)| real_ip(r))
         .collect()
 }
@@ -218,7 +225,7 @@ pub fn delete(snap: &Snapshot, addr: &ServiceAddr) -> Result<Vec<Op>, ModelError
     }
     let gone_nat = gone
         .iter()
-        .filter(|(_, r)| r.mode == ForwardMode::Nat as u8)
+        .filter(|(_, r)| in_nat_filter(r))
         .map(|(_, r)| real_ip(r));
     ops.extend(filter_cleanup(
         Filter::Nat,

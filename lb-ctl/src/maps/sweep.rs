@@ -72,7 +72,10 @@ fn forget_nat_reverse(
     let Ok(r) = reals.get(&v.real_id, 0) else {
         return Ok(());
     };
-    if r.mode != ForwardMode::Nat as u8 {
+    // The flow's own method (a real edited since keeps its older flows' method); 0, a flow
+    // of an older lb: the real's.
+    let fwd = if v.fwd != 0 { v.fwd } else { r.mode };
+    if fwd != ForwardMode::Nat as u8 {
         return Ok(());
     }
     let key = FlowKey {

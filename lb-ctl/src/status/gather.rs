@@ -49,7 +49,7 @@ pub fn services(
             });
             reals.push(ListedReal {
                 ep: real_endpoint(&r),
-                mode: ForwardMode::from_u8(r.mode).unwrap_or(ForwardMode::Dr),
+                mode: mode_of(r.mode),
                 weight: r.weight,
                 active: counts.active,
                 inactive: counts.inactive,
@@ -126,6 +126,8 @@ pub fn conns(maps: &Maps, snap: &Snapshot, dir: &Path) -> Result<Vec<ListedConn>
                 },
                 ..real_endpoint(&r)
             },
+            // The flow's own method; 0, a flow of an older lb: its real's mode.
+            mode: mode_of(if v.fwd != 0 { v.fwd } else { r.mode }),
         });
     }
     for (k, v) in maps.templates()? {
@@ -151,6 +153,7 @@ pub fn conns(maps: &Maps, snap: &Snapshot, dir: &Path) -> Result<Vec<ListedConn>
                 port: if grouped { 0 } else { sk.port.to_host() },
             },
             dest: real_endpoint(&r),
+            mode: mode_of(r.mode),
         });
     }
     Ok(out)
@@ -159,4 +162,9 @@ pub fn conns(maps: &Maps, snap: &Snapshot, dir: &Path) -> Result<Vec<ListedConn>
 /// `lb-ctl counters`: every named data-path counter.
 pub fn counters(dir: &Path) -> Result<Counters, MapsError> {
     Ok(Counters::from_slots(&maps::read_counters(dir)?))
+}
+
+/// A stored mode byte as listed (a byte this lb does not know lists as DR).
+fn mode_of(b: u8) -> ForwardMode {
+    ForwardMode::from_u8(b).unwrap_or(ForwardMode::Dr)
 }

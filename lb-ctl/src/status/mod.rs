@@ -149,6 +149,10 @@ pub struct ListedConn {
     /// Real.
     #[serde(rename = "destination")]
     pub dest: Endpoint,
+    /// The flow's forwarding method, kept from its creation (`FlowValue::fwd`); a template:
+    /// its real's current mode. JSON only (ipvsadm's `-L -c` shows none).
+    #[serde(rename = "forward", serialize_with = "forward_name")]
+    pub mode: ForwardMode,
 }
 
 /// Every named data-path counter, per-CPU summed, in listing order: events, pass

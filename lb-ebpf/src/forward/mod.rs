@@ -1,5 +1,6 @@
-//! Forward (docs/datapath.md steps 11–12): rewrite the packet for the real's mode — one
-//! `match` on `ForwardMode`, one file per mode — count it, then send it out: XDP_TX on the
+//! Forward (docs/datapath.md steps 11–12): rewrite the packet by the flow's forwarding
+//! method (the real's mode when the flow was created) — one `match` on `ForwardMode`, one
+//! file per mode — count it, then send it out: XDP_TX on the
 //! ingress interface, else XDP_REDIRECT through TX_PORTS. Next-hop MACs come from the Real
 //! (kept fresh by lb-ctl), so there is no FIB lookup per packet.
 
@@ -55,10 +56,13 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit
     })
 }
 
-/// Step 11: the rewrite for the real's mode; its forwarding counter.
+/// Step 11: the rewrite for the flow's forwarding method (recorded when the flow was
+/// created, IPVS's `ip_vs_bind_xmit`; 0, from an older lb: the real's mode) with the real's
+/// current addresses and MACs; its forwarding counter.
 #[inline(always)]
 fn rewrite(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<Counter, Exit> {
-    Ok(match ForwardMode::from_u8(real.mode) {
+    let fwd = if dest.fwd != 0 { dest.fwd } else { real.mode };
+    Ok(match ForwardMode::from_u8(fwd) {
         Some(ForwardMode::Dr) => {
             dr::forward_dr(ctx, real)?;
             Counter::FWD_DR
@@ -71,7 +75,7 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<C
             nat::forward_nat(ctx, pkt, dest, real)?;
             Counter::FWD_NAT
         }
-        // A mode this program does not know: the real is unusable.
+        // A mode byte this program does not know (the flow's, or the real's): unusable.
         None => return Err(Exit::Drop(Drop::NoReal)),
     })
 }

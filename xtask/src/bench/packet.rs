@@ -121,6 +121,7 @@ fn flow_value(real_id: u32, svc_id: u32, mode: ForwardMode) -> FlowValue {
         } else {
             FlowFlags::NO_OUTPUT
         },
+        fwd: mode as u8,
         ..FlowValue::default()
     }
 }
