@@ -886,6 +886,28 @@ fn scenarios() -> Vec<Sc> {
             },
         },
         Sc {
+            name: "clear_then_same_config_rr_wrr_start_afresh",
+            why: "-C then the same services again: IPVS creates new services, so rr and wrr start at the head of the list with a fresh mark, though lb gives the services their old ids back",
+            specs: || {
+                vec![
+                    SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]),
+                    SvcSpec::new(SchedKind::Wrr, &[w(3), w(2), w(2)]),
+                ]
+            },
+            script: |r| {
+                open_many(r, 1, 0, 2)?;
+                open_many(r, 2, 0, 4)?;
+                r.clear()?;
+                r.recreate(1)?;
+                r.recreate(2)?;
+                open_many(r, 1, 10, 4)?;
+                open_many(r, 2, 10, 8)?;
+                r.counts("end")?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
             name: "counters_udp_inactive",
             why: "UDP connections are bound inactive and stay so (InActConn), as IPVS shows them",
             specs: || {

@@ -426,6 +426,7 @@ impl Snapshot {
                 | Op::FilterZero(_)
                 | Op::ZeroSvcStats(_)
                 | Op::ClearLocality(_)
+                | Op::ResetCursor(_)
                 | Op::ZeroRealStats(_)
                 | Op::AddTxPort(_) => {}
             }
@@ -539,6 +540,9 @@ pub enum Op {
     /// Clear a service id's lblc/lblcr locality entry (LBLC, when the object has it), so a
     /// reused id starts without the old service's destinations.
     ClearLocality(u32),
+    /// Reset a service id's rr/wrr state (SCHED_CURSOR) to IPVS's fresh one (list head,
+    /// no mark), so a new service on a reused or revived id starts as IPVS's new service.
+    ResetCursor(u32),
     /// Reset a real's per-CPU stats.
     ZeroRealStats(u32),
     /// Make an interface a redirect target (TX_PORTS).

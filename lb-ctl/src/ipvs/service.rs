@@ -189,6 +189,7 @@ pub fn add<S: SchedChoice>(snap: &Snapshot, spec: &ServiceSpec<S>) -> Result<Vec
     Ok(vec![
         Op::ZeroSvcStats(id),
         Op::ClearLocality(id),
+        Op::ResetCursor(id),
         Op::PutService(spec.addr.key(), svc),
         Op::PutVip(vip_key(ip), services_on(snap, ip) + 1),
         Op::FilterSet(Filter::Vip, word, mask),
@@ -364,17 +365,18 @@ pub(crate) mod tests {
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
         assert_eq!(ops[0], Op::ZeroSvcStats(0));
         assert_eq!(ops[1], Op::ClearLocality(0));
-        assert!(matches!(ops[2], Op::PutService(_, s) if s.id == 0 && s.table_len == 0));
+        assert_eq!(ops[2], Op::ResetCursor(0));
+        assert!(matches!(ops[3], Op::PutService(_, s) if s.id == 0 && s.table_len == 0));
         assert_eq!(
-            ops[3],
+            ops[4],
             Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 1)
         );
-        assert!(matches!(ops[4], Op::FilterSet(Filter::Vip, _, _)));
+        assert!(matches!(ops[5], Op::FilterSet(Filter::Vip, _, _)));
         snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.1", 443)).unwrap();
         assert_eq!(ops[0], Op::ZeroSvcStats(1));
         assert_eq!(
-            ops[3],
+            ops[4],
             Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 2)
         );
     }
@@ -459,7 +461,7 @@ pub(crate) mod tests {
         let ops = delete(&snap, &sa("198.18.2.1", 80)).unwrap();
         snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.2", 80)).unwrap();
-        let Op::PutService(_, s) = ops[2] else {
+        let Op::PutService(_, s) = ops[3] else {
             panic!()
         };
         assert_eq!(s.id, 2);

@@ -537,20 +537,8 @@ impl Model {
     /// runs. The model keeps the trash per service number (its address); the harness's
     /// reals all use the service's port, so the address decides.
     pub fn add_real(&mut self, svc: u32, dest: Dest) {
+        let dest = self.take_from_trash(svc, dest);
         let s = self.services.get_mut(&svc).expect("service");
-        let dest = match s.trash.iter().position(|d| d.addr == dest.addr) {
-            Some(t) => {
-                let mut old = s.trash.remove(t);
-                if dest.u_threshold == 0 || dest.u_threshold > old.u_threshold {
-                    old.overloaded = false;
-                }
-                old.weight = dest.weight;
-                old.u_threshold = dest.u_threshold;
-                old.l_threshold = dest.l_threshold;
-                old
-            }
-            None => dest,
-        };
         s.dests.insert(0, dest);
         // Schedulers that point into the list keep pointing at the same dest.
         match &mut s.sched {
@@ -562,6 +550,23 @@ impl Model {
             _ => {}
         }
         s.dests_changed();
+    }
+
+    /// The dest `ip_vs_add_dest` adds for `dest`: its trashed self if there (see
+    /// [`Model::add_real`]), else `dest`.
+    pub fn take_from_trash(&mut self, svc: u32, dest: Dest) -> Dest {
+        let s = self.services.get_mut(&svc).expect("service");
+        let Some(t) = s.trash.iter().position(|d| d.addr == dest.addr) else {
+            return dest;
+        };
+        let mut old = s.trash.remove(t);
+        if dest.u_threshold == 0 || dest.u_threshold > old.u_threshold {
+            old.overloaded = false;
+        }
+        old.weight = dest.weight;
+        old.u_threshold = dest.u_threshold;
+        old.l_threshold = dest.l_threshold;
+        old
     }
 
     /// `__ip_vs_del_service` (ipvsadm -D, or -C through `ip_vs_flush`): every dest leaves

@@ -521,8 +521,9 @@ impl Run {
     }
 
     /// Adds service `svc` and its reals again after [`Run::clear`], as at setup (`-A`,
-    /// then `-a` of each real); the model creates the service and adds each real as IPVS
-    /// does, from the trash when it is there.
+    /// then `-a` of each real). The model creates the service as at setup (its scheduler
+    /// state fresh: a new IPVS service) and takes each real from the trash when it is
+    /// there, with its connections.
     pub fn recreate(&mut self, svc: u32) -> Result<()> {
         let base = self.first_real[svc as usize - 1];
         for i in 0..self.specs[svc as usize - 1].reals.len() as u32 {
@@ -532,11 +533,12 @@ impl Run {
         self.create(svc)?;
         let s = self.model.services.get_mut(&svc).expect("svc");
         s.trash = trash;
-        // The same adds, last first, in the model: each dest from the trash if there.
         let fresh = std::mem::take(&mut s.dests);
-        for d in fresh.into_iter().rev() {
-            self.model.add_real(svc, d);
-        }
+        let dests = fresh
+            .into_iter()
+            .map(|d| self.model.take_from_trash(svc, d))
+            .collect();
+        self.model.services.get_mut(&svc).expect("svc").dests = dests;
         Ok(())
     }
 
