@@ -18,7 +18,7 @@ use lb_common::maglev;
 use lb_common::{
     ForwardMode, RawAddr, Real, RealFlags, SchedKind, Service, VipFlags, addr::convert,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The persistence mask of a service as stored: all-ones (/32, /128) unless `-M` says
@@ -262,16 +262,15 @@ pub fn clear(snap: &Snapshot) -> Vec<Op> {
         }
     }
     ops.extend(vips.into_iter().map(|ip| Op::DelVip(vip_key(ip))));
-    let addr_of = |svc_id: u32| {
-        snap.services
-            .iter()
-            .find(|(_, s)| s.id == svc_id)
-            .and_then(|(k, _)| ServiceAddr::from_key(k))
-    };
+    let addr_of: BTreeMap<u32, ServiceAddr> = snap
+        .services
+        .iter()
+        .filter_map(|(k, s)| Some((s.id, ServiceAddr::from_key(k)?)))
+        .collect();
     let stamp = snap.next_stamp();
     for (i, (id, r)) in snap.active_reals().enumerate() {
-        let slot = match addr_of(r.svc_id) {
-            Some(a) => trashed(r, a, stamp + i as u32),
+        let slot = match addr_of.get(&r.svc_id) {
+            Some(a) => trashed(r, *a, stamp + i as u32),
             None => deactivated(r),
         };
         ops.push(Op::PutReal(*id, slot));
