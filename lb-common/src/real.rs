@@ -49,6 +49,12 @@ impl RealFlags {
     /// so lb-ctl keeps the real's address in NAT_FILTER until the real is deleted. Read by
     /// lb-ctl only.
     pub const WAS_NAT: u32 = 1 << 1;
+    /// Never with `ACTIVE`: the slot is a deleted real that lb-ctl may give back to the
+    /// same (service, address, port) when it is added again, as IPVS takes a dest back
+    /// from its trash. lb-ctl keeps its record of the deletion in fields an inactive slot
+    /// does not use (`lb_ctl::ipvs::model::Trashed`; docs/datapath.md, "Real ids"). The
+    /// data path reads nothing of a slot without `ACTIVE`.
+    pub const TRASHED: u32 = 1 << 2;
     /// True when `bit` is set.
     pub const fn has(self, bit: u32) -> bool {
         self.0 & bit != 0

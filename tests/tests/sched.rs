@@ -897,6 +897,86 @@ fn scenarios() -> Vec<Sc> {
             },
         },
         Sc {
+            name: "real_added_again_keeps_its_connections",
+            why: "-d then -a of the same real: IPVS takes the dest back from its trash (ip_vs_trash_get_dest), so its connections carry on and count on it again",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1), w(1)]),
+            script: |r| {
+                let hs = open_many(r, 1, 0, 6)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.delete_real(1, 1)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?; // the deleted real's: dropped
+                }
+                r.counts("deleted")?;
+                r.add_real(1, 1)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?; // every one to its own real again
+                }
+                r.counts("added again")?;
+                open_many(r, 1, 10, 4)?; // wlc sees its active connections
+                for h in &hs {
+                    r.send(*h, Flags::FIN)?;
+                }
+                r.counts("closing")?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
+            name: "clear_then_same_config_keeps_connections",
+            why: "-C then the same services and reals again (a reload): IPVS's trash matches the service's address, port and protocol, not the deleted service, so every connection carries on on its real",
+            specs: || {
+                vec![
+                    SvcSpec::new(SchedKind::Wlc, &[w(1), w(2), w(1)]),
+                    SvcSpec::new(SchedKind::Lc, &[w(1), w(1)]),
+                ]
+            },
+            script: |r| {
+                let mut hs = open_many(r, 1, 0, 6)?;
+                hs.extend(open_many(r, 2, 0, 4)?);
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.clear()?;
+                // Added again in the other order: matched by address, not by order.
+                r.recreate(2)?;
+                r.recreate(1)?;
+                for h in &hs {
+                    r.send(*h, Flags::ACK)?;
+                }
+                r.counts("added again")?;
+                open_many(r, 1, 10, 4)?;
+                open_many(r, 2, 10, 4)?;
+                r.counts("new connections")?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
+            name: "clear_then_same_config_rr_wrr_start_afresh",
+            why: "-C then the same services again: IPVS creates new services, so rr and wrr start at the head of the list with a fresh mark, though lb gives the services their old ids back",
+            specs: || {
+                vec![
+                    SvcSpec::new(SchedKind::Rr, &[w(1), w(1), w(1)]),
+                    SvcSpec::new(SchedKind::Wrr, &[w(3), w(2), w(2)]),
+                ]
+            },
+            script: |r| {
+                open_many(r, 1, 0, 2)?;
+                open_many(r, 2, 0, 4)?;
+                r.clear()?;
+                r.recreate(1)?;
+                r.recreate(2)?;
+                open_many(r, 1, 10, 4)?;
+                open_many(r, 2, 10, 8)?;
+                r.counts("end")?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
             name: "counters_udp_inactive",
             why: "UDP connections are bound inactive and stay so (InActConn), as IPVS shows them",
             specs: || {

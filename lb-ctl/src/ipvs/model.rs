@@ -355,6 +355,22 @@ impl Snapshot {
         out
     }
 
+    /// Every deleted real that carries a [`Trashed`] record.
+    pub fn trash(&self) -> impl Iterator<Item = (u32, Real, Trashed)> + '_ {
+        self.reals
+            .iter()
+            .filter_map(|(id, r)| Trashed::read(r).map(|t| (*id, *r, t)))
+    }
+
+    /// The stamp of the next deletion: one more than any in REALS.
+    pub fn next_stamp(&self) -> u32 {
+        self.trash()
+            .map(|(_, _, t)| t.stamp)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
+    }
+
     /// Every active real.
     pub fn active_reals(&self) -> impl Iterator<Item = &(u32, Real)> {
         self.reals
@@ -410,10 +426,64 @@ impl Snapshot {
                 | Op::FilterZero(_)
                 | Op::ZeroSvcStats(_)
                 | Op::ClearLocality(_)
+                | Op::ResetCursor(_)
                 | Op::ZeroRealStats(_)
                 | Op::AddTxPort(_) => {}
             }
         }
+    }
+}
+
+/// lb-ctl's record of a deleted real, kept in its inactive REALS slot: IPVS's dest trash
+/// (`ip_vs_trash_get_dest`), in the only state a later lb-ctl process can read.
+///
+/// The slot keeps the real's own fields (address, port, family, mode, service id, weight,
+/// next hop); the record goes into the fields an inactive slot does not use: `flags` =
+/// [`RealFlags::TRASHED`] (`ACTIVE` clear), `local_addr` = the service's VIP (the real's
+/// family), `l_threshold` = the service's port | protocol << 16, `u_threshold` = the
+/// stamp. The data path reads nothing of a slot without `ACTIVE` (a packet that passed the
+/// ACTIVE check just before the write may still see the new `local_addr`: a tunnel packet
+/// in that instant carries the VIP as outer source).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trashed {
+    /// The virtual service the real was deleted from (IPVS matches `dest->vaddr`,
+    /// `vport` and `protocol`, not the service object: a service deleted and added again
+    /// gets its reals back).
+    pub service: ServiceAddr,
+    /// Order of deletion: one more than the highest stamp in REALS at the time. The
+    /// allocator reuses the lowest stamp first (deleted longest ago).
+    pub stamp: u32,
+}
+
+impl Trashed {
+    /// The inactive slot of `r`, carrying this record.
+    pub fn write(self, r: &Real) -> Real {
+        let mut r = *r;
+        r.flags = RealFlags(RealFlags::TRASHED);
+        r.local_addr = convert::to_raw(self.service.vip.ip).0;
+        r.l_threshold =
+            u32::from(self.service.vip.port) | u32::from(self.service.proto.number()) << 16;
+        r.u_threshold = self.stamp;
+        r
+    }
+
+    /// The record of an inactive slot; `None` for an active one, or one deleted by an
+    /// lb-ctl that kept no record.
+    pub fn read(r: &Real) -> Option<Trashed> {
+        if r.flags.has(RealFlags::ACTIVE) || !r.flags.has(RealFlags::TRASHED) {
+            return None;
+        }
+        let proto = Proto::from_number((r.l_threshold >> 16) as u8)?;
+        Some(Trashed {
+            service: ServiceAddr {
+                proto,
+                vip: Endpoint {
+                    ip: convert::from_raw(&r.local_addr, r.family),
+                    port: r.l_threshold as u16,
+                },
+            },
+            stamp: r.u_threshold,
+        })
     }
 }
 
@@ -470,6 +540,9 @@ pub enum Op {
     /// Clear a service id's lblc/lblcr locality entry (LBLC, when the object has it), so a
     /// reused id starts without the old service's destinations.
     ClearLocality(u32),
+    /// Reset a service id's rr/wrr state (SCHED_CURSOR) to IPVS's fresh one (list head,
+    /// no mark), so a new service on a reused or revived id starts as IPVS's new service.
+    ResetCursor(u32),
     /// Reset a real's per-CPU stats.
     ZeroRealStats(u32),
     /// Make an interface a redirect target (TX_PORTS).
@@ -620,6 +693,46 @@ mod tests {
             let k = a.key();
             assert_eq!(k.port.to_host(), 53);
             assert_eq!(ServiceAddr::from_key(&k), Some(a));
+        }
+    }
+
+    #[test]
+    fn trash_record_round_trip() {
+        for (vip, rip, proto) in [
+            ("198.18.2.1", "198.18.1.11", Proto::Tcp),
+            ("2001:db8::7", "2001:db8::11", Proto::Udp),
+        ] {
+            let (addr, family) = convert::to_raw(rip.parse().unwrap());
+            let real = Real {
+                addr,
+                family,
+                port: Be16::from_host(8080),
+                flags: RealFlags(RealFlags::ACTIVE),
+                svc_id: 3,
+                weight: 2,
+                u_threshold: 10,
+                ..Real::default()
+            };
+            assert_eq!(Trashed::read(&real), None, "active");
+            let t = Trashed {
+                service: ServiceAddr {
+                    proto,
+                    vip: Endpoint {
+                        ip: vip.parse().unwrap(),
+                        port: 65535,
+                    },
+                },
+                stamp: 7,
+            };
+            let slot = t.write(&real);
+            assert!(!slot.flags.has(RealFlags::ACTIVE));
+            assert_eq!(Trashed::read(&slot), Some(t));
+            // The real's own identity stays readable (listings of its flows).
+            assert_eq!(real_endpoint(&slot), real_endpoint(&real));
+            assert_eq!((slot.svc_id, slot.weight), (3, 2));
+            let mut plain = real;
+            plain.flags = RealFlags(0);
+            assert_eq!(Trashed::read(&plain), None, "no record");
         }
     }
 

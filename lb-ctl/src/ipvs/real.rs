@@ -6,11 +6,11 @@
 //! plan was built.
 
 use crate::ipvs::model::{
-    Endpoint, Filter, ModelError, Op, RealRef, RealSpec, Snapshot, check_unicast, check_weight,
-    effective_port, real_endpoint,
+    Endpoint, Filter, ModelError, Op, RealRef, RealSpec, ServiceAddr, Snapshot, Trashed,
+    check_unicast, check_weight, effective_port, real_endpoint,
 };
 use crate::ipvs::service::{
-    deactivated, filter_cleanup, in_nat_filter, mh_size_of, nat_addrs, publish, slot_of,
+    filter_cleanup, in_nat_filter, mh_size_of, nat_addrs, publish, slot_of, trashed,
 };
 use crate::nexthop::{NextHop, NextHopError};
 use lb_common::addr::convert;
@@ -23,11 +23,7 @@ use std::net::IpAddr;
 pub type Resolver<'a> = dyn FnMut(IpAddr) -> Result<NextHop, NextHopError> + 'a;
 
 /// The service a request names, checked against the real's family.
-fn service_for(
-    snap: &Snapshot,
-    svc: &crate::ipvs::model::ServiceAddr,
-    real: IpAddr,
-) -> Result<Service, ModelError> {
+fn service_for(snap: &Snapshot, svc: &ServiceAddr, real: IpAddr) -> Result<Service, ModelError> {
     let s = snap.service(svc).ok_or(ModelError::NoSuchService(*svc))?;
     if svc.vip.ip.is_ipv4() != real.is_ipv4() {
         return Err(ModelError::FamilyMismatch {
@@ -45,8 +41,20 @@ fn find(snap: &Snapshot, svc_id: u32, ep: Endpoint) -> Option<(u32, Real)> {
         .copied()
 }
 
+/// The deleted real of `service` at `ep` still in its REALS slot (IPVS's
+/// `ip_vs_trash_get_dest`: same service address, port and protocol, same real address
+/// and port), the most recently deleted if several. A slot since given to another real
+/// is active, or carries that real's record, so it never matches.
+fn revivable(snap: &Snapshot, service: &ServiceAddr, ep: Endpoint) -> Option<u32> {
+    snap.trash()
+        .filter(|(_, r, t)| t.service == *service && real_endpoint(r) == ep)
+        .max_by_key(|(_, _, t)| t.stamp)
+        .map(|(id, _, _)| id)
+}
+
 /// A free real id: never-used slots first (so a deleted real's id, which old flows may
-/// still name, is reused as late as possible), then inactive ones.
+/// still name, is reused as late as possible), then the inactive one deleted longest ago
+/// (lowest [`Trashed`] stamp; a slot deleted without a record counts as oldest).
 fn alloc_id(snap: &Snapshot) -> Result<u32, ModelError> {
     let written: BTreeSet<u32> = snap.reals.iter().map(|(id, _)| *id).collect();
     if let Some(id) = (0..MAX_REALS).find(|i| !written.contains(i)) {
@@ -55,8 +63,9 @@ fn alloc_id(snap: &Snapshot) -> Result<u32, ModelError> {
     snap.reals
         .iter()
         .filter(|(_, r)| !r.flags.has(RealFlags::ACTIVE))
-        .map(|(id, _)| *id)
+        .map(|(id, r)| (Trashed::read(r).map_or(0, |t| t.stamp), *id))
         .min()
+        .map(|(_, id)| id)
         .ok_or(ModelError::TooManyReals(MAX_REALS))
 }
 
@@ -102,7 +111,9 @@ fn check_thresholds(spec: &RealSpec) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// `-a`: add a real server to a service.
+/// `-a`: add a real server to a service. A real deleted from the same service (by `-d`,
+/// `-D` or `-C`) gets its old id back while no other real has taken it, so its
+/// connections carry on, as IPVS takes the dest back from its trash.
 pub fn add(
     snap: &Snapshot,
     spec: &RealSpec,
@@ -123,7 +134,10 @@ pub fn add(
             real: ep,
         });
     }
-    let id = alloc_id(snap)?;
+    let id = match revivable(snap, &spec.service, ep) {
+        Some(id) => id,
+        None => alloc_id(snap)?,
+    };
     let old_reals = snap.ordered_reals(svc.id);
     if old_reals.len() as u32 >= MAX_REALS_PER_SERVICE {
         return Err(ModelError::TooManyRealsInService(
@@ -208,7 +222,8 @@ pub fn edit(
 }
 
 /// `-d`: remove a real from its service. The new table is published first; only then is
-/// the real marked inactive (flows still on it are then rescheduled by the data path).
+/// the real marked inactive (flows still on it then meet `expire_nodest_conn`), its slot
+/// keeping the [`Trashed`] record `-a` revives it by.
 pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
     let svc = service_for(snap, &rref.service, rref.addr)?;
     let ep = Endpoint {
@@ -225,7 +240,10 @@ pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
         .filter(|(i, _)| *i != id)
         .collect();
     let mut ops = publish(snap, &rref.service, svc, svc, &reals, mh_size_of(&svc))?;
-    ops.push(Op::PutReal(id, deactivated(&old)));
+    ops.push(Op::PutReal(
+        id,
+        trashed(&old, rref.service, snap.next_stamp()),
+    ));
     if in_nat_filter(&old) {
         ops.extend(filter_cleanup(
             Filter::Nat,
@@ -824,6 +842,137 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, ModelError::TooManyRealsInService(..)), "{e}");
+    }
+
+    fn real_id_of(ops: &[Op]) -> u32 {
+        ops.iter()
+            .find_map(|o| match o {
+                Op::PutReal(id, _) => Some(*id),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn del(snap: &mut Snapshot, rip: &str, port: Option<u16>) {
+        let ops = delete(
+            snap,
+            &RealRef {
+                service: sa("198.18.2.1", 80),
+                addr: rip.parse().unwrap(),
+                port,
+            },
+        )
+        .unwrap();
+        snap.apply(&ops);
+    }
+
+    fn add_to(snap: &mut Snapshot, spec: &RealSpec) -> u32 {
+        let ops = add(snap, spec, &mut nh).unwrap();
+        snap.apply(&ops);
+        real_id_of(&ops)
+    }
+
+    #[test]
+    fn a_deleted_real_added_again_gets_its_id_back() {
+        let mut snap = with_sched("wlc", &[1, 1]);
+        // Reals 0 (198.18.1.11) and 1 (198.18.1.12); list [1, 0].
+        del(&mut snap, "198.18.1.11", None);
+        let t = Trashed::read(&snap.reals[0].1).expect("a trash record");
+        assert_eq!(t.service, sa("198.18.2.1", 80));
+        // Another real takes a fresh id, not the deleted one's.
+        let other = rspec("198.18.2.1", "198.18.1.13", None, ForwardMode::Dr, 1);
+        assert_eq!(add_to(&mut snap, &other), 2);
+        // The same (service, address, port) again: the old id, at the list's head.
+        let again = rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 5);
+        let ops = add(&snap, &again, &mut nh).unwrap();
+        assert_eq!(real_id_of(&ops), 0, "revived");
+        assert_eq!(list_of(&ops).unwrap(), [0, 2, 1]);
+        let Op::PutReal(_, r) = ops[1] else { panic!() };
+        assert!(r.flags.has(RealFlags::ACTIVE) && !r.flags.has(RealFlags::TRASHED));
+        assert_eq!((r.weight, r.u_threshold, r.l_threshold), (5, 0, 0));
+        assert_eq!(
+            r.local_addr,
+            convert::to_raw("198.18.0.1".parse().unwrap()).0
+        );
+        snap.apply(&ops);
+        // Another port of the same address is another real: a fresh id.
+        del(&mut snap, "198.18.1.11", None);
+        let mut nat = rspec("198.18.2.1", "198.18.1.11", Some(8080), ForwardMode::Nat, 1);
+        assert_eq!(add_to(&mut snap, &nat), 3);
+        // The same address and port in another service: a fresh id.
+        let ops = crate::ipvs::service::add(&snap, &spec("198.18.2.2", 80)).unwrap();
+        snap.apply(&ops);
+        nat = rspec("198.18.2.2", "198.18.1.11", None, ForwardMode::Dr, 1);
+        assert_eq!(add_to(&mut snap, &nat), 4);
+        // Back in its own service, it still finds its slot.
+        let back = rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1);
+        assert_eq!(add_to(&mut snap, &back), 0);
+    }
+
+    #[test]
+    fn a_slot_given_to_another_real_is_not_revived() {
+        let mut snap = with_sched("wlc", &[1, 1]);
+        // Every other id in use, so the allocator must reuse a deleted real's id.
+        let mut filler = snap.reals[0].1;
+        filler.svc_id = 999;
+        snap.reals.extend((2..MAX_REALS).map(|id| (id, filler)));
+        // 198.18.1.12 (id 1) deleted first, then 198.18.1.11 (id 0).
+        del(&mut snap, "198.18.1.12", None);
+        del(&mut snap, "198.18.1.11", None);
+        // A new real takes the id deleted longest ago (1), not the lowest (0).
+        let s = rspec("198.18.2.1", "198.18.1.99", None, ForwardMode::Dr, 1);
+        assert_eq!(add_to(&mut snap, &s), 1);
+        // 198.18.1.11 gets its id back; 198.18.1.12's went to 198.18.1.99: not revived.
+        let r = rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1);
+        assert_eq!(add_to(&mut snap, &r), 0);
+        let t = rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1);
+        assert!(matches!(
+            add(&snap, &t, &mut never),
+            Err(ModelError::TooManyReals(_))
+        ));
+        // Deleted again, 198.18.1.99's slot carries its own record, not 198.18.1.12's.
+        del(&mut snap, "198.18.1.99", None);
+        assert_eq!(add_to(&mut snap, &t), 1, "the only free id, as a fresh one");
+        let Some((_, r)) = snap.reals.iter().find(|(i, _)| *i == 1) else {
+            panic!()
+        };
+        assert_eq!(
+            real_endpoint(r).ip,
+            "198.18.1.12".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn clear_then_the_same_config_gets_the_same_ids() {
+        let mut snap = Snapshot::default();
+        for vip in ["198.18.2.1", "198.18.2.2"] {
+            let ops = crate::ipvs::service::add(&snap, &spec(vip, 80)).unwrap();
+            snap.apply(&ops);
+        }
+        let r1 = rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1);
+        let r2 = rspec("198.18.2.2", "198.18.1.11", None, ForwardMode::Dr, 1);
+        assert_eq!((add_to(&mut snap, &r1), add_to(&mut snap, &r2)), (0, 1));
+        let ops = crate::ipvs::service::clear(&snap);
+        snap.apply(&ops);
+        assert_eq!(snap.trash().count(), 2);
+        // Added again in the other order: each service and real gets its old id, by its
+        // address (IPVS's trash matches vaddr/vport/protocol), not by the order.
+        let ops = crate::ipvs::service::add(&snap, &spec("198.18.2.2", 80)).unwrap();
+        snap.apply(&ops);
+        let ops = crate::ipvs::service::add(&snap, &spec("198.18.2.3", 80)).unwrap();
+        snap.apply(&ops);
+        let ops = crate::ipvs::service::add(&snap, &spec("198.18.2.1", 80)).unwrap();
+        snap.apply(&ops);
+        let id = |snap: &Snapshot, vip| snap.service(&sa(vip, 80)).unwrap().id;
+        assert_eq!(id(&snap, "198.18.2.2"), 1);
+        assert_eq!(id(&snap, "198.18.2.1"), 0);
+        assert_eq!(
+            id(&snap, "198.18.2.3"),
+            2,
+            "not an id another service's trash names"
+        );
+        assert_eq!((add_to(&mut snap, &r2), add_to(&mut snap, &r1)), (1, 0));
+        assert_eq!(snap.trash().count(), 0);
     }
 
     #[test]

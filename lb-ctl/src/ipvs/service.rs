@@ -6,8 +6,8 @@
 //! that points at it; a real is marked inactive only after no table references it.
 
 use crate::ipvs::model::{
-    Filter, ModelError, Op, SchedChoice, ServiceAddr, ServiceSpec, Snapshot, check_unicast,
-    real_ip, vip_key,
+    Filter, ModelError, Op, SchedChoice, ServiceAddr, ServiceSpec, Snapshot, Trashed,
+    check_unicast, real_ip, vip_key,
 };
 use crate::ipvs::table;
 use lb_common::consts::{
@@ -18,7 +18,7 @@ use lb_common::maglev;
 use lb_common::{
     ForwardMode, RawAddr, Real, RealFlags, SchedKind, Service, VipFlags, addr::convert,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The persistence mask of a service as stored: all-ones (/32, /128) unless `-M` says
@@ -127,11 +127,40 @@ pub(crate) fn filter_cleanup(
         .collect()
 }
 
-/// The inactive form of a real (what deleting it writes).
-pub(crate) fn deactivated(r: &Real) -> Real {
+/// The inactive slot deleting a real from `service` writes: the real with its
+/// [`Trashed`] record, so `-a` of the same real in the same service takes the id back.
+pub(crate) fn trashed(r: &Real, service: ServiceAddr, stamp: u32) -> Real {
+    Trashed { service, stamp }.write(r)
+}
+
+/// The inactive form of a real whose service is unknown (no record to keep).
+fn deactivated(r: &Real) -> Real {
     let mut r = *r;
     r.flags = RealFlags(r.flags.0 & !RealFlags::ACTIVE);
     r
+}
+
+/// The id `-A` gives a new service: the id its reals' trash records name, when that id
+/// is free (a service deleted and added again — `-D` or `-C`, then `-A` — keeps its id,
+/// so its flows and templates carry on once its reals are back, as IPVS's trash keys on
+/// the service's address, not its object); else the lowest id neither in use nor named
+/// by another service's trash; else the lowest id not in use.
+fn service_id(snap: &Snapshot, addr: &ServiceAddr) -> Result<u32, ModelError> {
+    // An id that is still some group's name is not reused: the new service would join it.
+    let used: BTreeSet<u32> = snap
+        .services
+        .iter()
+        .flat_map(|(_, s)| [s.id, s.persist_group])
+        .collect();
+    let mine = snap
+        .trash()
+        .filter(|(_, r, t)| t.service == *addr && !used.contains(&r.svc_id))
+        .max_by_key(|(_, _, t)| t.stamp)
+        .map(|(_, r, _)| r.svc_id);
+    let claimed: BTreeSet<u32> = snap.trash().map(|(_, r, _)| r.svc_id).collect();
+    mine.or_else(|| (0..MAX_SERVICES).find(|i| !used.contains(i) && !claimed.contains(i)))
+        .or_else(|| (0..MAX_SERVICES).find(|i| !used.contains(i)))
+        .ok_or(ModelError::TooManyServices(MAX_SERVICES))
 }
 
 /// Whether a real's address belongs in NAT_FILTER: the real is NAT, or was NAT and may
@@ -156,15 +185,7 @@ pub fn add<S: SchedChoice>(snap: &Snapshot, spec: &ServiceSpec<S>) -> Result<Vec
     if snap.service(&spec.addr).is_some() {
         return Err(ModelError::ServiceExists(spec.addr));
     }
-    // An id that is still some group's name is not reused: the new service would join it.
-    let used: BTreeSet<u32> = snap
-        .services
-        .iter()
-        .flat_map(|(_, s)| [s.id, s.persist_group])
-        .collect();
-    let id = (0..MAX_SERVICES)
-        .find(|i| !used.contains(i))
-        .ok_or(ModelError::TooManyServices(MAX_SERVICES))?;
+    let id = service_id(snap, &spec.addr)?;
     let svc = Service {
         id,
         persist_group: group_for(snap, spec, id)?,
@@ -175,6 +196,7 @@ pub fn add<S: SchedChoice>(snap: &Snapshot, spec: &ServiceSpec<S>) -> Result<Vec
     Ok(vec![
         Op::ZeroSvcStats(id),
         Op::ClearLocality(id),
+        Op::ResetCursor(id),
         Op::PutService(spec.addr.key(), svc),
         Op::PutVip(vip_key(ip), services_on(snap, ip) + 1),
         Op::FilterSet(Filter::Vip, word, mask),
@@ -220,8 +242,9 @@ pub fn delete(snap: &Snapshot, addr: &ServiceAddr) -> Result<Vec<Op>, ModelError
     });
     let gone: Vec<(u32, Real)> = snap.reals_of(svc.id).copied().collect();
     let gone_ids: Vec<u32> = gone.iter().map(|(id, _)| *id).collect();
-    for (id, r) in &gone {
-        ops.push(Op::PutReal(*id, deactivated(r)));
+    let stamp = snap.next_stamp();
+    for (i, (id, r)) in gone.iter().enumerate() {
+        ops.push(Op::PutReal(*id, trashed(r, *addr, stamp + i as u32)));
     }
     let gone_nat = gone
         .iter()
@@ -246,8 +269,18 @@ pub fn clear(snap: &Snapshot) -> Vec<Op> {
         }
     }
     ops.extend(vips.into_iter().map(|ip| Op::DelVip(vip_key(ip))));
-    for (id, r) in snap.active_reals() {
-        ops.push(Op::PutReal(*id, deactivated(r)));
+    let addr_of: BTreeMap<u32, ServiceAddr> = snap
+        .services
+        .iter()
+        .filter_map(|(k, s)| Some((s.id, ServiceAddr::from_key(k)?)))
+        .collect();
+    let stamp = snap.next_stamp();
+    for (i, (id, r)) in snap.active_reals().enumerate() {
+        let slot = match addr_of.get(&r.svc_id) {
+            Some(a) => trashed(r, *a, stamp + i as u32),
+            None => deactivated(r),
+        };
+        ops.push(Op::PutReal(*id, slot));
     }
     ops.push(Op::FilterZero(Filter::Nat));
     ops
@@ -338,17 +371,18 @@ pub(crate) mod tests {
         let ops = add(&snap, &spec("198.18.2.1", 80)).unwrap();
         assert_eq!(ops[0], Op::ZeroSvcStats(0));
         assert_eq!(ops[1], Op::ClearLocality(0));
-        assert!(matches!(ops[2], Op::PutService(_, s) if s.id == 0 && s.table_len == 0));
+        assert_eq!(ops[2], Op::ResetCursor(0));
+        assert!(matches!(ops[3], Op::PutService(_, s) if s.id == 0 && s.table_len == 0));
         assert_eq!(
-            ops[3],
+            ops[4],
             Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 1)
         );
-        assert!(matches!(ops[4], Op::FilterSet(Filter::Vip, _, _)));
+        assert!(matches!(ops[5], Op::FilterSet(Filter::Vip, _, _)));
         snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.1", 443)).unwrap();
         assert_eq!(ops[0], Op::ZeroSvcStats(1));
         assert_eq!(
-            ops[3],
+            ops[4],
             Op::PutVip(vip_key("198.18.2.1".parse().unwrap()), 2)
         );
     }
@@ -433,7 +467,7 @@ pub(crate) mod tests {
         let ops = delete(&snap, &sa("198.18.2.1", 80)).unwrap();
         snap.apply(&ops);
         let ops = add(&snap, &spec("198.18.2.2", 80)).unwrap();
-        let Op::PutService(_, s) = ops[2] else {
+        let Op::PutService(_, s) = ops[3] else {
             panic!()
         };
         assert_eq!(s.id, 2);

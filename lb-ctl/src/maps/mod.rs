@@ -25,8 +25,8 @@ use aya::maps::{
 use lb_common::conn::{ConnCounts, ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
     FILTER_WORDS, MAP_COUNTERS, MAP_LBLC, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
-    MAP_REAL_EXPIRED, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
-    MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
+    MAP_REAL_EXPIRED, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES,
+    MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
 };
 use lb_common::{
     CounterBlock, FlowKey, FlowValue, PersistKey, PersistValue, Real, Service, ServiceKey, Traffic,
@@ -384,20 +384,22 @@ impl Maps {
                     .set(*id, zeroes()?, 0)
                     .map_err(err(MAP_REAL_STATS))?,
                 Op::AddTxPort(i) => self.tx_ports.insert(*i, *i, None, 0)?,
-                Op::ClearLocality(id) => {
-                    let path = self.dir.join(MAP_LBLC);
-                    if path.exists() {
-                        let raw = crate::maps::sys::RawMap::open(&path)
-                            .and_then(|m| m.set_zero(id))
-                            .map_err(|source| MapsError::Raw {
-                                name: MAP_LBLC,
-                                source,
-                            });
-                        raw?;
-                    }
-                }
+                Op::ClearLocality(id) => self.zero_if_pinned(MAP_LBLC, *id)?,
+                Op::ResetCursor(id) => self.zero_if_pinned(MAP_SCHED_CURSOR, *id)?,
             }
         }
         Ok(())
+    }
+
+    /// Writes an all-zero value at `id` of the pinned map `name`, when the object has it
+    /// (LBLC and SCHED_CURSOR came after the first pinned layouts).
+    fn zero_if_pinned(&self, name: &'static str, id: u32) -> Result<(), MapsError> {
+        let path = self.dir.join(name);
+        if !path.exists() {
+            return Ok(());
+        }
+        crate::maps::sys::RawMap::open(&path)
+            .and_then(|m| m.set_zero(&id))
+            .map_err(|source| MapsError::Raw { name, source })
     }
 }

@@ -567,6 +567,56 @@ impl Model {
         s.dests_changed();
     }
 
+    /// `ip_vs_add_dest`: `ip_vs_trash_get_dest` first looks for the real in the trash,
+    /// matching the service's address, port and protocol (not the service object, so a
+    /// service deleted and added again finds its old dests) and the real's address and
+    /// port; a hit comes back with its connection counters, and `__ip_vs_update_dest`
+    /// gives it the command's weight and thresholds (OVERLOAD cleared unless the upper
+    /// threshold stays or drops). Otherwise `dest` is new. Either way it goes to the head
+    /// of the list (`list_add_rcu` onto `svc->destinations`) and the scheduler's hook
+    /// runs. The model keeps the trash per service number (its address); the harness's
+    /// reals all use the service's port, so the address decides.
+    pub fn add_real(&mut self, svc: u32, dest: Dest) {
+        let dest = self.take_from_trash(svc, dest);
+        let s = self.services.get_mut(&svc).expect("service");
+        s.dests.insert(0, dest);
+        // Schedulers that point into the list keep pointing at the same dest.
+        match &mut s.sched {
+            Sched::Rr(Some(cur)) => *cur += 1,
+            Sched::Lblc(t) => t.values_mut().for_each(|p| *p += 1),
+            Sched::Lblcr(t) => t
+                .values_mut()
+                .for_each(|set| set.iter_mut().for_each(|p| *p += 1)),
+            _ => {}
+        }
+        s.dests_changed();
+    }
+
+    /// The dest `ip_vs_add_dest` adds for `dest`: its trashed self if there (see
+    /// [`Model::add_real`]), else `dest`.
+    pub fn take_from_trash(&mut self, svc: u32, dest: Dest) -> Dest {
+        let s = self.services.get_mut(&svc).expect("service");
+        let Some(t) = s.trash.iter().position(|d| d.addr == dest.addr) else {
+            return dest;
+        };
+        let mut old = s.trash.remove(t);
+        if dest.u_threshold == 0 || dest.u_threshold > old.u_threshold {
+            old.overloaded = false;
+        }
+        old.weight = dest.weight;
+        old.u_threshold = dest.u_threshold;
+        old.l_threshold = dest.l_threshold;
+        old
+    }
+
+    /// `__ip_vs_del_service` (ipvsadm -D, or -C through `ip_vs_flush`): every dest leaves
+    /// the list for the trash, where its connections keep it.
+    pub fn delete_service(&mut self, svc: u32) {
+        let s = self.services.get_mut(&svc).expect("service");
+        let gone = std::mem::take(&mut s.dests);
+        s.trash.extend(gone);
+    }
+
     /// Counts of a real in a service: (ActiveConn, InActConn, PersistConn).
     pub fn counts(&self, svc: u32, real: u32) -> (u32, u32, u32) {
         let s = &self.services[&svc];

@@ -459,20 +459,8 @@ impl Run {
         self.map_svc.insert(svc, id);
         // IPVS puts a new real at the head of its service's list: added last to first,
         // the list is the spec's order.
-        let base = self.first_real[svc as usize - 1];
         for idx in (0..self.specs[svc as usize - 1].reals.len()).rev() {
-            let real = self.real_spec(svc, idx);
-            let id = base + idx as u32;
-            let ops = self.lb_ctl(|s| real::add(s, &real, &mut next_hop(id)))?;
-            let map_id = ops
-                .iter()
-                .find_map(|op| match op {
-                    Op::PutReal(m, _) => Some(*m),
-                    _ => None,
-                })
-                .context("-a planned no real")?;
-            self.map_real.insert(id, map_id);
-            self.harness_real.insert(map_id, id);
+            self.lb_ctl_add(svc, idx)?;
         }
         if spec.mh_size.is_some() {
             // lb-ctl keeps a Maglev size only in the table it built (`mh_size_of`), so
@@ -482,6 +470,76 @@ impl Run {
             self.lb_ctl(|s| service::edit(s, &spec))?;
         }
         self.sync_model(svc, true)
+    }
+
+    /// `lb-ctl -a` of the real at list position `idx` of service `svc`; records the map
+    /// id the planner gave it.
+    fn lb_ctl_add(&mut self, svc: u32, idx: usize) -> Result<()> {
+        let real = self.real_spec(svc, idx);
+        let id = self.first_real[svc as usize - 1] + idx as u32;
+        let ops = self.lb_ctl(|s| real::add(s, &real, &mut next_hop(id)))?;
+        let map_id = ops
+            .iter()
+            .find_map(|op| match op {
+                Op::PutReal(m, _) => Some(*m),
+                _ => None,
+            })
+            .context("-a planned no real")?;
+        self.map_real.insert(id, map_id);
+        self.harness_real.insert(map_id, id);
+        Ok(())
+    }
+
+    /// Adds the deleted real at list position `idx` of service `svc` again (`lb-ctl -a`
+    /// with its spec); the model takes it back from IPVS's trash (`ip_vs_trash_get_dest`)
+    /// with its connections, at the head of the list.
+    pub fn add_real(&mut self, svc: u32, idx: usize) -> Result<()> {
+        let id = self.first_real[svc as usize - 1] + idx as u32;
+        self.deleted.remove(&id);
+        self.lb_ctl_add(svc, idx)?;
+        let d = self
+            .dests(svc)
+            .into_iter()
+            .find(|d| d.id == id)
+            .context("the real is in the spec")?;
+        self.model.add_real(svc, d);
+        self.sync_model(svc, false)
+    }
+
+    /// `lb-ctl -C`: every service and real in the maps deleted (the other scenarios'
+    /// too: they have finished; each scenario writes its own). The model deletes this
+    /// scenario's services, their dests going to IPVS's trash.
+    pub fn clear(&mut self) -> Result<()> {
+        self.lb_ctl(|s| Ok(service::clear(s)))?;
+        for svc in 1..=self.specs.len() as u32 {
+            let base = self.first_real[svc as usize - 1];
+            self.deleted
+                .extend((0..self.specs[svc as usize - 1].reals.len() as u32).map(|i| base + i));
+            self.model.delete_service(svc);
+        }
+        Ok(())
+    }
+
+    /// Adds service `svc` and its reals again after [`Run::clear`], as at setup (`-A`,
+    /// then `-a` of each real). The model creates the service as at setup (its scheduler
+    /// state fresh: a new IPVS service) and takes each real from the trash when it is
+    /// there, with its connections.
+    pub fn recreate(&mut self, svc: u32) -> Result<()> {
+        let base = self.first_real[svc as usize - 1];
+        for i in 0..self.specs[svc as usize - 1].reals.len() as u32 {
+            self.deleted.remove(&(base + i));
+        }
+        let trash = std::mem::take(&mut self.model.services.get_mut(&svc).expect("svc").trash);
+        self.create(svc)?;
+        let s = self.model.services.get_mut(&svc).expect("svc");
+        s.trash = trash;
+        let fresh = std::mem::take(&mut s.dests);
+        let dests = fresh
+            .into_iter()
+            .map(|d| self.model.take_from_trash(svc, d))
+            .collect();
+        self.model.services.get_mut(&svc).expect("svc").dests = dests;
+        Ok(())
     }
 
     /// Publishes service `svc` anew from its spec (`-E` with the same options: the reals
@@ -558,10 +616,12 @@ impl Run {
             self.model.services.insert(svc, s);
         } else {
             let s = self.model.services.get_mut(&svc).expect("service");
-            for (d, n) in s.dests.iter_mut().zip(dests) {
-                d.weight = n.weight;
-                d.u_threshold = n.u_threshold;
-                d.l_threshold = n.l_threshold;
+            for n in dests {
+                if let Some(d) = s.dests.iter_mut().find(|d| d.id == n.id) {
+                    d.weight = n.weight;
+                    d.u_threshold = n.u_threshold;
+                    d.l_threshold = n.l_threshold;
+                }
             }
             if let Sched::Mh { table: t, .. } = &mut s.sched {
                 *t = table;
