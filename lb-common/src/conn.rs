@@ -230,10 +230,11 @@ pub struct TcpStep {
 }
 
 /// IPVS `conn_reuse_mode` 1, its default (`ip_vs_in_hook`): the first packet of a new
-/// connection (a TCP SYN, `is_new_conn`) that finds a connection not controlled by a
-/// persistence template (`cp->control`; the caller checks that) expires it at once and is
-/// scheduled afresh when the connection is in TIME_WAIT or CLOSE (`is_new_conn_expected`),
-/// or when `expire_nodest_conn` is on and its real's weight is 0 (`nodest_quiescent`).
+/// connection (a TCP SYN, `is_new_conn`) that finds a connection expires it at once and is
+/// a new connection when `expire_nodest_conn` is on and the connection's real has weight 0
+/// (`nodest_quiescent`), or when the connection is in TIME_WAIT or CLOSE
+/// (`is_new_conn_expected`) and not controlled by a persistence template (`cp->control`;
+/// the caller checks that, for this second reason only, as IPVS does).
 /// Mode bit 2 (FIN_WAIT without output) is not IPVS's default and not done. `state`: the
 /// flow's [`TcpState`] as u8.
 #[inline(always)]

@@ -106,12 +106,14 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
 }
 
 /// IPVS `conn_reuse_mode` 1 (`lb_common::conn::syn_expires_flow`): a SYN that finds its
-/// flow in TIME_WAIT or CLOSE, or on a weight-0 real with `expire_nodest_conn`, expires it
-/// (true: the caller schedules the SYN as a new connection), unless the flow is controlled
-/// by a persistence template. IPVS controls every connection of a persistent service by its
-/// template; lb records no link from flow to template, so the flow's service being
-/// persistent (its SERVICES entry now) stands for it. The service lookups run only for a
-/// SYN on a flow that qualifies. Safety: as `conn::on_packet`.
+/// flow on a weight-0 real with `expire_nodest_conn`, or in TIME_WAIT or CLOSE and not
+/// controlled by a persistence template, expires it (true: the packet goes on as a new
+/// connection, already scheduled by the caller). As `ip_vs_in_hook`, only the TIME_WAIT /
+/// CLOSE reason (`is_new_conn_expected`) looks at control: IPVS controls every connection
+/// of a persistent service by its template, and lb records no link from flow to template,
+/// so the flow's service being persistent (its SERVICES entry now) stands for it. The
+/// service lookup runs only for a SYN on a flow that qualifies. Safety: as
+/// `conn::on_packet`.
 #[inline(always)]
 unsafe fn syn_expires(key: &FlowKey, v: *const FlowValue, real_id: u32) -> bool {
     let (state, flags) = unsafe { ((*v).state, (*v).flags) };
@@ -120,7 +122,8 @@ unsafe fn syn_expires(key: &FlowKey, v: *const FlowValue, real_id: u32) -> bool 
     if !lb_common::conn::syn_expires_flow(state, quiescent) {
         return false;
     }
-    if matches!(lookup_service_key(key), Some(s) if s.flags.has(VipFlags::PERSISTENT)) {
+    if !quiescent && matches!(lookup_service_key(key), Some(s) if s.flags.has(VipFlags::PERSISTENT))
+    {
         return false;
     }
     expire_flow(key, flags, real_id);

@@ -107,14 +107,12 @@ fn destination(pkt: &Packet) -> Result<Dest, Exit> {
         }
         // Not there after all, or removed by the lookup (its real gone, with
         // expire_nodest_conn 1; or a SYN reusing the ports of a TIME_WAIT or CLOSE flow,
-        // IPVS conn_reuse_mode): as for a miss, the new real, now recorded (a SYN's picked
-        // again by a load-driven scheduler, now that the old flow is gone); or what
-        // scheduling said (as it would say again).
+        // IPVS conn_reuse_mode): as for a miss, the new real, now recorded; or what
+        // scheduling said (as it would say again). A SYN's real was picked while the old
+        // flow still counted on its real, as in IPVS, whose `ip_vs_conn_expire_now` only
+        // re-arms the old connection's timer: it is unbound after the new one is scheduled.
         None => {
             let s = new?;
-            if syn {
-                return Ok(schedule::reschedule(pkt, s.dest));
-            }
             schedule::record_scheduled(pkt, &s.dest);
             Ok(s.dest)
         }

@@ -89,32 +89,6 @@ pub fn record_scheduled(pkt: &Packet, dest: &Dest) {
     }
 }
 
-/// A SYN scheduled before its flow was looked up (`crate::destination`), whose old flow the
-/// lookup then expired (IPVS conn_reuse_mode: TIME_WAIT or CLOSE; or its real gone, with
-/// expire_nodest_conn). IPVS expires the old connection first and schedules after, so a
-/// scheduler that reads the live counters (`sched::select_by_load`) picks again, without
-/// the old connection in its real's count; any other keeps `first` (rr, wrr, lblc, lblcr
-/// must not move their state a second time; mh, sh, dh pick the same). The flow is then
-/// recorded and bound.
-#[inline(always)]
-pub fn reschedule(pkt: &Packet, first: Dest) -> Dest {
-    if let Ok(svc) = lookup_service(pkt)
-        && let Some(Ok(real_id)) = sched::select_by_load(&svc)
-        && let Some(real) = lookup_real(real_id)
-    {
-        let dest = Dest {
-            real_id,
-            svc_id: svc.id,
-            fwd: real.mode,
-            new_flow: true,
-        };
-        record_flow(pkt, real, &dest);
-        return dest;
-    }
-    record_scheduled(pkt, &first);
-    first
-}
-
 /// Records a new flow (state after its first packet, CLOCK stamp, the forwarding method its
 /// packet goes by, `dest.fwd`) and binds it. A failed
 /// insert (the table full) fails open: the packet is still forwarded, and nothing is

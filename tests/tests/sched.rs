@@ -870,6 +870,49 @@ fn scenarios() -> Vec<Sc> {
             },
         },
         Sc {
+            name: "conn_reuse_schedules_with_the_old_still_counted",
+            why: "conn_reuse_mode 1: IPVS schedules the SYN while the CLOSE connection it replaces still counts on its real (ip_vs_conn_expire_now only re-arms the timer), so wlc sends it to the other, empty real",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1)]),
+            script: |r| {
+                let h = r.open(1, 0, 40000)?;
+                r.send(h, Flags::ACK)?;
+                r.send(h, Flags::RST)?; // CLOSE, inactive on its real
+                r.counts("one CLOSE connection")?;
+                r.send(h, Flags::SYN)?;
+                r.counts("the SYN went to the other real")?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
+            name: "conn_reuse_quiescent_persistent_rescheduled",
+            why: "expire_nodest_conn=1: a SYN on a persistent service's connection whose real has weight 0 expires it (IPVS's weight-0 branch does not look at control) and goes through the template, which expire_quiescent_template replaces",
+            specs: || {
+                let mut s = SvcSpec::new(SchedKind::Wlc, &[w(1), w(1)]);
+                s.persist = Some((300, 32, 1));
+                vec![s]
+            },
+            script: |r| {
+                let h = r.open(1, 0, 40000)?;
+                r.send(h, Flags::ACK)?;
+                r.set_weight(1, 0, 0)?;
+                r.set_weight(1, 1, 1)?;
+                r.set_expire_nodest_conn(true)?;
+                r.set_expire_quiescent_template(true)?;
+                let res = (|| {
+                    r.send(h, Flags::ACK)?;
+                    r.counts("an ACK keeps its real")?;
+                    r.send(h, Flags::SYN)?;
+                    r.counts("the SYN rescheduled through a new template")?;
+                    r.expire_all()?;
+                    r.counts("all expired")
+                })();
+                r.set_expire_quiescent_template(false)?;
+                r.set_expire_nodest_conn(false)?;
+                res
+            },
+        },
+        Sc {
             name: "conn_reuse_nodest_quiescent_rescheduled",
             why: "expire_nodest_conn=1: a SYN on a connection whose real has weight 0 expires it, ESTABLISHED or not, and is scheduled anew; other packets keep it",
             specs: || one(SchedKind::Wlc, &[w(1), w(1)]),

@@ -48,23 +48,3 @@ pub fn is_hashing(svc: &Service) -> bool {
         Some(SchedKind::Maglev) | Some(SchedKind::Sh) | Some(SchedKind::Dh)
     )
 }
-
-/// The pick of a scheduler driven by the live counters alone (lc, wlc, sed, nq, fo, ovf,
-/// twos), `None` for the others: rr, wrr, lblc and lblcr keep state of their own that a
-/// second pick would move again, and mh, sh, dh would pick the same. For a SYN whose old
-/// flow was expired after it was scheduled (`schedule::reschedule`).
-#[inline(always)]
-pub fn select_by_load(svc: &Service) -> Option<Result<u32, Drop>> {
-    match SchedKind::from_u8(svc.sched) {
-        Some(SchedKind::Twos) => Some(load::select_twos(svc)),
-        Some(
-            k @ (SchedKind::Lc
-            | SchedKind::Wlc
-            | SchedKind::Sed
-            | SchedKind::Nq
-            | SchedKind::Fo
-            | SchedKind::Ovf),
-        ) => Some(load::select(svc, k)),
-        _ => None,
-    }
-}

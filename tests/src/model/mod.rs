@@ -502,18 +502,34 @@ impl Model {
         let Some(e) = self.conns.get(&(svc, c)) else {
             return false;
         };
-        if e.template.is_some() {
-            return false;
-        }
         let s = &self.services[&svc];
         let weight0 = s.pos(e.real).is_some_and(|d| s.dests[d].weight == 0);
+        // ip_vs_in_hook: the weight-0 branch comes first and does not look at control.
         if self.sysctl.expire_nodest_conn && weight0 {
             return true;
+        }
+        // is_new_conn_expected: a controlled connection (persistence) is never reused.
+        if e.template.is_some() {
+            return false;
         }
         let mode = self.sysctl.conn_reuse_mode;
         mode != 0
             && (matches!(e.state, tcp::State::TimeWait | tcp::State::Close)
                 || (mode & 2 != 0 && e.state == tcp::State::FinWait && e.no_output))
+    }
+
+    /// A SYN on the ports of a connection IPVS then expires (`new_conn_expected`): the new
+    /// connection is scheduled first and the old one unbound after, since
+    /// `ip_vs_conn_expire_now` only re-arms the old connection's timer and the unbinding
+    /// runs when it fires (`ip_vs_conn_expire`), so the scheduler still counts it.
+    pub fn reuse_conn(&mut self, svc: u32, c: Conn, flags: tcp::Flags, rand: (u32, u32)) -> Choice {
+        let old = self.conns.remove(&(svc, c)).expect("a connection to reuse");
+        let choice = self.new_conn(svc, c, flags, rand);
+        self.services
+            .get_mut(&svc)
+            .expect("service")
+            .unbind(old.real, false, old.inactive);
+        choice
     }
 
     /// A later packet of a recorded connection (client → VIP, or reply with `Output`).

@@ -929,8 +929,7 @@ impl Run {
         // a weight-0 real, with expire_nodest_conn) expires it and is a new connection; the
         // program removes the flow itself, so the expiry is the model's to count.
         if self.model.new_conn_expected(svc, c, flags) {
-            self.model.expire(svc, c);
-            let want = match self.model.new_conn(svc, c, flags, (0, 0)) {
+            let want = match self.model.reuse_conn(svc, c, flags, (0, 0)) {
                 Choice::Real(r) => Some(r),
                 Choice::NoReal => None,
             };
