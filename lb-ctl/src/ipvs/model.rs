@@ -386,7 +386,7 @@ impl Snapshot {
     /// Performs a plan in memory, as [`crate::maps::Maps::apply`] changes the maps, so
     /// plans chain: plan a change, apply it here, plan the next one against the result,
     /// then write every plan in order. Only what a snapshot holds changes: SERVICES,
-    /// REALS and each service's published reals list (read back from the plan's
+    /// REALS, REAL_TRASH and each service's published reals list (read back from the plan's
     /// `WriteTable` that covers the region a `PutService` points at; a service whose
     /// list region is unchanged keeps its list).
     pub fn apply(&mut self, ops: &[Op]) {
