@@ -8,6 +8,9 @@ pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
 pub const MAP_SERVICES: &str = "SERVICES";
 /// real id → [`crate::Real`] (array). Written by lb-ctl.
 pub const MAP_REALS: &str = "REALS";
+/// real id → [`crate::TrashRecord`] of a deleted real (array, mmapable, MAX_REALS). Written
+/// and read by lb-ctl only.
+pub const MAP_REAL_TRASH: &str = "REAL_TRASH";
 /// IPv4 flows: [`crate::FlowKey4`] → [`crate::FlowValue`], LRU. Written by the data path.
 pub const MAP_FLOWS4: &str = "FLOWS4";
 /// IPv6 flows: [`crate::FlowKey`] → [`crate::FlowValue`], LRU. Written by the data path.

@@ -30,7 +30,7 @@ pub use counters::{Counter, CounterBlock, Drop, Pass, Traffic};
 pub use flow::{
     FlowFlags, FlowKey, FlowKey4, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue,
 };
-pub use real::{ForwardMode, Real, RealFlags};
+pub use real::{ForwardMode, Real, RealFlags, TrashRecord};
 pub use service::{SchedKind, Service, ServiceKey, VipFlags, VipKey};
 
 /// `aya::Pod` for every map key and value, so lb-ctl can use them with aya's typed maps.
@@ -47,6 +47,7 @@ mod pod {
         FlowValue,
         NatReverse,
         Real,
+        TrashRecord,
         Service,
         ServiceKey,
         Traffic,

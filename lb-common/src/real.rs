@@ -49,12 +49,6 @@ impl RealFlags {
     /// so lb-ctl keeps the real's address in NAT_FILTER until the real is deleted. Read by
     /// lb-ctl only.
     pub const WAS_NAT: u32 = 1 << 1;
-    /// Never with `ACTIVE`: the slot is a deleted real that lb-ctl may give back to the
-    /// same (service, address, port) when it is added again, as IPVS takes a dest back
-    /// from its trash. lb-ctl keeps its record of the deletion in fields an inactive slot
-    /// does not use (`lb_ctl::ipvs::model::Trashed`; docs/datapath.md, "Real ids"). The
-    /// data path reads nothing of a slot without `ACTIVE`.
-    pub const TRASHED: u32 = 1 << 2;
     /// True when `bit` is set.
     pub const fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
@@ -95,3 +89,27 @@ pub struct Real {
     pub l_threshold: u32,
 }
 const _: () = assert!(core::mem::size_of::<Real>() == 72);
+
+/// lb-ctl's record of a deleted real, indexed by the real's id in the `REAL_TRASH` array:
+/// IPVS's dest trash (`ip_vs_trash_get_dest`), kept where a later lb-ctl run finds it. `-a`
+/// of the same (service address, port, protocol, real address, port) gives the real its
+/// old id back while no other real has taken it. Written and read by lb-ctl only; the data
+/// path never reads it. All zero (`stamp` 0) = no record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct TrashRecord {
+    /// VIP of the service the real was deleted from (IPVS matches `dest->vaddr`, not the
+    /// service object: a service deleted and added again gets its reals back).
+    pub vip: RawAddr,
+    /// That service's port (0 = all ports).
+    pub port: Be16,
+    /// That service's IP protocol number (`consts::proto`).
+    pub proto: u8,
+    /// [`crate::addr::family`] tag of `vip`.
+    pub family: u8,
+    /// Order of deletion: one more than the highest stamp in the map at the time, so
+    /// never 0 for a record; the allocator reuses the id deleted longest ago first.
+    pub stamp: u32,
+}
+// No implicit padding (Pod), and a multiple of 8: the array's value stride is the size.
+const _: () = assert!(core::mem::size_of::<TrashRecord>() == 24);

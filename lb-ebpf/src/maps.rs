@@ -11,12 +11,12 @@ use aya_ebpf::{
 };
 use lb_common::{
     FlowKey, FlowKey4, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, Real,
-    Service, ServiceKey, Traffic, VipKey,
+    Service, ServiceKey, Traffic, TrashRecord, VipKey,
     conn::{ConnEvents, ConnExpiry, Settings},
     consts::{
         DEFAULT_CACHE_CPUS, DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_FLOW_CACHE, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_LBLC,
         MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED,
-        MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
+        MAP_REAL_STATS, MAP_REAL_TRASH, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
         MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS,
         MAX_SERVICES, MAX_TX_PORTS, SCHED_TABLE_SLOTS,
     },
@@ -37,6 +37,14 @@ pub static VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(MAX_SERVICES, 
 /// mmapable, so lb-ctl reads all of it as memory at the start of every command.
 #[map]
 pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, BPF_F_MMAPABLE);
+
+/// real id → `TrashRecord` of a deleted real (IPVS's dest trash: `-a` of the same real
+/// gets its old id back). Written and read by lb-ctl only; the data path never reads it.
+/// MAX_REALS; mmapable, so lb-ctl reads it with REALS as memory. Declared here so the
+/// loader creates and pins it with the others (`#[map]` puts it in the object whether or
+/// not the program references it).
+#[map]
+pub static REAL_TRASH: Array<TrashRecord> = Array::with_max_entries(MAX_REALS, BPF_F_MMAPABLE);
 
 /// slot → real id (`NO_REAL` = none): every service's scheduler table, each a region
 /// (table_base, table_len). lb-ctl, through mmap (a 65,537-slot table is one memory
@@ -142,6 +150,7 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 const _: () = assert!(same(MAP_SERVICES, "SERVICES"));
 const _: () = assert!(same(MAP_VIPS, "VIPS"));
 const _: () = assert!(same(MAP_REALS, "REALS"));
+const _: () = assert!(same(MAP_REAL_TRASH, "REAL_TRASH"));
 const _: () = assert!(same(MAP_SCHED_TABLE, "SCHED_TABLE"));
 const _: () = assert!(same(MAP_FLOWS4, "FLOWS4"));
 const _: () = assert!(same(MAP_FLOWS6, "FLOWS6"));

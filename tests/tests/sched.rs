@@ -18,7 +18,10 @@ mod model;
 
 use anyhow::Result;
 use harness::{Lb, R, Run, SvcSpec, w};
-use lb_common::{SchedKind, VipFlags};
+use lb_common::consts::MAP_REAL_TRASH;
+use lb_common::{ForwardMode, SchedKind, VipFlags};
+use lb_ctl::ipvs::model::{Endpoint, Op, Proto, RealRef, RealSpec, ServiceAddr, ServiceSpec};
+use lb_ctl::ipvs::{real, service};
 use lb_ctl::loader::{ObjectFile, object_path};
 use libtest_mimic::{Completion, Trial};
 use model::tcp::Flags;
@@ -1421,6 +1424,84 @@ fn trial(
     })
 }
 
+/// `-A`, `-a`, `-d`, `-a` of one real through lb-ctl's planners on its own load; returns
+/// the real's id at the first and the second `-a` and the trash records `-d` left.
+fn add_delete_add(lb: &mut Lb) -> Result<(u32, u32, Vec<u32>)> {
+    let service = ServiceAddr {
+        proto: Proto::Tcp,
+        vip: Endpoint {
+            ip: "198.18.250.1".parse()?,
+            port: 80,
+        },
+    };
+    let spec = RealSpec {
+        service,
+        addr: "198.18.251.1".parse()?,
+        port: None,
+        mode: ForwardMode::Dr,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+    };
+    let real_id = |ops: &[Op]| {
+        ops.iter().find_map(|o| match o {
+            Op::PutReal(id, _) => Some(*id),
+            _ => None,
+        })
+    };
+    lb.lb_ctl(|s| service::add(s, &ServiceSpec::new(service)))?;
+    let first = lb.lb_ctl(|s| real::add(s, &spec, &mut harness::next_hop(0)))?;
+    let rref = RealRef {
+        service,
+        addr: spec.addr,
+        port: None,
+    };
+    lb.lb_ctl(|s| real::delete(s, &rref))?;
+    let trash = lb.snapshot()?.trashed.keys().copied().collect();
+    let again = lb.lb_ctl(|s| real::add(s, &spec, &mut harness::next_hop(0)))?;
+    let id = |ops: &[Op]| real_id(ops).ok_or_else(|| anyhow::anyhow!("-a planned no real"));
+    Ok((id(&first)?, id(&again)?, trash))
+}
+
+/// REAL_TRASH as `lb-ctl load` pins it, and an lb pinned without it (by an object from
+/// before it) that lb-ctl adopts.
+fn real_trash_trials() -> Vec<Trial> {
+    let root = lb_tests::netns::is_root();
+    let run = |pinned: bool| -> Result<(), String> {
+        let go = || -> Result<()> {
+            let mut lb = Lb::load_without((!pinned).then_some(MAP_REAL_TRASH))?;
+            anyhow::ensure!(lb.pinned(MAP_REAL_TRASH) == pinned, "REAL_TRASH pin");
+            let (first, again, trash) = add_delete_add(&mut lb)?;
+            if pinned {
+                anyhow::ensure!(trash == [first], "-d leaves a record: {trash:?}");
+                anyhow::ensure!(again == first, "revived: {again} != {first}");
+            } else {
+                anyhow::ensure!(trash.is_empty(), "no trash kept: {trash:?}");
+                anyhow::ensure!(again != first, "a fresh id: {again}");
+            }
+            anyhow::ensure!(lb.snapshot()?.trashed.is_empty(), "-a clears the record");
+            Ok(())
+        };
+        go().map_err(|e| format!("{e:#}"))
+    };
+    [
+        ("real_trash_pinned_by_load_revives_ids", true),
+        ("real_trash_not_pinned_keeps_no_trash", false),
+    ]
+    .into_iter()
+    .map(|(name, pinned)| {
+        Trial::ignorable_test(name, move || {
+            if !root {
+                return Ok(Completion::ignored_with("needs root (BPF_PROG_LOAD)"));
+            }
+            run(pinned)
+                .map(|()| Completion::Completed)
+                .map_err(Into::into)
+        })
+    })
+    .collect()
+}
+
 /// Scenario number of the first distribution test.
 const DIST_K: u32 = 500;
 
@@ -1472,6 +1553,7 @@ fn main() {
         k += 1;
     }
     trials.extend(model_checks());
+    trials.extend(real_trash_trials());
     let dist: Vec<Dist> = vec![
         (
             "dist_wrr_1_2_3_6000_flows",

@@ -16,7 +16,7 @@ pub(crate) mod table;
 #[cfg(test)]
 mod tests {
     use super::model::{
-        Endpoint, Op, Proto, RealRef, RealSpec, ServiceAddr, ServiceSpec, Snapshot,
+        Endpoint, Op, Proto, RealRef, RealSpec, ServiceAddr, ServiceSpec, Snapshot, Trashed,
     };
     use crate::nexthop::{NextHop, NextHopError};
     use lb_common::consts::SCHED_TABLE_SLOTS;
@@ -31,6 +31,7 @@ mod tests {
         services: Vec<(ServiceKey, Service)>,
         reals: BTreeMap<u32, Real>,
         table: BTreeMap<u32, u32>,
+        trash: BTreeMap<u32, Trashed>,
     }
 
     impl FakeMaps {
@@ -44,6 +45,12 @@ mod tests {
                     Op::DelService(k) => self.services.retain(|(x, _)| x != k),
                     Op::PutReal(id, r) => {
                         self.reals.insert(*id, *r);
+                    }
+                    Op::PutTrash(id, t) => {
+                        self.trash.insert(*id, *t);
+                    }
+                    Op::ClearTrash(id) => {
+                        self.trash.remove(id);
                     }
                     Op::WriteTable { base, slots } => {
                         assert!(base + slots.len() as u32 <= SCHED_TABLE_SLOTS);
@@ -71,6 +78,7 @@ mod tests {
                 services: self.services.clone(),
                 reals: self.reals.iter().map(|(i, r)| (*i, *r)).collect(),
                 orders,
+                trashed: self.trash.clone(),
             }
         }
     }

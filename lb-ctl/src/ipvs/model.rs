@@ -11,7 +11,8 @@
 use lb_common::addr::{convert, family};
 use lb_common::consts::proto;
 use lb_common::{
-    Be16, ForwardMode, Real, RealFlags, SchedKind, Service, ServiceKey, VipFlags, VipKey,
+    Be16, ForwardMode, Real, RealFlags, SchedKind, Service, ServiceKey, TrashRecord, VipFlags,
+    VipKey,
 };
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use std::collections::BTreeMap;
@@ -317,6 +318,9 @@ pub struct Snapshot {
     pub reals: Vec<(u32, Real)>,
     /// Each service's reals list as published in SCHED_TABLE (id → real ids, IPVS order).
     pub orders: BTreeMap<u32, Vec<u32>>,
+    /// The REAL_TRASH records (real id → record; empty when the pinned object has no
+    /// REAL_TRASH). A record counts only while its REALS slot is inactive.
+    pub trashed: BTreeMap<u32, Trashed>,
 }
 
 impl Snapshot {
@@ -355,14 +359,15 @@ impl Snapshot {
         out
     }
 
-    /// Every deleted real that carries a [`Trashed`] record.
+    /// Every deleted (inactive) real with a [`Trashed`] record.
     pub fn trash(&self) -> impl Iterator<Item = (u32, Real, Trashed)> + '_ {
-        self.reals
-            .iter()
-            .filter_map(|(id, r)| Trashed::read(r).map(|t| (*id, *r, t)))
+        self.reals.iter().filter_map(|(id, r)| {
+            let t = self.trashed.get(id)?;
+            (!r.flags.has(RealFlags::ACTIVE)).then_some((*id, *r, *t))
+        })
     }
 
-    /// The stamp of the next deletion: one more than any in REALS.
+    /// The stamp of the next deletion: one more than any in REAL_TRASH.
     pub fn next_stamp(&self) -> u32 {
         self.trash()
             .map(|(_, _, t)| t.stamp)
@@ -381,7 +386,7 @@ impl Snapshot {
     /// Performs a plan in memory, as [`crate::maps::Maps::apply`] changes the maps, so
     /// plans chain: plan a change, apply it here, plan the next one against the result,
     /// then write every plan in order. Only what a snapshot holds changes: SERVICES,
-    /// REALS and each service's published reals list (read back from the plan's
+    /// REALS, REAL_TRASH and each service's published reals list (read back from the plan's
     /// `WriteTable` that covers the region a `PutService` points at; a service whose
     /// list region is unchanged keeps its list).
     pub fn apply(&mut self, ops: &[Op]) {
@@ -419,6 +424,12 @@ impl Snapshot {
                     Some(slot) => slot.1 = *r,
                     None => self.reals.push((*id, *r)),
                 },
+                Op::PutTrash(id, t) => {
+                    self.trashed.insert(*id, *t);
+                }
+                Op::ClearTrash(id) => {
+                    self.trashed.remove(id);
+                }
                 Op::PutVip(..)
                 | Op::DelVip(_)
                 | Op::FilterSet(..)
@@ -434,55 +445,49 @@ impl Snapshot {
     }
 }
 
-/// lb-ctl's record of a deleted real, kept in its inactive REALS slot: IPVS's dest trash
-/// (`ip_vs_trash_get_dest`), in the only state a later lb-ctl process can read.
-///
-/// The slot keeps the real's own fields (address, port, family, mode, service id, weight,
-/// next hop); the record goes into the fields an inactive slot does not use: `flags` =
-/// [`RealFlags::TRASHED`] (`ACTIVE` clear), `local_addr` = the service's VIP (the real's
-/// family), `l_threshold` = the service's port | protocol << 16, `u_threshold` = the
-/// stamp. The data path reads nothing of a slot without `ACTIVE` (a packet that passed the
-/// ACTIVE check just before the write may still see the new `local_addr`: a tunnel packet
-/// in that instant carries the VIP as outer source).
+/// lb-ctl's record of a deleted real, kept in REAL_TRASH under the real's id: IPVS's dest
+/// trash (`ip_vs_trash_get_dest`), in the only state a later lb-ctl process can read. The
+/// real's REALS slot keeps all its fields, `ACTIVE` cleared; the data path never reads
+/// REAL_TRASH.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trashed {
     /// The virtual service the real was deleted from (IPVS matches `dest->vaddr`,
     /// `vport` and `protocol`, not the service object: a service deleted and added again
     /// gets its reals back).
     pub service: ServiceAddr,
-    /// Order of deletion: one more than the highest stamp in REALS at the time. The
-    /// allocator reuses the lowest stamp first (deleted longest ago).
+    /// Order of deletion: one more than the highest stamp in REAL_TRASH at the time (so
+    /// never 0). The allocator reuses the lowest stamp first (deleted longest ago).
     pub stamp: u32,
 }
 
 impl Trashed {
-    /// The inactive slot of `r`, carrying this record.
-    pub fn write(self, r: &Real) -> Real {
-        let mut r = *r;
-        r.flags = RealFlags(RealFlags::TRASHED);
-        r.local_addr = convert::to_raw(self.service.vip.ip).0;
-        r.l_threshold =
-            u32::from(self.service.vip.port) | u32::from(self.service.proto.number()) << 16;
-        r.u_threshold = self.stamp;
-        r
+    /// The stored form.
+    pub fn record(&self) -> TrashRecord {
+        let (vip, family) = convert::to_raw(self.service.vip.ip);
+        TrashRecord {
+            vip,
+            port: Be16::from_host(self.service.vip.port),
+            proto: self.service.proto.number(),
+            family,
+            stamp: self.stamp,
+        }
     }
 
-    /// The record of an inactive slot; `None` for an active one, or one deleted by an
-    /// lb-ctl that kept no record.
-    pub fn read(r: &Real) -> Option<Trashed> {
-        if r.flags.has(RealFlags::ACTIVE) || !r.flags.has(RealFlags::TRASHED) {
+    /// Back from the stored form; `None` for an empty slot (stamp 0) or one lb-ctl would
+    /// never write.
+    pub fn from_record(t: &TrashRecord) -> Option<Trashed> {
+        if t.stamp == 0 {
             return None;
         }
-        let proto = Proto::from_number((r.l_threshold >> 16) as u8)?;
+        let key = ServiceKey {
+            addr: t.vip,
+            port: t.port,
+            proto: t.proto,
+            family: t.family,
+        };
         Some(Trashed {
-            service: ServiceAddr {
-                proto,
-                vip: Endpoint {
-                    ip: convert::from_raw(&r.local_addr, r.family),
-                    port: r.l_threshold as u16,
-                },
-            },
-            stamp: r.u_threshold,
+            service: ServiceAddr::from_key(&key)?,
+            stamp: t.stamp,
         })
     }
 }
@@ -522,6 +527,11 @@ pub enum Op {
     DelVip(VipKey),
     /// Write a REALS slot.
     PutReal(u32, Real),
+    /// Write a deleted real's REAL_TRASH record (nothing when the object has no
+    /// REAL_TRASH: the real then comes back with a fresh id).
+    PutTrash(u32, Trashed),
+    /// Clear a REAL_TRASH record: the id is revived or given to another real.
+    ClearTrash(u32),
     /// Write `slots` into SCHED_TABLE starting at `base`.
     WriteTable {
         /// First slot.
@@ -698,22 +708,7 @@ mod tests {
 
     #[test]
     fn trash_record_round_trip() {
-        for (vip, rip, proto) in [
-            ("198.18.2.1", "198.18.1.11", Proto::Tcp),
-            ("2001:db8::7", "2001:db8::11", Proto::Udp),
-        ] {
-            let (addr, family) = convert::to_raw(rip.parse().unwrap());
-            let real = Real {
-                addr,
-                family,
-                port: Be16::from_host(8080),
-                flags: RealFlags(RealFlags::ACTIVE),
-                svc_id: 3,
-                weight: 2,
-                u_threshold: 10,
-                ..Real::default()
-            };
-            assert_eq!(Trashed::read(&real), None, "active");
+        for (vip, proto) in [("198.18.2.1", Proto::Tcp), ("2001:db8::7", Proto::Udp)] {
             let t = Trashed {
                 service: ServiceAddr {
                     proto,
@@ -724,15 +719,15 @@ mod tests {
                 },
                 stamp: 7,
             };
-            let slot = t.write(&real);
-            assert!(!slot.flags.has(RealFlags::ACTIVE));
-            assert_eq!(Trashed::read(&slot), Some(t));
-            // The real's own identity stays readable (listings of its flows).
-            assert_eq!(real_endpoint(&slot), real_endpoint(&real));
-            assert_eq!((slot.svc_id, slot.weight), (3, 2));
-            let mut plain = real;
-            plain.flags = RealFlags(0);
-            assert_eq!(Trashed::read(&plain), None, "no record");
+            let rec = t.record();
+            assert_eq!(rec.port.to_host(), 65535);
+            assert_eq!(Trashed::from_record(&rec), Some(t));
+            assert_eq!(
+                Trashed::from_record(&TrashRecord { stamp: 0, ..rec }),
+                None,
+                "no record"
+            );
+            assert_eq!(Trashed::from_record(&TrashRecord::default()), None);
         }
     }
 

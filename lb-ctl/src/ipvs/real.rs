@@ -6,11 +6,11 @@
 //! plan was built.
 
 use crate::ipvs::model::{
-    Endpoint, Filter, ModelError, Op, RealRef, RealSpec, ServiceAddr, Snapshot, Trashed,
-    check_unicast, check_weight, effective_port, real_endpoint,
+    Endpoint, Filter, ModelError, Op, RealRef, RealSpec, ServiceAddr, Snapshot, check_unicast,
+    check_weight, effective_port, real_endpoint,
 };
 use crate::ipvs::service::{
-    filter_cleanup, in_nat_filter, mh_size_of, nat_addrs, publish, slot_of, trashed,
+    filter_cleanup, in_nat_filter, mh_size_of, nat_addrs, publish, slot_of, trash_ops,
 };
 use crate::nexthop::{NextHop, NextHopError};
 use lb_common::addr::convert;
@@ -43,8 +43,9 @@ fn find(snap: &Snapshot, svc_id: u32, ep: Endpoint) -> Option<(u32, Real)> {
 
 /// The deleted real of `service` at `ep` still in its REALS slot (IPVS's
 /// `ip_vs_trash_get_dest`: same service address, port and protocol, same real address
-/// and port), the most recently deleted if several. A slot since given to another real
-/// is active, or carries that real's record, so it never matches.
+/// and port, by its REAL_TRASH record), the most recently deleted if several. A slot
+/// since given to another real is active, or has that real's record or none (taking an
+/// id clears its record), so it never matches.
 fn revivable(snap: &Snapshot, service: &ServiceAddr, ep: Endpoint) -> Option<u32> {
     snap.trash()
         .filter(|(_, r, t)| t.service == *service && real_endpoint(r) == ep)
@@ -54,7 +55,8 @@ fn revivable(snap: &Snapshot, service: &ServiceAddr, ep: Endpoint) -> Option<u32
 
 /// A free real id: never-used slots first (so a deleted real's id, which old flows may
 /// still name, is reused as late as possible), then the inactive one deleted longest ago
-/// (lowest [`Trashed`] stamp; a slot deleted without a record counts as oldest).
+/// (lowest [`crate::ipvs::model::Trashed`] stamp; a slot deleted without a record counts
+/// as oldest).
 fn alloc_id(snap: &Snapshot) -> Result<u32, ModelError> {
     let written: BTreeSet<u32> = snap.reals.iter().map(|(id, _)| *id).collect();
     if let Some(id) = (0..MAX_REALS).find(|i| !written.contains(i)) {
@@ -63,7 +65,7 @@ fn alloc_id(snap: &Snapshot) -> Result<u32, ModelError> {
     snap.reals
         .iter()
         .filter(|(_, r)| !r.flags.has(RealFlags::ACTIVE))
-        .map(|(id, r)| (Trashed::read(r).map_or(0, |t| t.stamp), *id))
+        .map(|(id, _)| (snap.trashed.get(id).map_or(0, |t| t.stamp), *id))
         .min()
         .map(|(_, id)| id)
         .ok_or(ModelError::TooManyReals(MAX_REALS))
@@ -153,11 +155,13 @@ pub fn add(
     reals.extend(old_reals);
     let publish_ops = publish(snap, &spec.service, svc, svc, &reals, mh_size_of(&svc))?;
 
-    let mut ops = vec![
-        Op::ZeroRealStats(id),
-        Op::PutReal(id, real),
-        Op::AddTxPort(nh.ifindex),
-    ];
+    let mut ops = vec![Op::ZeroRealStats(id)];
+    if snap.trashed.contains_key(&id) {
+        // Revived or given to another real: no longer in the trash (before the slot is
+        // active again, so no active slot ever has a record).
+        ops.push(Op::ClearTrash(id));
+    }
+    ops.extend([Op::PutReal(id, real), Op::AddTxPort(nh.ifindex)]);
     if spec.mode == ForwardMode::Nat {
         let (w, m) = slot_of(spec.addr);
         ops.push(Op::FilterSet(Filter::Nat, w, m));
@@ -222,8 +226,9 @@ pub fn edit(
 }
 
 /// `-d`: remove a real from its service. The new table is published first; only then is
-/// the real marked inactive (flows still on it then meet `expire_nodest_conn`), its slot
-/// keeping the [`Trashed`] record `-a` revives it by.
+/// the real marked inactive (flows still on it then meet `expire_nodest_conn`; its other
+/// fields stay), and its [`crate::ipvs::model::Trashed`] record, which `-a` revives it by,
+/// goes into REAL_TRASH.
 pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
     let svc = service_for(snap, &rref.service, rref.addr)?;
     let ep = Endpoint {
@@ -240,10 +245,7 @@ pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
         .filter(|(i, _)| *i != id)
         .collect();
     let mut ops = publish(snap, &rref.service, svc, svc, &reals, mh_size_of(&svc))?;
-    ops.push(Op::PutReal(
-        id,
-        trashed(&old, rref.service, snap.next_stamp()),
-    ));
+    ops.extend(trash_ops(id, &old, rref.service, snap.next_stamp()));
     if in_nat_filter(&old) {
         ops.extend(filter_cleanup(
             Filter::Nat,
@@ -769,10 +771,7 @@ mod tests {
                 &mut nh,
             )
             .unwrap();
-            let id = match ops[1] {
-                Op::PutReal(id, _) => id,
-                _ => panic!(),
-            };
+            let id = real_id_of(&ops);
             assert_eq!(
                 list_of(&ops).unwrap(),
                 [id, 1, 0],
@@ -877,7 +876,7 @@ mod tests {
         let mut snap = with_sched("wlc", &[1, 1]);
         // Reals 0 (198.18.1.11) and 1 (198.18.1.12); list [1, 0].
         del(&mut snap, "198.18.1.11", None);
-        let t = Trashed::read(&snap.reals[0].1).expect("a trash record");
+        let t = snap.trashed.get(&0).expect("a trash record");
         assert_eq!(t.service, sa("198.18.2.1", 80));
         // Another real takes a fresh id, not the deleted one's.
         let other = rspec("198.18.2.1", "198.18.1.13", None, ForwardMode::Dr, 1);
@@ -887,8 +886,11 @@ mod tests {
         let ops = add(&snap, &again, &mut nh).unwrap();
         assert_eq!(real_id_of(&ops), 0, "revived");
         assert_eq!(list_of(&ops).unwrap(), [0, 2, 1]);
-        let Op::PutReal(_, r) = ops[1] else { panic!() };
-        assert!(r.flags.has(RealFlags::ACTIVE) && !r.flags.has(RealFlags::TRASHED));
+        let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+            panic!()
+        };
+        assert!(r.flags.has(RealFlags::ACTIVE));
+        assert!(ops.contains(&Op::ClearTrash(0)), "out of the trash");
         assert_eq!((r.weight, r.u_threshold, r.l_threshold), (5, 0, 0));
         assert_eq!(
             r.local_addr,
@@ -907,6 +909,45 @@ mod tests {
         // Back in its own service, it still finds its slot.
         let back = rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1);
         assert_eq!(add_to(&mut snap, &back), 0);
+    }
+
+    #[test]
+    fn a_deleted_real_keeps_its_slot_and_goes_to_the_trash() {
+        let mut snap = with_sched("wlc", &[1, 1]);
+        let (_, before) = snap.reals[0];
+        let ops = delete(
+            &snap,
+            &RealRef {
+                service: sa("198.18.2.1", 80),
+                addr: "198.18.1.11".parse().unwrap(),
+                port: None,
+            },
+        )
+        .unwrap();
+        // The table without it first, then the slot, then the record.
+        let at = |f: fn(&Op) -> bool| ops.iter().position(f).unwrap();
+        let put_service = at(|o| matches!(o, Op::PutService(..)));
+        let put_real = at(|o| matches!(o, Op::PutReal(..)));
+        let put_trash = at(|o| matches!(o, Op::PutTrash(..)));
+        assert!(put_service < put_real && put_real < put_trash);
+        // Only ACTIVE is cleared: the slot is the real as it was (a packet racing the
+        // deletion reads its own fields).
+        let Op::PutReal(0, after) = ops[put_real] else {
+            panic!()
+        };
+        let mut expect = before;
+        expect.flags = RealFlags(before.flags.0 & !RealFlags::ACTIVE);
+        assert_eq!(after, expect);
+        let Op::PutTrash(0, t) = ops[put_trash] else {
+            panic!()
+        };
+        assert_eq!(t.service, sa("198.18.2.1", 80));
+        assert_eq!(t.stamp, 1, "the first deletion");
+        snap.apply(&ops);
+        assert_eq!(snap.trash().map(|(id, _, _)| id).collect::<Vec<_>>(), [0]);
+        // A record beside an active slot is no trash.
+        snap.reals[0].1.flags = RealFlags(RealFlags::ACTIVE);
+        assert_eq!(snap.trash().count(), 0);
     }
 
     #[test]

@@ -127,14 +127,18 @@ pub(crate) fn filter_cleanup(
         .collect()
 }
 
-/// The inactive slot deleting a real from `service` writes: the real with its
-/// [`Trashed`] record, so `-a` of the same real in the same service takes the id back.
-pub(crate) fn trashed(r: &Real, service: ServiceAddr, stamp: u32) -> Real {
-    Trashed { service, stamp }.write(r)
+/// The writes deleting real `id` (stored as `r`) from `service`: its REALS slot made
+/// inactive (every other field kept), then its [`Trashed`] record in REAL_TRASH, so `-a`
+/// of the same real in the same service takes the id back.
+pub(crate) fn trash_ops(id: u32, r: &Real, service: ServiceAddr, stamp: u32) -> [Op; 2] {
+    [
+        Op::PutReal(id, deactivated(r)),
+        Op::PutTrash(id, Trashed { service, stamp }),
+    ]
 }
 
-/// The inactive form of a real whose service is unknown (no record to keep).
-fn deactivated(r: &Real) -> Real {
+/// The inactive form of a real: `ACTIVE` cleared, every other field kept.
+pub(crate) fn deactivated(r: &Real) -> Real {
     let mut r = *r;
     r.flags = RealFlags(r.flags.0 & !RealFlags::ACTIVE);
     r
@@ -244,7 +248,7 @@ pub fn delete(snap: &Snapshot, addr: &ServiceAddr) -> Result<Vec<Op>, ModelError
     let gone_ids: Vec<u32> = gone.iter().map(|(id, _)| *id).collect();
     let stamp = snap.next_stamp();
     for (i, (id, r)) in gone.iter().enumerate() {
-        ops.push(Op::PutReal(*id, trashed(r, *addr, stamp + i as u32)));
+        ops.extend(trash_ops(*id, r, *addr, stamp + i as u32));
     }
     let gone_nat = gone
         .iter()
@@ -276,11 +280,10 @@ pub fn clear(snap: &Snapshot) -> Vec<Op> {
         .collect();
     let stamp = snap.next_stamp();
     for (i, (id, r)) in snap.active_reals().enumerate() {
-        let slot = match addr_of.get(&r.svc_id) {
-            Some(a) => trashed(r, *a, stamp + i as u32),
-            None => deactivated(r),
-        };
-        ops.push(Op::PutReal(*id, slot));
+        match addr_of.get(&r.svc_id) {
+            Some(a) => ops.extend(trash_ops(*id, r, *a, stamp + i as u32)),
+            None => ops.push(Op::PutReal(*id, deactivated(r))),
+        }
     }
     ops.push(Op::FilterZero(Filter::Nat));
     ops

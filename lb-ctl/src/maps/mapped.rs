@@ -1,6 +1,6 @@
-//! Array maps read and written through `mmap` (`BPF_F_MMAPABLE`, Linux 5.5), for the two
-//! big arrays every command touches: reading all 65,536 REALS slots (4.7 MB) and writing a
-//! 65,537-slot scheduler table. Measured here, the batch syscalls (`batch.rs`) took 15–17 ms
+//! Array maps read and written through `mmap` (`BPF_F_MMAPABLE`, Linux 5.5), for the big
+//! arrays every command touches: reading all 65,536 REALS slots (4.7 MB) and REAL_TRASH
+//! records (1.5 MB), and writing a 65,537-slot scheduler table. Measured here, the batch syscalls (`batch.rs`) took 15–17 ms
 //! for each, because the kernel still copies slot by slot; through a mapping both are
 //! plain memory copies well under a millisecond, which is most of what stands between an
 //! `lb-ctl -a` and the data path using the new real.

@@ -18,19 +18,19 @@ pub mod mapped;
 pub mod sweep;
 pub mod sys;
 
-use crate::ipvs::model::{Filter, Op, Snapshot};
+use crate::ipvs::model::{Filter, Op, Snapshot, Trashed};
 use aya::maps::{
     Array, DevMapHash, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
 use lb_common::conn::{ConnCounts, ConnEvents, ConnExpiry, Settings, conn_counts};
 use lb_common::consts::{
     FILTER_WORDS, MAP_COUNTERS, MAP_LBLC, MAP_NAT_FILTER, MAP_PERSIST, MAP_REAL_CONNS,
-    MAP_REAL_EXPIRED, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES,
-    MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
+    MAP_REAL_EXPIRED, MAP_REAL_STATS, MAP_REAL_TRASH, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE,
+    MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
 };
 use lb_common::{
     CounterBlock, FlowKey, FlowValue, PersistKey, PersistValue, Real, Service, ServiceKey, Traffic,
-    VipKey,
+    TrashRecord, VipKey,
 };
 use std::collections::{BTreeMap, HashMap as StdHashMap};
 use std::io;
@@ -192,11 +192,35 @@ pub fn write_settings(dir: &Path, s: &Settings) -> Result<(), MapsError> {
     m.set(0, s, 0).map_err(err(MAP_SETTINGS))
 }
 
+/// Every slot of an array map, by index: through a mapping when the map is mmapable, else
+/// one batch lookup, else one lookup per slot.
+fn read_array<V: bytemuck::Pod + aya::Pod + Send>(
+    map: &Array<MapData, V>,
+    name: &'static str,
+) -> Result<Vec<(u32, V)>, MapsError> {
+    let fd = map.map().fd().as_fd();
+    let raw = |source| MapsError::Raw { name, source };
+    let len = map.len();
+    let all = match crate::maps::mapped::read_all::<V>(fd, len).map_err(raw)? {
+        Some(all) => Some(all),
+        None => crate::maps::batch::lookup_all::<V>(fd, len).map_err(raw)?,
+    };
+    match all {
+        Some(all) => Ok((0u32..).zip(all).collect()),
+        None => (0..len)
+            .map(|i| Ok((i, map.get(&i, 0).map_err(err(name))?)))
+            .collect(),
+    }
+}
+
 /// The balancer's maps that lb-ctl reads and writes.
 pub struct Maps {
     services: HashMap<MapData, ServiceKey, Service>,
     vips: HashMap<MapData, VipKey, u32>,
     reals: Array<MapData, Real>,
+    /// `None` when the pinned object predates REAL_TRASH: no trash is kept then (a real
+    /// added again gets a fresh id).
+    real_trash: Option<Array<MapData, TrashRecord>>,
     sched: Array<MapData, u32>,
     svc_stats: PerCpuArray<MapData, Traffic>,
     real_stats: PerCpuArray<MapData, Traffic>,
@@ -215,6 +239,7 @@ impl Maps {
             services: open(dir, MAP_SERVICES)?,
             vips: open(dir, MAP_VIPS)?,
             reals: open(dir, MAP_REALS)?,
+            real_trash: open_opt(dir, MAP_REAL_TRASH)?,
             sched: open(dir, MAP_SCHED_TABLE)?,
             svc_stats: open(dir, MAP_SVC_STATS)?,
             real_stats: open(dir, MAP_REAL_STATS)?,
@@ -235,27 +260,17 @@ impl Maps {
             .collect::<Result<Vec<_>, _>>()
             .map_err(err(MAP_SERVICES))?;
         let zero = Real::default();
-        let mut reals = Vec::new();
-        let fd = self.reals.map().fd().as_fd();
-        let raw = |source| MapsError::Raw {
-            name: MAP_REALS,
-            source,
+        let reals = read_array(&self.reals, MAP_REALS)?
+            .into_iter()
+            .filter(|(_, r)| *r != zero)
+            .collect();
+        let trashed = match &self.real_trash {
+            Some(m) => read_array(m, MAP_REAL_TRASH)?
+                .into_iter()
+                .filter_map(|(id, t)| Some((id, Trashed::from_record(&t)?)))
+                .collect(),
+            None => BTreeMap::new(),
         };
-        let len = self.reals.len();
-        let all = match crate::maps::mapped::read_all::<Real>(fd, len).map_err(raw)? {
-            Some(all) => Some(all),
-            None => crate::maps::batch::lookup_all::<Real>(fd, len).map_err(raw)?,
-        };
-        if let Some(all) = all {
-            reals.extend((0u32..).zip(all).filter(|(_, r)| *r != zero));
-        } else {
-            for i in 0..self.reals.len() {
-                let r = self.reals.get(&i, 0).map_err(err(MAP_REALS))?;
-                if r != zero {
-                    reals.push((i, r));
-                }
-            }
-        }
         let mut orders = BTreeMap::new();
         for (_, s) in &services {
             let ids = (s.reals_base..s.reals_base.saturating_add(s.reals_len))
@@ -267,6 +282,7 @@ impl Maps {
             services,
             reals,
             orders,
+            trashed,
         })
     }
 
@@ -340,6 +356,17 @@ impl Maps {
                     Err(e) => return Err(err(MAP_VIPS)(e)),
                 },
                 Op::PutReal(id, r) => self.reals.set(*id, r, 0).map_err(err(MAP_REALS))?,
+                Op::PutTrash(id, t) => {
+                    if let Some(m) = &mut self.real_trash {
+                        m.set(*id, t.record(), 0).map_err(err(MAP_REAL_TRASH))?;
+                    }
+                }
+                Op::ClearTrash(id) => {
+                    if let Some(m) = &mut self.real_trash {
+                        m.set(*id, TrashRecord::default(), 0)
+                            .map_err(err(MAP_REAL_TRASH))?;
+                    }
+                }
                 Op::WriteTable { base, slots } => {
                     let fd = self.sched.map().fd().as_fd();
                     let raw = |source| MapsError::Raw {

@@ -145,6 +145,13 @@ fn map<'a>(e: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
 impl Lb {
     /// Loads the object (fresh maps).
     pub fn load() -> Result<Lb> {
+        Lb::load_without(None)
+    }
+
+    /// Loads the object as [`Lb::load`] does, then takes away the pin of map `gone` (if
+    /// given) before lb-ctl's `Maps` opens the directory: an lb pinned by an older object
+    /// that had no such map, as `lb-ctl load` adopts it.
+    pub fn load_without(gone: Option<&str>) -> Result<Lb> {
         let path = object_path(ObjectFile::BALANCER, None)?;
         lb_tests::bpf::pin_to_this_cpu()?;
         lb_tests::netns::sweep_stale(PIN_PREFIX);
@@ -156,12 +163,38 @@ impl Lb {
             .cache_bits(TEST_CACHE_BITS)
             .load()
             .with_context(|| format!("loading {PROG_LB} from {}", path.display()))?;
+        if let Some(name) = gone {
+            std::fs::remove_file(pins.path().join(name))
+                .with_context(|| format!("unpinning {name}"))?;
+        }
         let maps = Maps::open(pins.path())?;
         Ok(Lb {
             ebpf,
             maps,
             _pins: pins,
         })
+    }
+
+    /// Whether map `name` is pinned (lb-ctl's loader pins every map of the object).
+    pub fn pinned(&self, name: &str) -> bool {
+        self._pins.path().join(name).exists()
+    }
+
+    /// A snapshot of the maps, as an lb-ctl command reads it.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(self.maps.snapshot()?)
+    }
+
+    /// Plans a change against a snapshot of the maps and writes the plan, as an lb-ctl
+    /// command does; returns the plan.
+    pub fn lb_ctl(
+        &mut self,
+        plan: impl FnOnce(&Snapshot) -> Result<Vec<Op>, ModelError>,
+    ) -> Result<Vec<Op>> {
+        let snap = self.maps.snapshot()?;
+        let ops = plan(&snap)?;
+        self.maps.apply(&ops)?;
+        Ok(ops)
     }
 
     fn hash<K: Pod, V: Pod>(&mut self, name: &str) -> Result<HashMap<&mut MapData, K, V>> {
@@ -249,7 +282,7 @@ pub struct Run {
 
 /// The fake next-hop resolver of harness real `id`: lo, and a MAC naming the id (as
 /// [`MAC_PREFIX`] says), so no network is asked.
-fn next_hop(id: u32) -> impl FnMut(IpAddr) -> Result<NextHop, NextHopError> {
+pub fn next_hop(id: u32) -> impl FnMut(IpAddr) -> Result<NextHop, NextHopError> {
     move |addr| {
         Ok(NextHop {
             ifindex: IF_LO,
@@ -438,10 +471,7 @@ impl Run {
         &mut self,
         plan: impl FnOnce(&Snapshot) -> Result<Vec<Op>, ModelError>,
     ) -> Result<Vec<Op>> {
-        let snap = self.lb.maps.snapshot()?;
-        let ops = plan(&snap)?;
-        self.lb.maps.apply(&ops)?;
-        Ok(ops)
+        self.lb.lb_ctl(plan)
     }
 
     /// Creates service `svc` and its reals with lb-ctl's planners (`-A`, then `-a` for
