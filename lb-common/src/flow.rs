@@ -56,6 +56,46 @@ impl FlowKey {
         self.family == family::V4
     }
 
+    /// Where NAT sends this client flow on a real at `addr`:`port`: the real's address as
+    /// the flow's family stores it (IPv4: word 0, the rest zero, so a stray word cannot
+    /// leak into keys or checksums) and its port, or the client's destination port for a
+    /// real port of 0 (all-port services). The data path rewrites the client's packets to
+    /// it; [`FlowKey::nat_reverse_key`] turns it into the flow's NAT_REV key.
+    #[inline(always)]
+    pub fn nat_dest(&self, addr: &RawAddr, port: Be16) -> (RawAddr, Be16) {
+        let a = if self.is_v4() {
+            [addr[0], 0, 0, 0]
+        } else {
+            *addr
+        };
+        (a, if port.0 == 0 { self.dport } else { port })
+    }
+
+    /// The NAT_REV key of this client flow sent by NAT to `addr`:`port` (from
+    /// [`FlowKey::nat_dest`]): the real's replies, real:port → client:cport. The one
+    /// derivation of the key: the data path's insert (a NAT flow's first packet) and its
+    /// own expiry, and lb-ctl's sweep, all build it here.
+    #[inline(always)]
+    pub fn nat_reverse_key(&self, addr: &RawAddr, port: Be16) -> FlowKey {
+        FlowKey {
+            src: *addr,
+            dst: self.src,
+            sport: port,
+            dport: self.sport,
+            proto: self.proto,
+            family: self.family,
+            _pad: [0; 2],
+        }
+    }
+
+    /// Whether `rev`, the NAT_REV entry at this client flow's reverse key, is this flow's:
+    /// the same VIP and port (another flow of the same client ports to the same real, for
+    /// another service, may have replaced it). Only then does the flow's expiry remove it.
+    #[inline(always)]
+    pub fn owns_nat_reverse(&self, rev: &NatReverse) -> bool {
+        rev.vip == self.dst && rev.vport == self.dport
+    }
+
     /// The IPv4 tables' key (meaningful for an IPv4 key only). Assembled from four words:
     /// field by field, the three padding bytes become a call to an out-of-line memset in
     /// BPF code.
@@ -241,5 +281,48 @@ mod tests {
             }
             .is_v4()
         );
+    }
+
+    #[test]
+    fn nat_reverse_key_swaps_ends_to_the_real() {
+        let k = FlowKey {
+            src: [0x0a00_12c6, 0, 0, 0],
+            dst: [0x0101_12c6, 0, 0, 0],
+            sport: Be16::from_host(40000),
+            dport: Be16::from_host(80),
+            proto: 6,
+            family: family::V4,
+            _pad: [0; 2],
+        };
+        // IPv4 keeps word 0 of the real's address; port 0 keeps the client's dport.
+        let (a, p) = k.nat_dest(&[0x0200_13c6, 7, 7, 7], Be16(0));
+        assert_eq!((a, p), ([0x0200_13c6, 0, 0, 0], Be16::from_host(80)));
+        let (a, p) = k.nat_dest(&a, Be16::from_host(8080));
+        assert_eq!(p, Be16::from_host(8080));
+        let r = k.nat_reverse_key(&a, p);
+        assert_eq!(
+            r,
+            FlowKey {
+                src: a,
+                dst: k.src,
+                sport: Be16::from_host(8080),
+                dport: Be16::from_host(40000),
+                ..k
+            }
+        );
+        let mut rev = NatReverse {
+            vip: k.dst,
+            vport: k.dport,
+            ..Default::default()
+        };
+        assert!(k.owns_nat_reverse(&rev));
+        rev.vport = Be16::from_host(443);
+        assert!(!k.owns_nat_reverse(&rev));
+        // IPv6 keeps all four words.
+        let k6 = FlowKey {
+            family: family::V6,
+            ..k
+        };
+        assert_eq!(k6.nat_dest(&[1, 2, 3, 4], Be16(0)).0, [1, 2, 3, 4]);
     }
 }

@@ -17,6 +17,14 @@ pub enum ForwardMode {
 }
 
 impl ForwardMode {
+    /// The method (as u8) a flow's packets go by: the one it was created with
+    /// (`FlowValue::fwd`), or for a flow recorded before lb kept it (0) its real's mode now
+    /// (`real_mode`, `Real::mode`).
+    #[inline(always)]
+    pub const fn of_flow(fwd: u8, real_mode: u8) -> u8 {
+        if fwd != 0 { fwd } else { real_mode }
+    }
+
     /// From the stored byte.
     pub const fn from_u8(v: u8) -> Option<ForwardMode> {
         match v {

@@ -60,9 +60,11 @@ fn io_err(name: &'static str) -> impl FnOnce(std::io::Error) -> MapsError {
     move |source| MapsError::Raw { name, source }
 }
 
-/// Removes the NAT_REV entry of an expired NAT flow (key as docs/datapath.md: real →
-/// client), if it still belongs to that flow (same VIP and port), so a late reply of an
-/// expired connection is no longer translated, as IPVS finds no connection for it.
+/// Removes the NAT_REV entry of an expired NAT flow (key as the data path's insert builds
+/// it, `FlowKey::nat_reverse_key`: real → client), if it still belongs to that flow
+/// (`FlowKey::owns_nat_reverse`: same VIP and port), so a late reply of an expired
+/// connection is no longer translated, as IPVS finds no connection for it. The data path
+/// does the same for the flows it expires itself (lb-ebpf `lookup::forget_nat_reverse`).
 fn forget_nat_reverse(
     nat: &RawPair,
     reals: &Array<MapData, Real>,
@@ -74,25 +76,13 @@ fn forget_nat_reverse(
     };
     // The flow's own method (a real edited since keeps its older flows' method); 0, a flow
     // of an older lb: the real's.
-    let fwd = if v.fwd != 0 { v.fwd } else { r.mode };
-    if fwd != ForwardMode::Nat as u8 {
+    if ForwardMode::of_flow(v.fwd, r.mode) != ForwardMode::Nat as u8 {
         return Ok(());
     }
-    let key = FlowKey {
-        src: r.addr,
-        dst: k.src,
-        sport: if r.port.to_host() == 0 {
-            k.dport
-        } else {
-            r.port
-        },
-        dport: k.sport,
-        proto: k.proto,
-        family: k.family,
-        _pad: [0; 2],
-    };
+    let (addr, port) = k.nat_dest(&r.addr, r.port);
+    let key = k.nat_reverse_key(&addr, port);
     if let Some(rev) = nat.take::<NatReverse>(&key)?
-        && (rev.vip != k.dst || rev.vport != k.dport)
+        && !k.owns_nat_reverse(&rev)
     {
         // Another flow's entry: put it back (unless the data path already did).
         nat.insert_new(&key, &rev)?;

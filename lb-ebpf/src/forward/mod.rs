@@ -61,8 +61,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit
 /// current addresses and MACs; its forwarding counter.
 #[inline(always)]
 fn rewrite(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<Counter, Exit> {
-    let fwd = if dest.fwd != 0 { dest.fwd } else { real.mode };
-    Ok(match ForwardMode::from_u8(fwd) {
+    Ok(match ForwardMode::from_u8(ForwardMode::of_flow(dest.fwd, real.mode)) {
         Some(ForwardMode::Dr) => {
             dr::forward_dr(ctx, real)?;
             Counter::FWD_DR

@@ -46,12 +46,7 @@ pub struct L3Change {
 #[inline(always)]
 pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<(), Drop> {
     // A real port of 0 keeps the client's destination port (all-port services).
-    let port = if real.port.0 == 0 {
-        pkt.key.dport
-    } else {
-        real.port
-    };
-    let addr = family_addr(pkt, &real.addr);
+    let (addr, port) = pkt.key.nat_dest(&real.addr, real.port);
     if pkt.quote.is_some() {
         rewrite_quote_nat(ctx, pkt, &addr, port)?;
     } else {
@@ -140,7 +135,8 @@ fn track_reply_state(pkt: &Packet, rev: &NatReverse) {
     }
 }
 
-/// NAT_REV entry for the real's replies: {real:port → client:cport} → VIP:vport, ingress
+/// NAT_REV entry for the real's replies: {real:port → client:cport}
+/// (`FlowKey::nat_reverse_key`, as the flow's expiry finds it again) → VIP:vport, ingress
 /// interface and the frame's MACs. A failed insert is counted and the packet still goes.
 #[inline(always)]
 fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, port: Be16) {
@@ -160,15 +156,7 @@ fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, p
         svc_id: dest.svc_id,
         real_id: dest.real_id,
     };
-    let key = FlowKey {
-        src: *addr,
-        dst: pkt.key.src,
-        sport: port,
-        dport: pkt.key.sport,
-        proto: pkt.key.proto,
-        family: pkt.key.family,
-        _pad: [0; 2],
-    };
+    let key = pkt.key.nat_reverse_key(addr, port);
     if !flows::nat_reverse_insert(&key, &rev) {
         count(Counter::FLOW_INSERT_FAILED);
     }
