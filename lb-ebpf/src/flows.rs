@@ -79,3 +79,16 @@ pub fn nat_reverse_insert(key: &FlowKey, rev: &NatReverse) -> bool {
         NAT_REV6.insert(key, rev, 0).is_ok()
     }
 }
+
+/// Removes a NAT reply's reverse entry if it is still `owner`'s (`FlowKey::owns_nat_reverse`:
+/// same VIP and port), as lb-ctl's sweep does for the flows it expires.
+#[inline(always)]
+pub fn nat_reverse_forget(key: &FlowKey, owner: &FlowKey) {
+    if matches!(nat_reverse(key), Some(rev) if owner.owns_nat_reverse(&rev)) {
+        if key.is_v4() {
+            let _ = NAT_REV4.remove(key.v4());
+        } else {
+            let _ = NAT_REV6.remove(key);
+        }
+    }
+}

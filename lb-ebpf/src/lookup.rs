@@ -6,7 +6,8 @@
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    Drop, FlowKey, FlowValue, NatReverse, Pass, Service, ServiceKey, VipFlags, addr::Be16,
+    Drop, FlowKey, FlowValue, ForwardMode, NatReverse, Pass, Service, ServiceKey, VipFlags,
+    addr::Be16,
 };
 
 use crate::cache;
@@ -14,7 +15,7 @@ use crate::conn;
 use crate::flows;
 use crate::gate::{Gate, confirm_vip, maybe_nat_real};
 use crate::icmp;
-use crate::maps::SERVICES;
+use crate::maps::{REALS, SERVICES};
 use crate::parse::{L4, Packet};
 use crate::reals::{lookup_real, usable};
 use crate::verdict::{Dest, Exit};
@@ -85,7 +86,7 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
             return Err(Drop::RealGone);
         }
         if pkt.quote.is_none() {
-            expire_flow(key, unsafe { (*v).flags }, real_id);
+            expire_flow(key, unsafe { (*v).flags }, real_id, fwd);
         }
         return Ok(None);
     }
@@ -116,7 +117,7 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
 /// `conn::on_packet`.
 #[inline(always)]
 unsafe fn syn_expires(key: &FlowKey, v: *const FlowValue, real_id: u32) -> bool {
-    let (state, flags) = unsafe { ((*v).state, (*v).flags) };
+    let (state, flags, fwd) = unsafe { ((*v).state, (*v).flags, (*v).fwd) };
     let quiescent = conn::settings().expire_nodest_conn != 0
         && matches!(lookup_real(real_id), Some(r) if r.weight == 0);
     if !lb_common::conn::syn_expires_flow(state, quiescent) {
@@ -126,19 +127,41 @@ unsafe fn syn_expires(key: &FlowKey, v: *const FlowValue, real_id: u32) -> bool 
     {
         return false;
     }
-    expire_flow(key, flags, real_id);
+    expire_flow(key, flags, real_id, fwd);
     true
 }
 
 /// The data path's own expiry of a flow (expire_nodest_conn, conn_reuse_mode): removed from
-/// FLOWS, taken off its real's counters as IPVS unbinds it (`conn::unbind`), and out of
-/// this CPU's cache slot.
+/// FLOWS, taken off its real's counters as IPVS unbinds it (`conn::unbind`), its NAT_REV
+/// entry forgotten (`forget_nat_reverse`), and out of this CPU's cache slot. `fwd` is the
+/// flow's `FlowValue::fwd`, read before the removal. Only the CPU whose removal succeeds
+/// unbinds and forgets.
 #[inline(always)]
-fn expire_flow(key: &FlowKey, flags: u8, real_id: u32) {
+fn expire_flow(key: &FlowKey, flags: u8, real_id: u32, fwd: u8) {
     if flows::flow_remove(key) {
         conn::unbind(real_id, flags);
+        forget_nat_reverse(key, real_id, fwd);
     }
     cache::drop_flow_key(key);
+}
+
+/// An expired NAT flow's reverse entry (real → client), removed if it is still this flow's
+/// (same VIP and port), as lb-ctl's sweep does (`maps::sweep::forget_nat_reverse`): IPVS
+/// translates no reply once the connection is gone, and the sweep, which finds entries
+/// through FLOWS, would never see this one again. The flow's method is its `fwd`, or (0, an
+/// older lb's flow) its real's mode; the key is the insert's (`FlowKey::nat_reverse_key`)
+/// from the real's slot, which a deleted real keeps (only `ACTIVE` cleared). Out of line:
+/// only an expiry by the data path pays for it, and the established path keeps its size.
+#[inline(never)]
+fn forget_nat_reverse(key: &FlowKey, real_id: u32, fwd: u8) {
+    let Some(real) = REALS.get(real_id) else {
+        return;
+    };
+    if ForwardMode::of_flow(fwd, real.mode) != ForwardMode::Nat as u8 {
+        return;
+    }
+    let (addr, port) = key.nat_dest(&real.addr, real.port);
+    flows::nat_reverse_forget(&key.nat_reverse_key(&addr, port), key);
 }
 
 #[inline(always)]

@@ -19,6 +19,7 @@ mod icmp;
 mod malformed;
 mod mode_edit;
 mod nat;
+mod nat_expiry;
 mod nat_return;
 mod passthrough;
 mod sched;
@@ -34,6 +35,7 @@ pub fn all() -> Vec<Sequence> {
         tun::cases(),
         nat::cases(),
         nat_return::cases(),
+        nat_expiry::cases(),
         icmp::cases(),
         allport::cases(),
         vlan::cases(),
