@@ -115,9 +115,10 @@ fn check_thresholds(spec: &RealSpec) -> Result<(), ModelError> {
 
 /// `-a`: add a real server to a service. A real deleted from the same service (by `-d`,
 /// `-D` or `-C`) gets its old id back while no other real has taken it, so its
-/// connections carry on, as IPVS takes the dest back from its trash. A deleted real's id
-/// given to another real takes the old real's NAT_FILTER bit with it, unless another
-/// real still needs it.
+/// connections carry on, as IPVS takes the dest back from its trash; coming back as DR
+/// or TUN after NAT (or WAS_NAT), it is marked `WAS_NAT` and keeps its NAT_FILTER bit.
+/// A deleted real's id given to another real takes the old real's NAT_FILTER bit with
+/// it, unless another real still needs it.
 pub fn add(
     snap: &Snapshot,
     spec: &RealSpec,
@@ -154,7 +155,16 @@ pub fn add(
         ));
     }
     let nh = resolve(spec.addr)?;
-    let real = make_real(spec, svc.id, port, weight, &nh)?;
+    let mut real = make_real(spec, svc.id, port, weight, &nh)?;
+    // A revived real's connections carry on with the method they were created with: if
+    // some may be NAT (the deleted real was NAT or WAS_NAT) and it comes back as DR or
+    // TUN, it is WAS_NAT, as `-e` out of NAT makes it, so their replies keep the bit.
+    if revived.is_some()
+        && spec.mode != ForwardMode::Nat
+        && old_slot.is_some_and(|o| in_nat_filter(&o))
+    {
+        real.flags = RealFlags(real.flags.0 | RealFlags::WAS_NAT);
+    }
 
     // IPVS puts a new destination at the head of the service's list.
     let mut reals = vec![(id, real)];
@@ -1087,6 +1097,85 @@ mod tests {
         )
         .unwrap();
         assert_eq!(nat_clears(&ops), [], "{ops:?}");
+    }
+
+    /// A NAT real deleted, then added again as DR or TUN: its old id comes back with its
+    /// NAT connections, which stay NAT, so the real is WAS_NAT and its bit is set.
+    #[test]
+    fn a_nat_real_revived_in_another_mode_is_was_nat() {
+        for again in [ForwardMode::Dr, ForwardMode::Tun] {
+            let mut snap = with_service("198.18.2.1");
+            let id = add_to(
+                &mut snap,
+                &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
+            );
+            del(&mut snap, "198.18.1.11", None);
+            let ops = add(
+                &snap,
+                &rspec("198.18.2.1", "198.18.1.11", None, again, 1),
+                &mut nh,
+            )
+            .unwrap();
+            assert_eq!(real_id_of(&ops), id, "revived");
+            let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+                panic!("{ops:?}")
+            };
+            assert_eq!(r.mode, again as u8);
+            assert!(
+                r.flags.has(RealFlags::WAS_NAT) && r.flags.has(RealFlags::ACTIVE),
+                "{again:?}"
+            );
+            assert_eq!(nat_sets(&ops), [slot("198.18.1.11")]);
+            assert_eq!(nat_clears(&ops), []);
+            snap.apply(&ops);
+            // Deleted and revived once more (now WAS_NAT): still WAS_NAT.
+            del(&mut snap, "198.18.1.11", None);
+            let ops = add(
+                &snap,
+                &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
+                &mut nh,
+            )
+            .unwrap();
+            let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+                panic!("{ops:?}")
+            };
+            assert!(r.flags.has(RealFlags::WAS_NAT));
+            assert_eq!(nat_sets(&ops), [slot("198.18.1.11")]);
+        }
+        // Revived as NAT: NAT, no WAS_NAT needed. A DR real revived as DR: neither.
+        let mut snap = with_service("198.18.2.1");
+        add_to(
+            &mut snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
+        );
+        add_to(
+            &mut snap,
+            &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1),
+        );
+        del(&mut snap, "198.18.1.11", None);
+        del(&mut snap, "198.18.1.12", None);
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
+            &mut nh,
+        )
+        .unwrap();
+        let Op::PutReal(0, r) = ops[2] else {
+            panic!("{ops:?}")
+        };
+        assert!(!r.flags.has(RealFlags::WAS_NAT));
+        assert_eq!(nat_sets(&ops), [slot("198.18.1.11")]);
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        let Op::PutReal(1, r) = ops[2] else {
+            panic!("{ops:?}")
+        };
+        assert!(!r.flags.has(RealFlags::WAS_NAT));
+        assert_eq!(nat_sets(&ops), []);
     }
 
     /// A deleted NAT real's id given to another real: the old address's bit goes, unless
