@@ -54,8 +54,9 @@ impl RealFlags {
     pub const ACTIVE: u32 = 1 << 0;
     /// The real was NAT (`-m`) and `-e` made it DR or TUN: connections created while it was
     /// NAT stay NAT (`FlowValue::fwd`) and their replies still come through the director,
-    /// so lb-ctl keeps the real's address in NAT_FILTER until the real is deleted. Read by
-    /// lb-ctl only.
+    /// so lb-ctl keeps the real's address in NAT_FILTER (also once the real is deleted,
+    /// until its id goes to another real). Also set by `-a` reviving a deleted NAT real as
+    /// DR or TUN. Read by lb-ctl only.
     pub const WAS_NAT: u32 = 1 << 1;
     /// True when `bit` is set.
     pub const fn has(self, bit: u32) -> bool {

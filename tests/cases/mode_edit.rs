@@ -13,7 +13,7 @@
 
 use super::common::*;
 use lb_common::conn::tcp_transition;
-use lb_common::{Counter, FlowValue, ForwardMode, Real};
+use lb_common::{Counter, Drop, FlowValue, ForwardMode, Real, RealFlags};
 use lb_tests::bpf::{IF_LO, Verdict};
 use lb_tests::case::{Action, Counts, Output, Sequence, StateCheck, Step};
 use lb_tests::packet::Pkt;
@@ -55,6 +55,7 @@ pub fn cases() -> Vec<Sequence> {
             Nat,
             REAL4,
         ),
+        deleted_then_revived(),
     ]
 }
 
@@ -230,5 +231,97 @@ fn kept(
         why,
         provision: one(&p.ip.dst().to_string(), vport, p.proto(), before),
         steps,
+    }
+}
+
+/// The real's reply to `first` (a NAT flow to `r`), translated back through NAT_REV.
+fn reply_translated(what: &'static str, first: &Pkt, r: &Real) -> Action {
+    let (_, rev) = nat_rev_of(first, r, IF_LO, SVC, REAL_A);
+    let reply = reply_of(first, r);
+    Action::Packet(Step {
+        what,
+        input: reply.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(nat_return(&reply, &rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::TX]).both(
+            SVC,
+            REAL_A,
+            outbound(&reply),
+        ),
+        state: vec![StateCheck::NatRevCount(1)],
+    })
+}
+
+/// A NAT real deleted while its flow lives, then added again as DR (IPVS keeps
+/// translating a connection's replies whatever becomes of its dest, which waits in the
+/// trash). Written as lb-ctl writes it: `-d` makes the REALS slot inactive (every other
+/// field kept) and leaves the NAT_FILTER bit set; `-a` of the same real as DR revives the
+/// slot, marked WAS_NAT (the bit still set). Meanwhile the client's packets are dropped
+/// RealGone (expire_nodest_conn 0), its replies still translated; once revived, the flow
+/// is NAT'd again (its method kept) and its replies translated.
+fn deleted_then_revived() -> Sequence {
+    let p = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let before = real_at(Nat, REAL4, 80);
+    let deleted = Real {
+        flags: RealFlags(before.flags.0 & !RealFlags::ACTIVE),
+        ..before
+    };
+    let revived = Real {
+        flags: RealFlags(RealFlags::ACTIVE | RealFlags::WAS_NAT),
+        dst_mac: MAC_REAL_B,
+        ..real_at(Dr, REAL4, 80)
+    };
+    let first = p.clone().syn();
+    let next = flags(p.clone(), ACK);
+    let v0 = fv_new(REAL_A, SVC, &first, Nat);
+    let v1 = moved(v0, &next);
+    let update = |r: Real| {
+        Action::Update(Provision {
+            reals: vec![(REAL_A, r)],
+            ..Provision::default()
+        })
+    };
+    Sequence {
+        name: "mode_edit_nat_flow_replies_translated_after_real_deleted_and_revived_as_dr_v4",
+        why: "a NAT real deleted (-d: slot inactive, NAT_FILTER bit kept): its flow's client packets drop RealGone, its replies are still translated; added again as DR (same id, WAS_NAT) the flow is NAT'd again and its replies translated",
+        provision: one(VIP4, 80, TCP, before),
+        steps: vec![
+            opened("first packet: a new NAT flow", &first, &before, 1),
+            update(deleted),
+            Action::Packet(Step {
+                what: "-d: the client's next packet is dropped RealGone, the flow kept",
+                input: next.clone().into(),
+                ingress: IF_LO,
+                verdict: Verdict::Drop,
+                output: Output::NotChecked,
+                counts: Counts::of(&[Counter::RX, Drop::RealGone.counter()]),
+                state: vec![
+                    StateCheck::Flow(key_of(&p), Some(v0)),
+                    StateCheck::NatRevCount(1),
+                ],
+            }),
+            reply_translated(
+                "-d: the deleted real's reply is still translated back (NAT_REV, no REALS check)",
+                &first,
+                &before,
+            ),
+            update(revived),
+            established(
+                "-a as DR revived the slot: the flow's next packet is NAT'd (its method kept)",
+                &next,
+                &revived,
+                Nat,
+                vec![
+                    StateCheck::Flow(key_of(&p), Some(v1)),
+                    StateCheck::NatRevCount(1),
+                ],
+            ),
+            reply_translated(
+                "revived as DR (WAS_NAT): the flow's reply still translated",
+                &first,
+                &before,
+            ),
+        ],
     }
 }

@@ -435,6 +435,7 @@ impl Snapshot {
                 | Op::FilterSet(..)
                 | Op::FilterClear(..)
                 | Op::FilterZero(_)
+                | Op::FilterRebuild(..)
                 | Op::ZeroSvcStats(_)
                 | Op::ClearLocality(_)
                 | Op::ResetCursor(_)
@@ -545,6 +546,10 @@ pub enum Op {
     FilterClear(Filter, u32, u64),
     /// Clear a whole filter.
     FilterZero(Filter),
+    /// Make a filter hold exactly these bits (word → mask; every other word zero). Each
+    /// word that changes is written once, so a bit set before and after is never seen
+    /// clear.
+    FilterRebuild(Filter, BTreeMap<u32, u64>),
     /// Reset a service's per-CPU stats (a reused id starts from zero).
     ZeroSvcStats(u32),
     /// Clear a service id's lblc/lblcr locality entry (LBLC, when the object has it), so a

@@ -7,7 +7,7 @@
 
 use crate::ipvs::model::{
     Endpoint, Filter, ModelError, Op, RealRef, RealSpec, ServiceAddr, Snapshot, check_unicast,
-    check_weight, effective_port, real_endpoint,
+    check_weight, effective_port, real_endpoint, real_ip,
 };
 use crate::ipvs::service::{
     filter_cleanup, in_nat_filter, mh_size_of, nat_addrs, publish, slot_of, trash_ops,
@@ -115,7 +115,10 @@ fn check_thresholds(spec: &RealSpec) -> Result<(), ModelError> {
 
 /// `-a`: add a real server to a service. A real deleted from the same service (by `-d`,
 /// `-D` or `-C`) gets its old id back while no other real has taken it, so its
-/// connections carry on, as IPVS takes the dest back from its trash.
+/// connections carry on, as IPVS takes the dest back from its trash; coming back as DR
+/// or TUN after NAT (or WAS_NAT), it is marked `WAS_NAT` and keeps its NAT_FILTER bit.
+/// A deleted real's id given to another real takes the old real's NAT_FILTER bit with
+/// it, unless another real still needs it.
 pub fn add(
     snap: &Snapshot,
     spec: &RealSpec,
@@ -136,10 +139,14 @@ pub fn add(
             real: ep,
         });
     }
-    let id = match revivable(snap, &spec.service, ep) {
+    let revived = revivable(snap, &spec.service, ep);
+    let id = match revived {
         Some(id) => id,
         None => alloc_id(snap)?,
     };
+    // What the slot held before: the deleted real revived, another deleted real whose id
+    // is reused, or nothing.
+    let old_slot = snap.reals.iter().find(|(i, _)| *i == id).map(|(_, r)| *r);
     let old_reals = snap.ordered_reals(svc.id);
     if old_reals.len() as u32 >= MAX_REALS_PER_SERVICE {
         return Err(ModelError::TooManyRealsInService(
@@ -148,7 +155,16 @@ pub fn add(
         ));
     }
     let nh = resolve(spec.addr)?;
-    let real = make_real(spec, svc.id, port, weight, &nh)?;
+    let mut real = make_real(spec, svc.id, port, weight, &nh)?;
+    // A revived real's connections carry on with the method they were created with: if
+    // some may be NAT (the deleted real was NAT or WAS_NAT) and it comes back as DR or
+    // TUN, it is WAS_NAT, as `-e` out of NAT makes it, so their replies keep the bit.
+    if revived.is_some()
+        && spec.mode != ForwardMode::Nat
+        && old_slot.is_some_and(|o| in_nat_filter(&o))
+    {
+        real.flags = RealFlags(real.flags.0 | RealFlags::WAS_NAT);
+    }
 
     // IPVS puts a new destination at the head of the service's list.
     let mut reals = vec![(id, real)];
@@ -162,11 +178,20 @@ pub fn add(
         ops.push(Op::ClearTrash(id));
     }
     ops.extend([Op::PutReal(id, real), Op::AddTxPort(nh.ifindex)]);
-    if spec.mode == ForwardMode::Nat {
+    if in_nat_filter(&real) {
         let (w, m) = slot_of(spec.addr);
         ops.push(Op::FilterSet(Filter::Nat, w, m));
     }
     ops.extend(publish_ops);
+    // A deleted real's id given to another real: the old real's NAT_FILTER bit goes
+    // unless another slot (or the new real) still needs it.
+    if let Some(old) = old_slot.filter(in_nat_filter) {
+        let mut keep = nat_addrs(snap, &[id]);
+        if in_nat_filter(&real) {
+            keep.push(spec.addr);
+        }
+        ops.extend(filter_cleanup(Filter::Nat, [real_ip(&old)], keep));
+    }
     Ok(ops)
 }
 
@@ -175,7 +200,8 @@ pub fn add(
 /// mode applies to new connections only (IPVS binds a connection's transmitter when it is
 /// created; the data path keeps each flow's method): a real leaving NAT keeps its
 /// NAT_FILTER bit, marked `WAS_NAT`, so replies of its NAT connections are still
-/// translated, until the real is deleted.
+/// translated, until its id goes to another real (deleting it keeps the bit: its
+/// connections live on, see [`delete`]).
 pub fn edit(
     snap: &Snapshot,
     spec: &RealSpec,
@@ -228,7 +254,9 @@ pub fn edit(
 /// `-d`: remove a real from its service. The new table is published first; only then is
 /// the real marked inactive (flows still on it then meet `expire_nodest_conn`; its other
 /// fields stay), and its [`crate::ipvs::model::Trashed`] record, which `-a` revives it by,
-/// goes into REAL_TRASH.
+/// goes into REAL_TRASH. A NAT (or WAS_NAT) real keeps its NAT_FILTER bit: the replies
+/// of its connections are still translated while they live, as IPVS's (the bit goes when
+/// the id is given to another real, [`add`]).
 pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
     let svc = service_for(snap, &rref.service, rref.addr)?;
     let ep = Endpoint {
@@ -246,13 +274,6 @@ pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
         .collect();
     let mut ops = publish(snap, &rref.service, svc, svc, &reals, mh_size_of(&svc))?;
     ops.extend(trash_ops(id, &old, rref.service, snap.next_stamp()));
-    if in_nat_filter(&old) {
-        ops.extend(filter_cleanup(
-            Filter::Nat,
-            [rref.addr],
-            nat_addrs(snap, &[id]),
-        ));
-    }
     Ok(ops)
 }
 
@@ -510,7 +531,8 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(matches!(ops.last(), Some(Op::FilterClear(Filter::Nat, ..))));
+        // The last NAT real on the address: the bit stays too (its connections' replies).
+        assert!(!ops.iter().any(|o| matches!(o, Op::FilterClear(..))));
     }
 
     #[test]
@@ -631,7 +653,7 @@ mod tests {
     }
 
     #[test]
-    fn edit_same_weight_keeps_table_and_mode_change_keeps_nat_bit_until_delete() {
+    fn edit_same_weight_keeps_table_and_mode_change_keeps_nat_bit() {
         let mut snap = with_service("198.18.2.1");
         let ops = add(
             &snap,
@@ -669,7 +691,7 @@ mod tests {
         };
         assert!(r.flags.has(RealFlags::WAS_NAT));
         snap.apply(&ops);
-        // Deleting it clears the bit (no other real needs it).
+        // Deleting it keeps the bit: its NAT connections live on in the trash.
         let gone = delete(
             &snap,
             &RealRef {
@@ -679,10 +701,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(matches!(
-            gone.last(),
-            Some(Op::FilterClear(Filter::Nat, ..))
-        ));
+        assert!(!gone.iter().any(|o| matches!(o, Op::FilterClear(..))));
         // Back to NAT: the bit is set again (idempotent), WAS_NAT no longer needed.
         let ops = edit(
             &snap,
@@ -1014,6 +1033,294 @@ mod tests {
         );
         assert_eq!((add_to(&mut snap, &r2), add_to(&mut snap, &r1)), (1, 0));
         assert_eq!(snap.trash().count(), 0);
+    }
+
+    fn nat_clears(ops: &[Op]) -> Vec<(u32, u64)> {
+        ops.iter()
+            .filter_map(|o| match o {
+                Op::FilterClear(Filter::Nat, w, m) => Some((*w, *m)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn nat_sets(ops: &[Op]) -> Vec<(u32, u64)> {
+        ops.iter()
+            .filter_map(|o| match o {
+                Op::FilterSet(Filter::Nat, w, m) => Some((*w, *m)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn slot(ip: &str) -> (u32, u64) {
+        slot_of(ip.parse().unwrap())
+    }
+
+    /// IPVS translates a connection's replies while it lives, its dest deleted or not
+    /// (`conn_out_get` finds it; the dest waits in the trash): `-d` of a NAT or WAS_NAT
+    /// real keeps its NAT_FILTER bit.
+    #[test]
+    fn a_deleted_nat_real_keeps_its_nat_bit() {
+        let mut snap = with_service("198.18.2.1");
+        let nat = rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1);
+        add_to(&mut snap, &nat);
+        let ops = delete(
+            &snap,
+            &RealRef {
+                service: sa("198.18.2.1", 80),
+                addr: "198.18.1.11".parse().unwrap(),
+                port: None,
+            },
+        )
+        .unwrap();
+        assert!(ops.iter().any(|o| matches!(o, Op::PutTrash(0, _))));
+        assert_eq!(nat_clears(&ops), [], "{ops:?}");
+        snap.apply(&ops);
+        // WAS_NAT (NAT → TUN by -e) likewise.
+        let was = rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Nat, 1);
+        add_to(&mut snap, &was);
+        let ops = edit(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Tun, 1),
+            &mut nh,
+        )
+        .unwrap();
+        snap.apply(&ops);
+        let ops = delete(
+            &snap,
+            &RealRef {
+                service: sa("198.18.2.1", 80),
+                addr: "198.18.1.12".parse().unwrap(),
+                port: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(nat_clears(&ops), [], "{ops:?}");
+    }
+
+    /// A NAT real deleted, then added again as DR or TUN: its old id comes back with its
+    /// NAT connections, which stay NAT, so the real is WAS_NAT and its bit is set.
+    #[test]
+    fn a_nat_real_revived_in_another_mode_is_was_nat() {
+        for again in [ForwardMode::Dr, ForwardMode::Tun] {
+            let mut snap = with_service("198.18.2.1");
+            let id = add_to(
+                &mut snap,
+                &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
+            );
+            del(&mut snap, "198.18.1.11", None);
+            let ops = add(
+                &snap,
+                &rspec("198.18.2.1", "198.18.1.11", None, again, 1),
+                &mut nh,
+            )
+            .unwrap();
+            assert_eq!(real_id_of(&ops), id, "revived");
+            let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+                panic!("{ops:?}")
+            };
+            assert_eq!(r.mode, again as u8);
+            assert!(
+                r.flags.has(RealFlags::WAS_NAT) && r.flags.has(RealFlags::ACTIVE),
+                "{again:?}"
+            );
+            assert_eq!(nat_sets(&ops), [slot("198.18.1.11")]);
+            assert_eq!(nat_clears(&ops), []);
+            snap.apply(&ops);
+            // Deleted and revived once more (now WAS_NAT): still WAS_NAT.
+            del(&mut snap, "198.18.1.11", None);
+            let ops = add(
+                &snap,
+                &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
+                &mut nh,
+            )
+            .unwrap();
+            let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+                panic!("{ops:?}")
+            };
+            assert!(r.flags.has(RealFlags::WAS_NAT));
+            assert_eq!(nat_sets(&ops), [slot("198.18.1.11")]);
+        }
+        // Revived as NAT: NAT, no WAS_NAT needed. A DR real revived as DR: neither.
+        let mut snap = with_service("198.18.2.1");
+        add_to(
+            &mut snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
+        );
+        add_to(
+            &mut snap,
+            &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1),
+        );
+        del(&mut snap, "198.18.1.11", None);
+        del(&mut snap, "198.18.1.12", None);
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
+            &mut nh,
+        )
+        .unwrap();
+        let Op::PutReal(0, r) = ops[2] else {
+            panic!("{ops:?}")
+        };
+        assert!(!r.flags.has(RealFlags::WAS_NAT));
+        assert_eq!(nat_sets(&ops), [slot("198.18.1.11")]);
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        let Op::PutReal(1, r) = ops[2] else {
+            panic!("{ops:?}")
+        };
+        assert!(!r.flags.has(RealFlags::WAS_NAT));
+        assert_eq!(nat_sets(&ops), []);
+    }
+
+    /// A deleted NAT real's id given to another real: the old address's bit goes, unless
+    /// another real (active or deleted, NAT or WAS_NAT) or the new one still needs it.
+    #[test]
+    fn a_reused_slot_drops_the_old_nat_bit() {
+        let mut snap = with_sched("wlc", &[]);
+        let nat = |ip, port| rspec("198.18.2.1", ip, port, ForwardMode::Nat, 1);
+        assert_eq!(add_to(&mut snap, &nat("198.18.1.11", None)), 0);
+        assert_eq!(add_to(&mut snap, &nat("198.18.1.12", None)), 1);
+        assert_eq!(add_to(&mut snap, &nat("198.18.1.12", Some(8080))), 2);
+        // Every other id in use, so the allocator must reuse a deleted real's id.
+        let mut filler = snap.reals[0].1;
+        (filler.svc_id, filler.mode) = (999, ForwardMode::Dr as u8);
+        snap.reals.extend((3..MAX_REALS).map(|id| (id, filler)));
+        del(&mut snap, "198.18.1.11", None);
+        del(&mut snap, "198.18.1.12", None);
+        // Id 0 (198.18.1.11, deleted first) goes to a DR real: its bit goes.
+        let dr = rspec("198.18.2.1", "198.18.1.21", None, ForwardMode::Dr, 1);
+        let ops = add(&snap, &dr, &mut nh).unwrap();
+        assert_eq!(real_id_of(&ops), 0);
+        assert_eq!(nat_clears(&ops), [slot("198.18.1.11")]);
+        assert_eq!(nat_sets(&ops), []);
+        let put = ops
+            .iter()
+            .position(|o| matches!(o, Op::PutReal(..)))
+            .unwrap();
+        let clear = ops
+            .iter()
+            .position(|o| matches!(o, Op::FilterClear(..)))
+            .unwrap();
+        assert!(put < clear, "the slot is reused before its bit goes");
+        snap.apply(&ops);
+        // Id 1 (198.18.1.12:80) goes to another real: 198.18.1.12:8080 (id 2, active)
+        // still needs the bit.
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.22", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        assert_eq!(real_id_of(&ops), 1);
+        assert_eq!(nat_clears(&ops), []);
+        snap.apply(&ops);
+        // Id 2 deleted, then reused: a deleted NAT real at the same address (its own
+        // slot, id 1, is gone) — nothing else needs the bit now.
+        del(&mut snap, "198.18.1.12", Some(8080));
+        let trashed_nat = snap.reals.iter().find(|(i, _)| *i == 2).unwrap().1;
+        assert!(!trashed_nat.flags.has(RealFlags::ACTIVE));
+        // With another deleted NAT real at that address kept in a slot, the bit stays.
+        let mut other = trashed_nat;
+        other.port = Be16::from_host(9090);
+        let mut kept = snap.clone();
+        kept.reals[5] = (5, other);
+        let stamp = kept.next_stamp();
+        kept.trashed.insert(
+            5,
+            crate::ipvs::model::Trashed {
+                service: sa("198.18.2.1", 80),
+                stamp,
+            },
+        );
+        let ops = add(
+            &kept,
+            &rspec("198.18.2.1", "198.18.1.23", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        assert_eq!(real_id_of(&ops), 2);
+        assert_eq!(nat_clears(&ops), [], "a deleted NAT real still needs it");
+        // Without it, the bit goes; given to a NAT real at the same address, it stays.
+        let ops = add(
+            &snap,
+            &rspec("198.18.2.1", "198.18.1.23", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        assert_eq!(nat_clears(&ops), [slot("198.18.1.12")]);
+        let ops = add(&snap, &nat("198.18.1.12", Some(7070)), &mut nh).unwrap();
+        assert_eq!(real_id_of(&ops), 2);
+        assert_eq!(nat_clears(&ops), []);
+        assert_eq!(nat_sets(&ops), [slot("198.18.1.12")]);
+    }
+
+    /// Two services: 198.18.2.1 with a NAT, a WAS_NAT (NAT, then `-e` to DR) and a DR
+    /// real; 198.18.2.2 with a NAT real.
+    fn nat_setup() -> Snapshot {
+        let mut snap = Snapshot::default();
+        for vip in ["198.18.2.1", "198.18.2.2"] {
+            let ops = crate::ipvs::service::add(&snap, &spec(vip, 80)).unwrap();
+            snap.apply(&ops);
+        }
+        let r = |vip, rip, mode| rspec(vip, rip, None, mode, 1);
+        add_to(&mut snap, &r("198.18.2.1", "198.18.1.11", ForwardMode::Nat));
+        add_to(&mut snap, &r("198.18.2.1", "198.18.1.12", ForwardMode::Nat));
+        let ops = edit(
+            &snap,
+            &r("198.18.2.1", "198.18.1.12", ForwardMode::Dr),
+            &mut nh,
+        )
+        .unwrap();
+        snap.apply(&ops);
+        add_to(&mut snap, &r("198.18.2.1", "198.18.1.13", ForwardMode::Dr));
+        add_to(&mut snap, &r("198.18.2.2", "198.18.1.14", ForwardMode::Nat));
+        snap
+    }
+
+    /// `-D`: the service's NAT and WAS_NAT reals go to the trash with their NAT_FILTER
+    /// bits (their connections' replies are still translated, as IPVS's).
+    #[test]
+    fn a_deleted_service_keeps_the_nat_bits_of_its_reals() {
+        let snap = nat_setup();
+        let ops = crate::ipvs::service::delete(&snap, &sa("198.18.2.1", 80)).unwrap();
+        assert_eq!(
+            ops.iter().filter(|o| matches!(o, Op::PutTrash(..))).count(),
+            3
+        );
+        assert_eq!(nat_clears(&ops), [], "{ops:?}");
+        assert!(!ops.contains(&Op::FilterZero(Filter::Nat)));
+    }
+
+    /// `-C`: NAT_FILTER is rebuilt from what remains, every real now in the trash: the
+    /// NAT and WAS_NAT ones keep their bits, a DR real's address has none.
+    #[test]
+    fn clear_rebuilds_the_nat_filter_from_the_trash() {
+        let mut snap = nat_setup();
+        let ops = crate::ipvs::service::clear(&snap);
+        let mut want = std::collections::BTreeMap::new();
+        for ip in ["198.18.1.11", "198.18.1.12", "198.18.1.14"] {
+            let (w, m) = slot(ip);
+            *want.entry(w).or_insert(0u64) |= m;
+        }
+        assert_eq!(
+            ops.last(),
+            Some(&Op::FilterRebuild(Filter::Nat, want.clone()))
+        );
+        let (w, m) = slot("198.18.1.13");
+        assert_eq!(want.get(&w).copied().unwrap_or(0) & m, 0, "no DR bit");
+        assert!(!ops.contains(&Op::FilterZero(Filter::Nat)));
+        // Cleared again (nothing active): the same bits, the slots still hold them.
+        snap.apply(&ops);
+        assert_eq!(
+            crate::ipvs::service::clear(&snap).last(),
+            Some(&Op::FilterRebuild(Filter::Nat, want))
+        );
     }
 
     #[test]

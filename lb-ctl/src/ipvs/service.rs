@@ -169,17 +169,33 @@ fn service_id(snap: &Snapshot, addr: &ServiceAddr) -> Result<u32, ModelError> {
 
 /// Whether a real's address belongs in NAT_FILTER: the real is NAT, or was NAT and may
 /// still have NAT connections whose replies must be translated (`RealFlags::WAS_NAT`).
+/// Asked of every REALS slot, active or not: a deleted real keeps its slot (lb's trash)
+/// and its NAT connections live on, their replies translated as long as the bit is set
+/// (IPVS's `conn_out_get` finds a connection whatever became of its dest).
 pub(crate) fn in_nat_filter(r: &Real) -> bool {
     r.mode == ForwardMode::Nat as u8 || r.flags.has(RealFlags::WAS_NAT)
 }
 
-/// Addresses of active reals that keep a NAT_FILTER bit ([`in_nat_filter`]), excluding the
-/// real ids in `except`.
+/// Addresses that keep a NAT_FILTER bit: of every REALS slot, active or deleted (the slot
+/// still holds the deleted real until its id goes to another real), whose real is
+/// [`in_nat_filter`], excluding the real ids in `except`. A bit kept for a deleted real
+/// whose connections are all gone costs only a NAT_REV miss for its address's traffic
+/// (the filter only says "maybe").
 pub(crate) fn nat_addrs(snap: &Snapshot, except: &[u32]) -> Vec<IpAddr> {
-    snap.active_reals()
+    snap.reals
+        .iter()
         .filter(|(id, r)| in_nat_filter(r) && !except.contains(id))
         .map(|(_, r)| real_ip(r))
         .collect()
+}
+
+/// NAT_FILTER as it should be: the bits of [`nat_addrs`] (word → mask).
+fn nat_bits(snap: &Snapshot) -> BTreeMap<u32, u64> {
+    let mut bits = BTreeMap::new();
+    for (w, m) in nat_addrs(snap, &[]).into_iter().map(slot_of) {
+        *bits.entry(w).or_insert(0) |= m;
+    }
+    bits
 }
 
 /// `-A`: add a service.
@@ -244,25 +260,16 @@ pub fn delete(snap: &Snapshot, addr: &ServiceAddr) -> Result<Vec<Op>, ModelError
     } else {
         Op::PutVip(vip_key(ip), left_on_vip)
     });
-    let gone: Vec<(u32, Real)> = snap.reals_of(svc.id).copied().collect();
-    let gone_ids: Vec<u32> = gone.iter().map(|(id, _)| *id).collect();
+    // Its reals go to the trash; their NAT_FILTER bits stay (`nat_addrs`): replies of
+    // their NAT connections are still translated.
     let stamp = snap.next_stamp();
-    for (i, (id, r)) in gone.iter().enumerate() {
+    for (i, (id, r)) in snap.reals_of(svc.id).enumerate() {
         ops.extend(trash_ops(*id, r, *addr, stamp + i as u32));
     }
-    let gone_nat = gone
-        .iter()
-        .filter(|(_, r)| in_nat_filter(r))
-        .map(|(_, r)| real_ip(r));
-    ops.extend(filter_cleanup(
-        Filter::Nat,
-        gone_nat,
-        nat_addrs(snap, &gone_ids),
-    ));
     Ok(ops)
 }
 
-/// `-C`: delete every service and real.
+/// `-C`: delete every service and real (to the trash, as `-D`).
 pub fn clear(snap: &Snapshot) -> Vec<Op> {
     let mut ops = vec![Op::FilterZero(Filter::Vip)];
     let mut vips = BTreeSet::new();
@@ -285,7 +292,10 @@ pub fn clear(snap: &Snapshot) -> Vec<Op> {
             None => ops.push(Op::PutReal(*id, deactivated(r))),
         }
     }
-    ops.push(Op::FilterZero(Filter::Nat));
+    // Every real is now in the trash (its slot's mode and flags kept): NAT_FILTER keeps
+    // the bits of the NAT and WAS_NAT ones, whose connections' replies are still
+    // translated, and loses any other.
+    ops.push(Op::FilterRebuild(Filter::Nat, nat_bits(snap)));
     ops
 }
 
@@ -503,7 +513,10 @@ pub(crate) mod tests {
         snap.apply(&ops);
         let ops = clear(&snap);
         assert_eq!(ops.first(), Some(&Op::FilterZero(Filter::Vip)));
-        assert_eq!(ops.last(), Some(&Op::FilterZero(Filter::Nat)));
+        assert_eq!(
+            ops.last(),
+            Some(&Op::FilterRebuild(Filter::Nat, BTreeMap::new()))
+        );
         assert_eq!(
             ops.iter()
                 .filter(|o| matches!(o, Op::DelService(_)))

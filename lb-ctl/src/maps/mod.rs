@@ -402,6 +402,15 @@ impl Maps {
                         }
                     }
                 }
+                Op::FilterRebuild(f, bits) => {
+                    let (map, name) = self.filter(*f);
+                    for w in 0..FILTER_WORDS.min(map.len()) {
+                        let want = bits.get(&w).copied().unwrap_or(0);
+                        if map.get(&w, 0).map_err(err(name))? != want {
+                            map.set(w, want, 0).map_err(err(name))?;
+                        }
+                    }
+                }
                 Op::ZeroSvcStats(id) => self
                     .svc_stats
                     .set(*id, zeroes()?, 0)
