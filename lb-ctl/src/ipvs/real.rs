@@ -10,7 +10,7 @@ use crate::ipvs::model::{
     check_weight, effective_port, real_endpoint, real_ip,
 };
 use crate::ipvs::service::{
-    filter_cleanup, in_nat_filter, mh_size_of, nat_addrs, publish, slot_of, trash_ops,
+    filter_cleanup, in_nat_filter, mh_size_of, nat_addrs, publish, slot_of, trash_ops, vip_addrs,
 };
 use crate::nexthop::{NextHop, NextHopError};
 use lb_common::addr::convert;
@@ -177,20 +177,29 @@ pub fn add(
         // active again, so no active slot ever has a record).
         ops.push(Op::ClearTrash(id));
     }
-    ops.extend([Op::PutReal(id, real), Op::AddTxPort(nh.ifindex)]);
+    // The NAT bit before the slot: a revived real's older flows are forwarded as soon as
+    // the slot is active, and their replies need the bit (as `-e` orders it).
     if in_nat_filter(&real) {
         let (w, m) = slot_of(spec.addr);
         ops.push(Op::FilterSet(Filter::Nat, w, m));
     }
+    ops.extend([Op::PutReal(id, real), Op::AddTxPort(nh.ifindex)]);
     ops.extend(publish_ops);
     // A deleted real's id given to another real: the old real's NAT_FILTER bit goes
-    // unless another slot (or the new real) still needs it.
+    // unless another slot (or the new real) still needs it, and the VIP bit its trash
+    // record kept goes unless a live service or another trashed real still needs it.
     if let Some(old) = old_slot.filter(in_nat_filter) {
         let mut keep = nat_addrs(snap, &[id]);
         if in_nat_filter(&real) {
             keep.push(spec.addr);
         }
         ops.extend(filter_cleanup(Filter::Nat, [real_ip(&old)], keep));
+    }
+    if revived.is_none()
+        && let Some(t) = snap.trashed.get(&id)
+    {
+        let keep = vip_addrs(snap, &[id]);
+        ops.extend(filter_cleanup(Filter::Vip, [t.service.vip.ip], keep));
     }
     Ok(ops)
 }
@@ -489,7 +498,9 @@ mod tests {
             &mut nh,
         )
         .unwrap();
-        let Op::PutReal(_, r) = ops[1] else { panic!() };
+        let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+            panic!("{ops:?}")
+        };
         assert_eq!(r.port.to_host(), 8080);
         assert!(
             ops.iter()
@@ -503,7 +514,9 @@ mod tests {
             &mut nh,
         )
         .unwrap();
-        let Op::PutReal(_, r) = ops[1] else { panic!() };
+        let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
+            panic!("{ops:?}")
+        };
         assert_eq!(
             r.port.to_host(),
             80,
@@ -1002,6 +1015,96 @@ mod tests {
         );
     }
 
+    fn vip_clears(ops: &[Op]) -> Vec<(u32, u64)> {
+        ops.iter()
+            .filter_map(|o| match o {
+                Op::FilterClear(Filter::Vip, w, m) => Some((*w, *m)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_deleted_service_keeps_its_vip_bit_while_its_reals_are_in_the_trash() {
+        // IPVS drops a connection's packets while its dest is unavailable; passed to the
+        // director's stack instead, a local VIP would answer them with a reset.
+        let mut snap = with_service("198.18.2.1");
+        add_to(
+            &mut snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
+        );
+        let ops = crate::ipvs::service::delete(&snap, &sa("198.18.2.1", 80)).unwrap();
+        assert_eq!(vip_clears(&ops), [], "{ops:?}");
+        assert!(ops.iter().any(|o| matches!(o, Op::PutTrash(0, _))));
+        // Without reals nothing holds the bit.
+        let snap = with_service("198.18.2.1");
+        let ops = crate::ipvs::service::delete(&snap, &sa("198.18.2.1", 80)).unwrap();
+        assert_eq!(vip_clears(&ops), [slot("198.18.2.1")]);
+    }
+
+    #[test]
+    fn clear_keeps_the_vip_bits_of_trashed_reals() {
+        let mut snap = Snapshot::default();
+        for vip in ["198.18.2.1", "198.18.2.2"] {
+            let ops = crate::ipvs::service::add(&snap, &spec(vip, 80)).unwrap();
+            snap.apply(&ops);
+        }
+        assert_ne!(slot("198.18.2.1"), slot("198.18.2.2"), "pick unshared bits");
+        add_to(
+            &mut snap,
+            &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
+        );
+        let ops = crate::ipvs::service::clear(&snap);
+        let (w, m) = slot("198.18.2.1");
+        assert_eq!(
+            ops.first(),
+            Some(&Op::FilterRebuild(Filter::Vip, [(w, m)].into())),
+            "only the VIP with a real in the trash keeps its bit"
+        );
+        snap.apply(&ops);
+        // A second -C keeps it too: the trash still names the VIP.
+        let ops = crate::ipvs::service::clear(&snap);
+        assert_eq!(
+            ops.first(),
+            Some(&Op::FilterRebuild(Filter::Vip, [(w, m)].into()))
+        );
+    }
+
+    #[test]
+    fn a_reused_slot_drops_the_old_vip_bit() {
+        let mut snap = with_service("198.18.2.1");
+        let old_vip = "198.18.2.1";
+        let new_vip = "198.18.3.1";
+        assert_ne!(slot(old_vip), slot(new_vip), "pick unshared bits");
+        assert_eq!(
+            add_to(
+                &mut snap,
+                &rspec(old_vip, "198.18.1.11", None, ForwardMode::Dr, 1)
+            ),
+            0
+        );
+        // Every other id in use, so the allocator must reuse the deleted real's id.
+        let mut filler = snap.reals[0].1;
+        filler.svc_id = 999;
+        snap.reals.extend((1..MAX_REALS).map(|id| (id, filler)));
+        let ops = crate::ipvs::service::delete(&snap, &sa(old_vip, 80)).unwrap();
+        snap.apply(&ops);
+        let ops = crate::ipvs::service::add(&snap, &spec(new_vip, 80)).unwrap();
+        snap.apply(&ops);
+        let ops = add(
+            &snap,
+            &rspec(new_vip, "198.18.1.21", None, ForwardMode::Dr, 1),
+            &mut nh,
+        )
+        .unwrap();
+        assert_eq!(real_id_of(&ops), 0);
+        assert_eq!(
+            vip_clears(&ops),
+            [slot(old_vip)],
+            "the trash no longer names the old VIP"
+        );
+    }
+
     #[test]
     fn clear_then_the_same_config_gets_the_same_ids() {
         let mut snap = Snapshot::default();
@@ -1160,7 +1263,7 @@ mod tests {
             &mut nh,
         )
         .unwrap();
-        let Op::PutReal(0, r) = ops[2] else {
+        let Some(Op::PutReal(0, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
             panic!("{ops:?}")
         };
         assert!(!r.flags.has(RealFlags::WAS_NAT));

@@ -191,8 +191,32 @@ pub(crate) fn nat_addrs(snap: &Snapshot, except: &[u32]) -> Vec<IpAddr> {
 
 /// NAT_FILTER as it should be: the bits of [`nat_addrs`] (word → mask).
 fn nat_bits(snap: &Snapshot) -> BTreeMap<u32, u64> {
+    bits_of(nat_addrs(snap, &[]))
+}
+
+/// Addresses that keep a VIP_FILTER bit: every live service's VIP, and every VIP a
+/// deleted real in the trash was deleted from (its flows' client packets must still reach
+/// the flow lookup, to be dropped `RealGone` as IPVS drops a connection's packets while
+/// its dest is unavailable, and not be passed to the director's own stack, which would
+/// reset the connection before `-a` brings the real back). Excludes the trash records of
+/// the real ids in `except`.
+pub(crate) fn vip_addrs(snap: &Snapshot, except: &[u32]) -> BTreeSet<IpAddr> {
+    let live = snap
+        .services
+        .iter()
+        .filter_map(|(k, _)| ServiceAddr::from_key(k))
+        .map(|a| a.vip.ip);
+    let trashed = snap
+        .trash()
+        .filter(|(id, _, _)| !except.contains(id))
+        .map(|(_, _, t)| t.service.vip.ip);
+    live.chain(trashed).collect()
+}
+
+/// A bit set per address, as a filter's words (word → mask).
+fn bits_of(addrs: impl IntoIterator<Item = IpAddr>) -> BTreeMap<u32, u64> {
     let mut bits = BTreeMap::new();
-    for (w, m) in nat_addrs(snap, &[]).into_iter().map(slot_of) {
+    for (w, m) in addrs.into_iter().map(slot_of) {
         *bits.entry(w).or_insert(0) |= m;
     }
     bits
@@ -245,14 +269,13 @@ pub fn delete(snap: &Snapshot, addr: &ServiceAddr) -> Result<Vec<Op>, ModelError
     let ip = addr.vip.ip;
     let left_on_vip = services_on(snap, ip) - 1;
     let mut ops = Vec::new();
-    if left_on_vip == 0 {
-        let other_vips = snap
-            .services
-            .iter()
-            .filter_map(|(k, _)| ServiceAddr::from_key(k))
-            .map(|a| a.vip.ip)
-            .filter(|&v| v != ip);
-        ops.extend(filter_cleanup(Filter::Vip, [ip], other_vips));
+    // The VIP's filter bit stays while its reals are in the trash (`vip_addrs`): this
+    // service's reals go there now, so only a service without reals can take it away.
+    let has_reals = snap.reals_of(svc.id).next().is_some();
+    if left_on_vip == 0 && !has_reals {
+        let mut keep = vip_addrs(snap, &[]);
+        keep.remove(&ip);
+        ops.extend(filter_cleanup(Filter::Vip, [ip], keep));
     }
     ops.push(Op::DelService(addr.key()));
     ops.push(if left_on_vip == 0 {
@@ -271,7 +294,20 @@ pub fn delete(snap: &Snapshot, addr: &ServiceAddr) -> Result<Vec<Op>, ModelError
 
 /// `-C`: delete every service and real (to the trash, as `-D`).
 pub fn clear(snap: &Snapshot) -> Vec<Op> {
-    let mut ops = vec![Op::FilterZero(Filter::Vip)];
+    // VIP_FILTER keeps the VIPs of every real going to the trash now or already there
+    // (`vip_addrs`), so their flows' packets are dropped `RealGone` until the same
+    // configuration comes back, and loses the rest.
+    let trash_vips = snap
+        .active_reals()
+        .filter_map(|(_, r)| {
+            snap.services
+                .iter()
+                .find(|(_, s)| s.id == r.svc_id)
+                .and_then(|(k, _)| ServiceAddr::from_key(k))
+        })
+        .map(|a| a.vip.ip)
+        .chain(snap.trash().map(|(_, _, t)| t.service.vip.ip));
+    let mut ops = vec![Op::FilterRebuild(Filter::Vip, bits_of(trash_vips))];
     let mut vips = BTreeSet::new();
     for (k, _) in &snap.services {
         ops.push(Op::DelService(*k));
@@ -512,7 +548,11 @@ pub(crate) mod tests {
         let ops = add(&snap, &spec("2001:db8::1", 80)).unwrap();
         snap.apply(&ops);
         let ops = clear(&snap);
-        assert_eq!(ops.first(), Some(&Op::FilterZero(Filter::Vip)));
+        // No real anywhere, so no VIP keeps its bit.
+        assert_eq!(
+            ops.first(),
+            Some(&Op::FilterRebuild(Filter::Vip, BTreeMap::new()))
+        );
         assert_eq!(
             ops.last(),
             Some(&Op::FilterRebuild(Filter::Nat, BTreeMap::new()))
