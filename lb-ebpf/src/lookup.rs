@@ -41,8 +41,14 @@ pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
 pub fn classify_l4(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> {
     match pkt.l4 {
         L4::Ports => Ok(()),
-        L4::Cut => Err(Exit::Drop(Drop::Truncated)),
-        L4::Icmp => icmp::parse_icmp_error(ctx, pkt),
+        // A filter hit is only "maybe": a malformed packet is dropped only once VIPS
+        // confirms its destination, else someone else's passes untouched.
+        L4::Cut => Err(confirm_vip(&pkt.key, Exit::Drop(Drop::Truncated))),
+        // An unusable quote (drop IcmpQuote) leaves the key the outer packet's.
+        L4::Icmp => match icmp::parse_icmp_error(ctx, pkt) {
+            Err(Exit::Drop(d)) => Err(confirm_vip(&pkt.key, Exit::Drop(d))),
+            r => r,
+        },
         L4::Fragment => Err(confirm_vip(&pkt.key, Exit::Drop(Drop::Fragment))),
         L4::Ext => Err(confirm_vip(&pkt.key, Exit::Drop(Drop::Ipv6ExtHeader))),
         L4::Other => Err(confirm_vip(&pkt.key, Exit::Pass(Pass::NotBalanced))),

@@ -19,7 +19,7 @@ use lb_common::{
     },
 };
 
-use crate::gate::{Gate, gate};
+use crate::gate::{Gate, gate, malformed_to};
 use crate::pkt::{bytes_at, fits, ld8, ld16, ld32_at, parse_l2};
 use crate::verdict::Exit;
 
@@ -168,19 +168,23 @@ impl Transport {
 
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
-    let p = bytes_at(ctx, l3, IPV4_LEN).ok_or(Drop::Truncated)?;
+    // Cut before its destination address: it cannot be shown to be ours, so it passes.
+    let p = bytes_at(ctx, l3, IPV4_LEN).ok_or(Pass::NotVip)?;
     let vihl = unsafe { ld8(p) };
-    if vihl >> 4 != 4 || vihl & 0x0f < 5 {
-        return Err(Drop::BadHeader.into());
-    }
     // Masked and scaled from a nibble: the verifier sees hlen ≤ 60.
     let hlen = (vihl & 0x0f) as usize * 4;
     let tot = u16::from_be(unsafe { ld16(p + 2) }) as usize;
-    if !fits(ctx, l3, hlen) || !fits(ctx, l3, tot) {
-        return Err(Drop::Truncated.into());
-    }
-    if tot < hlen {
-        return Err(Drop::BadHeader.into());
+    let bad = if vihl >> 4 != 4 || hlen < IPV4_LEN {
+        Some(Drop::BadHeader)
+    } else if !fits(ctx, l3, hlen) || !fits(ctx, l3, tot) {
+        Some(Drop::Truncated)
+    } else if tot < hlen {
+        Some(Drop::BadHeader)
+    } else {
+        None
+    };
+    if let Some(reason) = bad {
+        return Err(malformed_to(&[unsafe { ld32_at::<16>(p) }, 0, 0, 0], family::V4, reason));
     }
     let frag = u16::from_be(unsafe { ld16(p + 6) });
     let (src, dst) = unsafe { (ld32_at::<12>(p), ld32_at::<16>(p)) };
@@ -219,13 +223,19 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
 
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
-    let p = bytes_at(ctx, l3, IPV6_LEN).ok_or(Drop::Truncated)?;
-    if unsafe { ld8(p) } >> 4 != 6 {
-        return Err(Drop::BadHeader.into());
-    }
+    // Cut before (or inside) its destination address: it cannot be shown to be ours.
+    let p = bytes_at(ctx, l3, IPV6_LEN).ok_or(Pass::NotVip)?;
     let len = IPV6_LEN + u16::from_be(unsafe { ld16(p + 4) }) as usize;
-    if !fits(ctx, l3, len) {
-        return Err(Drop::Truncated.into());
+    let bad = if unsafe { ld8(p) } >> 4 != 6 {
+        Some(Drop::BadHeader)
+    } else if !fits(ctx, l3, len) {
+        Some(Drop::Truncated)
+    } else {
+        None
+    };
+    if let Some(reason) = bad {
+        let dst = unsafe { read_addr6(p + 24) };
+        return Err(malformed_to(&dst, family::V6, reason));
     }
     let (src, dst) = unsafe { (read_addr6(p + 8), read_addr6(p + 24)) };
     let gate = gate(&src, &dst)?;

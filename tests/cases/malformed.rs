@@ -37,15 +37,20 @@ pub fn cases() -> Vec<Sequence> {
     let tcp4 = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
     let tcp6 = Pkt::tcp(CLIENT6, VIP6, 40000, 80);
     let l3 = tcp4.l3_offset();
+    let (t4, t6) = (filter_twin(VIP4), filter_twin(VIP6));
+    let twin4 = Pkt::tcp(CLIENT4, t4, 40000, 80);
+    let twin6 = Pkt::tcp(CLIENT6, t6, 40000, 80);
     let mut collision = dr4();
     collision.filter_only = vec![addr(OTHER4)];
     vec![
-        drop_case(
+        pass_case(
             "bad_v4_header_cut",
-            "19 bytes of IPv4 header: drop Truncated",
+            "19 bytes of IPv4 header, to a VIP: the destination (bytes 16–19) is cut, so the \
+             packet cannot be shown to be ours and passes NotVip (it was dropped Truncated \
+             before only malformed packets to a VIP were dropped)",
             dr4(),
             tcp4.clone().truncate(l3 + 19),
-            Drop::Truncated,
+            Pass::NotVip,
         )
         .into(),
         drop_case(
@@ -88,12 +93,14 @@ pub fn cases() -> Vec<Sequence> {
             Drop::BadHeader,
         )
         .into(),
-        drop_case(
+        pass_case(
             "bad_v6_header_cut",
-            "39 bytes of IPv6 header: drop Truncated",
+            "39 bytes of IPv6 header, to a VIP: the destination (bytes 24–39) is cut, so the \
+             packet cannot be shown to be ours and passes NotVip (it was dropped Truncated \
+             before only malformed packets to a VIP were dropped)",
             dr6(),
             tcp6.clone().truncate(l3 + 39),
-            Drop::Truncated,
+            Pass::NotVip,
         )
         .into(),
         drop_case(
@@ -155,6 +162,120 @@ pub fn cases() -> Vec<Sequence> {
             "a cut TCP header to a non-VIP is not ours to judge: pass NotVip",
             dr4(),
             Pkt::raw(CLIENT4, OTHER4, TCP, &[0x9c, 0x40, 0, 80]),
+            Pass::NotVip,
+        )
+        .into(),
+        // The same malformed kinds to someone else: an address whose VIP_FILTER slot is the
+        // VIP's (the filter says "maybe", VIPS says no), or one the filter already rules out.
+        pass_case(
+            "bad_v4_version_to_twin",
+            "version 6 in an IPv4 header to a non-VIP sharing the VIP's filter slot: not ours, pass NotVip",
+            dr4(),
+            twin4.clone().put_l3(0, &[0x65]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_v4_version_to_other",
+            "version 6 in an IPv4 header to a non-VIP outside the filter: pass NotVip",
+            dr4(),
+            Pkt::tcp(CLIENT4, OTHER4, 40000, 80).put_l3(0, &[0x65]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_v4_ihl_below_5_to_twin",
+            "IHL 4 to a non-VIP sharing the VIP's filter slot: not ours, pass NotVip",
+            dr4(),
+            twin4.clone().put_l3(0, &[0x44]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_v4_ihl_beyond_frame_to_twin",
+            "IHL 15 beyond the frame to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr4(),
+            twin4.clone().put_l3(0, &[0x4f]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_v4_tot_len_beyond_frame_to_twin",
+            "tot_len beyond the frame to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr4(),
+            twin4.clone().put_l3(2, &be(twin4.ip_len() + 100)),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_v4_tot_len_below_ihl_to_twin",
+            "tot_len 16 < 20 to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr4(),
+            twin4.clone().put_l3(2, &be(16)),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_v6_version_to_twin",
+            "version 4 in an IPv6 header to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr6(),
+            twin6.clone().put_l3(0, &[0x40]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_v6_version_to_other",
+            "version 4 in an IPv6 header to a non-VIP outside the filter: pass NotVip",
+            dr6(),
+            Pkt::tcp(CLIENT6, OTHER6, 40000, 80).put_l3(0, &[0x40]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_v6_payload_len_beyond_frame_to_twin",
+            "40 + payload_len beyond the frame to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr6(),
+            twin6.clone().put_l3(4, &be(twin6.ip_len() - 40 + 100)),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_tcp4_cut_to_twin",
+            "a 10-byte TCP header to a non-VIP sharing the VIP's filter slot: VIPS says no, pass NotVip",
+            dr4(),
+            Pkt::raw(CLIENT4, t4, TCP, &[0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_udp4_cut_to_twin",
+            "a 4-byte UDP header to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            one(VIP4, 53, UDP, real(Dr, SVC, REAL4, 53)),
+            Pkt::raw(CLIENT4, t4, UDP, &[0x9c, 0x40, 0, 53]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_tcp6_cut_to_twin",
+            "a 12-byte IPv6 TCP header to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr6(),
+            Pkt::raw(CLIENT6, t6, TCP, &[0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_udp6_cut_to_twin",
+            "a 6-byte IPv6 UDP header to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr6(),
+            Pkt::raw(CLIENT6, t6, UDP, &[0x9c, 0x40, 0, 53, 0, 8]),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "bad_tcp4_cut_by_tot_len_to_twin",
+            "tot_len ends 10 bytes into the TCP header, to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr4(),
+            twin4.clone().put_l3(2, &be(30)),
             Pass::NotVip,
         )
         .into(),
