@@ -41,10 +41,14 @@ pub enum L4 {
     Cut,
     /// ICMP on IPv4, ICMPv6 on IPv6: perhaps an error about a flow (`icmp.rs`).
     Icmp,
-    /// IPv4 fragment (MF set or offset ≠ 0): no ports to balance on.
+    /// IPv4 first fragment (MF set, offset 0): its L4 header (ports) is at `l4_off`, but
+    /// the rest of the packet is elsewhere, so it is never balanced.
+    FirstFragment,
+    /// IPv4 later fragment (offset ≠ 0): no ports at all.
     Fragment,
-    /// An IPv6 extension header we do not walk (hop-by-hop, routing, fragment, ESP, AH,
-    /// destination options, mobility, HIP, shim6): the ports are not where TCP/UDP's are.
+    /// An IPv6 extension header (hop-by-hop, routing, fragment, ESP, AH, destination
+    /// options, mobility, HIP, shim6): the ports are not where TCP/UDP's are
+    /// ([`walk_ext6`] finds them behind the common ones).
     Ext,
     /// Any other protocol.
     Other,
@@ -57,7 +61,8 @@ pub struct Packet {
     pub key: FlowKey,
     /// IP header (= length of the L2 header with its tags).
     pub l3_off: usize,
-    /// L4 header (after IPv4 options; IPv6 extension headers are not walked).
+    /// L4 header (after IPv4 options); for IPv6, the first extension header if any
+    /// (`L4::Ext`, walked only by [`walk_ext6`]).
     pub l4_off: usize,
     /// IP length (tot_len, or 40 + payload_len): what byte counters and tunnels use.
     /// Bytes after it (Ethernet padding) are left alone.
@@ -195,7 +200,11 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
     // parse, its ten words were copied between stack slots at every branch of that parse.
     let t = if frag & (ipv4_frag::MF | ipv4_frag::OFFSET) != 0 {
         // A fragment: more follow, or this one is not the first.
-        Transport::only(L4::Fragment)
+        Transport::only(if frag & ipv4_frag::OFFSET == 0 {
+            L4::FirstFragment
+        } else {
+            L4::Fragment
+        })
     } else {
         parse_l4(ctx, proto, true, l4_off, l3 + tot)
     };
@@ -340,4 +349,74 @@ fn parse_l4(ctx: &XdpContext, proto: u8, v4: bool, l4_off: usize, l3_end: usize)
         tcp_flags,
         tcp_seq,
     }
+}
+
+/// Where an IPv6 packet's upper-layer header is, behind its extension headers
+/// ([`walk_ext6`]).
+#[derive(Clone, Copy)]
+pub enum Upper {
+    /// Protocol `proto` at `off` (unfragmented, or in the first fragment).
+    At {
+        /// The upper-layer protocol.
+        proto: u8,
+        /// Its header's offset from the frame start.
+        off: usize,
+    },
+    /// A later fragment (fragment header offset ≠ 0) of protocol `proto`: no ports.
+    Later {
+        /// The protocol the fragment header names.
+        proto: u8,
+    },
+    /// Behind a header not walked (ESP, AH, mobility, HIP, shim6), more than
+    /// [`EXT6_WALK`] headers, or a header cut by the IP length.
+    Unknown,
+}
+
+/// How many IPv6 extension headers [`walk_ext6`] walks: hop-by-hop, destination options,
+/// routing and fragment each appear at most once or twice in a sane packet (RFC 8200 §4.1).
+pub const EXT6_WALK: usize = 4;
+
+/// docs/datapath.md step 5: walks the IPv6 extension headers whose length is plain
+/// (hop-by-hop 0, routing 43, destination options 60: 8 × (1 + byte 1); fragment 44: 8
+/// bytes, its offset read) from `pkt.l4_off` to the upper-layer header, at most
+/// [`EXT6_WALK`] of them, each inside the IP length. Only for a packet to a filter hit
+/// whose next header is an extension (`L4::Ext`): never on the common path.
+#[inline(always)]
+pub fn walk_ext6(ctx: &XdpContext, pkt: &Packet) -> Upper {
+    let end = pkt.l3_end();
+    let mut next = pkt.key.proto;
+    let mut off = pkt.l4_off;
+    for _ in 0..EXT6_WALK {
+        if next != 0 && next != 43 && next != 44 && next != 60 {
+            break;
+        }
+        // At most 4 × 2048 bytes past the IPv6 header: a bounded offset for the verifier.
+        let Some(p) = (if off + 8 <= end { bytes_at(ctx, off, 8) } else { None }) else {
+            return Upper::Unknown;
+        };
+        let (nh, b1, b2, b3) = unsafe { (ld8(p), ld8(p + 1), ld8(p + 2), ld8(p + 3)) };
+        if next == 44 {
+            // Fragment offset: the 13 high bits of bytes 2–3.
+            if u16::from_be_bytes([b2, b3]) >> 3 != 0 {
+                return Upper::Later { proto: nh };
+            }
+            off += 8;
+        } else {
+            off += (b1 as usize + 1) * 8;
+        }
+        next = nh;
+    }
+    if is_ext(next) {
+        Upper::Unknown
+    } else {
+        Upper::At { proto: next, off }
+    }
+}
+
+/// The (source, destination) ports of a TCP/UDP header at `off`, if its first 4 bytes lie
+/// inside the IP packet ending at `end`.
+#[inline(always)]
+pub fn read_ports(ctx: &XdpContext, off: usize, end: usize) -> Option<(Be16, Be16)> {
+    let p = if off + 4 <= end { bytes_at(ctx, off, 4)? } else { return None };
+    Some(unsafe { (Be16(ld16(p)), Be16(ld16(p + 2))) })
 }
