@@ -5,7 +5,7 @@
 //! not ours is counted as anything but `NotVip`.
 
 use aya_ebpf::maps::Array;
-use lb_common::{FlowKey, Pass, VipKey, addr::RawAddr, filter::filter_slot};
+use lb_common::{Drop, FlowKey, Pass, VipKey, addr::RawAddr, filter::filter_slot};
 
 use crate::maps::{NAT_FILTER, VIP_FILTER, VIPS};
 use crate::verdict::Exit;
@@ -47,12 +47,30 @@ pub fn maybe_nat_real(src: &RawAddr) -> bool {
 /// untouched and be counted as not ours.
 #[inline(always)]
 pub fn confirm_vip(key: &FlowKey, exit: Exit) -> Exit {
-    let a = key.dst;
+    confirm_vip_addr(&key.dst, key.family, exit)
+}
+
+/// A malformed IP header (docs/datapath.md step 2) whose destination could still be read:
+/// dropped for `reason` only when that destination is a VIP (VIP_FILTER, then the exact
+/// VIPS lookup); anything else passes `NotVip` untouched (the director's own traffic,
+/// other hosts' on the NIC). Only malformed packets pay the lookup.
+#[inline(always)]
+pub fn malformed_to(dst: &RawAddr, fam: u8, reason: Drop) -> Exit {
+    if in_filter(&VIP_FILTER, dst) {
+        confirm_vip_addr(dst, fam, Exit::Drop(reason))
+    } else {
+        Exit::Pass(Pass::NotVip)
+    }
+}
+
+/// [`confirm_vip`] for an address and family.
+#[inline(always)]
+fn confirm_vip_addr(a: &RawAddr, fam: u8, exit: Exit) -> Exit {
     // Built from whole words: a `_pad: [0; 3]` initialiser makes LLVM emit an out-of-line
     // memset (a BPF-to-BPF call) for the three odd bytes. Little-endian: the family byte
     // comes first in the last word, then the zero padding (layout asserted in lb-common).
     let vip: VipKey = unsafe {
-        core::mem::transmute::<[u32; 5], VipKey>([a[0], a[1], a[2], a[3], key.family as u32])
+        core::mem::transmute::<[u32; 5], VipKey>([a[0], a[1], a[2], a[3], fam as u32])
     };
     if unsafe { VIPS.get(vip) }.is_some() {
         exit

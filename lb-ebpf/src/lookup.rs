@@ -16,7 +16,7 @@ use crate::flows;
 use crate::gate::{Gate, confirm_vip, maybe_nat_real};
 use crate::icmp;
 use crate::maps::{REALS, SERVICES};
-use crate::parse::{L4, Packet};
+use crate::parse::{L4, Packet, Upper, read_ports, walk_ext6};
 use crate::reals::{lookup_real, usable};
 use crate::verdict::{Dest, Exit};
 
@@ -37,15 +37,61 @@ pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
 /// balance? TCP/UDP with ports goes on; what is not ours passes, what is ours but
 /// unusable drops (each only once VIPS confirms the VIP, `gate::confirm_vip`), and an
 /// ICMP error about a flow has that flow's key parsed into the packet (`icmp.rs`).
+/// A fragment or extension-header packet drops only when a service may own it
+/// (`unbalanced`).
 #[inline(always)]
 pub fn classify_l4(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> {
     match pkt.l4 {
         L4::Ports => Ok(()),
-        L4::Cut => Err(Exit::Drop(Drop::Truncated)),
-        L4::Icmp => icmp::parse_icmp_error(ctx, pkt),
-        L4::Fragment => Err(confirm_vip(&pkt.key, Exit::Drop(Drop::Fragment))),
-        L4::Ext => Err(confirm_vip(&pkt.key, Exit::Drop(Drop::Ipv6ExtHeader))),
+        // A filter hit is only "maybe": a malformed packet is dropped only once VIPS
+        // confirms its destination, else someone else's passes untouched.
+        L4::Cut => Err(confirm_vip(&pkt.key, Exit::Drop(Drop::Truncated))),
+        // An unusable quote (drop IcmpQuote) leaves the key the outer packet's.
+        L4::Icmp => match icmp::parse_icmp_error(ctx, pkt) {
+            Err(Exit::Drop(d)) => Err(confirm_vip(&pkt.key, Exit::Drop(d))),
+            r => r,
+        },
+        L4::FirstFragment => {
+            let ports = read_ports(ctx, pkt.l4_off, pkt.l3_end());
+            Err(unbalanced(pkt, pkt.key.proto, ports, Drop::Fragment))
+        }
+        L4::Fragment => Err(unbalanced(pkt, pkt.key.proto, None, Drop::Fragment)),
+        L4::Ext => Err(match walk_ext6(ctx, pkt) {
+            Upper::At { proto, off } => {
+                let ports = read_ports(ctx, off, pkt.l3_end());
+                unbalanced(pkt, proto, ports, Drop::Ipv6ExtHeader)
+            }
+            Upper::Later { proto } => unbalanced(pkt, proto, None, Drop::Ipv6ExtHeader),
+            Upper::Unknown => confirm_vip(&pkt.key, Exit::Drop(Drop::Ipv6ExtHeader)),
+        }),
         L4::Other => Err(confirm_vip(&pkt.key, Exit::Pass(Pass::NotBalanced))),
+    }
+}
+
+/// Step 5 for what lb cannot balance (a fragment, an IPv6 packet with extension headers)
+/// of upper-layer protocol `proto`: dropped for `reason` only when a service may own it,
+/// else passed untouched, so the address's other services on the director keep working.
+/// With its ports (`ports`: a first fragment, or read behind the extension headers): the
+/// service of its port, exact then all-port (step 8's lookup). Without (a later
+/// fragment): only an all-port service of the address owns every port; a fragment of
+/// another port reaches the director's stack, which cannot reassemble it without the
+/// first fragment (dropped here when its port has a service) and lets it time out.
+/// Not TCP/UDP: no service's, pass as step 5's other protocols. Rare paths only.
+#[inline(always)]
+fn unbalanced(pkt: &Packet, proto: u8, ports: Option<(Be16, Be16)>, reason: Drop) -> Exit {
+    if proto != lb_common::consts::proto::TCP && proto != lb_common::consts::proto::UDP {
+        return confirm_vip(&pkt.key, Exit::Pass(Pass::NotBalanced));
+    }
+    let (sport, dport) = ports.unwrap_or((Be16(0), Be16(0)));
+    let key = FlowKey {
+        sport,
+        dport,
+        proto,
+        ..pkt.key
+    };
+    match lookup_service_key(&key) {
+        Some(_) => Exit::Drop(reason),
+        None => Exit::Pass(Pass::NotVip),
     }
 }
 

@@ -19,7 +19,7 @@ use lb_common::{
     },
 };
 
-use crate::gate::{Gate, gate};
+use crate::gate::{Gate, gate, malformed_to};
 use crate::pkt::{bytes_at, fits, ld8, ld16, ld32_at, parse_l2};
 use crate::verdict::Exit;
 
@@ -41,10 +41,14 @@ pub enum L4 {
     Cut,
     /// ICMP on IPv4, ICMPv6 on IPv6: perhaps an error about a flow (`icmp.rs`).
     Icmp,
-    /// IPv4 fragment (MF set or offset ≠ 0): no ports to balance on.
+    /// IPv4 first fragment (MF set, offset 0): its L4 header (ports) is at `l4_off`, but
+    /// the rest of the packet is elsewhere, so it is never balanced.
+    FirstFragment,
+    /// IPv4 later fragment (offset ≠ 0): no ports at all.
     Fragment,
-    /// An IPv6 extension header we do not walk (hop-by-hop, routing, fragment, ESP, AH,
-    /// destination options, mobility, HIP, shim6): the ports are not where TCP/UDP's are.
+    /// An IPv6 extension header (hop-by-hop, routing, fragment, ESP, AH, destination
+    /// options, mobility, HIP, shim6): the ports are not where TCP/UDP's are
+    /// ([`walk_ext6`] finds them behind the common ones).
     Ext,
     /// Any other protocol.
     Other,
@@ -57,7 +61,8 @@ pub struct Packet {
     pub key: FlowKey,
     /// IP header (= length of the L2 header with its tags).
     pub l3_off: usize,
-    /// L4 header (after IPv4 options; IPv6 extension headers are not walked).
+    /// L4 header (after IPv4 options); for IPv6, the first extension header if any
+    /// (`L4::Ext`, walked only by [`walk_ext6`]).
     pub l4_off: usize,
     /// IP length (tot_len, or 40 + payload_len): what byte counters and tunnels use.
     /// Bytes after it (Ethernet padding) are left alone.
@@ -168,19 +173,23 @@ impl Transport {
 
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
-    let p = bytes_at(ctx, l3, IPV4_LEN).ok_or(Drop::Truncated)?;
+    // Cut before its destination address: it cannot be shown to be ours, so it passes.
+    let p = bytes_at(ctx, l3, IPV4_LEN).ok_or(Pass::NotVip)?;
     let vihl = unsafe { ld8(p) };
-    if vihl >> 4 != 4 || vihl & 0x0f < 5 {
-        return Err(Drop::BadHeader.into());
-    }
     // Masked and scaled from a nibble: the verifier sees hlen ≤ 60.
     let hlen = (vihl & 0x0f) as usize * 4;
     let tot = u16::from_be(unsafe { ld16(p + 2) }) as usize;
-    if !fits(ctx, l3, hlen) || !fits(ctx, l3, tot) {
-        return Err(Drop::Truncated.into());
-    }
-    if tot < hlen {
-        return Err(Drop::BadHeader.into());
+    let bad = if vihl >> 4 != 4 || hlen < IPV4_LEN {
+        Some(Drop::BadHeader)
+    } else if !fits(ctx, l3, hlen) || !fits(ctx, l3, tot) {
+        Some(Drop::Truncated)
+    } else if tot < hlen {
+        Some(Drop::BadHeader)
+    } else {
+        None
+    };
+    if let Some(reason) = bad {
+        return Err(malformed_to(&[unsafe { ld32_at::<16>(p) }, 0, 0, 0], family::V4, reason));
     }
     let frag = u16::from_be(unsafe { ld16(p + 6) });
     let (src, dst) = unsafe { (ld32_at::<12>(p), ld32_at::<16>(p)) };
@@ -191,7 +200,11 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
     // parse, its ten words were copied between stack slots at every branch of that parse.
     let t = if frag & (ipv4_frag::MF | ipv4_frag::OFFSET) != 0 {
         // A fragment: more follow, or this one is not the first.
-        Transport::only(L4::Fragment)
+        Transport::only(if frag & ipv4_frag::OFFSET == 0 {
+            L4::FirstFragment
+        } else {
+            L4::Fragment
+        })
     } else {
         parse_l4(ctx, proto, true, l4_off, l3 + tot)
     };
@@ -219,13 +232,19 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
 
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet, Exit> {
-    let p = bytes_at(ctx, l3, IPV6_LEN).ok_or(Drop::Truncated)?;
-    if unsafe { ld8(p) } >> 4 != 6 {
-        return Err(Drop::BadHeader.into());
-    }
+    // Cut before (or inside) its destination address: it cannot be shown to be ours.
+    let p = bytes_at(ctx, l3, IPV6_LEN).ok_or(Pass::NotVip)?;
     let len = IPV6_LEN + u16::from_be(unsafe { ld16(p + 4) }) as usize;
-    if !fits(ctx, l3, len) {
-        return Err(Drop::Truncated.into());
+    let bad = if unsafe { ld8(p) } >> 4 != 6 {
+        Some(Drop::BadHeader)
+    } else if !fits(ctx, l3, len) {
+        Some(Drop::Truncated)
+    } else {
+        None
+    };
+    if let Some(reason) = bad {
+        let dst = unsafe { read_addr6(p + 24) };
+        return Err(malformed_to(&dst, family::V6, reason));
     }
     let (src, dst) = unsafe { (read_addr6(p + 8), read_addr6(p + 24)) };
     let gate = gate(&src, &dst)?;
@@ -330,4 +349,74 @@ fn parse_l4(ctx: &XdpContext, proto: u8, v4: bool, l4_off: usize, l3_end: usize)
         tcp_flags,
         tcp_seq,
     }
+}
+
+/// Where an IPv6 packet's upper-layer header is, behind its extension headers
+/// ([`walk_ext6`]).
+#[derive(Clone, Copy)]
+pub enum Upper {
+    /// Protocol `proto` at `off` (unfragmented, or in the first fragment).
+    At {
+        /// The upper-layer protocol.
+        proto: u8,
+        /// Its header's offset from the frame start.
+        off: usize,
+    },
+    /// A later fragment (fragment header offset ≠ 0) of protocol `proto`: no ports.
+    Later {
+        /// The protocol the fragment header names.
+        proto: u8,
+    },
+    /// Behind a header not walked (ESP, AH, mobility, HIP, shim6), more than
+    /// [`EXT6_WALK`] headers, or a header cut by the IP length.
+    Unknown,
+}
+
+/// How many IPv6 extension headers [`walk_ext6`] walks: hop-by-hop, destination options,
+/// routing and fragment each appear at most once or twice in a sane packet (RFC 8200 §4.1).
+pub const EXT6_WALK: usize = 4;
+
+/// docs/datapath.md step 5: walks the IPv6 extension headers whose length is plain
+/// (hop-by-hop 0, routing 43, destination options 60: 8 × (1 + byte 1); fragment 44: 8
+/// bytes, its offset read) from `pkt.l4_off` to the upper-layer header, at most
+/// [`EXT6_WALK`] of them, each inside the IP length. Only for a packet to a filter hit
+/// whose next header is an extension (`L4::Ext`): never on the common path.
+#[inline(always)]
+pub fn walk_ext6(ctx: &XdpContext, pkt: &Packet) -> Upper {
+    let end = pkt.l3_end();
+    let mut next = pkt.key.proto;
+    let mut off = pkt.l4_off;
+    for _ in 0..EXT6_WALK {
+        if next != 0 && next != 43 && next != 44 && next != 60 {
+            break;
+        }
+        // At most 4 × 2048 bytes past the IPv6 header: a bounded offset for the verifier.
+        let Some(p) = (if off + 8 <= end { bytes_at(ctx, off, 8) } else { None }) else {
+            return Upper::Unknown;
+        };
+        let (nh, b1, b2, b3) = unsafe { (ld8(p), ld8(p + 1), ld8(p + 2), ld8(p + 3)) };
+        if next == 44 {
+            // Fragment offset: the 13 high bits of bytes 2–3.
+            if u16::from_be_bytes([b2, b3]) >> 3 != 0 {
+                return Upper::Later { proto: nh };
+            }
+            off += 8;
+        } else {
+            off += (b1 as usize + 1) * 8;
+        }
+        next = nh;
+    }
+    if is_ext(next) {
+        Upper::Unknown
+    } else {
+        Upper::At { proto: next, off }
+    }
+}
+
+/// The (source, destination) ports of a TCP/UDP header at `off`, if its first 4 bytes lie
+/// inside the IP packet ending at `end`.
+#[inline(always)]
+pub fn read_ports(ctx: &XdpContext, off: usize, end: usize) -> Option<(Be16, Be16)> {
+    let p = if off + 4 <= end { bytes_at(ctx, off, 4)? } else { return None };
+    Some(unsafe { (Be16(ld16(p)), Be16(ld16(p + 2))) })
 }

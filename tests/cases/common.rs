@@ -574,3 +574,22 @@ pub fn established_case(
         ],
     }
 }
+
+/// An address of `vip`'s family that is no VIP but has the same VIP_FILTER slot
+/// (`lb_common::filter::filter_slot`): the filter says "maybe" for it, so a case to it
+/// runs the exact VIPS check behind the filter. The nearest address above `vip` that
+/// collides (leaked: case packets take `&'static str`).
+pub fn filter_twin(vip: &str) -> &'static str {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let slot = |ip: IpAddr| lb_common::filter::filter_slot(&to_raw(ip).0);
+    let v = addr(vip);
+    let want = slot(v);
+    let twin = (1u32..)
+        .map(|i| match v {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(i))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(i.into()))),
+        })
+        .find(|c| slot(*c) == want)
+        .expect("some address shares the slot");
+    Box::leak(twin.to_string().into_boxed_str())
+}

@@ -568,6 +568,44 @@ pub fn cases() -> Vec<Sequence> {
             Drop::IcmpQuote,
         )
         .into(),
+        // The same unusable quotes to a non-VIP whose VIP_FILTER slot is the VIP's: the
+        // filter says "maybe", VIPS says no, so the packet is not ours to drop.
+        pass_case(
+            "icmp4_frag_needed_quote_bad_version_to_twin",
+            "a quote of version 6 in frag-needed to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr_v4(),
+            frag_needed(ROUTER4, filter_twin(VIP4), 1400, &{
+                let mut b = q4.quote();
+                b[0] = 0x65;
+                b
+            }),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "icmp4_frag_needed_quote_l4_short_to_twin",
+            "a quote with 4 of its 8 L4 bytes to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr_v4(),
+            frag_needed(ROUTER4, filter_twin(VIP4), 1400, &short_l4),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "icmp4_frag_needed_quote_ip_short_to_twin",
+            "a cut quoted IPv4 header to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr_v4(),
+            frag_needed(ROUTER4, filter_twin(VIP4), 1400, &short_ip),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "icmp6_ptb_quote_short_to_twin",
+            "a quoted IPv6 packet without its 8 L4 bytes to a non-VIP sharing the VIP's filter slot: pass NotVip",
+            dr_v6(),
+            packet_too_big(ROUTER6, filter_twin(VIP6), 1280, &short6),
+            Pass::NotVip,
+        )
+        .into(),
         drop_case(
             "icmp4_frag_needed_ttl1",
             "the TTL check applies to the outer packet of an ICMP error: drop TtlExpired",
