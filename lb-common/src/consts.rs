@@ -180,6 +180,17 @@ pub mod icmp {
     pub const V4_FRAG_NEEDED: u8 = 4;
     /// ICMPv6 type 2, packet too big (RFC 4443; any code).
     pub const V6_PACKET_TOO_BIG: u8 = 2;
+    /// ICMPv4 type 4, source quench (RFC 792): one of the errors a NAT real's are translated
+    /// for (IPVS `ip_vs_out_icmp`), with type 3 (any code) and type 11.
+    pub const V4_SOURCE_QUENCH: u8 = 4;
+    /// ICMPv4 type 11, time exceeded (RFC 792).
+    pub const V4_TIME_EXCEEDED: u8 = 11;
+    /// ICMPv6 type 1, destination unreachable (RFC 4443): the lowest of the error types
+    /// 1–4 (with packet too big, time exceeded, parameter problem) a NAT real's are
+    /// translated for (IPVS `ip_vs_out_icmp_v6`).
+    pub const V6_DEST_UNREACH: u8 = 1;
+    /// ICMPv6 type 4, parameter problem (RFC 4443): the highest of those error types.
+    pub const V6_PARAM_PROB: u8 = 4;
 }
 
 /// Rehashes of the first slot mh-fallback tries before giving up with `NoReal` (IPVS walks
