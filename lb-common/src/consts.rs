@@ -185,12 +185,10 @@ pub mod icmp {
     pub const V4_SOURCE_QUENCH: u8 = 4;
     /// ICMPv4 type 11, time exceeded (RFC 792).
     pub const V4_TIME_EXCEEDED: u8 = 11;
-    /// ICMPv6 type 1, destination unreachable (RFC 4443): the lowest of the error types
-    /// 1–4 (with packet too big, time exceeded, parameter problem) a NAT real's are
-    /// translated for (IPVS `ip_vs_out_icmp_v6`).
-    pub const V6_DEST_UNREACH: u8 = 1;
-    /// ICMPv6 type 4, parameter problem (RFC 4443): the highest of those error types.
-    pub const V6_PARAM_PROB: u8 = 4;
+    /// ICMPv6 types below 128 are errors (RFC 4443 §2.1; 128 and up are informational):
+    /// a NAT real's are translated whatever their type, as IPVS `ip_vs_out_icmp_v6`
+    /// (`icmp6_type & ICMPV6_INFOMSG_MASK`).
+    pub const V6_INFO_MASK: u8 = 0x80;
 }
 
 /// Rehashes of the first slot mh-fallback tries before giving up with `NoReal` (IPVS walks

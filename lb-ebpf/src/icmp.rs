@@ -18,7 +18,7 @@ use lb_common::{
         hdr::{ICMP_LEN, IPV4_LEN, IPV6_LEN, QUOTE_L4_LEN},
         icmp::{
             V4_DEST_UNREACH, V4_FRAG_NEEDED, V4_SOURCE_QUENCH, V4_TIME_EXCEEDED,
-            V6_DEST_UNREACH, V6_PACKET_TOO_BIG, V6_PARAM_PROB,
+            V6_INFO_MASK, V6_PACKET_TOO_BIG,
         },
         proto,
     },
@@ -64,8 +64,8 @@ pub fn parse_icmp_error(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> 
 
 /// Step 4, for an ICMP packet from a maybe-NAT real (docs/datapath.md "NAT return"): an
 /// error IPVS translates for a NAT connection (`ip_vs_out_icmp`: ICMPv4 destination
-/// unreachable of any code, source quench, time exceeded; `ip_vs_out_icmp_v6`: ICMPv6
-/// types 1–4) quoting a TCP/UDP packet. The quote is the client's packet as the real got
+/// unreachable of any code, source quench, time exceeded; `ip_vs_out_icmp_v6`: any ICMPv6
+/// error, type < 128) quoting a TCP/UDP packet. The quote is the client's packet as the real got
 /// it (client:cport → real:rport); reversed, it is the NAT_REV key (real:rport →
 /// client:cport). `None` for anything else, which passes untouched as before.
 #[inline(always)]
@@ -78,7 +78,7 @@ pub fn parse_icmp_reply_error(ctx: &XdpContext, pkt: &Packet) -> Option<(FlowKey
     let handled = if v4 {
         ty == V4_DEST_UNREACH || ty == V4_SOURCE_QUENCH || ty == V4_TIME_EXCEEDED
     } else {
-        (V6_DEST_UNREACH..=V6_PARAM_PROB).contains(&ty)
+        ty & V6_INFO_MASK == 0
     };
     if !handled {
         return None;
