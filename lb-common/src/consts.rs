@@ -180,6 +180,15 @@ pub mod icmp {
     pub const V4_FRAG_NEEDED: u8 = 4;
     /// ICMPv6 type 2, packet too big (RFC 4443; any code).
     pub const V6_PACKET_TOO_BIG: u8 = 2;
+    /// ICMPv4 type 4, source quench (RFC 792): one of the errors a NAT real's are translated
+    /// for (IPVS `ip_vs_out_icmp`), with type 3 (any code) and type 11.
+    pub const V4_SOURCE_QUENCH: u8 = 4;
+    /// ICMPv4 type 11, time exceeded (RFC 792).
+    pub const V4_TIME_EXCEEDED: u8 = 11;
+    /// ICMPv6 types below 128 are errors (RFC 4443 §2.1; 128 and up are informational):
+    /// a NAT real's are translated whatever their type, as IPVS `ip_vs_out_icmp_v6`
+    /// (`icmp6_type & ICMPV6_INFOMSG_MASK`).
+    pub const V6_INFO_MASK: u8 = 0x80;
 }
 
 /// Rehashes of the first slot mh-fallback tries before giving up with `NoReal` (IPVS walks

@@ -4,7 +4,11 @@
 //! first 8 L4 bytes (VIP:vport → client:cport). We balance it with the quoted flow reversed,
 //! so it reaches the real that owns the connection and path-MTU discovery works.
 //!
-//! This module only parses (step 6); NAT's rewrite of the quote is `forward::nat::rewrite_quote_nat`.
+//! A NAT real's own ICMP error to a client, about a packet of the client's it received
+//! (client:cport → real:rport quoted), is parsed here too ([`parse_icmp_reply_error`]): the
+//! quote reversed is the flow's NAT_REV key, as IPVS `ip_vs_out_icmp` finds the connection.
+//!
+//! This module only parses (step 6); NAT's rewrite of the quote is `forward::nat::rewrite_quote`.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
@@ -12,7 +16,10 @@ use lb_common::{
     addr::family,
     consts::{
         hdr::{ICMP_LEN, IPV4_LEN, IPV6_LEN, QUOTE_L4_LEN},
-        icmp::{V4_DEST_UNREACH, V4_FRAG_NEEDED, V6_PACKET_TOO_BIG},
+        icmp::{
+            V4_DEST_UNREACH, V4_FRAG_NEEDED, V4_SOURCE_QUENCH, V4_TIME_EXCEEDED,
+            V6_INFO_MASK, V6_PACKET_TOO_BIG,
+        },
         proto,
     },
 };
@@ -53,6 +60,36 @@ pub fn parse_icmp_error(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Exit> 
     pkt.key = key;
     pkt.quote = Some(quote);
     Ok(())
+}
+
+/// Step 4, for an ICMP packet from a maybe-NAT real (docs/datapath.md "NAT return"): an
+/// error IPVS translates for a NAT connection (`ip_vs_out_icmp`: ICMPv4 destination
+/// unreachable of any code, source quench, time exceeded; `ip_vs_out_icmp_v6`: any ICMPv6
+/// error, type < 128) quoting a TCP/UDP packet. The quote is the client's packet as the real got
+/// it (client:cport → real:rport); reversed, it is the NAT_REV key (real:rport →
+/// client:cport). `None` for anything else, which passes untouched as before.
+#[inline(always)]
+pub fn parse_icmp_reply_error(ctx: &XdpContext, pkt: &Packet) -> Option<(FlowKey, Quote)> {
+    if pkt.l4_off + ICMP_LEN > pkt.l3_end() {
+        return None;
+    }
+    let ty = unsafe { ld8(bytes_at(ctx, pkt.l4_off, ICMP_LEN)?) };
+    let v4 = pkt.is_v4();
+    let handled = if v4 {
+        ty == V4_DEST_UNREACH || ty == V4_SOURCE_QUENCH || ty == V4_TIME_EXCEEDED
+    } else {
+        ty & V6_INFO_MASK == 0
+    };
+    if !handled {
+        return None;
+    }
+    let q = pkt.l4_off + ICMP_LEN;
+    let parsed = if v4 {
+        parse_quote_v4(ctx, q, pkt.l3_end())
+    } else {
+        parse_quote_v6(ctx, q, pkt.l3_end())
+    };
+    parsed.ok()
 }
 
 /// Quoted IPv4 header (options skipped via IHL) and its first 8 L4 bytes, inside the ICMP

@@ -16,7 +16,7 @@ use crate::flows;
 use crate::gate::{Gate, confirm_vip, maybe_nat_real};
 use crate::icmp;
 use crate::maps::{REALS, SERVICES};
-use crate::parse::{L4, Packet, Upper, read_ports, walk_ext6};
+use crate::parse::{L4, Packet, Quote, Upper, read_ports, walk_ext6};
 use crate::reals::{lookup_real, usable};
 use crate::verdict::{Dest, Exit};
 
@@ -31,6 +31,19 @@ pub fn lookup_nat_reply(pkt: &Packet) -> Option<NatReverse> {
         return None;
     }
     flows::nat_reverse(&pkt.key)
+}
+
+/// Step 4 for an ICMP packet that is no NAT reply: an error a NAT real sends the client
+/// about a packet of a live NAT flow (`icmp::parse_icmp_reply_error`), with the flow's
+/// reverse entry, found by the quote reversed. Only behind the NAT_FILTER gate: an ICMP
+/// packet that also hit VIP_FILTER has had its key rewritten by balancing and is left alone.
+#[inline(always)]
+pub fn lookup_nat_icmp_error(ctx: &XdpContext, pkt: &Packet) -> Option<(NatReverse, Quote)> {
+    if pkt.l4 != L4::Icmp || pkt.gate != Gate::NatReply {
+        return None;
+    }
+    let (key, quote) = icmp::parse_icmp_reply_error(ctx, pkt)?;
+    Some((flows::nat_reverse(&key)?, quote))
 }
 
 /// Steps 5–6, for a packet whose destination is in VIP_FILTER: is its L4 header one we

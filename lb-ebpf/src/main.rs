@@ -119,12 +119,16 @@ fn destination(pkt: &Packet) -> Result<Dest, Exit> {
     }
 }
 
-/// Step 4: not for a VIP; a NAT reply (real → client) goes back as from the VIP.
+/// Step 4: not for a VIP; a NAT reply (real → client) goes back as from the VIP, and so
+/// does a NAT real's ICMP error about a packet of the flow (asked only for ICMP).
 #[inline(always)]
 fn nat_return(ctx: &XdpContext, pkt: &Packet) -> Result<Sent, Exit> {
     match lookup::lookup_nat_reply(pkt) {
         Some(rev) => forward::forward_nat_return(ctx, pkt, &rev),
-        None => Err(Exit::Pass(Pass::NotVip)),
+        None => match lookup::lookup_nat_icmp_error(ctx, pkt) {
+            Some((rev, quote)) => forward::forward_nat_icmp_return(ctx, pkt, &rev, &quote),
+            None => Err(Exit::Pass(Pass::NotVip)),
+        },
     }
 }
 

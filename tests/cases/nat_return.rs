@@ -1,6 +1,8 @@
 //! NAT return path: a real's reply gets VIP:port back as its source, TTL − 1, and goes to
 //! the client's MAC through the client's interface, all from the NAT_REV entry the forward
-//! direction recorded. The main cases are sequences: forward first, then the reply.
+//! direction recorded. The main cases are sequences: forward first, then the reply. A NAT
+//! real's ICMP error to the client about a packet of a NAT flow is translated the same way
+//! (IPVS `ip_vs_out_icmp`); any other ICMP from a real passes.
 
 use super::common::*;
 use lb_common::{Counter, Drop, ForwardMode::Nat, Pass, Real};
@@ -57,9 +59,11 @@ pub fn cases() -> Vec<Sequence> {
         padding_case(),
         udp_ffff(),
         ttl1_dropped_v6(),
-        icmp_from_real_passes(),
         ip_options(),
     ]
+    .into_iter()
+    .chain(icmp_cases())
+    .collect()
 }
 
 /// Step 1 of every return sequence: a new NAT flow from `p`.
@@ -368,28 +372,144 @@ fn ttl1_dropped_v6() -> Sequence {
 
 /// ICMP from a NAT real is not TCP/UDP, so no NAT_REV lookup (unlike IPVS, which would
 /// translate an error about a NAT connection): to the client, a non-VIP, pass NotVip.
-fn icmp_from_real_passes() -> Sequence {
-    let p = Pkt::udp(CLIENT4, VIP4, 40000, 53);
-    let r = real(Nat, SVC, REAL4, 5353);
-    let (prov, _) = with_rev(&p, r, IF_LO);
+/// A NAT real's ICMP error to the client about `about` (the client's packet as the real got
+/// it, client:cport → real:rport) after the translation (IPVS `ip_vs_out_icmp` +
+/// `ip_vs_nat_icmp`): outer source := VIP, TTL − 1, MACs from NAT_REV; the quote's
+/// destination := VIP:vport, its IPv4 header checksum recomputed, its L4 checksum (when
+/// quoted) left as the real quoted it; the ICMP checksum computed afresh by the builder.
+fn icmp_return(icmp: &Pkt, about: &Pkt, rev: &lb_common::NatReverse) -> Pkt {
+    let fam = if icmp.ip.is_v6() { 6 } else { 4 };
+    let vip = lb_common::addr::convert::from_raw(&rev.vip, fam);
+    let len = icmp.payload.len();
+    let orig = about.quote_len(len);
+    let mut q = about
+        .clone()
+        .dst(vip)
+        .dport(rev.vport.to_host())
+        .quote_len(len);
+    let at = about.ip_header_len() + if about.proto() == UDP { 6 } else { 16 };
+    if at + 2 <= q.len() {
+        q[at..at + 2].copy_from_slice(&orig[at..at + 2]);
+    }
+    let ttl = icmp.ip.ttl() - 1;
+    icmp.clone()
+        .macs(rev.local_mac, rev.client_mac)
+        .src(vip)
+        .ttl(ttl)
+        .payload(&q)
+}
+
+/// A NAT real's ICMP error about a packet of a NAT flow, translated back to the client.
+fn icmp_translated(
+    name: &'static str,
+    why: &'static str,
+    p: Pkt,
+    r: Real,
+    error: impl Fn(&Pkt) -> Pkt,
+) -> Sequence {
+    let (prov, rev) = with_rev(&p, r, IF_LO);
     let about = nat(&p, &r);
-    let icmp = Pkt::icmp4(
-        REAL4,
-        CLIENT4,
-        lb_tests::packet::Icmpv4Type::DestinationUnreachable(
-            etherparse::icmpv4::DestUnreachableHeader::Port,
+    let icmp = error(&about).macs(MAC_REAL, MAC_OUT);
+    Case {
+        name,
+        why,
+        provision: prov,
+        input: icmp.clone().into(),
+        ingress: IF_LO,
+        verdict: Verdict::Tx,
+        output: Output::Pkt(icmp_return(&icmp, &about, &rev)),
+        counts: Counts::of(&[Counter::RX, Counter::NAT_RETURN, Counter::TX]).both(
+            SVC,
+            REAL_A,
+            outbound(&icmp),
         ),
-    )
-    .payload(&about.quote())
-    .macs(MAC_REAL, MAC_OUT);
-    pass_case(
-        "nat_return_icmp_from_real_passes",
-        "ICMP from a NAT real is not looked up in NAT_REV (TCP/UDP only): pass NotVip",
-        prov,
-        icmp,
-        Pass::NotVip,
-    )
+        state: vec![],
+    }
     .into()
+}
+
+fn icmp_cases() -> Vec<Sequence> {
+    use lb_tests::packet::{Icmpv4Type, Icmpv6Type, frag_needed, packet_too_big};
+    let port_unreach = |q: &Pkt| {
+        Pkt::icmp4(
+            REAL4,
+            CLIENT4,
+            Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
+        )
+        .payload(&q.quote())
+    };
+    let unknown = Pkt::tcp(CLIENT4, VIP4, 40000, 80);
+    let r = real(Nat, SVC, REAL4, 8080);
+    let (prov, _) = with_rev(&unknown, r, IF_LO);
+    // Another client port: no NAT_REV entry for the quoted packet.
+    let other = nat(&Pkt::tcp(CLIENT4, VIP4, 40001, 80), &r);
+    let dr_real = real(lb_common::ForwardMode::Dr, SVC, REAL4, 80);
+    let dr_about = Pkt::tcp(CLIENT4, VIP4, 40000, 80).macs(MAC_OUT, MAC_REAL);
+    vec![
+        icmp_translated(
+            "nat_return_icmp4_frag_needed",
+            "a NAT real's frag-needed to the client about the client's packet (client → real:8080 quoted): outer source := VIP, TTL − 1, quoted destination := VIP:80, quoted IPv4 and ICMP checksums fixed, to the client's MAC as a reply",
+            Pkt::tcp(CLIENT4, VIP4, 40000, 80),
+            r,
+            |q| frag_needed(REAL4, CLIENT4, 1400, &q.quote()),
+        ),
+        icmp_translated(
+            "nat_return_icmp4_port_unreach_udp",
+            "a NAT real's port unreachable (type 3, any code, as IPVS) about a UDP packet: translated, the quoted UDP checksum left as the real quoted it",
+            Pkt::udp(CLIENT4, VIP4, 40000, 53),
+            real(Nat, SVC, REAL4, 5353),
+            port_unreach,
+        ),
+        icmp_translated(
+            "nat_return_icmp6_packet_too_big",
+            "a NAT real's packet-too-big to the client: outer source := VIP, hop limit − 1, quoted destination := VIP:80, ICMPv6 checksum (pseudo-header with the new source) fixed",
+            Pkt::tcp(CLIENT6, VIP6, 40000, 80),
+            real(Nat, SVC, REAL6, 8080),
+            |q| packet_too_big(REAL6, CLIENT6, 1280, &q.quote()),
+        ),
+        icmp_translated(
+            "nat_return_icmp6_dest_unreach_long_quote",
+            "ICMPv6 destination unreachable (type 1) quoting the whole UDP packet: translated, ICMPv6 checksum over all of it",
+            Pkt::udp(CLIENT6, VIP6, 40000, 53).payload(&[0x5a; 200]),
+            real(Nat, SVC, REAL6, 5353),
+            |q| {
+                Pkt::icmp6(
+                    REAL6,
+                    CLIENT6,
+                    Icmpv6Type::DestinationUnreachable(
+                        etherparse::icmpv6::DestUnreachableCode::Port,
+                    ),
+                )
+                .payload(&q.quote_len(1000))
+            },
+        ),
+        pass_case(
+            "nat_return_icmp_unknown_flow_passes",
+            "a NAT real's frag-needed about a packet of no NAT flow (no NAT_REV entry for its quote): passes untouched, NotVip",
+            prov,
+            frag_needed(REAL4, CLIENT4, 1400, &other.quote()).macs(MAC_REAL, MAC_OUT),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "nat_return_icmp_from_dr_real_passes",
+            "a DR real's frag-needed to the client (not in NAT_FILTER): passes untouched, NotVip",
+            one(VIP4, 80, TCP, dr_real),
+            frag_needed(REAL4, CLIENT4, 1400, &dr_about.quote()).macs(MAC_REAL, MAC_OUT),
+            Pass::NotVip,
+        )
+        .into(),
+        pass_case(
+            "nat_return_icmp_echo_from_real_passes",
+            "an ICMP message IPVS does not translate (echo request) from a NAT real: passes, NotVip",
+            with_rev(&unknown, r, IF_LO).0,
+            Pkt::icmp4(REAL4, CLIENT4, Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader { id: 1, seq: 1 }))
+                .payload(&nat(&unknown, &r).quote())
+                .macs(MAC_REAL, MAC_OUT),
+            Pass::NotVip,
+        )
+        .into(),
+    ]
 }
 
 /// A reply with IPv4 options: ports found after the options, header checksum kept valid.

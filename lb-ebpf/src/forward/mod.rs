@@ -17,7 +17,7 @@ use crate::pkt::{bytes_at, ld16, ld32, st16, st32};
 use crate::stats::{count, count_in, count_new_flow};
 use crate::verdict::{Dest, Exit, Out, Sent};
 
-pub use nat::forward_nat_return;
+pub use nat::{forward_nat_icmp_return, forward_nat_return};
 
 /// Rewrites the packet for the real, counts it, picks the way out. A new flow's NEW_FLOW
 /// and `conns` are counted with its packet's counters (`count_in`, `count_exit`: two

@@ -2,7 +2,8 @@
 //! TTL − 1 (the director is a router hop here), checksums fixed incrementally; the first
 //! packet of a flow records the reverse entry, and the real's reply (found in NAT_REV) gets
 //! source := VIP:vport and goes back the way the client's packet came. An ICMP error about
-//! a NAT flow has its quote rewritten instead ([`rewrite_quote_nat`]).
+//! a NAT flow has its quote rewritten instead ([`rewrite_quote`]): a router's to the VIP
+//! towards the real, the real's own to the client back as from the VIP.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
@@ -17,7 +18,7 @@ use lb_common::{
 use super::{send, write_macs};
 use crate::conn;
 use crate::flows;
-use crate::parse::{Packet, read_addr6};
+use crate::parse::{Packet, Quote, read_addr6};
 use crate::pkt::{bytes_at, ld8, ld16, ld32, st8, st16, st32};
 use crate::stats::{count, count_out};
 use crate::verdict::{Dest, Exit, Sent};
@@ -29,6 +30,17 @@ pub enum Side {
     Src,
     /// Destination address and port (client → real).
     Dst,
+}
+
+impl Side {
+    /// The other end: a quoted packet goes the other way from the ICMP error quoting it.
+    #[inline(always)]
+    fn other(self) -> Side {
+        match self {
+            Side::Src => Side::Dst,
+            Side::Dst => Side::Src,
+        }
+    }
 }
 
 /// What an IP header rewrite changed, for the checksums that cover it further out.
@@ -47,8 +59,8 @@ pub struct L3Change {
 pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<(), Drop> {
     // A real port of 0 keeps the client's destination port (all-port services).
     let (addr, port) = pkt.key.nat_dest(&real.addr, real.port);
-    if pkt.quote.is_some() {
-        rewrite_quote_nat(ctx, pkt, &addr, port)?;
+    if let Some(q) = pkt.quote {
+        rewrite_quote(ctx, pkt, &q, Side::Dst, &addr, port)?;
     } else {
         if dest.new_flow {
             // Before the rewrite: the entry needs the frame's MACs as they arrived.
@@ -60,32 +72,39 @@ pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> 
     write_macs(ctx, &real.dst_mac, &real.src_mac)
 }
 
-/// NAT mode: the real must see the error about its own reply (real:rport → client), so
-/// outer destination := real (TTL − 1), quoted source := real:port, and the checksums
-/// covering them follow: outer IPv4 header, quoted IPv4 header, ICMP (ICMPv6's covers the
-/// outer addresses too). The quoted L4 checksum stays: the quote is truncated anyway.
+/// The NAT rewrite of an ICMP error and its quote (IPVS `ip_vs_nat_icmp`): the outer
+/// header's `outer` end := `addr` (TTL − 1), the quoted packet's other end := `addr`:`port`,
+/// and the checksums covering them follow: outer IPv4 header, quoted IPv4 header, ICMP
+/// (ICMPv6's covers the outer addresses too). The quoted L4 checksum stays, as IPVS leaves
+/// it: the quote is truncated anyway. A router's error to the VIP about a reply
+/// (`forward_nat`, `Side::Dst`): outer destination and quoted source := real:rport, so the
+/// real sees the error about its own reply. A NAT real's error to the client about a
+/// client packet (`forward_nat_icmp_return`, `Side::Src`): outer source and quoted
+/// destination := VIP:vport, as IPVS `ip_vs_out_icmp` sends it.
 #[inline(always)]
-fn rewrite_quote_nat(
+fn rewrite_quote(
     ctx: &XdpContext,
     pkt: &Packet,
+    q: &Quote,
+    outer: Side,
     addr: &RawAddr,
     port: Be16,
 ) -> Result<(), Drop> {
-    let Some(q) = pkt.quote else {
-        return Ok(());
-    };
     let v4 = pkt.is_v4();
-    let outer = rewrite_l3(ctx, pkt.l3_off, v4, Side::Dst, addr, true)?;
-    let inner = rewrite_l3(ctx, q.l3_off, v4, Side::Src, addr, false)?;
+    let outer_l3 = rewrite_l3(ctx, pkt.l3_off, v4, outer, addr, true)?;
+    let inner = outer.other();
+    let inner_l3 = rewrite_l3(ctx, q.l3_off, v4, inner, addr, false)?;
     let t = bytes_at(ctx, q.l4_off, QUOTE_L4_LEN).ok_or(Drop::IcmpQuote)?;
-    let old_port = unsafe { ld16(t) };
-    unsafe { st16(t, port.0) };
+    let at = t + if matches!(inner, Side::Src) { 0 } else { 2 };
+    let old_port = unsafe { ld16(at) };
+    unsafe { st16(at, port.0) };
     let p = bytes_at(ctx, pkt.l4_off, ICMP_LEN).ok_or(Drop::Truncated)?;
-    let mut delta =
-        inner.addr_delta + delta16(inner.old_check, inner.new_check) + delta16(old_port, port.0);
+    let mut delta = inner_l3.addr_delta
+        + delta16(inner_l3.old_check, inner_l3.new_check)
+        + delta16(old_port, port.0);
     if !v4 {
-        // ICMPv6's pseudo-header holds the outer destination.
-        delta += outer.addr_delta;
+        // ICMPv6's pseudo-header holds the outer addresses.
+        delta += outer_l3.addr_delta;
     }
     unsafe { st16(p + 2, apply(ld16(p + 2), delta)) };
     Ok(())
@@ -100,6 +119,30 @@ pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> R
     let vip = family_addr(pkt, &rev.vip);
     let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Src, &vip, true)?;
     rewrite_l4(ctx, pkt, Side::Src, l3.addr_delta, rev.vport)?;
+    write_macs(ctx, &rev.client_mac, &rev.local_mac)?;
+    count_out(rev.svc_id, rev.real_id, pkt.l3_len);
+    Ok(Sent {
+        out: send(ctx, rev.ifindex)?,
+        fwd_counter: Counter::NAT_RETURN,
+        new_flow: false,
+    })
+}
+
+/// A NAT real's ICMP error to the client about a packet of a live NAT flow (IPVS
+/// `ip_vs_out_icmp` + `ip_vs_nat_icmp`; docs/datapath.md "NAT return"): outer source := VIP
+/// (TTL − 1), quoted destination := VIP:vport ([`rewrite_quote`]), then back to the client
+/// as the flow's replies go, counted as one (NAT_RETURN). The flow's state is not moved:
+/// an error is no packet of the connection.
+#[inline(always)]
+pub fn forward_nat_icmp_return(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    rev: &NatReverse,
+    q: &Quote,
+) -> Result<Sent, Exit> {
+    pkt.check_ttl()?;
+    let vip = family_addr(pkt, &rev.vip);
+    rewrite_quote(ctx, pkt, q, Side::Src, &vip, rev.vport)?;
     write_macs(ctx, &rev.client_mac, &rev.local_mac)?;
     count_out(rev.svc_id, rev.real_id, pkt.l3_len);
     Ok(Sent {
