@@ -95,11 +95,14 @@ impl Packet {
         self.l3_off + self.l3_len
     }
 
-    /// A TCP SYN without ACK or RST: the first packet of a connection (not an ICMP error).
+    /// A TCP SYN without RST, not an ICMP error: a packet IPVS schedules as a new
+    /// connection (`tcp_conn_schedule`: `th->syn && !th->rst`, SYN+ACK included) and that
+    /// may replace an old connection on its ports, so it is scheduled before its flow is
+    /// looked up, while any old flow still counts.
     #[inline(always)]
     pub fn opens_connection(&self) -> bool {
-        use lb_common::conn::tcp_flags::{ACK, RST, SYN};
-        self.tcp_flags & (SYN | ACK | RST) == SYN && self.quote.is_none()
+        use lb_common::conn::tcp_flags::{RST, SYN};
+        self.tcp_flags & (SYN | RST) == SYN && self.quote.is_none()
     }
 
     /// A TCP SYN (whatever its other flags), not an ICMP error: IPVS's `is_new_conn`, the

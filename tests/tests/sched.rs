@@ -888,6 +888,21 @@ fn scenarios() -> Vec<Sc> {
             },
         },
         Sc {
+            name: "conn_reuse_synack_schedules_with_the_old_still_counted",
+            why: "as conn_reuse_schedules_with_the_old_still_counted, for a SYN+ACK (IPVS's is_new_conn is th->syn, and tcp_conn_schedule schedules a SYN+ACK)",
+            specs: || one(SchedKind::Wlc, &[w(1), w(1)]),
+            script: |r| {
+                let h = r.open(1, 0, 40000)?;
+                r.send(h, Flags::ACK)?;
+                r.send(h, Flags::RST)?; // CLOSE, inactive on its real
+                r.counts("one CLOSE connection")?;
+                r.send(h, Flags::SYNACK)?;
+                r.counts("the SYN+ACK went to the other real")?;
+                r.expire_all()?;
+                r.counts("all expired")
+            },
+        },
+        Sc {
             name: "conn_reuse_quiescent_persistent_rescheduled",
             why: "expire_nodest_conn=1: a SYN on a persistent service's connection whose real has weight 0 expires it (IPVS's weight-0 branch does not look at control) and goes through the template, which expire_quiescent_template replaces",
             specs: || {
