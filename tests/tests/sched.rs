@@ -50,6 +50,20 @@ fn one(s: SchedKind, reals: &[R]) -> Vec<SvcSpec> {
     vec![SvcSpec::new(s, reals)]
 }
 
+/// One connection ended by an RST (CLOSE, inactive on its real), then a packet with
+/// `syn` flags on its ports: IPVS schedules it while the old connection still counts, so
+/// wlc over two reals of weight 1 sends it to the other, empty one.
+fn reuse_a_closed_connection(r: &mut Run, syn: Flags) -> Result<()> {
+    let h = r.open(1, 0, 40000)?;
+    r.send(h, Flags::ACK)?;
+    r.send(h, Flags::RST)?;
+    r.counts("one CLOSE connection")?;
+    r.send(h, syn)?;
+    r.counts("the new connection went to the other real")?;
+    r.expire_all()?;
+    r.counts("all expired")
+}
+
 /// Opens `n` connections from distinct clients (`first..`), port 40000.
 fn open_many(r: &mut Run, svc: u32, first: u32, n: u32) -> Result<Vec<usize>> {
     (first..first + n).map(|c| r.open(svc, c, 40000)).collect()
@@ -876,31 +890,13 @@ fn scenarios() -> Vec<Sc> {
             name: "conn_reuse_schedules_with_the_old_still_counted",
             why: "conn_reuse_mode 1: IPVS schedules the SYN while the CLOSE connection it replaces still counts on its real (ip_vs_conn_expire_now only re-arms the timer), so wlc sends it to the other, empty real",
             specs: || one(SchedKind::Wlc, &[w(1), w(1)]),
-            script: |r| {
-                let h = r.open(1, 0, 40000)?;
-                r.send(h, Flags::ACK)?;
-                r.send(h, Flags::RST)?; // CLOSE, inactive on its real
-                r.counts("one CLOSE connection")?;
-                r.send(h, Flags::SYN)?;
-                r.counts("the SYN went to the other real")?;
-                r.expire_all()?;
-                r.counts("all expired")
-            },
+            script: |r| reuse_a_closed_connection(r, Flags::SYN),
         },
         Sc {
             name: "conn_reuse_synack_schedules_with_the_old_still_counted",
             why: "as conn_reuse_schedules_with_the_old_still_counted, for a SYN+ACK (IPVS's is_new_conn is th->syn, and tcp_conn_schedule schedules a SYN+ACK)",
             specs: || one(SchedKind::Wlc, &[w(1), w(1)]),
-            script: |r| {
-                let h = r.open(1, 0, 40000)?;
-                r.send(h, Flags::ACK)?;
-                r.send(h, Flags::RST)?; // CLOSE, inactive on its real
-                r.counts("one CLOSE connection")?;
-                r.send(h, Flags::SYNACK)?;
-                r.counts("the SYN+ACK went to the other real")?;
-                r.expire_all()?;
-                r.counts("all expired")
-            },
+            script: |r| reuse_a_closed_connection(r, Flags::SYNACK),
         },
         Sc {
             name: "conn_reuse_quiescent_persistent_rescheduled",
