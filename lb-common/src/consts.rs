@@ -120,9 +120,10 @@ pub const MAP_REAL_EXPIRED: &str = "REAL_EXPIRED";
 /// One u32: seconds of CLOCK_MONOTONIC, written by lb-ctl (sweep) so the data path stamps
 /// flows with an array read instead of a bpf_ktime_get_ns call.
 pub const MAP_CLOCK: &str = "CLOCK";
-/// service id → u64 rr/wrr state (IPVS's last pick, wrr's current weight, and the reals
-/// list base they belong to; layout in lb-ebpf `sched/walk.rs`). Array, written by
-/// the data path only; no table is involved.
+/// service id → u64 rr/wrr state (IPVS's last pick's list position, wrr's current weight
+/// or rr's last pick's real id, and the `Service::list_gen` they belong to; layout in
+/// lb-ebpf `sched/walk.rs`). Array, written by the data path; lb-ctl only zeroes an entry
+/// (`-A`, and `-E` changing the scheduler). No table is involved.
 pub const MAP_SCHED_CURSOR: &str = "SCHED_CURSOR";
 
 /// Capacity of the persistence template table (LRU).

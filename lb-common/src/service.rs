@@ -180,8 +180,15 @@ pub struct Service {
     pub persist_group: u32,
     /// Client-address mask for templates (`-M`; IPv6: prefix), wire order like addresses.
     pub persist_mask: RawAddr,
+    /// Generation of the reals list, as rr/wrr see it (their state in `SCHED_CURSOR` keeps
+    /// the low 22 bits of the generation it belongs to; a different one is IPVS's
+    /// `add_dest` / `del_dest` / `upd_dest`). Bumped by lb-ctl whenever IPVS would tell the
+    /// scheduler its destinations changed: -a, -d, -e of a real of this service; not by -E
+    /// unless the scheduler changes. Not `reals_base`: lb-ctl's regions alternate, so two
+    /// changes without a pick between them could bring back the base the state has.
+    pub list_gen: u32,
 }
-const _: () = assert!(core::mem::size_of::<Service>() == 52);
+const _: () = assert!(core::mem::size_of::<Service>() == 56);
 
 /// Key of the exact VIP address set (`VIPS`): the data path consults it only on rare paths
 /// (fragments, unparsed IPv6 extension headers, other protocols) to tell "a VIP's packet we

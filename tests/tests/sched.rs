@@ -69,6 +69,35 @@ fn open_many(r: &mut Run, svc: u32, first: u32, n: u32) -> Result<Vec<usize>> {
     (first..first + n).map(|c| r.open(svc, c, 40000)).collect()
 }
 
+/// One pick, then two changes of the reals list with no pick between (`-d` of a real
+/// other than the pick, `-a` of it again: same length, and lb-ctl's first-fit regions
+/// alternate, so the list is back in the region the pick's state was written for; checked,
+/// since that is what makes two changes look like none by the region), then more picks.
+/// Before the pick, `-d`/`-a` pairs of real 4 settle the regions into that alternation
+/// (the list becomes [r4, r1, r2, r3]; the pick is r4; r3 then goes and comes back:
+/// [r3, r4, r1, r2]).
+fn two_list_changes(r: &mut Run) -> Result<()> {
+    let mut base = r.reals_base(1)?;
+    for _ in 0..4 {
+        r.delete_real(1, 3)?;
+        r.add_real(1, 3)?;
+        let b = r.reals_base(1)?;
+        if b == base {
+            break;
+        }
+        base = b;
+    }
+    open_many(r, 1, 0, 1)?;
+    r.delete_real(1, 2)?;
+    r.add_real(1, 2)?;
+    anyhow::ensure!(
+        r.reals_base(1)? == base,
+        "the list did not come back to region {base}"
+    );
+    open_many(r, 1, 1, 6)?;
+    r.counts("end")
+}
+
 /// The load-driven workout: open, establish some, close some, expire some, open more,
 /// with counts compared at every stage. The order of events is fixed, so a scheduler
 /// that looks at the counters is checked against a changing load.
@@ -177,6 +206,40 @@ fn scenarios() -> Vec<Sc> {
             why: "wrr with weights 4, 0, 2: gcd step 2, the weight-0 real never chosen",
             specs: || one(SchedKind::Wrr, &[w(4), w(0), w(2)]),
             script: |r| opens(12)(r),
+        },
+        Sc {
+            name: "rr_two_list_changes_between_picks",
+            why: "rr picks r4 of [r4, r1, r2, r3], then -d and -a of r3 with no pick between: lb-ctl's regions alternate, so the list is back in the region the state was written for, but IPVS keeps its place on r4 and continues after it in the new list [r3, r4, r1, r2]: r1",
+            specs: || one(SchedKind::Rr, &[w(1), w(1), w(1), w(1)]),
+            script: |r| two_list_changes(r),
+        },
+        Sc {
+            name: "wrr_two_list_changes_between_picks",
+            why: "wrr picks r4 of [r4, r1, r2, r3], then -d and -a of r3 with no pick between (the list back in its region): IPVS ran dest_changed for each, so the walk restarts at the head of [r3, r4, r1, r2]: r3",
+            specs: || one(SchedKind::Wrr, &[w(1), w(1), w(1), w(1)]),
+            script: |r| two_list_changes(r),
+        },
+        Sc {
+            name: "wrr_edit_service_keeps_mark",
+            why: "-E of a wrr service with the same scheduler: IPVS's ip_vs_edit_service leaves the scheduler alone, so wrr continues where it was (no dest_changed)",
+            specs: || one(SchedKind::Wrr, &[w(1), w(1), w(1)]),
+            script: |r| {
+                open_many(r, 1, 0, 2)?;
+                r.publish(1)?;
+                open_many(r, 1, 2, 4)?;
+                r.counts("end")
+            },
+        },
+        Sc {
+            name: "wrr_threshold_edit_is_dest_changed",
+            why: "-e changing only a wrr real's thresholds: IPVS's ip_vs_edit_dest calls upd_dest (dest_changed), so the walk restarts at the head",
+            specs: || one(SchedKind::Wrr, &[w(1), w(1), w(1)]),
+            script: |r| {
+                open_many(r, 1, 0, 1)?;
+                r.set_thresholds(1, 2, 50, 10)?;
+                open_many(r, 1, 1, 4)?;
+                r.counts("end")
+            },
         },
         // ---- load-driven ----
         Sc {

@@ -169,7 +169,14 @@ pub fn add(
     // IPVS puts a new destination at the head of the service's list.
     let mut reals = vec![(id, real)];
     reals.extend(old_reals);
-    let publish_ops = publish(snap, &spec.service, svc, svc, &reals, mh_size_of(&svc))?;
+    let publish_ops = publish(
+        snap,
+        &spec.service,
+        svc,
+        next_gen(svc),
+        &reals,
+        mh_size_of(&svc),
+    )?;
 
     let mut ops = vec![Op::ZeroRealStats(id)];
     if snap.trashed.contains_key(&id) {
@@ -242,6 +249,8 @@ pub fn edit(
         ops.push(Op::FilterSet(Filter::Nat, w, m));
     }
     ops.push(Op::PutReal(id, real));
+    // IPVS's ip_vs_edit_dest calls the scheduler's `upd_dest` (wrr: dest_changed) on
+    // any -e: the list generation moves even when only thresholds or the mode changed.
     if old.weight != weight {
         let reals: Vec<(u32, Real)> = snap
             .ordered_reals(svc.id)
@@ -252,12 +261,23 @@ pub fn edit(
             snap,
             &spec.service,
             svc,
-            svc,
+            next_gen(svc),
             &reals,
             mh_size_of(&svc),
         )?);
+    } else {
+        ops.push(Op::PutService(spec.service.key(), next_gen(svc)));
     }
     Ok(ops)
+}
+
+/// `svc` with its next list generation: what IPVS's `add_dest` / `del_dest` / `upd_dest`
+/// tell the scheduler (see `Service::list_gen`).
+fn next_gen(svc: Service) -> Service {
+    Service {
+        list_gen: svc.list_gen.wrapping_add(1),
+        ..svc
+    }
 }
 
 /// `-d`: remove a real from its service. The new table is published first; only then is
@@ -281,7 +301,14 @@ pub fn delete(snap: &Snapshot, rref: &RealRef) -> Result<Vec<Op>, ModelError> {
         .into_iter()
         .filter(|(i, _)| *i != id)
         .collect();
-    let mut ops = publish(snap, &rref.service, svc, svc, &reals, mh_size_of(&svc))?;
+    let mut ops = publish(
+        snap,
+        &rref.service,
+        svc,
+        next_gen(svc),
+        &reals,
+        mh_size_of(&svc),
+    )?;
     ops.extend(trash_ops(id, &old, rref.service, snap.next_stamp()));
     Ok(ops)
 }
@@ -356,6 +383,53 @@ mod tests {
             Op::PutService(_, s) => Some(*s),
             _ => None,
         })
+    }
+
+    /// `list_gen` moves wherever IPVS calls the scheduler's add_dest/del_dest/upd_dest:
+    /// -a, -d, any -e (thresholds only too, without a new table); -E keeps it unless the
+    /// scheduler changes, and then resets the cursor after the new service is written.
+    #[test]
+    fn list_gen_follows_ipvs_dest_changes() {
+        let mut snap = with_service("198.18.2.1");
+        let addr = sa("198.18.2.1", 80);
+        let gen_of = |snap: &Snapshot| snap.service(&addr).unwrap().list_gen;
+        assert_eq!(gen_of(&snap), 0);
+        for rip in ["198.18.1.11", "198.18.1.12"] {
+            let ops = add(
+                &snap,
+                &rspec("198.18.2.1", rip, None, ForwardMode::Dr, 1),
+                &mut nh,
+            );
+            snap.apply(&ops.unwrap());
+        }
+        assert_eq!(gen_of(&snap), 2);
+        let mut r = rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1);
+        (r.u_threshold, r.l_threshold) = (50, 10);
+        let ops = edit(&snap, &r, &mut nh).unwrap();
+        assert!(!ops.iter().any(|o| matches!(o, Op::WriteTable { .. })));
+        assert_eq!(service_of(&ops).map(|s| s.list_gen), Some(3));
+        snap.apply(&ops);
+        r.weight = 2;
+        snap.apply(&edit(&snap, &r, &mut nh).unwrap());
+        assert_eq!(gen_of(&snap), 4);
+        let gone = RealRef {
+            service: addr,
+            addr: "198.18.1.11".parse().unwrap(),
+            port: None,
+        };
+        snap.apply(&delete(&snap, &gone).unwrap());
+        assert_eq!(gen_of(&snap), 5);
+        let ops = crate::ipvs::service::edit(&snap, &spec("198.18.2.1", 80)).unwrap();
+        assert!(!ops.iter().any(|o| matches!(o, Op::ResetCursor(_))));
+        snap.apply(&ops);
+        assert_eq!(gen_of(&snap), 5);
+        let wrr = crate::ipvs::model::ServiceSpec::with_sched(addr, lb_common::SchedKind::Wrr);
+        let ops = crate::ipvs::service::edit(&snap, &wrr).unwrap();
+        let put = ops.iter().position(|o| matches!(o, Op::PutService(..)));
+        let reset = ops.iter().position(|o| matches!(o, Op::ResetCursor(_)));
+        assert!(put.is_some() && put < reset, "{ops:?}");
+        snap.apply(&ops);
+        assert_eq!(gen_of(&snap), 6);
     }
 
     #[test]

@@ -260,7 +260,19 @@ pub fn edit<S: SchedChoice>(snap: &Snapshot, spec: &ServiceSpec<S>) -> Result<Ve
     }
     let size = spec.mh_size.unwrap_or_else(|| mh_size_of(&old));
     let reals = snap.ordered_reals(old.id);
-    publish(snap, &spec.addr, old, svc, &reals, size)
+    // IPVS's ip_vs_edit_service leaves the scheduler's state alone unless the scheduler
+    // changes; then the new one starts fresh (init_service). lb's list generation stays
+    // with the scheduler, so rr/wrr keep their place; on a change it moves too, so a
+    // pick between the new `Service` and the cursor's reset is not taken for the same list.
+    let resched = svc.sched != old.sched;
+    if resched {
+        svc.list_gen = old.list_gen.wrapping_add(1);
+    }
+    let mut ops = publish(snap, &spec.addr, old, svc, &reals, size)?;
+    if resched {
+        ops.push(Op::ResetCursor(old.id));
+    }
+    Ok(ops)
 }
 
 /// `-D`: delete a service and its reals.

@@ -2,16 +2,20 @@
 //! them over the service's reals list (`svc->destinations` order), with IPVS's scheduler
 //! state kept in `SCHED_CURSOR[service id]`:
 //! - bit 63 ([`VALID`]): set once the service has scheduled (clear = IPVS's fresh state);
-//! - bits 41–62 ([`BASE_SHIFT`], [`BASE_MASK`]): `reals_base` of the list the state belongs
-//!   to. lb-ctl publishes every change of the real set or of a weight as a new list region,
-//!   so a different base is IPVS's `dest_changed` / `add_dest` / `del_dest`;
+//! - bits 41–62 ([`GEN_SHIFT`], [`GEN_MASK`]): the low 22 bits of the `Service::list_gen`
+//!   of the list the state belongs to. lb-ctl bumps the generation wherever IPVS calls
+//!   `add_dest` / `del_dest` / `upd_dest` (-a, -d, -e), so a different one is that call.
+//!   (Not `reals_base`: lb-ctl's regions alternate A→B→A, so two changes with no pick
+//!   between them would look like none; 2^22 changes with no pick between them would);
 //! - bits 32–40 ([`CL_SHIFT`], [`CL_MASK`]): `cl`, the list position of the last pick
 //!   (`HEAD` = the list head);
-//! - bits 0–23 ([`CW_MASK`]): wrr's `cw`.
+//! - bits 0–23 ([`CW_MASK`]): wrr's `cw`; rr's last pick's real id (rr has no `cw`; a
+//!   real id is below `MAX_REALS`).
 //!
 //! rr: from the real after the last pick, the first available one (not overloaded,
-//! positive weight), wrapping once. After a list change rr continues after the last pick's real in the
-//! new list (IPVS keeps its list position); a deleted last pick restarts at the head.
+//! positive weight), wrapping once. After a list change rr finds the last pick's real in the
+//! new list and continues after it (IPVS keeps its list position on that real); a deleted
+//! last pick restarts at the head. The old list's region is never read.
 //! wrr: `ip_vs_wrr_schedule` (mark `cl`, `cw`, `mw`, `di`, with the last-pass stop), and
 //! on a list change `ip_vs_wrr_dest_changed` (back to the head, `cw` rounded to the new
 //! `di`, or `mw` when above it or 0). `mw` and `di` are recomputed from the list.
@@ -23,7 +27,7 @@
 use aya_ebpf::cty::c_void;
 use lb_common::{
     Drop, SchedKind, Service,
-    consts::{MAX_REALS_PER_SERVICE, NO_REAL, WRR_MAX_STEPS},
+    consts::{MAX_REALS, MAX_REALS_PER_SERVICE, NO_REAL, WRR_MAX_STEPS},
 };
 
 use super::iter;
@@ -33,25 +37,26 @@ use crate::reals::{available, lookup_real, real_at};
 
 /// Cursor bit: the service has scheduled since its state was last reset.
 const VALID: u64 = 1 << 63;
-/// Cursor field `reals_base` (22 bits, from bit 41).
-const BASE_SHIFT: u32 = 41;
-/// See [`BASE_SHIFT`].
-const BASE_MASK: u32 = 0x3f_ffff;
+/// Cursor field: the list generation (`Service::list_gen`, low 22 bits, from bit 41).
+const GEN_SHIFT: u32 = 41;
+/// See [`GEN_SHIFT`].
+const GEN_MASK: u32 = 0x3f_ffff;
 /// Cursor field `cl` (9 bits, from bit 32): positions 0..MAX_REALS_PER_SERVICE, or `HEAD`.
 const CL_SHIFT: u32 = 32;
 /// See [`CL_SHIFT`].
 const CL_MASK: u32 = 0x1ff;
-/// Cursor field `cw` (24 bits, from bit 0).
+/// Cursor field `cw` (24 bits, from bit 0): wrr's `cw`, rr's last pick's real id.
 const CW_MASK: u32 = 0xff_ffff;
+const _: () = assert!(MAX_REALS <= CW_MASK);
 /// `cl` of the list head (IPVS's `&svc->destinations`): the largest 9-bit value, past any
 /// list position.
 const HEAD: u32 = CL_MASK;
 const _: () = assert!(MAX_REALS_PER_SERVICE <= HEAD);
 
 #[inline(always)]
-fn pack(base: u32, cl: u32, cw: u32) -> u64 {
+fn pack(list_gen: u32, cl: u32, cw: u32) -> u64 {
     VALID
-        | ((base as u64 & BASE_MASK as u64) << BASE_SHIFT)
+        | ((list_gen as u64 & GEN_MASK as u64) << GEN_SHIFT)
         | ((cl as u64 & CL_MASK as u64) << CL_SHIFT)
         | (cw as u64 & CW_MASK as u64)
 }
@@ -60,7 +65,7 @@ fn pack(base: u32, cl: u32, cw: u32) -> u64 {
 #[inline(always)]
 pub fn select(svc: &Service) -> Result<u32, Drop> {
     let wrr = (svc.sched == SchedKind::Wrr as u8) as u32;
-    match lb_sched_seq(svc.id, svc.reals_base, svc.reals_len, wrr) {
+    match lb_sched_seq(svc.id, svc.reals_base, svc.reals_len, svc.list_gen, wrr) {
         NO_REAL => Err(Drop::NoReal),
         id => Ok(id),
     }
@@ -69,7 +74,13 @@ pub fn select(svc: &Service) -> Result<u32, Drop> {
 /// The rr / wrr pick (a global function, verified once: see `load`).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn lb_sched_seq(svc_id: u32, reals_base: u32, reals_len: u32, wrr: u32) -> u32 {
+pub extern "C" fn lb_sched_seq(
+    svc_id: u32,
+    reals_base: u32,
+    reals_len: u32,
+    list_gen: u32,
+    wrr: u32,
+) -> u32 {
     let n = reals_len.min(MAX_REALS_PER_SERVICE);
     if n == 0 {
         return NO_REAL;
@@ -79,7 +90,7 @@ pub extern "C" fn lb_sched_seq(svc_id: u32, reals_base: u32, reals_len: u32, wrr
     };
     let c = unsafe { *cur };
     let fresh = c & VALID == 0;
-    let same = !fresh && ((c >> BASE_SHIFT) & BASE_MASK as u64) as u32 == reals_base & BASE_MASK;
+    let same = !fresh && ((c >> GEN_SHIFT) & GEN_MASK as u64) as u32 == list_gen & GEN_MASK;
     let mut cl = if fresh {
         HEAD
     } else {
@@ -88,14 +99,11 @@ pub extern "C" fn lb_sched_seq(svc_id: u32, reals_base: u32, reals_len: u32, wrr
     let cw = (c & CW_MASK as u64) as u32;
     if wrr == 0 {
         if !fresh && !same {
-            // The list changed: continue after the last pick's real, if still listed.
-            let old = ((c >> BASE_SHIFT) & BASE_MASK as u64) as u32;
-            cl = match real_at(old, cl) {
-                Some(id) if cl != HEAD => find(reals_base, n, id),
-                _ => HEAD,
-            };
+            // The list changed: continue after the last pick's real (kept in the `cw`
+            // field), if still listed.
+            cl = find(reals_base, n, cw);
         }
-        return rr(cur, reals_base, n, cl);
+        return rr(cur, reals_base, n, list_gen, cl);
     }
     let mut m = Mark {
         base: reals_base,
@@ -123,7 +131,7 @@ pub extern "C" fn lb_sched_seq(svc_id: u32, reals_base: u32, reals_len: u32, wrr
         m.cl = cl;
     }
     let id = wrr_pick(&mut m);
-    unsafe { *cur = pack(reals_base, m.cl, m.cw.max(0) as u32) };
+    unsafe { *cur = pack(list_gen, m.cl, m.cw.max(0) as u32) };
     id
 }
 
@@ -159,6 +167,7 @@ extern "C" fn find_step(i: u64, ctx: *mut c_void) -> i64 {
     }
 }
 
+/// rr's walk state.
 #[repr(C)]
 struct Rr {
     base: u32,
@@ -170,7 +179,7 @@ struct Rr {
 }
 
 #[inline(always)]
-fn rr(cur: *mut u64, base: u32, n: u32, cl: u32) -> u32 {
+fn rr(cur: *mut u64, base: u32, n: u32, list_gen: u32, cl: u32) -> u32 {
     let start = if cl == HEAD || cl + 1 >= n { 0 } else { cl + 1 };
     let mut s = Rr {
         base,
@@ -182,7 +191,7 @@ fn rr(cur: *mut u64, base: u32, n: u32, cl: u32) -> u32 {
     };
     iter::run(n, rr_step, &mut s);
     if s.found != NO_REAL {
-        unsafe { *cur = pack(base, s.pos, 0) };
+        unsafe { *cur = pack(list_gen, s.pos, s.found) };
     }
     s.found
 }

@@ -573,11 +573,34 @@ impl Run {
     }
 
     /// Publishes service `svc` anew from its spec (`-E` with the same options: the reals
-    /// list and table rebuilt and written to a fresh region), and updates the model.
+    /// list and table rebuilt and written to a fresh region), and updates the model: IPVS's
+    /// `ip_vs_edit_service` leaves the scheduler alone when it stays the same (no
+    /// `upd_dest`, so wrr keeps its mark and rr its place); only a Maglev table is taken
+    /// anew (the same one: same reals).
     pub fn publish(&mut self, svc: u32) -> Result<()> {
         let spec = self.service_spec(svc);
         self.lb_ctl(|s| service::edit(s, &spec))?;
-        self.sync_model(svc, false)
+        if self.specs[svc as usize - 1].sched == SchedKind::Maglev {
+            let table = self.mh_table(svc)?;
+            let s = self.model.services.get_mut(&svc).expect("service");
+            if let Sched::Mh { table: t, .. } = &mut s.sched {
+                *t = table;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `reals_base` service `svc` has in SERVICES (which SCHED_TABLE region its reals
+    /// list is in).
+    pub fn reals_base(&mut self, svc: u32) -> Result<u32> {
+        let addr = self.service_addr(svc);
+        let s = self
+            .lb
+            .maps
+            .snapshot()?
+            .service(&addr)
+            .context("service not in SERVICES")?;
+        Ok(s.reals_base)
     }
 
     /// The Maglev table service `svc` points at in SCHED_TABLE, in harness real ids.
@@ -699,6 +722,17 @@ impl Run {
     /// Changes a real's weight (`lb-ctl -e`, which republishes the service).
     pub fn set_weight(&mut self, svc: u32, real_idx: usize, w: u32) -> Result<()> {
         self.specs[svc as usize - 1].reals[real_idx].w = w;
+        let real = self.real_spec(svc, real_idx);
+        let id = self.first_real[svc as usize - 1] + real_idx as u32;
+        self.lb_ctl(|s| real::edit(s, &real, &mut next_hop(id)))?;
+        self.sync_model(svc, false)
+    }
+
+    /// Changes a real's thresholds only (`lb-ctl -e` with the same weight and mode): IPVS's
+    /// `ip_vs_edit_dest` still calls the scheduler's `upd_dest` (wrr: `dest_changed`).
+    pub fn set_thresholds(&mut self, svc: u32, real_idx: usize, x: u32, y: u32) -> Result<()> {
+        let r = &mut self.specs[svc as usize - 1].reals[real_idx];
+        (r.x, r.y) = (x, y);
         let real = self.real_spec(svc, real_idx);
         let id = self.first_real[svc as usize - 1] + real_idx as u32;
         self.lb_ctl(|s| real::edit(s, &real, &mut next_hop(id)))?;
