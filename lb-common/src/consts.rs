@@ -121,7 +121,7 @@ pub const MAP_REAL_EXPIRED: &str = "REAL_EXPIRED";
 /// flows with an array read instead of a bpf_ktime_get_ns call.
 pub const MAP_CLOCK: &str = "CLOCK";
 /// service id → u64 rr/wrr state (IPVS's last pick's list position, wrr's current weight
-/// or rr's last pick's real id, and the `Service::list_gen` they belong to; layout in
+/// or rr's last pick's real id, and the `Service::list_gen()` they belong to; layout in
 /// lb-ebpf `sched/walk.rs`). Array, written by the data path; lb-ctl only zeroes an entry
 /// (`-A`, and `-E` changing the scheduler). No table is involved.
 pub const MAP_SCHED_CURSOR: &str = "SCHED_CURSOR";

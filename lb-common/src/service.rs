@@ -160,8 +160,17 @@ pub struct Service {
     pub flags: VipFlags,
     /// [`SchedKind`] as u8.
     pub sched: u8,
-    /// Padding, zero.
-    pub _pad: [u8; 3],
+    /// Generation of the reals list, as rr/wrr see it: 24 bits, little-endian, in what
+    /// was padding, so the value keeps its 52 bytes (a SERVICES map pinned by an older lb
+    /// stays readable, and the established path copies no more than before). Read and
+    /// written through [`Service::list_gen`] / [`Service::set_list_gen`]. Their state in
+    /// `SCHED_CURSOR` keeps the low 22 bits of the generation it belongs to; a different
+    /// one is IPVS's `add_dest` / `del_dest` / `upd_dest`. Bumped by lb-ctl whenever IPVS
+    /// would tell the scheduler its destinations changed: -a, -d, -e of a real of this
+    /// service; not by -E unless the scheduler changes. Not `reals_base`: lb-ctl's regions
+    /// alternate, so two changes without a pick between them could bring back the base the
+    /// state has.
+    pub list_gen_le: [u8; 3],
     /// First slot of this service's scheduler table in `SCHED_TABLE` (mh, sh, dh: a hash
     /// table; every other scheduler, rr and wrr included, has none).
     pub table_base: u32,
@@ -180,15 +189,35 @@ pub struct Service {
     pub persist_group: u32,
     /// Client-address mask for templates (`-M`; IPv6: prefix), wire order like addresses.
     pub persist_mask: RawAddr,
-    /// Generation of the reals list, as rr/wrr see it (their state in `SCHED_CURSOR` keeps
-    /// the low 22 bits of the generation it belongs to; a different one is IPVS's
-    /// `add_dest` / `del_dest` / `upd_dest`). Bumped by lb-ctl whenever IPVS would tell the
-    /// scheduler its destinations changed: -a, -d, -e of a real of this service; not by -E
-    /// unless the scheduler changes. Not `reals_base`: lb-ctl's regions alternate, so two
-    /// changes without a pick between them could bring back the base the state has.
-    pub list_gen: u32,
 }
-const _: () = assert!(core::mem::size_of::<Service>() == 56);
+const _: () = assert!(core::mem::size_of::<Service>() == 52);
+
+impl Service {
+    /// Bits of [`Service::list_gen_le`]; generations wrap at this.
+    pub const LIST_GEN_MASK: u32 = 0xff_ffff;
+
+    /// The reals list's generation ([`Service::list_gen_le`]).
+    #[inline(always)]
+    pub fn list_gen(&self) -> u32 {
+        let [a, b, c] = self.list_gen_le;
+        u32::from_le_bytes([a, b, c, 0])
+    }
+
+    /// Sets the generation (its low 24 bits).
+    #[inline(always)]
+    pub fn set_list_gen(&mut self, generation: u32) {
+        let [a, b, c, _] = generation.to_le_bytes();
+        self.list_gen_le = [a, b, c];
+    }
+
+    /// This value with the next generation: a change of the reals list as the scheduler
+    /// sees it.
+    #[inline(always)]
+    pub fn with_next_list_gen(mut self) -> Service {
+        self.set_list_gen(self.list_gen().wrapping_add(1) & Self::LIST_GEN_MASK);
+        self
+    }
+}
 
 /// Key of the exact VIP address set (`VIPS`): the data path consults it only on rare paths
 /// (fragments, unparsed IPv6 extension headers, other protocols) to tell "a VIP's packet we
@@ -204,3 +233,22 @@ pub struct VipKey {
     pub _pad: [u8; 3],
 }
 const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_generation_is_24_bits_in_the_old_padding() {
+        let mut s = Service::default();
+        assert_eq!(s.list_gen(), 0);
+        s.set_list_gen(0x12_3456);
+        assert_eq!(s.list_gen_le, [0x56, 0x34, 0x12], "little-endian");
+        assert_eq!(s.list_gen(), 0x12_3456);
+        s.set_list_gen(0xff_ffff);
+        assert_eq!(s.with_next_list_gen().list_gen(), 0, "wraps at 2^24");
+        // The field sits where the padding after `sched` was: the layout is unchanged.
+        assert_eq!(core::mem::offset_of!(Service, list_gen_le), 9);
+        assert_eq!(core::mem::offset_of!(Service, table_base), 12);
+    }
+}

@@ -138,7 +138,7 @@ pub static REAL_EXPIRED: Array<ConnExpiry> = Array::with_max_entries(MAX_REALS, 
 pub static CLOCK: Array<u32> = Array::with_max_entries(1, 0);
 
 /// service id → u64 rr/wrr scheduler state (IPVS's list position of the last pick, wrr's
-/// current weight or rr's last pick's real id, and the `Service::list_gen` they belong to;
+/// current weight or rr's last pick's real id, and the `Service::list_gen()` they belong to;
 /// bit layout in `sched/walk.rs`). The data path (lb-ctl zeroes entries); MAX_SERVICES.
 #[map]
 pub static SCHED_CURSOR: Array<u64> = Array::with_max_entries(MAX_SERVICES, 0);

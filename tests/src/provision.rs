@@ -219,7 +219,7 @@ impl Provision {
                     id: s.id,
                     flags: VipFlags(s.flags),
                     sched: sched as u8,
-                    _pad: [0; 3],
+                    list_gen_le: [0; 3],
                     table_base: base,
                     table_len: table.len() as u32,
                     reals_base,

@@ -272,12 +272,9 @@ pub fn edit(
 }
 
 /// `svc` with its next list generation: what IPVS's `add_dest` / `del_dest` / `upd_dest`
-/// tell the scheduler (see `Service::list_gen`).
+/// tell the scheduler (see `Service::list_gen_le`).
 fn next_gen(svc: Service) -> Service {
-    Service {
-        list_gen: svc.list_gen.wrapping_add(1),
-        ..svc
-    }
+    svc.with_next_list_gen()
 }
 
 /// `-d`: remove a real from its service. The new table is published first; only then is
@@ -392,7 +389,7 @@ mod tests {
     fn list_gen_follows_ipvs_dest_changes() {
         let mut snap = with_service("198.18.2.1");
         let addr = sa("198.18.2.1", 80);
-        let gen_of = |snap: &Snapshot| snap.service(&addr).unwrap().list_gen;
+        let gen_of = |snap: &Snapshot| snap.service(&addr).unwrap().list_gen();
         assert_eq!(gen_of(&snap), 0);
         for rip in ["198.18.1.11", "198.18.1.12"] {
             let ops = add(
@@ -407,7 +404,7 @@ mod tests {
         (r.u_threshold, r.l_threshold) = (50, 10);
         let ops = edit(&snap, &r, &mut nh).unwrap();
         assert!(!ops.iter().any(|o| matches!(o, Op::WriteTable { .. })));
-        assert_eq!(service_of(&ops).map(|s| s.list_gen), Some(3));
+        assert_eq!(service_of(&ops).map(|s| s.list_gen()), Some(3));
         snap.apply(&ops);
         r.weight = 2;
         snap.apply(&edit(&snap, &r, &mut nh).unwrap());

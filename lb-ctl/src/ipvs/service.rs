@@ -266,7 +266,7 @@ pub fn edit<S: SchedChoice>(snap: &Snapshot, spec: &ServiceSpec<S>) -> Result<Ve
     // pick between the new `Service` and the cursor's reset is not taken for the same list.
     let resched = svc.sched != old.sched;
     if resched {
-        svc.list_gen = old.list_gen.wrapping_add(1);
+        svc.set_list_gen(old.with_next_list_gen().list_gen());
     }
     let mut ops = publish(snap, &spec.addr, old, svc, &reals, size)?;
     if resched {

@@ -2,7 +2,7 @@
 //! them over the service's reals list (`svc->destinations` order), with IPVS's scheduler
 //! state kept in `SCHED_CURSOR[service id]`:
 //! - bit 63 ([`VALID`]): set once the service has scheduled (clear = IPVS's fresh state);
-//! - bits 41–62 ([`GEN_SHIFT`], [`GEN_MASK`]): the low 22 bits of the `Service::list_gen`
+//! - bits 41–62 ([`GEN_SHIFT`], [`GEN_MASK`]): the low 22 bits of `Service::list_gen()`
 //!   of the list the state belongs to. lb-ctl bumps the generation wherever IPVS calls
 //!   `add_dest` / `del_dest` / `upd_dest` (-a, -d, -e), so a different one is that call.
 //!   (Not `reals_base`: lb-ctl's regions alternate A→B→A, so two changes with no pick
@@ -37,7 +37,7 @@ use crate::reals::{available, lookup_real, real_at};
 
 /// Cursor bit: the service has scheduled since its state was last reset.
 const VALID: u64 = 1 << 63;
-/// Cursor field: the list generation (`Service::list_gen`, low 22 bits, from bit 41).
+/// Cursor field: the list generation (`Service::list_gen()`, low 22 bits, from bit 41).
 const GEN_SHIFT: u32 = 41;
 /// See [`GEN_SHIFT`].
 const GEN_MASK: u32 = 0x3f_ffff;
@@ -65,7 +65,7 @@ fn pack(list_gen: u32, cl: u32, cw: u32) -> u64 {
 #[inline(always)]
 pub fn select(svc: &Service) -> Result<u32, Drop> {
     let wrr = (svc.sched == SchedKind::Wrr as u8) as u32;
-    match lb_sched_seq(svc.id, svc.reals_base, svc.reals_len, svc.list_gen, wrr) {
+    match lb_sched_seq(svc.id, svc.reals_base, svc.reals_len, svc.list_gen(), wrr) {
         NO_REAL => Err(Drop::NoReal),
         id => Ok(id),
     }

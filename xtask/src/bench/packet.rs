@@ -140,10 +140,6 @@ fn key_of(p: &Pkt) -> FlowKey {
     }
 }
 
-/// Size of `Service` before its last field, `list_gen`: what an older object's SERVICES
-/// holds (`--compare` provisions both objects alike).
-const OLD_SERVICE_SIZE: usize = core::mem::offset_of!(Service, list_gen);
-
 /// Typed access to the balancer's maps.
 struct Maps<'a>(&'a mut Loaded);
 
@@ -198,22 +194,12 @@ impl Maps<'_> {
             id,
             flags: VipFlags(flags),
             sched: SchedKind::Maglev as u8,
-            _pad: [0; 3],
+            list_gen_le: [0; 3],
             table_base: base,
             table_len: table.len() as u32,
             ..Service::default()
         };
-        match self.hash::<ServiceKey, Service>(MAP_SERVICES) {
-            Ok(mut m) => m.insert(key, svc, 0)?,
-            // An object from before `Service::list_gen` (`--compare` against an older
-            // build): its `Service` is ours without that last field.
-            Err(_) => {
-                let mut old = [0u8; OLD_SERVICE_SIZE];
-                old.copy_from_slice(&bytemuck::bytes_of(&svc)[..OLD_SERVICE_SIZE]);
-                self.hash::<ServiceKey, [u8; OLD_SERVICE_SIZE]>(MAP_SERVICES)?
-                    .insert(key, old, 0)?
-            }
-        }
+        self.hash(MAP_SERVICES)?.insert(key, svc, 0)?;
         let vk = VipKey {
             addr,
             family,
