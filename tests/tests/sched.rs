@@ -64,6 +64,15 @@ fn reuse_a_closed_connection(r: &mut Run, syn: Flags) -> Result<()> {
     r.counts("all expired")
 }
 
+/// Runs `body` with `expire_nodest_conn` on, and turns it off again whatever `body` did
+/// (the scenarios share one loaded program and its SETTINGS).
+fn with_expire_nodest_conn(r: &mut Run, body: impl FnOnce(&mut Run) -> Result<()>) -> Result<()> {
+    r.set_expire_nodest_conn(true)?;
+    let res = body(r);
+    r.set_expire_nodest_conn(false)?;
+    res
+}
+
 /// Opens `n` connections from distinct clients (`first..`), port 40000.
 fn open_many(r: &mut Run, svc: u32, first: u32, n: u32) -> Result<Vec<usize>> {
     (first..first + n).map(|c| r.open(svc, c, 40000)).collect()
@@ -894,17 +903,14 @@ fn scenarios() -> Vec<Sc> {
                     r.send(*h, Flags::ACK)?;
                 }
                 r.delete_real(1, 0)?;
-                r.set_expire_nodest_conn(true)?;
-                let res = (|| {
+                with_expire_nodest_conn(r, |r| {
                     for h in &hs {
                         r.send(*h, Flags::SYN)?;
                     }
                     r.counts("after rescheduling")?;
                     r.expire_all()?;
                     r.counts("all expired")
-                })();
-                r.set_expire_nodest_conn(false)?;
-                res
+                })
             },
         },
         Sc {
@@ -999,8 +1005,7 @@ fn scenarios() -> Vec<Sc> {
                     r.send(*h, Flags::ACK)?;
                 }
                 r.set_weight(1, 0, 0)?;
-                r.set_expire_nodest_conn(true)?;
-                let res = (|| {
+                with_expire_nodest_conn(r, |r| {
                     for h in &hs {
                         r.send(*h, Flags::ACK)?;
                     }
@@ -1011,9 +1016,7 @@ fn scenarios() -> Vec<Sc> {
                     r.counts("SYNs rescheduled off the weight-0 real")?;
                     r.expire_all()?;
                     r.counts("all expired")
-                })();
-                r.set_expire_nodest_conn(false)?;
-                res
+                })
             },
         },
         Sc {

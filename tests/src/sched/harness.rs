@@ -977,33 +977,15 @@ impl Run {
             // The program removed the flow itself (no sweep): the expiry is the model's
             // to count the IPVS way; the harness adds nothing to REAL_EXPIRED.
             self.model.expire(svc, c);
-            let want = match self.model.new_conn(svc, c, flags, (0, 0)) {
-                Choice::Real(r) => Some(r),
-                Choice::NoReal => None,
-            };
-            if got != want {
-                self.note(format!(
-                    "conn #{h} rescheduled after its real was deleted: program {got:?} (ret {ret}), model {want:?}"
-                ));
-            }
-            self.last[h] = self.now;
-            return self.check_flow(h);
+            let want = self.model.new_conn(svc, c, flags, (0, 0));
+            return self.rescheduled(h, got, ret, want, "rescheduled after its real was deleted");
         }
         // IPVS conn_reuse_mode: a SYN that finds a TIME_WAIT or CLOSE connection (or one on
         // a weight-0 real, with expire_nodest_conn) expires it and is a new connection; the
         // program removes the flow itself, so the expiry is the model's to count.
         if self.model.new_conn_expected(svc, c, flags) {
-            let want = match self.model.reuse_conn(svc, c, flags, (0, 0)) {
-                Choice::Real(r) => Some(r),
-                Choice::NoReal => None,
-            };
-            if got != want {
-                self.note(format!(
-                    "conn #{h} SYN reusing its ports: program {got:?} (ret {ret}), model {want:?}"
-                ));
-            }
-            self.last[h] = self.now;
-            return self.check_flow(h);
+            let want = self.model.reuse_conn(svc, c, flags, (0, 0));
+            return self.rescheduled(h, got, ret, want, "SYN reusing its ports");
         }
         let want = self.model.packet(svc, c, flags, tcp::Dir::Input);
         if want.is_some() {
@@ -1063,6 +1045,30 @@ impl Run {
         lb_ctl::maps::sweep::expire_flow(self.lb.dir(), &Self::key(&c))?;
         self.model.expire(svc, c);
         Ok(())
+    }
+
+    /// Connection `h`'s packet made a new connection (the program's real `got`, return
+    /// `ret`) where the model chose `want`: a mismatch is noted (`what` says why it was
+    /// new), and the flow is checked.
+    fn rescheduled(
+        &mut self,
+        h: usize,
+        got: Option<u32>,
+        ret: u32,
+        want: Choice,
+        what: &str,
+    ) -> Result<()> {
+        let want = match want {
+            Choice::Real(r) => Some(r),
+            Choice::NoReal => None,
+        };
+        if got != want {
+            self.note(format!(
+                "conn #{h} {what}: program {got:?} (ret {ret}), model {want:?}"
+            ));
+        }
+        self.last[h] = self.now;
+        self.check_flow(h)
     }
 
     /// Moves CLOCK to `now` and expires, as a sweep pass at that time would, every
