@@ -306,33 +306,23 @@ pub fn delete(snap: &Snapshot, addr: &ServiceAddr) -> Result<Vec<Op>, ModelError
 
 /// `-C`: delete every service and real (to the trash, as `-D`).
 pub fn clear(snap: &Snapshot) -> Vec<Op> {
-    // VIP_FILTER keeps the VIPs of every real going to the trash now or already there
-    // (`vip_addrs`), so their flows' packets are dropped `RealGone` until the same
-    // configuration comes back, and loses the rest.
-    let trash_vips = snap
-        .active_reals()
-        .filter_map(|(_, r)| {
-            snap.services
-                .iter()
-                .find(|(_, s)| s.id == r.svc_id)
-                .and_then(|(k, _)| ServiceAddr::from_key(k))
-        })
-        .map(|a| a.vip.ip)
-        .chain(snap.trash().map(|(_, _, t)| t.service.vip.ip));
-    let mut ops = vec![Op::FilterRebuild(Filter::Vip, bits_of(trash_vips))];
-    let mut vips = BTreeSet::new();
-    for (k, _) in &snap.services {
-        ops.push(Op::DelService(*k));
-        if let Some(a) = ServiceAddr::from_key(k) {
-            vips.insert(a.vip.ip);
-        }
-    }
-    ops.extend(vips.into_iter().map(|ip| Op::DelVip(vip_key(ip))));
     let addr_of: BTreeMap<u32, ServiceAddr> = snap
         .services
         .iter()
         .filter_map(|(k, s)| Some((s.id, ServiceAddr::from_key(k)?)))
         .collect();
+    // VIP_FILTER keeps the VIPs of every real going to the trash now or already there
+    // (`vip_addrs`), so their flows' packets are dropped `RealGone` until the same
+    // configuration comes back, and loses the rest.
+    let trash_vips = snap
+        .active_reals()
+        .filter_map(|(_, r)| addr_of.get(&r.svc_id))
+        .map(|a| a.vip.ip)
+        .chain(snap.trash().map(|(_, _, t)| t.service.vip.ip));
+    let mut ops = vec![Op::FilterRebuild(Filter::Vip, bits_of(trash_vips))];
+    let vips: BTreeSet<IpAddr> = addr_of.values().map(|a| a.vip.ip).collect();
+    ops.extend(snap.services.iter().map(|(k, _)| Op::DelService(*k)));
+    ops.extend(vips.into_iter().map(|ip| Op::DelVip(vip_key(ip))));
     let stamp = snap.next_stamp();
     for (i, (id, r)) in snap.active_reals().enumerate() {
         match addr_of.get(&r.svc_id) {
