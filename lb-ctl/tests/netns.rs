@@ -929,6 +929,18 @@ fn live_syns_are_counted_and_expire() {
     assert_eq!(flow[0], "TCP");
     assert_eq!(flow[2], "SYN_RECV", "{conns}");
     assert_eq!(flow[5], "198.18.100.2:80");
+    // Stamped by the kernel's clock, which ran with no sweeper (loaded --no-sweep).
+    {
+        use aya::maps::{HashMap, IterableMap, MapData};
+        let flows: HashMap<MapData, lb_common::FlowKey4, lb_common::FlowValue> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_FLOWS4).unwrap();
+        let now = lb_ctl::maps::clock::now(pin).unwrap();
+        let stamps: Vec<u32> = flows.iter().map(|r| r.unwrap().1.last_seen_s).collect();
+        assert!(
+            stamps.len() == 1 && now.abs_diff(stamps[0]) <= 3,
+            "flow stamped {stamps:?}, clock {now}"
+        );
+    }
     // Past SYN_RECV's 60 s.
     let clock = lb_ctl::maps::clock::now(pin).unwrap();
     let rep = lb_ctl::maps::sweep::sweep_at(pin, clock + 61).unwrap();
