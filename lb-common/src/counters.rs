@@ -156,8 +156,14 @@ impl Counter {
     pub const NEW_FLOW: Counter = Counter(7);
     /// ICMP error (fragmentation needed / packet too big) sent to the flow's real.
     pub const ICMP_TO_REAL: Counter = Counter(8);
-    /// Flow table insert failed; the packet was still forwarded (fail open).
+    /// A new flow found its flow table (FLOWS4 or FLOWS6) full: not recorded, the packet
+    /// still forwarded (fail open; its next packet is scheduled anew).
     pub const FLOW_INSERT_FAILED: Counter = Counter(9);
+    /// A new NAT flow found NAT_REV full: its replies will not be translated back.
+    pub const NAT_REV_INSERT_FAILED: Counter = Counter(10);
+    /// A new persistence template found PERSIST full: the connection goes to the real
+    /// scheduled, without a template (the client's next connection is scheduled anew).
+    pub const PERSIST_INSERT_FAILED: Counter = Counter(11);
     /// First slot of the [`Pass`] reasons.
     pub const PASS_BASE: u32 = 16;
     /// First slot of the [`Drop`] reasons.
@@ -166,7 +172,7 @@ impl Counter {
     pub const SLOTS: u32 = 64;
 
     /// Named slots that are not pass/drop reasons, for listing.
-    pub const EVENTS: [(Counter, &'static str); 10] = [
+    pub const EVENTS: [(Counter, &'static str); 12] = [
         (Counter::RX, "rx"),
         (Counter::TX, "tx"),
         (Counter::REDIRECT, "redirect"),
@@ -177,6 +183,8 @@ impl Counter {
         (Counter::NEW_FLOW, "new_flow"),
         (Counter::ICMP_TO_REAL, "icmp_to_real"),
         (Counter::FLOW_INSERT_FAILED, "flow_insert_failed"),
+        (Counter::NAT_REV_INSERT_FAILED, "nat_rev_insert_failed"),
+        (Counter::PERSIST_INSERT_FAILED, "persist_insert_failed"),
     ];
 }
 const _: () = assert!(Counter::DROP_BASE + Drop::ALL.len() as u32 <= Counter::SLOTS);
