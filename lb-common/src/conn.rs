@@ -392,6 +392,25 @@ pub struct ConnExpiry {
 }
 const _: () = assert!(core::mem::size_of::<ConnExpiry>() == 24);
 
+impl ConnExpiry {
+    /// The expiries that bring a real's live counts ([`conn_counts`]) to zero, given its
+    /// events `ev`: what lb-ctl writes into REAL_EXPIRED when it gives a deleted real's id
+    /// to another real. The old real's connections still counted there are stale from
+    /// then on (their references carry the old generation, `crate::Real::generation`), so neither
+    /// the data path nor the sweep takes them off again; the new real starts from zero,
+    /// as a new IPVS dest does.
+    pub fn settling(ev: &ConnEvents) -> ConnExpiry {
+        ConnExpiry {
+            active: ev
+                .opened
+                .wrapping_add(ev.to_active)
+                .wrapping_sub(ev.to_inactive),
+            inactive: ev.to_inactive.wrapping_sub(ev.to_active),
+            templates: ev.templates,
+        }
+    }
+}
+
 /// Live counts of one real, as ipvsadm -L shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnCounts {
@@ -452,6 +471,33 @@ mod tests {
             assert_eq!(c.inactive == 1, flags & FlowFlags::INACTIVE != 0);
         }
         (states, conn_counts(&ev, &ConnExpiry::default()))
+    }
+
+    #[test]
+    fn settling_brings_every_count_to_zero() {
+        let ev = ConnEvents {
+            opened: 10,
+            to_inactive: 14,
+            to_active: 7,
+            templates: 3,
+            overloaded: 1,
+        };
+        let c = conn_counts(&ev, &ConnExpiry::default());
+        assert_eq!((c.active, c.inactive, c.persistent), (3, 7, 3));
+        assert_eq!(
+            conn_counts(&ev, &ConnExpiry::settling(&ev)),
+            ConnCounts::default()
+        );
+        // Wrapped counters (the data path's wrapping −1s) settle too.
+        let ev = ConnEvents {
+            opened: u64::MAX,
+            to_inactive: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            conn_counts(&ev, &ConnExpiry::settling(&ev)),
+            ConnCounts::default()
+        );
     }
 
     #[test]

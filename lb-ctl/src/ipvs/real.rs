@@ -71,6 +71,19 @@ fn alloc_id(snap: &Snapshot) -> Result<u32, ModelError> {
         .ok_or(ModelError::TooManyReals(MAX_REALS))
 }
 
+/// The generation a real added at an id gets (`Real::generation`): a slot never written
+/// starts at 0; the same real revived from the trash keeps its slot's, so its connections
+/// carry on; any other real given a deleted real's id gets the next one, so everything
+/// that still names the old real (flows, templates, locality entries, cache slots, NAT
+/// reverse entries) is stale and never reaches the new one.
+fn generation_for(old_slot: Option<&Real>, revived: bool) -> u16 {
+    match old_slot {
+        None => 0,
+        Some(o) if revived => o.generation,
+        Some(o) => Real::next_gen(o.generation),
+    }
+}
+
 /// Builds the stored form of a real.
 fn make_real(
     spec: &RealSpec,
@@ -91,6 +104,8 @@ fn make_real(
         mode: spec.mode as u8,
         family,
         flags: RealFlags(RealFlags::ACTIVE),
+        // The caller's to set: the slot's, moved on or kept (`generation_for`).
+        generation: 0,
         svc_id,
         weight,
         ifindex: nh.ifindex,
@@ -156,6 +171,7 @@ pub fn add(
     }
     let nh = resolve(spec.addr)?;
     let mut real = make_real(spec, svc.id, port, weight, &nh)?;
+    real.generation = generation_for(old_slot.as_ref(), revived.is_some());
     // A revived real's connections carry on with the method they were created with: if
     // some may be NAT (the deleted real was NAT or WAS_NAT) and it comes back as DR or
     // TUN, it is WAS_NAT, as `-e` out of NAT makes it, so their replies keep the bit.
@@ -190,7 +206,15 @@ pub fn add(
         let (w, m) = slot_of(spec.addr);
         ops.push(Op::FilterSet(Filter::Nat, w, m));
     }
-    ops.extend([Op::PutReal(id, real), Op::AddTxPort(nh.ifindex)]);
+    ops.push(Op::PutReal(id, real));
+    // Another real's id: once the slot has the new generation, nothing of the old real
+    // moves the id's counters any more; what it still counted (connections and templates
+    // that now never expire on this id) is settled, so the new real starts from zero.
+    // Before the publish: no packet can bind to the new real yet.
+    if revived.is_none() && old_slot.is_some() {
+        ops.push(Op::SettleConns(id));
+    }
+    ops.push(Op::AddTxPort(nh.ifindex));
     ops.extend(publish_ops);
     // A deleted real's id given to another real: the old real's NAT_FILTER bit goes
     // unless another slot (or the new real) still needs it, and the VIP bit its trash
@@ -237,6 +261,7 @@ pub fn edit(
     })?;
     let nh = resolve(spec.addr)?;
     let mut real = make_real(spec, svc.id, port, weight, &nh)?;
+    real.generation = old.generation;
 
     let mut ops = vec![Op::AddTxPort(nh.ifindex)];
     let was_nat = old.mode == ForwardMode::Nat as u8;

@@ -25,6 +25,7 @@ use lb_common::conn::ConnExpiry;
 use lb_common::consts::{
     MAP_CLOCK, MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAX_SERVICES,
 };
+use lb_common::real::ref_id;
 use lb_common::{
     FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey, PersistValue, Real,
     Service, ServiceKey,
@@ -64,14 +65,16 @@ fn io_err(name: &'static str) -> impl FnOnce(std::io::Error) -> MapsError {
 /// it, `FlowKey::nat_reverse_key`: real → client), if it still belongs to that flow
 /// (`FlowKey::owns_nat_reverse`: same VIP and port), so a late reply of an expired
 /// connection is no longer translated, as IPVS finds no connection for it. The data path
-/// does the same for the flows it expires itself (lb-ebpf `lookup::forget_nat_reverse`).
+/// does the same for the flows it expires itself (lb-ebpf `lookup::release_real`). Not
+/// for a stale flow (`slot`, its real's id now, holds another real): the key would be the
+/// new real's.
 fn forget_nat_reverse(
     nat: &RawPair,
-    reals: &Array<MapData, Real>,
+    slot: Option<&Real>,
     k: &FlowKey,
     v: &FlowValue,
 ) -> Result<(), MapsError> {
-    let Ok(r) = reals.get(&v.real_id, 0) else {
+    let Some(r) = slot.filter(|r| r.referenced_by(v.real_id)) else {
         return Ok(());
     };
     // The flow's own method (a real edited since keeps its older flows' method); 0, a flow
@@ -181,8 +184,9 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
                 if !pass.flow_expired(&k, &cur) && raw_flows.insert_new(&k, &cur)? {
                     live = Some(cur);
                 } else {
-                    forget_nat_reverse(&nat, &reals, &k, &cur)?;
-                    tally.flow(&cur);
+                    let slot = slot_of(&reals, cur.real_id);
+                    forget_nat_reverse(&nat, slot.as_ref(), &k, &cur)?;
+                    tally.flow(&cur, slot.as_ref());
                 }
             }
         }
@@ -212,13 +216,18 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
                 {
                     continue;
                 }
-                tally.template(cur.real_id);
+                tally.template(cur.real_id, slot_of(&reals, cur.real_id).as_ref());
             }
         }
     }
     tally.report.locality = expire_locality(dir, &pass)?;
     book(dir, &tally)?;
     Ok(tally.report)
+}
+
+/// The REALS slot of a stored reference's id (`None` if unreadable).
+fn slot_of(reals: &Array<MapData, Real>, real_ref: u32) -> Option<Real> {
+    reals.get(&ref_id(real_ref), 0).ok()
 }
 
 /// Adds a tally's expiries to REAL_EXPIRED (wrapping, [`add_expiry`]).
@@ -247,9 +256,10 @@ pub fn expire_flow(dir: &Path, key: &FlowKey) -> Result<Option<FlowValue>, MapsE
         return Ok(None);
     };
     let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
-    forget_nat_reverse(&flows::NAT_REV.open_raw(dir)?, &reals, key, &v)?;
+    let slot = slot_of(&reals, v.real_id);
+    forget_nat_reverse(&flows::NAT_REV.open_raw(dir)?, slot.as_ref(), key, &v)?;
     let mut tally = Tally::default();
-    tally.flow(&v);
+    tally.flow(&v, slot.as_ref());
     book(dir, &tally)?;
     Ok(Some(v))
 }
@@ -266,8 +276,9 @@ pub fn expire_template(dir: &Path, key: &PersistKey) -> Result<Option<PersistVal
     else {
         return Ok(None);
     };
+    let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
     let mut tally = Tally::default();
-    tally.template(v.real_id);
+    tally.template(v.real_id, slot_of(&reals, v.real_id).as_ref());
     book(dir, &tally)?;
     Ok(Some(v))
 }
