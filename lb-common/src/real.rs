@@ -146,6 +146,17 @@ impl Real {
         ref_gen(r) == self.generation
     }
 
+    /// Whether the slot is configured (`ACTIVE`) and stored reference `r` names this real
+    /// ([`Real::referenced_by`]): the flags and the generation read as the one word they
+    /// were, one masked compare (what every established packet asks of its real).
+    #[inline(always)]
+    pub const fn active_for(&self, r: u32) -> bool {
+        let word = self.flags.0 as u32 | (self.generation as u32) << REF_ID_BITS;
+        let gen_bits = !((1u32 << REF_ID_BITS) - 1);
+        let mask = gen_bits | RealFlags::ACTIVE as u32;
+        word & mask == (r & gen_bits) | RealFlags::ACTIVE as u32
+    }
+
     /// The generation after `generation` (wrapping at 2^16: a reference would have to outlive
     /// 65,536 reuses of its id to match again).
     pub const fn next_gen(generation: u16) -> u16 {
@@ -220,6 +231,21 @@ mod tests {
         assert!(!r.referenced_by(older));
         assert!(Real::default().referenced_by(older));
         assert!(!Real { generation: 8, ..r }.referenced_by(at));
+        // Configured and of the reference's generation, whatever the other flags.
+        let active = Real {
+            flags: RealFlags(RealFlags::ACTIVE | RealFlags::WAS_NAT),
+            ..r
+        };
+        assert!(active.active_for(at));
+        assert!(!r.active_for(at), "not ACTIVE");
+        assert!(!active.active_for(older), "another generation");
+        assert!(
+            !Real {
+                generation: 8,
+                ..active
+            }
+            .active_for(at)
+        );
         assert_eq!(Real::next_gen(7), 8);
         assert_eq!(Real::next_gen(u16::MAX), 0);
     }

@@ -22,6 +22,7 @@ mod nat;
 mod nat_expiry;
 mod nat_return;
 mod passthrough;
+mod real_gen;
 mod sched;
 mod tun;
 mod vlan;
@@ -45,6 +46,7 @@ pub fn all() -> Vec<Sequence> {
         cache::cases(),
         mode_edit::cases(),
         sched::cases(),
+        real_gen::cases(),
     ]
     .into_iter()
     .flatten()
