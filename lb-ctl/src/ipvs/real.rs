@@ -1111,6 +1111,68 @@ mod tests {
         );
     }
 
+    /// Issue 13: a deleted real's id given to another real moves the slot's generation on
+    /// (everything naming the old real is stale) and settles the id's connection counts,
+    /// after the slot is written and before the publish; the same real revived from the
+    /// trash, and `-e`, keep it (its connections carry on).
+    #[test]
+    fn a_reused_id_moves_its_generation_and_a_revived_one_keeps_it() {
+        let mut snap = with_sched("wlc", &[1, 1]);
+        // Every other id in use, so the allocator must reuse a deleted real's id.
+        let mut filler = snap.reals[0].1;
+        filler.svc_id = 999;
+        snap.reals.extend((2..MAX_REALS).map(|id| (id, filler)));
+        let gen_of = |snap: &Snapshot| snap.reals.iter().find(|(i, _)| *i == 0).unwrap().1;
+        assert_eq!(gen_of(&snap).generation, 0);
+        let r11 = |w| rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, w);
+
+        // Revived: same id, same generation, counts carried on.
+        del(&mut snap, "198.18.1.11", None);
+        let ops = add(&snap, &r11(1), &mut nh).unwrap();
+        assert_eq!(real_id_of(&ops), 0);
+        assert!(
+            !ops.iter().any(|o| matches!(o, Op::SettleConns(_))),
+            "{ops:?}"
+        );
+        snap.apply(&ops);
+        assert_eq!(gen_of(&snap).generation, 0, "revived: its flows carry on");
+        snap.apply(&edit(&snap, &r11(3), &mut nh).unwrap());
+        assert_eq!(gen_of(&snap).generation, 0, "-e keeps it");
+        assert_eq!(gen_of(&snap).weight, 3);
+
+        // Deleted, then its id given to another real: the next generation.
+        del(&mut snap, "198.18.1.11", None);
+        assert_eq!(gen_of(&snap).generation, 0, "-d keeps it");
+        let other = rspec("198.18.2.1", "198.18.1.99", None, ForwardMode::Dr, 1);
+        let ops = add(&snap, &other, &mut nh).unwrap();
+        assert_eq!(real_id_of(&ops), 0);
+        let at = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).unwrap();
+        let put = at(&|o| matches!(o, Op::PutReal(0, r) if r.generation == 1));
+        let settle = at(&|o| *o == Op::SettleConns(0));
+        let publish = at(&|o| matches!(o, Op::PutService(..)));
+        assert!(put < settle && settle < publish, "{ops:?}");
+        snap.apply(&ops);
+        assert_eq!(gen_of(&snap).generation, 1);
+
+        // The old real back after its id went: a new real (its record went with the id),
+        // so the id's next generation again.
+        del(&mut snap, "198.18.1.99", None);
+        let ops = add(&snap, &r11(1), &mut nh).unwrap();
+        assert_eq!(real_id_of(&ops), 0);
+        assert!(ops.contains(&Op::SettleConns(0)));
+        snap.apply(&ops);
+        assert_eq!(gen_of(&snap).generation, 2);
+
+        // A never-written id starts at 0, and generations wrap.
+        assert_eq!(generation_for(None, false), 0);
+        let last = Real {
+            generation: u16::MAX,
+            ..Real::default()
+        };
+        assert_eq!(generation_for(Some(&last), false), 0);
+        assert_eq!(generation_for(Some(&last), true), u16::MAX);
+    }
+
     fn vip_clears(ops: &[Op]) -> Vec<(u32, u64)> {
         ops.iter()
             .filter_map(|o| match o {
