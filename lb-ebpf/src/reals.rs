@@ -24,7 +24,9 @@ pub fn lookup_real(id: u32) -> Option<&'static Real> {
 /// reference's generation.
 #[inline(always)]
 pub fn lookup_ref(real_ref: u32) -> Option<&'static Real> {
-    REALS.get(ref_id(real_ref)).filter(|r| r.active_for(real_ref))
+    REALS
+        .get(ref_id(real_ref))
+        .filter(|r| r.active_for(real_ref))
 }
 
 /// The flow's real (a stored reference) is still configured, still the real the flow was
