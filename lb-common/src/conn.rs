@@ -5,7 +5,8 @@
 //!
 //! Counters are split by writer so that neither side ever does a read-modify-write on a
 //! value the other side writes: the data path only adds to [`ConnEvents`] (atomically),
-//! lb-ctl's sweep only adds to [`ConnExpiry`]; live counts are the difference.
+//! lb-ctl only adds to [`ConnExpiry`] (the sweep's expiries; `-a` settling a reused id,
+//! [`ConnExpiry::settling`]); live counts are the difference.
 
 use crate::consts::{
     DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S, TCP_LAST_TIMEOUT_S,
@@ -379,7 +380,8 @@ pub struct ConnEvents {
 }
 const _: () = assert!(core::mem::size_of::<ConnEvents>() == 40);
 
-/// Connection expiries on one real, written only by lb-ctl's sweep (`REAL_EXPIRED`).
+/// Connection expiries on one real, written only by lb-ctl (`REAL_EXPIRED`): its sweep,
+/// and `-a` settling an id it gives to another real.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ConnExpiry {
