@@ -7,8 +7,8 @@
 //! than its state's timeout (`lb_common::conn::state_timeout_s`, `--set` timeouts from
 //! SETTINGS). A flow is removed with lookup-and-delete, so the value counted is the one the
 //! data path last wrote: its `INACTIVE` flag says whether it leaves the real's active or
-//! inactive count (`REAL_EXPIRED`, which only lb-ctl writes: the sweep, and `-a` settling a reused id; lb-ctl's pin-directory lock
-//! keeps two sweeps apart). A flow that turned fresh between the walk and the delete is put
+//! inactive count (`REAL_EXPIRED`, which only lb-ctl writes: the sweep, and `-a` settling
+//! a reused id; lb-ctl's pin-directory lock keeps them apart). A flow that turned fresh between the walk and the delete is put
 //! back. Then PERSIST: a template expires when its service's `-p` timeout has passed since
 //! it was last used and no live flow is controlled by it (same group, protocol and masked
 //! client), as IPVS keeps a template while it controls connections.
