@@ -24,7 +24,8 @@ pub fn cases() -> Vec<Sequence> {
         old_flow_expired_moves_no_counter(),
         old_cached_flow_not_served(),
         old_template_reschedules(),
-        old_locality_entry_reschedules(),
+        old_locality_entry_reschedules(SchedKind::Lblc),
+        old_locality_entry_reschedules(SchedKind::Lblcr),
         old_nat_reply_counts_on_no_real(),
     ]
 }
@@ -225,21 +226,32 @@ fn old_template_reschedules() -> Sequence {
     }
 }
 
-/// lblc: the locality entry names the old real at REAL_A (wlc's first pick); the id then
-/// given to another real of the service: the entry is no entry, wlc picks again (REAL_B,
-/// the least loaded: REAL_A's id still counts the old real's connection here, which
-/// lb-ctl would have settled).
-fn old_locality_entry_reschedules() -> Sequence {
+/// lblc (lblcr): the locality entry (the set's one member) names the old real at REAL_A
+/// (wlc's first pick); the id then given to another real of the service: the entry is no
+/// entry (the member no member), wlc picks again (REAL_B, the least loaded: REAL_A's id
+/// still counts the old real's connection here, which lb-ctl would have settled).
+fn old_locality_entry_reschedules(kind: SchedKind) -> Sequence {
     let syn = |port| flags(Pkt::tcp(CLIENT4, VIP4, port, 80), SYN);
     let a = real(Dr, SVC, REAL4, 80);
     let b = Real {
         dst_mac: MAC_REAL_B,
         ..real(Dr, SVC, REAL4_B, 80)
     };
+    let (name, why) = if kind == SchedKind::Lblc {
+        (
+            "real_gen_old_locality_entry_not_used",
+            "lblc: a locality entry naming a deleted real whose id went to another real of the service is no entry: the scheduler picks again (wlc: REAL_B), not the id's new real",
+        )
+    } else {
+        (
+            "real_gen_old_lblcr_member_not_used",
+            "lblcr: a set member naming a deleted real whose id went to another real of the service is no member: the set has no usable real, wlc picks again (REAL_B), not the id's new real",
+        )
+    };
     Sequence {
-        name: "real_gen_old_locality_entry_not_used",
-        why: "lblc: a locality entry naming a deleted real whose id went to another real of the service is no entry: the scheduler picks again (wlc: REAL_B), not the id's new real",
-        provision: rr(b, 0, SchedKind::Lblc),
+        name,
+        why,
+        provision: rr(b, 0, kind),
         steps: vec![
             fwd_tx(
                 "SYN: wlc gives REAL_A, cached for the VIP",
