@@ -6,8 +6,10 @@
 //! than its state's timeout (`lb_common::conn::state_timeout_s`, `--set` timeouts from
 //! SETTINGS). A flow is removed with lookup-and-delete, so the value counted is the one the
 //! data path last wrote: its `INACTIVE` flag says whether it leaves the real's active or
-//! inactive count (`REAL_EXPIRED`, which only the sweep writes, under lb-ctl's
-//! pin-directory lock; the walk itself holds no lock). A flow that turned fresh between the walk and the delete is put
+//! inactive count (`REAL_EXPIRED`, which only lb-ctl writes: the sweep, and `-a` settling
+//! a reused id, both under lb-ctl's pin-directory lock; the walk itself holds no lock, and
+//! the booking checks again under the lock that each real's generation is the one the
+//! walk saw). A flow that turned fresh between the walk and the delete is put
 //! back. Then PERSIST: a template expires when its service's `-p` timeout has passed since
 //! it was last used and no live flow is controlled by it (same group, protocol and masked
 //! client), as IPVS keeps a template while it controls connections.
@@ -25,6 +27,7 @@ use lb_common::conn::ConnExpiry;
 use lb_common::consts::{
     MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAP_TABLE_FILL, MAX_SERVICES,
 };
+use lb_common::real::ref_id;
 use lb_common::tables::{TABLES, Table};
 use lb_common::{
     FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey, PersistValue, Real,
@@ -65,14 +68,16 @@ fn io_err(name: &'static str) -> impl FnOnce(std::io::Error) -> MapsError {
 /// it, `FlowKey::nat_reverse_key`: real → client), if it still belongs to that flow
 /// (`FlowKey::owns_nat_reverse`: same VIP and port), so a late reply of an expired
 /// connection is no longer translated, as IPVS finds no connection for it. The data path
-/// does the same for the flows it expires itself (lb-ebpf `lookup::forget_nat_reverse`).
+/// does the same for the flows it expires itself (lb-ebpf `lookup::release_real`). Not
+/// for a stale flow (`slot`, its real's id now, holds another real): the key would be the
+/// new real's.
 fn forget_nat_reverse(
     nat: &RawPair,
-    reals: &Array<MapData, Real>,
+    slot: Option<&Real>,
     k: &FlowKey,
     v: &FlowValue,
 ) -> Result<(), MapsError> {
-    let Ok(r) = reals.get(&v.real_id, 0) else {
+    let Some(r) = slot.filter(|r| r.referenced_by(v.real_id)) else {
         return Ok(());
     };
     // The flow's own method (a real edited since keeps its older flows' method); 0, a flow
@@ -129,8 +134,9 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
                 if !pass.flow_expired(&k, &cur) && raw_flows.insert_new(&k, &cur)? {
                     live = Some(cur);
                 } else {
-                    forget_nat_reverse(&nat, &reals, &k, &cur)?;
-                    tally.flow(&cur);
+                    let slot = slot_of(&reals, cur.real_id);
+                    forget_nat_reverse(&nat, slot.as_ref(), &k, &cur)?;
+                    tally.flow(&cur, slot.as_ref());
                 }
             }
         }
@@ -164,7 +170,7 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
                     continue;
                 }
                 fill[Table::Persist as usize] -= 1;
-                tally.template(cur.real_id);
+                tally.template(cur.real_id, slot_of(&reals, cur.real_id).as_ref());
             }
         }
     }
@@ -236,21 +242,33 @@ fn write_fill(dir: &Path, fill: &[u64; TABLES as usize]) -> Result<(), MapsError
     Ok(())
 }
 
+/// The REALS slot of a stored reference's id (`None` if unreadable).
+fn slot_of(reals: &Array<MapData, Real>, real_ref: u32) -> Option<Real> {
+    reals.get(&ref_id(real_ref), 0).ok()
+}
+
 /// Adds a tally's expiries to REAL_EXPIRED (wrapping, [`add_expiry`]), under the
-/// pin-directory lock (two passes, or a pass and `expire_flow`, never interleave it).
+/// pin-directory lock (two passes, a pass and `expire_flow`, or a pass and `-a` settling
+/// a reused id never interleave it).
 fn book(dir: &Path, tally: &Tally) -> Result<(), MapsError> {
     if tally.per_real.is_empty() {
         return Ok(());
     }
     let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
     let mut ex: Array<MapData, ConnExpiry> = open(dir, MAP_REAL_EXPIRED)?;
-    for (id, add) in &tally.per_real {
+    let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
+    for (real_ref, add) in &tally.per_real {
+        // The id went to another real since the walk (`-a` settled its counts then).
+        if !slot_of(&reals, *real_ref).is_some_and(|r| r.referenced_by(*real_ref)) {
+            continue;
+        }
+        let id = ref_id(*real_ref);
         let err = |source| MapsError::Map {
             name: MAP_REAL_EXPIRED,
             source,
         };
-        let cur = ex.get(id, 0).map_err(err)?;
-        ex.set(*id, add_expiry(cur, add), 0).map_err(err)?;
+        let cur = ex.get(&id, 0).map_err(err)?;
+        ex.set(id, add_expiry(cur, add), 0).map_err(err)?;
     }
     Ok(())
 }
@@ -263,9 +281,10 @@ pub fn expire_flow(dir: &Path, key: &FlowKey) -> Result<Option<FlowValue>, MapsE
         return Ok(None);
     };
     let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
-    forget_nat_reverse(&flows::NAT_REV.open_raw(dir)?, &reals, key, &v)?;
+    let slot = slot_of(&reals, v.real_id);
+    forget_nat_reverse(&flows::NAT_REV.open_raw(dir)?, slot.as_ref(), key, &v)?;
     let mut tally = Tally::default();
-    tally.flow(&v);
+    tally.flow(&v, slot.as_ref());
     book(dir, &tally)?;
     Ok(Some(v))
 }
@@ -281,8 +300,9 @@ pub fn expire_template(dir: &Path, key: &PersistKey) -> Result<Option<PersistVal
     else {
         return Ok(None);
     };
+    let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
     let mut tally = Tally::default();
-    tally.template(v.real_id);
+    tally.template(v.real_id, slot_of(&reals, v.real_id).as_ref());
     book(dir, &tally)?;
     Ok(Some(v))
 }

@@ -9,7 +9,7 @@ use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
 use lb_common::consts::{FLOWLESS_REPLY_S, LOCALITY_EXPIRY_S};
 use lb_common::{
     FlowFlags, FlowKey, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, RawAddr,
-    Service, VipFlags,
+    Real, Service, VipFlags,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -155,10 +155,14 @@ impl Controlled {
 }
 
 /// What the expiries of a pass take off each real's counters (REAL_EXPIRED adds), and
-/// the pass's report.
+/// the pass's report. An expiry is booked on its real's id only while the id's slot holds
+/// the real it was made for (`Real::referenced_by`): a stale one (the id given to another
+/// real since, whose counts lb-ctl settled then) is reported but moves no counter.
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
-    /// Per real id: the expiries to add.
+    /// Per real reference (id and generation, `Real::reference`): the expiries to add.
+    /// Keyed by reference, not id, so the booking can check again, under the lock that
+    /// `-a` takes to settle a reused id, that the id still names that real.
     pub per_real: BTreeMap<u32, ConnExpiry>,
     /// The pass's counts.
     pub report: SweepReport,
@@ -166,22 +170,37 @@ pub struct Tally {
 
 impl Tally {
     /// An expired flow, by the value it had when removed: its `INACTIVE` flag says
-    /// whether it leaves the real's active or inactive count.
-    pub fn flow(&mut self, v: &FlowValue) {
-        let e = self.per_real.entry(v.real_id).or_default();
-        if v.flags & FlowFlags::INACTIVE != 0 {
-            e.inactive += 1;
+    /// whether it leaves the real's active or inactive count. `slot`: the REALS slot of
+    /// its real's id now.
+    pub fn flow(&mut self, v: &FlowValue, slot: Option<&Real>) {
+        let inactive = v.flags & FlowFlags::INACTIVE != 0;
+        if inactive {
             self.report.inactive += 1;
         } else {
-            e.active += 1;
             self.report.active += 1;
+        }
+        if let Some(e) = self.booking(v.real_id, slot) {
+            if inactive {
+                e.inactive += 1;
+            } else {
+                e.active += 1;
+            }
         }
     }
 
-    /// An expired template of real `real_id`.
-    pub fn template(&mut self, real_id: u32) {
-        self.per_real.entry(real_id).or_default().templates += 1;
+    /// An expired template of real `real_ref` (as the template stores it); `slot`: the
+    /// REALS slot of its id now.
+    pub fn template(&mut self, real_ref: u32, slot: Option<&Real>) {
         self.report.templates += 1;
+        if let Some(e) = self.booking(real_ref, slot) {
+            e.templates += 1;
+        }
+    }
+
+    /// The expiries of the real a reference names, unless the reference is stale.
+    fn booking(&mut self, real_ref: u32, slot: Option<&Real>) -> Option<&mut ConnExpiry> {
+        slot.filter(|r| r.referenced_by(real_ref))?;
+        Some(self.per_real.entry(real_ref).or_default())
     }
 }
 
@@ -252,11 +271,12 @@ mod tests {
     #[test]
     fn tally_splits_active_inactive_and_templates() {
         let mut t = Tally::default();
-        t.flow(&flow(TcpState::Established, 0, false).1);
-        t.flow(&flow(TcpState::Close, 0, true).1);
-        t.flow(&flow(TcpState::Close, 0, true).1);
-        t.template(7);
-        t.template(9);
+        let slot = Some(&Real::default());
+        t.flow(&flow(TcpState::Established, 0, false).1, slot);
+        t.flow(&flow(TcpState::Close, 0, true).1, slot);
+        t.flow(&flow(TcpState::Close, 0, true).1, slot);
+        t.template(7, slot);
+        t.template(9, slot);
         assert_eq!(
             t.per_real[&7],
             ConnExpiry {
@@ -275,6 +295,42 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(add_expiry(cur, &t.per_real[&7]).active, 0, "wraps");
+    }
+
+    /// A flow or template whose real's id went to another real (the slot's generation
+    /// moved on) is reported expired but booked on no real: the new real's counts were
+    /// settled when it got the id.
+    #[test]
+    fn stale_expiries_move_no_counter() {
+        let new_real = Real {
+            generation: 1,
+            ..Real::default()
+        };
+        let mut t = Tally::default();
+        let (_, old) = flow(TcpState::Established, 0, false);
+        t.flow(&old, Some(&new_real));
+        t.template(7, Some(&new_real));
+        assert!(t.per_real.is_empty(), "{:?}", t.per_real);
+        assert_eq!((t.report.active, t.report.templates), (1, 1));
+        // The new real's own flow (its generation in the reference) is booked, under its
+        // reference (the booking checks it again under the lock).
+        let mine = FlowValue {
+            real_id: new_real.reference(7),
+            ..old
+        };
+        t.flow(&mine, Some(&new_real));
+        t.template(new_real.reference(7), Some(&new_real));
+        assert_eq!(
+            t.per_real[&new_real.reference(7)],
+            ConnExpiry {
+                active: 1,
+                inactive: 0,
+                templates: 1
+            }
+        );
+        // No slot to check against: nothing is booked.
+        t.flow(&mine, None);
+        assert_eq!(t.per_real[&new_real.reference(7)].active, 1);
     }
 
     #[test]
