@@ -28,10 +28,8 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
 use lb_common::consts::{
-    DEFAULT_MAX_FLOWS, GLOBAL_FLOW_CACHE_BITS, MAP_CLOCK, MAP_COUNTERS, MAP_DECAP_STATS,
-    MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6,
-    MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS,
-    MAP_VIP_FILTER, MAP_VIPS, PIN_DIR, PROG_DECAP, PROG_LB, PROG_OPS,
+    DEFAULT_MAX_FLOWS, GLOBAL_FLOW_CACHE_BITS, MAP_CLOCK, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6,
+    MAP_NAT_REV4, MAP_NAT_REV6, PIN_DIR, PROG_DECAP, PROG_LB, PROG_OPS,
 };
 use lb_common::flow_cache::{cache_bits, cache_entries};
 use std::io;
@@ -116,6 +114,20 @@ pub enum LoadError {
     /// A map write during load failed.
     #[error(transparent)]
     Maps(#[from] MapsError),
+    /// `upgrade` with nothing loaded.
+    #[error("lb is not loaded under {0} (nothing to upgrade): `lb-ctl load --iface IF`")]
+    NotLoaded(PathBuf),
+    /// The object file could not be read or parsed.
+    #[error("cannot read the maps of {0}: {1}")]
+    ObjectMaps(PathBuf, String),
+    /// The new object's maps differ from the pinned ones where state lives.
+    #[error(
+        "cannot upgrade in place: {0}; the state in these maps cannot be adopted (`lb-ctl unload` then `load` starts afresh, dropping connections)"
+    )]
+    Incompatible(String),
+    /// Swapping the program under a link failed.
+    #[error("cannot swap lb_xdp under {0}")]
+    Swap(PathBuf, #[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The pin directory: `LB_PIN_DIR` or `/sys/fs/bpf/lb`.
@@ -147,27 +159,6 @@ impl Kind {
         match self {
             Kind::Balancer => ObjectFile::BALANCER,
             Kind::Decap => ObjectFile::DECAP,
-        }
-    }
-    fn maps(self) -> &'static [&'static str] {
-        match self {
-            Kind::Balancer => &[
-                MAP_SERVICES,
-                MAP_VIPS,
-                MAP_REALS,
-                MAP_SCHED_TABLE,
-                MAP_FLOWS4,
-                MAP_FLOWS6,
-                MAP_NAT_REV4,
-                MAP_NAT_REV6,
-                MAP_SVC_STATS,
-                MAP_REAL_STATS,
-                MAP_COUNTERS,
-                MAP_TX_PORTS,
-                MAP_VIP_FILTER,
-                MAP_NAT_FILTER,
-            ],
-            Kind::Decap => &[MAP_DECAP_STATS],
         }
     }
     fn name(self) -> &'static str {
@@ -376,9 +367,15 @@ impl Loader {
                 loader.map_max_entries(MAP_FLOW_CACHE, *entries);
             }
         }
+        // Every map of the object (not only the known ones: an upgrade must find REAL_CONNS,
+        // CLOCK, PERSIST... as they are): pinned by an earlier load, it is reused; the rest
+        // are created and pinned below.
+        let names = match &self.pin_dir {
+            Some(_) => object_map_names(&self.object)?,
+            None => Vec::new(),
+        };
         if let Some(dir) = &self.pin_dir {
-            // Maps pinned by an earlier load are reused, the rest are created and pinned.
-            for name in self.kind.maps() {
+            for name in &names {
                 loader.map_pin_path(name, dir.join(name));
             }
         }
@@ -682,6 +679,103 @@ fn check_ifaces(ifaces: &[String]) -> Result<Vec<u32>, LoadError> {
             n => Ok(n),
         })
         .collect()
+}
+
+/// The names of the object's maps (not the `.rodata`/`.bss`/`.data` sections).
+fn object_map_names(obj: &Path) -> Result<Vec<String>, LoadError> {
+    let bytes =
+        std::fs::read(obj).map_err(|e| LoadError::ObjectMaps(obj.to_path_buf(), e.to_string()))?;
+    let parsed = aya_obj::Object::parse(&bytes)
+        .map_err(|e| LoadError::ObjectMaps(obj.to_path_buf(), e.to_string()))?;
+    let mut names: Vec<String> = parsed
+        .maps
+        .into_keys()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The pinned maps the object at `obj` would reuse with another key or value size (CLOCK
+/// excepted: it holds no state and is replaced), as "NAME (key K → K', value V → V')".
+pub fn incompatible_maps(dir: &Path, obj: &Path) -> Result<Vec<String>, LoadError> {
+    let bytes =
+        std::fs::read(obj).map_err(|e| LoadError::ObjectMaps(obj.to_path_buf(), e.to_string()))?;
+    let parsed = aya_obj::Object::parse(&bytes)
+        .map_err(|e| LoadError::ObjectMaps(obj.to_path_buf(), e.to_string()))?;
+    let mut out = Vec::new();
+    let mut names: Vec<&String> = parsed.maps.keys().filter(|n| !n.starts_with('.')).collect();
+    names.sort();
+    for name in names {
+        let m = &parsed.maps[name];
+        if name == MAP_CLOCK {
+            continue;
+        }
+        let Some(pinned) = maps::pinned_size_named(dir, name)? else {
+            continue;
+        };
+        if pinned.key != m.key_size() || pinned.value != m.value_size() {
+            out.push(format!(
+                "{name} (key {} → {}, value {} → {} bytes)",
+                pinned.key,
+                m.key_size(),
+                pinned.value,
+                m.value_size()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `lb-ctl upgrade`: replaces the running lb_xdp by the object's (a new build) on every
+/// interface it is attached to, keeping every pinned map, so services, reals, flows and
+/// counters carry on: the new program is loaded against the pinned maps (new maps of
+/// the object are created), `lb_ops` replaced, the clock started if its map was new, and
+/// then each link's program swapped atomically (`bpf_link_update`: no packet sees no
+/// program). Refused, with nothing changed, when a pinned map's layout differs from the
+/// object's ([`incompatible_maps`]). Returns lines for the operator.
+pub fn upgrade(pin_dir: &Path, object: Option<&Path>) -> Result<Vec<String>, LoadError> {
+    use aya::programs::links::{FdLink, PinnedLink};
+    use aya::programs::xdp::XdpLink;
+    let prog_pin = pin_dir.join(PROG_LB);
+    if !prog_pin.exists() {
+        return Err(LoadError::NotLoaded(pin_dir.to_path_buf()));
+    }
+    let _lock = sys::lock_dir(pin_dir).map_err(|e| LoadError::PinDir(pin_dir.to_path_buf(), e))?;
+    let obj = object_path(Kind::Balancer.object(), object)?;
+    let bad = incompatible_maps(pin_dir, &obj)?;
+    if !bad.is_empty() {
+        return Err(LoadError::Incompatible(bad.join(", ")));
+    }
+    let mut out = Vec::new();
+    replace_old_clock(pin_dir, &mut out)?;
+    // The flow cache's size (a .rodata global) must match the pinned FLOW_CACHE: size the
+    // load from the pinned flow table, as `load --max-flows` did.
+    let mut loader = Loader::new(Kind::Balancer, &obj).pin_dir(pin_dir);
+    if let Some(size) = maps::pinned_size(pin_dir, MAP_FLOWS4)? {
+        loader = loader.max_flows(size.entries);
+    }
+    let mut ebpf = loader.load()?;
+    pin_ops(&mut ebpf, pin_dir, &obj)?;
+    if let Some(line) = maps::clock::start(pin_dir)? {
+        out.push(line);
+    }
+    let prog = xdp_mut(&mut ebpf, Kind::Balancer, &obj)?;
+    for (iface, link_pin) in link_pins(pin_dir) {
+        let swap =
+            |e: Box<dyn std::error::Error + Send + Sync>| LoadError::Swap(link_pin.clone(), e);
+        let fd: FdLink = PinnedLink::from_pin(&link_pin)
+            .map_err(|e| swap(Box::new(e)))?
+            .into();
+        let link = XdpLink::try_from(fd).map_err(|e| swap(Box::new(e)))?;
+        prog.attach_to_link(link).map_err(|e| swap(Box::new(e)))?;
+        out.push(format!("lb upgraded on {iface} (connections kept)"));
+    }
+    remove_file(&prog_pin)?;
+    prog.pin(&prog_pin)
+        .map_err(|e| LoadError::Pin(prog_pin.clone(), e))?;
+    out.push(format!("lb: {PROG_LB} is now {}", obj.display()));
+    Ok(out)
 }
 
 /// `lb-ctl load`: load (or adopt) lb_xdp, pin it and its maps, attach it to every

@@ -22,7 +22,7 @@ Run lb-ctl inside a namespace with `nsenter --net=/run/netns/NAME lb-ctl ...` \
 Examples:\n  lb-ctl load --iface eth0 --skb\n  lb-ctl -A -t 198.18.2.1:80 -s mh\n  \
 lb-ctl -a -t 198.18.2.1:80 -r 198.18.1.11:80 -g\n  lb-ctl -L -n\n  lb-ctl counters\n  \
 lb-ctl decap attach --iface eth0\n  lb-ctl sweep --once\n  \
-lb-ctl sysctl expire_nodest_conn 1\n  lb-ctl unload"
+lb-ctl sysctl expire_nodest_conn 1\n  lb-ctl upgrade\n  lb-ctl unload"
 )]
 struct Cli {
     /// BPF object file to load (default: next to lb-ctl, then target/release).
@@ -52,6 +52,9 @@ enum Sub {
         #[arg(long)]
         no_sweep: bool,
     },
+    /// Replace the running lb_xdp by this build's on every interface, keeping every map
+    /// (services, reals, connections, counters); refused if a map's layout changed.
+    Upgrade,
     /// Detach from interfaces; with none, detach everywhere and remove the pin directory.
     Unload {
         /// Interface to detach from (repeatable).
@@ -155,6 +158,16 @@ fn run_native(cli: Cli) -> Result<String> {
             }
             lines(out)
         }
+        Sub::Upgrade => {
+            let was = lb_ctl::sweeper::running(&dir).unwrap_or(false);
+            let mut out = loader::upgrade(&dir, obj)?;
+            if let Some(line) = lb_ctl::sweeper::restart_after_upgrade(&dir, was, SWEEP_INTERVAL_S)
+                .context("cannot restart the sweeper (`lb-ctl sweep`)")?
+            {
+                out.push(line);
+            }
+            lines(out)
+        }
         Sub::Unload { ifaces } => lines(loader::unload(&dir, &ifaces)?),
         Sub::Decap {
             cmd: DecapCmd::Attach { ifaces, skb },
@@ -178,8 +191,12 @@ fn run_native(cli: Cli) -> Result<String> {
                         one_line(&anyhow::anyhow!("{e}"))
                     )
                 }) {
-                    Ok(()) => format!(
+                    Ok(lb_ctl::sweeper::Ended::Unloaded) => format!(
                         "lb-ctl sweep: lb unloaded from {}; stopped\n",
+                        dir.display()
+                    ),
+                    Ok(lb_ctl::sweeper::Ended::Upgraded) => format!(
+                        "lb-ctl sweep: lb upgraded under {}; stopped (the upgrade starts the new sweeper)\n",
                         dir.display()
                     ),
                     Err(lb_ctl::sweeper::SweeperError::AlreadyRunning(d)) => format!(

@@ -1,13 +1,14 @@
 //! The resident sweeper: the one process per pin directory that runs expiry passes
 //! (IPVS's connection timers) for as long as lb is loaded. `lb-ctl load` starts it
-//! ([`ensure`]); it ends by itself when lb is unloaded (the pin directory's CLOCK is gone).
+//! ([`ensure`]); it ends by itself when lb is unloaded (the pin directory's CLOCK is gone)
+//! or upgraded (another lb_xdp pinned; `lb-ctl upgrade` then starts its own).
 //! Which process is the sweeper is told by a lock, not a pid file (bpffs holds only pins
 //! and directories): the sweeper holds an exclusive flock on the directory `sweeper`
 //! inside the pin directory for its whole life, so a crashed sweeper leaves nothing stale
 //! behind and the next `lb-ctl load` starts another.
 
 use crate::maps::{self, MapsError};
-use lb_common::consts::MAP_CLOCK;
+use lb_common::consts::{MAP_CLOCK, PROG_LB};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -104,24 +105,64 @@ pub enum SweeperError {
     Lock(std::path::PathBuf, #[source] io::Error),
 }
 
-/// The sweeper's loop: a pass every `interval`, until lb is unloaded (returns `Ok`). A
-/// failed pass is reported to `log` and retried at the next interval: expiry must not stop
-/// for a passing error (a map being replaced, a full disk for logs).
+/// Why [`run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// lb was unloaded.
+    Unloaded,
+    /// lb was upgraded (`lb-ctl upgrade` starts the new lb-ctl's sweeper).
+    Upgraded,
+}
+
+/// The id of the program pinned as lb_xdp (`None`: none, or unreadable).
+pub fn pinned_prog_id(dir: &Path) -> Option<u32> {
+    let prog = aya::programs::Xdp::from_pin(
+        dir.join(PROG_LB),
+        aya_obj::programs::XdpAttachType::Interface,
+    )
+    .ok()?;
+    prog.info().ok().map(|i| i.id())
+}
+
+/// The sweeper's loop: a pass every `interval`, until lb is unloaded or upgraded (a new
+/// lb_xdp pinned: its lb-ctl may know better). A failed pass is reported to `log` and
+/// retried at the next interval: expiry must not stop for a passing error.
 pub fn run(
     dir: &Path,
     interval: Duration,
     mut log: impl FnMut(&MapsError),
-) -> Result<(), SweeperError> {
+) -> Result<Ended, SweeperError> {
     let _held = try_hold(dir)
         .map_err(|e| SweeperError::Lock(dir.to_path_buf(), e))?
         .ok_or_else(|| SweeperError::AlreadyRunning(dir.to_path_buf()))?;
+    let prog = pinned_prog_id(dir);
     loop {
         if !dir.join(MAP_CLOCK).exists() {
-            return Ok(());
+            return Ok(Ended::Unloaded);
+        }
+        if pinned_prog_id(dir) != prog {
+            return Ok(Ended::Upgraded);
         }
         if let Err(e) = maps::sweep::sweep_once(dir) {
             log(&e);
         }
         std::thread::sleep(interval);
     }
+}
+
+/// After `lb-ctl upgrade`: waits for the sweeper of the old lb to see the new program and
+/// end (at its next pass), then starts this lb-ctl's. `None` when no sweeper ran before.
+pub fn restart_after_upgrade(
+    dir: &Path,
+    was_running: bool,
+    interval_s: u64,
+) -> io::Result<Option<String>> {
+    if !was_running {
+        return Ok(None);
+    }
+    let t0 = Instant::now();
+    while running(dir)? && t0.elapsed() < Duration::from_secs(interval_s + 5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ensure(dir, interval_s).map(Some)
 }

@@ -162,12 +162,22 @@ fn load_configure_list_unload() {
     let out = lab.ok("load --iface d0 --skb --max-flows 4096");
     assert!(out.contains("lb attached to d0"), "{out}");
     // The resident sweeper (connection expiry) started with it.
-    let sweeper_pid: u32 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("sweep: started (pid "))
-        .and_then(|l| l.split(')').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("load starts the sweeper: {out}"));
+    let started = |out: &str| -> u32 {
+        out.lines()
+            .find_map(|l| l.strip_prefix("sweep: started (pid "))
+            .and_then(|l| l.split(')').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("a sweeper is started: {out}"))
+    };
+    // Ended: gone, or a zombie its new parent has not reaped yet.
+    let ended = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+            st.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    };
+    let old_sweeper = started(&out);
     assert!(lb_ctl::sweeper::running(pin).unwrap());
     assert!(pin.join("lb_xdp").exists() && pin.join("link_d0").exists());
     for m in [
@@ -361,6 +371,19 @@ UDP  [2001:db8::1]:53 wlc
     assert!(!pin.join("decap").exists());
     assert!(!lab.has_xdp(&lab.real_ns, "r0"));
 
+    // An upgrade ends the old lb-ctl's sweeper and starts its own.
+    let listed = lab.ok("-L -n");
+    let up = lab.ok("upgrade");
+    assert!(up.contains("lb upgraded on d0 (connections kept)"), "{up}");
+    let sweeper_pid = started(&up);
+    assert_ne!(sweeper_pid, old_sweeper);
+    assert!(
+        ended(old_sweeper),
+        "the old sweeper (pid {old_sweeper}) ended"
+    );
+    assert!(lb_ctl::sweeper::running(pin).unwrap());
+    assert_eq!(lab.ok("-L -n"), listed, "the configuration is kept");
+
     // The sweeper expires a connection idle past its timeout with no command run (a
     // flow of a real id no test uses, so no count shown here moves).
     {
@@ -401,19 +424,14 @@ UDP  [2001:db8::1]:53 wlc
     let out = lab.ok("unload");
     assert!(out.contains("lb detached from d0"), "{out}");
     assert!(!pin.exists());
-    // Ended: gone, or a zombie its new parent has not reaped yet.
-    let ended = || {
-        std::fs::read_to_string(format!("/proc/{sweeper_pid}/stat")).map_or(true, |st| {
-            st.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-    };
     let t0 = std::time::Instant::now();
-    while !ended() && t0.elapsed().as_secs() < 4 {
+    while !ended(sweeper_pid) && t0.elapsed().as_secs() < 4 {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(ended(), "the sweeper (pid {sweeper_pid}) ended with lb");
+    assert!(
+        ended(sweeper_pid),
+        "the sweeper (pid {sweeper_pid}) ended with lb"
+    );
     assert!(!lab.has_xdp(&lab.dir_ns, "d0"));
     assert!(lab.fails("-L -n").contains("is not pinned"));
 }
@@ -1019,6 +1037,33 @@ fn live_syns_are_counted_and_expire() {
     assert_eq!(flow[0], "TCP");
     assert_eq!(flow[2], "SYN_RECV", "{conns}");
     assert_eq!(flow[5], "198.18.100.2:80");
+    // An upgrade swaps in a new lb_xdp (here the same build, loaded anew) under the live
+    // link, keeping the maps: the flow and its count stay, and the new program balances
+    // the next connection with them.
+    let before = lb_ctl::sweeper::pinned_prog_id(pin).expect("lb_xdp pinned");
+    let up = lab.ok("upgrade");
+    assert!(up.contains("lb upgraded on d0 (connections kept)"), "{up}");
+    assert!(
+        !up.contains("sweep:"),
+        "no sweeper ran (--no-sweep), none is started: {up}"
+    );
+    let after = lb_ctl::sweeper::pinned_prog_id(pin).expect("lb_xdp pinned");
+    assert_ne!(before, after, "a new program is pinned");
+    let link = lb_ctl::maps::sys::pinned_link_prog_id(&pin.join("link_d0")).unwrap();
+    assert_eq!(link, after, "the link runs the new program");
+    assert_eq!(row(&lab.ok("-L -n -c"), "198.18.4.1:80")[2], "SYN_RECV");
+    let _ = lab
+        .real_ns
+        .cmd("timeout")
+        .args(["2", "bash", "-c", "exec 3<>/dev/tcp/198.18.4.1/80"])
+        .output();
+    assert_eq!(
+        row(&lab.ok("-L -n -t 198.18.4.1:80"), "198.18.100.2:80")[4..],
+        ["0", "2"],
+        "the new program counted a second connection on the kept counters: {}\n{}",
+        lab.ok("counters"),
+        lab.ok("-L -n -c")
+    );
     // Stamped by the kernel's clock, which ran with no sweeper (loaded --no-sweep).
     {
         use aya::maps::{HashMap, MapData};
@@ -1027,14 +1072,14 @@ fn live_syns_are_counted_and_expire() {
         let now = lb_ctl::maps::clock::now(pin).unwrap();
         let stamps: Vec<u32> = flows.iter().map(|r| r.unwrap().1.last_seen_s).collect();
         assert!(
-            stamps.len() == 1 && now.abs_diff(stamps[0]) <= 3,
+            stamps.len() == 2 && stamps.iter().all(|s| now.abs_diff(*s) <= 5),
             "flow stamped {stamps:?}, clock {now}"
         );
     }
     // Past SYN_RECV's 60 s.
     let clock = lb_ctl::maps::clock::now(pin).unwrap();
     let rep = lb_ctl::maps::sweep::sweep_at(pin, clock + 61).unwrap();
-    assert_eq!((rep.active, rep.inactive, rep.flows), (0, 1, 0), "{rep:?}");
+    assert_eq!((rep.active, rep.inactive, rep.flows), (0, 2, 0), "{rep:?}");
     assert_eq!(
         row(&lab.ok("-L -n -t 198.18.4.1:80"), "198.18.100.2:80")[4..],
         ["0", "0"]

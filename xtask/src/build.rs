@@ -60,6 +60,15 @@ pub fn build_and_load(iface: &str, skb: bool, detach: bool) -> Result<()> {
         step(&format!("detaching lb from {iface}"));
         cmd.args(["unload", "--iface", iface]);
     } else {
+        // A loaded lb is upgraded to this build first (maps and connections kept): `load`
+        // alone would adopt the pinned program, the old build.
+        if lb_ctl::loader::pin_dir()
+            .join(lb_common::consts::PROG_LB)
+            .exists()
+        {
+            step("upgrading the loaded lb to this build");
+            util::run(Command::new(&ctl).arg("upgrade"))?;
+        }
         step(&format!(
             "loading lb on {iface}{}",
             if skb { " (generic XDP)" } else { "" }

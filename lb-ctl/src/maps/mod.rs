@@ -160,6 +160,24 @@ pub fn pinned_size(dir: &Path, name: &'static str) -> Result<Option<MapSize>, Ma
     }))
 }
 
+/// [`pinned_size`] of a map known only by a name read at run time (an object's map list);
+/// errors name it "pinned map".
+pub fn pinned_size_named(dir: &Path, name: &str) -> Result<Option<MapSize>, MapsError> {
+    const LABEL: &str = "pinned map";
+    let path = dir.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let data = MapData::from_pin(&path).map_err(err(LABEL))?;
+    let info = data.info().map_err(err(LABEL))?;
+    Ok(Some(MapSize {
+        key: info.key_size(),
+        value: info.value_size(),
+        entries: info.max_entries(),
+        memlock: None,
+    }))
+}
+
 /// Adds interfaces to TX_PORTS (ifindex → ifindex), the XDP_REDIRECT targets.
 pub(crate) fn add_tx_ports(dir: &Path, ifindexes: &[u32]) -> Result<(), MapsError> {
     let mut tx: DevMapHash<MapData> = open(dir, MAP_TX_PORTS)?;

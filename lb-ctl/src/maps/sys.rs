@@ -312,6 +312,11 @@ pub(crate) fn pinned_link_info(p: &Path) -> io::Result<LinkInfo> {
     })
 }
 
+/// The id of the program a pinned link runs.
+pub fn pinned_link_prog_id(p: &Path) -> io::Result<u32> {
+    pinned_link_info(p).map(|i| i.prog_id)
+}
+
 /// The index of interface `name` in the current network namespace (0 if none).
 pub(crate) fn if_index(name: &str) -> u32 {
     let Ok(c) = CString::new(name) else { return 0 };
