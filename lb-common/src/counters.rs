@@ -158,6 +158,10 @@ impl Counter {
     pub const ICMP_TO_REAL: Counter = Counter(8);
     /// Flow table insert failed; the packet was still forwarded (fail open).
     pub const FLOW_INSERT_FAILED: Counter = Counter(9);
+    /// A packet's TCP state move given up after `consts::STATE_CAS_TRIES` compare-and-swaps
+    /// of its flow's state word, each lost to another CPU moving the same flow; the packet
+    /// was still forwarded, the flow left as the other CPUs moved it.
+    pub const STATE_CAS_EXHAUSTED: Counter = Counter(10);
     /// First slot of the [`Pass`] reasons.
     pub const PASS_BASE: u32 = 16;
     /// First slot of the [`Drop`] reasons.
@@ -166,7 +170,7 @@ impl Counter {
     pub const SLOTS: u32 = 64;
 
     /// Named slots that are not pass/drop reasons, for listing.
-    pub const EVENTS: [(Counter, &'static str); 10] = [
+    pub const EVENTS: [(Counter, &'static str); 11] = [
         (Counter::RX, "rx"),
         (Counter::TX, "tx"),
         (Counter::REDIRECT, "redirect"),
@@ -177,6 +181,7 @@ impl Counter {
         (Counter::NEW_FLOW, "new_flow"),
         (Counter::ICMP_TO_REAL, "icmp_to_real"),
         (Counter::FLOW_INSERT_FAILED, "flow_insert_failed"),
+        (Counter::STATE_CAS_EXHAUSTED, "state_cas_exhausted"),
     ];
 }
 const _: () = assert!(Counter::DROP_BASE + Drop::ALL.len() as u32 <= Counter::SLOTS);
