@@ -145,7 +145,7 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
             return Err(Drop::RealGone);
         }
         if pkt.quote.is_none() {
-            expire_flow(key, unsafe { (*v).flags }, real_id, fwd);
+            unsafe { expire_flow(key, v) };
         }
         return Ok(None);
     }
@@ -175,8 +175,8 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
 /// service lookup runs only for a SYN on a flow that qualifies. Safety: as
 /// `conn::on_packet`.
 #[inline(always)]
-unsafe fn syn_expires(key: &FlowKey, v: *const FlowValue, real_id: u32) -> bool {
-    let (state, flags, fwd) = unsafe { ((*v).state, (*v).flags, (*v).fwd) };
+unsafe fn syn_expires(key: &FlowKey, v: *mut FlowValue, real_id: u32) -> bool {
+    let state = unsafe { (*v).state };
     let quiescent = conn::settings().expire_nodest_conn != 0
         && matches!(lookup_real(real_id), Some(r) if r.weight == 0);
     if !lb_common::conn::syn_expires_flow(state, quiescent) {
@@ -186,20 +186,28 @@ unsafe fn syn_expires(key: &FlowKey, v: *const FlowValue, real_id: u32) -> bool 
     {
         return false;
     }
-    expire_flow(key, flags, real_id, fwd);
+    unsafe { expire_flow(key, v) };
     true
 }
 
-/// The data path's own expiry of a flow (expire_nodest_conn, conn_reuse_mode): removed from
-/// FLOWS, taken off its real's counters as IPVS unbinds it (`conn::unbind`), its NAT_REV
-/// entry forgotten (`forget_nat_reverse`), and out of this CPU's cache slot. `fwd` is the
-/// flow's `FlowValue::fwd`, read before the removal. Only the CPU whose removal succeeds
-/// unbinds and forgets.
+/// The data path's own expiry of a flow (expire_nodest_conn, conn_reuse_mode): claimed for
+/// removal (`conn::reap`, `FlowFlags::DEAD` set by compare-and-swap), removed from FLOWS,
+/// taken off its real's counters as IPVS unbinds it (`conn::unbind`, by the flags the
+/// claim won with), its NAT_REV entry forgotten (`forget_nat_reverse`), and out of this
+/// CPU's cache slot. Only the CPU whose claim wins and whose removal then succeeds unbinds
+/// and forgets: a claim lost means another remover (another CPU, the sweep) books the flow;
+/// a removal that fails after a won claim means lb-ctl's sweep took the value first (with
+/// lookup-and-delete, which it books by the value's flags, DEAD or not). Its real and
+/// method are read after the claim and before the removal, which may free the element
+/// for reuse. Safety: as `conn::on_packet`.
 #[inline(always)]
-fn expire_flow(key: &FlowKey, flags: u8, real_id: u32, fwd: u8) {
-    if flows::flow_remove(key) {
-        conn::unbind(real_id, flags);
-        forget_nat_reverse(key, real_id, fwd);
+unsafe fn expire_flow(key: &FlowKey, v: *mut FlowValue) {
+    if let Some(flags) = unsafe { conn::reap(v) } {
+        let (real_id, fwd) = unsafe { ((*v).real_id, (*v).fwd) };
+        if flows::flow_remove(key) {
+            conn::unbind(real_id, flags);
+            forget_nat_reverse(key, real_id, fwd);
+        }
     }
     cache::drop_flow_key(key);
 }

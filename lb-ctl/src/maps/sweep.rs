@@ -26,8 +26,8 @@ use lb_common::consts::{
     MAP_CLOCK, MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAX_SERVICES,
 };
 use lb_common::{
-    FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey, PersistValue, Real,
-    Service, ServiceKey,
+    FlowFlags, FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
+    PersistValue, Real, Service, ServiceKey,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -178,7 +178,12 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
         if pass.flow_expired(&k, &v) {
             live = None;
             if let Some(cur) = raw_flows.take::<FlowValue>(&k)? {
-                if !pass.flow_expired(&k, &cur) && raw_flows.insert_new(&k, &cur)? {
+                // A DEAD flow is the data path's to remove, claimed by a CPU whose own
+                // removal this take beat (so it books nothing): never put back.
+                if cur.flags & FlowFlags::DEAD == 0
+                    && !pass.flow_expired(&k, &cur)
+                    && raw_flows.insert_new(&k, &cur)?
+                {
                     live = Some(cur);
                 } else {
                     forget_nat_reverse(&nat, &reals, &k, &cur)?;
