@@ -451,7 +451,7 @@ impl Bpf {
 
     /// Runs `lb_xdp` once on a copy of `frame` received on `ingress`; returns the program's
     /// return value and the frame as it left the program.
-    pub fn run(&mut self, frame: &[u8], ingress: u32) -> Result<(u32, Vec<u8>)> {
+    pub fn run(&self, frame: &[u8], ingress: u32) -> Result<(u32, Vec<u8>)> {
         let prog: &Xdp = self
             .ebpf
             .program(PROG_LB)
