@@ -51,6 +51,9 @@ pub const MAP_DECAP_STATS: &str = "DECAP_STATS";
 pub const PROG_LB: &str = "lb_xdp";
 /// Name of the decap program in the object file.
 pub const PROG_DECAP: &str = "lb_decap";
+/// Name of the operations program (`crate::ops`), beside `lb_xdp` in the balancer's object
+/// and pinned next to it.
+pub const PROG_OPS: &str = "lb_ops";
 
 /// Capacity of the service hash (keys are VIP, port, protocol).
 pub const MAX_SERVICES: u32 = 16_384;
@@ -117,8 +120,8 @@ pub const MAP_PERSIST: &str = "PERSIST";
 pub const MAP_REAL_CONNS: &str = "REAL_CONNS";
 /// real id → [`crate::conn::ConnExpiry`] (array; written by lb-ctl's sweep only).
 pub const MAP_REAL_EXPIRED: &str = "REAL_EXPIRED";
-/// One u32: seconds of CLOCK_MONOTONIC, written by lb-ctl (sweep) so the data path stamps
-/// flows with an array read instead of a bpf_ktime_get_ns call.
+/// One [`crate::clock::Clock`]: how the data path turns jiffies into seconds (written by
+/// `lb-ctl load`), or a time fixed by a test.
 pub const MAP_CLOCK: &str = "CLOCK";
 /// service id → u64 rr/wrr state (IPVS's last pick's list position, wrr's current weight
 /// or rr's last pick's real id, and the `Service::list_gen()` they belong to; layout in

@@ -11,6 +11,7 @@
 extern crate std;
 
 pub mod addr;
+pub mod clock;
 pub mod conn;
 pub mod consts;
 pub mod counters;
@@ -21,6 +22,7 @@ pub mod flow_cache;
 pub mod hash;
 #[cfg(feature = "std")]
 pub mod maglev;
+pub mod ops;
 pub mod real;
 pub mod sched;
 pub mod service;
@@ -43,6 +45,7 @@ mod pod {
     }
     aya_pod!(
         Be16,
+        clock::Clock,
         FlowKey,
         FlowKey4,
         FlowValue,

@@ -15,6 +15,7 @@
 //! - [`status`]: what lb is doing, as typed values gathered once from the maps (listings,
 //!   connections, counters) for every renderer: ipvsadm text, JSON, a metrics exporter.
 //! - [`sweep`]: the expiry decisions of IPVS's connection timers. Pure, time passed in.
+//! - [`sweeper`]: the resident process that runs the expiry passes while lb is loaded.
 //! - [`cli`]: ipvsadm's command line ([`cli::ipvsadm`]), output ([`cli::show`]), JSON
 //!   ([`cli::json`], docs/json.md) and running a command ([`cli::ctl`]).
 //! - [`loader`]: load, pin, attach, detach.
@@ -32,3 +33,4 @@ pub mod maps;
 pub mod nexthop;
 pub mod status;
 pub mod sweep;
+pub mod sweeper;

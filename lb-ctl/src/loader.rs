@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! lb_xdp              the balancer program
+//! lb_ops              lb-ctl's requests to the kernel (test-run only, never attached)
 //! SERVICES, REALS...  every map of the object, by name
 //! link_<IF>           the bpf_link attaching lb_xdp to interface IF
 //! decap/lb_decap      the decap program (real servers), its maps and decap/link_<IF>
@@ -27,10 +28,10 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
 use lb_common::consts::{
-    DEFAULT_MAX_FLOWS, GLOBAL_FLOW_CACHE_BITS, MAP_COUNTERS, MAP_DECAP_STATS, MAP_FLOW_CACHE,
-    MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_REAL_STATS, MAP_REALS,
-    MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, PIN_DIR,
-    PROG_DECAP, PROG_LB,
+    DEFAULT_MAX_FLOWS, GLOBAL_FLOW_CACHE_BITS, MAP_CLOCK, MAP_COUNTERS, MAP_DECAP_STATS,
+    MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6,
+    MAP_REAL_STATS, MAP_REALS, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SVC_STATS, MAP_TX_PORTS,
+    MAP_VIP_FILTER, MAP_VIPS, PIN_DIR, PROG_DECAP, PROG_LB, PROG_OPS,
 };
 use lb_common::flow_cache::{cache_bits, cache_entries};
 use std::io;
@@ -462,6 +463,12 @@ fn load_or_adopt(
         if let (Kind::Balancer, Some(n)) = (kind, max_flows) {
             check_flows_size(dir, n, notes)?;
         }
+        if kind == Kind::Balancer && !dir.join(PROG_OPS).exists() {
+            // Adopted from a load that stopped before pinning lb_ops: load it beside.
+            let obj = object_path(kind.object(), object)?;
+            let mut ebpf = Loader::new(kind, &obj).pin_dir(dir).open()?;
+            pin_ops(&mut ebpf, dir, &obj)?;
+        }
         return Xdp::from_pin(&prog_pin, XdpAttachType::Interface).map_err(prog_err(format!(
             "cannot adopt the pinned program {}",
             prog_pin.display()
@@ -477,7 +484,13 @@ fn load_or_adopt(
     if let Some(n) = max_flows {
         loader = loader.max_flows(n);
     }
+    if kind == Kind::Balancer {
+        replace_old_clock(dir, notes)?;
+    }
     let mut ebpf = loader.load()?;
+    if kind == Kind::Balancer {
+        pin_ops(&mut ebpf, dir, &obj)?;
+    }
     xdp_mut(&mut ebpf, kind, &obj)?
         .pin(&prog_pin)
         .map_err(|e| LoadError::Pin(prog_pin.clone(), e))?;
@@ -492,6 +505,47 @@ fn load_or_adopt(
         "cannot open the pinned program {}",
         prog_pin.display()
     )))
+}
+
+/// Loads `lb_ops` (the requests lb-ctl makes of the kernel, lb-common `ops`) from the
+/// balancer's opened object and pins it beside `lb_xdp`.
+fn pin_ops(ebpf: &mut Ebpf, dir: &Path, obj: &Path) -> Result<(), LoadError> {
+    let pin = dir.join(PROG_OPS);
+    if pin.exists() {
+        remove_file(&pin)?;
+    }
+    let ops: &mut Xdp = ebpf
+        .program_mut(PROG_OPS)
+        .ok_or(LoadError::NoProgram {
+            object: obj.to_path_buf(),
+            prog: PROG_OPS,
+        })?
+        .try_into()
+        .map_err(prog_err(format!(
+            "{PROG_OPS} in {} is not an XDP program",
+            obj.display()
+        )))?;
+    ops.load()
+        .map_err(prog_err(format!("cannot load {PROG_OPS}")))?;
+    ops.pin(&pin).map_err(|e| LoadError::Pin(pin.clone(), e))
+}
+
+/// A CLOCK pinned by an lb older than the kernel clock (a bare u32 of seconds) cannot
+/// serve the new program: its pin is replaced by a fresh CLOCK (time then comes from the
+/// kernel; flows keep their stamps, which were CLOCK_MONOTONIC seconds, as the new clock's
+/// are).
+fn replace_old_clock(dir: &Path, notes: &mut Vec<String>) -> Result<(), LoadError> {
+    let want = size_of::<lb_common::clock::Clock>() as u32;
+    if let Some(size) = maps::pinned_size(dir, MAP_CLOCK)?
+        && size.value != want
+    {
+        remove_file(&dir.join(MAP_CLOCK))?;
+        notes.push(format!(
+            "note: {MAP_CLOCK} was pinned by an older lb ({} bytes); replaced by the kernel clock",
+            size.value
+        ));
+    }
+    Ok(())
 }
 
 /// Turns a failed program load into a one-line error; a verifier rejection keeps its
@@ -649,11 +703,14 @@ pub fn load(pin_dir: &Path, req: &LoadRequest) -> Result<Vec<String>, LoadError>
     } else {
         XdpMode::Default
     };
+    // Time runs before the first packet is stamped.
+    if let Some(line) = maps::clock::start(pin_dir)? {
+        out.push(line);
+    }
     for iface in &req.ifaces {
         out.push(attach(Kind::Balancer, &mut prog, pin_dir, iface, mode)?);
     }
     maps::add_tx_ports(pin_dir, &ifindexes)?;
-    maps::sweep::start_clock(pin_dir)?;
     Ok(out)
 }
 

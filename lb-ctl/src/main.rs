@@ -21,7 +21,7 @@ Run lb-ctl inside a namespace with `nsenter --net=/run/netns/NAME lb-ctl ...` \
 (not `ip netns exec`, which hides /sys/fs/bpf).\n\n\
 Examples:\n  lb-ctl load --iface eth0 --skb\n  lb-ctl -A -t 198.18.2.1:80 -s mh\n  \
 lb-ctl -a -t 198.18.2.1:80 -r 198.18.1.11:80 -g\n  lb-ctl -L -n\n  lb-ctl counters\n  \
-lb-ctl decap attach --iface eth0\n  lb-ctl sweep --interval 1 &\n  \
+lb-ctl decap attach --iface eth0\n  lb-ctl sweep --once\n  \
 lb-ctl sysctl expire_nodest_conn 1\n  lb-ctl unload"
 )]
 struct Cli {
@@ -47,6 +47,10 @@ enum Sub {
         /// CPU's share of N slots, 4,096 to 65,536 per CPU (64 B each).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_flows: Option<u32>,
+        /// Do not start the resident sweeper (connection expiry); something else runs
+        /// `lb-ctl sweep` (a unit file, the daemon).
+        #[arg(long)]
+        no_sweep: bool,
     },
     /// Detach from interfaces; with none, detach everywhere and remove the pin directory.
     Unload {
@@ -65,8 +69,8 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
-    /// Keep the clock and expire idle connections and persistence templates (IPVS's
-    /// timers); runs until killed unless --once.
+    /// Expire idle connections and persistence templates (IPVS's timers). `lb-ctl load`
+    /// starts one in the background; it runs until lb is unloaded. With --once, one pass.
     Sweep {
         /// One pass, then exit (prints what it expired).
         #[arg(long)]
@@ -118,6 +122,10 @@ fn is_ipvsadm(prog: &str, rest: &[String]) -> bool {
     }
 }
 
+/// Seconds between the passes of the sweeper `lb-ctl load` starts (IPVS's timers are
+/// exact to the jiffy; a pass a second keeps expiry within a second of it).
+const SWEEP_INTERVAL_S: u64 = 1;
+
 fn lines(v: Vec<String>) -> String {
     v.into_iter().map(|l| l + "\n").collect()
 }
@@ -130,6 +138,7 @@ fn run_native(cli: Cli) -> Result<String> {
             ifaces,
             skb,
             max_flows,
+            no_sweep,
         } => {
             let req = loader::LoadRequest {
                 ifaces,
@@ -137,7 +146,14 @@ fn run_native(cli: Cli) -> Result<String> {
                 max_flows,
                 object: obj.map(PathBuf::from),
             };
-            lines(loader::load(&dir, &req)?)
+            let mut out = loader::load(&dir, &req)?;
+            if !no_sweep {
+                out.push(
+                    lb_ctl::sweeper::ensure(&dir, SWEEP_INTERVAL_S)
+                        .context("cannot start the sweeper (`lb-ctl sweep`)")?,
+                );
+            }
+            lines(out)
         }
         Sub::Unload { ifaces } => lines(loader::unload(&dir, &ifaces)?),
         Sub::Decap {
@@ -155,11 +171,22 @@ fn run_native(cli: Cli) -> Result<String> {
                     r.now, r.flows, r.active, r.inactive, r.templates, r.locality
                 )
             } else {
-                // Stamps written while no sweep kept CLOCK are timed from now.
-                let rebase = sweep::rebase_for(&dir, 2 * interval as u32)?;
-                loop {
-                    sweep::sweep_pass(&dir, lb_ctl::maps::sys::monotonic_s(), rebase)?;
-                    std::thread::sleep(std::time::Duration::from_secs(interval));
+                let every = std::time::Duration::from_secs(interval);
+                match lb_ctl::sweeper::run(&dir, every, |e| {
+                    eprintln!(
+                        "lb-ctl sweep: pass failed: {}",
+                        one_line(&anyhow::anyhow!("{e}"))
+                    )
+                }) {
+                    Ok(()) => format!(
+                        "lb-ctl sweep: lb unloaded from {}; stopped\n",
+                        dir.display()
+                    ),
+                    Err(lb_ctl::sweeper::SweeperError::AlreadyRunning(d)) => format!(
+                        "lb-ctl sweep: a sweeper already runs for {} (`lb-ctl load` starts one); nothing to do\n",
+                        d.display()
+                    ),
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
@@ -198,7 +225,14 @@ fn run(args: Vec<String>) -> Outcome {
         return match cmd {
             Err(e) => Outcome::Usage(e.to_string()),
             Ok(cmd) => match ctl::run_ipvsadm(&loader::pin_dir(), &cmd) {
-                Ok(out) => Outcome::Ok(out),
+                Ok(out) => {
+                    if matches!(cmd, ipvsadm::IpvsCommand::List { .. })
+                        && let Some(w) = ctl::expiry_warning(&loader::pin_dir())
+                    {
+                        eprintln!("lb-ctl: warning: {w}");
+                    }
+                    Outcome::Ok(out)
+                }
                 Err(e) => Outcome::Failed(e.into()),
             },
         };
@@ -287,13 +321,14 @@ mod tests {
     #[test]
     fn native_commands_parse() {
         let cli = Cli::try_parse_from(args(
-            "lb-ctl load --iface d0 --iface d1 --skb --max-flows 1000",
+            "lb-ctl load --iface d0 --iface d1 --skb --max-flows 1000 --no-sweep",
         ))
         .unwrap();
         let Sub::Load {
             ifaces,
             skb,
             max_flows,
+            no_sweep,
         } = cli.cmd
         else {
             panic!()
@@ -301,6 +336,7 @@ mod tests {
         assert_eq!(ifaces, ["d0", "d1"]);
         assert!(skb);
         assert_eq!(max_flows, Some(1000));
+        assert!(no_sweep);
         let cli = Cli::try_parse_from(args("lb-ctl --object /x/lb.bpf.o load --iface d0")).unwrap();
         assert_eq!(cli.object, Some(PathBuf::from("/x/lb.bpf.o")));
         let cli = Cli::try_parse_from(args("lb-ctl decap attach --iface r0 --skb --object /y.o"))

@@ -15,9 +15,10 @@
 //! decides again. A remover claims the flow the same way (`reap`, `FlowFlags::DEAD`), after
 //! which nobody moves or counts it.
 
+use aya_ebpf::helpers::generated::bpf_jiffies64;
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 use lb_common::{
-    Counter, FlowFlags, FlowValue, ForwardMode, Real, StateWord,
+    Counter, FlowFlags, FlowValue, ForwardMode, Real, StateWord, clock,
     conn::{ConnCounts, ConnMove, Settings, TcpState, conn_counts, tcp_flags, tcp_transition},
     consts::{STATE_CAS_TRIES, proto},
 };
@@ -27,10 +28,26 @@ use crate::verdict::Dest;
 
 const ES: u8 = TcpState::Established as u8;
 
-/// CLOCK seconds (0 until lb-ctl writes it).
+/// The data path's seconds (`lb_common::clock`): the kernel's jiffies, which the verifier
+/// inlines into a load (no helper call), scaled by CLOCK (0 until `lb-ctl load` writes it).
 #[inline(always)]
 pub fn now() -> u32 {
-    CLOCK.get(0).copied().unwrap_or(0)
+    now_at(jiffies())
+}
+
+/// The kernel's jiffies.
+#[inline(always)]
+pub fn jiffies() -> u64 {
+    unsafe { bpf_jiffies64() }
+}
+
+/// The data path's seconds at `jiffies`.
+#[inline(always)]
+pub fn now_at(jiffies: u64) -> u32 {
+    match CLOCK.get(0) {
+        Some(c) => clock::seconds(c, jiffies),
+        None => 0,
+    }
 }
 
 /// The director-wide settings (all zero, i.e. IPVS defaults, until lb-ctl writes them).

@@ -16,6 +16,7 @@ mod gate;
 mod icmp;
 mod lookup;
 mod maps;
+mod ops;
 mod parse;
 mod pkt;
 mod reals;

@@ -12,6 +12,7 @@ use aya_ebpf::{
 use lb_common::{
     FlowKey, FlowKey4, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, Real,
     Service, ServiceKey, Traffic, TrashRecord, VipKey,
+    clock::Clock,
     conn::{ConnEvents, ConnExpiry, Settings},
     consts::{
         DEFAULT_CACHE_CPUS, DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_FLOW_CACHE, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_LBLC,
@@ -132,10 +133,10 @@ pub static REAL_CONNS: Array<ConnEvents> = Array::with_max_entries(MAX_REALS, 0)
 #[map]
 pub static REAL_EXPIRED: Array<ConnExpiry> = Array::with_max_entries(MAX_REALS, 0);
 
-/// [0] → u32 seconds of CLOCK_MONOTONIC, written by lb-ctl; flows and templates are stamped
-/// from it (an inlined array read, no helper call).
+/// [0] → `Clock`: how jiffies become the seconds flows and templates are stamped with
+/// (`lb_common::clock`), written by `lb-ctl load`; or a time fixed by a test.
 #[map]
-pub static CLOCK: Array<u32> = Array::with_max_entries(1, 0);
+pub static CLOCK: Array<Clock> = Array::with_max_entries(1, 0);
 
 /// service id → u64 rr/wrr scheduler state (IPVS's list position of the last pick, wrr's
 /// current weight or rr's last pick's real id, and the `Service::list_gen()` they belong to;

@@ -208,7 +208,12 @@ impl Bpf {
             lb_common::conn::Settings::default(),
             0,
         )?;
-        self.array::<u32>(MAP_CLOCK)?.set(0, 0, 0)?;
+        // Time 0, stopped (no HZ measured: the kernel clock reads 0 too).
+        self.array::<lb_common::clock::Clock>(MAP_CLOCK)?.set(
+            0,
+            lb_common::clock::Clock::default(),
+            0,
+        )?;
         self.zero_flow_cache()?;
         let t = std::mem::take(&mut self.touched);
         let mut conns = self.array::<lb_common::conn::ConnEvents>(MAP_REAL_CONNS)?;
@@ -316,9 +321,13 @@ impl Bpf {
         Ok(self.array(MAP_SETTINGS)?.set(0, v, 0)?)
     }
 
-    /// CLOCK[0]: the seconds lb-ctl would have written.
+    /// Fixes the data path's time at `t` seconds (`Clock::fixed_s`).
     pub fn put_clock(&mut self, t: u32) -> Result<()> {
-        Ok(self.array(MAP_CLOCK)?.set(0, t, 0)?)
+        let c = lb_common::clock::Clock {
+            fixed_s: t,
+            ..Default::default()
+        };
+        Ok(self.array(MAP_CLOCK)?.set(0, c, 0)?)
     }
 
     /// REAL_CONNS[id]: the data path's connection events of a real.

@@ -294,3 +294,17 @@ pub fn counters(dir: &Path, json: bool) -> Result<String, CtlError> {
         show::counters(&c)
     })
 }
+
+/// A listing's warning when connection expiry is not running: no sweep pass for more
+/// than [`EXPIRY_LATE_S`] seconds since the last one (or since lb was loaded), so idle connections and templates stay counted
+/// (wlc/lc, thresholds and persistence act on them). `None` when expiry keeps up, time is
+/// fixed by a test, or lb is not loaded.
+pub fn expiry_warning(dir: &Path) -> Option<String> {
+    let lag = maps::clock::expiry_lag(dir).ok()??;
+    (lag > EXPIRY_LATE_S).then(|| format!(
+        "no connection expiry pass for {lag} s: idle connections stay counted; `lb-ctl load` (again) starts the sweeper, or run `lb-ctl sweep`"
+    ))
+}
+
+/// Seconds without a sweep pass after which listings warn (passes run every second).
+pub const EXPIRY_LATE_S: u32 = 10;

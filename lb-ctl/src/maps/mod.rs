@@ -13,8 +13,10 @@
 //! mmap) and `batch` (batched array reads and writes, where a map cannot be mapped).
 
 pub mod batch;
+pub mod clock;
 mod flows;
 pub mod mapped;
+pub mod ops;
 pub mod sweep;
 pub mod sys;
 
@@ -70,6 +72,32 @@ pub enum MapsError {
     /// The number of CPUs (for per-CPU values) is unknown.
     #[error("cannot count CPUs")]
     Cpus(#[source] io::Error),
+    /// `lb_ops` is not pinned (lb not loaded, or loaded by an lb without it).
+    #[error("lb_ops is not pinned under {0} (is lb loaded? `lb-ctl load --iface IF`)")]
+    NoOps(PathBuf),
+    /// Opening or running `lb_ops` failed.
+    #[error("cannot run {path}")]
+    Ops {
+        /// The program's pin.
+        path: PathBuf,
+        /// The aya error.
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// `lb_ops` refused an operation (`lb_common::ops::status`).
+    #[error(
+        "lb_ops operation {op} failed with status {status} (2: unknown to this lb_ops, 3: short buffer)"
+    )]
+    OpFailed {
+        /// The operation code.
+        op: u32,
+        /// The status the program wrote.
+        status: u32,
+    },
+    /// The kernel's HZ could not be measured.
+    #[error(
+        "cannot measure the kernel's HZ: {0} jiffies in {1} ms is near none of 24, 32, 48, 100, 128, 250, 300, 1000"
+    )]
+    Hz(u64, u64),
 }
 
 fn err(name: &'static str) -> impl FnOnce(MapError) -> MapsError {

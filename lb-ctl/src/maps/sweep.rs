@@ -1,14 +1,13 @@
-//! `lb-ctl sweep`'s map I/O: the clock and the expiry of connections and persistence
+//! `lb-ctl sweep`'s map I/O: the expiry of connections and persistence
 //! templates, as IPVS's per-connection timers do (ip_vs_conn.c `ip_vs_conn_expire`), done
 //! in passes. What expires is decided by [`crate::sweep`]; this file reads and writes.
 //!
-//! One pass: write `CLOCK` (seconds of CLOCK_MONOTONIC, what the data path stamps flows
-//! with), then walk FLOWS4 and FLOWS6 (through `flows`) and remove every flow idle longer
+//! One pass, at the data path's time (`maps::clock::now`, read through `lb_ops`): walk FLOWS4 and FLOWS6 (through `flows`) and remove every flow idle longer
 //! than its state's timeout (`lb_common::conn::state_timeout_s`, `--set` timeouts from
 //! SETTINGS). A flow is removed with lookup-and-delete, so the value counted is the one the
 //! data path last wrote: its `INACTIVE` flag says whether it leaves the real's active or
-//! inactive count (`REAL_EXPIRED`, which only the sweep writes; lb-ctl's pin-directory lock
-//! keeps two sweeps apart). A flow that turned fresh between the walk and the delete is put
+//! inactive count (`REAL_EXPIRED`, which only the sweep writes, under lb-ctl's
+//! pin-directory lock; the walk itself holds no lock). A flow that turned fresh between the walk and the delete is put
 //! back. Then PERSIST: a template expires when its service's `-p` timeout has passed since
 //! it was last used and no live flow is controlled by it (same group, protocol and masked
 //! client), as IPVS keeps a template while it controls connections.
@@ -16,14 +15,15 @@
 //! Differences from IPVS: expiry happens at the next pass (the interval, default 1 s),
 //! not at the exact second.
 
+use super::clock;
 use super::flows::{self, RawPair};
 use super::sys::{self, RawMap};
 use super::{MapsError, open, open_opt, read_settings};
-use crate::sweep::{Controlled, Pass, Rebase, SweepReport, Tally, add_expiry};
+use crate::sweep::{Controlled, Pass, SweepReport, Tally, add_expiry};
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::conn::ConnExpiry;
 use lb_common::consts::{
-    MAP_CLOCK, MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAX_SERVICES,
+    MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAX_SERVICES,
 };
 use lb_common::{
     FlowFlags, FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
@@ -90,76 +90,21 @@ fn forget_nat_reverse(
     Ok(())
 }
 
-/// CLOCK as the data path sees it (0 when the object has none).
-pub fn read_clock(dir: &Path) -> Result<u32, MapsError> {
-    let Some(clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? else {
-        return Ok(0);
-    };
-    clock.get(&0, 0).map_err(|source| MapsError::Map {
-        name: MAP_CLOCK,
-        source,
-    })
-}
-
-/// Writes CLOCK only (what every pass does first): now, by CLOCK_MONOTONIC.
-pub fn tick(dir: &Path) -> Result<u32, MapsError> {
-    set_clock(dir, sys::monotonic_s())
-}
-
-/// Writes `now` into CLOCK (when the object has it).
-pub fn set_clock(dir: &Path, now: u32) -> Result<u32, MapsError> {
-    if let Some(mut clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? {
-        clock.set(0, now, 0).map_err(|source| MapsError::Map {
-            name: MAP_CLOCK,
-            source,
-        })?;
-    }
-    Ok(now)
-}
-
-/// Starts CLOCK on fresh maps (`lb-ctl load`), so flows are stamped with real seconds from
-/// the first packet on (`lb-ctl sweep` keeps it running; it is what expires connections,
-/// so it should run as long as lb is loaded, as IPVS's timers do). A running CLOCK (maps
-/// reused from an earlier load) is left alone.
-pub fn start_clock(dir: &Path) -> Result<(), MapsError> {
-    if read_clock(dir)? == 0 {
-        tick(dir)?;
-    }
-    Ok(())
-}
-
-/// One sweep pass over the maps pinned under `dir`, at the current time.
+/// One sweep pass over the maps pinned under `dir`, at the data path's time now.
 pub fn sweep_once(dir: &Path) -> Result<SweepReport, MapsError> {
-    sweep_at(dir, sys::monotonic_s())
+    sweep_at(dir, clock::now(dir)?)
 }
 
-/// One sweep pass as if the time were `now` (CLOCK seconds): tests drive time with it
-/// (write CLOCK with [`set_clock`], send packets, then sweep at a later `now`).
+/// One sweep pass as if the time were `now` (the data path's seconds): tests drive time
+/// with it (fix the clock with `clock::set_fixed`, send packets, then sweep at a later
+/// `now`).
 pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
-    sweep_pass(dir, now, None)
-}
-
-/// What `lb-ctl sweep` (the daemon) starts with: a [`Rebase`] when CLOCK is more than
-/// `slack` seconds behind now (no sweep was keeping it).
-pub fn rebase_for(dir: &Path, slack: u32) -> Result<Option<Rebase>, MapsError> {
-    let Some(clock) = open_opt::<Array<MapData, u32>>(dir, MAP_CLOCK)? else {
-        return Ok(None);
-    };
-    let was = clock.get(&0, 0).map_err(|source| MapsError::Map {
-        name: MAP_CLOCK,
-        source,
-    })?;
-    Ok(Rebase::needed(was, sys::monotonic_s(), slack))
-}
-
-/// One pass at `now`, with stale stamps rebased (see [`Rebase`]).
-pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepReport, MapsError> {
-    let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
-    let now = set_clock(dir, now)?;
+    // No lock across the walk: each removal is a lookup-and-delete, which one remover
+    // wins, so a pass and an `lb-ctl` change (or another pass) interleave safely; only
+    // the read-modify-write of REAL_EXPIRED (`book`) takes the pin-directory lock.
     let pass = Pass {
         now,
         timeouts: read_settings(dir)?.timeouts,
-        rebase,
     };
     let mut tally = Tally::default();
     tally.report.now = now;
@@ -223,14 +168,17 @@ pub fn sweep_pass(dir: &Path, now: u32, rebase: Option<Rebase>) -> Result<SweepR
     }
     tally.report.locality = expire_locality(dir, &pass)?;
     book(dir, &tally)?;
+    clock::mark_swept(dir, now)?;
     Ok(tally.report)
 }
 
-/// Adds a tally's expiries to REAL_EXPIRED (wrapping, [`add_expiry`]).
+/// Adds a tally's expiries to REAL_EXPIRED (wrapping, [`add_expiry`]), under the
+/// pin-directory lock (two passes, or a pass and `expire_flow`, never interleave it).
 fn book(dir: &Path, tally: &Tally) -> Result<(), MapsError> {
     if tally.per_real.is_empty() {
         return Ok(());
     }
+    let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
     let mut ex: Array<MapData, ConnExpiry> = open(dir, MAP_REAL_EXPIRED)?;
     for (id, add) in &tally.per_real {
         let err = |source| MapsError::Map {
@@ -247,7 +195,6 @@ fn book(dir: &Path, tally: &Tally) -> Result<(), MapsError> {
 /// FLOWS table, its NAT_REV entry forgotten, and counted in REAL_EXPIRED by its INACTIVE
 /// flag. Returns the value taken (`None`: no such flow). Tests drive expiry with it.
 pub fn expire_flow(dir: &Path, key: &FlowKey) -> Result<Option<FlowValue>, MapsError> {
-    let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
     let Some(v) = flows::FLOWS.open_raw(dir)?.take::<FlowValue>(key)? else {
         return Ok(None);
     };
@@ -263,7 +210,6 @@ pub fn expire_flow(dir: &Path, key: &FlowKey) -> Result<Option<FlowValue>, MapsE
 /// one: taken from PERSIST and counted in REAL_EXPIRED. Returns the value taken (`None`: no
 /// such template). Tests drive expiry with it.
 pub fn expire_template(dir: &Path, key: &PersistKey) -> Result<Option<PersistValue>, MapsError> {
-    let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
     let raw = RawMap::open(&dir.join(MAP_PERSIST)).map_err(io_err(MAP_PERSIST))?;
     let Some(v) = raw
         .take::<PersistKey, PersistValue>(key)

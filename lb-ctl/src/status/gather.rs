@@ -81,15 +81,12 @@ pub fn services(
     Ok(listed)
 }
 
-/// `-L -c`: flows and persistence templates with the seconds they have left, by CLOCK
-/// (`now`, or the system's when CLOCK is 0).
+/// `-L -c`: flows and persistence templates with the seconds they have left, by the data
+/// path's clock.
 pub fn conns(maps: &Maps, snap: &Snapshot, dir: &Path) -> Result<Vec<ListedConn>, MapsError> {
     let t = maps::read_settings(dir)?.timeouts;
-    // Time left by the clock the flows are stamped with (the sweep's, or a test's).
-    let now = match maps::sweep::read_clock(dir)? {
-        0 => maps::sys::monotonic_s(),
-        c => c,
-    };
+    // Time left by the clock the flows are stamped with (the kernel's, or a test's).
+    let now = maps::clock::now(dir)?;
     let by_id: BTreeMap<u32, (ServiceKey, Service)> = snap
         .services
         .iter()

@@ -2,7 +2,7 @@
 //! without the timers: given a flow, a template or a locality entry, the timeouts and the
 //! time, keep it or expire it, and what its expiry takes off its real's counters.
 //!
-//! No I/O and no clock: the caller passes `now` (CLOCK seconds). The passes that read and
+//! No I/O and no clock: the caller passes `now` (the data path's seconds). The passes that read and
 //! write the maps are [`crate::maps::sweep`].
 
 use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 /// What one pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
-    /// CLOCK value written.
+    /// The data path's seconds the pass ran at.
     pub now: u32,
     /// Flows left.
     pub flows: u64,
@@ -42,52 +42,20 @@ pub fn masked(addr: &RawAddr, mask: &RawAddr) -> RawAddr {
     core::array::from_fn(|i| addr[i] & mask[i])
 }
 
-/// A stopped clock being started again: while CLOCK was not advancing (no sweep ran), the
-/// data path stamped every packet with the stale value, so a stamp at or before
-/// `clock_was` only says "seen some time before `since`". Such flows and templates are
-/// timed from `since`, so a restarted sweep never expires a connection it cannot know to
-/// be idle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rebase {
-    /// CLOCK as the sweep found it.
-    pub clock_was: u32,
-    /// When the sweep started.
-    pub since: u32,
-}
-
-impl Rebase {
-    /// What a sweep starts with: a rebase when CLOCK (`clock_was`) is more than `slack`
-    /// seconds behind `now` (no sweep was keeping it).
-    pub fn needed(clock_was: u32, now: u32, slack: u32) -> Option<Rebase> {
-        (now.wrapping_sub(clock_was) > slack).then_some(Rebase {
-            clock_was,
-            since: now,
-        })
-    }
-
-    /// The time to count idleness from for a `stamp`.
-    pub fn last_seen(rebase: Option<Rebase>, stamp: u32) -> u32 {
-        match rebase {
-            Some(r) if (r.clock_was.wrapping_sub(stamp) as i32) >= 0 => r.since,
-            _ => stamp,
-        }
-    }
-}
-
-/// The time of one pass: `now` (CLOCK seconds), the `--set` timeouts and a rebase.
+/// The time of one pass: `now` (the data path's seconds) and the `--set` timeouts. Time
+/// runs in the kernel (lb-common `clock`), so stamps never go stale while no sweep runs
+/// and a late pass needs no correction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pass {
     /// CLOCK seconds of the pass.
     pub now: u32,
     /// `--set` timeouts (zeros mean IPVS's defaults).
     pub timeouts: Timeouts,
-    /// Stale stamps to time from the restart.
-    pub rebase: Option<Rebase>,
 }
 
 impl Pass {
     fn expired(&self, stamp: u32, timeout: u32) -> bool {
-        expired(self.now, Rebase::last_seen(self.rebase, stamp), timeout)
+        expired(self.now, stamp, timeout)
     }
 
     /// Whether a flow has been idle longer than its state's timeout.
@@ -191,32 +159,6 @@ mod tests {
     }
 
     #[test]
-    fn stale_stamps_count_from_the_restart() {
-        let r = Some(Rebase {
-            clock_was: 100,
-            since: 5000,
-        });
-        assert_eq!(Rebase::last_seen(r, 100), 5000);
-        assert_eq!(Rebase::last_seen(r, 40), 5000);
-        assert_eq!(
-            Rebase::last_seen(r, 5001),
-            5001,
-            "stamped after the restart"
-        );
-        assert_eq!(Rebase::last_seen(None, 40), 40);
-        assert!(!expired(5000 + 900, Rebase::last_seen(r, 100), 900));
-        assert!(expired(5000 + 901, Rebase::last_seen(r, 100), 900));
-        assert_eq!(Rebase::needed(100, 102, 2), None);
-        assert_eq!(
-            Rebase::needed(100, 103, 2),
-            Some(Rebase {
-                clock_was: 100,
-                since: 103
-            })
-        );
-    }
-
-    #[test]
     fn masks_clients() {
         let a = [u32::from_ne_bytes([198, 18, 7, 9]), 0, 0, 0];
         let m = [u32::from_ne_bytes([255, 255, 255, 0]), 0, 0, 0];
@@ -246,7 +188,6 @@ mod tests {
                 tcp_s,
                 ..Default::default()
             },
-            rebase: None,
         };
         let (k, v) = flow(TcpState::Established, 1000, false);
         assert!(!pass(1900, 0).flow_expired(&k, &v), "900 s, IPVS's default");

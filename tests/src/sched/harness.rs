@@ -350,7 +350,7 @@ impl Run {
     pub fn new(k: u32, lb: Lb, specs: Vec<SvcSpec>) -> Run {
         // CLOCK and SETTINGS are set when the object has them; a scenario that needs
         // them fails on its own checks otherwise.
-        let _ = lb_ctl::maps::sweep::set_clock(lb.dir(), NOW_S);
+        let _ = lb_ctl::maps::clock::set_fixed(lb.dir(), NOW_S);
         let _ = lb_ctl::maps::write_settings(lb.dir(), &Settings::default());
         let mut run = Run {
             k,
@@ -1076,7 +1076,7 @@ impl Run {
     /// timeouts), by the model's state and the CLOCK of its last packet.
     pub fn sweep(&mut self, now: u32) -> Result<()> {
         self.now = now;
-        lb_ctl::maps::sweep::set_clock(self.lb.dir(), now)?;
+        lb_ctl::maps::clock::set_fixed(self.lb.dir(), now)?;
         for h in 0..self.conns.len() {
             let (svc, c) = self.conns[h];
             let Some(e) = self.model.conns.get(&(svc, c)) else {
