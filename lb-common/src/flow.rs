@@ -210,8 +210,9 @@ impl StateWord {
     }
 
     /// The word that claims the flow for removal (DEAD set, all else kept), or `None` when
-    /// it is claimed already: the remover whose compare-and-swap from `self` to this word
-    /// wins books the removal by `self.flags()`, every other one books nothing.
+    /// it is claimed already. Only an unclaimed flow's word changes, so once a
+    /// compare-and-swap from `self` to this word wins, `self.flags()` are the flags the
+    /// removal is booked by (by whoever then deletes the entry).
     #[inline(always)]
     pub const fn reaped(self) -> Option<StateWord> {
         if self.dead() {
@@ -233,9 +234,10 @@ impl FlowFlags {
     pub const NO_OUTPUT: u8 = 1 << 1;
     /// Claimed for removal: set by compare-and-swap of the state word
     /// ([`StateWord::reaped`]) by whoever removes the flow (the data path's
-    /// expire_nodest_conn and conn_reuse_mode expiries, lb-ctl's sweep). Set once; after it
-    /// no CPU moves the flow's state or its real's counters, and only the remover whose
-    /// swap set it books the removal (the data path's unbind, or REAL_EXPIRED).
+    /// expire_nodest_conn and conn_reuse_mode expiries, lb-ctl's sweep through `lb_ops`
+    /// REAP). Set once; after it the word never changes, no CPU moves the flow's state or
+    /// its real's counters, and the claimed entry is deleted: whoever's delete succeeds
+    /// books the removal (the data path's unbind, or REAL_EXPIRED) by the frozen flags.
     pub const DEAD: u8 = 1 << 2;
 }
 

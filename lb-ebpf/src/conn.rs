@@ -187,14 +187,53 @@ unsafe fn swap_word(p: *mut u32, old: StateWord, new: StateWord) -> bool {
 }
 
 /// Claims the flow for removal (sets `FlowFlags::DEAD` by compare-and-swap): the flags it
-/// had, for the claimer to book the removal by, or `None` when another remover claimed it
-/// first (it books the removal; this one books nothing) or the swap lost
-/// `STATE_CAS_TRIES` times to packets moving the flow (counted `state_cas_exhausted`; the
-/// flow stays). A global function (`lb_reap`) as `move_state`. Safety: as `on_packet`.
+/// had, which the removal is booked by if this claimer's delete then succeeds, or `None`
+/// when another remover claimed it first (that one, or lb-ctl's sweep, deletes and books
+/// it) or the swap lost `STATE_CAS_TRIES` times to packets moving the flow (counted
+/// `state_cas_exhausted`; the flow stays). A global function (`lb_reap`) as `move_state`.
+/// Safety: as `on_packet`.
 #[inline(always)]
 pub unsafe fn reap(v: *mut FlowValue) -> Option<u8> {
     let r = unsafe { lb_reap(state_word(v)) };
     (r & REAP_WON != 0).then_some(r as u8)
+}
+
+/// What `claim_seen` did.
+pub enum Claim {
+    /// The flow is claimed (by this call, or by another remover before it): delete it; the
+    /// flags (DEAD cleared) are what a successful delete books.
+    Dead(u8),
+    /// Not claimed: its state word or stamp is no longer what the caller saw.
+    Changed,
+}
+
+/// lb_ops REAP: claims the flow only if its state word is still `seen` and its stamp still
+/// `seen_last_s` (what the sweep judged it expired by); a flow another remover claimed
+/// already is `Dead` too (its delete books it, whoever deletes). One swap, no retry: a
+/// word that changed means a packet moved the flow, and the sweep judges it again next
+/// pass. Safety: `v` is a FLOWS value pointer just looked up.
+#[inline(always)]
+pub unsafe fn claim_seen(v: *mut FlowValue, seen: StateWord, seen_last_s: u32) -> Claim {
+    let p = state_word(v);
+    let w = unsafe { load_word(p) };
+    if w.dead() {
+        return Claim::Dead(w.flags() & !FlowFlags::DEAD);
+    }
+    if w != seen || unsafe { (*v).last_seen_s } != seen_last_s {
+        return Claim::Changed;
+    }
+    let Some(dead) = w.reaped() else {
+        return Claim::Changed;
+    };
+    if unsafe { swap_word(p, w, dead) } {
+        return Claim::Dead(w.flags());
+    }
+    let now = unsafe { load_word(p) };
+    if now.dead() {
+        Claim::Dead(now.flags() & !FlowFlags::DEAD)
+    } else {
+        Claim::Changed
+    }
 }
 
 /// `lb_reap`'s mark of a won claim (above the flags byte).

@@ -7,9 +7,10 @@
 
 use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
 use lb_common::consts::LOCALITY_EXPIRY_S;
+use lb_common::ops::{ReapEntry, reap};
 use lb_common::{
     FlowFlags, FlowKey, FlowValue, LocalityValue, PersistKey, PersistValue, RawAddr, Service,
-    VipFlags,
+    StateWord, VipFlags,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -64,6 +65,14 @@ impl Pass {
             v.last_seen_s,
             state_timeout_s(k.proto, v.state, &self.timeouts),
         )
+    }
+
+    /// Whether the pass asks `lb_ops` to remove the flow ([`reap_entry`]): idle longer
+    /// than its state's timeout, or claimed for removal (`FlowFlags::DEAD`) and still in
+    /// the table, which a data-path CPU normally deletes within microseconds; a pass
+    /// deletes one left behind (its delete books it, as anyone's would).
+    pub fn flow_to_reap(&self, k: &FlowKey, v: &FlowValue) -> bool {
+        v.flags & FlowFlags::DEAD != 0 || self.flow_expired(k, v)
     }
 
     /// Whether a template has been unused longer than its service's `-p` timeout
@@ -127,10 +136,40 @@ impl Tally {
         }
     }
 
+    /// What `lb_ops` REAP did with a flow the pass judged by value `v`: a removed flow is
+    /// booked by the flags it was removed with (frozen when it was claimed, whatever
+    /// packets did after the walk read `v`); true when the flow stays live (changed since
+    /// the walk, or not run), false when it is gone (removed here, or by someone else,
+    /// who booked it).
+    pub fn reaped(&mut self, v: &FlowValue, e: &ReapEntry) -> bool {
+        match e.outcome {
+            reap::REMOVED => {
+                self.flow(&FlowValue {
+                    flags: e.flags as u8,
+                    ..*v
+                });
+                false
+            }
+            reap::ABSENT => false,
+            _ => true,
+        }
+    }
+
     /// An expired template of real `real_id`.
     pub fn template(&mut self, real_id: u32) {
         self.per_real.entry(real_id).or_default().templates += 1;
         self.report.templates += 1;
+    }
+}
+
+/// The REAP request for a flow the pass judged by (`k`, `v`): claimed only if its state
+/// word and stamp are still those.
+pub fn reap_entry(k: &FlowKey, v: &FlowValue) -> ReapEntry {
+    ReapEntry {
+        key: *k,
+        seen_word: StateWord::of(v).0,
+        seen_last_s: v.last_seen_s,
+        ..Default::default()
     }
 }
 
@@ -224,6 +263,47 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(add_expiry(cur, &t.per_real[&7]).active, 0, "wraps");
+    }
+
+    #[test]
+    fn reap_books_only_what_it_removed_by_the_flags_it_removed_with() {
+        let pass = Pass {
+            now: 2000,
+            timeouts: Timeouts::default(),
+        };
+        let (k, v) = flow(TcpState::Established, 1000, false);
+        assert!(pass.flow_to_reap(&k, &v), "idle past 900 s");
+        let (k2, fresh) = flow(TcpState::Established, 1990, false);
+        assert!(!pass.flow_to_reap(&k2, &fresh));
+        let dead = FlowValue {
+            flags: FlowFlags::DEAD,
+            ..fresh
+        };
+        assert!(pass.flow_to_reap(&k2, &dead), "a claimed flow left behind");
+        let e = reap_entry(&k, &v);
+        assert_eq!(
+            (e.key, e.seen_word, e.seen_last_s),
+            (k, StateWord::of(&v).0, 1000)
+        );
+        let mut t = Tally::default();
+        // Seen active, but a FIN moved it to inactive before the claim: booked inactive.
+        let removed = ReapEntry {
+            outcome: reap::REMOVED,
+            flags: FlowFlags::INACTIVE as u32,
+            ..e
+        };
+        assert!(!t.reaped(&v, &removed));
+        assert_eq!((t.report.active, t.report.inactive), (0, 1));
+        for (outcome, live) in [
+            (reap::CHANGED, true),
+            (reap::PENDING, true),
+            (reap::ABSENT, false),
+        ] {
+            let e = ReapEntry { outcome, ..e };
+            assert_eq!(t.reaped(&v, &e), live, "outcome {outcome}");
+        }
+        assert_eq!(t.per_real[&7].inactive, 1);
+        assert_eq!(t.per_real[&7].active, 0, "nothing else booked");
     }
 
     #[test]
