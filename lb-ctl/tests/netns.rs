@@ -931,7 +931,7 @@ fn live_syns_are_counted_and_expire() {
     assert_eq!(flow[5], "198.18.100.2:80");
     // Stamped by the kernel's clock, which ran with no sweeper (loaded --no-sweep).
     {
-        use aya::maps::{HashMap, IterableMap, MapData};
+        use aya::maps::{HashMap, MapData};
         let flows: HashMap<MapData, lb_common::FlowKey4, lb_common::FlowValue> =
             lb_ctl::maps::open(pin, lb_common::consts::MAP_FLOWS4).unwrap();
         let now = lb_ctl::maps::clock::now(pin).unwrap();

@@ -62,8 +62,13 @@ pub fn run(ctx: &Ctx, obj: &Path) -> Result<Vec<Figure>> {
             Figure::failed("map_update_reals_per_s", "reals/s", format!("{e:#}"))
         }),
     );
-    push(ctl_to_datapath(ctx, &lb, pin.path()).unwrap_or_else(|e| {
-        Figure::failed("ctl_to_datapath_ms", "ms", format!("{e:#}")).target(Some(T_CTL_MS))
+    push(
+        ctl_to_datapath(ctx, &lb, pin.path(), "ctl_to_datapath_ms").unwrap_or_else(|e| {
+            Figure::failed("ctl_to_datapath_ms", "ms", format!("{e:#}")).target(Some(T_CTL_MS))
+        }),
+    );
+    push(while_sweeping(ctx, &lb, pin.path()).unwrap_or_else(|e| {
+        Figure::failed("ctl_to_datapath_sweeping_ms", "ms", format!("{e:#}")).target(Some(T_CTL_MS))
     }));
     Ok(figures)
 }
@@ -295,7 +300,7 @@ fn check(mut c: Command) -> Result<()> {
 /// From issuing `lb-ctl -a` (a new process, as an operator runs it) to the first packet
 /// the data path sends to the new real: a poller runs new-flow packets through `lb_xdp`
 /// the whole time (they drop with NoReal until the service has a real).
-fn ctl_to_datapath(ctx: &Ctx, lb: &Loaded, pin: &Path) -> Result<Figure> {
+fn ctl_to_datapath(ctx: &Ctx, lb: &Loaded, pin: &Path, name: &str) -> Result<Figure> {
     let bin = ctx.root.join("target/release/lb-ctl");
     if !bin.is_file() {
         bail!("{} is missing: run `cargo xtask build`", bin.display());
@@ -385,13 +390,90 @@ fn ctl_to_datapath(ctx: &Ctx, lb: &Loaded, pin: &Path) -> Result<Figure> {
         });
         check(lb_ctl(ctx, &ns, pin, &["-d", "-u", &svc, "-r", &a]))?;
     }
-    Ok(Figure::from_runs("ctl_to_datapath_ms", "ms", &total)
+    check(lb_ctl(ctx, &ns, pin, &["-D", "-u", &svc]))?;
+    Ok(Figure::from_runs(name.to_string(), "ms", &total)
         .target(Some(T_CTL_MS))
         .note(format!(
             "lb-ctl -a as a new process; the command itself takes {:.1} ms (median), the data path used the real {:+.2} ms from its return (median)",
             summarize(&cmd).0,
             summarize(&after).0
         )))
+}
+
+/// Flows in the table while [`while_sweeping`] measures.
+const SWEPT_FLOWS: u32 = 1_000_000;
+
+/// `ctl_to_datapath_ms` while sweep passes walk [`SWEPT_FLOWS`] flows back to back (none
+/// idle, so each pass walks them all and removes nothing): a change must not wait for a
+/// pass (passes take the pin-directory lock only to book expiries).
+fn while_sweeping(ctx: &Ctx, lb: &Loaded, pin: &Path) -> Result<Figure> {
+    use aya::maps::{HashMap, MapData};
+    use lb_common::{FlowKey4, FlowValue, clock::Clock, conn::TcpState};
+    const NOW: u32 = 1_000_000;
+    lb_ctl::maps::clock::write(
+        pin,
+        &Clock {
+            fixed_s: NOW,
+            ..Default::default()
+        },
+    )?;
+    let t = Instant::now();
+    {
+        let mut flows: HashMap<MapData, FlowKey4, FlowValue> = lb_ctl::maps::open(pin, MAP_FLOWS4)?;
+        for i in 0..SWEPT_FLOWS {
+            // Clients in 198.18.0.0/16, ports from 1024, to 198.19.9.9:80.
+            let k = FlowKey4 {
+                src: u32::from_ne_bytes([198, 18, (i >> 8) as u8, i as u8]),
+                dst: u32::from_ne_bytes([198, 19, 9, 9]),
+                sport: lb_common::Be16::from_host(1024 + (i >> 16) as u16),
+                dport: lb_common::Be16::from_host(PORT),
+                proto: lb_common::consts::proto::TCP,
+                _pad: [0; 3],
+            };
+            let v = FlowValue {
+                real_id: 0,
+                svc_id: 0,
+                last_seen_s: NOW,
+                state: TcpState::Established as u8,
+                flags: lb_common::FlowFlags::NO_OUTPUT,
+                fwd: lb_common::ForwardMode::Dr as u8,
+                _pad: 0,
+            };
+            flows
+                .insert(k, v, 0)
+                .with_context(|| format!("inserting flow {i}"))?;
+        }
+    }
+    ctx.progress(&format!(
+        "{SWEPT_FLOWS} flows inserted in {:.1} s; sweeping them back to back",
+        t.elapsed().as_secs_f64()
+    ));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sweeper = {
+        let (stop, pin) = (stop.clone(), pin.to_path_buf());
+        std::thread::spawn(move || -> Result<(u32, Duration, u64)> {
+            let (mut passes, t0, mut walked) = (0u32, Instant::now(), u64::MAX);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = lb_ctl::maps::sweep::sweep_at(&pin, NOW)?;
+                walked = walked.min(r.flows);
+                passes += 1;
+            }
+            Ok((passes, t0.elapsed(), walked))
+        })
+    };
+    let fig = ctl_to_datapath(ctx, lb, pin, "ctl_to_datapath_sweeping_ms");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (passes, took, walked) = sweeper
+        .join()
+        .map_err(|_| anyhow::anyhow!("sweep thread panicked"))??;
+    let fig = fig?;
+    if passes == 0 {
+        bail!("no sweep pass ended while ctl_to_datapath ran");
+    }
+    let pass_ms = took.as_secs_f64() * 1e3 / f64::from(passes);
+    Ok(fig.note(format!(
+        "while sweep passes walk {walked} flows or more back to back ({passes} passes, {pass_ms:.0} ms each)"
+    )))
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {
