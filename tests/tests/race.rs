@@ -1,10 +1,11 @@
-//! Two-CPU race hammers (issue 13): BPF_PROG_TEST_RUN of the real `lb_xdp` object from two
-//! threads pinned to CPU 0 and CPU 1, sending packets of the same NAT flows at the same
+//! Two-CPU race hammers (issue 13): BPF_PROG_TEST_RUN of the real `lb_xdp` (and `lb_ops`)
+//! from two threads pinned to CPU 0 and CPU 1, working on the same NAT flows at the same
 //! moment (a per-packet spin barrier lines the two syscalls up), then checking that every
 //! real's ActiveConn / InActConn is what the flows left in the table say. Before the state
 //! word was changed by compare-and-swap, two CPUs moving one flow at once (a client FIN and
 //! the real's FIN or RST, or two ACKs of a SYN_RECV flow) both counted the move and a
-//! real's count wrapped to 2^64 − 1.
+//! real's count wrapped to 2^64 − 1; and a sweep that removed a flow while a CPU moved it
+//! counted it twice (once expired, once moved).
 //!
 //! Needs root and two CPUs; otherwise the trial is reported ignored with the reason.
 //! `cargo test -p lb-tests --test race`. `LB_BPF_OBJECT=<file>` tests another build.
@@ -12,8 +13,11 @@
 use anyhow::{Context, Result, bail};
 use lb_common::addr::convert::to_raw;
 use lb_common::conn::{ConnExpiry, conn_counts};
+use lb_common::ops::{ReapEntry, op, reap};
 use lb_common::{Be16, FlowFlags, ForwardMode, Real, RealFlags, VipFlags};
 use lb_ctl::loader::{ObjectFile, object_path};
+use lb_ctl::maps::ops::{reap_reply, reap_request};
+use lb_ctl::sweep::reap_entry;
 use lb_tests::bpf::{self, Bpf, IF_LO};
 use lb_tests::packet::{L4, Pkt, addr};
 use lb_tests::provision::{Provision, Svc, Table, flow_key};
@@ -32,11 +36,11 @@ const REALS: [&str; 4] = ["198.19.0.2", "198.19.0.3", "198.19.0.4", "198.19.0.5"
 /// flow and NAT_REV tables.
 const FLOWS: u16 = 256;
 const FIRST_PORT: u16 = 20000;
-/// The hammer stops after this many rounds or this long, whichever comes first; on the
-/// code before the compare-and-swap it failed within the first round or two (see
-/// `docs/design.md`, "Connections and time").
+/// Each hammer stops after this many rounds or this long, whichever comes first. Without
+/// the compare-and-swap (2766b17's object, or this code with the swap made a plain store,
+/// or REAP's claim skipped) each failed in its first round, 5 runs of 5.
 const MAX_ROUNDS: u32 = 400;
-const MAX_TIME: Duration = Duration::from_secs(12);
+const MAX_TIME: Duration = Duration::from_secs(8);
 
 const FIN: u8 = 1;
 const SYN: u8 = 2;
@@ -46,20 +50,51 @@ const TCP: u8 = 6;
 
 fn main() {
     let mut args = libtest_mimic::Arguments::from_args();
+    // One thread: the trials share the loaded program, in the namespace of the thread
+    // that entered it (libtest-mimic runs them on the main thread).
     args.test_threads = Some(1);
-    let trial = Trial::ignorable_test("nat_two_cpus_move_each_connection_once", || {
-        if !lb_tests::netns::is_root() {
-            return Ok(Completion::ignored_with("needs root (BPF_PROG_TEST_RUN)"));
+    let trial = |name: &'static str, f: fn(&mut Bpf) -> Result<()>| {
+        Trial::ignorable_test(name, move || {
+            if !lb_tests::netns::is_root() {
+                return Ok(Completion::ignored_with("needs root (BPF_PROG_TEST_RUN)"));
+            }
+            if !can_pin(1) {
+                return Ok(Completion::ignored_with("needs CPUs 0 and 1"));
+            }
+            match with_harness(f) {
+                Ok(()) => Ok(Completion::Completed),
+                Err(e) => Err(format!("{e:#}").into()),
+            }
+        })
+    };
+    let trials = vec![
+        trial("nat_two_cpus_move_each_connection_once", hammer),
+        trial("sweep_reap_against_a_cpu_moving_the_flow", hammer_reap),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+thread_local! {
+    /// The loaded balancer, created on first use in a namespace of this thread.
+    static HARNESS: std::cell::RefCell<Option<Bpf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on the loaded balancer (loaded on first use), its maps cleared and provisioned.
+fn with_harness(f: fn(&mut Bpf) -> Result<()>) -> Result<()> {
+    HARNESS.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.is_none() {
+            let path = object_path(ObjectFile::BALANCER, None)?;
+            bpf::enter_netns()?;
+            let b = Bpf::load(&path)?;
+            eprintln!("race hammers: testing {}", path.display());
+            *h = Some(b);
         }
-        if !can_pin(1) {
-            return Ok(Completion::ignored_with("needs CPUs 0 and 1"));
-        }
-        match hammer() {
-            Ok(()) => Ok(Completion::Completed),
-            Err(e) => Err(format!("{e:#}").into()),
-        }
-    });
-    libtest_mimic::run(&args, vec![trial]).exit();
+        let bpf = h.as_mut().expect("loaded above");
+        bpf.clear()?;
+        provision().apply(bpf)?;
+        f(bpf)
+    })
 }
 
 /// Pins the calling thread to `cpu`; false when it cannot run there.
@@ -197,13 +232,13 @@ fn flow_reals(bpf: &mut Bpf) -> Result<Vec<&'static str>> {
 }
 
 /// Every real's (ActiveConn, InActConn) must be what the table's flows say by their
-/// INACTIVE flags (REAL_EXPIRED stays zero: no sweep runs here).
-fn check(bpf: &mut Bpf, round: u32, what: &str) -> Result<()> {
+/// INACTIVE flags, with `expired` the sweep's bookings (REAL_EXPIRED as the sweep would
+/// have added them).
+fn check(bpf: &mut Bpf, round: u32, what: &str, expired: &BTreeMap<u32, ConnExpiry>) -> Result<()> {
     let mut want: BTreeMap<u32, (u64, u64)> =
         (1..=REALS.len() as u32).map(|r| (r, (0, 0))).collect();
     for i in 0..FLOWS {
-        let k = flow_key(addr(CLIENT), addr(VIP), FIRST_PORT + i, VPORT, TCP);
-        if let Some(v) = bpf.flow(&k)? {
+        if let Some(v) = bpf.flow(&key(i))? {
             if v.flags & FlowFlags::DEAD != 0 {
                 bail!("round {round}, {what}: flow {i} left DEAD in the table: {v:?}");
             }
@@ -216,7 +251,8 @@ fn check(bpf: &mut Bpf, round: u32, what: &str) -> Result<()> {
         }
     }
     for (r, w) in want {
-        let c = conn_counts(&bpf.real_conns(r)?, &ConnExpiry::default());
+        let ex = expired.get(&r).copied().unwrap_or_default();
+        let c = conn_counts(&bpf.real_conns(r)?, &ex);
         if (c.active, c.inactive) != w {
             bail!(
                 "round {round}, {what}: real {r} counts (active, inactive) = ({}, {}), its flows in the table say {w:?}",
@@ -228,36 +264,46 @@ fn check(bpf: &mut Bpf, round: u32, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn hammer() -> Result<()> {
-    let path = object_path(ObjectFile::BALANCER, None)?;
-    bpf::enter_netns()?;
-    let mut bpf = Bpf::load(&path)?;
-    eprintln!("race hammer: testing {}", path.display());
-    bpf.clear()?;
-    let prov = provision();
-    prov.apply(&mut bpf)?;
-    let all = |f: u8| (0..FLOWS).map(|i| client(i, f)).collect::<Vec<_>>();
+/// Flow `i`'s key.
+fn key(i: u16) -> lb_common::FlowKey {
+    flow_key(addr(CLIENT), addr(VIP), FIRST_PORT + i, VPORT, TCP)
+}
+
+/// SYN then ACK of every flow from both CPUs at once: each ends ESTABLISHED (a flow in
+/// TIME_WAIT or CLOSE is expired by the SYN and recorded anew, conn_reuse_mode), checked.
+fn open_all(bpf: &mut Bpf, round: u32, expired: &BTreeMap<u32, ConnExpiry>) -> Result<()> {
+    at_once(bpf, [all(SYN), all(SYN)])?;
+    check(bpf, round, "after SYN on both CPUs", expired)?;
+    at_once(bpf, [all(ACK), all(ACK)])?;
+    check(bpf, round, "after ACK on both CPUs", expired)
+}
+
+/// The client's packet of every flow with flags `f`.
+fn all(f: u8) -> Vec<Vec<u8>> {
+    (0..FLOWS).map(|i| client(i, f)).collect()
+}
+
+/// Client FIN against the real's FIN or RST, two ACKs of a SYN_RECV flow, two SYNs
+/// reusing a closed flow, and finally two packets expiring a flow of a deleted real: each
+/// on CPU 0 and CPU 1 at once, for every flow, checked after each step.
+fn hammer(bpf: &mut Bpf) -> Result<()> {
+    let none = BTreeMap::new();
     let t = Instant::now();
     let mut rounds = 0;
     while rounds < MAX_ROUNDS && t.elapsed() < MAX_TIME {
         rounds += 1;
-        // Both CPUs send each flow's SYN: from round 2 on, the flow is in TIME_WAIT or
-        // CLOSE, so each SYN expires it (conn_reuse_mode) and one records the new one.
-        at_once(&bpf, [all(SYN), all(SYN)])?;
-        check(&mut bpf, rounds, "after SYN on both CPUs")?;
-        // Both CPUs send each flow's ACK: SYN_RECV → ESTABLISHED, inactive → active.
-        at_once(&bpf, [all(ACK), all(ACK)])?;
-        check(&mut bpf, rounds, "after ACK on both CPUs")?;
+        open_all(bpf, rounds, &none)?;
         // The client's FIN on CPU 0 and the real's FIN (even rounds) or RST (odd) on
         // CPU 1: ESTABLISHED → inactive from both sides at once.
-        let reals = flow_reals(&mut bpf)?;
+        let reals = flow_reals(bpf)?;
         let f = if rounds % 2 == 0 { FIN | ACK } else { RST };
         let replies = (0..FLOWS).map(|i| reply(reals[i as usize], i, f)).collect();
-        at_once(&bpf, [all(FIN | ACK), replies])?;
+        at_once(bpf, [all(FIN | ACK), replies])?;
         check(
-            &mut bpf,
+            bpf,
             rounds,
             "after client FIN and real FIN/RST at once",
+            &none,
         )?;
     }
     // Remove every flow from both CPUs at once: the reals deleted (not ACTIVE) with
@@ -267,7 +313,7 @@ fn hammer() -> Result<()> {
         expire_nodest_conn: 1,
         ..Default::default()
     })?;
-    for (id, r) in &prov.reals {
+    for (id, r) in &provision().reals {
         bpf.put_real(
             *id,
             Real {
@@ -276,8 +322,13 @@ fn hammer() -> Result<()> {
             },
         )?;
     }
-    at_once(&bpf, [all(ACK), all(ACK)])?;
-    check(&mut bpf, rounds, "after expiring every flow from both CPUs")?;
+    at_once(bpf, [all(ACK), all(ACK)])?;
+    check(
+        bpf,
+        rounds,
+        "after expiring every flow from both CPUs",
+        &none,
+    )?;
     let left = bpf.flow_count()?;
     if left != 0 {
         bail!("{left} flows left after expire_nodest_conn");
@@ -287,4 +338,107 @@ fn hammer() -> Result<()> {
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The sweep against the data path: every flow ESTABLISHED, then CPU 0 sends the client's
+/// FIN (even rounds) or RST (odd) while CPU 1 runs lb_ops REAP on the same flow, as lb-ctl's
+/// sweep would for a flow it judged expired (with the value it read before). Only what the
+/// REAP removed is booked (as REAL_EXPIRED, by the flags it reports); a FIN that came first
+/// leaves the flow live (CHANGED). Before REAP the sweep took the value with
+/// lookup-and-delete and booked it active, and the FIN of a CPU that had looked the flow up
+/// moved the deleted element and counted it inactive as well.
+fn hammer_reap(bpf: &mut Bpf) -> Result<()> {
+    let mut expired: BTreeMap<u32, ConnExpiry> = BTreeMap::new();
+    let t = Instant::now();
+    let (mut rounds, mut removed, mut changed) = (0, 0u64, 0u64);
+    while rounds < MAX_ROUNDS && t.elapsed() < MAX_TIME {
+        rounds += 1;
+        open_all(bpf, rounds, &expired)?;
+        let seen: Vec<_> = (0..FLOWS)
+            .map(|i| {
+                let v = bpf.flow(&key(i))?.with_context(|| format!("flow {i}"))?;
+                Ok((key(i), v))
+            })
+            .collect::<Result<_>>()?;
+        let f = if rounds % 2 == 0 { FIN | ACK } else { RST };
+        let booked = reap_at_once(bpf, all(f), &seen)?;
+        for (real_id, e) in booked {
+            let x = expired.entry(real_id).or_default();
+            match e.outcome {
+                reap::REMOVED => {
+                    removed += 1;
+                    if e.flags as u8 & FlowFlags::INACTIVE != 0 {
+                        x.inactive += 1;
+                    } else {
+                        x.active += 1;
+                    }
+                }
+                reap::CHANGED => changed += 1,
+                _ => {}
+            }
+        }
+        check(bpf, rounds, "after a FIN/RST and a REAP at once", &expired)?;
+    }
+    eprintln!(
+        "reap hammer: {rounds} rounds of {FLOWS} flows in {:.1} s: {removed} removed, {changed} changed first",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// CPU 0 sends `frames[i]` while CPU 1 runs REAP on `seen[i]`, flow by flow at once;
+/// returns each REAP entry with its flow's real.
+fn reap_at_once(
+    bpf: &Bpf,
+    frames: Vec<Vec<u8>>,
+    seen: &[(lb_common::FlowKey, lb_common::FlowValue)],
+) -> Result<Vec<(u32, ReapEntry)>> {
+    let turn = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    let sync = |i: usize| -> Result<()> {
+        turn.fetch_add(1, Ordering::AcqRel);
+        while turn.load(Ordering::Acquire) < 2 * (i as u64 + 1) {
+            if failed.load(Ordering::Relaxed) {
+                bail!("the other thread failed");
+            }
+            std::hint::spin_loop();
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        let packets = s.spawn(|| -> Result<()> {
+            if !pin(0) {
+                bail!("cannot pin to CPU 0");
+            }
+            for (i, f) in frames.iter().enumerate() {
+                sync(i)?;
+                if let Err(e) = bpf.run(f, IF_LO) {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        });
+        let sweep = s.spawn(|| -> Result<Vec<(u32, ReapEntry)>> {
+            if !pin(1) {
+                bail!("cannot pin to CPU 1");
+            }
+            let mut out = Vec::with_capacity(seen.len());
+            for (i, (k, v)) in seen.iter().enumerate() {
+                let mut e = [reap_entry(k, v)];
+                sync(i)?;
+                let r = bpf
+                    .run_ops(op::REAP, &reap_request(&e))
+                    .and_then(|back| reap_reply(&back, &mut e).context("short REAP reply"));
+                if let Err(err) = r {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(err);
+                }
+                out.push((v.real_id, e[0]));
+            }
+            Ok(out)
+        });
+        packets.join().expect("packet thread panicked")?;
+        sweep.join().expect("sweep thread panicked")
+    })
 }
