@@ -11,6 +11,9 @@ pub const MAP_REALS: &str = "REALS";
 /// real id → [`crate::TrashRecord`] of a deleted real (array, mmapable, MAX_REALS). Written
 /// and read by lb-ctl only.
 pub const MAP_REAL_TRASH: &str = "REAL_TRASH";
+/// `crate::tables::Table` index → u64 entries the sweeper counted at its last pass
+/// (array; lb-ctl only).
+pub const MAP_TABLE_FILL: &str = "TABLE_FILL";
 /// IPv4 flows: [`crate::FlowKey4`] → [`crate::FlowValue`], LRU. Written by the data path.
 pub const MAP_FLOWS4: &str = "FLOWS4";
 /// IPv6 flows: [`crate::FlowKey`] → [`crate::FlowValue`], LRU. Written by the data path.

@@ -156,12 +156,19 @@ impl Counter {
     pub const NEW_FLOW: Counter = Counter(7);
     /// ICMP error (fragmentation needed / packet too big) sent to the flow's real.
     pub const ICMP_TO_REAL: Counter = Counter(8);
-    /// Flow table insert failed; the packet was still forwarded (fail open).
+    /// A new flow found its flow table (FLOWS4 or FLOWS6) full: not recorded, the packet
+    /// still forwarded (fail open; its next packet is scheduled anew).
     pub const FLOW_INSERT_FAILED: Counter = Counter(9);
-    /// A packet's TCP state move given up after `consts::STATE_CAS_TRIES` compare-and-swaps
-    /// of its flow's state word, each lost to another CPU moving the same flow; the packet
-    /// was still forwarded, the flow left as the other CPUs moved it.
-    pub const STATE_CAS_EXHAUSTED: Counter = Counter(10);
+    /// A new NAT flow found NAT_REV full: its replies will not be translated back.
+    pub const NAT_REV_INSERT_FAILED: Counter = Counter(10);
+    /// A new persistence template found PERSIST full: the connection goes to the real
+    /// scheduled, without a template (the client's next connection is scheduled anew).
+    pub const PERSIST_INSERT_FAILED: Counter = Counter(11);
+    /// A packet's TCP state move (or the data path's claim of a flow it expires) given up
+    /// after `consts::STATE_CAS_TRIES` compare-and-swaps of its flow's state word, each
+    /// lost to another CPU changing the same flow; the packet was still forwarded, the flow
+    /// left as the other CPUs made it.
+    pub const STATE_CAS_EXHAUSTED: Counter = Counter(12);
     /// First slot of the [`Pass`] reasons.
     pub const PASS_BASE: u32 = 16;
     /// First slot of the [`Drop`] reasons.
@@ -170,7 +177,7 @@ impl Counter {
     pub const SLOTS: u32 = 64;
 
     /// Named slots that are not pass/drop reasons, for listing.
-    pub const EVENTS: [(Counter, &'static str); 11] = [
+    pub const EVENTS: [(Counter, &'static str); 13] = [
         (Counter::RX, "rx"),
         (Counter::TX, "tx"),
         (Counter::REDIRECT, "redirect"),
@@ -181,6 +188,8 @@ impl Counter {
         (Counter::NEW_FLOW, "new_flow"),
         (Counter::ICMP_TO_REAL, "icmp_to_real"),
         (Counter::FLOW_INSERT_FAILED, "flow_insert_failed"),
+        (Counter::NAT_REV_INSERT_FAILED, "nat_rev_insert_failed"),
+        (Counter::PERSIST_INSERT_FAILED, "persist_insert_failed"),
         (Counter::STATE_CAS_EXHAUSTED, "state_cas_exhausted"),
     ];
 }

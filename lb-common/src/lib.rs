@@ -26,6 +26,7 @@ pub mod ops;
 pub mod real;
 pub mod sched;
 pub mod service;
+pub mod tables;
 
 pub use addr::{Be16, RawAddr};
 pub use counters::{Counter, CounterBlock, Drop, Pass, Traffic};

@@ -226,10 +226,10 @@ fn run(args: Vec<String>) -> Outcome {
             Err(e) => Outcome::Usage(e.to_string()),
             Ok(cmd) => match ctl::run_ipvsadm(&loader::pin_dir(), &cmd) {
                 Ok(out) => {
-                    if matches!(cmd, ipvsadm::IpvsCommand::List { .. })
-                        && let Some(w) = ctl::expiry_warning(&loader::pin_dir())
-                    {
-                        eprintln!("lb-ctl: warning: {w}");
+                    if matches!(cmd, ipvsadm::IpvsCommand::List { .. }) {
+                        for w in ctl::list_warnings(&loader::pin_dir()) {
+                            eprintln!("lb-ctl: warning: {w}");
+                        }
                     }
                     Outcome::Ok(out)
                 }

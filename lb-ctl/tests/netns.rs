@@ -721,6 +721,37 @@ fn schedulers_persistence_timeouts_sweep() {
         out.contains("flows 1 expired active 1 inactive 2 templates 1"),
         "{out}"
     );
+    // The pass counted what each table holds now; `counters` shows it by its capacity.
+    let counted = lab.ok("counters");
+    for want in [
+        "table_flows4_entries 1\n",
+        "table_flows4_capacity 4096\n",
+        "table_flows6_entries 0\n",
+        "table_flows6_capacity 4096\n",
+        "table_nat_rev4_entries 0\n",
+        "table_nat_rev4_capacity 4096\n",
+        "table_persist_entries 1\n",
+        "table_persist_capacity 262144\n",
+        "flow_insert_failed 0\n",
+    ] {
+        assert!(counted.contains(want), "{want}in {counted}");
+    }
+    // A table 90 % full makes listings warn (on stderr; stdout stays ipvsadm's).
+    {
+        let mut fill: Array<MapData, u64> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_TABLE_FILL).unwrap();
+        fill.set(lb_common::tables::Table::Flows4 as u32, 3700, 0)
+            .unwrap();
+        let (ok, _, err) = lab.ctl_in(&lab.dir_ns, "-L -n");
+        assert!(
+            ok && err.contains("FLOWS4 holds 3700 of its 4096 entries"),
+            "{err}"
+        );
+        fill.set(lb_common::tables::Table::Flows4 as u32, 3600, 0)
+            .unwrap();
+        let (ok, _, err) = lab.ctl_in(&lab.dir_ns, "-L -n");
+        assert!(ok && !err.contains("FLOWS4"), "under 90 %: {err}");
+    }
     {
         let nat: HashMap<MapData, FlowKey4, lb_common::NatReverse> =
             lb_ctl::maps::open(pin, lb_common::consts::MAP_NAT_REV4).unwrap();

@@ -7,7 +7,7 @@
 //!   ports, swap the MACs, XDP_TX. No map, no helper call.
 //!
 //! - `bench_flow4` / `bench_flow6`: the floor plus the one lookup an established flow
-//!   cannot avoid: the 5-tuple in an LRU hash with lb's key types (`FlowKey4` in
+//!   cannot avoid: the 5-tuple in a hash with lb's key types (`FlowKey4` in
 //!   `BENCH_FLOWS4`, `FlowKey` in `BENCH_FLOWS6`); hit → swap MACs, XDP_TX, miss →
 //!   XDP_DROP (None). What "established flow" costs at the least, on this machine.
 //!
@@ -31,7 +31,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     macros::map,
     macros::xdp,
-    maps::{Array, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     programs::XdpContext,
 };
 
@@ -49,11 +49,11 @@ static BENCH_FRAME: Array<[u16; FRAME_LEN / 2]> = Array::with_max_entries(1, 0);
 
 /// IPv4 flows `bench_flow4` knows (written by the bench). Same key and value as lb's FLOWS4.
 #[map]
-static BENCH_FLOWS4: LruHashMap<FlowKey4, FlowValue> = LruHashMap::with_max_entries(1024, 0);
+static BENCH_FLOWS4: HashMap<FlowKey4, FlowValue> = HashMap::with_max_entries(1024, 0);
 
 /// IPv6 flows `bench_flow6` knows. Same key and value as lb's FLOWS6.
 #[map]
-static BENCH_FLOWS6: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1024, 0);
+static BENCH_FLOWS6: HashMap<FlowKey, FlowValue> = HashMap::with_max_entries(1024, 0);
 
 /// TCP/UDP ports: the first 4 bytes of either header.
 const PORTS_LEN: usize = 4;

@@ -7,7 +7,7 @@ use crate::pkt::same;
 use aya_ebpf::bindings::BPF_F_MMAPABLE;
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
 use lb_common::{
     FlowKey, FlowKey4, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, Real,
@@ -17,11 +17,12 @@ use lb_common::{
     consts::{
         DEFAULT_CACHE_CPUS, DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_FLOW_CACHE, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_LBLC,
         MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED,
-        MAP_REAL_STATS, MAP_REAL_TRASH, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
+        MAP_REAL_STATS, MAP_REAL_TRASH, MAP_TABLE_FILL, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
         MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS,
         MAX_SERVICES, MAX_TX_PORTS, SCHED_TABLE_SLOTS,
     },
     counters::CounterBlock,
+    tables::TABLES,
     flow_cache::{CachedFlow, DEFAULT_CACHE_BITS},
 };
 
@@ -47,34 +48,39 @@ pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, BPF_F_MMAPABL
 #[map]
 pub static REAL_TRASH: Array<TrashRecord> = Array::with_max_entries(MAX_REALS, BPF_F_MMAPABLE);
 
+/// `Table` index → entries the sweeper counted at its last pass (lb-common `tables`).
+/// lb-ctl only, like REAL_TRASH: the data path never touches it.
+#[map]
+pub static TABLE_FILL: Array<u64> = Array::with_max_entries(TABLES, 0);
+
 /// slot → real id (`NO_REAL` = none): every service's scheduler table, each a region
 /// (table_base, table_len). lb-ctl, through mmap (a 65,537-slot table is one memory
 /// copy); SCHED_TABLE_SLOTS.
 #[map]
 pub static SCHED_TABLE: Array<u32> = Array::with_max_entries(SCHED_TABLE_SLOTS, BPF_F_MMAPABLE);
 
-/// IPv4 flows: `FlowKey4` (client → VIP) → `FlowValue`. The data path inserts; LRU evicts;
-/// lb-ctl may read and sweep. DEFAULT_MAX_FLOWS, resized at load (`--max-flows`). Through
-/// `flows.rs`, which picks the family's table.
+/// IPv4 flows: `FlowKey4` (client → VIP) → `FlowValue`. The data path inserts; lb-ctl's
+/// sweep (and the data path's own expiries) remove. A plain preallocated hash, not an LRU:
+/// nothing is ever evicted behind the connection counters' back, and a full table refuses
+/// the insert, which is counted (docs/design.md "Flow tables"). DEFAULT_MAX_FLOWS, resized
+/// at load (`--max-flows`). Through `flows.rs`, which picks the family's table.
 #[map]
-pub static FLOWS4: LruHashMap<FlowKey4, FlowValue> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+pub static FLOWS4: HashMap<FlowKey4, FlowValue> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 /// IPv6 flows: `FlowKey` (client → VIP) → `FlowValue`. As FLOWS4.
 #[map]
-pub static FLOWS6: LruHashMap<FlowKey, FlowValue> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+pub static FLOWS6: HashMap<FlowKey, FlowValue> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 /// IPv4 NAT replies: `FlowKey4` (real → client) → `NatReverse`. The data path inserts on a
-/// new NAT flow; LRU. Sized like FLOWS4 at load.
+/// new NAT flow; removed with its flow. A plain hash, as FLOWS4. Sized like FLOWS4 at load.
 #[map]
-pub static NAT_REV4: LruHashMap<FlowKey4, NatReverse> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+pub static NAT_REV4: HashMap<FlowKey4, NatReverse> =
+    HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 /// IPv6 NAT replies: `FlowKey` (real → client) → `NatReverse`. As NAT_REV4.
 #[map]
-pub static NAT_REV6: LruHashMap<FlowKey, NatReverse> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+pub static NAT_REV6: HashMap<FlowKey, NatReverse> =
+    HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 /// (CPU << FLOW_CACHE_BITS | slot) → `CachedFlow`: each CPU's part of the flow cache
 /// (`lb_common::flow_cache`, `cache.rs`). The data path only, each CPU in its own part; sized
@@ -119,10 +125,10 @@ pub static NAT_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 pub static LBLC: Array<LocalityValue> = Array::with_max_entries(MAX_SERVICES, 0);
 
 /// `PersistKey` (masked client, persistence group) → `PersistValue`: persistence
-/// templates. The data path inserts and refreshes; lb-ctl's sweep expires; LRU; MAX_PERSIST.
+/// templates. The data path inserts and refreshes; lb-ctl's sweep expires. A plain hash,
+/// as FLOWS4 (a template evicted unseen would leave PersistConn counted); MAX_PERSIST.
 #[map]
-pub static PERSIST: LruHashMap<PersistKey, PersistValue> =
-    LruHashMap::with_max_entries(MAX_PERSIST, 0);
+pub static PERSIST: HashMap<PersistKey, PersistValue> = HashMap::with_max_entries(MAX_PERSIST, 0);
 
 /// real id → `ConnEvents`. The data path only, with atomic adds (shared, not per-CPU, so
 /// load-driven schedulers read live values); MAX_REALS.
@@ -153,6 +159,7 @@ const _: () = assert!(same(MAP_SERVICES, "SERVICES"));
 const _: () = assert!(same(MAP_VIPS, "VIPS"));
 const _: () = assert!(same(MAP_REALS, "REALS"));
 const _: () = assert!(same(MAP_REAL_TRASH, "REAL_TRASH"));
+const _: () = assert!(same(MAP_TABLE_FILL, "TABLE_FILL"));
 const _: () = assert!(same(MAP_SCHED_TABLE, "SCHED_TABLE"));
 const _: () = assert!(same(MAP_FLOWS4, "FLOWS4"));
 const _: () = assert!(same(MAP_FLOWS6, "FLOWS6"));

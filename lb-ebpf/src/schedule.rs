@@ -154,7 +154,9 @@ fn select_persistent(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
         last_seen_s: now,
         _pad: 0,
     };
-    if PERSIST.insert(pkey, v, 0).is_ok() {
+    if PERSIST.insert(pkey, v, 0).is_err() {
+        count(Counter::PERSIST_INSERT_FAILED);
+    } else {
         conn::bind_template(real_id, real);
         if stale != u32::MAX {
             // The replaced template no longer exists for the sweep to expire: take it off

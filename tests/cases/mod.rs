@@ -15,6 +15,7 @@ mod cache;
 mod common;
 mod conn;
 mod dr;
+mod full;
 mod icmp;
 mod malformed;
 mod mode_edit;
@@ -45,6 +46,7 @@ pub fn all() -> Vec<Sequence> {
         cache::cases(),
         mode_edit::cases(),
         sched::cases(),
+        full::cases(),
     ]
     .into_iter()
     .flatten()

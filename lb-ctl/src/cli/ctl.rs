@@ -308,3 +308,40 @@ pub fn expiry_warning(dir: &Path) -> Option<String> {
 
 /// Seconds without a sweep pass after which listings warn (passes run every second).
 pub const EXPIRY_LATE_S: u32 = 10;
+
+/// Percent of a table's capacity from which listings warn.
+pub const TABLE_FULL_WARN_PCT: u64 = 90;
+
+/// What a listing warns about on stderr: expiry not running ([`expiry_warning`]), and
+/// state tables at [`TABLE_FULL_WARN_PCT`] % of their capacity or more at the sweeper's
+/// last pass (a full table refuses new entries, counted by `lb-ctl counters`).
+pub fn list_warnings(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = expiry_warning(dir).into_iter().collect();
+    for (t, f) in status::gather::tables(dir).unwrap_or_default() {
+        if f.capacity == 0 || f.entries * 100 < f.capacity * TABLE_FULL_WARN_PCT {
+            continue;
+        }
+        use lb_common::tables::Table;
+        let (then, remedy) = match t {
+            Table::Persist => (
+                "new persistence templates are refused (persist_insert_failed)",
+                "shorter -p timeouts or a wider -M mask need fewer",
+            ),
+            Table::NatRev4 | Table::NatRev6 => (
+                "new NAT connections' replies are not translated (nat_rev_insert_failed)",
+                "a larger `lb-ctl load --max-flows` takes effect after `lb-ctl unload`",
+            ),
+            Table::Flows4 | Table::Flows6 => (
+                "new connections are forwarded without a flow, each packet scheduled anew (flow_insert_failed)",
+                "a larger `lb-ctl load --max-flows` takes effect after `lb-ctl unload`",
+            ),
+        };
+        out.push(format!(
+            "{} holds {} of its {} entries; when full, {then}; {remedy}",
+            t.map(),
+            f.entries,
+            f.capacity
+        ));
+    }
+    out
+}

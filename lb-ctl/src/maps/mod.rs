@@ -195,7 +195,7 @@ pub(crate) fn read_counters(dir: &Path) -> Result<Vec<u64>, MapsError> {
 
 /// Opens a pinned map if it is there (maps of newer objects; an older pinned object lacks
 /// them).
-pub(crate) fn open_opt<M>(dir: &Path, name: &'static str) -> Result<Option<M>, MapsError>
+pub fn open_opt<M>(dir: &Path, name: &'static str) -> Result<Option<M>, MapsError>
 where
     M: TryFrom<Map, Error = MapError>,
 {

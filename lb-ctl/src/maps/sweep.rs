@@ -30,11 +30,13 @@ use crate::sweep::{Controlled, Pass, SweepReport, Tally, add_expiry, reap_entry}
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::conn::ConnExpiry;
 use lb_common::consts::{
-    MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAX_SERVICES,
+    MAP_LBLC, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES,
+    MAP_TABLE_FILL, MAX_SERVICES,
 };
 use lb_common::ops::{ReapEntry, reap};
+use lb_common::tables::{TABLES, Table};
 use lb_common::{
-    FlowFlags, FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
+    FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
     PersistValue, Real, Service, ServiceKey,
 };
 use std::collections::BTreeMap;
@@ -107,9 +109,10 @@ pub fn sweep_once(dir: &Path) -> Result<SweepReport, MapsError> {
 /// with it (fix the clock with `clock::set_fixed`, send packets, then sweep at a later
 /// `now`).
 pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
-    // No lock across the walk: each removal is a lookup-and-delete, which one remover
-    // wins, so a pass and an `lb-ctl` change (or another pass) interleave safely; only
-    // the read-modify-write of REAL_EXPIRED (`book`) takes the pin-directory lock.
+    // No lock across the walk: each removal is a REAP (a claim by compare-and-swap, then
+    // a delete) or, without lb_ops, a lookup-and-delete, which one remover wins, so a pass
+    // and an `lb-ctl` change (or another pass) interleave safely; only the
+    // read-modify-write of REAL_EXPIRED (`book`) takes the pin-directory lock.
     let pass = Pass {
         now,
         timeouts: read_settings(dir)?.timeouts,
@@ -125,8 +128,14 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
     let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
     let nat = flows::NAT_REV.open_raw(dir)?;
     let mut controlled = Controlled::default();
+    let mut fill = [0u64; TABLES as usize];
     let mut live = |tally: &mut Tally, k: &FlowKey, v: &FlowValue| {
         tally.report.flows += 1;
+        fill[if k.is_v4() {
+            Table::Flows4
+        } else {
+            Table::Flows6
+        } as usize] += 1;
         if let Some(s) = by_id.get(&v.svc_id) {
             controlled.flow(s, k);
         }
@@ -173,6 +182,7 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
         let raw = RawMap::open(&dir.join(MAP_PERSIST)).map_err(io_err(MAP_PERSIST))?;
         let entries: Vec<(PersistKey, PersistValue)> =
             persist.iter().filter_map(Result::ok).collect();
+        fill[Table::Persist as usize] = entries.len() as u64;
         for (k, v) in entries {
             let timeout = by_id.get(&v.svc_id).map_or(0, |s| s.persist_timeout_s);
             if controlled.holds(&k) || !pass.template_expired(&v, timeout) {
@@ -187,14 +197,43 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
                 {
                     continue;
                 }
+                fill[Table::Persist as usize] -= 1;
                 tally.template(cur.real_id);
             }
         }
     }
     tally.report.locality = expire_locality(dir, &pass)?;
     book(dir, &tally)?;
+    fill[Table::NatRev4 as usize] = count_keys::<FlowKey4>(dir, MAP_NAT_REV4)?;
+    fill[Table::NatRev6 as usize] = count_keys::<FlowKey>(dir, MAP_NAT_REV6)?;
+    write_fill(dir, &fill)?;
     clock::mark_swept(dir, now)?;
     Ok(tally.report)
+}
+
+/// Entries of a hash map, by a walk of its keys.
+fn count_keys<K: aya::Pod>(dir: &Path, name: &'static str) -> Result<u64, MapsError> {
+    let m: HashMap<MapData, K, NatReverse> = open(dir, name)?;
+    let mut n = 0;
+    for k in m.keys() {
+        k.map_err(|source| MapsError::Map { name, source })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Writes the pass's table fill (TABLE_FILL, when the object has it).
+fn write_fill(dir: &Path, fill: &[u64; TABLES as usize]) -> Result<(), MapsError> {
+    let Some(mut m) = open_opt::<Array<MapData, u64>>(dir, MAP_TABLE_FILL)? else {
+        return Ok(());
+    };
+    for (i, n) in fill.iter().enumerate() {
+        m.set(i as u32, n, 0).map_err(|source| MapsError::Map {
+            name: MAP_TABLE_FILL,
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Adds a tally's expiries to REAL_EXPIRED (wrapping, [`add_expiry`]), under the

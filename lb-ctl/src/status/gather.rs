@@ -1,11 +1,16 @@
 //! Reading the status values from the pinned maps: one snapshot, then the counters each
 //! listing needs. No formatting here.
 
-use super::{Counters, Gather, ListedConn, ListedReal, ListedService, Persistence, Stats};
+use super::{
+    Counters, Gather, ListedConn, ListedReal, ListedService, Persistence, Stats, TableFill,
+};
 use crate::ipvs::model::{Endpoint, Proto, ServiceAddr, Snapshot, real_endpoint, sched_flag_names};
 use crate::maps::{self, Maps, MapsError};
+use aya::maps::{Array, MapData};
 use lb_common::addr::{convert, family};
 use lb_common::conn::{ConnCounts, state_name, state_timeout_s};
+use lb_common::consts::MAP_TABLE_FILL;
+use lb_common::tables::Table;
 use lb_common::{ForwardMode, SchedKind, Service, ServiceKey, VipFlags};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -158,7 +163,35 @@ pub fn conns(maps: &Maps, snap: &Snapshot, dir: &Path) -> Result<Vec<ListedConn>
 
 /// `lb-ctl counters`: every named data-path counter.
 pub fn counters(dir: &Path) -> Result<Counters, MapsError> {
-    Ok(Counters::from_slots(&maps::read_counters(dir)?))
+    let mut c = Counters::from_slots(&maps::read_counters(dir)?);
+    for (t, fill) in tables(dir)? {
+        c.0.push((t.entries_name(), fill.entries));
+        c.0.push((t.capacity_name(), fill.capacity));
+    }
+    Ok(c)
+}
+
+/// Each state table's entries (at the sweeper's last pass; 0 before any) and capacity.
+pub fn tables(dir: &Path) -> Result<Vec<(Table, TableFill)>, MapsError> {
+    let counted: Option<Array<MapData, u64>> = maps::open_opt(dir, MAP_TABLE_FILL)?;
+    let mut out = Vec::new();
+    for t in Table::ALL {
+        let Some(size) = maps::pinned_size(dir, t.map())? else {
+            continue;
+        };
+        let entries = counted
+            .as_ref()
+            .and_then(|m| m.get(&(t as u32), 0).ok())
+            .unwrap_or(0);
+        out.push((
+            t,
+            TableFill {
+                entries,
+                capacity: u64::from(size.entries),
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// A stored mode byte as listed (a byte this lb does not know lists as DR).

@@ -156,9 +156,20 @@ pub struct ListedConn {
 }
 
 /// Every named data-path counter, per-CPU summed, in listing order: events, pass
-/// reasons, drop reasons. JSON: one object, name → packets, in that order.
+/// reasons, drop reasons; then each state table's entries and capacity
+/// (`table_<name>_entries`, `table_<name>_capacity`). JSON: one object, name → value, in
+/// that order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters(pub Vec<(&'static str, u64)>);
+
+/// A state table's fill.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableFill {
+    /// Entries at the sweeper's last pass (0 before any).
+    pub entries: u64,
+    /// max_entries.
+    pub capacity: u64,
+}
 
 impl Counters {
     /// Every named counter slot, in listing order: events, pass reasons, drop reasons.

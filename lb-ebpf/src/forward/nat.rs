@@ -201,7 +201,7 @@ fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, p
     };
     let key = pkt.key.nat_reverse_key(addr, port);
     if !flows::nat_reverse_insert(&key, &rev) {
-        count(Counter::FLOW_INSERT_FAILED);
+        count(Counter::NAT_REV_INSERT_FAILED);
     }
 }
 

@@ -102,7 +102,7 @@ fn memory(pin: &Path) -> Result<Vec<Figure>> {
                     m as f64 / f64::from(flows.entries),
                 )
                 .note(format!(
-                    "{flows_map} memlock {} B / {} entries: element header, key, value, LRU node, buckets",
+                    "{flows_map} memlock {} B / {} entries: element header, key, value, buckets",
                     m, flows.entries
                 )),
             );

@@ -362,7 +362,7 @@ pub fn run(ctx: &Ctx, obj: &std::path::Path, refs: &mut Loaded) -> Result<Vec<Fi
             Ok((f, p, fl)) => {
                 pass_all.extend(p);
                 floor_all.extend(fl);
-                f.note("floor + one LRU hash lookup of the family's flow key (bench_flow4/6): the least an established flow costs")
+                f.note("floor + one hash lookup of the family's flow key (bench_flow4/6): the least an established flow costs")
             }
             Err((name, e)) => Figure::failed(name, "ns/pkt", format!("{e:#}")),
         };
@@ -987,7 +987,7 @@ fn scale_flows(
         };
         let f = match time_path(refs.prog("bench_flow4")?, pass, floor, reference, ctx.plan) {
             Ok((f, ..)) => f.note(format!(
-                "floor + one LRU lookup (bench_flow4), {n} flows in its table, a random one per call"
+                "floor + one hash lookup (bench_flow4), {n} flows in its table, a random one per call"
             )),
             Err((name, e)) => Figure::failed(name, "ns/pkt", format!("{e:#}")),
         };
