@@ -195,11 +195,12 @@ unsafe fn syn_expires(key: &FlowKey, v: *mut FlowValue, real_id: u32) -> bool {
 /// taken off its real's counters as IPVS unbinds it (`conn::unbind`, by the flags the
 /// claim won with), its NAT_REV entry forgotten (`forget_nat_reverse`), and out of this
 /// CPU's cache slot. Only the CPU whose claim wins and whose removal then succeeds unbinds
-/// and forgets: a claim lost means another remover (another CPU, the sweep) books the flow;
-/// a removal that fails after a won claim means lb-ctl's sweep took the value first (with
-/// lookup-and-delete, which it books by the value's flags, DEAD or not). Its real and
-/// method are read after the claim and before the removal, which may free the element
-/// for reuse. Safety: as `conn::on_packet`.
+/// and forgets: a claim lost means another remover (another CPU, the sweep) deletes and
+/// books the flow; a removal that fails after a won claim means lb-ctl's sweep deleted the
+/// claimed flow first (its REAP deletes claimed flows too; without lb_ops, its
+/// lookup-and-delete) and booked it by the frozen flags. Its real and method are read
+/// after the claim, which freezes them, and before the removal, which may free the
+/// element for reuse. Safety: as `conn::on_packet`.
 #[inline(always)]
 unsafe fn expire_flow(key: &FlowKey, v: *mut FlowValue) {
     if let Some(flags) = unsafe { conn::reap(v) } {
