@@ -1,7 +1,8 @@
 //! `lb_ops`: the requests lb-ctl makes of the kernel through BPF_PROG_TEST_RUN, for what
-//! userspace cannot do with map system calls alone (read the data path's clock, and later
-//! remove flows atomically). The test-run buffer is the request: an [`OpHeader`], then the
-//! operation's payload, which the program overwrites with its answer.
+//! userspace cannot do with map system calls alone (read the data path's clock, and
+//! remove flows by the claim every remover follows, [`op::REAP`]). The test-run buffer is
+//! the request: an [`OpHeader`], then the operation's payload, which the program
+//! overwrites with its answer.
 
 use bytemuck::{Pod, Zeroable};
 
