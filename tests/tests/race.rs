@@ -37,8 +37,9 @@ const REALS: [&str; 4] = ["198.19.0.2", "198.19.0.3", "198.19.0.4", "198.19.0.5"
 const FLOWS: u16 = 256;
 const FIRST_PORT: u16 = 20000;
 /// Each hammer stops after this many rounds or this long, whichever comes first. Without
-/// the compare-and-swap (2766b17's object, or this code with the swap made a plain store,
-/// or REAP's claim skipped) each failed in its first round, 5 runs of 5.
+/// the compare-and-swap (this code with the swap made a plain store, or with REAP's claim
+/// skipped; and 2766b17's object, run before the harness's CLOCK changed) each failed in
+/// its first round, 5 runs of 5.
 const MAX_ROUNDS: u32 = 400;
 const MAX_TIME: Duration = Duration::from_secs(8);
 
