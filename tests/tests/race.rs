@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use lb_common::addr::convert::to_raw;
 use lb_common::conn::{ConnExpiry, conn_counts};
 use lb_common::ops::{ReapEntry, op, reap};
-use lb_common::{Be16, FlowFlags, ForwardMode, Real, RealFlags, VipFlags};
+use lb_common::{Be16, Counter, FlowFlags, ForwardMode, Real, RealFlags, VipFlags};
 use lb_ctl::loader::{ObjectFile, object_path};
 use lb_ctl::maps::ops::{reap_reply, reap_request};
 use lb_ctl::sweep::reap_entry;
@@ -335,8 +335,9 @@ fn hammer(bpf: &mut Bpf) -> Result<()> {
         bail!("{left} flows left after expire_nodest_conn");
     }
     eprintln!(
-        "race hammer: {rounds} rounds of {FLOWS} flows in {:.1} s",
-        t.elapsed().as_secs_f64()
+        "race hammer: {rounds} rounds of {FLOWS} flows in {:.1} s ({} state_cas_exhausted)",
+        t.elapsed().as_secs_f64(),
+        cas_exhausted(bpf)?
     );
     Ok(())
 }
@@ -381,10 +382,16 @@ fn hammer_reap(bpf: &mut Bpf) -> Result<()> {
         check(bpf, rounds, "after a FIN/RST and a REAP at once", &expired)?;
     }
     eprintln!(
-        "reap hammer: {rounds} rounds of {FLOWS} flows in {:.1} s: {removed} removed, {changed} changed first",
-        t.elapsed().as_secs_f64()
+        "reap hammer: {rounds} rounds of {FLOWS} flows in {:.1} s: {removed} removed, {changed} changed first ({} state_cas_exhausted)",
+        t.elapsed().as_secs_f64(),
+        cas_exhausted(bpf)?
     );
     Ok(())
+}
+
+/// `state_cas_exhausted` so far (summed over CPUs; the counters are never cleared).
+fn cas_exhausted(bpf: &mut Bpf) -> Result<u64> {
+    Ok(bpf.snapshot(&[], &[])?.counters[Counter::STATE_CAS_EXHAUSTED.0 as usize])
 }
 
 /// CPU 0 sends `frames[i]` while CPU 1 runs REAP on `seen[i]`, flow by flow at once;
