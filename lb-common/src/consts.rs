@@ -132,7 +132,13 @@ pub const MAP_CLOCK: &str = "CLOCK";
 /// (`-A`, and `-E` changing the scheduler). No table is involved.
 pub const MAP_SCHED_CURSOR: &str = "SCHED_CURSOR";
 
-/// Capacity of the persistence template table (LRU).
+/// Seconds a NAT reply entry that no flow owns (a `-o` datagram's) lives after the sweep
+/// first finds it so: the window for its replies. IPVS keeps no state at all for a
+/// one-packet connection (and so translates no reply without conntrack); lb translates
+/// replies that come within this window.
+pub const FLOWLESS_REPLY_S: u32 = 10;
+
+/// Capacity of the persistence template table.
 pub const MAX_PERSIST: u32 = 1 << 18;
 /// Most reals a load-driven scheduler scans per new flow (bounded loop in the kernel).
 pub const MAX_REALS_PER_SERVICE: u32 = 256;

@@ -88,6 +88,21 @@ impl FlowKey {
         }
     }
 
+    /// The client flow a NAT_REV entry (`rev` at this reverse key, real:port →
+    /// client:cport) was made for: client:cport → VIP:vport. The inverse of
+    /// [`FlowKey::nat_reverse_key`], for lb-ctl's sweep to tell entries no flow owns.
+    pub fn nat_owner(&self, rev: &NatReverse) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: rev.vip,
+            sport: self.dport,
+            dport: rev.vport,
+            proto: self.proto,
+            family: self.family,
+            _pad: [0; 2],
+        }
+    }
+
     /// Whether `rev`, the NAT_REV entry at this client flow's reverse key, is this flow's:
     /// the same VIP and port (another flow of the same client ports to the same real, for
     /// another service, may have replaced it). Only then does the flow's expiry remove it.
@@ -318,8 +333,14 @@ pub struct NatReverse {
     pub svc_id: u32,
     /// Real id, for counting.
     pub real_id: u32,
+    /// 0 as the data path writes it. The sweep sets it to the time it first found no flow
+    /// owning the entry (a `-o` datagram's, or one whose flow the full table refused, or
+    /// a flow's that is gone), and removes the entry [`crate::consts::FLOWLESS_REPLY_S`]
+    /// later: the window for the replies of a connection lb keeps no flow of.
+    pub stamp_s: u32,
 }
-const _: () = assert!(core::mem::size_of::<NatReverse>() == 44);
+// 48: the kernel rounds a hash value up to 8 bytes anyway, so the stamp costs no memory.
+const _: () = assert!(core::mem::size_of::<NatReverse>() == 48);
 
 #[cfg(test)]
 mod tests {
@@ -435,6 +456,7 @@ mod tests {
             ..Default::default()
         };
         assert!(k.owns_nat_reverse(&rev));
+        assert_eq!(r.nat_owner(&rev), k, "the entry leads back to its flow");
         rev.vport = Be16::from_host(443);
         assert!(!k.owns_nat_reverse(&rev));
         // IPv6 keeps all four words.

@@ -167,8 +167,8 @@ fn run_native(cli: Cli) -> Result<String> {
             if once {
                 let r = sweep::sweep_once(&dir)?;
                 format!(
-                    "clock {} flows {} expired active {} inactive {} templates {} locality {}\n",
-                    r.now, r.flows, r.active, r.inactive, r.templates, r.locality
+                    "clock {} flows {} expired active {} inactive {} templates {} locality {} replies {}\n",
+                    r.now, r.flows, r.active, r.inactive, r.templates, r.locality, r.replies
                 )
             } else {
                 let every = std::time::Duration::from_secs(interval);

@@ -736,6 +736,65 @@ fn schedulers_persistence_timeouts_sweep() {
     ] {
         assert!(counted.contains(want), "{want}in {counted}");
     }
+    // NAT reply entries no flow owns (a -o datagram's) are stamped by the first pass that
+    // finds them so and removed FLOWLESS_REPLY_S later; one a live NAT flow owns stays.
+    {
+        use lb_common::consts::{FLOWLESS_REPLY_S, proto::UDP};
+        let mut nat: HashMap<MapData, FlowKey4, lb_common::NatReverse> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_NAT_REV4).unwrap();
+        let mut flows: HashMap<MapData, FlowKey4, FlowValue> =
+            lb_ctl::maps::open(pin, lb_common::consts::MAP_FLOWS4).unwrap();
+        let rev = lb_common::NatReverse {
+            vip: raw("198.18.3.1"),
+            vport: lb_common::Be16::from_host(53),
+            svc_id: dns.id,
+            real_id: nat_rid,
+            ..Default::default()
+        };
+        // real 198.18.100.2:5353 → client; the orphan's client sent on port 7000.
+        let orphan = flow_key("198.18.100.2", 5353, "198.18.9.7", 7000, UDP);
+        let owned = flow_key("198.18.100.2", 5353, "198.18.9.8", 7001, UDP);
+        nat.insert(orphan, rev, 0).unwrap();
+        nat.insert(owned, rev, 0).unwrap();
+        let t = lb_ctl::maps::clock::now(pin).unwrap();
+        let fresh = FlowValue {
+            real_id: nat_rid,
+            svc_id: dns.id,
+            last_seen_s: t + FLOWLESS_REPLY_S + 1,
+            state: lb_common::conn::UDP_STATE,
+            flags: FlowFlags::INACTIVE,
+            fwd: lb_common::ForwardMode::Nat as u8,
+            _pad: 0,
+        };
+        flows
+            .insert(
+                flow_key("198.18.9.8", 7001, "198.18.3.1", 53, UDP),
+                fresh,
+                0,
+            )
+            .unwrap();
+        let rep = lb_ctl::maps::sweep::sweep_at(pin, t).unwrap();
+        assert_eq!(rep.replies, 0, "{rep:?}");
+        assert_eq!(
+            nat.get(&orphan, 0).unwrap().stamp_s,
+            t,
+            "stamped when found"
+        );
+        assert_eq!(nat.get(&owned, 0).unwrap().stamp_s, 0, "owned: left alone");
+        let rep = lb_ctl::maps::sweep::sweep_at(pin, t + FLOWLESS_REPLY_S).unwrap();
+        assert_eq!(rep.replies, 0, "within its window: {rep:?}");
+        let rep = lb_ctl::maps::sweep::sweep_at(pin, t + FLOWLESS_REPLY_S + 1).unwrap();
+        assert_eq!(rep.replies, 1, "{rep:?}");
+        assert!(nat.get(&orphan, 0).is_err(), "the orphan is gone");
+        assert!(nat.get(&owned, 0).is_ok(), "the owned entry stays");
+        let counted = lab.ok("counters");
+        assert!(counted.contains("table_nat_rev4_entries 1\n"), "{counted}");
+        // Leave the tables as they were for what follows.
+        flows
+            .remove(&flow_key("198.18.9.8", 7001, "198.18.3.1", 53, UDP))
+            .unwrap();
+        nat.remove(&owned).unwrap();
+    }
     // A table 90 % full makes listings warn (on stderr; stdout stays ipvsadm's).
     {
         let mut fill: Array<MapData, u64> =

@@ -304,6 +304,8 @@ pub fn nat_rev_of(
         local_mac: p.dst_mac,
         svc_id,
         real_id,
+        // Only the sweep stamps.
+        stamp_s: 0,
     };
     (key, rev)
 }

@@ -94,6 +94,16 @@ impl RawPair {
         .map_err(|source| self.err(key, source))
     }
 
+    /// Replaces `key` only if present; false when it was gone.
+    pub fn replace<V: bytemuck::Pod>(&self, key: &FlowKey, v: &V) -> Result<bool, MapsError> {
+        if key.is_v4() {
+            self.v4.replace(&key.v4(), v)
+        } else {
+            self.v6.replace(key, v)
+        }
+        .map_err(|source| self.err(key, source))
+    }
+
     /// Inserts `key` unless present; false when it was (the data path put it back first).
     pub fn insert_new<V: bytemuck::Pod>(&self, key: &FlowKey, v: &V) -> Result<bool, MapsError> {
         if key.is_v4() {

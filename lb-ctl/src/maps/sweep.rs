@@ -26,17 +26,16 @@ use super::flows::{self, RawPair};
 use super::ops::Ops;
 use super::sys::{self, RawMap};
 use super::{MapsError, open, open_opt, read_settings};
-use crate::sweep::{Controlled, Pass, SweepReport, Tally, add_expiry, reap_entry};
+use crate::sweep::{Controlled, Orphan, Owners, Pass, SweepReport, Tally, add_expiry, reap_entry};
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::conn::ConnExpiry;
 use lb_common::consts::{
-    MAP_LBLC, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES,
-    MAP_TABLE_FILL, MAX_SERVICES,
+    MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAP_TABLE_FILL, MAX_SERVICES,
 };
 use lb_common::ops::{ReapEntry, reap};
 use lb_common::tables::{TABLES, Table};
 use lb_common::{
-    FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
+    FlowFlags, FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
     PersistValue, Real, Service, ServiceKey,
 };
 use std::collections::BTreeMap;
@@ -129,13 +128,11 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
     let nat = flows::NAT_REV.open_raw(dir)?;
     let mut controlled = Controlled::default();
     let mut fill = [0u64; TABLES as usize];
+    let mut owners = Owners::default();
     let mut live = |tally: &mut Tally, k: &FlowKey, v: &FlowValue| {
         tally.report.flows += 1;
-        fill[if k.is_v4() {
-            Table::Flows4
-        } else {
-            Table::Flows6
-        } as usize] += 1;
+        fill[family_table(k, Table::Flows4, Table::Flows6)] += 1;
+        owners.flow(k, v);
         if let Some(s) = by_id.get(&v.svc_id) {
             controlled.flow(s, k);
         }
@@ -204,22 +201,56 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
     }
     tally.report.locality = expire_locality(dir, &pass)?;
     book(dir, &tally)?;
-    fill[Table::NatRev4 as usize] = count_keys::<FlowKey4>(dir, MAP_NAT_REV4)?;
-    fill[Table::NatRev6 as usize] = count_keys::<FlowKey>(dir, MAP_NAT_REV6)?;
+    tally.report.replies = expire_orphan_replies(&nat, dir, &pass, &owners, &mut fill)?;
     write_fill(dir, &fill)?;
     clock::mark_swept(dir, now)?;
     Ok(tally.report)
 }
 
-/// Entries of a hash map, by a walk of its keys.
-fn count_keys<K: aya::Pod>(dir: &Path, name: &'static str) -> Result<u64, MapsError> {
-    let m: HashMap<MapData, K, NatReverse> = open(dir, name)?;
-    let mut n = 0;
-    for k in m.keys() {
-        k.map_err(|source| MapsError::Map { name, source })?;
-        n += 1;
+/// The `TABLE_FILL` index of `k`'s family's table of a pair.
+fn family_table(k: &FlowKey, v4: Table, v6: Table) -> usize {
+    (if k.is_v4() { v4 } else { v6 }) as usize
+}
+
+/// Walks NAT_REV: an entry no live flow owns (`Owners`, from this pass's flow walk) is
+/// stamped when first found so, and removed once its window has passed
+/// (`Pass::orphan_reply`). Counts what is left per family into `fill`; returns the
+/// entries removed. An entry the data path rewrote meanwhile (a new datagram of the same
+/// ports writes stamp 0) is put back.
+fn expire_orphan_replies(
+    nat: &RawPair,
+    dir: &Path,
+    pass: &Pass,
+    owners: &Owners,
+    fill: &mut [u64; TABLES as usize],
+) -> Result<u64, MapsError> {
+    let mut removed = 0;
+    for (k, rev) in flows::NAT_REV.entries::<NatReverse>(dir)? {
+        let live = owners.own(&k, &rev)
+            || match pass.orphan_reply(&rev) {
+                Orphan::Keep => true,
+                Orphan::Stamp => {
+                    let stamped = NatReverse {
+                        stamp_s: pass.now.max(1),
+                        ..rev
+                    };
+                    nat.replace(&k, &stamped)?
+                }
+                Orphan::Expire => match nat.take::<NatReverse>(&k)? {
+                    // Written anew by the data path since the walk read it: put back.
+                    Some(cur) if cur.stamp_s == 0 => nat.insert_new(&k, &cur)?,
+                    Some(_) => {
+                        removed += 1;
+                        false
+                    }
+                    None => false,
+                },
+            };
+        if live {
+            fill[family_table(&k, Table::NatRev4, Table::NatRev6)] += 1;
+        }
     }
-    Ok(n)
+    Ok(removed)
 }
 
 /// Writes the pass's table fill (TABLE_FILL, when the object has it).

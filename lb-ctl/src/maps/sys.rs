@@ -88,6 +88,8 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 /// `BPF_NOEXIST` update flag.
 pub(crate) const BPF_NOEXIST: u64 = 1;
+/// `BPF_EXIST` update flag.
+pub(crate) const BPF_EXIST: u64 = 2;
 
 /// bpf_attr for the map element commands.
 #[repr(C)]
@@ -199,6 +201,21 @@ impl RawMap {
             bytemuck::bytes_of_mut(&mut v).as_mut_ptr(),
             0,
         )
+    }
+
+    /// Replaces `key` only if present; false when it was absent (removed meanwhile).
+    pub fn replace<K: bytemuck::Pod, V: bytemuck::Pod>(&self, key: &K, v: &V) -> io::Result<bool> {
+        let mut v = *v;
+        match self.elem(
+            BPF_MAP_UPDATE_ELEM,
+            bytemuck::bytes_of(key),
+            bytemuck::bytes_of_mut(&mut v).as_mut_ptr(),
+            BPF_EXIST,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Inserts `key` unless present; false when it was present.

@@ -6,11 +6,11 @@
 //! write the maps are [`crate::maps::sweep`].
 
 use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
-use lb_common::consts::LOCALITY_EXPIRY_S;
+use lb_common::consts::{FLOWLESS_REPLY_S, LOCALITY_EXPIRY_S};
 use lb_common::ops::{ReapEntry, reap};
 use lb_common::{
-    FlowFlags, FlowKey, FlowValue, LocalityValue, PersistKey, PersistValue, RawAddr, Service,
-    StateWord, VipFlags,
+    FlowFlags, FlowKey, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, RawAddr,
+    Service, StateWord, VipFlags,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -29,6 +29,8 @@ pub struct SweepReport {
     pub templates: u64,
     /// lblc/lblcr locality entries cleared.
     pub locality: u64,
+    /// NAT reply entries no flow owned, removed past their window.
+    pub replies: u64,
 }
 
 /// Whether a flow or template last seen at `last` has outlived `timeout` at `now`
@@ -85,6 +87,55 @@ impl Pass {
     /// Whether an lblc/lblcr entry in use has been unused for [`LOCALITY_EXPIRY_S`].
     pub fn locality_expired(&self, v: &LocalityValue) -> bool {
         v.len > 0 && self.expired(v.last_seen_s, LOCALITY_EXPIRY_S)
+    }
+}
+
+/// What a pass does with a NAT reply entry that no live flow owns ([`Pass::orphan_reply`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Orphan {
+    /// First seen so: stamp it with the pass's time.
+    Stamp,
+    /// Within its window ([`FLOWLESS_REPLY_S`] from its stamp): keep it.
+    Keep,
+    /// Past its window: remove it.
+    Expire,
+}
+
+impl Pass {
+    /// A NAT reply entry no flow owns (a `-o` datagram's, a refused flow's, a gone flow's)
+    /// lives [`FLOWLESS_REPLY_S`] from the pass that first finds it so (its `stamp_s`;
+    /// the data path writes 0).
+    pub fn orphan_reply(&self, rev: &NatReverse) -> Orphan {
+        if rev.stamp_s == 0 {
+            Orphan::Stamp
+        } else if expired(self.now, rev.stamp_s, FLOWLESS_REPLY_S) {
+            Orphan::Expire
+        } else {
+            Orphan::Keep
+        }
+    }
+}
+
+/// Client flows that may own a NAT reply entry (by a hash of their key: 8 bytes a flow;
+/// a collision only keeps an orphan one more pass): every live flow forwarded by NAT, or
+/// recorded by an lb that did not keep the method (`fwd` 0).
+#[derive(Clone, Debug, Default)]
+pub struct Owners(HashSet<u64>);
+
+impl Owners {
+    fn hash(k: &FlowKey) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(k)
+    }
+    /// Records a live flow.
+    pub fn flow(&mut self, k: &FlowKey, v: &FlowValue) {
+        if v.fwd == 0 || v.fwd == lb_common::ForwardMode::Nat as u8 {
+            self.0.insert(Self::hash(k));
+        }
+    }
+    /// Whether a live flow owns the entry `rev` at reverse key `k`.
+    pub fn own(&self, k: &FlowKey, rev: &NatReverse) -> bool {
+        self.0.contains(&Self::hash(&k.nat_owner(rev)))
     }
 }
 
@@ -304,6 +355,45 @@ mod tests {
         }
         assert_eq!(t.per_real[&7].inactive, 1);
         assert_eq!(t.per_real[&7].active, 0, "nothing else booked");
+    }
+
+    #[test]
+    fn orphan_replies_live_their_window_from_the_first_pass_that_finds_them() {
+        let pass = |now| Pass {
+            now,
+            timeouts: Timeouts::default(),
+        };
+        let at = |stamp_s| NatReverse {
+            stamp_s,
+            ..Default::default()
+        };
+        assert_eq!(pass(500).orphan_reply(&at(0)), Orphan::Stamp);
+        assert_eq!(pass(510).orphan_reply(&at(500)), Orphan::Keep);
+        assert_eq!(pass(511).orphan_reply(&at(500)), Orphan::Expire);
+    }
+
+    #[test]
+    fn nat_flows_own_their_reply_entries() {
+        let (k, mut v) = flow(TcpState::Established, 0, false);
+        let real = [0x0200_13c6, 0, 0, 0];
+        let rk = k.nat_reverse_key(&real, lb_common::Be16::from_host(8080));
+        let rev = NatReverse {
+            vip: k.dst,
+            vport: k.dport,
+            ..Default::default()
+        };
+        let mut owners = Owners::default();
+        v.fwd = lb_common::ForwardMode::Dr as u8;
+        owners.flow(&k, &v);
+        assert!(!owners.own(&rk, &rev), "a DR flow owns no reply entry");
+        v.fwd = lb_common::ForwardMode::Nat as u8;
+        owners.flow(&k, &v);
+        assert!(owners.own(&rk, &rev));
+        let other_vport = NatReverse {
+            vport: lb_common::Be16::from_host(8443),
+            ..rev
+        };
+        assert!(!owners.own(&rk, &other_vport), "another service's entry");
     }
 
     #[test]

@@ -181,6 +181,8 @@ fn track_reply_state(pkt: &Packet, rev: &NatReverse) {
 /// NAT_REV entry for the real's replies: {real:port → client:cport}
 /// (`FlowKey::nat_reverse_key`, as the flow's expiry finds it again) → VIP:vport, ingress
 /// interface and the frame's MACs. A failed insert is counted and the packet still goes.
+/// An entry no flow owns (a `-o` datagram's, or one whose flow the full table refused)
+/// is aged out by the sweep (`FLOWLESS_REPLY_S`).
 #[inline(always)]
 fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, port: Be16) {
     let Some(p) = bytes_at(ctx, 0, 12) else {
@@ -198,6 +200,8 @@ fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, p
         local_mac: unsafe { read_mac(p) },
         svc_id: dest.svc_id,
         real_id: dest.real_id,
+        // The sweep stamps an entry no flow owns when it first finds it.
+        stamp_s: 0,
     };
     let key = pkt.key.nat_reverse_key(addr, port);
     if !flows::nat_reverse_insert(&key, &rev) {
