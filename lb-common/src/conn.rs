@@ -5,7 +5,8 @@
 //!
 //! Counters are split by writer so that neither side ever does a read-modify-write on a
 //! value the other side writes: the data path only adds to [`ConnEvents`] (atomically),
-//! lb-ctl's sweep only adds to [`ConnExpiry`]; live counts are the difference.
+//! lb-ctl only adds to [`ConnExpiry`] (the sweep's expiries; `-a` settling a reused id,
+//! [`ConnExpiry::settling`]); live counts are the difference.
 
 use crate::consts::{
     DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S, TCP_LAST_TIMEOUT_S,
@@ -400,7 +401,8 @@ pub struct ConnEvents {
 }
 const _: () = assert!(core::mem::size_of::<ConnEvents>() == 40);
 
-/// Connection expiries on one real, written only by lb-ctl's sweep (`REAL_EXPIRED`).
+/// Connection expiries on one real, written only by lb-ctl (`REAL_EXPIRED`): its sweep,
+/// and `-a` settling an id it gives to another real.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ConnExpiry {
@@ -412,6 +414,25 @@ pub struct ConnExpiry {
     pub templates: u64,
 }
 const _: () = assert!(core::mem::size_of::<ConnExpiry>() == 24);
+
+impl ConnExpiry {
+    /// The expiries that bring a real's live counts ([`conn_counts`]) to zero, given its
+    /// events `ev`: what lb-ctl writes into REAL_EXPIRED when it gives a deleted real's id
+    /// to another real. The old real's connections still counted there are stale from
+    /// then on (their references carry the old generation, `crate::Real::generation`), so neither
+    /// the data path nor the sweep takes them off again; the new real starts from zero,
+    /// as a new IPVS dest does.
+    pub fn settling(ev: &ConnEvents) -> ConnExpiry {
+        ConnExpiry {
+            active: ev
+                .opened
+                .wrapping_add(ev.to_active)
+                .wrapping_sub(ev.to_inactive),
+            inactive: ev.to_inactive.wrapping_sub(ev.to_active),
+            templates: ev.templates,
+        }
+    }
+}
 
 /// Live counts of one real, as ipvsadm -L shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -473,6 +494,33 @@ mod tests {
             assert_eq!(c.inactive == 1, flags & FlowFlags::INACTIVE != 0);
         }
         (states, conn_counts(&ev, &ConnExpiry::default()))
+    }
+
+    #[test]
+    fn settling_brings_every_count_to_zero() {
+        let ev = ConnEvents {
+            opened: 10,
+            to_inactive: 14,
+            to_active: 7,
+            templates: 3,
+            overloaded: 1,
+        };
+        let c = conn_counts(&ev, &ConnExpiry::default());
+        assert_eq!((c.active, c.inactive, c.persistent), (3, 7, 3));
+        assert_eq!(
+            conn_counts(&ev, &ConnExpiry::settling(&ev)),
+            ConnCounts::default()
+        );
+        // Wrapped counters (the data path's wrapping −1s) settle too.
+        let ev = ConnEvents {
+            opened: u64::MAX,
+            to_inactive: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            conn_counts(&ev, &ConnExpiry::settling(&ev)),
+            ConnCounts::default()
+        );
     }
 
     #[test]

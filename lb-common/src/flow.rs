@@ -146,7 +146,9 @@ impl FlowKey4 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct FlowValue {
-    /// Real server id.
+    /// The real: its id and generation (`crate::real::ref_id`, `Real::reference`). A flow
+    /// whose generation is not its slot's now is a flow whose real is gone (the id went
+    /// to another real): treated as after `-d`, never sent to the slot's new real.
     pub real_id: u32,
     /// Service id (for counting without a service lookup).
     pub svc_id: u32,
@@ -278,7 +280,8 @@ const _: () = assert!(core::mem::size_of::<PersistKey>() == 24);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PersistValue {
-    /// Real id.
+    /// The real: id and generation (`crate::real::ref_id`); a stale one (another real has
+    /// the id now) is no template: the client is scheduled anew.
     pub real_id: u32,
     /// Service id of the real.
     pub svc_id: u32,
@@ -298,7 +301,7 @@ pub const LOCALITY_SET_MAX: usize = 8;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct LocalityValue {
-    /// Real ids.
+    /// The reals, ids and generations (`crate::real::ref_id`); a stale one is no member.
     pub reals: [u32; LOCALITY_SET_MAX],
     /// Entries used in `reals`.
     pub len: u32,
@@ -331,7 +334,8 @@ pub struct NatReverse {
     pub local_mac: [u8; 6],
     /// Service id, for counting.
     pub svc_id: u32,
-    /// Real id, for counting.
+    /// The real, id and generation (`crate::real::ref_id`), for counting: a stale one
+    /// (another real has the id now) counts on no real.
     pub real_id: u32,
     /// 0 as the data path writes it. The sweep sets it to the time it first found no flow
     /// owning the entry (a `-o` datagram's, or one whose flow the full table refused, or

@@ -47,7 +47,7 @@ pub const fn cache_entries(cpus: u32, bits: u32) -> u32 {
 pub struct CachedFlow {
     /// The flow (all zero: an empty slot, which no packet's key equals: the family is 0).
     pub key: FlowKey,
-    /// Its real.
+    /// Its real, id and generation (`crate::real::ref_id`): a stale one misses.
     pub real_id: u32,
     /// Its service.
     pub svc_id: u32,

@@ -7,6 +7,7 @@ use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use lb_common::{
     FlowKey,
     flow_cache::{CachedFlow, DEFAULT_CACHE_BITS, HIT_BUDGET, cache_slot, same_flow, seq_near},
+    real::ref_id,
 };
 
 use crate::conn;
@@ -32,7 +33,9 @@ fn slot(key: &FlowKey) -> Option<*mut CachedFlow> {
 
 /// Step 7's first try: the cached real of a plain packet's flow, if cached this CLOCK
 /// second with hits to spare, its sequence number near the cached one (not a new
-/// connection on the same ports) and the real still usable (as a FLOWS hit is checked).
+/// connection on the same ports) and the real still usable (as a FLOWS hit is checked:
+/// configured, in the service, and the real the slot was filled for, not a later one of
+/// its id).
 /// A FIN or RST empties its flow's slot first, so the next plain packet sees the state it
 /// moved. A SYN does not touch the cache: its slot is a cold line (a random one per new
 /// connection, ~70 ns), and the sequence check keeps a reused port's packets from an old
@@ -54,13 +57,13 @@ pub fn hit(pkt: &Packet) -> Option<Dest> {
     {
         return None;
     }
-    let (real_id, svc_id, fwd) = (c.real_id, c.svc_id, c.fwd);
-    if !usable(real_id, svc_id) {
+    let (real_ref, svc_id, fwd) = (c.real_id, c.svc_id, c.fwd);
+    if !usable(real_ref, svc_id) {
         return None;
     }
     c.hits += 1;
     Some(Dest {
-        real_id,
+        real_id: ref_id(real_ref),
         svc_id,
         fwd,
         new_flow: false,
@@ -68,11 +71,12 @@ pub fn hit(pkt: &Packet) -> Option<Dest> {
 }
 
 /// After a usable FLOWS hit of a plain packet, stamped and moved (`steady`: a plain packet
-/// leaves the flow as it is): cache it (`dest`: the flow's real, service and method) for
-/// this second, else empty its slot. (Other packets emptied it in [`hit`]; an ICMP error
-/// about a flow changes nothing.)
+/// leaves the flow as it is): cache it (`dest`: the flow's real, service and method;
+/// `real_ref`: its real as the flow stores it, with its generation) for this second, else
+/// empty its slot. (Other packets emptied it in [`hit`]; an ICMP error about a flow
+/// changes nothing.)
 #[inline(always)]
-pub fn update(pkt: &Packet, steady: bool, dest: &Dest) {
+pub fn update(pkt: &Packet, steady: bool, dest: &Dest, real_ref: u32) {
     if !pkt.is_plain() {
         return;
     }
@@ -83,7 +87,7 @@ pub fn update(pkt: &Packet, steady: bool, dest: &Dest) {
     if steady {
         c.fill(
             &pkt.key,
-            dest.real_id,
+            real_ref,
             dest.svc_id,
             dest.fwd,
             conn::now(),

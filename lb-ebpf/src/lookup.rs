@@ -7,7 +7,7 @@
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Drop, FlowKey, FlowValue, ForwardMode, NatReverse, Pass, Service, ServiceKey, VipFlags,
-    addr::Be16,
+    addr::Be16, real::ref_id,
 };
 
 use crate::cache;
@@ -128,9 +128,11 @@ pub fn lookup_service(pkt: &Packet) -> Result<Service, Exit> {
 /// ICMP error, which is no packet of the connection), then cache it if a plain packet may
 /// skip all that for the rest of this CLOCK second (at most 256 packets), else make sure
 /// the cache does not hold it (`cache::update`). Its real deleted (IPVS: the destination
-/// is no longer available): with `expire_nodest_conn` 0, as IPVS's default, drop
-/// `RealGone` until the flow expires; with 1 expire the flow now (taking it off its real's
-/// counters, as IPVS's unbind) and schedule the packet as a new one. A SYN that finds a
+/// is no longer available), or its id since given to another real (the flow's generation
+/// is not the slot's, `reals::usable`): with `expire_nodest_conn` 0, as IPVS's default,
+/// drop `RealGone` until the flow expires; with 1 expire the flow now (taking it off its
+/// real's counters, as IPVS's unbind, unless the id is another real's now) and schedule
+/// the packet as a new one. A SYN that finds a
 /// flow it may reuse (`syn_expires`: TIME_WAIT, CLOSE, IPVS conn_reuse_mode) expires it
 /// the same way and is scheduled as a new connection.
 #[inline(always)]
@@ -139,8 +141,8 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
     let Some(v) = flows::flow_ptr(key) else {
         return Ok(None);
     };
-    let (real_id, svc_id, fwd) = unsafe { ((*v).real_id, (*v).svc_id, (*v).fwd) };
-    if !usable(real_id, svc_id) {
+    let (real_ref, svc_id, fwd) = unsafe { ((*v).real_id, (*v).svc_id, (*v).fwd) };
+    if !usable(real_ref, svc_id) {
         if conn::settings().expire_nodest_conn == 0 {
             return Err(Drop::RealGone);
         }
@@ -149,9 +151,10 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
         }
         return Ok(None);
     }
-    if pkt.is_syn() && unsafe { syn_expires(key, v, real_id) } {
+    if pkt.is_syn() && unsafe { syn_expires(key, v, real_ref) } {
         return Ok(None);
     }
+    let real_id = ref_id(real_ref);
     if pkt.quote.is_none() {
         unsafe { conn::on_packet(v, real_id, key.proto, pkt.tcp_flags, false) };
     }
@@ -161,7 +164,7 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
         fwd,
         new_flow: false,
     };
-    cache::update(pkt, unsafe { conn::steady(v, key.proto) }, &dest);
+    cache::update(pkt, unsafe { conn::steady(v, key.proto) }, &dest, real_ref);
     Ok(Some(dest))
 }
 
@@ -172,13 +175,13 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
 /// CLOSE reason (`is_new_conn_expected`) looks at control: IPVS controls every connection
 /// of a persistent service by its template, and lb records no link from flow to template,
 /// so the flow's service being persistent (its SERVICES entry now) stands for it. The
-/// service lookup runs only for a SYN on a flow that qualifies. Safety: as
-/// `conn::on_packet`.
+/// service lookup runs only for a SYN on a flow that qualifies. `real_ref`: the flow's
+/// (usable) real as it stores it. Safety: as `conn::on_packet`.
 #[inline(always)]
-unsafe fn syn_expires(key: &FlowKey, v: *mut FlowValue, real_id: u32) -> bool {
+unsafe fn syn_expires(key: &FlowKey, v: *mut FlowValue, real_ref: u32) -> bool {
     let state = unsafe { (*v).state };
     let quiescent = conn::settings().expire_nodest_conn != 0
-        && matches!(lookup_real(real_id), Some(r) if r.weight == 0);
+        && matches!(lookup_real(ref_id(real_ref)), Some(r) if r.weight == 0);
     if !lb_common::conn::syn_expires_flow(state, quiescent) {
         return false;
     }
@@ -192,42 +195,50 @@ unsafe fn syn_expires(key: &FlowKey, v: *mut FlowValue, real_id: u32) -> bool {
 
 /// The data path's own expiry of a flow (expire_nodest_conn, conn_reuse_mode): claimed for
 /// removal (`conn::reap`, `FlowFlags::DEAD` set by compare-and-swap), removed from FLOWS,
-/// taken off its real's counters as IPVS unbinds it (`conn::unbind`, by the flags the
-/// claim won with), its NAT_REV entry forgotten (`forget_nat_reverse`), and out of this
-/// CPU's cache slot. Only the CPU whose claim wins and whose removal then succeeds unbinds
-/// and forgets: a claim lost means another remover (another CPU, the sweep) deletes and
-/// books the flow; a removal that fails after a won claim means lb-ctl's sweep deleted the
-/// claimed flow first (its REAP deletes claimed flows too; without lb_ops, its
-/// lookup-and-delete) and booked it by the frozen flags. Its real and method are read
-/// after the claim, which freezes them, and before the removal, which may free the
-/// element for reuse. Safety: as `conn::on_packet`.
+/// its hold on its real released (`release_real`, by the flags the claim won with), and
+/// out of this CPU's cache slot. Only the CPU whose claim wins and whose removal then
+/// succeeds releases: a claim lost means another remover (another CPU, the sweep) deletes
+/// and books the flow; a removal that fails after a won claim means lb-ctl's sweep deleted
+/// the claimed flow first (its REAP deletes claimed flows too; without lb_ops, its
+/// lookup-and-delete) and booked it by the frozen flags. Its real (as the flow stores it,
+/// with its generation) and method are read after the claim and before the removal, which
+/// may free the element for reuse. Safety: as `conn::on_packet`.
 #[inline(always)]
 unsafe fn expire_flow(key: &FlowKey, v: *mut FlowValue) {
     if let Some(flags) = unsafe { conn::reap(v) } {
-        let (real_id, fwd) = unsafe { ((*v).real_id, (*v).fwd) };
+        let (real_ref, fwd) = unsafe { ((*v).real_id, (*v).fwd) };
         if flows::flow_remove(key) {
-            conn::unbind(real_id, flags);
-            forget_nat_reverse(key, real_id, fwd);
+            release_real(key, flags, real_ref, fwd);
         }
     }
     cache::drop_flow_key(key);
 }
 
-/// An expired NAT flow's reverse entry (real → client), removed if it is still this flow's
-/// (same VIP and port), as lb-ctl's sweep does (`maps::sweep::forget_nat_reverse`): IPVS
-/// translates no reply once the connection is gone, and the sweep, which finds entries
-/// through FLOWS, would never see this one again. The flow's method is its `fwd`, or (0, an
-/// older lb's flow) its real's mode; the key is the insert's (`FlowKey::nat_reverse_key`)
-/// from the real's slot, which a deleted real keeps (only `ACTIVE` cleared). Out of line
-/// because inlined into both of `expire_flow`'s callers the program no longer verifies
-/// (the verifier's 10^6-instruction limit); measured, the static call costs the
-/// established paths ~1 ns or less (`bench --compare` against a build without it: −0.2 to
-/// +1.2), not the 20–30 ns a call on every packet's way would.
+/// An expired flow's hold on its real: taken off the real's counters as IPVS unbinds it
+/// (`conn::unbind`), and a NAT flow's reverse entry (real → client) removed if it is still
+/// this flow's (same VIP and port), as lb-ctl's sweep does
+/// (`maps::sweep::forget_nat_reverse`): IPVS translates no reply once the connection is
+/// gone, and the sweep, which finds entries through FLOWS, would never see this one again.
+/// The flow's method is its `fwd`, or (0, an older lb's flow) its real's mode; the key is
+/// the insert's (`FlowKey::nat_reverse_key`) from the real's slot, which a deleted real
+/// keeps (only `ACTIVE` cleared). Nothing at all when the flow is stale (its id given to
+/// another real since, `Real::referenced_by`): the counters are the new real's (lb-ctl
+/// settled the old real's at the reuse) and the slot's address is the new real's, not the
+/// one the flow's entry is keyed by. Out of line because inlined into both of
+/// `expire_flow`'s callers the program no longer verifies (the verifier's
+/// 10^6-instruction limit); measured, the static call costs the established paths ~1 ns
+/// or less (`bench --compare` against a build without it: −0.2 to +1.2), not the 20–30 ns
+/// a call on every packet's way would.
 #[inline(never)]
-fn forget_nat_reverse(key: &FlowKey, real_id: u32, fwd: u8) {
+fn release_real(key: &FlowKey, flags: u8, real_ref: u32, fwd: u8) {
+    let real_id = ref_id(real_ref);
     let Some(real) = REALS.get(real_id) else {
         return;
     };
+    if !real.referenced_by(real_ref) {
+        return;
+    }
+    conn::unbind(real_id, flags);
     if ForwardMode::of_flow(fwd, real.mode) != ForwardMode::Nat as u8 {
         return;
     }

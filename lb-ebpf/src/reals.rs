@@ -1,8 +1,15 @@
 //! The reals as the data path reads them (REALS, SCHED_TABLE; leaf): a configured real by
-//! id, whether a flow's real may still take its packets, whether a real may take a new
-//! flow, and a service's reals list by position. Array reads the JIT inlines.
+//! id or by stored reference, whether a flow's real may still take its packets, whether a
+//! real may take a new flow, and a service's reals list by position. Array reads the JIT
+//! inlines.
+//!
+//! State that names a real (flows, cached flows, templates, locality entries, NAT reverse
+//! entries) stores a reference: the id and the real's generation
+//! (`lb_common::real::ref_id`, `Real::referenced_by`). A reference of another generation
+//! than the slot's is stale: its real is gone and the id belongs to another real, which
+//! it never reaches and whose counters it never moves.
 
-use lb_common::{Drop, Real, RealFlags, consts::NO_REAL};
+use lb_common::{Drop, Real, RealFlags, consts::NO_REAL, real::ref_id};
 
 use crate::conn;
 use crate::maps::{REALS, SCHED_TABLE};
@@ -13,10 +20,32 @@ pub fn lookup_real(id: u32) -> Option<&'static Real> {
     REALS.get(id).filter(|r| r.flags.has(RealFlags::ACTIVE))
 }
 
-/// The flow's real is still configured and still in the flow's service.
+/// The configured real a stored reference names: its slot `ACTIVE` and of the
+/// reference's generation.
 #[inline(always)]
-pub fn usable(real_id: u32, svc_id: u32) -> bool {
-    matches!(lookup_real(real_id), Some(r) if r.svc_id == svc_id)
+pub fn lookup_ref(real_ref: u32) -> Option<&'static Real> {
+    REALS
+        .get(ref_id(real_ref))
+        .filter(|r| r.active_for(real_ref))
+}
+
+/// The flow's real (a stored reference) is still configured, still the real the flow was
+/// made for, and still in the flow's service.
+#[inline(always)]
+pub fn usable(real_ref: u32, svc_id: u32) -> bool {
+    matches!(lookup_ref(real_ref), Some(r) if r.svc_id == svc_id)
+}
+
+/// The id whose counters a stored reference's state moves: its id while its slot holds
+/// the real it was made for (configured or deleted), else `NO_REAL`, which counts on no
+/// real (an id past every per-real array).
+#[inline(always)]
+pub fn counted(real_ref: u32) -> u32 {
+    let id = ref_id(real_ref);
+    match REALS.get(id) {
+        Some(r) if r.referenced_by(real_ref) => id,
+        _ => NO_REAL,
+    }
 }
 
 /// A configured real that may take a new flow: IPVS's `is_unavailable` plus ours (weight

@@ -5,6 +5,7 @@
 use lb_common::{
     Counter, Drop, PersistKey, PersistValue, Real, Service, VipFlags,
     consts::{MAX_REALS_PER_SERVICE, NO_REAL, proto},
+    real::ref_id,
 };
 
 use crate::conn;
@@ -12,7 +13,7 @@ use crate::flows::{self, Insert};
 use crate::lookup::lookup_service;
 use crate::maps::{PERSIST, REAL_CONNS};
 use crate::parse::Packet;
-use crate::reals::{lookup_real, real_at};
+use crate::reals::{counted, lookup_real, lookup_ref, real_at};
 use crate::sched;
 use crate::stats::count;
 use crate::verdict::{Dest, Exit};
@@ -90,13 +91,15 @@ pub fn record_scheduled(pkt: &Packet, dest: &Dest) {
 }
 
 /// Records a new flow (state after its first packet, CLOCK stamp, the forwarding method its
-/// packet goes by, `dest.fwd`) and binds it. A failed
+/// packet goes by, `dest.fwd`, its real with the real's generation) and binds it. A failed
 /// insert (the table full) fails open: the packet is still forwarded, and nothing is
 /// counted as bound, since no flow will expire to balance it. A flow already there is
 /// left as it is (`BPF_NOEXIST`) and bound once, by whoever recorded it.
 #[inline(always)]
 fn record_flow(pkt: &Packet, real: &Real, dest: &Dest) -> Insert {
-    let value = conn::new_flow_value(dest, pkt.key.proto, pkt.tcp_flags);
+    let real_ref = real.reference(dest.real_id);
+    let mut value = conn::new_flow_value(dest, pkt.key.proto, pkt.tcp_flags);
+    value.real_id = real_ref;
     let done = flows::flow_insert_new(&pkt.key, &value);
     match done {
         Insert::Done => conn::bind(dest.real_id, real),
@@ -108,7 +111,8 @@ fn record_flow(pkt: &Packet, real: &Real, dest: &Dest) -> Insert {
 
 /// Persistent service (IPVS `ip_vs_sched_persist`): the client's template (masked address
 /// in the service's persistence group) names the real while it lives; otherwise schedule
-/// and create it. A template whose real is gone, or quiescent (weight 0) while
+/// and create it. A template whose real is gone (deleted, or its id given to another real
+/// since: the template's generation is not the slot's), or quiescent (weight 0) while
 /// `expire_quiescent_template` is set, is replaced (IPVS `ip_vs_check_template`); an
 /// overloaded or quiescent real otherwise keeps its clients, as in IPVS. A template of
 /// another service of the group names that service's real: the real of this service with
@@ -143,13 +147,14 @@ fn select_persistent(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
                 }
                 return Ok(id);
             }
+            // Counted on its real, unless the id is another real's now.
             None => stale = t_real,
         }
     }
     let real_id = sched::select_real(svc, pkt)?;
     let real = lookup_real(real_id).ok_or(Drop::NoReal)?;
     let v = PersistValue {
-        real_id,
+        real_id: real.reference(real_id),
         svc_id: svc.id,
         last_seen_s: now,
         _pad: 0,
@@ -158,11 +163,12 @@ fn select_persistent(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
         count(Counter::PERSIST_INSERT_FAILED);
     } else {
         conn::bind_template(real_id, real);
-        if stale != u32::MAX {
+        if stale != NO_REAL {
             // The replaced template no longer exists for the sweep to expire: take it off
             // its real's PersistConn here (a wrapping add of −1 to the data path's own
-            // counter).
-            if let Some(ev) = REAL_CONNS.get_ptr_mut(stale) {
+            // counter), unless its real's id is another real's now (`counted`: the new
+            // real's counts do not move for it).
+            if let Some(ev) = REAL_CONNS.get_ptr_mut(counted(stale)) {
                 conn::atomic_add(unsafe { &raw mut (*ev).templates }, u64::MAX);
             }
         }
@@ -170,10 +176,12 @@ fn select_persistent(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
     Ok(real_id)
 }
 
-/// The real a template sends this service's connection to, if still usable.
+/// The real a template (`t_real`: its real as stored, with the generation) sends this
+/// service's connection to, if still usable.
 #[inline(always)]
-fn template_real(svc: &Service, t_real: u32, t_svc: u32) -> Option<u32> {
-    let real = lookup_real(t_real)?;
+fn template_real(svc: &Service, t_ref: u32, t_svc: u32) -> Option<u32> {
+    let real = lookup_ref(t_ref)?;
+    let t_real = ref_id(t_ref);
     if real.svc_id != t_svc {
         return None;
     }

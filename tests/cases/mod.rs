@@ -23,6 +23,7 @@ mod nat;
 mod nat_expiry;
 mod nat_return;
 mod passthrough;
+mod real_gen;
 mod sched;
 mod tun;
 mod vlan;
@@ -47,6 +48,7 @@ pub fn all() -> Vec<Sequence> {
         mode_edit::cases(),
         sched::cases(),
         full::cases(),
+        real_gen::cases(),
     ]
     .into_iter()
     .flatten()

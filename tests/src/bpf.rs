@@ -206,8 +206,8 @@ impl Bpf {
                 ports.remove(k)?;
             }
         }
-        // The connection model's state (IPVS counters, templates, cursors, clock,
-        // settings) starts from zero in every case, as after a fresh load.
+        // The connection model's state (IPVS counters, templates, cursors, locality
+        // entries, clock, settings) starts from zero in every case, as after a fresh load.
         self.clear_hash::<lb_common::PersistKey, lb_common::PersistValue>(MAP_PERSIST)?;
         self.array::<lb_common::conn::Settings>(MAP_SETTINGS)?.set(
             0,
@@ -229,6 +229,12 @@ impl Bpf {
         let mut cursors = self.array::<u64>(MAP_SCHED_CURSOR)?;
         for &i in &t.services {
             cursors.set(i, 0, 0)?;
+        }
+        // LBLC's values (`LocalityValue`, 48 bytes) as words: all zero is no entry.
+        const LOCALITY_WORDS: usize = size_of::<lb_common::LocalityValue>() / 4;
+        let mut lblc = self.array::<[u32; LOCALITY_WORDS]>(lb_common::consts::MAP_LBLC)?;
+        for &i in &t.services {
+            lblc.set(i, [0; LOCALITY_WORDS], 0)?;
         }
         let mut reals = self.array::<Real>(MAP_REALS)?;
         for i in t.reals {

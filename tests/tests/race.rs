@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use lb_common::addr::convert::to_raw;
 use lb_common::conn::{ConnExpiry, conn_counts};
 use lb_common::ops::{ReapEntry, op, reap};
+use lb_common::real::ref_id;
 use lb_common::{Be16, Counter, FlowFlags, ForwardMode, Real, RealFlags, VipFlags};
 use lb_ctl::loader::{ObjectFile, object_path};
 use lb_ctl::maps::ops::{reap_reply, reap_request};
@@ -225,7 +226,7 @@ fn flow_reals(bpf: &mut Bpf) -> Result<Vec<&'static str>> {
                 .flow(&k)?
                 .with_context(|| format!("flow {i} not recorded"))?;
             REALS
-                .get(v.real_id as usize - 1)
+                .get(ref_id(v.real_id) as usize - 1)
                 .copied()
                 .with_context(|| format!("flow {i} on real {}", v.real_id))
         })
@@ -243,7 +244,7 @@ fn check(bpf: &mut Bpf, round: u32, what: &str, expired: &BTreeMap<u32, ConnExpi
             if v.flags & FlowFlags::DEAD != 0 {
                 bail!("round {round}, {what}: flow {i} left DEAD in the table: {v:?}");
             }
-            let e = want.entry(v.real_id).or_default();
+            let e = want.entry(ref_id(v.real_id)).or_default();
             if v.flags & FlowFlags::INACTIVE != 0 {
                 e.1 += 1;
             } else {
@@ -442,7 +443,7 @@ fn reap_at_once(
                     failed.store(true, Ordering::Relaxed);
                     return Err(err);
                 }
-                out.push((v.real_id, e[0]));
+                out.push((ref_id(v.real_id), e[0]));
             }
             Ok(out)
         });

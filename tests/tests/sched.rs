@@ -1579,6 +1579,139 @@ fn real_trash_trials() -> Vec<Trial> {
     .collect()
 }
 
+/// Issue 13 end to end, through lb-ctl's planners, `Maps::apply` and the sweep's expiry on
+/// pinned maps: with every other id written, `-d` then `-a` of another real gives it the
+/// deleted real's id with the next generation and settles the id's counts; the old
+/// connection's packet is dropped `RealGone`, not sent to the new real; the sweep's
+/// expiry of the old flow moves none of the new real's counts; a new connection reaches
+/// the new real.
+fn real_id_reuse() -> Result<()> {
+    use lb_common::consts::MAX_REALS;
+    use lb_common::{Real, RealFlags};
+    use lb_tests::packet::{L4, Pkt};
+    let mut lb = Lb::load()?;
+    let service = ServiceAddr {
+        proto: Proto::Tcp,
+        vip: Endpoint {
+            ip: "198.18.250.1".parse()?,
+            port: 80,
+        },
+    };
+    let spec = |ip: &str| RealSpec {
+        service,
+        addr: ip.parse().expect("an address"),
+        port: None,
+        mode: ForwardMode::Dr,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+    };
+    let put_id = |ops: &[Op]| {
+        ops.iter().find_map(|o| match o {
+            Op::PutReal(id, r) => Some((*id, r.generation)),
+            _ => None,
+        })
+    };
+    lb.lb_ctl(|s| service::add(s, &ServiceSpec::new(service)))?;
+    let ops = lb.lb_ctl(|s| real::add(s, &spec("198.18.251.1"), &mut harness::next_hop(1)))?;
+    let (id, generation) = put_id(&ops).ok_or_else(|| anyhow::anyhow!("no real"))?;
+    anyhow::ensure!(generation == 0, "a fresh id starts at generation 0");
+    // Every other id written (reals of another service), so the next -a reuses one.
+    let filler = Real {
+        flags: RealFlags(RealFlags::ACTIVE),
+        svc_id: 999,
+        weight: 1,
+        ..Real::default()
+    };
+    lb.lb_ctl(|_| {
+        Ok((0..MAX_REALS)
+            .filter(|i| *i != id)
+            .map(|i| Op::PutReal(i, filler))
+            .collect())
+    })?;
+    let frame = |cport: u16, syn: bool| {
+        let mut p = Pkt::tcp("198.18.0.10", "198.18.250.1", cport, 80);
+        if let L4::Tcp(t) = &mut p.l4 {
+            (t.syn, t.ack, t.psh) = (syn, !syn, false);
+        }
+        p.bytes()
+    };
+    // XDP_TX to harness real `to` (its MAC), or the action.
+    let send = |lb: &mut Lb, cport, syn| -> Result<(u32, Option<u8>)> {
+        let (ret, out) = lb.run(&frame(cport, syn))?;
+        let to = (ret == 3 && out.len() >= 6 && out[..4] == harness::MAC_PREFIX).then(|| out[5]);
+        Ok((ret, to))
+    };
+    let counts = |lb: &Lb| -> Result<(u64, u64)> {
+        let c = lb_ctl::maps::Maps::open(lb.dir())?
+            .conn_counts(id)?
+            .ok_or_else(|| anyhow::anyhow!("no counters"))?;
+        Ok((c.active, c.inactive))
+    };
+    anyhow::ensure!(
+        send(&mut lb, 40000, true)?.1 == Some(1),
+        "SYN to the first real"
+    );
+    anyhow::ensure!(
+        send(&mut lb, 40000, false)?.1 == Some(1),
+        "ACK to the first real"
+    );
+    anyhow::ensure!(counts(&lb)? == (1, 0), "one active: {:?}", counts(&lb)?);
+
+    let rref = RealRef {
+        service,
+        addr: "198.18.251.1".parse()?,
+        port: None,
+    };
+    lb.lb_ctl(|s| real::delete(s, &rref))?;
+    let ops = lb.lb_ctl(|s| real::add(s, &spec("198.18.251.2"), &mut harness::next_hop(2)))?;
+    anyhow::ensure!(
+        put_id(&ops) == Some((id, 1)),
+        "the deleted real's id, next generation: {:?}",
+        put_id(&ops)
+    );
+    anyhow::ensure!(counts(&lb)? == (0, 0), "settled: {:?}", counts(&lb)?);
+
+    let (ret, to) = send(&mut lb, 40000, false)?;
+    anyhow::ensure!(
+        ret == 1 && to.is_none(),
+        "old flow: RealGone, got {ret} to {to:?}"
+    );
+    let key = lb_tests::provision::flow_key(
+        "198.18.0.10".parse()?,
+        "198.18.250.1".parse()?,
+        40000,
+        80,
+        6,
+    );
+    let gone = lb_ctl::maps::sweep::expire_flow(lb.dir(), &key)?;
+    anyhow::ensure!(gone.is_some(), "the old flow was there");
+    anyhow::ensure!(counts(&lb)? == (0, 0), "expiry booked: {:?}", counts(&lb)?);
+
+    anyhow::ensure!(
+        send(&mut lb, 40001, true)?.1 == Some(2),
+        "a new SYN to the new real"
+    );
+    anyhow::ensure!(
+        counts(&lb)? == (0, 1),
+        "the new real's own: {:?}",
+        counts(&lb)?
+    );
+    Ok(())
+}
+
+fn real_id_reuse_trial() -> Trial {
+    let root = lb_tests::netns::is_root();
+    Trial::ignorable_test("real_id_reuse_moves_the_generation_end_to_end", move || {
+        if !root {
+            return Ok(Completion::ignored_with("needs root (BPF_PROG_LOAD)"));
+        }
+        real_id_reuse()
+            .map(|()| Completion::Completed)
+            .map_err(|e| format!("{e:#}").into())
+    })
+}
+
 /// Scenario number of the first distribution test.
 const DIST_K: u32 = 500;
 
@@ -1631,6 +1764,7 @@ fn main() {
     }
     trials.extend(model_checks());
     trials.extend(real_trash_trials());
+    trials.push(real_id_reuse_trial());
     let dist: Vec<Dist> = vec![
         (
             "dist_wrr_1_2_3_6000_flows",

@@ -440,6 +440,7 @@ impl Snapshot {
                 | Op::ClearLocality(_)
                 | Op::ResetCursor(_)
                 | Op::ZeroRealStats(_)
+                | Op::SettleConns(_)
                 | Op::AddTxPort(_) => {}
             }
         }
@@ -560,6 +561,10 @@ pub enum Op {
     ResetCursor(u32),
     /// Reset a real's per-CPU stats.
     ZeroRealStats(u32),
+    /// Bring a real id's live connection counts to zero (REAL_EXPIRED :=
+    /// `ConnExpiry::settling` of REAL_CONNS): its id given to another real, whose slot
+    /// already has the new generation, so the old real's state never moves them again.
+    SettleConns(u32),
     /// Make an interface a redirect target (TX_PORTS).
     AddTxPort(u32),
 }

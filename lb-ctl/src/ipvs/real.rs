@@ -71,6 +71,19 @@ fn alloc_id(snap: &Snapshot) -> Result<u32, ModelError> {
         .ok_or(ModelError::TooManyReals(MAX_REALS))
 }
 
+/// The generation a real added at an id gets (`Real::generation`): a slot never written
+/// starts at 0; the same real revived from the trash keeps its slot's, so its connections
+/// carry on; any other real given a deleted real's id gets the next one, so everything
+/// that still names the old real (flows, templates, locality entries, cache slots, NAT
+/// reverse entries) is stale and never reaches the new one.
+fn generation_for(old_slot: Option<&Real>, revived: bool) -> u16 {
+    match old_slot {
+        None => 0,
+        Some(o) if revived => o.generation,
+        Some(o) => Real::next_gen(o.generation),
+    }
+}
+
 /// Builds the stored form of a real.
 fn make_real(
     spec: &RealSpec,
@@ -91,6 +104,8 @@ fn make_real(
         mode: spec.mode as u8,
         family,
         flags: RealFlags(RealFlags::ACTIVE),
+        // The caller's to set: the slot's, moved on or kept (`generation_for`).
+        generation: 0,
         svc_id,
         weight,
         ifindex: nh.ifindex,
@@ -156,6 +171,7 @@ pub fn add(
     }
     let nh = resolve(spec.addr)?;
     let mut real = make_real(spec, svc.id, port, weight, &nh)?;
+    real.generation = generation_for(old_slot.as_ref(), revived.is_some());
     // A revived real's connections carry on with the method they were created with: if
     // some may be NAT (the deleted real was NAT or WAS_NAT) and it comes back as DR or
     // TUN, it is WAS_NAT, as `-e` out of NAT makes it, so their replies keep the bit.
@@ -190,7 +206,15 @@ pub fn add(
         let (w, m) = slot_of(spec.addr);
         ops.push(Op::FilterSet(Filter::Nat, w, m));
     }
-    ops.extend([Op::PutReal(id, real), Op::AddTxPort(nh.ifindex)]);
+    ops.push(Op::PutReal(id, real));
+    // Another real's id: once the slot has the new generation, nothing of the old real
+    // moves the id's counters any more; what it still counted (connections and templates
+    // that now never expire on this id) is settled, so the new real starts from zero.
+    // Before the publish: no packet can bind to the new real yet.
+    if revived.is_none() && old_slot.is_some() {
+        ops.push(Op::SettleConns(id));
+    }
+    ops.push(Op::AddTxPort(nh.ifindex));
     ops.extend(publish_ops);
     // A deleted real's id given to another real: the old real's NAT_FILTER bit goes
     // unless another slot (or the new real) still needs it, and the VIP bit its trash
@@ -237,6 +261,7 @@ pub fn edit(
     })?;
     let nh = resolve(spec.addr)?;
     let mut real = make_real(spec, svc.id, port, weight, &nh)?;
+    real.generation = old.generation;
 
     let mut ops = vec![Op::AddTxPort(nh.ifindex)];
     let was_nat = old.mode == ForwardMode::Nat as u8;
@@ -1084,6 +1109,68 @@ mod tests {
             real_endpoint(r).ip,
             "198.18.1.12".parse::<IpAddr>().unwrap()
         );
+    }
+
+    /// Issue 13: a deleted real's id given to another real moves the slot's generation on
+    /// (everything naming the old real is stale) and settles the id's connection counts,
+    /// after the slot is written and before the publish; the same real revived from the
+    /// trash, and `-e`, keep it (its connections carry on).
+    #[test]
+    fn a_reused_id_moves_its_generation_and_a_revived_one_keeps_it() {
+        let mut snap = with_sched("wlc", &[1, 1]);
+        // Every other id in use, so the allocator must reuse a deleted real's id.
+        let mut filler = snap.reals[0].1;
+        filler.svc_id = 999;
+        snap.reals.extend((2..MAX_REALS).map(|id| (id, filler)));
+        let gen_of = |snap: &Snapshot| snap.reals.iter().find(|(i, _)| *i == 0).unwrap().1;
+        assert_eq!(gen_of(&snap).generation, 0);
+        let r11 = |w| rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, w);
+
+        // Revived: same id, same generation, counts carried on.
+        del(&mut snap, "198.18.1.11", None);
+        let ops = add(&snap, &r11(1), &mut nh).unwrap();
+        assert_eq!(real_id_of(&ops), 0);
+        assert!(
+            !ops.iter().any(|o| matches!(o, Op::SettleConns(_))),
+            "{ops:?}"
+        );
+        snap.apply(&ops);
+        assert_eq!(gen_of(&snap).generation, 0, "revived: its flows carry on");
+        snap.apply(&edit(&snap, &r11(3), &mut nh).unwrap());
+        assert_eq!(gen_of(&snap).generation, 0, "-e keeps it");
+        assert_eq!(gen_of(&snap).weight, 3);
+
+        // Deleted, then its id given to another real: the next generation.
+        del(&mut snap, "198.18.1.11", None);
+        assert_eq!(gen_of(&snap).generation, 0, "-d keeps it");
+        let other = rspec("198.18.2.1", "198.18.1.99", None, ForwardMode::Dr, 1);
+        let ops = add(&snap, &other, &mut nh).unwrap();
+        assert_eq!(real_id_of(&ops), 0);
+        let at = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).unwrap();
+        let put = at(&|o| matches!(o, Op::PutReal(0, r) if r.generation == 1));
+        let settle = at(&|o| *o == Op::SettleConns(0));
+        let publish = at(&|o| matches!(o, Op::PutService(..)));
+        assert!(put < settle && settle < publish, "{ops:?}");
+        snap.apply(&ops);
+        assert_eq!(gen_of(&snap).generation, 1);
+
+        // The old real back after its id went: a new real (its record went with the id),
+        // so the id's next generation again.
+        del(&mut snap, "198.18.1.99", None);
+        let ops = add(&snap, &r11(1), &mut nh).unwrap();
+        assert_eq!(real_id_of(&ops), 0);
+        assert!(ops.contains(&Op::SettleConns(0)));
+        snap.apply(&ops);
+        assert_eq!(gen_of(&snap).generation, 2);
+
+        // A never-written id starts at 0, and generations wrap.
+        assert_eq!(generation_for(None, false), 0);
+        let last = Real {
+            generation: u16::MAX,
+            ..Real::default()
+        };
+        assert_eq!(generation_for(Some(&last), false), 0);
+        assert_eq!(generation_for(Some(&last), true), u16::MAX);
     }
 
     fn vip_clears(ops: &[Op]) -> Vec<(u32, u64)> {

@@ -337,8 +337,8 @@ impl Maps {
         Ok(sum_traffic(&v))
     }
 
-    /// Number of flows per (real id, service id). Walks both flow tables whole (two
-    /// syscalls per flow): for listing only.
+    /// Number of flows per (real as stored, with its generation; service id). Walks both
+    /// flow tables whole (two syscalls per flow): for listing only.
     pub(crate) fn flows_per_real(&self) -> Result<StdHashMap<(u32, u32), u64>, MapsError> {
         let mut n = StdHashMap::new();
         crate::maps::flows::FLOWS.for_each(&self.dir, |_, v: FlowValue| {
@@ -447,6 +447,13 @@ impl Maps {
                     .real_stats
                     .set(*id, zeroes()?, 0)
                     .map_err(err(MAP_REAL_STATS))?,
+                Op::SettleConns(id) => {
+                    if let (Some(ev), Some(ex)) = (&self.real_conns, &mut self.real_expired) {
+                        let e = ev.get(id, 0).map_err(err(MAP_REAL_CONNS))?;
+                        ex.set(*id, ConnExpiry::settling(&e), 0)
+                            .map_err(err(MAP_REAL_EXPIRED))?;
+                    }
+                }
                 Op::AddTxPort(i) => self.tx_ports.insert(*i, *i, None, 0)?,
                 Op::ClearLocality(id) => self.zero_if_pinned(MAP_LBLC, *id)?,
                 Op::ResetCursor(id) => self.zero_if_pinned(MAP_SCHED_CURSOR, *id)?,

@@ -9,8 +9,10 @@
 //! (batches of `REAP_BATCH`): each is claimed by compare-and-swap of its state word only if
 //! the word and its stamp are still what the walk read (else it changed: a packet moved or
 //! refreshed it, and it stays), then deleted; only what a REAP deleted is booked, by the
-//! flags it was removed with (`REAL_EXPIRED`, which only the sweep writes, under lb-ctl's
-//! pin-directory lock; the walk itself holds no lock). A data-path CPU that held the flow
+//! flags it was removed with (`REAL_EXPIRED`, which only lb-ctl writes: the sweep, and
+//! `-a` settling a reused id, both under lb-ctl's pin-directory lock; the walk itself holds
+//! no lock, and the booking checks again under the lock that each real's generation is the
+//! one the walk saw). A data-path CPU that held the flow
 //! cannot move or count it after the claim, so no connection is counted twice. Maps pinned
 //! by an lb without `lb_ops` are swept as before: lookup-and-delete, booked by the value
 //! taken, a flow that turned fresh put back. Then PERSIST: a template expires when its
@@ -33,6 +35,7 @@ use lb_common::consts::{
     MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAP_TABLE_FILL, MAX_SERVICES,
 };
 use lb_common::ops::{ReapEntry, reap};
+use lb_common::real::ref_id;
 use lb_common::tables::{TABLES, Table};
 use lb_common::{
     FlowFlags, FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
@@ -73,14 +76,16 @@ fn io_err(name: &'static str) -> impl FnOnce(std::io::Error) -> MapsError {
 /// it, `FlowKey::nat_reverse_key`: real → client), if it still belongs to that flow
 /// (`FlowKey::owns_nat_reverse`: same VIP and port), so a late reply of an expired
 /// connection is no longer translated, as IPVS finds no connection for it. The data path
-/// does the same for the flows it expires itself (lb-ebpf `lookup::forget_nat_reverse`).
+/// does the same for the flows it expires itself (lb-ebpf `lookup::release_real`). Not
+/// for a stale flow (`slot`, its real's id now, holds another real): the key would be the
+/// new real's.
 fn forget_nat_reverse(
     nat: &RawPair,
-    reals: &Array<MapData, Real>,
+    slot: Option<&Real>,
     k: &FlowKey,
     v: &FlowValue,
 ) -> Result<(), MapsError> {
-    let Ok(r) = reals.get(&v.real_id, 0) else {
+    let Some(r) = slot.filter(|r| r.referenced_by(v.real_id)) else {
         return Ok(());
     };
     // The flow's own method (a real edited since keeps its older flows' method); 0, a flow
@@ -150,10 +155,11 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
             let mut batch: Vec<ReapEntry> = doomed.iter().map(|(k, v)| reap_entry(k, v)).collect();
             ops.reap(&mut batch)?;
             for ((k, v), e) in doomed.iter().zip(&batch) {
-                if tally.reaped(v, e) {
+                let slot = slot_of(&reals, v.real_id);
+                if tally.reaped(v, e, slot.as_ref()) {
                     live(&mut tally, k, v);
                 } else if e.outcome == reap::REMOVED {
-                    forget_nat_reverse(&nat, &reals, k, v)?;
+                    forget_nat_reverse(&nat, slot.as_ref(), k, v)?;
                 }
             }
         }
@@ -167,8 +173,9 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
                     {
                         live(&mut tally, &k, &cur);
                     } else {
-                        forget_nat_reverse(&nat, &reals, &k, &cur)?;
-                        tally.flow(&cur);
+                        let slot = slot_of(&reals, cur.real_id);
+                        forget_nat_reverse(&nat, slot.as_ref(), &k, &cur)?;
+                        tally.flow(&cur, slot.as_ref());
                     }
                 }
             }
@@ -195,7 +202,7 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
                     continue;
                 }
                 fill[Table::Persist as usize] -= 1;
-                tally.template(cur.real_id);
+                tally.template(cur.real_id, slot_of(&reals, cur.real_id).as_ref());
             }
         }
     }
@@ -267,21 +274,33 @@ fn write_fill(dir: &Path, fill: &[u64; TABLES as usize]) -> Result<(), MapsError
     Ok(())
 }
 
+/// The REALS slot of a stored reference's id (`None` if unreadable).
+fn slot_of(reals: &Array<MapData, Real>, real_ref: u32) -> Option<Real> {
+    reals.get(&ref_id(real_ref), 0).ok()
+}
+
 /// Adds a tally's expiries to REAL_EXPIRED (wrapping, [`add_expiry`]), under the
-/// pin-directory lock (two passes, or a pass and `expire_flow`, never interleave it).
+/// pin-directory lock (two passes, a pass and `expire_flow`, or a pass and `-a` settling
+/// a reused id never interleave it).
 fn book(dir: &Path, tally: &Tally) -> Result<(), MapsError> {
     if tally.per_real.is_empty() {
         return Ok(());
     }
     let _lock = sys::lock_dir(dir).map_err(io_err("pin directory lock"))?;
     let mut ex: Array<MapData, ConnExpiry> = open(dir, MAP_REAL_EXPIRED)?;
-    for (id, add) in &tally.per_real {
+    let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
+    for (real_ref, add) in &tally.per_real {
+        // The id went to another real since the walk (`-a` settled its counts then).
+        if !slot_of(&reals, *real_ref).is_some_and(|r| r.referenced_by(*real_ref)) {
+            continue;
+        }
+        let id = ref_id(*real_ref);
         let err = |source| MapsError::Map {
             name: MAP_REAL_EXPIRED,
             source,
         };
-        let cur = ex.get(id, 0).map_err(err)?;
-        ex.set(*id, add_expiry(cur, add), 0).map_err(err)?;
+        let cur = ex.get(&id, 0).map_err(err)?;
+        ex.set(id, add_expiry(cur, add), 0).map_err(err)?;
     }
     Ok(())
 }
@@ -331,9 +350,10 @@ const EXPIRE_TRIES: u32 = 8;
 /// by its flags); returns it.
 fn book_one(dir: &Path, key: &FlowKey, v: FlowValue) -> Result<FlowValue, MapsError> {
     let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
-    forget_nat_reverse(&flows::NAT_REV.open_raw(dir)?, &reals, key, &v)?;
+    let slot = slot_of(&reals, v.real_id);
+    forget_nat_reverse(&flows::NAT_REV.open_raw(dir)?, slot.as_ref(), key, &v)?;
     let mut tally = Tally::default();
-    tally.flow(&v);
+    tally.flow(&v, slot.as_ref());
     book(dir, &tally)?;
     Ok(v)
 }
@@ -359,8 +379,9 @@ pub fn expire_template(dir: &Path, key: &PersistKey) -> Result<Option<PersistVal
     else {
         return Ok(None);
     };
+    let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
     let mut tally = Tally::default();
-    tally.template(v.real_id);
+    tally.template(v.real_id, slot_of(&reals, v.real_id).as_ref());
     book(dir, &tally)?;
     Ok(Some(v))
 }

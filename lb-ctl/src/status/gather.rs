@@ -49,7 +49,7 @@ pub fn services(
         let mut reals = Vec::new();
         for (id, r) in snap.ordered_reals(s.id) {
             let counts = maps.conn_counts(id)?.unwrap_or(ConnCounts {
-                active: flows.get(&(id, s.id)).copied().unwrap_or(0),
+                active: flows.get(&(r.reference(id), s.id)).copied().unwrap_or(0),
                 ..Default::default()
             });
             reals.push(ListedReal {
@@ -97,7 +97,15 @@ pub fn conns(maps: &Maps, snap: &Snapshot, dir: &Path) -> Result<Vec<ListedConn>
         .iter()
         .map(|(k, s)| (s.id, (*k, *s)))
         .collect();
-    let real_of = |id: u32| snap.reals.iter().find(|(i, _)| *i == id).map(|(_, r)| *r);
+    // The real a flow or template names: its id's slot, unless that holds another real
+    // now (a stale reference, listed no more).
+    let real_of = |real_ref: u32| {
+        snap.reals
+            .iter()
+            .find(|(i, _)| *i == lb_common::real::ref_id(real_ref))
+            .map(|(_, r)| *r)
+            .filter(|r| r.referenced_by(real_ref))
+    };
     let left = |last: u32, timeout: u32| {
         let idle = now.wrapping_sub(last) as i32;
         timeout.saturating_sub(idle.max(0) as u32)

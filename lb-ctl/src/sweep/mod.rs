@@ -10,7 +10,7 @@ use lb_common::consts::{FLOWLESS_REPLY_S, LOCALITY_EXPIRY_S};
 use lb_common::ops::{ReapEntry, reap};
 use lb_common::{
     FlowFlags, FlowKey, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, RawAddr,
-    Service, StateWord, VipFlags,
+    Real, Service, StateWord, VipFlags,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -164,10 +164,14 @@ impl Controlled {
 }
 
 /// What the expiries of a pass take off each real's counters (REAL_EXPIRED adds), and
-/// the pass's report.
+/// the pass's report. An expiry is booked on its real's id only while the id's slot holds
+/// the real it was made for (`Real::referenced_by`): a stale one (the id given to another
+/// real since, whose counts lb-ctl settled then) is reported but moves no counter.
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
-    /// Per real id: the expiries to add.
+    /// Per real reference (id and generation, `Real::reference`): the expiries to add.
+    /// Keyed by reference, not id, so the booking can check again, under the lock that
+    /// `-a` takes to settle a reused id, that the id still names that real.
     pub per_real: BTreeMap<u32, ConnExpiry>,
     /// The pass's counts.
     pub report: SweepReport,
@@ -175,15 +179,21 @@ pub struct Tally {
 
 impl Tally {
     /// An expired flow, by the value it had when removed: its `INACTIVE` flag says
-    /// whether it leaves the real's active or inactive count.
-    pub fn flow(&mut self, v: &FlowValue) {
-        let e = self.per_real.entry(v.real_id).or_default();
-        if v.flags & FlowFlags::INACTIVE != 0 {
-            e.inactive += 1;
+    /// whether it leaves the real's active or inactive count. `slot`: the REALS slot of
+    /// its real's id now.
+    pub fn flow(&mut self, v: &FlowValue, slot: Option<&Real>) {
+        let inactive = v.flags & FlowFlags::INACTIVE != 0;
+        if inactive {
             self.report.inactive += 1;
         } else {
-            e.active += 1;
             self.report.active += 1;
+        }
+        if let Some(e) = self.booking(v.real_id, slot) {
+            if inactive {
+                e.inactive += 1;
+            } else {
+                e.active += 1;
+            }
         }
     }
 
@@ -191,14 +201,15 @@ impl Tally {
     /// booked by the flags it was removed with (frozen when it was claimed, whatever
     /// packets did after the walk read `v`); true when the flow stays live (changed since
     /// the walk, or not run), false when it is gone (removed here, or by someone else,
-    /// who booked it).
-    pub fn reaped(&mut self, v: &FlowValue, e: &ReapEntry) -> bool {
+    /// who booked it). `slot`: as [`Tally::flow`].
+    pub fn reaped(&mut self, v: &FlowValue, e: &ReapEntry, slot: Option<&Real>) -> bool {
         match e.outcome {
             reap::REMOVED => {
-                self.flow(&FlowValue {
+                let removed = FlowValue {
                     flags: e.flags as u8,
                     ..*v
-                });
+                };
+                self.flow(&removed, slot);
                 false
             }
             reap::ABSENT => false,
@@ -206,10 +217,19 @@ impl Tally {
         }
     }
 
-    /// An expired template of real `real_id`.
-    pub fn template(&mut self, real_id: u32) {
-        self.per_real.entry(real_id).or_default().templates += 1;
+    /// An expired template of real `real_ref` (as the template stores it); `slot`: the
+    /// REALS slot of its id now.
+    pub fn template(&mut self, real_ref: u32, slot: Option<&Real>) {
         self.report.templates += 1;
+        if let Some(e) = self.booking(real_ref, slot) {
+            e.templates += 1;
+        }
+    }
+
+    /// The expiries of the real a reference names, unless the reference is stale.
+    fn booking(&mut self, real_ref: u32, slot: Option<&Real>) -> Option<&mut ConnExpiry> {
+        slot.filter(|r| r.referenced_by(real_ref))?;
+        Some(self.per_real.entry(real_ref).or_default())
     }
 }
 
@@ -291,11 +311,12 @@ mod tests {
     #[test]
     fn tally_splits_active_inactive_and_templates() {
         let mut t = Tally::default();
-        t.flow(&flow(TcpState::Established, 0, false).1);
-        t.flow(&flow(TcpState::Close, 0, true).1);
-        t.flow(&flow(TcpState::Close, 0, true).1);
-        t.template(7);
-        t.template(9);
+        let slot = Some(&Real::default());
+        t.flow(&flow(TcpState::Established, 0, false).1, slot);
+        t.flow(&flow(TcpState::Close, 0, true).1, slot);
+        t.flow(&flow(TcpState::Close, 0, true).1, slot);
+        t.template(7, slot);
+        t.template(9, slot);
         assert_eq!(
             t.per_real[&7],
             ConnExpiry {
@@ -314,6 +335,42 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(add_expiry(cur, &t.per_real[&7]).active, 0, "wraps");
+    }
+
+    /// A flow or template whose real's id went to another real (the slot's generation
+    /// moved on) is reported expired but booked on no real: the new real's counts were
+    /// settled when it got the id.
+    #[test]
+    fn stale_expiries_move_no_counter() {
+        let new_real = Real {
+            generation: 1,
+            ..Real::default()
+        };
+        let mut t = Tally::default();
+        let (_, old) = flow(TcpState::Established, 0, false);
+        t.flow(&old, Some(&new_real));
+        t.template(7, Some(&new_real));
+        assert!(t.per_real.is_empty(), "{:?}", t.per_real);
+        assert_eq!((t.report.active, t.report.templates), (1, 1));
+        // The new real's own flow (its generation in the reference) is booked, under its
+        // reference (the booking checks it again under the lock).
+        let mine = FlowValue {
+            real_id: new_real.reference(7),
+            ..old
+        };
+        t.flow(&mine, Some(&new_real));
+        t.template(new_real.reference(7), Some(&new_real));
+        assert_eq!(
+            t.per_real[&new_real.reference(7)],
+            ConnExpiry {
+                active: 1,
+                inactive: 0,
+                templates: 1
+            }
+        );
+        // No slot to check against: nothing is booked.
+        t.flow(&mine, None);
+        assert_eq!(t.per_real[&new_real.reference(7)].active, 1);
     }
 
     #[test]
@@ -337,13 +394,14 @@ mod tests {
             (k, StateWord::of(&v).0, 1000)
         );
         let mut t = Tally::default();
+        let slot = Some(&Real::default());
         // Seen active, but a FIN moved it to inactive before the claim: booked inactive.
         let removed = ReapEntry {
             outcome: reap::REMOVED,
             flags: FlowFlags::INACTIVE as u32,
             ..e
         };
-        assert!(!t.reaped(&v, &removed));
+        assert!(!t.reaped(&v, &removed, slot));
         assert_eq!((t.report.active, t.report.inactive), (0, 1));
         for (outcome, live) in [
             (reap::CHANGED, true),
@@ -351,7 +409,7 @@ mod tests {
             (reap::ABSENT, false),
         ] {
             let e = ReapEntry { outcome, ..e };
-            assert_eq!(t.reaped(&v, &e), live, "outcome {outcome}");
+            assert_eq!(t.reaped(&v, &e, slot), live, "outcome {outcome}");
         }
         assert_eq!(t.per_real[&7].inactive, 1);
         assert_eq!(t.per_real[&7].active, 0, "nothing else booked");

@@ -9,6 +9,7 @@ use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Be16, Counter, Drop, FlowKey, NatReverse, RawAddr, Real,
     consts::{
+        NO_REAL,
         hdr::{ICMP_LEN, IPV4_LEN, IPV6_LEN, QUOTE_L4_LEN, TCP_LEN, UDP_LEN},
         proto,
     },
@@ -20,6 +21,7 @@ use crate::conn;
 use crate::flows;
 use crate::parse::{Packet, Quote, read_addr6};
 use crate::pkt::{bytes_at, ld8, ld16, ld32, st8, st16, st32};
+use crate::reals::counted;
 use crate::stats::{count, count_out};
 use crate::verdict::{Dest, Exit, Sent};
 
@@ -64,7 +66,7 @@ pub fn forward_nat(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> 
     } else {
         if dest.new_flow {
             // Before the rewrite: the entry needs the frame's MACs as they arrived.
-            record_reverse(ctx, pkt, dest, &addr, port);
+            record_reverse(ctx, pkt, dest, real.reference(dest.real_id), &addr, port);
         }
         let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Dst, &addr, true)?;
         rewrite_l4(ctx, pkt, Side::Dst, l3.addr_delta, port)?;
@@ -111,7 +113,10 @@ fn rewrite_quote(
 }
 
 /// Real → client (docs/datapath.md "NAT return"): source := VIP:vport, TTL − 1, back to
-/// the client's MAC from ours, out the interface the client's packets came in on.
+/// the client's MAC from ours, out the interface the client's packets came in on. Counted
+/// on the service, and on the real unless the entry is stale (its real's id given to
+/// another real since: still translated, as IPVS's connection holds its dest, but not
+/// the new real's traffic).
 #[inline(always)]
 pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> Result<Sent, Exit> {
     pkt.check_ttl()?;
@@ -120,7 +125,7 @@ pub fn forward_nat_return(ctx: &XdpContext, pkt: &Packet, rev: &NatReverse) -> R
     let l3 = rewrite_l3(ctx, pkt.l3_off, pkt.is_v4(), Side::Src, &vip, true)?;
     rewrite_l4(ctx, pkt, Side::Src, l3.addr_delta, rev.vport)?;
     write_macs(ctx, &rev.client_mac, &rev.local_mac)?;
-    count_out(rev.svc_id, rev.real_id, pkt.l3_len);
+    count_out(rev.svc_id, counted(rev.real_id), pkt.l3_len);
     Ok(Sent {
         out: send(ctx, rev.ifindex)?,
         fwd_counter: Counter::NAT_RETURN,
@@ -144,7 +149,7 @@ pub fn forward_nat_icmp_return(
     let vip = family_addr(pkt, &rev.vip);
     rewrite_quote(ctx, pkt, q, Side::Src, &vip, rev.vport)?;
     write_macs(ctx, &rev.client_mac, &rev.local_mac)?;
-    count_out(rev.svc_id, rev.real_id, pkt.l3_len);
+    count_out(rev.svc_id, counted(rev.real_id), pkt.l3_len);
     Ok(Sent {
         out: send(ctx, rev.ifindex)?,
         fwd_counter: Counter::NAT_RETURN,
@@ -172,9 +177,13 @@ fn track_reply_state(pkt: &Packet, rev: &NatReverse) {
         family: pkt.key.family,
         _pad: [0; 2],
     };
+    // A stale flow (its real's id given to another real) does not move: its state would
+    // move the new real's counters.
     if let Some(v) = flows::flow_ptr(&key) {
-        let real_id = unsafe { (*v).real_id };
-        unsafe { conn::on_packet(v, real_id, proto::TCP, pkt.tcp_flags, true) };
+        let real_id = counted(unsafe { (*v).real_id });
+        if real_id != NO_REAL {
+            unsafe { conn::on_packet(v, real_id, proto::TCP, pkt.tcp_flags, true) };
+        }
     }
 }
 
@@ -184,7 +193,14 @@ fn track_reply_state(pkt: &Packet, rev: &NatReverse) {
 /// An entry no flow owns (a `-o` datagram's, or one whose flow the full table refused)
 /// is aged out by the sweep (`FLOWLESS_REPLY_S`).
 #[inline(always)]
-fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, port: Be16) {
+fn record_reverse(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    dest: &Dest,
+    real_ref: u32,
+    addr: &RawAddr,
+    port: Be16,
+) {
     let Some(p) = bytes_at(ctx, 0, 12) else {
         return;
     };
@@ -199,7 +215,7 @@ fn record_reverse(ctx: &XdpContext, pkt: &Packet, dest: &Dest, addr: &RawAddr, p
         client_mac: unsafe { read_mac(p + 6) },
         local_mac: unsafe { read_mac(p) },
         svc_id: dest.svc_id,
-        real_id: dest.real_id,
+        real_id: real_ref,
         // The sweep stamps an entry no flow owns when it first finds it.
         stamp_s: 0,
     };

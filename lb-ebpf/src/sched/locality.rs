@@ -18,6 +18,7 @@ use lb_common::{
     Drop, LocalityValue, SchedKind, Service,
     consts::{LOCALITY_EXPIRY_S, MAX_REALS_PER_SERVICE, NO_REAL},
     flow::LOCALITY_SET_MAX,
+    real::ref_id,
     sched::pick::conn_overhead,
 };
 
@@ -25,7 +26,7 @@ use super::{iter, load};
 use crate::conn;
 use crate::maps::LBLC;
 use crate::parse::Packet;
-use crate::reals::{lookup_real, real_at};
+use crate::reals::{lookup_real, lookup_ref, real_at};
 
 /// `replicate` of the global functions below: lblc, one cached real per service.
 const LBLC_ONE: u32 = 0;
@@ -136,9 +137,9 @@ pub extern "C" fn lb_lblc_cached(svc_id: u32, replicate: u32) -> u32 {
     let now = conn::now();
     unsafe { (*e).last_seen_s = now };
     if replicate == LBLC_ONE {
-        let id = unsafe { (*e).reals[0] };
-        if matches!(lookup_real(id), Some(r) if r.weight > 0 && r.svc_id == svc_id) {
-            return id;
+        let r = unsafe { (*e).reals[0] };
+        if matches!(lookup_ref(r), Some(real) if real.weight > 0 && real.svc_id == svc_id) {
+            return ref_id(r);
         }
         return NO_REAL;
     }
@@ -152,14 +153,15 @@ pub extern "C" fn lb_lblc_cached(svc_id: u32, replicate: u32) -> u32 {
     min
 }
 
-/// Records the scheduler's choice: lblc replaces the entry; lblcr adds it to the set
-/// (a fresh set when there is none).
+/// Records the scheduler's choice (as a reference, with its real's generation): lblc
+/// replaces the entry; lblcr adds it to the set (a fresh set when there is none).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn lb_lblc_store(svc_id: u32, id: u32, replicate: u32) -> u32 {
     let Some(e) = LBLC.get_ptr_mut(svc_id) else {
         return 0;
     };
+    let id = lookup_real(id).map_or(id, |r| r.reference(id));
     let now = conn::now();
     let len = unsafe { (*e).len };
     if replicate == LBLC_ONE || len == 0 || len as usize > LOCALITY_SET_MAX {
@@ -172,7 +174,8 @@ pub extern "C" fn lb_lblc_store(svc_id: u32, id: u32, replicate: u32) -> u32 {
 
 /// (least loaded usable member id, index of the most loaded member) of a set, as IPVS's
 /// `ip_vs_dest_set_min` (weight > 0, not overloaded, min overhead/weight, first wins) and
-/// `ip_vs_dest_set_max` (weight > 0, max overhead/weight, first wins), in set order.
+/// `ip_vs_dest_set_max` (weight > 0, max overhead/weight, first wins), in set order. A
+/// member whose real is gone (deleted, or its id another real's now) is skipped.
 #[inline(always)]
 fn set_min_max(e: *mut LocalityValue, svc_id: u32) -> (u32, usize) {
     let (mut least, mut lw, mut loh) = (NO_REAL, 0u64, 0u64);
@@ -182,10 +185,11 @@ fn set_min_max(e: *mut LocalityValue, svc_id: u32) -> (u32, usize) {
         if i >= len {
             break;
         }
-        let id = unsafe { (*e).reals[i] };
-        let Some(r) = lookup_real(id).filter(|r| r.svc_id == svc_id) else {
+        let member = unsafe { (*e).reals[i] };
+        let Some(r) = lookup_ref(member).filter(|r| r.svc_id == svc_id) else {
             continue;
         };
+        let id = ref_id(member);
         let c = conn::counts(id);
         let oh = conn_overhead(c.active, c.inactive);
         let w = r.weight as u64;
@@ -221,8 +225,9 @@ fn erase(e: *mut LocalityValue, at: usize) {
     }
 }
 
-/// Adds a real at the head of the set (IPVS `list_add`), unless already a member; a full
-/// set first drops its most loaded member. Stamps `last_mod_s`.
+/// Adds a real (`id`: a reference, with its generation) at the head of the set (IPVS
+/// `list_add`), unless already a member; a full set first drops its most loaded member.
+/// Stamps `last_mod_s`.
 #[inline(always)]
 fn insert(e: *mut LocalityValue, id: u32, now: u32, svc_id: u32) {
     unsafe {

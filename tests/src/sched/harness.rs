@@ -229,7 +229,7 @@ impl Lb {
     }
 
     /// The pin directory (what lb-ctl's `maps` functions take).
-    fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         self._pins.path()
     }
 
