@@ -289,6 +289,27 @@ pub fn tcp_transition(state: u8, flow_flags: u8, reply: bool, tcp_flags: u8) -> 
     }
 }
 
+/// [`tcp_transition`] on a flow's whole state word (`crate::StateWord`), as the data path
+/// applies it by compare-and-swap: the word to swap in and the counter move the CPU whose
+/// swap wins makes, or `None` when the packet changes nothing or the flow is claimed for
+/// removal (`FlowFlags::DEAD`: nobody moves or counts it any more). `fwd` and `_pad` are
+/// kept.
+#[inline(always)]
+pub fn tcp_step_word(
+    w: crate::StateWord,
+    reply: bool,
+    tcp_flags: u8,
+) -> Option<(crate::StateWord, ConnMove)> {
+    if w.dead() {
+        return None;
+    }
+    let st = tcp_transition(w.state(), w.flags(), reply, tcp_flags);
+    if st.state == w.state() && st.flags == w.flags() {
+        return None;
+    }
+    Some((w.with(st.state, st.flags), st.conn))
+}
+
 /// How long a flow in `state` lives without a packet, as IPVS: TCP by state
 /// ([`TCP_TIMEOUTS_S`] with `t.tcp_s` for ESTABLISHED and `t.tcpfin_s` for FIN_WAIT; an
 /// unknown state gets [`TCP_LAST_TIMEOUT_S`] as IPVS's `IP_VS_TCP_S_LAST` entry), UDP `t.udp_s`, anything
@@ -613,6 +634,161 @@ mod tests {
             (st.state, st.flags, st.conn),
             (cl, FlowFlags::INACTIVE, ConnMove::None)
         );
+    }
+
+    /// One CPU of the state-word protocol (lb-ebpf `conn::on_packet`, the removers'
+    /// claim): read the word, decide, compare-and-swap; a lost swap reads again, at most
+    /// `STATE_CAS_TRIES` times.
+    #[derive(Clone, Copy)]
+    enum Act {
+        /// A TCP packet (reply?, flags).
+        Packet(bool, u8),
+        /// A remover claiming the flow (DEAD) and booking the removal as the sweep does.
+        Reap,
+    }
+
+    #[derive(Clone, Copy)]
+    struct Cpu {
+        act: Act,
+        seen: Option<crate::StateWord>,
+        tries: u32,
+        done: bool,
+    }
+
+    #[derive(Clone)]
+    struct World {
+        w: crate::StateWord,
+        ev: ConnEvents,
+        ex: ConnExpiry,
+        cpus: std::vec::Vec<Cpu>,
+    }
+
+    /// Runs one atomic step of CPU `i`: its read, or its decision and swap.
+    fn step(mut wd: World, i: usize) -> World {
+        let c = &mut wd.cpus[i];
+        let Some(seen) = c.seen else {
+            c.seen = Some(wd.w);
+            return wd;
+        };
+        let next = match c.act {
+            Act::Packet(reply, f) => tcp_step_word(seen, reply, f).map(|(n, mv)| (n, Some(mv))),
+            Act::Reap => seen.reaped().map(|n| (n, None)),
+        };
+        let Some((n, mv)) = next else {
+            c.done = true;
+            return wd;
+        };
+        if wd.w != seen {
+            c.tries += 1;
+            c.seen = None;
+            c.done = c.tries == crate::consts::STATE_CAS_TRIES;
+            return wd;
+        }
+        wd.w = n;
+        c.done = true;
+        match mv {
+            Some(ConnMove::ToInactive) => wd.ev.to_inactive += 1,
+            Some(ConnMove::ToActive) => wd.ev.to_active += 1,
+            Some(ConnMove::None) => {}
+            // The claim's winner books the flow by the flags it won with.
+            None if seen.flags() & FlowFlags::INACTIVE != 0 => wd.ex.inactive += 1,
+            None => wd.ex.active += 1,
+        }
+        wd
+    }
+
+    /// Every interleaving of the CPUs' steps; at each end the real's counts must be what
+    /// the word says (one connection, active or inactive by its flag; none once DEAD).
+    fn every_interleaving(wd: World, ends: &mut u32) {
+        let mut moved = false;
+        for i in 0..wd.cpus.len() {
+            if !wd.cpus[i].done {
+                moved = true;
+                every_interleaving(step(wd.clone(), i), ends);
+            }
+        }
+        if moved {
+            return;
+        }
+        *ends += 1;
+        let c = conn_counts(&wd.ev, &wd.ex);
+        let want = if wd.w.dead() {
+            (0, 0)
+        } else if wd.w.flags() & FlowFlags::INACTIVE != 0 {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
+        assert_eq!((c.active, c.inactive), want, "word {:#x}", wd.w.0);
+    }
+
+    #[test]
+    fn state_word_swaps_count_each_move_once_in_every_interleaving() {
+        let starts = [
+            (TcpState::Established, 0),
+            (TcpState::Established, FlowFlags::NO_OUTPUT),
+            (TcpState::SynRecv, FlowFlags::INACTIVE),
+            (TcpState::CloseWait, FlowFlags::INACTIVE),
+            (TcpState::TimeWait, FlowFlags::INACTIVE),
+        ];
+        let acts = [
+            Act::Packet(false, FIN | ACK),
+            Act::Packet(true, FIN | ACK),
+            Act::Packet(true, RST),
+            Act::Packet(false, ACK),
+            Act::Packet(false, SYN),
+            Act::Reap,
+        ];
+        let mut ends = 0;
+        for (st, flags) in starts {
+            // The connection is bound (inactive), then made active if it is so.
+            let active = flags & FlowFlags::INACTIVE == 0;
+            let ev = ConnEvents {
+                opened: 1,
+                to_inactive: 1,
+                to_active: active as u64,
+                ..Default::default()
+            };
+            for a in acts {
+                for b in acts {
+                    for c in [None, Some(Act::Reap), Some(Act::Packet(true, FIN | ACK))] {
+                        let cpu = |act| Cpu {
+                            act,
+                            seen: None,
+                            tries: 0,
+                            done: false,
+                        };
+                        let mut cpus = std::vec![cpu(a), cpu(b)];
+                        cpus.extend(c.map(cpu));
+                        let wd = World {
+                            w: crate::StateWord::new(st as u8, flags, 3, 0),
+                            ev,
+                            ex: ConnExpiry::default(),
+                            cpus,
+                        };
+                        every_interleaving(wd, &mut ends);
+                    }
+                }
+            }
+        }
+        assert!(ends > 10_000, "{ends} interleavings");
+    }
+
+    #[test]
+    fn dead_word_moves_no_more_and_step_keeps_fwd() {
+        let es = TcpState::Established as u8;
+        let w = crate::StateWord::new(es, 0, 3, 0);
+        let (n, mv) = tcp_step_word(w, false, FIN | ACK).unwrap();
+        assert_eq!(mv, ConnMove::ToInactive);
+        assert_eq!(
+            n,
+            crate::StateWord::new(TcpState::CloseWait as u8, FlowFlags::INACTIVE, 3, 0)
+        );
+        // A plain ACK on ESTABLISHED changes nothing: no swap at all.
+        assert_eq!(tcp_step_word(w, false, ACK), None);
+        let dead = w.reaped().unwrap();
+        assert_eq!(tcp_step_word(dead, false, FIN | ACK), None);
+        assert_eq!(tcp_step_word(dead, true, RST), None);
     }
 
     #[test]

@@ -207,6 +207,12 @@ pub mod icmp {
 /// Rehashes of the first slot mh-fallback tries before giving up with `NoReal` (IPVS walks
 /// up to the whole table; 32 finds an available real unless nearly all are unavailable).
 pub const MH_FALLBACK_TRIES: u32 = 32;
+/// Compare-and-swaps one packet tries on its flow's state word before giving up the move
+/// (lb-ebpf `conn::on_packet`; the verifier wants the loop bounded). A swap fails only when
+/// another CPU changed the word between this CPU's read and its swap, each time by a packet
+/// of the same flow: 4 tries outlast any real burst; a give-up counts `state_cas_exhausted`
+/// and leaves the flow as the other CPUs made it, with its counters agreeing.
+pub const STATE_CAS_TRIES: u32 = 4;
 /// Most list positions one wrr pick visits in the kernel (bounded `bpf_loop`; IPVS's bound
 /// is the passes).
 pub const WRR_MAX_STEPS: u32 = 1 << 14;

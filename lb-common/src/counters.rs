@@ -164,6 +164,11 @@ impl Counter {
     /// A new persistence template found PERSIST full: the connection goes to the real
     /// scheduled, without a template (the client's next connection is scheduled anew).
     pub const PERSIST_INSERT_FAILED: Counter = Counter(11);
+    /// A packet's TCP state move (or the data path's claim of a flow it expires) given up
+    /// after `consts::STATE_CAS_TRIES` compare-and-swaps of its flow's state word, each
+    /// lost to another CPU changing the same flow; the packet was still forwarded, the flow
+    /// left as the other CPUs made it.
+    pub const STATE_CAS_EXHAUSTED: Counter = Counter(12);
     /// First slot of the [`Pass`] reasons.
     pub const PASS_BASE: u32 = 16;
     /// First slot of the [`Drop`] reasons.
@@ -172,7 +177,7 @@ impl Counter {
     pub const SLOTS: u32 = 64;
 
     /// Named slots that are not pass/drop reasons, for listing.
-    pub const EVENTS: [(Counter, &'static str); 12] = [
+    pub const EVENTS: [(Counter, &'static str); 13] = [
         (Counter::RX, "rx"),
         (Counter::TX, "tx"),
         (Counter::REDIRECT, "redirect"),
@@ -185,6 +190,7 @@ impl Counter {
         (Counter::FLOW_INSERT_FAILED, "flow_insert_failed"),
         (Counter::NAT_REV_INSERT_FAILED, "nat_rev_insert_failed"),
         (Counter::PERSIST_INSERT_FAILED, "persist_insert_failed"),
+        (Counter::STATE_CAS_EXHAUSTED, "state_cas_exhausted"),
     ];
 }
 const _: () = assert!(Counter::DROP_BASE + Drop::ALL.len() as u32 <= Counter::SLOTS);

@@ -170,6 +170,75 @@ pub struct FlowValue {
 }
 const _: () = assert!(core::mem::size_of::<FlowValue>() == 16);
 const _: () = assert!(core::mem::offset_of!(FlowValue, fwd) == 14);
+const _: () = assert!(core::mem::offset_of!(FlowValue, state) == STATE_WORD_OFFSET);
+const _: () = assert!(core::mem::offset_of!(FlowValue, flags) == STATE_WORD_OFFSET + 1);
+const _: () = assert!(core::mem::offset_of!(FlowValue, _pad) == STATE_WORD_OFFSET + 3);
+
+/// Byte offset in [`FlowValue`] of its state word (`state`, `flags`, `fwd`, `_pad`, one
+/// aligned u32): the unit the data path changes with one compare-and-swap, so two CPUs
+/// moving a flow at once (a client FIN and the real's FIN) cannot both count the move.
+pub const STATE_WORD_OFFSET: usize = 12;
+
+/// A flow's state word, [`FlowValue`] bytes 12..16 read as one little-endian u32 (both
+/// sides are little-endian: bpfel and x86-64): `state` in the low byte, then `flags`,
+/// `fwd`, `_pad`. Every change of `state` or `flags` once the flow is in the table is a
+/// compare-and-swap of the whole word (lb-ebpf `conn.rs`), and so is the removal claim
+/// ([`StateWord::reaped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateWord(pub u32);
+
+impl StateWord {
+    /// The word of these four bytes.
+    #[inline(always)]
+    pub const fn new(state: u8, flags: u8, fwd: u8, pad: u8) -> StateWord {
+        StateWord(u32::from_le_bytes([state, flags, fwd, pad]))
+    }
+
+    /// The word of a value.
+    #[inline(always)]
+    pub const fn of(v: &FlowValue) -> StateWord {
+        StateWord::new(v.state, v.flags, v.fwd, v._pad)
+    }
+
+    /// `FlowValue::state`.
+    #[inline(always)]
+    pub const fn state(self) -> u8 {
+        self.0.to_le_bytes()[0]
+    }
+
+    /// `FlowValue::flags` ([`FlowFlags`]).
+    #[inline(always)]
+    pub const fn flags(self) -> u8 {
+        self.0.to_le_bytes()[1]
+    }
+
+    /// The same word with `state` and `flags` replaced (`fwd` and `_pad` kept).
+    #[inline(always)]
+    pub const fn with(self, state: u8, flags: u8) -> StateWord {
+        let b = self.0.to_le_bytes();
+        StateWord::new(state, flags, b[2], b[3])
+    }
+
+    /// Whether the flow has been claimed for removal ([`FlowFlags::DEAD`]): nobody moves
+    /// or counts it any more.
+    #[inline(always)]
+    pub const fn dead(self) -> bool {
+        self.flags() & FlowFlags::DEAD != 0
+    }
+
+    /// The word that claims the flow for removal (DEAD set, all else kept), or `None` when
+    /// it is claimed already. Only an unclaimed flow's word changes, so once a
+    /// compare-and-swap from `self` to this word wins, `self.flags()` are the flags the
+    /// removal is booked by (by whoever then deletes the entry).
+    #[inline(always)]
+    pub const fn reaped(self) -> Option<StateWord> {
+        if self.dead() {
+            None
+        } else {
+            Some(self.with(self.state(), self.flags() | FlowFlags::DEAD))
+        }
+    }
+}
 
 /// Per-flow flag bits (`FlowValue::flags`).
 pub struct FlowFlags;
@@ -180,6 +249,13 @@ impl FlowFlags {
     /// No real → client packet seen yet: TCP states follow IPVS's input-only table
     /// (`IP_VS_CONN_F_NOOUTPUT`). Always set for DR and TUN, which never see replies.
     pub const NO_OUTPUT: u8 = 1 << 1;
+    /// Claimed for removal: set by compare-and-swap of the state word
+    /// ([`StateWord::reaped`]) by whoever removes the flow (the data path's
+    /// expire_nodest_conn and conn_reuse_mode expiries, lb-ctl's sweep through `lb_ops`
+    /// REAP). Set once; after it the word never changes, no CPU moves the flow's state or
+    /// its real's counters, and the claimed entry is deleted: whoever's delete succeeds
+    /// books the removal (the data path's unbind, or REAL_EXPIRED) by the frozen flags.
+    pub const DEAD: u8 = 1 << 2;
 }
 
 /// Key of a persistence template (`PERSIST`): the client's masked address in a
@@ -305,6 +381,49 @@ mod tests {
                 ..k
             }
             .is_v4()
+        );
+    }
+
+    #[test]
+    fn state_word_is_bytes_12_to_16_of_the_value() {
+        let v = FlowValue {
+            real_id: 7,
+            svc_id: 9,
+            last_seen_s: 11,
+            state: 1,
+            flags: FlowFlags::NO_OUTPUT,
+            fwd: 3,
+            _pad: 0,
+        };
+        let bytes = bytemuck::bytes_of(&v);
+        let raw = u32::from_le_bytes(
+            bytes[STATE_WORD_OFFSET..STATE_WORD_OFFSET + 4]
+                .try_into()
+                .unwrap(),
+        );
+        let w = StateWord::of(&v);
+        assert_eq!(w.0, raw);
+        assert_eq!((w.state(), w.flags()), (1, FlowFlags::NO_OUTPUT));
+        let n = w.with(5, FlowFlags::INACTIVE);
+        assert_eq!(n, StateWord::new(5, FlowFlags::INACTIVE, 3, 0));
+    }
+
+    #[test]
+    fn reaped_sets_dead_once_and_keeps_the_rest() {
+        let w = StateWord::new(4, FlowFlags::INACTIVE, 2, 0);
+        assert!(!w.dead());
+        let d = w.reaped().unwrap();
+        assert!(d.dead());
+        assert_eq!(
+            d,
+            StateWord::new(4, FlowFlags::INACTIVE | FlowFlags::DEAD, 2, 0)
+        );
+        // A second remover finds it claimed: nothing to swap, nothing to book.
+        assert_eq!(d.reaped(), None);
+        // DEAD is its own bit.
+        assert_eq!(
+            FlowFlags::DEAD & (FlowFlags::INACTIVE | FlowFlags::NO_OUTPUT),
+            0
         );
     }
 

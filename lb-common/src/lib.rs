@@ -32,6 +32,7 @@ pub use addr::{Be16, RawAddr};
 pub use counters::{Counter, CounterBlock, Drop, Pass, Traffic};
 pub use flow::{
     FlowFlags, FlowKey, FlowKey4, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue,
+    StateWord,
 };
 pub use real::{ForwardMode, Real, RealFlags, TrashRecord};
 pub use service::{SchedKind, Service, ServiceKey, VipFlags, VipKey};

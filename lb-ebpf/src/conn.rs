@@ -7,13 +7,20 @@
 //! `last_seen_s` only when the second changed; a TCP packet runs the state table only when
 //! its flags can change the state (not for a plain ACK on an ESTABLISHED flow); atomics
 //! (`REAL_CONNS`) only when a flow is bound or changes between active and inactive.
+//!
+//! A flow's state and flags change only by compare-and-swap of its state word
+//! (`lb_common::StateWord`, FlowValue bytes 12..16), IPVS's `cp->lock` in `set_tcp_state`:
+//! when two CPUs move one flow at once (a client FIN and the real's FIN or RST), one swap
+//! wins and only its CPU moves the real's counters; the other reads the new word and
+//! decides again. A remover claims the flow the same way (`reap`, `FlowFlags::DEAD`), after
+//! which nobody moves or counts it.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use aya_ebpf::helpers::generated::bpf_jiffies64;
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 use lb_common::{
-    FlowFlags, FlowValue, ForwardMode, Real, clock,
+    Counter, FlowFlags, FlowValue, ForwardMode, Real, StateWord, clock,
     conn::{ConnCounts, ConnMove, Settings, TcpState, conn_counts, tcp_flags, tcp_transition},
-    consts::proto,
+    consts::{STATE_CAS_TRIES, proto},
 };
 
 use crate::maps::{CLOCK, REAL_CONNS, REAL_EXPIRED, SETTINGS};
@@ -88,6 +95,7 @@ pub fn bind(real_id: u32, real: &Real) {
 /// A flow the data path itself removes (expire_nodest_conn): IPVS's unbind, done on the
 /// data path's own counters with wrapping adds of −1 (REAL_EXPIRED is the sweep's):
 /// an inactive flow takes back its bind (`opened`, `to_inactive`), an active one `opened`.
+/// `flags`: the flags its remover won the claim with (`reap`).
 #[inline(always)]
 pub fn unbind(real_id: u32, flags: u8) {
     let Some(ev) = REAL_CONNS.get_ptr_mut(real_id) else {
@@ -154,6 +162,104 @@ pub fn overloaded(real_id: u32, real: &Real) -> bool {
     !below
 }
 
+/// The flow's state word (`lb_common::STATE_WORD_OFFSET`: state, flags, fwd, _pad; 4-byte
+/// aligned, as FlowValue is).
+#[inline(always)]
+fn state_word(v: *mut FlowValue) -> *mut u32 {
+    unsafe { (&raw mut (*v).state).cast::<u32>() }
+}
+
+/// The state word as it is now: one 32-bit load (volatile, so the compiler neither splits
+/// it into byte loads nor reuses an older read).
+#[inline(always)]
+unsafe fn load_word(p: *mut u32) -> StateWord {
+    StateWord(unsafe { core::ptr::read_volatile(p) })
+}
+
+/// `*p = new` if `*p == old` (BPF_CMPXCHG, 32-bit: kernel ≥ 5.12; the x86-64 JIT emits
+/// `lock cmpxchg`); whether it was swapped.
+#[inline(always)]
+unsafe fn swap_word(p: *mut u32, old: StateWord, new: StateWord) -> bool {
+    unsafe {
+        atomic_cxchg::<u32, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(p, old.0, new.0)
+    }
+    .1
+}
+
+/// Claims the flow for removal (sets `FlowFlags::DEAD` by compare-and-swap): the flags it
+/// had, which the removal is booked by if this claimer's delete then succeeds, or `None`
+/// when another remover claimed it first (that one, or lb-ctl's sweep, deletes and books
+/// it) or the swap lost `STATE_CAS_TRIES` times to packets moving the flow (counted
+/// `state_cas_exhausted`; the flow stays). A global function (`lb_reap`) as `move_state`.
+/// Safety: as `on_packet`.
+#[inline(always)]
+pub unsafe fn reap(v: *mut FlowValue) -> Option<u8> {
+    let r = unsafe { lb_reap(state_word(v)) };
+    (r & REAP_WON != 0).then_some(r as u8)
+}
+
+/// What `claim_seen` did.
+pub enum Claim {
+    /// The flow is claimed (by this call, or by another remover before it): delete it; the
+    /// flags (DEAD cleared) are what a successful delete books.
+    Dead(u8),
+    /// Not claimed: its state word or stamp is no longer what the caller saw.
+    Changed,
+}
+
+/// lb_ops REAP: claims the flow only if its state word is still `seen` and its stamp still
+/// `seen_last_s` (what the sweep judged it expired by); a flow another remover claimed
+/// already is `Dead` too (its delete books it, whoever deletes). One swap, no retry: a
+/// word that changed means a packet moved the flow, and the sweep judges it again next
+/// pass. Safety: `v` is a FLOWS value pointer just looked up.
+#[inline(always)]
+pub unsafe fn claim_seen(v: *mut FlowValue, seen: StateWord, seen_last_s: u32) -> Claim {
+    let p = state_word(v);
+    let w = unsafe { load_word(p) };
+    if w.dead() {
+        return Claim::Dead(w.flags() & !FlowFlags::DEAD);
+    }
+    if w != seen || unsafe { (*v).last_seen_s } != seen_last_s {
+        return Claim::Changed;
+    }
+    let Some(dead) = w.reaped() else {
+        return Claim::Changed;
+    };
+    if unsafe { swap_word(p, w, dead) } {
+        return Claim::Dead(w.flags());
+    }
+    let now = unsafe { load_word(p) };
+    if now.dead() {
+        Claim::Dead(now.flags() & !FlowFlags::DEAD)
+    } else {
+        Claim::Changed
+    }
+}
+
+/// `lb_reap`'s mark of a won claim (above the flags byte).
+const REAP_WON: u32 = 1 << 8;
+
+/// `reap`'s body: `REAP_WON | flags` when this call's swap set DEAD, else 0. Safety: as
+/// `lb_move_state`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn lb_reap(word: *mut u32) -> u32 {
+    if word.is_null() {
+        return 0;
+    }
+    for _ in 0..STATE_CAS_TRIES {
+        let w = unsafe { load_word(word) };
+        let Some(dead) = w.reaped() else {
+            return 0;
+        };
+        if unsafe { swap_word(word, w, dead) } {
+            return REAP_WON | w.flags() as u32;
+        }
+    }
+    crate::stats::count(Counter::STATE_CAS_EXHAUSTED);
+    0
+}
+
 /// Applies a state change's counter move to the real.
 #[inline(always)]
 fn apply(real_id: u32, mv: ConnMove) {
@@ -199,8 +305,9 @@ pub unsafe fn steady(v: *const FlowValue, l4: u8) -> bool {
 }
 
 /// A packet of an established flow (`reply`: a NAT reply, real → client): stamp it, and for
-/// TCP move its state (and its real's counters) as IPVS does. Safety: `v` is a FLOWS value
-/// pointer just looked up, with no helper call in between.
+/// TCP move its state (and its real's counters) as IPVS does, by compare-and-swap of the
+/// state word (`move_state`); a plain ACK on ESTABLISHED does no atomic at all. Safety: `v`
+/// is a FLOWS value pointer just looked up, with no helper call in between.
 #[inline(always)]
 pub unsafe fn on_packet(v: *mut FlowValue, real_id: u32, l4: u8, tcp: u8, reply: bool) {
     let t = now();
@@ -220,12 +327,42 @@ pub unsafe fn on_packet(v: *mut FlowValue, real_id: u32, l4: u8, tcp: u8, reply:
     if state == ES && plain_ack && !(reply && flags & FlowFlags::NO_OUTPUT != 0) {
         return;
     }
-    let st = tcp_transition(state, flags, reply, tcp);
-    if st.state != state || st.flags != flags {
-        unsafe {
-            (*v).state = st.state;
-            (*v).flags = st.flags;
-        }
-        apply(real_id, st.conn);
+    unsafe { move_state(v, real_id, reply, tcp) };
+}
+
+/// One packet's state move (`lb_common::conn::tcp_step_word`) as one compare-and-swap of
+/// the state word; only the CPU whose swap wins moves the real's counters. A lost swap (the
+/// word changed under it: another CPU's packet of this flow, or a remover's claim) reads
+/// the word again and decides anew, at most `STATE_CAS_TRIES` times, then gives up and
+/// counts `state_cas_exhausted`. A DEAD flow is not moved. `real_id`: the flow's, read
+/// with the lookup. A global BPF function (`lb_move_state`), checked once by the verifier:
+/// the retry loop inlined at the three places a flow's packet is handled put the program
+/// over the verifier's 10^6-instruction limit. Called only by a packet that may change the
+/// state (not a plain ACK on ESTABLISHED).
+#[inline(always)]
+unsafe fn move_state(v: *mut FlowValue, real_id: u32, reply: bool, tcp: u8) {
+    unsafe { lb_move_state(state_word(v), real_id, reply as u32, tcp as u32) };
+}
+
+/// `move_state`'s body (a global function: pointer and scalar arguments only; the verifier
+/// types `word` as 4 bytes of memory that may be NULL). Returns the `ConnMove` made.
+/// Safety: `word` is a live FLOWS value's state word or NULL.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn lb_move_state(word: *mut u32, real_id: u32, reply: u32, tcp: u32) -> u32 {
+    if word.is_null() {
+        return ConnMove::None as u32;
     }
+    for _ in 0..STATE_CAS_TRIES {
+        let w = unsafe { load_word(word) };
+        let Some((next, mv)) = lb_common::conn::tcp_step_word(w, reply != 0, tcp as u8) else {
+            return ConnMove::None as u32;
+        };
+        if unsafe { swap_word(word, w, next) } {
+            apply(real_id, mv);
+            return mv as u32;
+        }
+    }
+    crate::stats::count(Counter::STATE_CAS_EXHAUSTED);
+    ConnMove::None as u32
 }

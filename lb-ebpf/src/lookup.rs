@@ -147,7 +147,7 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
             return Err(Drop::RealGone);
         }
         if pkt.quote.is_none() {
-            expire_flow(key, unsafe { (*v).flags }, real_ref, fwd);
+            unsafe { expire_flow(key, v) };
         }
         return Ok(None);
     }
@@ -178,8 +178,8 @@ pub fn lookup_flow(pkt: &Packet) -> Result<Option<Dest>, Drop> {
 /// service lookup runs only for a SYN on a flow that qualifies. `real_ref`: the flow's
 /// (usable) real as it stores it. Safety: as `conn::on_packet`.
 #[inline(always)]
-unsafe fn syn_expires(key: &FlowKey, v: *const FlowValue, real_ref: u32) -> bool {
-    let (state, flags, fwd) = unsafe { ((*v).state, (*v).flags, (*v).fwd) };
+unsafe fn syn_expires(key: &FlowKey, v: *mut FlowValue, real_ref: u32) -> bool {
+    let state = unsafe { (*v).state };
     let quiescent = conn::settings().expire_nodest_conn != 0
         && matches!(lookup_real(ref_id(real_ref)), Some(r) if r.weight == 0);
     if !lb_common::conn::syn_expires_flow(state, quiescent) {
@@ -189,19 +189,27 @@ unsafe fn syn_expires(key: &FlowKey, v: *const FlowValue, real_ref: u32) -> bool
     {
         return false;
     }
-    expire_flow(key, flags, real_ref, fwd);
+    unsafe { expire_flow(key, v) };
     true
 }
 
-/// The data path's own expiry of a flow (expire_nodest_conn, conn_reuse_mode): removed from
-/// FLOWS, its hold on its real released (`release_real`), and out of this CPU's cache
-/// slot. `flags`, `real_ref` (the real as the flow stores it, with its generation) and
-/// `fwd` are the flow's, read before the removal. Only the CPU whose removal succeeds
-/// releases.
+/// The data path's own expiry of a flow (expire_nodest_conn, conn_reuse_mode): claimed for
+/// removal (`conn::reap`, `FlowFlags::DEAD` set by compare-and-swap), removed from FLOWS,
+/// its hold on its real released (`release_real`, by the flags the claim won with), and
+/// out of this CPU's cache slot. Only the CPU whose claim wins and whose removal then
+/// succeeds releases: a claim lost means another remover (another CPU, the sweep) deletes
+/// and books the flow; a removal that fails after a won claim means lb-ctl's sweep deleted
+/// the claimed flow first (its REAP deletes claimed flows too; without lb_ops, its
+/// lookup-and-delete) and booked it by the frozen flags. Its real (as the flow stores it,
+/// with its generation) and method are read after the claim and before the removal, which
+/// may free the element for reuse. Safety: as `conn::on_packet`.
 #[inline(always)]
-fn expire_flow(key: &FlowKey, flags: u8, real_ref: u32, fwd: u8) {
-    if flows::flow_remove(key) {
-        release_real(key, flags, real_ref, fwd);
+unsafe fn expire_flow(key: &FlowKey, v: *mut FlowValue) {
+    if let Some(flags) = unsafe { conn::reap(v) } {
+        let (real_ref, fwd) = unsafe { ((*v).real_id, (*v).fwd) };
+        if flows::flow_remove(key) {
+            release_real(key, flags, real_ref, fwd);
+        }
     }
     cache::drop_flow_key(key);
 }

@@ -11,7 +11,7 @@ use lb_common::consts::{
     MAP_CLOCK, MAP_COUNTERS, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_NAT_FILTER, MAP_NAT_REV4,
     MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_STATS, MAP_REALS, MAP_SCHED_CURSOR,
     MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER,
-    MAP_VIPS, PROG_LB,
+    MAP_VIPS, PROG_LB, PROG_OPS,
 };
 use lb_common::flow_cache::MIN_CACHE_BITS;
 use lb_common::{
@@ -149,11 +149,17 @@ impl Bpf {
         pin_to_this_cpu()?;
         // lb-ctl's own loader, unpinned: the maps and .rodata `lb-ctl load` would give,
         // with small flow tables and the fewest cache bits.
-        let ebpf = Loader::balancer(path)
+        let mut ebpf = Loader::balancer(path)
             .max_flows(TEST_MAX_FLOWS)
             .cache_bits(TEST_CACHE_BITS)
             .load()
             .with_context(|| format!("loading {PROG_LB} from {}", path.display()))?;
+        // lb_ops too, when the object has it (lb-ctl's requests to the kernel, `run_ops`).
+        if let Some(p) = ebpf.program_mut(PROG_OPS) {
+            let ops: &mut Xdp = p.try_into()?;
+            ops.load()
+                .with_context(|| format!("loading {PROG_OPS} from {}", path.display()))?;
+        }
         Ok(Bpf {
             ebpf,
             path: path.to_owned(),
@@ -464,9 +470,43 @@ impl Bpf {
         })
     }
 
+    /// Runs `lb_ops` once on request `op` with `payload` (lb-common `ops`) and returns the
+    /// payload as the program left it; an error when the object has no `lb_ops` or the
+    /// program reports a status other than OK.
+    pub fn run_ops(&self, op: u32, payload: &[u8]) -> Result<Vec<u8>> {
+        use lb_common::ops::{OP_BUFFER_MIN, OpHeader, status};
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_OPS)
+            .ok_or_else(|| anyhow!("no program {PROG_OPS} in {}", self.path.display()))?
+            .try_into()?;
+        let hdr = OpHeader {
+            op,
+            status: status::PENDING,
+        };
+        let mut buf = bytemuck::bytes_of(&hdr).to_vec();
+        buf.extend_from_slice(payload);
+        buf.resize(buf.len().max(OP_BUFFER_MIN), 0);
+        let mut out = vec![0u8; buf.len()];
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(&buf),
+                data_out: Some(&mut out),
+                ..TestRunOptions::new()
+            })
+            .context("BPF_PROG_TEST_RUN of lb_ops")?;
+        out.truncate(res.data_size_out as usize);
+        let n = size_of::<OpHeader>();
+        let got: OpHeader = bytemuck::pod_read_unaligned(out.get(..n).context("short reply")?);
+        if got.status != status::OK {
+            bail!("{PROG_OPS} op {op}: status {}", got.status);
+        }
+        Ok(out.split_off(n))
+    }
+
     /// Runs `lb_xdp` once on a copy of `frame` received on `ingress`; returns the program's
     /// return value and the frame as it left the program.
-    pub fn run(&mut self, frame: &[u8], ingress: u32) -> Result<(u32, Vec<u8>)> {
+    pub fn run(&self, frame: &[u8], ingress: u32) -> Result<(u32, Vec<u8>)> {
         let prog: &Xdp = self
             .ebpf
             .program(PROG_LB)

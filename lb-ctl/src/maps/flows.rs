@@ -84,6 +84,16 @@ impl RawPair {
         .map_err(|source| self.err(key, source))
     }
 
+    /// The value under `key` now; `None` if absent.
+    pub fn get<V: bytemuck::Pod>(&self, key: &FlowKey) -> Result<Option<V>, MapsError> {
+        if key.is_v4() {
+            self.v4.get(&key.v4())
+        } else {
+            self.v6.get(key)
+        }
+        .map_err(|source| self.err(key, source))
+    }
+
     /// Replaces `key` only if present; false when it was gone.
     pub fn replace<V: bytemuck::Pod>(&self, key: &FlowKey, v: &V) -> Result<bool, MapsError> {
         if key.is_v4() {

@@ -5,7 +5,9 @@ use super::MapsError;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya_obj::programs::XdpAttachType;
 use lb_common::consts::PROG_OPS;
-use lb_common::ops::{ClockReply, OP_BUFFER_MIN, OpHeader, op, status};
+use lb_common::ops::{
+    ClockReply, OP_BUFFER_MIN, OpHeader, REAP_BATCH, ReapEntry, ReapHeader, op, status,
+};
 use std::path::{Path, PathBuf};
 
 /// The pinned `lb_ops` program.
@@ -75,4 +77,45 @@ impl Ops {
             &out[..size_of::<ClockReply>()],
         ))
     }
+
+    /// `REAP` (lb-common `ops`): every entry's flow claimed if it is still as the sweep
+    /// saw it, and deleted; each entry's `outcome` and `flags` are written back. Any number
+    /// of entries, run in batches of `REAP_BATCH`.
+    pub fn reap(&self, entries: &mut [ReapEntry]) -> Result<(), MapsError> {
+        for batch in entries.chunks_mut(REAP_BATCH) {
+            let req = reap_request(batch);
+            let out = self.run(op::REAP, &req, req.len())?;
+            reap_reply(&out, batch).ok_or(MapsError::OpFailed {
+                op: op::REAP,
+                status: status::SHORT,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The payload of a `REAP` run over `batch` (at most `REAP_BATCH` entries).
+pub fn reap_request(batch: &[ReapEntry]) -> Vec<u8> {
+    debug_assert!(batch.len() <= REAP_BATCH);
+    let hdr = ReapHeader {
+        count: batch.len() as u32,
+        _pad: 0,
+    };
+    let mut v = bytemuck::bytes_of(&hdr).to_vec();
+    v.extend_from_slice(bytemuck::cast_slice(batch));
+    v
+}
+
+/// Copies a `REAP` run's answer (`out`: the payload as the program left it) back into
+/// `batch`; `None` when it is too short.
+pub fn reap_reply(out: &[u8], batch: &mut [ReapEntry]) -> Option<()> {
+    let body = out.get(size_of::<ReapHeader>()..)?;
+    let n = size_of::<ReapEntry>();
+    if body.len() < size_of_val(batch) {
+        return None;
+    }
+    for (e, b) in batch.iter_mut().zip(body.chunks_exact(n)) {
+        *e = bytemuck::pod_read_unaligned(b);
+    }
+    Some(())
 }

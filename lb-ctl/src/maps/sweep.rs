@@ -2,36 +2,44 @@
 //! templates, as IPVS's per-connection timers do (ip_vs_conn.c `ip_vs_conn_expire`), done
 //! in passes. What expires is decided by [`crate::sweep`]; this file reads and writes.
 //!
-//! One pass, at the data path's time (`maps::clock::now`, read through `lb_ops`): walk FLOWS4 and FLOWS6 (through `flows`) and remove every flow idle longer
-//! than its state's timeout (`lb_common::conn::state_timeout_s`, `--set` timeouts from
-//! SETTINGS). A flow is removed with lookup-and-delete, so the value counted is the one the
-//! data path last wrote: its `INACTIVE` flag says whether it leaves the real's active or
-//! inactive count (`REAL_EXPIRED`, which only lb-ctl writes: the sweep, and `-a` settling
-//! a reused id, both under lb-ctl's pin-directory lock; the walk itself holds no lock, and
-//! the booking checks again under the lock that each real's generation is the one the
-//! walk saw). A flow that turned fresh between the walk and the delete is put
-//! back. Then PERSIST: a template expires when its service's `-p` timeout has passed since
-//! it was last used and no live flow is controlled by it (same group, protocol and masked
-//! client), as IPVS keeps a template while it controls connections.
+//! One pass, at the data path's time (`maps::clock::now`, read through `lb_ops`): walk
+//! FLOWS4 and FLOWS6 (through `flows`) and collect every flow idle longer than its state's
+//! timeout (`lb_common::conn::state_timeout_s`, `--set` timeouts from SETTINGS), and any
+//! claimed one (DEAD) left behind. They are removed in the kernel, by `lb_ops` REAP
+//! (batches of `REAP_BATCH`): each is claimed by compare-and-swap of its state word only if
+//! the word and its stamp are still what the walk read (else it changed: a packet moved or
+//! refreshed it, and it stays), then deleted; only what a REAP deleted is booked, by the
+//! flags it was removed with (`REAL_EXPIRED`, which only lb-ctl writes: the sweep, and
+//! `-a` settling a reused id, both under lb-ctl's pin-directory lock; the walk itself holds
+//! no lock, and the booking checks again under the lock that each real's generation is the
+//! one the walk saw). A data-path CPU that held the flow
+//! cannot move or count it after the claim, so no connection is counted twice. Maps pinned
+//! by an lb without `lb_ops` are swept as before: lookup-and-delete, booked by the value
+//! taken, a flow that turned fresh put back. Then PERSIST: a template expires when its
+//! service's `-p` timeout has passed since it was last used and no live flow is controlled
+//! by it (same group, protocol and masked client), as IPVS keeps a template while it
+//! controls connections.
 //!
 //! Differences from IPVS: expiry happens at the next pass (the interval, default 1 s),
 //! not at the exact second.
 
 use super::clock;
 use super::flows::{self, RawPair};
+use super::ops::Ops;
 use super::sys::{self, RawMap};
 use super::{MapsError, open, open_opt, read_settings};
-use crate::sweep::{Controlled, Orphan, Owners, Pass, SweepReport, Tally, add_expiry};
+use crate::sweep::{Controlled, Orphan, Owners, Pass, SweepReport, Tally, add_expiry, reap_entry};
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::conn::ConnExpiry;
 use lb_common::consts::{
     MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAP_TABLE_FILL, MAX_SERVICES,
 };
+use lb_common::ops::{ReapEntry, reap};
 use lb_common::real::ref_id;
 use lb_common::tables::{TABLES, Table};
 use lb_common::{
-    FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey, PersistValue, Real,
-    Service, ServiceKey,
+    FlowFlags, FlowKey, FlowValue, ForwardMode, LocalityValue, NatReverse, PersistKey,
+    PersistValue, Real, Service, ServiceKey,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -105,9 +113,10 @@ pub fn sweep_once(dir: &Path) -> Result<SweepReport, MapsError> {
 /// with it (fix the clock with `clock::set_fixed`, send packets, then sweep at a later
 /// `now`).
 pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
-    // No lock across the walk: each removal is a lookup-and-delete, which one remover
-    // wins, so a pass and an `lb-ctl` change (or another pass) interleave safely; only
-    // the read-modify-write of REAL_EXPIRED (`book`) takes the pin-directory lock.
+    // No lock across the walk: each removal is a REAP (a claim by compare-and-swap, then
+    // a delete) or, without lb_ops, a lookup-and-delete, which one remover wins, so a pass
+    // and an `lb-ctl` change (or another pass) interleave safely; only the
+    // read-modify-write of REAL_EXPIRED (`book`) takes the pin-directory lock.
     let pass = Pass {
         now,
         timeouts: read_settings(dir)?.timeouts,
@@ -120,32 +129,55 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
         .filter_map(Result::ok)
         .map(|(_, s)| (s.id, s))
         .collect();
-    let raw_flows = flows::FLOWS.open_raw(dir)?;
     let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
     let nat = flows::NAT_REV.open_raw(dir)?;
     let mut controlled = Controlled::default();
     let mut fill = [0u64; TABLES as usize];
     let mut owners = Owners::default();
+    let mut live = |tally: &mut Tally, k: &FlowKey, v: &FlowValue| {
+        tally.report.flows += 1;
+        fill[family_table(k, Table::Flows4, Table::Flows6)] += 1;
+        owners.flow(k, v);
+        if let Some(s) = by_id.get(&v.svc_id) {
+            controlled.flow(s, k);
+        }
+    };
+    let mut doomed: Vec<(FlowKey, FlowValue)> = Vec::new();
     for (k, v) in flows::FLOWS.entries::<FlowValue>(dir)? {
-        let mut live = Some(v);
-        if pass.flow_expired(&k, &v) {
-            live = None;
-            if let Some(cur) = raw_flows.take::<FlowValue>(&k)? {
-                if !pass.flow_expired(&k, &cur) && raw_flows.insert_new(&k, &cur)? {
-                    live = Some(cur);
-                } else {
-                    let slot = slot_of(&reals, cur.real_id);
-                    forget_nat_reverse(&nat, slot.as_ref(), &k, &cur)?;
-                    tally.flow(&cur, slot.as_ref());
+        if pass.flow_to_reap(&k, &v) {
+            doomed.push((k, v));
+        } else {
+            live(&mut tally, &k, &v);
+        }
+    }
+    match open_ops(dir)? {
+        Some(ops) => {
+            let mut batch: Vec<ReapEntry> = doomed.iter().map(|(k, v)| reap_entry(k, v)).collect();
+            ops.reap(&mut batch)?;
+            for ((k, v), e) in doomed.iter().zip(&batch) {
+                let slot = slot_of(&reals, v.real_id);
+                if tally.reaped(v, e, slot.as_ref()) {
+                    live(&mut tally, k, v);
+                } else if e.outcome == reap::REMOVED {
+                    forget_nat_reverse(&nat, slot.as_ref(), k, v)?;
                 }
             }
         }
-        if let Some(v) = live {
-            tally.report.flows += 1;
-            fill[family_table(&k, Table::Flows4, Table::Flows6)] += 1;
-            owners.flow(&k, &v);
-            if let Some(s) = by_id.get(&v.svc_id) {
-                controlled.flow(s, &k);
+        None => {
+            let raw_flows = flows::FLOWS.open_raw(dir)?;
+            for (k, _) in doomed {
+                if let Some(cur) = raw_flows.take::<FlowValue>(&k)? {
+                    if cur.flags & FlowFlags::DEAD == 0
+                        && !pass.flow_expired(&k, &cur)
+                        && raw_flows.insert_new(&k, &cur)?
+                    {
+                        live(&mut tally, &k, &cur);
+                    } else {
+                        let slot = slot_of(&reals, cur.real_id);
+                        forget_nat_reverse(&nat, slot.as_ref(), &k, &cur)?;
+                        tally.flow(&cur, slot.as_ref());
+                    }
+                }
             }
         }
     }
@@ -273,20 +305,67 @@ fn book(dir: &Path, tally: &Tally) -> Result<(), MapsError> {
     Ok(())
 }
 
-/// Expires one flow now, whatever its age, as a pass expires an idle one: taken from its
-/// FLOWS table, its NAT_REV entry forgotten, and counted in REAL_EXPIRED by its INACTIVE
-/// flag. Returns the value taken (`None`: no such flow). Tests drive expiry with it.
+/// Expires one flow now, whatever its age, as a pass expires an idle one: removed through
+/// `lb_ops` REAP (claimed as it is now; a packet moving it in between makes this try
+/// again, a few times), its NAT_REV entry forgotten, and counted in REAL_EXPIRED by the
+/// flags it was removed with. Returns the value removed (`None`: no such flow, or another
+/// remover's). Tests drive expiry with it.
 pub fn expire_flow(dir: &Path, key: &FlowKey) -> Result<Option<FlowValue>, MapsError> {
-    let Some(v) = flows::FLOWS.open_raw(dir)?.take::<FlowValue>(key)? else {
-        return Ok(None);
+    let raw = flows::FLOWS.open_raw(dir)?;
+    let Some(ops) = open_ops(dir)? else {
+        // No lb_ops (an older pinned lb): the lookup-and-delete of before.
+        let Some(v) = raw.take::<FlowValue>(key)? else {
+            return Ok(None);
+        };
+        return book_one(dir, key, v).map(Some);
     };
+    for _ in 0..EXPIRE_TRIES {
+        let Some(v) = raw.get::<FlowValue>(key)? else {
+            return Ok(None);
+        };
+        let mut e = [reap_entry(key, &v)];
+        ops.reap(&mut e)?;
+        match e[0].outcome {
+            reap::REMOVED => {
+                let v = FlowValue {
+                    flags: e[0].flags as u8,
+                    ..v
+                };
+                return book_one(dir, key, v).map(Some);
+            }
+            reap::CHANGED => continue,
+            _ => return Ok(None),
+        }
+    }
+    Err(MapsError::OpFailed {
+        op: lb_common::ops::op::REAP,
+        status: reap::CHANGED,
+    })
+}
+
+/// Tries of [`expire_flow`] against packets moving the flow between its read and its claim.
+const EXPIRE_TRIES: u32 = 8;
+
+/// Books one flow removed by [`expire_flow`] (its NAT_REV entry forgotten, REAL_EXPIRED
+/// by its flags); returns it.
+fn book_one(dir: &Path, key: &FlowKey, v: FlowValue) -> Result<FlowValue, MapsError> {
     let reals: Array<MapData, Real> = open(dir, MAP_REALS)?;
     let slot = slot_of(&reals, v.real_id);
     forget_nat_reverse(&flows::NAT_REV.open_raw(dir)?, slot.as_ref(), key, &v)?;
     let mut tally = Tally::default();
     tally.flow(&v, slot.as_ref());
     book(dir, &tally)?;
-    Ok(Some(v))
+    Ok(v)
+}
+
+/// `lb_ops` pinned under `dir`, or `None` for maps pinned by an lb without it (the sweep
+/// then removes flows by lookup-and-delete, as before REAP).
+fn open_ops(dir: &Path) -> Result<Option<Ops>, MapsError> {
+    match Ops::open(dir) {
+        Ok(ops) => Ok(Some(ops)),
+        Err(MapsError::NoOps(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Expires one persistence template now, whatever its age, as a pass expires an unused

@@ -7,9 +7,10 @@
 
 use lb_common::conn::{ConnExpiry, Timeouts, state_timeout_s};
 use lb_common::consts::{FLOWLESS_REPLY_S, LOCALITY_EXPIRY_S};
+use lb_common::ops::{ReapEntry, reap};
 use lb_common::{
     FlowFlags, FlowKey, FlowValue, LocalityValue, NatReverse, PersistKey, PersistValue, RawAddr,
-    Real, Service, VipFlags,
+    Real, Service, StateWord, VipFlags,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -66,6 +67,14 @@ impl Pass {
             v.last_seen_s,
             state_timeout_s(k.proto, v.state, &self.timeouts),
         )
+    }
+
+    /// Whether the pass asks `lb_ops` to remove the flow ([`reap_entry`]): idle longer
+    /// than its state's timeout, or claimed for removal (`FlowFlags::DEAD`) and still in
+    /// the table, which a data-path CPU normally deletes within microseconds; a pass
+    /// deletes one left behind (its delete books it, as anyone's would).
+    pub fn flow_to_reap(&self, k: &FlowKey, v: &FlowValue) -> bool {
+        v.flags & FlowFlags::DEAD != 0 || self.flow_expired(k, v)
     }
 
     /// Whether a template has been unused longer than its service's `-p` timeout
@@ -188,6 +197,26 @@ impl Tally {
         }
     }
 
+    /// What `lb_ops` REAP did with a flow the pass judged by value `v`: a removed flow is
+    /// booked by the flags it was removed with (frozen when it was claimed, whatever
+    /// packets did after the walk read `v`); true when the flow stays live (changed since
+    /// the walk, or not run), false when it is gone (removed here, or by someone else,
+    /// who booked it). `slot`: as [`Tally::flow`].
+    pub fn reaped(&mut self, v: &FlowValue, e: &ReapEntry, slot: Option<&Real>) -> bool {
+        match e.outcome {
+            reap::REMOVED => {
+                let removed = FlowValue {
+                    flags: e.flags as u8,
+                    ..*v
+                };
+                self.flow(&removed, slot);
+                false
+            }
+            reap::ABSENT => false,
+            _ => true,
+        }
+    }
+
     /// An expired template of real `real_ref` (as the template stores it); `slot`: the
     /// REALS slot of its id now.
     pub fn template(&mut self, real_ref: u32, slot: Option<&Real>) {
@@ -201,6 +230,17 @@ impl Tally {
     fn booking(&mut self, real_ref: u32, slot: Option<&Real>) -> Option<&mut ConnExpiry> {
         slot.filter(|r| r.referenced_by(real_ref))?;
         Some(self.per_real.entry(real_ref).or_default())
+    }
+}
+
+/// The REAP request for a flow the pass judged by (`k`, `v`): claimed only if its state
+/// word and stamp are still those.
+pub fn reap_entry(k: &FlowKey, v: &FlowValue) -> ReapEntry {
+    ReapEntry {
+        key: *k,
+        seen_word: StateWord::of(v).0,
+        seen_last_s: v.last_seen_s,
+        ..Default::default()
     }
 }
 
@@ -331,6 +371,48 @@ mod tests {
         // No slot to check against: nothing is booked.
         t.flow(&mine, None);
         assert_eq!(t.per_real[&new_real.reference(7)].active, 1);
+    }
+
+    #[test]
+    fn reap_books_only_what_it_removed_by_the_flags_it_removed_with() {
+        let pass = Pass {
+            now: 2000,
+            timeouts: Timeouts::default(),
+        };
+        let (k, v) = flow(TcpState::Established, 1000, false);
+        assert!(pass.flow_to_reap(&k, &v), "idle past 900 s");
+        let (k2, fresh) = flow(TcpState::Established, 1990, false);
+        assert!(!pass.flow_to_reap(&k2, &fresh));
+        let dead = FlowValue {
+            flags: FlowFlags::DEAD,
+            ..fresh
+        };
+        assert!(pass.flow_to_reap(&k2, &dead), "a claimed flow left behind");
+        let e = reap_entry(&k, &v);
+        assert_eq!(
+            (e.key, e.seen_word, e.seen_last_s),
+            (k, StateWord::of(&v).0, 1000)
+        );
+        let mut t = Tally::default();
+        let slot = Some(&Real::default());
+        // Seen active, but a FIN moved it to inactive before the claim: booked inactive.
+        let removed = ReapEntry {
+            outcome: reap::REMOVED,
+            flags: FlowFlags::INACTIVE as u32,
+            ..e
+        };
+        assert!(!t.reaped(&v, &removed, slot));
+        assert_eq!((t.report.active, t.report.inactive), (0, 1));
+        for (outcome, live) in [
+            (reap::CHANGED, true),
+            (reap::PENDING, true),
+            (reap::ABSENT, false),
+        ] {
+            let e = ReapEntry { outcome, ..e };
+            assert_eq!(t.reaped(&v, &e, slot), live, "outcome {outcome}");
+        }
+        assert_eq!(t.per_real[&7].inactive, 1);
+        assert_eq!(t.per_real[&7].active, 0, "nothing else booked");
     }
 
     #[test]

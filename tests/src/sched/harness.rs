@@ -26,7 +26,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, Pod};
 use lb_common::addr::convert::to_raw;
 use lb_common::conn::{Settings, Timeouts};
-use lb_common::consts::{MAP_FLOWS4, MAP_FLOWS6, MAP_PERSIST, MAP_SCHED_TABLE, PROG_LB};
+use lb_common::consts::{MAP_FLOWS4, MAP_FLOWS6, MAP_PERSIST, MAP_SCHED_TABLE, PROG_LB, PROG_OPS};
 use lb_common::{
     FlowFlags, FlowKey, FlowKey4, FlowValue, ForwardMode, PersistKey, PersistValue, SchedKind,
     VipFlags,
@@ -157,12 +157,20 @@ impl Lb {
         lb_tests::netns::sweep_stale(PIN_PREFIX);
         let pins = PinDir::create(PIN_PREFIX, "pin")?;
         // lb-ctl's own loader, pinned, so lb-ctl's `Maps` opens the maps as lb-ctl does.
-        let ebpf = Loader::balancer(&path)
+        let mut ebpf = Loader::balancer(&path)
             .pin_dir(pins.path())
             .max_flows(SCHED_MAX_FLOWS)
             .cache_bits(TEST_CACHE_BITS)
             .load()
             .with_context(|| format!("loading {PROG_LB} from {}", path.display()))?;
+        // lb_ops pinned beside, as `lb-ctl load` pins it: expiries go through its REAP.
+        if let Some(p) = ebpf.program_mut(PROG_OPS) {
+            let ops: &mut Xdp = p.try_into()?;
+            ops.load()
+                .with_context(|| format!("loading {PROG_OPS} from {}", path.display()))?;
+            ops.pin(pins.path().join(PROG_OPS))
+                .with_context(|| format!("pinning {PROG_OPS}"))?;
+        }
         if let Some(name) = gone {
             std::fs::remove_file(pins.path().join(name))
                 .with_context(|| format!("unpinning {name}"))?;
