@@ -793,8 +793,17 @@ fn provision(lb: &mut Loaded, pin: &std::path::Path) -> Result<Vec<PathDef>> {
         real_id: nat_id,
         ..NatReverse::default()
     };
-    m.hash::<FlowKey4, NatReverse>(MAP_NAT_REV4)?
-        .insert(key_of(&reply).v4(), rev, 0)?;
+    let key = key_of(&reply).v4();
+    if m.hash::<FlowKey4, NatReverse>(MAP_NAT_REV4).is_ok() {
+        m.hash::<FlowKey4, NatReverse>(MAP_NAT_REV4)?
+            .insert(key, rev, 0)?;
+    } else {
+        // An object from before `stamp_s` (`--compare` against an older build): its
+        // values are the first 44 bytes, the same fields.
+        let old: NatReverse44 = bytemuck::pod_read_unaligned(&bytemuck::bytes_of(&rev)[..44]);
+        m.hash::<FlowKey4, NatReverse44>(MAP_NAT_REV4)?
+            .insert(key, old, 0)?;
+    }
     let back = reply
         .clone()
         .macs(MAC_DIRECTOR, MAC_CLIENT)
@@ -1077,3 +1086,11 @@ fn scale_services(
     }
     Ok(figures)
 }
+
+/// `NatReverse` as objects before its `stamp_s` field laid it out (44 bytes), so `--compare`
+/// can time an older build.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NatReverse44([u32; 11]);
+// SAFETY: plain bytes, as aya::Pod requires.
+unsafe impl aya::Pod for NatReverse44 {}
