@@ -343,7 +343,7 @@ pub struct NatReverse {
     /// later: the window for the replies of a connection lb keeps no flow of.
     pub stamp_s: u32,
 }
-// 48: the kernel rounds a hash value up to 8 bytes anyway, so the stamp costs no memory.
+// 48 bytes (44 before the stamp): `bytes_per_nat_flow` in the bench went 140 → 144.
 const _: () = assert!(core::mem::size_of::<NatReverse>() == 48);
 
 #[cfg(test)]

@@ -1019,6 +1019,50 @@ fn scale_flows(
         ctx.row(&f);
         figures.push(f);
     }
+    // FLOWS4 full: a new connection is scheduled and forwarded without a flow (fail open,
+    // flow_insert_failed). A plain hash refuses at once; an LRU would evict a live flow.
+    let t = std::time::Instant::now();
+    let mut full = have;
+    {
+        let mut flows: HashMap<_, FlowKey4, FlowValue> =
+            HashMap::try_from(lb.map_mut(MAP_FLOWS4)?)?;
+        while full < BENCH_MAX_FLOWS
+            && flows
+                .insert(key(full).v4(), flow_value(1, SVC4, ForwardMode::Dr), 0)
+                .is_ok()
+        {
+            full += 1;
+        }
+    }
+    ctx.progress(&format!(
+        "FLOWS4 filled to {full} flows in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let inputs: Vec<Vec<u8>> = (0..samples(ctx, 10_000))
+        .map(|j| {
+            let k = key(BENCH_MAX_FLOWS + j as u32);
+            let src = from_raw(&k.src, k.family).to_string();
+            Pkt::tcp(&src, VIP4, k.sport.to_host(), VPORT).syn().bytes()
+        })
+        .collect();
+    let def = PathDef {
+        name: "new_flow_table_full_v4".into(),
+        target: None,
+        v6: false,
+        inputs,
+        check: exact(XDP_TX, |_, input| with_real_macs(input, 1)),
+        after_run: None,
+        calls: None,
+    };
+    let prog = lb.prog(lb_common::consts::PROG_LB)?;
+    let f = match time_path(prog, pass, floor, def, ctx.plan) {
+        Ok((f, ..)) => f.note(format!(
+            "FLOWS4 full ({full} flows): a new client's SYN scheduled (mh) and forwarded without a flow, the insert refused"
+        )),
+        Err((name, e)) => Figure::failed(name, "ns/pkt", format!("{e:#}")),
+    };
+    ctx.row(&f);
+    figures.push(f);
     Ok(figures)
 }
 
