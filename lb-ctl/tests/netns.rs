@@ -754,6 +754,17 @@ fn schedulers_persistence_timeouts_sweep() {
     ] {
         assert!(counted.contains(want), "{want}in {counted}");
     }
+    // The JSON listing carries the same fill.
+    {
+        let v: serde_json::Value = serde_json::from_str(&lab.ok("-L -n --json")).unwrap();
+        let t = &v["tables"];
+        assert_eq!(t[0]["table"], "flows4", "{v}");
+        assert_eq!(
+            (t[0]["entries"].as_u64(), t[0]["capacity"].as_u64()),
+            (Some(1), Some(4096))
+        );
+        assert_eq!(t[4]["table"], "persist", "{v}");
+    }
     // NAT reply entries no flow owns (a -o datagram's) are stamped by the first pass that
     // finds them so and removed FLOWLESS_REPLY_S later; one a live NAT flow owns stays.
     {

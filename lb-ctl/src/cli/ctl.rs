@@ -223,7 +223,7 @@ pub fn list(
     let mut listed = status::services(&maps, &snap, only, what)?;
     status::sort(&mut listed, !opts.nosort);
     Ok(if json {
-        json::services(&listed)
+        json::services(&listed, &status::gather::tables(dir)?)
     } else {
         show::list(&listed, opts)
     })

@@ -3,7 +3,8 @@
 //! the status types' serde names ([`crate::status`]); this file only wraps them in their
 //! top-level object and prints them, pretty, with a final newline.
 
-use crate::status::{Counters, ListedConn, ListedService};
+use crate::status::{Counters, ListedConn, ListedService, TableFill};
+use lb_common::tables::Table;
 use serde::Serialize;
 
 fn render(v: &impl Serialize) -> String {
@@ -13,13 +14,31 @@ fn render(v: &impl Serialize) -> String {
     s
 }
 
-/// `{"services": [...]}`, services in the order given.
-pub fn services(list: &[ListedService]) -> String {
+/// `{"services": [...], "tables": [...]}`: services in the order given, then each state
+/// table's fill (`{"table", "entries", "capacity"}`).
+pub fn services(list: &[ListedService], tables: &[(Table, TableFill)]) -> String {
+    #[derive(Serialize)]
+    struct Fill {
+        table: &'static str,
+        #[serde(flatten)]
+        fill: TableFill,
+    }
     #[derive(Serialize)]
     struct Listing<'a> {
         services: &'a [ListedService],
+        tables: Vec<Fill>,
     }
-    render(&Listing { services: list })
+    let tables = tables
+        .iter()
+        .map(|(t, fill)| Fill {
+            table: t.name(),
+            fill: *fill,
+        })
+        .collect();
+    render(&Listing {
+        services: list,
+        tables,
+    })
 }
 
 /// `{"connections": [...]}`, flows then templates, as `-L -c` lists them.
@@ -91,7 +110,14 @@ mod tests {
     /// The shape docs/json.md documents, field for field.
     #[test]
     fn listing_shape_is_the_documented_one() {
-        let out = services(&sample());
+        let fill = [(
+            Table::Flows4,
+            TableFill {
+                entries: 812,
+                capacity: 1_048_576,
+            },
+        )];
+        let out = services(&sample(), &fill);
         assert!(out.ends_with("}\n"));
         let v: Value = serde_json::from_str(&out).unwrap();
         let want = json!({
@@ -118,15 +144,16 @@ mod tests {
                     "stats": {"conns": 0, "in_packets": 0, "out_packets": 0,
                               "in_bytes": 0, "out_bytes": 0}
                 }]
-            }]
+            }],
+            "tables": [{"table": "flows4", "entries": 812, "capacity": 1_048_576}]
         });
         assert_eq!(v, want);
         let mut none = sample();
         none[0].persistent = None;
-        let v: Value = serde_json::from_str(&services(&none)).unwrap();
+        let v: Value = serde_json::from_str(&services(&none, &[])).unwrap();
         assert_eq!(v["services"][0]["persistent"], Value::Null);
-        let v: Value = serde_json::from_str(&services(&[])).unwrap();
-        assert_eq!(v, json!({"services": []}));
+        let v: Value = serde_json::from_str(&services(&[], &[])).unwrap();
+        assert_eq!(v, json!({"services": [], "tables": []}));
     }
 
     #[test]

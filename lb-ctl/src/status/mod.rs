@@ -163,7 +163,7 @@ pub struct ListedConn {
 pub struct Counters(pub Vec<(&'static str, u64)>);
 
 /// A state table's fill.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TableFill {
     /// Entries at the sweeper's last pass (0 before any).
     pub entries: u64,
