@@ -1040,7 +1040,7 @@ fn scale_flows(
     ));
     let inputs: Vec<Vec<u8>> = (0..samples(ctx, 10_000))
         .map(|j| {
-            let k = key(BENCH_MAX_FLOWS + j as u32);
+            let k = key(BENCH_MAX_FLOWS + j);
             let src = from_raw(&k.src, k.family).to_string();
             Pkt::tcp(&src, VIP4, k.sport.to_host(), VPORT).syn().bytes()
         })
