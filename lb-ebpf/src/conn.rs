@@ -186,6 +186,20 @@ unsafe fn swap_word(p: *mut u32, old: StateWord, new: StateWord) -> bool {
     .1
 }
 
+/// Swaps `*p` from `old` to `NO_REAL` (a claim: true for the one CPU that won it).
+/// Safety: `p` points into a map value just looked up.
+#[inline(always)]
+pub fn claim_u32(p: *mut u32, old: u32) -> bool {
+    unsafe {
+        atomic_cxchg::<u32, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+            p,
+            old,
+            lb_common::consts::NO_REAL,
+        )
+    }
+    .1
+}
+
 /// Claims the flow for removal (sets `FlowFlags::DEAD` by compare-and-swap): the flags it
 /// had, which the removal is booked by if this claimer's delete then succeeds, or `None`
 /// when another remover claimed it first (that one, or lb-ctl's sweep, deletes and books

@@ -11,7 +11,7 @@ use crate::maps::{FLOWS4, FLOWS6, NAT_REV4, NAT_REV6};
 /// `BPF_NOEXIST`: insert only if no other CPU recorded the key first.
 pub const BPF_NOEXIST: u64 = 1;
 /// What a map update returns when `BPF_NOEXIST` finds the key.
-const EEXIST: i32 = -17;
+pub const EEXIST: i32 = -17;
 
 /// What [`flow_insert_new`] did.
 #[derive(Clone, Copy, PartialEq, Eq)]

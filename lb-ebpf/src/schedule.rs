@@ -9,7 +9,7 @@ use lb_common::{
 };
 
 use crate::conn;
-use crate::flows::{self, Insert};
+use crate::flows::{self, BPF_NOEXIST, EEXIST, Insert};
 use crate::lookup::lookup_service;
 use crate::maps::{PERSIST, REAL_CONNS};
 use crate::parse::Packet;
@@ -135,7 +135,8 @@ fn select_persistent(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
         _pad: [0; 2],
     };
     let now = conn::now();
-    let mut stale = u32::MAX;
+    // A stale template's real id, to claim below.
+    let (mut stale, mut seen) = (core::ptr::null_mut::<u32>(), NO_REAL);
     if let Some(t) = PERSIST.get_ptr_mut(pkey) {
         let (t_real, t_svc) = unsafe { ((*t).real_id, (*t).svc_id) };
         match template_real(svc, t_real, t_svc) {
@@ -147,10 +148,14 @@ fn select_persistent(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
                 }
                 return Ok(id);
             }
-            // Counted on its real, unless the id is another real's now.
-            None => stale = t_real,
+            None => (stale, seen) = (unsafe { &raw mut (*t).real_id }, t_real),
         }
     }
+    // One template per client, as IPVS's under its lock: of the CPUs that find it stale,
+    // the one whose claim wins takes it off its real's count and overwrites it (insert
+    // flags 0); the others, and a client with no template, insert only where none is
+    // (BPF_NOEXIST), and follow the template they find there.
+    let flags = unsafe { lb_persist_claim(stale, seen) };
     let real_id = sched::select_real(svc, pkt)?;
     let real = lookup_real(real_id).ok_or(Drop::NoReal)?;
     let v = PersistValue {
@@ -159,21 +164,38 @@ fn select_persistent(svc: &Service, pkt: &Packet) -> Result<u32, Drop> {
         last_seen_s: now,
         _pad: 0,
     };
-    if PERSIST.insert(pkey, v, 0).is_err() {
-        count(Counter::PERSIST_INSERT_FAILED);
-    } else {
-        conn::bind_template(real_id, real);
-        if stale != NO_REAL {
-            // The replaced template no longer exists for the sweep to expire: take it off
-            // its real's PersistConn here (a wrapping add of −1 to the data path's own
-            // counter), unless its real's id is another real's now (`counted`: the new
-            // real's counts do not move for it).
-            if let Some(ev) = REAL_CONNS.get_ptr_mut(counted(stale)) {
-                conn::atomic_add(unsafe { &raw mut (*ev).templates }, u64::MAX);
+    match PERSIST.insert(pkey, v, flags) {
+        Ok(()) => conn::bind_template(real_id, real),
+        // Another CPU made the client's template first: its real is the client's.
+        Err(EEXIST) => {
+            if let Some(t) = unsafe { PERSIST.get(pkey) }
+                && t.svc_id == svc.id
+                && lookup_ref(t.real_id).is_some()
+            {
+                return Ok(ref_id(t.real_id));
             }
         }
+        Err(_) => count(Counter::PERSIST_INSERT_FAILED),
     }
     Ok(real_id)
+}
+
+/// Claims a stale template by swapping its real (`seen`, as stored) for NO_REAL: the one
+/// CPU that wins takes it off that real's PersistConn (unless the id is another real's
+/// now, `counted`) and gets insert flags 0 (overwrite its claim); everyone else, and a
+/// null `real_id` (no template), gets BPF_NOEXIST. A global function, verified once: its
+/// branches inlined put the program over the verifier's instruction limit. Safety:
+/// `real_id` is null or points into a PERSIST value just looked up.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn lb_persist_claim(real_id: *mut u32, seen: u32) -> u64 {
+    if real_id.is_null() || seen == NO_REAL || !conn::claim_u32(real_id, seen) {
+        return BPF_NOEXIST;
+    }
+    if let Some(ev) = REAL_CONNS.get_ptr_mut(counted(seen)) {
+        conn::atomic_add(unsafe { &raw mut (*ev).templates }, u64::MAX);
+    }
+    0
 }
 
 /// The real a template (`t_real`: its real as stored, with the generation) sends this

@@ -419,6 +419,25 @@ impl Bpf {
             + self.hash::<FlowKey, FlowValue>(MAP_FLOWS6)?.keys().count())
     }
 
+    /// Empties PERSIST, FLOWS4 and NAT_REV4 (between rounds of a hammer).
+    pub fn clear_persist_and_flows4(&mut self) -> Result<()> {
+        self.clear_hash::<lb_common::PersistKey, lb_common::PersistValue>(MAP_PERSIST)?;
+        self.clear_hash::<FlowKey4, FlowValue>(MAP_FLOWS4)?;
+        self.clear_hash::<FlowKey4, NatReverse>(MAP_NAT_REV4)?;
+        Ok(())
+    }
+
+    /// PERSIST[k] = v: a template as the data path would have written it.
+    pub fn put_persist(
+        &mut self,
+        k: lb_common::PersistKey,
+        v: lb_common::PersistValue,
+    ) -> Result<()> {
+        self.hash::<lb_common::PersistKey, lb_common::PersistValue>(MAP_PERSIST)?
+            .insert(k, v, 0)?;
+        Ok(())
+    }
+
     /// Number of persistence templates (PERSIST).
     pub fn persist_count(&mut self) -> Result<usize> {
         Ok(self

@@ -72,6 +72,11 @@ fn main() {
     let trials = vec![
         trial("nat_two_cpus_move_each_connection_once", hammer),
         trial("sweep_reap_against_a_cpu_moving_the_flow", hammer_reap),
+        trial("persist_two_cpus_make_one_template", hammer_persist),
+        trial(
+            "persist_two_cpus_replace_a_stale_template_once",
+            hammer_persist_stale,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -450,4 +455,138 @@ fn reap_at_once(
         packets.join().expect("packet thread panicked")?;
         sweep.join().expect("sweep thread panicked")
     })
+}
+
+/// A persistent service (mask 0: one template for every client); each round the template
+/// is removed, then CPU 0 and CPU 1 send the SYN of two different connections at once.
+/// One template exists afterwards (IPVS makes it under its lock), so the reals' template
+/// binds grow by exactly one a round, and both connections go to its real. Failed on the
+/// insert-or-replace of one template by every CPU (~40 leaks and ~35 split rounds in 2000).
+fn hammer_persist(bpf: &mut Bpf) -> Result<()> {
+    // Make the service persistent.
+    let svc = Svc {
+        id: 1,
+        vip: addr(VIP),
+        port: VPORT,
+        proto: TCP,
+        flags: VipFlags::HASH_PORTS | VipFlags::PERSISTENT,
+        table: Table::Maglev(13),
+    };
+    let mut p = provision();
+    p.services = vec![svc];
+    bpf.clear()?;
+    p.apply(bpf)?;
+    let binds = |bpf: &mut Bpf| -> Result<u64> {
+        let mut n = 0;
+        for r in 1..=REALS.len() as u32 {
+            n += bpf.real_conns(r)?.templates;
+        }
+        Ok(n)
+    };
+    let t = Instant::now();
+    let mut rounds = 0u64;
+    let mut leaked = 0u64;
+    let mut split = 0u64;
+    let mut last_leak = 0u64;
+    let start = binds(bpf)?;
+    let mut removed = 0u64;
+    while rounds < 2000 && t.elapsed() < MAX_TIME {
+        // Remove the template(s) and flows (as an expiry would, bookkeeping locally).
+        removed += bpf.persist_count()? as u64;
+        bpf.clear_persist_and_flows4()?;
+        let i = (rounds % 100) as u16;
+        at_once(
+            bpf,
+            [vec![client(2 * i, SYN)], vec![client(2 * i + 1, SYN)]],
+        )?;
+        rounds += 1;
+        let got = binds(bpf)? - start - removed;
+        let present = bpf.persist_count()? as u64;
+        // Binds not matched by a template, in all rounds so far.
+        let leak = got - present;
+        if leak != last_leak {
+            leaked += 1;
+            last_leak = leak;
+        }
+        let a = bpf.flow(&key(2 * i))?.map(|v| ref_id(v.real_id));
+        let b = bpf.flow(&key(2 * i + 1))?.map(|v| ref_id(v.real_id));
+        if a != b {
+            split += 1;
+        }
+    }
+    eprintln!(
+        "persist hammer: {rounds} rounds, rounds leaking a template bind: {leaked}, rounds with one client on two reals: {split}"
+    );
+    if leaked != 0 || split != 0 {
+        bail!("{leaked} rounds leaked a template bind, {split} split a client, in {rounds} rounds");
+    }
+    Ok(())
+}
+
+/// The client's template names real 1, quiescent (weight 0) with
+/// expire_quiescent_template 1; CPU 0 and CPU 1 send a SYN at once. The one template is
+/// replaced once, so real 1's template count falls by exactly one a round (it fell by two
+/// in ~90 of 2000 rounds when every CPU replaced it, and wrapped).
+fn hammer_persist_stale(bpf: &mut Bpf) -> Result<()> {
+    use lb_common::{PersistKey, PersistValue};
+    let svc = Svc {
+        id: 1,
+        vip: addr(VIP),
+        port: VPORT,
+        proto: TCP,
+        flags: VipFlags::HASH_PORTS | VipFlags::PERSISTENT,
+        table: Table::Maglev(13),
+    };
+    let mut p = provision();
+    p.services = vec![svc];
+    p.settings = Some(lb_common::conn::Settings {
+        expire_quiescent_template: 1,
+        ..Default::default()
+    });
+    bpf.clear()?;
+    p.apply(bpf)?;
+    // Real 1 quiescent (in the table still, weight 0 in its slot).
+    let mut r1 = real(REALS[0]);
+    r1.weight = 0;
+    bpf.put_real(1, r1)?;
+    let (_, family) = to_raw(addr(CLIENT));
+    let pkey = PersistKey {
+        client: [0; 4],
+        group: 1,
+        family,
+        proto: TCP,
+        _pad: [0; 2],
+    };
+    let t = Instant::now();
+    let (mut rounds, mut double) = (0u64, 0u64);
+    while rounds < 2000 && t.elapsed() < MAX_TIME {
+        bpf.clear_persist_and_flows4()?;
+        let template = PersistValue {
+            real_id: 1,
+            svc_id: 1,
+            last_seen_s: 0,
+            _pad: 0,
+        };
+        bpf.put_persist(pkey, template)?;
+        let before = bpf.real_conns(1)?.templates;
+        let i = (rounds % 100) as u16;
+        at_once(
+            bpf,
+            [vec![client(2 * i, SYN)], vec![client(2 * i + 1, SYN)]],
+        )?;
+        rounds += 1;
+        let after = bpf.real_conns(1)?.templates;
+        if before.wrapping_sub(after) == 2 {
+            double += 1;
+        }
+    }
+    let now = bpf.real_conns(1)?.templates;
+    eprintln!(
+        "stale persist hammer: {rounds} rounds, real 1's template replaced twice (decremented by 2) in {double}; real 1 templates events now {}",
+        now as i64
+    );
+    if double != 0 {
+        bail!("{double} double decrements in {rounds} rounds");
+    }
+    Ok(())
 }
