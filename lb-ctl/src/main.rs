@@ -81,6 +81,10 @@ enum Sub {
         /// Seconds between passes.
         #[arg(long, value_name = "S", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         interval: u64,
+        /// Wait for the running sweeper to end and take over (what `lb-ctl upgrade`
+        /// starts), instead of exiting because one runs.
+        #[arg(long)]
+        takeover: bool,
     },
     /// Show or set the IPVS sysctl-like settings kept in the SETTINGS map:
     /// expire_nodest_conn, expire_quiescent_template (0 or 1, default 0 as IPVS).
@@ -176,7 +180,11 @@ fn run_native(cli: Cli) -> Result<String> {
             cmd: DecapCmd::Detach { ifaces },
         } => lines(loader::decap_detach(&dir, &ifaces)?),
         Sub::Counters { json } => ctl::counters(&dir, json)?,
-        Sub::Sweep { once, interval } => {
+        Sub::Sweep {
+            once,
+            interval,
+            takeover,
+        } => {
             if once {
                 let r = sweep::sweep_once(&dir)?;
                 format!(
@@ -185,7 +193,7 @@ fn run_native(cli: Cli) -> Result<String> {
                 )
             } else {
                 let every = std::time::Duration::from_secs(interval);
-                match lb_ctl::sweeper::run(&dir, every, |e| {
+                match lb_ctl::sweeper::run(&dir, every, takeover, |e| {
                     eprintln!(
                         "lb-ctl sweep: pass failed: {}",
                         one_line(&anyhow::anyhow!("{e}"))

@@ -45,6 +45,23 @@ pub fn try_hold(dir: &Path) -> io::Result<Option<Held>> {
     }
 }
 
+/// Takes the sweeper's lock, waiting for the process that holds it to end.
+fn hold_waiting(dir: &Path) -> io::Result<Held> {
+    let path = dir.join(LOCK_NAME);
+    match std::fs::create_dir(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let f = File::open(&path)?;
+    // SAFETY: flock on a file descriptor we own; released when it is closed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        Ok(Held(f))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Whether a sweeper holds the lock of `dir`.
 pub fn running(dir: &Path) -> io::Result<bool> {
     Ok(try_hold(dir)?.is_none())
@@ -60,23 +77,7 @@ pub fn ensure(dir: &Path, interval_s: u64) -> io::Result<String> {
     if running(dir)? {
         return Ok("sweep: already running".into());
     }
-    let exe = std::env::current_exe()?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["sweep", "--interval", &interval_s.to_string()])
-        .env("LB_PIN_DIR", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; it detaches the child from our session.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
+    let child = spawn(dir, interval_s, false)?;
     let t0 = Instant::now();
     while t0.elapsed() < START_WAIT {
         if running(dir)? {
@@ -92,6 +93,30 @@ pub fn ensure(dir: &Path, interval_s: u64) -> io::Result<String> {
         child.id(),
         START_WAIT.as_secs()
     )))
+}
+
+/// Starts `lb-ctl sweep` detached (`takeover`: waiting for the running sweeper to end).
+fn spawn(dir: &Path, interval_s: u64, takeover: bool) -> io::Result<std::process::Child> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["sweep", "--interval", &interval_s.to_string()]);
+    if takeover {
+        cmd.arg("--takeover");
+    }
+    cmd.env("LB_PIN_DIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; it detaches the child from our session.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }
 
 /// Why [`run`] stopped.
@@ -130,11 +155,24 @@ pub fn pinned_prog_id(dir: &Path) -> Option<u32> {
 pub fn run(
     dir: &Path,
     interval: Duration,
+    takeover: bool,
     mut log: impl FnMut(&MapsError),
 ) -> Result<Ended, SweeperError> {
-    let _held = try_hold(dir)
-        .map_err(|e| SweeperError::Lock(dir.to_path_buf(), e))?
-        .ok_or_else(|| SweeperError::AlreadyRunning(dir.to_path_buf()))?;
+    let lock_err = |e| SweeperError::Lock(dir.to_path_buf(), e);
+    let _held = if takeover {
+        hold_waiting(dir).map_err(lock_err)?
+    } else {
+        // A few tries: `running` probes by taking the lock for an instant.
+        let mut held = None;
+        for _ in 0..5 {
+            held = try_hold(dir).map_err(lock_err)?;
+            if held.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        held.ok_or_else(|| SweeperError::AlreadyRunning(dir.to_path_buf()))?
+    };
     let prog = pinned_prog_id(dir);
     loop {
         if !dir.join(MAP_CLOCK).exists() {
@@ -150,8 +188,9 @@ pub fn run(
     }
 }
 
-/// After `lb-ctl upgrade`: waits for the sweeper of the old lb to see the new program and
-/// end (at its next pass), then starts this lb-ctl's. `None` when no sweeper ran before.
+/// After `lb-ctl upgrade`: starts this lb-ctl's sweeper, which waits for the old lb's to
+/// see the new program and end (at its next pass, however long that one takes) and then
+/// takes over. `None` when no sweeper ran before.
 pub fn restart_after_upgrade(
     dir: &Path,
     was_running: bool,
@@ -160,9 +199,9 @@ pub fn restart_after_upgrade(
     if !was_running {
         return Ok(None);
     }
-    let t0 = Instant::now();
-    while running(dir)? && t0.elapsed() < Duration::from_secs(interval_s + 5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    ensure(dir, interval_s).map(Some)
+    let child = spawn(dir, interval_s, true)?;
+    Ok(Some(format!(
+        "sweep: started (pid {}), taking over when the previous sweeper ends its pass",
+        child.id()
+    )))
 }

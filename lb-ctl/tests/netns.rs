@@ -377,9 +377,20 @@ UDP  [2001:db8::1]:53 wlc
     assert!(up.contains("lb upgraded on d0 (connections kept)"), "{up}");
     let sweeper_pid = started(&up);
     assert_ne!(sweeper_pid, old_sweeper);
+    // The old one ends at its next pass; the new one, waiting on the lock, takes over.
+    let t0 = std::time::Instant::now();
+    while !(ended(old_sweeper) && lb_ctl::sweeper::running(pin).unwrap())
+        && t0.elapsed().as_secs() < 5
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(
         ended(old_sweeper),
         "the old sweeper (pid {old_sweeper}) ended"
+    );
+    assert!(
+        !ended(sweeper_pid),
+        "the new sweeper (pid {sweeper_pid}) runs"
     );
     assert!(lb_ctl::sweeper::running(pin).unwrap());
     assert_eq!(lab.ok("-L -n"), listed, "the configuration is kept");
