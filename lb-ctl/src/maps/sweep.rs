@@ -34,7 +34,7 @@ use lb_common::conn::ConnExpiry;
 use lb_common::consts::{
     MAP_LBLC, MAP_PERSIST, MAP_REAL_EXPIRED, MAP_REALS, MAP_SERVICES, MAP_TABLE_FILL, MAX_SERVICES,
 };
-use lb_common::ops::{ReapEntry, reap};
+use lb_common::ops::{REAP_BATCH, ReapEntry, reap};
 use lb_common::real::ref_id;
 use lb_common::tables::{TABLES, Table};
 use lb_common::{
@@ -152,14 +152,28 @@ pub fn sweep_at(dir: &Path, now: u32) -> Result<SweepReport, MapsError> {
     }
     match open_ops(dir)? {
         Some(ops) => {
-            let mut batch: Vec<ReapEntry> = doomed.iter().map(|(k, v)| reap_entry(k, v)).collect();
-            ops.reap(&mut batch)?;
-            for ((k, v), e) in doomed.iter().zip(&batch) {
-                let slot = slot_of(&reals, v.real_id);
-                if tally.reaped(v, e, slot.as_ref()) {
-                    live(&mut tally, k, v);
-                } else if e.outcome == reap::REMOVED {
-                    forget_nat_reverse(&nat, slot.as_ref(), k, v)?;
+            // Booked batch by batch, and what was removed is booked even when a later
+            // step fails: a flow the kernel deleted is never left counted.
+            for chunk in doomed.chunks(REAP_BATCH) {
+                let mut batch: Vec<ReapEntry> =
+                    chunk.iter().map(|(k, v)| reap_entry(k, v)).collect();
+                let mut failed = ops.reap(&mut batch).err();
+                if failed.is_none() {
+                    for ((k, v), e) in chunk.iter().zip(&batch) {
+                        let slot = slot_of(&reals, v.real_id);
+                        if tally.reaped(v, e, slot.as_ref()) {
+                            live(&mut tally, k, v);
+                        } else if e.outcome == reap::REMOVED
+                            && let Err(err) = forget_nat_reverse(&nat, slot.as_ref(), k, v)
+                        {
+                            failed.get_or_insert(err);
+                        }
+                    }
+                }
+                book(dir, &tally)?;
+                tally.per_real.clear();
+                if let Some(e) = failed {
+                    return Err(e);
                 }
             }
         }
