@@ -681,6 +681,15 @@ fn check_ifaces(ifaces: &[String]) -> Result<Vec<u32>, LoadError> {
         .collect()
 }
 
+/// Whether a pinned map of kernel type `pinned` can serve a program that declares type
+/// `object`: the same type, or a hash for an LRU hash and back (same operations; a table
+/// pinned by an lb from before the plain-hash tables keeps evicting until `unload`).
+fn same_kind(pinned: u32, object: u32) -> bool {
+    const HASH: u32 = 1;
+    const LRU_HASH: u32 = 9;
+    pinned == object || matches!((pinned, object), (HASH, LRU_HASH) | (LRU_HASH, HASH))
+}
+
 /// The names of the object's maps (not the `.rodata`/`.bss`/`.data` sections).
 fn object_map_names(obj: &Path) -> Result<Vec<String>, LoadError> {
     let bytes =
@@ -696,8 +705,10 @@ fn object_map_names(obj: &Path) -> Result<Vec<String>, LoadError> {
     Ok(names)
 }
 
-/// The pinned maps the object at `obj` would reuse with another key or value size (CLOCK
-/// excepted: it holds no state and is replaced), as "NAME (key K → K', value V → V')".
+/// The pinned maps the object at `obj` would reuse with another key or value size, or
+/// another map type (CLOCK excepted: it holds no state and is replaced), as "NAME (key K →
+/// K', value V → V')". Sizes and types are what the kernel can tell; a field whose meaning
+/// changed at the same size is the build's to declare (none has, so far).
 pub fn incompatible_maps(dir: &Path, obj: &Path) -> Result<Vec<String>, LoadError> {
     let bytes =
         std::fs::read(obj).map_err(|e| LoadError::ObjectMaps(obj.to_path_buf(), e.to_string()))?;
@@ -711,7 +722,7 @@ pub fn incompatible_maps(dir: &Path, obj: &Path) -> Result<Vec<String>, LoadErro
         if name == MAP_CLOCK {
             continue;
         }
-        let Some(pinned) = maps::pinned_size_named(dir, name)? else {
+        let Some((kind, pinned)) = maps::pinned_layout(dir, name)? else {
             continue;
         };
         if pinned.key != m.key_size() || pinned.value != m.value_size() {
@@ -722,6 +733,8 @@ pub fn incompatible_maps(dir: &Path, obj: &Path) -> Result<Vec<String>, LoadErro
                 pinned.value,
                 m.value_size()
             ));
+        } else if !same_kind(kind, m.map_type()) {
+            out.push(format!("{name} (map type {kind} → {})", m.map_type()));
         }
     }
     Ok(out)

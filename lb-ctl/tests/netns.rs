@@ -1063,6 +1063,31 @@ fn live_syns_are_counted_and_expire() {
     // link, keeping the maps: the flow and its count stay, and the new program balances
     // the next connection with them.
     let before = lb_ctl::sweeper::pinned_prog_id(pin).expect("lb_xdp pinned");
+    // A pinned map whose layout is not the object's (here another map pinned under
+    // SETTINGS's name: a per-CPU array of 512-byte values) refuses the upgrade, naming it,
+    // and changes nothing.
+    {
+        let settings = pin.join(lb_common::consts::MAP_SETTINGS);
+        // Held open while unpinned, pinned back after.
+        let kept = aya::maps::MapData::from_pin(&settings).unwrap();
+        std::fs::remove_file(&settings).unwrap();
+        aya::maps::MapData::from_pin(pin.join(lb_common::consts::MAP_COUNTERS))
+            .unwrap()
+            .pin(&settings)
+            .unwrap();
+        let err = lab.fails("upgrade");
+        assert!(
+            err.contains("cannot upgrade in place: SETTINGS (key 4 → 4, value 512 →"),
+            "{err}"
+        );
+        assert_eq!(
+            lb_ctl::sweeper::pinned_prog_id(pin),
+            Some(before),
+            "nothing changed"
+        );
+        std::fs::remove_file(&settings).unwrap();
+        kept.pin(&settings).unwrap();
+    }
     let up = lab.ok("upgrade");
     assert!(up.contains("lb upgraded on d0 (connections kept)"), "{up}");
     assert!(

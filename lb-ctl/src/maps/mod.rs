@@ -160,9 +160,9 @@ pub fn pinned_size(dir: &Path, name: &'static str) -> Result<Option<MapSize>, Ma
     }))
 }
 
-/// [`pinned_size`] of a map known only by a name read at run time (an object's map list);
-/// errors name it "pinned map".
-pub fn pinned_size_named(dir: &Path, name: &str) -> Result<Option<MapSize>, MapsError> {
+/// The kernel's `bpf_map_type` number of a pinned map, and its [`MapSize`], for a map known
+/// only by a name read at run time (an object's map list); errors name it "pinned map".
+pub fn pinned_layout(dir: &Path, name: &str) -> Result<Option<(u32, MapSize)>, MapsError> {
     const LABEL: &str = "pinned map";
     let path = dir.join(name);
     if !path.exists() {
@@ -170,12 +170,16 @@ pub fn pinned_size_named(dir: &Path, name: &str) -> Result<Option<MapSize>, Maps
     }
     let data = MapData::from_pin(&path).map_err(err(LABEL))?;
     let info = data.info().map_err(err(LABEL))?;
-    Ok(Some(MapSize {
-        key: info.key_size(),
-        value: info.value_size(),
-        entries: info.max_entries(),
-        memlock: None,
-    }))
+    let kind = info.map_type().map_or(u32::MAX, |t| t as u32);
+    Ok(Some((
+        kind,
+        MapSize {
+            key: info.key_size(),
+            value: info.value_size(),
+            entries: info.max_entries(),
+            memlock: None,
+        },
+    )))
 }
 
 /// Adds interfaces to TX_PORTS (ifindex → ifindex), the XDP_REDIRECT targets.
