@@ -23,15 +23,20 @@ pub const LOCK_NAME: &str = "sweeper";
 /// The lock of the running sweeper, held while this lives.
 pub struct Held(#[allow(dead_code, reason = "held for its flock, never read")] File);
 
-/// Takes the sweeper's lock if no process holds it (`None`: a sweeper runs).
-pub fn try_hold(dir: &Path) -> io::Result<Option<Held>> {
+/// The lock's directory under `dir`, made if missing, opened.
+fn lock_file(dir: &Path) -> io::Result<File> {
     let path = dir.join(LOCK_NAME);
     match std::fs::create_dir(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    let f = File::open(&path)?;
+    File::open(&path)
+}
+
+/// Takes the sweeper's lock if no process holds it (`None`: a sweeper runs).
+pub fn try_hold(dir: &Path) -> io::Result<Option<Held>> {
+    let f = lock_file(dir)?;
     // SAFETY: flock on a file descriptor we own; released when it is closed.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc == 0 {
@@ -47,13 +52,7 @@ pub fn try_hold(dir: &Path) -> io::Result<Option<Held>> {
 
 /// Takes the sweeper's lock, waiting for the process that holds it to end.
 fn hold_waiting(dir: &Path) -> io::Result<Held> {
-    let path = dir.join(LOCK_NAME);
-    match std::fs::create_dir(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let f = File::open(&path)?;
+    let f = lock_file(dir)?;
     // SAFETY: flock on a file descriptor we own; released when it is closed.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
         Ok(Held(f))

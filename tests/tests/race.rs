@@ -457,25 +457,30 @@ fn reap_at_once(
     })
 }
 
-/// A persistent service (mask 0: one template for every client); each round the template
-/// is removed, then CPU 0 and CPU 1 send the SYN of two different connections at once.
-/// One template exists afterwards (IPVS makes it under its lock), so the reals' template
-/// binds grow by exactly one a round, and both connections go to its real. Failed on the
-/// insert-or-replace of one template by every CPU (~40 leaks and ~35 split rounds in 2000).
-fn hammer_persist(bpf: &mut Bpf) -> Result<()> {
-    // Make the service persistent.
-    let svc = Svc {
+/// The hammers' provision with its service persistent (mask 0: one template for every
+/// client) and `settings`.
+fn persistent(bpf: &mut Bpf, settings: lb_common::conn::Settings) -> Result<()> {
+    let mut p = provision();
+    p.services = vec![Svc {
         id: 1,
         vip: addr(VIP),
         port: VPORT,
         proto: TCP,
         flags: VipFlags::HASH_PORTS | VipFlags::PERSISTENT,
         table: Table::Maglev(13),
-    };
-    let mut p = provision();
-    p.services = vec![svc];
+    }];
+    p.settings = Some(settings);
     bpf.clear()?;
-    p.apply(bpf)?;
+    p.apply(bpf)
+}
+
+/// A persistent service (mask 0: one template for every client); each round the template
+/// is removed, then CPU 0 and CPU 1 send the SYN of two different connections at once.
+/// One template exists afterwards (IPVS makes it under its lock), so the reals' template
+/// binds grow by exactly one a round, and both connections go to its real. Failed on the
+/// insert-or-replace of one template by every CPU (~40 leaks and ~35 split rounds in 2000).
+fn hammer_persist(bpf: &mut Bpf) -> Result<()> {
+    persistent(bpf, lb_common::conn::Settings::default())?;
     let binds = |bpf: &mut Bpf| -> Result<u64> {
         let mut n = 0;
         for r in 1..=REALS.len() as u32 {
@@ -529,22 +534,13 @@ fn hammer_persist(bpf: &mut Bpf) -> Result<()> {
 /// in ~90 of 2000 rounds when every CPU replaced it, and wrapped).
 fn hammer_persist_stale(bpf: &mut Bpf) -> Result<()> {
     use lb_common::{PersistKey, PersistValue};
-    let svc = Svc {
-        id: 1,
-        vip: addr(VIP),
-        port: VPORT,
-        proto: TCP,
-        flags: VipFlags::HASH_PORTS | VipFlags::PERSISTENT,
-        table: Table::Maglev(13),
-    };
-    let mut p = provision();
-    p.services = vec![svc];
-    p.settings = Some(lb_common::conn::Settings {
-        expire_quiescent_template: 1,
-        ..Default::default()
-    });
-    bpf.clear()?;
-    p.apply(bpf)?;
+    persistent(
+        bpf,
+        lb_common::conn::Settings {
+            expire_quiescent_template: 1,
+            ..Default::default()
+        },
+    )?;
     // Real 1 quiescent (in the table still, weight 0 in its slot).
     let mut r1 = real(REALS[0]);
     r1.weight = 0;
