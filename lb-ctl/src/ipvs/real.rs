@@ -373,6 +373,18 @@ mod tests {
         }
     }
 
+    /// The plan of a `-a` that must be accepted.
+    fn add_ok(snap: &Snapshot, spec: &RealSpec) -> Vec<Op> {
+        add(snap, spec, &mut nh).unwrap()
+    }
+
+    /// `-a` accepted and applied to `snap`; its plan.
+    fn added(snap: &mut Snapshot, spec: &RealSpec) -> Vec<Op> {
+        let ops = add_ok(snap, spec);
+        snap.apply(&ops);
+        ops
+    }
+
     fn with_service(vip: &str) -> Snapshot {
         let mut snap = Snapshot::default();
         let ops = crate::ipvs::service::add(&snap, &spec(vip, 80)).unwrap();
@@ -457,12 +469,10 @@ mod tests {
     #[test]
     fn add_writes_real_then_table_then_service() {
         let snap = with_service("198.18.2.1");
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         let kinds: Vec<&str> = ops
             .iter()
             .map(|o| match o {
@@ -494,19 +504,14 @@ mod tests {
     #[test]
     fn second_real_gets_a_fresh_region() {
         let mut snap = with_service("198.18.2.1");
-        let ops = add(
-            &snap,
+        added(
+            &mut snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
-        snap.apply(&ops);
-        let ops = add(
+        );
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         let s = service_of(&ops).unwrap();
         assert_eq!(
             s.reals_base,
@@ -520,12 +525,10 @@ mod tests {
         snap.apply(&ops);
         // The third goes to free space again: never over the live (second) region.
         let live = service_of(&ops).unwrap();
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.13", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         let s = service_of(&ops).unwrap();
         let live_end = live.reals_base + live.reals_len + live.table_len;
         assert!(
@@ -566,13 +569,10 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, ModelError::Weight(-1)));
         let mut snap = snap;
-        let ops = add(
-            &snap,
+        added(
+            &mut snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
-        snap.apply(&ops);
+        );
         let e = add(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", Some(80), ForwardMode::Tun, 3),
@@ -588,12 +588,10 @@ mod tests {
     #[test]
     fn nat_port_and_filter() {
         let mut snap = with_service("198.18.2.1");
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", Some(8080), ForwardMode::Nat, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
             panic!("{ops:?}")
         };
@@ -604,12 +602,10 @@ mod tests {
         );
         snap.apply(&ops);
         // A second NAT real on the same address in the same service at another port.
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
             panic!("{ops:?}")
         };
@@ -648,13 +644,10 @@ mod tests {
     fn delete_publishes_before_deactivating() {
         let mut snap = with_service("198.18.2.1");
         for rip in ["198.18.1.11", "198.18.1.12"] {
-            let ops = add(
-                &snap,
+            added(
+                &mut snap,
                 &rspec("198.18.2.1", rip, None, ForwardMode::Dr, 1),
-                &mut nh,
-            )
-            .unwrap();
-            snap.apply(&ops);
+            );
         }
         let ops = delete(
             &snap,
@@ -681,12 +674,10 @@ mod tests {
         assert!(table_of(&ops).unwrap().iter().all(|&s| s == 1));
         snap.apply(&ops);
         // A new real does not reuse the deleted real's id while fresh ids remain.
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.13", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         assert!(matches!(ops[1], Op::PutReal(2, _)));
         // Deleting the last weighted real leaves an empty table (no region).
         snap.apply(&ops);
@@ -721,13 +712,10 @@ mod tests {
     #[test]
     fn quiescent_real_takes_no_slot() {
         let mut snap = with_service("198.18.2.1");
-        let ops = add(
-            &snap,
+        added(
+            &mut snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
-        snap.apply(&ops);
+        );
         let ops = edit(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 0),
@@ -748,14 +736,10 @@ mod tests {
         assert!(r.flags.has(RealFlags::ACTIVE));
         assert_eq!(r.weight, 0);
         assert!(
-            !table_of(
-                &add(
-                    &snap,
-                    &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 2),
-                    &mut nh
-                )
-                .unwrap()
-            )
+            !table_of(&add_ok(
+                &snap,
+                &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 2)
+            ))
             .unwrap()
             .contains(&NO_REAL)
         );
@@ -764,13 +748,10 @@ mod tests {
     #[test]
     fn edit_same_weight_keeps_table_and_mode_change_keeps_nat_bit() {
         let mut snap = with_service("198.18.2.1");
-        let ops = add(
-            &snap,
+        added(
+            &mut snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
-            &mut nh,
-        )
-        .unwrap();
-        snap.apply(&ops);
+        );
         // NAT → DR: the NAT connections keep their method, so their replies still need
         // the NAT_FILTER bit; the real is marked WAS_NAT instead of losing it.
         let ops = edit(
@@ -843,13 +824,10 @@ mod tests {
         snap.apply(&ops);
         for (i, w) in weights.iter().enumerate() {
             let rip = format!("198.18.1.{}", 11 + i);
-            let ops = add(
-                &snap,
+            added(
+                &mut snap,
                 &rspec("198.18.2.1", &rip, None, ForwardMode::Dr, *w),
-                &mut nh,
-            )
-            .unwrap();
-            snap.apply(&ops);
+            );
         }
         snap
     }
@@ -954,13 +932,10 @@ mod tests {
         let mut snap = with_sched("lc", &[]);
         for i in 0..MAX_REALS_PER_SERVICE {
             let rip = format!("198.18.{}.{}", 10 + i / 200, 1 + i % 200);
-            let ops = add(
-                &snap,
+            added(
+                &mut snap,
                 &rspec("198.18.2.1", &rip, None, ForwardMode::Dr, 1),
-                &mut nh,
-            )
-            .unwrap();
-            snap.apply(&ops);
+            );
         }
         let e = add(
             &snap,
@@ -1249,12 +1224,10 @@ mod tests {
         snap.apply(&ops);
         let ops = crate::ipvs::service::add(&snap, &spec(new_vip, 80)).unwrap();
         snap.apply(&ops);
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec(new_vip, "198.18.1.21", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         assert_eq!(real_id_of(&ops), 0);
         assert_eq!(
             vip_clears(&ops),
@@ -1371,12 +1344,7 @@ mod tests {
                 &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
             );
             del(&mut snap, "198.18.1.11", None);
-            let ops = add(
-                &snap,
-                &rspec("198.18.2.1", "198.18.1.11", None, again, 1),
-                &mut nh,
-            )
-            .unwrap();
+            let ops = add_ok(&snap, &rspec("198.18.2.1", "198.18.1.11", None, again, 1));
             assert_eq!(real_id_of(&ops), id, "revived");
             let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
                 panic!("{ops:?}")
@@ -1391,12 +1359,10 @@ mod tests {
             snap.apply(&ops);
             // Deleted and revived once more (now WAS_NAT): still WAS_NAT.
             del(&mut snap, "198.18.1.11", None);
-            let ops = add(
+            let ops = add_ok(
                 &snap,
                 &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1),
-                &mut nh,
-            )
-            .unwrap();
+            );
             let Some(Op::PutReal(_, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
                 panic!("{ops:?}")
             };
@@ -1415,23 +1381,19 @@ mod tests {
         );
         del(&mut snap, "198.18.1.11", None);
         del(&mut snap, "198.18.1.12", None);
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Nat, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         let Some(Op::PutReal(0, r)) = ops.iter().find(|o| matches!(o, Op::PutReal(..))) else {
             panic!("{ops:?}")
         };
         assert!(!r.flags.has(RealFlags::WAS_NAT));
         assert_eq!(nat_sets(&ops), [slot("198.18.1.11")]);
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         let Op::PutReal(1, r) = ops[2] else {
             panic!("{ops:?}")
         };
@@ -1472,12 +1434,10 @@ mod tests {
         snap.apply(&ops);
         // Id 1 (198.18.1.12:80) goes to another real: 198.18.1.12:8080 (id 2, active)
         // still needs the bit.
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.22", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         assert_eq!(real_id_of(&ops), 1);
         assert_eq!(nat_clears(&ops), []);
         snap.apply(&ops);
@@ -1508,12 +1468,10 @@ mod tests {
         assert_eq!(real_id_of(&ops), 2);
         assert_eq!(nat_clears(&ops), [], "a deleted NAT real still needs it");
         // Without it, the bit goes; given to a NAT real at the same address, it stays.
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.23", None, ForwardMode::Dr, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         assert_eq!(nat_clears(&ops), [slot("198.18.1.12")]);
         let ops = add(&snap, &nat("198.18.1.12", Some(7070)), &mut nh).unwrap();
         assert_eq!(real_id_of(&ops), 2);
@@ -1599,12 +1557,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, ModelError::NoTunnelSource(_)));
-        let ops = add(
+        let ops = add_ok(
             &snap,
             &rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Tun, 1),
-            &mut nh,
-        )
-        .unwrap();
+        );
         let Op::PutReal(_, r) = ops[1] else { panic!() };
         assert_eq!(
             r.local_addr,
