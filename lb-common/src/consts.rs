@@ -39,6 +39,15 @@ pub const MAP_SCHED_TABLE: &str = "SCHED_TABLE";
 pub const MAP_SVC_STATS: &str = "SVC_STATS";
 /// real id → per-CPU [`crate::Traffic`].
 pub const MAP_REAL_STATS: &str = "REAL_STATS";
+/// service id → [`crate::rate::RateState`]: the rate estimator of `-L --rate` (array,
+/// MAX_SERVICES). Written by lb-ctl's resident process every [`RATE_TICK_S`]; the data
+/// path never touches it.
+pub const MAP_SVC_RATE: &str = "SVC_RATE";
+/// real id → [`crate::rate::RateState`] (array, MAX_REALS). As [`MAP_SVC_RATE`].
+pub const MAP_REAL_RATE: &str = "REAL_RATE";
+/// Seconds between two ticks of the rate estimator: IPVS's estimator period
+/// (ip_vs_est.c, `2*HZ`), which its arithmetic assumes (rates are per 2 s, then scaled).
+pub const RATE_TICK_S: u64 = 2;
 /// [`crate::Counter`] → per-CPU packet count.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// ifindex → ifindex devmap for XDP_REDIRECT. Written by lb-ctl.

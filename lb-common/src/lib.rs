@@ -23,6 +23,7 @@ pub mod hash;
 #[cfg(feature = "std")]
 pub mod maglev;
 pub mod ops;
+pub mod rate;
 pub mod real;
 pub mod sched;
 pub mod service;
@@ -65,6 +66,7 @@ mod pod {
         conn::ConnEvents,
         conn::ConnExpiry,
         conn::Timeouts,
-        conn::Settings
+        conn::Settings,
+        rate::RateState
     );
 }

@@ -15,6 +15,8 @@
 //! - [`status`]: what lb is doing, as typed values gathered once from the maps (listings,
 //!   connections, counters) for every renderer: ipvsadm text, JSON, a metrics exporter.
 //! - [`sweep`]: the expiry decisions of IPVS's connection timers. Pure, time passed in.
+//! - [`rate`]: IPVS's rate estimator (`-L --rate`): its arithmetic, pure, and the thread
+//!   of the resident process that ticks it.
 //! - [`sweeper`]: the resident process that runs the expiry passes while lb is loaded.
 //! - [`cli`]: ipvsadm's command line ([`cli::ipvsadm`]), output ([`cli::show`]), JSON
 //!   ([`cli::json`], docs/json.md) and running a command ([`cli::ctl`]).
@@ -31,6 +33,7 @@ pub mod ipvs;
 pub mod loader;
 pub mod maps;
 pub mod nexthop;
+pub mod rate;
 pub mod status;
 pub mod sweep;
 pub mod sweeper;

@@ -1,5 +1,6 @@
 //! The resident sweeper: the one process per pin directory that runs expiry passes
-//! (IPVS's connection timers) for as long as lb is loaded. `lb-ctl load` starts it
+//! (IPVS's connection timers) and ticks the rate estimator (IPVS's estimation timer, on a
+//! thread of its own: [`crate::rate::ticker`]) for as long as lb is loaded. `lb-ctl load` starts it
 //! ([`ensure`]); it ends by itself when lb is unloaded (the pin directory's CLOCK is gone)
 //! or upgraded (another lb_xdp pinned; `lb-ctl upgrade` then starts its own).
 //! Which process is the sweeper is told by a lock, not a pid file (bpffs holds only pins
@@ -8,6 +9,7 @@
 //! behind and the next `lb-ctl load` starts another.
 
 use crate::maps::{self, MapsError};
+use crate::rate::{self, ticker::Ticker};
 use lb_common::consts::{MAP_CLOCK, PROG_LB};
 use std::fs::File;
 use std::io;
@@ -127,6 +129,9 @@ pub enum SweeperError {
     /// The lock could not be taken.
     #[error("cannot take the sweeper lock under {0}")]
     Lock(std::path::PathBuf, #[source] io::Error),
+    /// The rate estimator's thread could not be started.
+    #[error("cannot start the rate estimator's thread for {0}")]
+    Thread(std::path::PathBuf, #[source] io::Error),
 }
 
 /// Why [`run`] returned.
@@ -150,7 +155,9 @@ pub fn pinned_prog_id(dir: &Path) -> Option<u32> {
 
 /// The sweeper's loop: a pass every `interval`, until lb is unloaded or upgraded (a new
 /// lb_xdp pinned: its lb-ctl may know better). A failed pass is reported to `log` and
-/// retried at the next interval: expiry must not stop for a passing error.
+/// retried at the next interval: expiry must not stop for a passing error. Beside it, a
+/// thread ticks the rate estimator every 2 s ([`rate::ticker`]); its failures go to `log`
+/// too, at the next pass.
 pub fn run(
     dir: &Path,
     interval: Duration,
@@ -173,7 +180,12 @@ pub fn run(
         held.ok_or_else(|| SweeperError::AlreadyRunning(dir.to_path_buf()))?
     };
     let prog = pinned_prog_id(dir);
+    // The rate estimator's own thread and schedule, so a long pass does not delay a tick;
+    // it stops when this returns.
+    let rates = Ticker::start(dir.to_path_buf(), rate::TICK, maps::rate::tick)
+        .map_err(|e| SweeperError::Thread(dir.to_path_buf(), e))?;
     loop {
+        rates.errors().iter().for_each(&mut log);
         if !dir.join(MAP_CLOCK).exists() {
             return Ok(Ended::Unloaded);
         }

@@ -17,11 +17,12 @@ use lb_common::{
     consts::{
         DEFAULT_CACHE_CPUS, DEFAULT_MAX_FLOWS, FILTER_WORDS, MAP_FLOW_CACHE, MAP_CLOCK, MAP_COUNTERS, MAP_FLOWS4, MAP_FLOWS6, MAP_LBLC,
         MAP_NAT_FILTER, MAP_NAT_REV4, MAP_NAT_REV6, MAP_PERSIST, MAP_REAL_CONNS, MAP_REAL_EXPIRED,
-        MAP_REAL_STATS, MAP_REAL_TRASH, MAP_TABLE_FILL, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
-        MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS,
+        MAP_REAL_RATE, MAP_REAL_STATS, MAP_REAL_TRASH, MAP_TABLE_FILL, MAP_REALS, MAP_SCHED_CURSOR, MAP_SCHED_TABLE, MAP_SERVICES, MAP_SETTINGS,
+        MAP_SVC_RATE, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS, MAX_PERSIST, MAX_REALS,
         MAX_SERVICES, MAX_TX_PORTS, SCHED_TABLE_SLOTS,
     },
     counters::CounterBlock,
+    rate::RateState,
     tables::TABLES,
     flow_cache::{CachedFlow, DEFAULT_CACHE_BITS},
 };
@@ -100,6 +101,15 @@ pub static SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_S
 #[map]
 pub static REAL_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_REALS, 0);
 
+/// service id → `RateState`: the rate estimator (`-L --rate`). lb-ctl's resident process
+/// only, like TABLE_FILL: the data path never touches it. MAX_SERVICES.
+#[map]
+pub static SVC_RATE: Array<RateState> = Array::with_max_entries(MAX_SERVICES, 0);
+
+/// real id → `RateState`. As SVC_RATE; MAX_REALS.
+#[map]
+pub static REAL_RATE: Array<RateState> = Array::with_max_entries(MAX_REALS, 0);
+
 /// One entry: this CPU's `CounterBlock` (packets by `Counter` slot). The data path.
 #[map]
 pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1, 0);
@@ -167,6 +177,8 @@ const _: () = assert!(same(MAP_NAT_REV4, "NAT_REV4"));
 const _: () = assert!(same(MAP_NAT_REV6, "NAT_REV6"));
 const _: () = assert!(same(MAP_SVC_STATS, "SVC_STATS"));
 const _: () = assert!(same(MAP_REAL_STATS, "REAL_STATS"));
+const _: () = assert!(same(MAP_SVC_RATE, "SVC_RATE"));
+const _: () = assert!(same(MAP_REAL_RATE, "REAL_RATE"));
 const _: () = assert!(same(MAP_COUNTERS, "COUNTERS"));
 const _: () = assert!(same(MAP_TX_PORTS, "TX_PORTS"));
 const _: () = assert!(same(MAP_VIP_FILTER, "VIP_FILTER"));

@@ -7,7 +7,8 @@
 //! `MapData::from_pin`, reads a [`Snapshot`], and applies a plan of [`Op`]s in order.
 //!
 //! Files: this one ([`Maps`]: snapshot, plan writes, stats and connection counts;
-//! settings; counters), [`sweep`] (the sweep's passes: CLOCK, expiry writes), [`sys`] (the
+//! settings; counters), [`sweep`] (the sweep's passes: CLOCK, expiry writes), [`rate`] (the
+//! rate estimator's ticks and read-out), [`sys`] (the
 //! raw system calls aya 0.14 lacks: element commands, bpffs, links, the pin-directory
 //! lock), `flows` (the per-family flow tables as one), `mapped` (the big arrays through
 //! mmap) and `batch` (batched array reads and writes, where a map cannot be mapped).
@@ -17,6 +18,7 @@ pub mod clock;
 mod flows;
 pub mod mapped;
 pub mod ops;
+pub mod rate;
 pub mod sweep;
 pub mod sys;
 
@@ -279,6 +281,8 @@ pub struct Maps {
     nat_filter: Array<MapData, u64>,
     real_conns: Option<Array<MapData, ConnEvents>>,
     real_expired: Option<Array<MapData, ConnExpiry>>,
+    /// The rate estimators; `None` when the pinned object predates them.
+    rates: Option<rate::RateMaps>,
     dir: PathBuf,
 }
 
@@ -298,6 +302,7 @@ impl Maps {
             nat_filter: open(dir, MAP_NAT_FILTER)?,
             real_conns: open_opt(dir, MAP_REAL_CONNS)?,
             real_expired: open_opt(dir, MAP_REAL_EXPIRED)?,
+            rates: rate::RateMaps::open(dir)?,
             dir: dir.to_path_buf(),
         })
     }
@@ -461,14 +466,18 @@ impl Maps {
                         }
                     }
                 }
-                Op::ZeroSvcStats(id) => self
-                    .svc_stats
-                    .set(*id, zeroes()?, 0)
-                    .map_err(err(MAP_SVC_STATS))?,
-                Op::ZeroRealStats(id) => self
-                    .real_stats
-                    .set(*id, zeroes()?, 0)
-                    .map_err(err(MAP_REAL_STATS))?,
+                Op::ZeroSvcStats(id) => {
+                    self.svc_stats
+                        .set(*id, zeroes()?, 0)
+                        .map_err(err(MAP_SVC_STATS))?;
+                    self.zero_svc_rate(*id)?;
+                }
+                Op::ZeroRealStats(id) => {
+                    self.real_stats
+                        .set(*id, zeroes()?, 0)
+                        .map_err(err(MAP_REAL_STATS))?;
+                    self.zero_real_rate(*id)?;
+                }
                 Op::SettleConns(id) => {
                     if let (Some(ev), Some(ex)) = (&self.real_conns, &mut self.real_expired) {
                         let e = ev.get(id, 0).map_err(err(MAP_REAL_CONNS))?;
