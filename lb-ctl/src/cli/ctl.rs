@@ -1,7 +1,7 @@
 //! Running an admin command against the pinned maps: read a snapshot, plan, apply; or
 //! gather what a listing shows.
 
-use crate::cli::ipvsadm::IpvsCommand;
+use crate::cli::ipvsadm::{IpvsCommand, ListFormat};
 use crate::cli::json;
 use crate::cli::show::{self, ListOptions};
 use crate::ipvs::model::{ModelError, Op, SCHED_FLAGS, ServiceAddr, sched_names};
@@ -196,7 +196,7 @@ pub(crate) fn effective_timeouts(t: &Timeouts) -> Timeouts {
     }
 }
 
-/// `-L -n [--stats|--thresholds|--persistent-conn] [--exact] [--nosort] [-t|-u VIP:PORT]`
+/// `-L -n [--stats|--rate|--thresholds|--persistent-conn] [--exact] [--nosort] [-t|-u VIP:PORT]`
 /// (or `--json`: every field, whatever the columns).
 pub fn list(
     dir: &Path,
@@ -212,12 +212,16 @@ pub fn list(
     let what = if json {
         Gather {
             stats: true,
+            rates: true,
             conns: true,
         }
     } else {
+        // --stats wins over --rate, as in ipvsadm's `print_title`.
+        let rates = !opts.stats && opts.format == ListFormat::Rate;
         Gather {
             stats: opts.stats,
-            conns: !opts.stats,
+            rates,
+            conns: !opts.stats && !rates,
         }
     };
     let mut listed = status::services(&maps, &snap, only, what)?;

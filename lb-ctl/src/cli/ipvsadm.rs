@@ -42,7 +42,7 @@ pub enum IpvsCommand {
         stats: bool,
         /// `--exact`.
         exact: bool,
-        /// `--thresholds`, `--persistent-conn` or the plain listing.
+        /// `--rate`, `--thresholds`, `--persistent-conn` or the plain listing.
         format: ListFormat,
         /// `--nosort`: reals in IPVS list order (newest first) instead of sorted.
         nosort: bool,
@@ -80,6 +80,8 @@ pub enum ListFormat {
     Thresholds,
     /// `--persistent-conn`: Weight, PersistConn, ActiveConn, InActConn.
     PersistentConn,
+    /// `--rate`: CPS, InPPS, OutPPS, InBPS, OutBPS (the estimator's rates).
+    Rate,
 }
 
 /// Why an ipvsadm command line is refused.
@@ -143,6 +145,7 @@ enum Opt {
     Weight,
     Numeric,
     Stats,
+    Rate,
     Exact,
     Persistent,
     Netmask,
@@ -170,6 +173,7 @@ impl Opt {
             Opt::Weight => "-w",
             Opt::Numeric => "-n",
             Opt::Stats => "--stats",
+            Opt::Rate => "--rate",
             Opt::Exact => "--exact",
             Opt::Persistent => "-p",
             Opt::Netmask => "-M",
@@ -213,6 +217,7 @@ fn allowed(cmd: Cmd) -> (&'static [Opt], &'static [Opt]) {
                 Service,
                 Numeric,
                 Stats,
+                Rate,
                 Exact,
                 Connection,
                 ShowTimeout,
@@ -591,6 +596,7 @@ impl Raw {
                 self.option(Opt::Stats)?;
                 self.stats = true;
             }
+            "rate" => self.option(Opt::Rate)?,
             "exact" => {
                 self.option(Opt::Exact)?;
                 self.exact = true;
@@ -940,7 +946,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
             service: svc,
             stats: raw.stats,
             exact: raw.exact,
-            format: if raw.seen.contains(&Opt::Thresholds) {
+            // ipvsadm's order when several are given (`print_title`): --stats (its own
+            // flag), --rate, --thresholds, --persistent-conn.
+            format: if raw.seen.contains(&Opt::Rate) {
+                ListFormat::Rate
+            } else if raw.seen.contains(&Opt::Thresholds) {
                 ListFormat::Thresholds
             } else if raw.seen.contains(&Opt::PersistentConn) {
                 ListFormat::PersistentConn
@@ -1109,7 +1119,6 @@ mod tests {
             e("-n"),
             "no command given (one of -A -E -D -a -e -d -L -C -Z -h)"
         );
-        assert_eq!(e("-L --rate"), "--rate is not supported yet");
         assert_eq!(
             e("-A -t 198.18.2.1:80 -b mh-fallback"),
             "incompatible scheduler flag `mh-fallback'"
@@ -1253,5 +1262,56 @@ mod tests {
             (ip("2001:db8::1"), None)
         );
         assert!(parse_endpoint("[198.18.0.1]:80").is_err());
+    }
+
+    /// `--rate` as ipvsadm's option table has it (ipvsadm.c `commands_v_options`, the
+    /// LIST row's `-rt` column: optional; 'x' for every other command).
+    #[test]
+    fn rate_option() {
+        let list = |service, exact, format| IpvsCommand::List {
+            service,
+            stats: false,
+            exact,
+            format,
+            nosort: false,
+            json: false,
+        };
+        assert_eq!(p("-L --rate").unwrap(), list(None, false, ListFormat::Rate));
+        assert_eq!(
+            p("-L -n --rate --exact -t 198.18.2.1:80").unwrap(),
+            list(
+                Some(sa(Proto::Tcp, "198.18.2.1", 80)),
+                true,
+                ListFormat::Rate
+            )
+        );
+        // ipvsadm's precedence (`print_title`): --rate over --thresholds and
+        // --persistent-conn; --stats over --rate (kept as its own flag).
+        assert_eq!(
+            p("-L --thresholds --rate --persistent-conn").unwrap(),
+            list(None, false, ListFormat::Rate)
+        );
+        assert!(matches!(
+            p("-L --stats --rate").unwrap(),
+            IpvsCommand::List {
+                stats: true,
+                format: ListFormat::Rate,
+                ..
+            }
+        ));
+        // -c lists connections whatever the columns.
+        assert!(matches!(
+            p("-L -c --rate").unwrap(),
+            IpvsCommand::ListConns { .. }
+        ));
+        let e = |s: &str| p(s).unwrap_err().to_string();
+        assert_eq!(
+            e("-Z --rate"),
+            "illegal '--rate' option with the 'zero' command"
+        );
+        assert_eq!(
+            e("-A -t 198.18.2.1:80 --rate"),
+            "illegal '--rate' option with the 'add-service' command"
+        );
     }
 }

@@ -63,7 +63,7 @@ pub fn counters(c: &Counters) -> String {
 mod tests {
     use super::*;
     use crate::ipvs::model::{Endpoint, Proto, ServiceAddr};
-    use crate::status::{ListedReal, Persistence, Stats};
+    use crate::status::{ListedReal, Persistence, Rates, Stats};
     use lb_common::{Counter, Drop, ForwardMode};
     use serde_json::{Value, json};
 
@@ -90,6 +90,13 @@ mod tests {
                 in_bytes: 3000,
                 out_bytes: 0,
             },
+            rates: Rates {
+                cps: 2,
+                in_pps: 20,
+                out_pps: 0,
+                in_bps: 2000,
+                out_bps: 0,
+            },
             reals: vec![ListedReal {
                 ep: Endpoint {
                     ip: "2001:db8::11".parse().unwrap(),
@@ -103,6 +110,13 @@ mod tests {
                 u_threshold: 10,
                 l_threshold: 5,
                 stats: Stats::default(),
+                rates: Rates {
+                    cps: 1,
+                    in_pps: 10,
+                    out_pps: 0,
+                    in_bps: 1000,
+                    out_bps: 0,
+                },
             }],
         }]
     }
@@ -131,6 +145,7 @@ mod tests {
                 "one_packet": false,
                 "stats": {"conns": 3, "in_packets": 30, "out_packets": 0,
                           "in_bytes": 3000, "out_bytes": 0},
+                "rates": {"cps": 2, "in_pps": 20, "out_pps": 0, "in_bps": 2000, "out_bps": 0},
                 "reals": [{
                     "address": "2001:db8::11",
                     "port": 8080,
@@ -142,7 +157,8 @@ mod tests {
                     "u_threshold": 10,
                     "l_threshold": 5,
                     "stats": {"conns": 0, "in_packets": 0, "out_packets": 0,
-                              "in_bytes": 0, "out_bytes": 0}
+                              "in_bytes": 0, "out_bytes": 0},
+                    "rates": {"cps": 1, "in_pps": 10, "out_pps": 0, "in_bps": 1000, "out_bps": 0}
                 }]
             }],
             "tables": [{"table": "flows4", "entries": 812, "capacity": 1_048_576}]

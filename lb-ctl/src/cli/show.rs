@@ -1,10 +1,10 @@
-//! Output shaped exactly like ipvsadm's (`-L -n`, `--stats`, `--exact`) and the counters
+//! Output shaped exactly like ipvsadm's (`-L -n`, `--stats`, `--rate`, `--exact`) and the counters
 //! listing. Pure formatting of already-gathered values ([`crate::status`]); column widths are ipvsadm's own
 //! (`print_title`, `print_service_entry` and `print_largenum` in ipvsadm.c).
 
 use crate::cli::ipvsadm::ListFormat;
 use crate::ipvs::model::{Endpoint, ServiceAddr};
-use crate::status::{Counters, ListedConn, ListedService, Stats};
+use crate::status::{Counters, ListedConn, ListedService, Rates, Stats};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -77,6 +77,26 @@ fn traffic(out: &mut String, t: &Stats, exact: bool) {
     out.push('\n');
 }
 
+/// `--rate` columns of a service: all five through `print_largenum` (ipvsadm.c,
+/// `print_service_entry`, the FMT_RATE branch of the service line).
+fn svc_rates(out: &mut String, r: &Rates, exact: bool) {
+    for v in [r.cps, r.in_pps, r.out_pps, r.in_bps, r.out_bps] {
+        largenum(out, v, exact);
+    }
+    out.push('\n');
+}
+
+/// `--rate` columns of a real: ipvsadm prints CPS, InPPS and OutPPS with a plain `%8u`
+/// after a space (never scaled, `--exact` or not) and only the byte rates through
+/// `print_largenum` (ipvsadm.c, `print_service_entry`, the FMT_RATE branch of the
+/// destination loop).
+fn real_rates(out: &mut String, r: &Rates, exact: bool) {
+    let _ = write!(out, " {:>8} {:>8} {:>8}", r.cps, r.in_pps, r.out_pps);
+    largenum(out, r.in_bps, exact);
+    largenum(out, r.out_bps, exact);
+    out.push('\n');
+}
+
 /// How ipvsadm prints a persistence mask that is not all-ones (IPv4 dotted, IPv6 prefix).
 fn mask_text(mask: IpAddr) -> Option<String> {
     match mask {
@@ -88,7 +108,7 @@ fn mask_text(mask: IpAddr) -> Option<String> {
     }
 }
 
-/// `-L -n` / `-L -n --stats` output.
+/// `-L -n` / `-L -n --stats` / `-L -n --rate` output.
 pub fn list(services: &[ListedService], opts: ListOptions) -> String {
     let mut out = String::new();
     if opts.header {
@@ -100,6 +120,12 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
             out,
             "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
             "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        );
+    } else if opts.format == ListFormat::Rate {
+        let _ = writeln!(
+            out,
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
+            "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
         );
     } else if opts.format == ListFormat::Thresholds {
         let _ = writeln!(
@@ -124,6 +150,13 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
             for r in &s.reals {
                 let _ = write!(out, "  -> {:<28}", real_name(&r.ep));
                 traffic(&mut out, &r.stats, opts.exact);
+            }
+        } else if opts.format == ListFormat::Rate {
+            let _ = write!(out, "{:<33}", svc_name(&s.addr));
+            svc_rates(&mut out, &s.rates, opts.exact);
+            for r in &s.reals {
+                let _ = write!(out, "  -> {:<28}", real_name(&r.ep));
+                real_rates(&mut out, &r.rates, opts.exact);
             }
         } else {
             let _ = write!(out, "{} {}", svc_name(&s.addr), s.sched);
@@ -160,7 +193,8 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
                         r.active,
                         r.inactive
                     ),
-                    ListFormat::Plain => writeln!(
+                    // (`--rate` is listed above.)
+                    ListFormat::Plain | ListFormat::Rate => writeln!(
                         out,
                         "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
                         real_name(&r.ep),
@@ -245,6 +279,7 @@ mod tests {
             u_threshold: 0,
             l_threshold: 0,
             stats: Stats::default(),
+            rates: Rates::default(),
         };
         let mut v = vec![
             ListedService {
@@ -257,6 +292,7 @@ mod tests {
                 persistent: None,
                 one_packet: false,
                 stats: Stats::default(),
+                rates: Rates::default(),
                 reals: vec![real("198.18.1.11", 5353, ForwardMode::Nat, 0, 0)],
             },
             ListedService {
@@ -269,6 +305,7 @@ mod tests {
                 persistent: None,
                 one_packet: false,
                 stats: Stats::default(),
+                rates: Rates::default(),
                 reals: vec![real("2001:db8::11", 80, ForwardMode::Tun, 2, 7)],
             },
             ListedService {
@@ -281,6 +318,7 @@ mod tests {
                 persistent: None,
                 one_packet: false,
                 stats: Stats::default(),
+                rates: Rates::default(),
                 reals: vec![
                     real("198.18.1.12", 80, ForwardMode::Dr, 1, 3),
                     real("198.18.1.11", 80, ForwardMode::Dr, 1, 0),
@@ -349,6 +387,79 @@ TCP  198.18.2.1:80                      12      345        0  123456K    2000G
             },
         );
         assert!(out.contains("TCP  198.18.2.1:80                      12      345        0 123456789 2000000000000\n"), "{out}");
+    }
+
+    /// Goldens printed from ipvsadm's own format strings (Distrotech/ipvsadm ipvsadm.c:
+    /// `print_title` l.1407-1411 for the titles, `print_service_entry` l.1498-1504 for a
+    /// service, all five through `print_largenum` l.1376-1397, and l.1553-1560 for a real,
+    /// `"  -> %-28s %8u %8u %8u"` then two `print_largenum`), with printf's semantics: a
+    /// number wider than its field pushes the columns after it.
+    #[test]
+    fn rate_matches_ipvsadm() {
+        let mut s = sample();
+        s[0].rates = Rates {
+            cps: 12,
+            in_pps: 345,
+            out_pps: 0,
+            in_bps: 123_456_789,
+            out_bps: 2_000_000_000_000,
+        };
+        s[0].reals[0].rates = Rates {
+            cps: 5,
+            in_pps: 123_456_789,
+            out_pps: 0,
+            in_bps: 99_999_999,
+            out_bps: 100_000_000,
+        };
+        let opts = ListOptions {
+            format: ListFormat::Rate,
+            ..Default::default()
+        };
+        let want = "\
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  198.18.2.1:80                      12      345        0  123456K    2000G
+  -> 198.18.1.11:80                      5 123456789        0 99999999  100000K
+  -> 198.18.1.12:80                      0        0        0        0        0
+";
+        assert_eq!(list(&s[..1], opts), want);
+        // --exact widens what print_largenum prints; a real's CPS/InPPS/OutPPS (%8u) never
+        // change.
+        let want = "\
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  198.18.2.1:80                      12      345        0 123456789 2000000000000
+  -> 198.18.1.11:80                      5 123456789        0 99999999 100000000
+  -> 198.18.1.12:80                      0        0        0        0        0
+";
+        let exact = ListOptions {
+            exact: true,
+            ..opts
+        };
+        assert_eq!(list(&s[..1], exact), want);
+        // With the version header of a full listing; --stats wins over --rate
+        // (`print_title` tests FMT_STATS first).
+        let full = list(
+            &s[..1],
+            ListOptions {
+                header: true,
+                ..opts
+            },
+        );
+        assert!(full.starts_with(&format!(
+            "{HEADER}\nProt LocalAddress:Port                 CPS"
+        )));
+        let both = list(
+            &s[..1],
+            ListOptions {
+                stats: true,
+                ..opts
+            },
+        );
+        assert!(
+            both.starts_with("Prot LocalAddress:Port               Conns"),
+            "{both}"
+        );
     }
 
     #[test]

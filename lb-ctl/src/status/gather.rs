@@ -2,7 +2,7 @@
 //! listing needs. No formatting here.
 
 use super::{
-    Counters, Gather, ListedConn, ListedReal, ListedService, Persistence, Stats, TableFill,
+    Counters, Gather, ListedConn, ListedReal, ListedService, Persistence, Rates, Stats, TableFill,
 };
 use crate::ipvs::model::{Endpoint, Proto, ServiceAddr, Snapshot, real_endpoint, sched_flag_names};
 use crate::maps::{self, Maps, MapsError};
@@ -66,6 +66,11 @@ pub fn services(
                 } else {
                     Stats::default()
                 },
+                rates: if what.rates {
+                    maps.real_rates(id, r.generation)?
+                } else {
+                    Rates::default()
+                },
             });
         }
         let kind = SchedKind::from_u8(s.sched);
@@ -79,6 +84,11 @@ pub fn services(
                 maps.svc_traffic(s.id)?.into()
             } else {
                 Stats::default()
+            },
+            rates: if what.rates {
+                maps.svc_rates(s.id)?
+            } else {
+                Rates::default()
             },
             reals,
         });

@@ -10,6 +10,7 @@ pub mod gather;
 pub use gather::{conns, counters, services};
 
 use crate::ipvs::model::{Endpoint, ServiceAddr};
+pub use crate::rate::Rates;
 use lb_common::{Counter, Drop, ForwardMode, Pass, Traffic};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::net::IpAddr;
@@ -76,6 +77,8 @@ pub struct ListedReal {
     pub l_threshold: u32,
     /// Traffic (zero unless gathered, see [`Gather`]).
     pub stats: Stats,
+    /// Rates, from the estimator (zero unless gathered, see [`Gather`]).
+    pub rates: Rates,
 }
 
 /// A service's persistence (`-p`, `-M`).
@@ -105,6 +108,8 @@ pub struct ListedService {
     pub one_packet: bool,
     /// Traffic (zero unless gathered, see [`Gather`]).
     pub stats: Stats,
+    /// Rates, from the estimator (zero unless gathered, see [`Gather`]).
+    pub rates: Rates,
     /// Its reals.
     pub reals: Vec<ListedReal>,
 }
@@ -114,6 +119,8 @@ pub struct ListedService {
 pub struct Gather {
     /// Traffic of every service and real (one per-CPU read each).
     pub stats: bool,
+    /// Rates of every service and real (one read each).
+    pub rates: bool,
     /// Connection counts (free from the data path's counters; an older object without
     /// them needs a walk of the flow tables).
     pub conns: bool,
