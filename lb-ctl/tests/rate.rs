@@ -215,9 +215,14 @@ fn listed_rates_follow_the_kernel_formula() {
     lab.ok("-Z");
     let mut svc_rate: aya::maps::Array<MapData, lb_common::rate::RateState> =
         lb_ctl::maps::open(pin, MAP_SVC_RATE).unwrap();
-    let mut racing = lb_common::rate::RateState::default();
-    racing.last = traffic(5, SVC_PER_TICK);
-    racing.avg.in_pps = 1 << 30;
+    let racing = lb_common::rate::RateState {
+        last: traffic(5, SVC_PER_TICK),
+        avg: lb_common::rate::ScaledRates {
+            in_pps: 1 << 30,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     svc_rate.set(sid, racing, 0).unwrap();
     write_stats(pin, MAP_SVC_STATS, sid, traffic(1, SVC_PER_TICK));
     lb_ctl::maps::rate::tick(pin).unwrap();

@@ -68,7 +68,7 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -a|--add-server  -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
   -e|--edit-server -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
   -d|--delete-server -t|-u VIP:PORT -r RIP[:PORT]
-  -L|-l|--list [-n] [--stats|--thresholds|--persistent-conn] [--exact] [--nosort]
+  -L|-l|--list [-n] [--stats|--rate|--thresholds|--persistent-conn] [--exact] [--nosort]
                [-t|-u VIP:PORT] [--json]
   -L -c [--persistent-conn] [--json]                      connections and templates
   -L --timeout                                            Timeout (tcp tcpfin udp)
@@ -90,7 +90,8 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   IPv6 addresses in brackets: [2001:db8::1]:80. A VIP without a port is an all-port
   service; a NAT real without a port uses the service's port. -L sorts reals as ipvsadm
   does; --nosort shows IPVS's list order (newest first), which schedulers follow.
-  Connections expire only while `lb-ctl sweep` runs (IPVS's timers); settings:
+  Connections expire, and --rate is estimated (every 2 s), only while `lb-ctl sweep`
+  runs (IPVS's timers); settings:
   `lb-ctl sysctl expire_nodest_conn|expire_quiescent_template 0|1`.
 
 Examples:
