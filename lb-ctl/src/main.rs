@@ -230,12 +230,15 @@ fn run_native(cli: Cli) -> Result<String> {
         }
         Sub::Sysctl { name, value } => ctl::sysctl(&dir, name.as_deref(), value)?,
         // /proc/self/exe, not current_exe(): still readable if the file was replaced.
-        Sub::Install { prefix } => lines(lb_ctl::install::install(
-            &prefix,
-            std::path::Path::new("/proc/self/exe"),
-            &Cli::command(),
-        )?),
-        Sub::Uninstall { prefix } => lines(lb_ctl::install::uninstall(&prefix, &Cli::command())?),
+        Sub::Install { prefix } => {
+            let exe = std::path::Path::new("/proc/self/exe");
+            lb_ctl::install::install(&prefix, exe, &Cli::command(), &mut |l| println!("{l}"))?;
+            String::new()
+        }
+        Sub::Uninstall { prefix } => {
+            lb_ctl::install::uninstall(&prefix, &Cli::command(), &mut |l| println!("{l}"))?;
+            String::new()
+        }
     })
 }
 

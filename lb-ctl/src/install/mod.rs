@@ -40,10 +40,11 @@ pub enum InstallError {
     /// The manual pages could not be rendered.
     #[error("cannot render the manual pages")]
     Render(#[source] io::Error),
-    /// Writing failed; the files this run created before it were removed again.
-    #[error("cannot write {0} (files this install created before it were removed again)")]
+    /// Writing failed; the files this run created before it (reported `installed`) were
+    /// removed again, the ones it refreshed stay refreshed.
+    #[error("cannot write {0} (the files this install created were removed again)")]
     Write(PathBuf, #[source] io::Error),
-    /// Removing failed (the files before it in the output are gone).
+    /// Removing failed (the files reported `removed` before it are gone).
     #[error("cannot remove {0}")]
     Remove(PathBuf, #[source] io::Error),
 }
@@ -163,15 +164,17 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 
 /// `lb-ctl install`: installs under `prefix` the executable read from `exe`, the `ipvsadm`
 /// link, and the manual pages and completions of `cmd` (lb-ctl's clap definition).
-/// Returns one line per file and a summary.
+/// `report` gets one line per file as it is done, then a summary.
 pub fn install(
     prefix: &Path,
     exe: &Path,
     cmd: &clap::Command,
-) -> Result<Vec<String>, InstallError> {
+    report: &mut dyn FnMut(String),
+) -> Result<(), InstallError> {
     let binary = fs::read(exe).map_err(|e| InstallError::ReadBinary(exe.into(), e))?;
     let entries = layout(cmd)?;
     let mut steps = Vec::with_capacity(entries.len());
+    let mut refused = Vec::new();
     for e in &entries {
         let path = plan::under(prefix, e);
         let found = observe(&path, &e.source, &binary)?;
@@ -179,15 +182,11 @@ pub fn install(
             Some(g) => exists(&prefix.join(g))?,
             None => false,
         };
-        steps.push((plan::install_step(e, &found, guarded), found));
+        match plan::install_step(e, &found, guarded) {
+            Ok(step) => steps.push((e, path, step, found)),
+            Err(why) => refused.push(why),
+        }
     }
-    let refused: Vec<&String> = steps
-        .iter()
-        .filter_map(|(s, _)| match s {
-            Step::Refuse(why) => Some(why),
-            _ => None,
-        })
-        .collect();
     if let Some(first) = refused.first() {
         let more = match refused.len() - 1 {
             0 => String::new(),
@@ -195,11 +194,9 @@ pub fn install(
         };
         return Err(InstallError::Refused(format!("{first}{more}")));
     }
-    let mut out = Vec::new();
     let mut created: Vec<PathBuf> = Vec::new();
     let (mut new, mut updated, mut unchanged, mut skipped) = (0, 0, 0, 0);
-    for (e, (step, found)) in entries.iter().zip(&steps) {
-        let path = plan::under(prefix, e);
+    for (e, path, step, found) in steps {
         let shown = match &e.source {
             Source::Link(t) => format!("{} -> {}", path.display(), t.display()),
             _ => path.display().to_string(),
@@ -212,34 +209,33 @@ pub fn install(
                     }
                     return Err(InstallError::Write(path, err));
                 }
-                if *found == Found::Missing {
+                if found == Found::Missing {
                     created.push(path);
                     new += 1;
-                    out.push(format!("installed {shown}"));
+                    report(format!("installed {shown}"));
                 } else {
                     updated += 1;
-                    out.push(format!("updated {shown}"));
+                    report(format!("updated {shown}"));
                 }
             }
             Step::Unchanged => {
                 unchanged += 1;
-                out.push(format!("unchanged {shown}"));
+                report(format!("unchanged {shown}"));
             }
             Step::Skip(why) => {
                 skipped += 1;
-                out.push(format!("skipped {}: {why}", path.display()));
+                report(format!("skipped {}: {why}", path.display()));
             }
-            Step::Refuse(_) => unreachable!("refusals return above"),
         }
     }
-    out.push(format!(
+    report(format!(
         "lb-ctl install: {new} installed, {updated} updated, {unchanged} unchanged, {skipped} skipped under {}; \
          `ipvsadm` runs lb-ctl where {} comes first in PATH (undo: lb-ctl uninstall{})",
         prefix.display(),
         prefix.join("sbin").display(),
         prefix_arg(prefix),
     ));
-    Ok(out)
+    Ok(())
 }
 
 /// `--prefix DIR` as the user would retype it, empty for the default.
@@ -252,10 +248,14 @@ fn prefix_arg(prefix: &Path) -> String {
 }
 
 /// `lb-ctl uninstall`: removes under `prefix` each name install writes for `cmd` that is
-/// still lb-ctl's, links before the executable they point at, and says what it left.
-pub fn uninstall(prefix: &Path, cmd: &clap::Command) -> Result<Vec<String>, InstallError> {
+/// still lb-ctl's, links before the executable they point at. `report` gets a line per
+/// file removed or left alone as it goes, then a summary.
+pub fn uninstall(
+    prefix: &Path,
+    cmd: &clap::Command,
+    report: &mut dyn FnMut(String),
+) -> Result<(), InstallError> {
     let entries = layout(cmd)?;
-    let mut out = Vec::new();
     let (mut removed, mut left) = (0, 0);
     for e in entries.iter().rev() {
         let path = plan::under(prefix, e);
@@ -263,20 +263,20 @@ pub fn uninstall(prefix: &Path, cmd: &clap::Command) -> Result<Vec<String>, Inst
             Removal::Remove => {
                 fs::remove_file(&path).map_err(|err| InstallError::Remove(path.clone(), err))?;
                 removed += 1;
-                out.push(format!("removed {}", path.display()));
+                report(format!("removed {}", path.display()));
             }
             Removal::Absent => {}
             Removal::Leave(why) => {
                 left += 1;
-                out.push(format!("left {}: {why}", path.display()));
+                report(format!("left {}: {why}", path.display()));
             }
         }
     }
-    out.push(format!(
+    report(format!(
         "lb-ctl uninstall: {removed} removed, {left} left alone under {}",
         prefix.display()
     ));
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -71,7 +71,8 @@ pub enum Found {
     Other,
 }
 
-/// What install does with one entry.
+/// What install does with one entry it may write (a name taken by something not lb-ctl's
+/// is an `Err` of [`install_step`] instead, and refuses the whole install).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Write it (new, or a refresh of our own file or link).
@@ -80,8 +81,6 @@ pub enum Step {
     Unchanged,
     /// Left out, with the reason (an optional entry whose name is taken).
     Skip(String),
-    /// The name is taken by something that is not ours: the whole install is refused.
-    Refuse(String),
 }
 
 /// What uninstall does with one entry.
@@ -116,16 +115,17 @@ fn is_ours(source: &Source, found: &Found) -> bool {
     }
 }
 
-/// What install does with `entry`, given what is at its path and whether its guard exists.
-pub fn install_step(entry: &Entry, found: &Found, guarded: bool) -> Step {
+/// What install does with `entry`, given what is at its path and whether its guard exists;
+/// `Err` with the reason when the name is taken by something not lb-ctl's.
+pub fn install_step(entry: &Entry, found: &Found, guarded: bool) -> Result<Step, String> {
     let name = entry.path.display();
     if guarded && let Some(g) = &entry.guard {
-        return Step::Skip(format!(
+        return Ok(Step::Skip(format!(
             "{} exists (not lb-ctl's), so {name} is not installed beside it",
             g.display()
-        ));
+        )));
     }
-    match found {
+    Ok(match found {
         Found::Missing => Step::Write,
         Found::File { same: true } if is_ours(&entry.source, found) => Step::Unchanged,
         Found::Link(_) if is_ours(&entry.source, found) => Step::Unchanged,
@@ -135,10 +135,10 @@ pub fn install_step(entry: &Entry, found: &Found, guarded: bool) -> Step {
             if entry.optional {
                 Step::Skip(why)
             } else {
-                Step::Refuse(why)
+                return Err(why);
             }
         }
-    }
+    })
 }
 
 /// What uninstall does with `entry`, given what is at its path.
@@ -170,11 +170,9 @@ mod tests {
     #[test]
     fn the_ipvsadm_name_is_refused_unless_it_is_our_link() {
         let e = link("lb-ctl");
-        assert_eq!(install_step(&e, &Found::Missing, false), Step::Write);
-        assert_eq!(
-            install_step(&e, &Found::Link("lb-ctl".into()), false),
-            Step::Unchanged
-        );
+        assert_eq!(install_step(&e, &Found::Missing, false), Ok(Step::Write));
+        let ours = Found::Link("lb-ctl".into());
+        assert_eq!(install_step(&e, &ours, false), Ok(Step::Unchanged));
         // A real ipvsadm binary, a link to it, a directory: never replaced.
         for found in [
             Found::File { same: false },
@@ -183,43 +181,25 @@ mod tests {
             Found::Link("/usr/local/sbin/lb-ctl".into()),
             Found::Other,
         ] {
-            assert!(
-                matches!(install_step(&e, &found, false), Step::Refuse(_)),
-                "{found:?}"
-            );
+            assert!(install_step(&e, &found, false).is_err(), "{found:?}");
             assert!(
                 matches!(uninstall_step(&e, &found), Removal::Leave(_)),
                 "{found:?}"
             );
         }
-        assert_eq!(
-            uninstall_step(&e, &Found::Link("lb-ctl".into())),
-            Removal::Remove
-        );
+        assert_eq!(uninstall_step(&e, &ours), Removal::Remove);
         assert_eq!(uninstall_step(&e, &Found::Missing), Removal::Absent);
     }
 
     #[test]
     fn our_files_are_refreshed_and_kept() {
         let e = Entry::required(BINARY, Source::Binary);
-        assert_eq!(install_step(&e, &Found::Missing, false), Step::Write);
-        assert_eq!(
-            install_step(&e, &Found::File { same: true }, false),
-            Step::Unchanged
-        );
-        assert_eq!(
-            install_step(&e, &Found::File { same: false }, false),
-            Step::Write
-        );
+        let step = |found: Found| install_step(&e, &found, false);
+        assert_eq!(step(Found::Missing), Ok(Step::Write));
+        assert_eq!(step(Found::File { same: true }), Ok(Step::Unchanged));
+        assert_eq!(step(Found::File { same: false }), Ok(Step::Write));
         // A link named lb-ctl (to a build tree, say) is someone's arrangement.
-        assert!(matches!(
-            install_step(
-                &e,
-                &Found::Link("/src/lb/target/release/lb-ctl".into()),
-                false
-            ),
-            Step::Refuse(_)
-        ));
+        assert!(step(Found::Link("/src/lb/target/release/lb-ctl".into())).is_err());
         assert_eq!(
             uninstall_step(&e, &Found::File { same: false }),
             Removal::Remove
@@ -238,14 +218,14 @@ mod tests {
             optional: true,
             guard: Some(PathBuf::from(MAN8).join("ipvsadm.8.gz")),
         };
-        assert_eq!(install_step(&e, &Found::Missing, false), Step::Write);
+        assert_eq!(install_step(&e, &Found::Missing, false), Ok(Step::Write));
         assert!(matches!(
             install_step(&e, &Found::Missing, true),
-            Step::Skip(_)
+            Ok(Step::Skip(_))
         ));
         assert!(matches!(
             install_step(&e, &Found::File { same: false }, false),
-            Step::Skip(_)
+            Ok(Step::Skip(_))
         ));
     }
 }

@@ -45,11 +45,16 @@ impl Fixture {
     fn at(&self, rel: &str) -> PathBuf {
         self.prefix().join(rel)
     }
+    /// The lines install reported, or its error.
     fn install(&self) -> Result<Vec<String>, InstallError> {
-        install(&self.prefix(), &self.exe(), &cmd())
+        let mut out = Vec::new();
+        install(&self.prefix(), &self.exe(), &cmd(), &mut |l| out.push(l))?;
+        Ok(out)
     }
     fn uninstall(&self) -> Vec<String> {
-        uninstall(&self.prefix(), &cmd()).unwrap()
+        let mut out = Vec::new();
+        uninstall(&self.prefix(), &cmd(), &mut |l| out.push(l)).unwrap();
+        out
     }
 }
 
