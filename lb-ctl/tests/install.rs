@@ -159,3 +159,40 @@ fn a_real_ipvsadm_is_refused_in_one_line() {
     assert_eq!(names, ["ipvsadm"]);
     assert!(!dir.path().join("share").exists());
 }
+
+/// What bash completes for `words` (the last one being completed) with the installed
+/// script, as bash-completion would call it.
+fn bash_completes(script: &Path, words: &[&str]) -> Vec<String> {
+    let cword = words.len() - 1;
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let prog = format!(
+        "source '{}'\n\
+         f=$(complete -p lb-ctl | sed -E 's/.*-F ([^ ]+).*/\\1/')\n\
+         COMP_WORDS=({})\nCOMP_CWORD={cword}\n\
+         \"$f\" lb-ctl '{}' '{}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script.display(),
+        quoted.join(" "),
+        words[cword],
+        words[cword - 1],
+    );
+    let out = Command::new("bash").args(["-c", &prog]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out).lines().map(String::from).collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_their_options() {
+    let dir = tempfile::tempdir().unwrap();
+    installed(dir.path());
+    let script = dir.path().join("share/bash-completion/completions/lb-ctl");
+    assert_eq!(bash_completes(&script, &["lb-ctl", "lo"]), ["load"]);
+    assert!(bash_completes(&script, &["lb-ctl", "install", "--"]).contains(&"--prefix".into()));
+    let load = bash_completes(&script, &["lb-ctl", "load", "--"]);
+    for want in ["--iface", "--skb", "--max-flows", "--no-sweep"] {
+        assert!(load.contains(&want.to_string()), "{want}: {load:?}");
+    }
+}

@@ -92,7 +92,31 @@ pub const COMPLETIONS: [(Shell, &str); 3] = [
 pub fn completion(shell: Shell, cmd: &clap::Command) -> Vec<u8> {
     let mut cmd = cmd.clone();
     let name = cmd.get_name().to_string();
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut cmd, name, &mut out);
-    out
+    if shell != Shell::Bash || !name.contains('-') {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut cmd, name, &mut out);
+        return out;
+    }
+    // clap_complete's bash script (4.6.12) completes no subcommand's options for a name
+    // with a hyphen: its dispatch loop and its `case` labels escape the hyphen differently
+    // (clap-rs/clap#6421, open). Made for the name with `_`, the script agrees with
+    // itself; then only its `complete` lines are pointed back at the real command.
+    let alias = name.replace('-', "_");
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, alias.clone(), &mut script);
+    let script = String::from_utf8_lossy(&script);
+    let registered = format!(" {alias}");
+    let mut out = String::with_capacity(script.len());
+    for line in script.lines() {
+        match line.strip_suffix(&registered) {
+            Some(head) if line.trim_start().starts_with("complete ") => {
+                out.push_str(head);
+                out.push(' ');
+                out.push_str(&name);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
 }
