@@ -189,6 +189,30 @@ fn a_changed_binary_is_refreshed_by_rename() {
 }
 
 #[test]
+fn a_running_installed_binary_is_replaced_without_text_file_busy() {
+    let f = Fixture::new();
+    // A real executable stands in for the resident `lb-ctl sweep`: writing into a file
+    // that a process runs fails with ETXTBSY; renaming over it does not.
+    fs::copy("/bin/sleep", f.exe()).unwrap();
+    f.install().unwrap();
+    let mut running = std::process::Command::new(f.at(plan::BINARY))
+        .arg("30")
+        .spawn()
+        .unwrap();
+    fs::write(f.exe(), b"\x7fELF a newer build").unwrap();
+    let out = f.install();
+    let still_running = running.try_wait().unwrap().is_none();
+    running.kill().unwrap();
+    running.wait().unwrap();
+    assert!(out.is_ok(), "{out:?}");
+    assert!(still_running);
+    assert_eq!(
+        fs::read(f.at(plan::BINARY)).unwrap(),
+        b"\x7fELF a newer build"
+    );
+}
+
+#[test]
 fn a_foreign_ipvsadm_is_refused_with_nothing_written() {
     for foreign in ["file", "link", "dir"] {
         let f = Fixture::new();
