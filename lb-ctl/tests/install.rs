@@ -149,8 +149,11 @@ fn a_real_ipvsadm_is_refused_in_one_line() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         err,
-        "lb-ctl: refusing to install: sbin/ipvsadm is a regular file, not lb-ctl's; \
-         nothing was changed\n"
+        format!(
+            "lb-ctl: refusing to install: {}/sbin/ipvsadm is a regular file, not lb-ctl's; \
+             nothing was changed\n",
+            dir.path().display()
+        )
     );
     let names: Vec<_> = fs::read_dir(dir.path().join("sbin"))
         .unwrap()

@@ -184,7 +184,7 @@ pub fn install(
         };
         match plan::install_step(e, &found, guarded) {
             Ok(step) => steps.push((e, path, step, found)),
-            Err(why) => refused.push(why),
+            Err(why) => refused.push(format!("{} is {why}", path.display())),
         }
     }
     if let Some(first) = refused.first() {
@@ -224,7 +224,7 @@ pub fn install(
             }
             Step::Skip(why) => {
                 skipped += 1;
-                report(format!("skipped {}: {why}", path.display()));
+                report(format!("skipped {} (it {why})", path.display()));
             }
         }
     }
@@ -268,7 +268,7 @@ pub fn uninstall(
             Removal::Absent => {}
             Removal::Leave(why) => {
                 left += 1;
-                report(format!("left {}: {why}", path.display()));
+                report(format!("left {} (it is {why})", path.display()));
             }
         }
     }

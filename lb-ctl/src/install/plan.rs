@@ -79,7 +79,8 @@ pub enum Step {
     Write,
     /// Ours and already as it would be written.
     Unchanged,
-    /// Left out, with the reason (an optional entry whose name is taken).
+    /// Left out (an optional entry whose name is taken), with the reason worded to follow
+    /// `it `: `is a regular file, not lb-ctl's`.
     Skip(String),
 }
 
@@ -90,18 +91,19 @@ pub enum Removal {
     Remove,
     /// Nothing there.
     Absent,
-    /// Not ours: left alone, with the reason.
+    /// Not ours: left alone, with the reason worded to follow `it is `.
     Leave(String),
 }
 
-/// How `found` looks in a message.
-fn describe(found: &Found) -> String {
-    match found {
+/// Why a name taken by `found` is not lb-ctl's, worded to follow `PATH is `.
+fn foreign(found: &Found) -> String {
+    let what = match found {
         Found::Missing => "missing".into(),
         Found::File { .. } => "a regular file".into(),
         Found::Link(t) => format!("a link to {}", t.display()),
         Found::Other => "a directory or special file".into(),
-    }
+    };
+    format!("{what}, not lb-ctl's")
 }
 
 /// Whether `found` is what install writes (or wrote) for `source`: for a file, any regular
@@ -116,13 +118,13 @@ fn is_ours(source: &Source, found: &Found) -> bool {
 }
 
 /// What install does with `entry`, given what is at its path and whether its guard exists;
-/// `Err` with the reason when the name is taken by something not lb-ctl's.
+/// `Err` with the reason when the name is taken by something not lb-ctl's, worded to
+/// follow `PATH is `: `a regular file, not lb-ctl's`.
 pub fn install_step(entry: &Entry, found: &Found, guarded: bool) -> Result<Step, String> {
-    let name = entry.path.display();
     if guarded && let Some(g) = &entry.guard {
         return Ok(Step::Skip(format!(
-            "{} exists (not lb-ctl's), so {name} is not installed beside it",
-            g.display()
+            "would sit beside {}, which is not lb-ctl's",
+            g.file_name().unwrap_or(g.as_os_str()).display()
         )));
     }
     Ok(match found {
@@ -131,11 +133,10 @@ pub fn install_step(entry: &Entry, found: &Found, guarded: bool) -> Result<Step,
         Found::Link(_) if is_ours(&entry.source, found) => Step::Unchanged,
         _ if is_ours(&entry.source, found) => Step::Write,
         other => {
-            let why = format!("{name} is {}, not lb-ctl's", describe(other));
             if entry.optional {
-                Step::Skip(why)
+                Step::Skip(format!("is {}", foreign(other)))
             } else {
-                return Err(why);
+                return Err(foreign(other));
             }
         }
     })
@@ -146,11 +147,7 @@ pub fn uninstall_step(entry: &Entry, found: &Found) -> Removal {
     match found {
         Found::Missing => Removal::Absent,
         f if is_ours(&entry.source, f) => Removal::Remove,
-        other => Removal::Leave(format!(
-            "{} is {}, not lb-ctl's",
-            entry.path.display(),
-            describe(other)
-        )),
+        other => Removal::Leave(foreign(other)),
     }
 }
 
