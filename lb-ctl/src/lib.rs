@@ -22,6 +22,8 @@
 //!   ([`cli::json`], docs/json.md) and running a command ([`cli::ctl`]).
 //! - [`loader`]: load, pin, attach, detach.
 //! - [`nexthop`]: a real's egress interface and MACs, via `ip -j`.
+//! - [`install`]: `lb-ctl install` / `uninstall`: the executable, the `ipvsadm` link,
+//!   manual pages and completions under a prefix.
 //!
 //! Room to grow, one folder each: `config/` (config files into the typed model),
 //! `check/` (health checkers), `vrrp/`, `metrics/` (an exporter over [`status`]),
@@ -29,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod install;
 pub mod ipvs;
 pub mod loader;
 pub mod maps;

@@ -94,6 +94,19 @@ enum Sub {
         /// New value (0 or 1); none shows the current one.
         value: Option<u32>,
     },
+    /// Install lb-ctl under a prefix: sbin/lb-ctl, an `ipvsadm` link to it, manual pages
+    /// and shell completions; refused, with nothing written, if a name is not lb-ctl's.
+    Install {
+        /// Directory to install under.
+        #[arg(long, value_name = "DIR", default_value = lb_ctl::install::DEFAULT_PREFIX)]
+        prefix: PathBuf,
+    },
+    /// Remove what `lb-ctl install` put under the prefix (a foreign `ipvsadm` stays).
+    Uninstall {
+        /// Directory lb-ctl was installed under.
+        #[arg(long, value_name = "DIR", default_value = lb_ctl::install::DEFAULT_PREFIX)]
+        prefix: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +229,16 @@ fn run_native(cli: Cli) -> Result<String> {
             }
         }
         Sub::Sysctl { name, value } => ctl::sysctl(&dir, name.as_deref(), value)?,
+        // /proc/self/exe, not current_exe(): still readable if the file was replaced.
+        Sub::Install { prefix } => {
+            let exe = std::path::Path::new("/proc/self/exe");
+            lb_ctl::install::install(&prefix, exe, &Cli::command(), &mut |l| println!("{l}"))?;
+            String::new()
+        }
+        Sub::Uninstall { prefix } => {
+            lb_ctl::install::uninstall(&prefix, &Cli::command(), &mut |l| println!("{l}"))?;
+            String::new()
+        }
     })
 }
 

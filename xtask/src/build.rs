@@ -52,7 +52,9 @@ fn userspace() -> Result<()> {
     )
 }
 
-pub fn build_and_load(iface: &str, skb: bool, detach: bool) -> Result<()> {
+/// `install`: after loading, `lb-ctl install` (default prefix), so `ipvsadm` on root's
+/// PATH runs this build; nothing is installed when detaching.
+pub fn build_and_load(iface: &str, skb: bool, detach: bool, install: bool) -> Result<()> {
     run()?;
     let ctl = root().join("target/release/lb-ctl");
     let mut cmd = Command::new(&ctl);
@@ -78,5 +80,13 @@ pub fn build_and_load(iface: &str, skb: bool, detach: bool) -> Result<()> {
             cmd.arg("--skb");
         }
     }
-    util::run(&mut cmd)
+    util::run(&mut cmd)?;
+    if install && !detach {
+        step(&format!(
+            "installing lb-ctl and its `ipvsadm` link under {} (--no-install to skip)",
+            lb_ctl::install::DEFAULT_PREFIX
+        ));
+        util::run(Command::new(&ctl).arg("install"))?;
+    }
+    Ok(())
 }

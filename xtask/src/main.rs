@@ -24,7 +24,8 @@ enum Cmd {
     Setup,
     /// Build the eBPF objects and the userspace workspace (release).
     Build,
-    /// Build, then load lb on an interface of this namespace (or detach it).
+    /// Build, then load lb on an interface of this namespace (or detach it), then install
+    /// lb-ctl as `ipvsadm` under /usr/local.
     BuildAndLoad {
         /// Interface to attach to.
         #[arg(long)]
@@ -35,6 +36,10 @@ enum Cmd {
         /// Detach from the interface instead.
         #[arg(long)]
         detach: bool,
+        /// Do not run `lb-ctl install` after loading (the binary in /usr/local/sbin and
+        /// its `ipvsadm` link, manual pages and completions).
+        #[arg(long)]
+        no_install: bool,
     },
     /// Build, then run test groups; each ends with `GROUP: N passed, M failed, K skipped`.
     Test {
@@ -63,7 +68,12 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Setup => setup::run(),
         Cmd::Build => build::run(),
-        Cmd::BuildAndLoad { iface, skb, detach } => build::build_and_load(&iface, skb, detach),
+        Cmd::BuildAndLoad {
+            iface,
+            skb,
+            detach,
+            no_install,
+        } => build::build_and_load(&iface, skb, detach, !no_install),
         Cmd::Test { group, args } => test::run(group, &args),
         Cmd::Demo { requests, no_build } => demo::run(requests, !no_build),
         Cmd::Bench(args) => bench::run(args),

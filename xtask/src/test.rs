@@ -54,6 +54,10 @@ impl Group {
                     "--bins",
                 ]),
                 with(&["-p", "lb-tests", "--lib"]),
+                // lb-ctl's one root-free integration test: install into a temporary
+                // prefix and run the built binary through its `ipvsadm` link. (The lab
+                // group's `--test *` runs it again, for a fraction of a second.)
+                with(&["-p", "lb-ctl", "--test", "install"]),
             ],
             // packet first, then every other lb-tests target but lab (e.g. sched), so a
             // new test binary runs in CI without an xtask change.
@@ -415,6 +419,10 @@ mod tests {
         for p in ["lb-common", "lb-ctl", "xtask", "lb-tests"] {
             assert!(unit.contains(&p), "{p} missing from unit");
         }
+        assert!(
+            unit.contains(&"install"),
+            "lb-ctl's install test needs no root"
+        );
         assert!(Group::Packet.commands()[0].contains(&"packet"));
         assert!(Group::Packet.commands().iter().all(|c| !c.contains(&"lab")));
         assert!(Group::Lab.commands()[0].contains(&"lab"));
