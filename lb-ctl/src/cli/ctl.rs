@@ -3,6 +3,8 @@
 
 use crate::cli::ipvsadm::IpvsCommand;
 use crate::cli::json;
+use crate::cli::names::{Names, Numeric, System};
+use crate::cli::save;
 use crate::cli::show::{self, ListOptions};
 use crate::ipvs::model::{ModelError, Op, SCHED_FLAGS, ServiceAddr, sched_names};
 use crate::ipvs::{real, service};
@@ -28,6 +30,37 @@ pub enum CtlError {
     /// The pin directory could not be locked.
     #[error("cannot lock {0}")]
     Lock(std::path::PathBuf, #[source] std::io::Error),
+    /// `-R` could not read its standard input.
+    #[error("cannot read the commands from stdin")]
+    Stdin(#[source] std::io::Error),
+    /// A line of a `-R` stream was refused; nothing was written.
+    #[error("line {line}: {source}")]
+    Restore {
+        /// 1-based line number in the stream.
+        line: usize,
+        /// Why.
+        #[source]
+        source: Box<RestoreLineError>,
+    },
+}
+
+/// Why one `-R` line is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreLineError {
+    /// Not an ipvsadm command line.
+    #[error(transparent)]
+    Parse(#[from] crate::cli::ipvsadm::ParseError),
+    /// A command that changes nothing (a listing, `-S`, `-R`, `-h`).
+    #[error("{0} is not a change; a restore stream holds -A -E -D -a -e -d -C -Z --set")]
+    NotAChange(String),
+    /// Refused by the planner against the state the lines before it leave.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// `names` for a listing: numbers with `-n`, the system's names without.
+fn names_for(numeric: bool) -> &'static dyn Names {
+    if numeric { &Numeric } else { &System }
 }
 
 /// Help text of the ipvsadm-style commands (printed by `-h` and `lb-ctl --help`):
@@ -145,6 +178,7 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             format,
             nosort,
             json,
+            numeric,
         } => {
             let opts = ListOptions {
                 stats: *stats,
@@ -153,12 +187,22 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
                 format: *format,
                 nosort: *nosort,
             };
-            return list(dir, service.as_ref(), opts, *json);
+            return list(dir, service.as_ref(), opts, *json, names_for(*numeric));
         }
         IpvsCommand::ListConns {
             persistent_conn,
             json,
-        } => return list_conns(dir, *persistent_conn, *json),
+            numeric,
+        } => return list_conns(dir, *persistent_conn, *json, names_for(*numeric)),
+        // No sync daemon runs with lb: ipvsadm's `list_daemon` prints nothing then.
+        IpvsCommand::ListDaemon => return Ok(String::new()),
+        IpvsCommand::Save { numeric } => return save_rules(dir, names_for(*numeric)),
+        IpvsCommand::Restore => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(CtlError::Stdin)?;
+            restore(dir, &text, &System)?;
+        }
         IpvsCommand::ListTimeout => {
             let t = effective_timeouts(&maps::read_settings(dir)?.timeouts);
             return Ok(show::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s));
@@ -167,16 +211,7 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             let _lock = crate::maps::sys::lock_dir(dir)
                 .map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
             let mut s = maps::read_settings(dir)?;
-            // As IPVS: a 0 leaves that timeout unchanged.
-            for (slot, v) in [
-                (&mut s.timeouts.tcp_s, tcp),
-                (&mut s.timeouts.tcpfin_s, fin),
-                (&mut s.timeouts.udp_s, udp),
-            ] {
-                if *v != 0 {
-                    *slot = *v;
-                }
-            }
+            set_timeouts(&mut s, [*tcp, *fin, *udp]);
             maps::write_settings(dir, &s)?;
         }
         IpvsCommand::Help => return Ok(ipvsadm_help()),
@@ -203,6 +238,7 @@ pub fn list(
     only: Option<&ServiceAddr>,
     opts: ListOptions,
     json: bool,
+    names: &dyn Names,
 ) -> Result<String, CtlError> {
     let maps = Maps::open(dir)?;
     let snap = maps.snapshot()?;
@@ -225,21 +261,148 @@ pub fn list(
     Ok(if json {
         json::services(&listed, &status::gather::tables(dir)?)
     } else {
-        show::list(&listed, opts)
+        show::list(&listed, opts, names)
     })
 }
 
 /// `-L -c [--json]`: flows and persistence templates with the seconds they have left, by
 /// CLOCK.
-pub fn list_conns(dir: &Path, persistent_conn: bool, json: bool) -> Result<String, CtlError> {
+pub fn list_conns(
+    dir: &Path,
+    persistent_conn: bool,
+    json: bool,
+    names: &dyn Names,
+) -> Result<String, CtlError> {
     let maps = Maps::open(dir)?;
     let snap = maps.snapshot()?;
     let list = status::conns(&maps, &snap, dir)?;
     Ok(if json {
         json::conns(&list)
     } else {
-        show::conns(&list, persistent_conn)
+        show::conns(&list, persistent_conn, names)
     })
+}
+
+/// `-S [-n]`: every service and real as the ipvsadm commands that make them, sorted as
+/// ipvsadm sorts them.
+pub fn save_rules(dir: &Path, names: &dyn Names) -> Result<String, CtlError> {
+    let maps = Maps::open(dir)?;
+    let snap = maps.snapshot()?;
+    let what = Gather {
+        stats: false,
+        conns: false,
+    };
+    let mut listed = status::services(&maps, &snap, None, what)?;
+    status::sort(&mut listed, true);
+    Ok(save::rules(&listed, names))
+}
+
+/// The commands of a `-R` stream with their line numbers: one command per line, as
+/// ipvsadm's `config_stream_read` splits them (words between blanks, the word `ipvsadm`
+/// dropped), blank lines and lines starting with `#` skipped. Every line is parsed before
+/// anything is planned.
+pub fn restore_commands(
+    text: &str,
+    names: &dyn Names,
+) -> Result<Vec<(usize, IpvsCommand)>, CtlError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let words: Vec<&str> = line
+            .split_whitespace()
+            .filter(|w| *w != "ipvsadm")
+            .collect();
+        if words.is_empty() || words[0].starts_with('#') {
+            continue;
+        }
+        let refused = |e: RestoreLineError| CtlError::Restore {
+            line: i + 1,
+            source: Box::new(e),
+        };
+        let cmd = crate::cli::ipvsadm::parse_with(&words, names).map_err(|e| refused(e.into()))?;
+        match cmd {
+            IpvsCommand::AddService(_)
+            | IpvsCommand::EditService(_)
+            | IpvsCommand::DelService(_)
+            | IpvsCommand::AddReal(_)
+            | IpvsCommand::EditReal(_)
+            | IpvsCommand::DelReal(_)
+            | IpvsCommand::Clear
+            | IpvsCommand::Zero(_)
+            | IpvsCommand::SetTimeout(_) => out.push((i + 1, cmd)),
+            _ => return Err(refused(RestoreLineError::NotAChange(words.join(" ")))),
+        }
+    }
+    Ok(out)
+}
+
+/// Plans the changes of `cmds` one after the other, each against the state the ones
+/// before it leave (in memory, [`crate::ipvs::model::Snapshot::apply`]); returns every
+/// map write in order and the timeouts of the last `--set`. A refused line refuses all.
+pub fn plan_restore(
+    snap: &crate::ipvs::model::Snapshot,
+    cmds: &[(usize, IpvsCommand)],
+    resolve: &mut real::Resolver<'_>,
+) -> Result<(Vec<Op>, Vec<[u32; 3]>), CtlError> {
+    let mut snap = snap.clone();
+    let (mut all, mut sets) = (Vec::new(), Vec::new());
+    for (line, cmd) in cmds {
+        let ops = match cmd {
+            IpvsCommand::AddService(s) => service::add(&snap, s),
+            IpvsCommand::EditService(s) => service::edit(&snap, s),
+            IpvsCommand::DelService(a) => service::delete(&snap, a),
+            IpvsCommand::AddReal(r) => real::add(&snap, r, &mut *resolve),
+            IpvsCommand::EditReal(r) => real::edit(&snap, r, &mut *resolve),
+            IpvsCommand::DelReal(r) => real::delete(&snap, r),
+            IpvsCommand::Clear => Ok(service::clear(&snap)),
+            IpvsCommand::Zero(a) => service::zero(&snap, a.as_ref()),
+            IpvsCommand::SetTimeout(t) => {
+                sets.push(*t);
+                Ok(Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
+        .map_err(|e| CtlError::Restore {
+            line: *line,
+            source: Box::new(e.into()),
+        })?;
+        snap.apply(&ops);
+        all.extend(ops);
+    }
+    Ok((all, sets))
+}
+
+/// `-R`: reads ipvsadm commands from `text` and applies them all, or none when a line is
+/// refused (the error names the line).
+pub fn restore(dir: &Path, text: &str, names: &dyn Names) -> Result<(), CtlError> {
+    let cmds = restore_commands(text, names)?;
+    let mut maps = Maps::open(dir)?;
+    let _lock =
+        crate::maps::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+    let snap = maps.snapshot()?;
+    let mut resolve = nexthop::resolve;
+    let (ops, sets) = plan_restore(&snap, &cmds, &mut resolve)?;
+    maps.apply(&ops)?;
+    if !sets.is_empty() {
+        let mut s = maps::read_settings(dir)?;
+        for t in sets {
+            set_timeouts(&mut s, t);
+        }
+        maps::write_settings(dir, &s)?;
+    }
+    Ok(())
+}
+
+/// `--set TCP TCPFIN UDP` on the settings: as IPVS, a 0 leaves that timeout unchanged.
+fn set_timeouts(s: &mut Settings, [tcp, fin, udp]: [u32; 3]) {
+    for (slot, v) in [
+        (&mut s.timeouts.tcp_s, tcp),
+        (&mut s.timeouts.tcpfin_s, fin),
+        (&mut s.timeouts.udp_s, udp),
+    ] {
+        if v != 0 {
+            *slot = v;
+        }
+    }
 }
 
 /// Where a setting lives in [`Settings`].

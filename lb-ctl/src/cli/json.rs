@@ -104,6 +104,8 @@ mod tests {
                 l_threshold: 5,
                 stats: Stats::default(),
             }],
+            persist_group: 0,
+            mh_size: None,
         }]
     }
 

@@ -3,7 +3,8 @@
 //! (`print_title`, `print_service_entry` and `print_largenum` in ipvsadm.c).
 
 use crate::cli::ipvsadm::ListFormat;
-use crate::ipvs::model::{Endpoint, ServiceAddr};
+use crate::cli::names::{Names, addrport};
+use crate::ipvs::model::{Endpoint, Proto, ServiceAddr};
 use crate::status::{Counters, ListedConn, ListedService, Stats};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -46,22 +47,30 @@ fn largenum(out: &mut String, i: u64, exact: bool) {
     };
 }
 
-/// ipvsadm's service column: "TCP  VIP:PORT", cut at 33 characters for IPv4.
-fn svc_name(a: &ServiceAddr) -> String {
-    let mut s = format!("{}  {}", a.proto.name(), a.vip);
+/// ipvsadm's service column: "TCP  VIP:PORT", cut at 33 characters for IPv4
+/// (`svc_name[33] = '\0'`; an IPv6 one is never cut).
+fn svc_name(a: &ServiceAddr, names: &dyn Names) -> String {
+    let mut s = format!("{}  {}", a.proto.name(), addrport(&a.vip, a.proto, names));
     if a.vip.ip.is_ipv4() {
-        s.truncate(33);
+        truncate_chars(&mut s, 33);
     }
     s
 }
 
-/// ipvsadm's real column, cut at 28 characters for IPv4.
-fn real_name(e: &Endpoint) -> String {
-    let mut s = e.to_string();
+/// ipvsadm's real column, cut at 28 characters for IPv4 (`dname[28] = '\0'`).
+fn real_name(e: &Endpoint, proto: Proto, names: &dyn Names) -> String {
+    let mut s = addrport(e, proto, names);
     if e.ip.is_ipv4() {
-        s.truncate(28);
+        truncate_chars(&mut s, 28);
     }
     s
+}
+
+/// Cuts at `n` characters (host names may be non-ASCII; a byte cut could split one).
+fn truncate_chars(s: &mut String, n: usize) {
+    if let Some((at, _)) = s.char_indices().nth(n) {
+        s.truncate(at);
+    }
 }
 
 fn traffic(out: &mut String, t: &Stats, exact: bool) {
@@ -88,8 +97,8 @@ fn mask_text(mask: IpAddr) -> Option<String> {
     }
 }
 
-/// `-L -n` / `-L -n --stats` output.
-pub fn list(services: &[ListedService], opts: ListOptions) -> String {
+/// `-L` / `-L --stats` output; addresses and ports named by `names` ([`crate::cli::names::Numeric`] for `-n`).
+pub fn list(services: &[ListedService], opts: ListOptions, names: &dyn Names) -> String {
     let mut out = String::new();
     if opts.header {
         out.push_str(HEADER);
@@ -119,14 +128,14 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
     }
     for s in services {
         if opts.stats {
-            let _ = write!(out, "{:<33}", svc_name(&s.addr));
+            let _ = write!(out, "{:<33}", svc_name(&s.addr, names));
             traffic(&mut out, &s.stats, opts.exact);
             for r in &s.reals {
-                let _ = write!(out, "  -> {:<28}", real_name(&r.ep));
+                let _ = write!(out, "  -> {:<28}", real_name(&r.ep, s.addr.proto, names));
                 traffic(&mut out, &r.stats, opts.exact);
             }
         } else {
-            let _ = write!(out, "{} {}", svc_name(&s.addr), s.sched);
+            let _ = write!(out, "{} {}", svc_name(&s.addr, names), s.sched);
             if !s.sched_flags.is_empty() {
                 let _ = write!(out, " ({})", s.sched_flags.join(","));
             }
@@ -145,7 +154,7 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
                     ListFormat::Thresholds => writeln!(
                         out,
                         "  -> {:<28} {:<10} {:<10} {:<10} {:<10}",
-                        real_name(&r.ep),
+                        real_name(&r.ep, s.addr.proto, names),
                         r.u_threshold,
                         r.l_threshold,
                         r.active,
@@ -154,7 +163,7 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
                     ListFormat::PersistentConn => writeln!(
                         out,
                         "  -> {:<28} {:<9} {:<11} {:<10} {:<10}",
-                        real_name(&r.ep),
+                        real_name(&r.ep, s.addr.proto, names),
                         r.weight,
                         r.persistent,
                         r.active,
@@ -163,7 +172,7 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
                     ListFormat::Plain => writeln!(
                         out,
                         "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
-                        real_name(&r.ep),
+                        real_name(&r.ep, s.addr.proto, names),
                         r.mode.ipvsadm_name(),
                         r.weight,
                         r.active,
@@ -180,7 +189,7 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
 /// destination`, expire as MM:SS. With `--persistent-conn` the header gains ipvsadm's
 /// "pe name" and "pe_data" columns, empty here (no persistence engine, as IPVS without
 /// `--pe`).
-pub fn conns(list: &[ListedConn], persistent_conn: bool) -> String {
+pub fn conns(list: &[ListedConn], persistent_conn: bool, names: &dyn Names) -> String {
     let mut out = String::from("IPVS connection entries\n");
     if persistent_conn {
         let _ = writeln!(
@@ -197,10 +206,20 @@ pub fn conns(list: &[ListedConn], persistent_conn: bool) -> String {
     }
     for c in list {
         let expire = format!("{:02}:{:02}", c.expire_s / 60, c.expire_s % 60);
+        let proto = if c.proto == "UDP" {
+            Proto::Udp
+        } else {
+            Proto::Tcp
+        };
         let _ = writeln!(
             out,
             "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
-            c.proto, expire, c.state, c.source, c.virt, c.dest
+            c.proto,
+            expire,
+            c.state,
+            addrport(&c.source, proto, names),
+            addrport(&c.virt, proto, names),
+            addrport(&c.dest, proto, names)
         );
     }
     out
@@ -223,9 +242,15 @@ pub fn counters(c: &Counters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::names::Numeric;
     use crate::ipvs::model::Proto;
     use crate::status::{ListedReal, sort};
     use lb_common::{Counter, Drop, ForwardMode, Pass};
+
+    /// `-n` listings.
+    fn list(s: &[ListedService], o: ListOptions) -> String {
+        super::list(s, o, &Numeric)
+    }
 
     fn ep(s: &str, port: u16) -> Endpoint {
         Endpoint {
@@ -258,6 +283,8 @@ mod tests {
                 one_packet: false,
                 stats: Stats::default(),
                 reals: vec![real("198.18.1.11", 5353, ForwardMode::Nat, 0, 0)],
+                persist_group: 0,
+                mh_size: None,
             },
             ListedService {
                 addr: ServiceAddr {
@@ -270,6 +297,8 @@ mod tests {
                 one_packet: false,
                 stats: Stats::default(),
                 reals: vec![real("2001:db8::11", 80, ForwardMode::Tun, 2, 7)],
+                persist_group: 0,
+                mh_size: None,
             },
             ListedService {
                 addr: ServiceAddr {
@@ -285,6 +314,8 @@ mod tests {
                     real("198.18.1.12", 80, ForwardMode::Dr, 1, 3),
                     real("198.18.1.11", 80, ForwardMode::Dr, 1, 0),
                 ],
+                persist_group: 0,
+                mh_size: None,
             },
         ];
         sort(&mut v, true);
