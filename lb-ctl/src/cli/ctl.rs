@@ -4,8 +4,8 @@
 use crate::cli::ipvsadm::IpvsCommand;
 use crate::cli::json;
 use crate::cli::names::{Names, Numeric, System};
-use crate::cli::save;
 use crate::cli::show::{self, ListOptions};
+use crate::cli::{restore, save};
 use crate::ipvs::model::{ModelError, Op, SCHED_FLAGS, ServiceAddr, sched_names};
 use crate::ipvs::{real, service};
 use crate::maps::{self, Maps, MapsError};
@@ -40,22 +40,8 @@ pub enum CtlError {
         line: usize,
         /// Why.
         #[source]
-        source: Box<RestoreLineError>,
+        source: Box<restore::RestoreLineError>,
     },
-}
-
-/// Why one `-R` line is refused.
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreLineError {
-    /// Not an ipvsadm command line.
-    #[error(transparent)]
-    Parse(#[from] crate::cli::ipvsadm::ParseError),
-    /// A command that changes nothing (a listing, `-S`, `-R`, `-h`).
-    #[error("{0} is not a change; a restore stream holds -A -E -D -a -e -d -C -Z --set")]
-    NotAChange(String),
-    /// Refused by the planner against the state the lines before it leave.
-    #[error(transparent)]
-    Model(#[from] ModelError),
 }
 
 /// `names` for a listing: numbers with `-n`, the system's names without.
@@ -201,7 +187,7 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
                 .map_err(CtlError::Stdin)?;
-            restore(dir, &text, &System)?;
+            restore::run(dir, &text, &System)?;
         }
         IpvsCommand::ListTimeout => {
             let t = effective_timeouts(&maps::read_settings(dir)?.timeouts);
@@ -297,103 +283,8 @@ pub fn save_rules(dir: &Path, names: &dyn Names) -> Result<String, CtlError> {
     Ok(save::rules(&listed, names))
 }
 
-/// The commands of a `-R` stream with their line numbers: one command per line, as
-/// ipvsadm's `config_stream_read` splits them (words between blanks, the word `ipvsadm`
-/// dropped), blank lines and lines starting with `#` skipped. Every line is parsed before
-/// anything is planned.
-pub fn restore_commands(
-    text: &str,
-    names: &dyn Names,
-) -> Result<Vec<(usize, IpvsCommand)>, CtlError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let words: Vec<&str> = line
-            .split_whitespace()
-            .filter(|w| *w != "ipvsadm")
-            .collect();
-        if words.is_empty() || words[0].starts_with('#') {
-            continue;
-        }
-        let refused = |e: RestoreLineError| CtlError::Restore {
-            line: i + 1,
-            source: Box::new(e),
-        };
-        let cmd = crate::cli::ipvsadm::parse_with(&words, names).map_err(|e| refused(e.into()))?;
-        match cmd {
-            IpvsCommand::AddService(_)
-            | IpvsCommand::EditService(_)
-            | IpvsCommand::DelService(_)
-            | IpvsCommand::AddReal(_)
-            | IpvsCommand::EditReal(_)
-            | IpvsCommand::DelReal(_)
-            | IpvsCommand::Clear
-            | IpvsCommand::Zero(_)
-            | IpvsCommand::SetTimeout(_) => out.push((i + 1, cmd)),
-            _ => return Err(refused(RestoreLineError::NotAChange(words.join(" ")))),
-        }
-    }
-    Ok(out)
-}
-
-/// Plans the changes of `cmds` one after the other, each against the state the ones
-/// before it leave (in memory, [`crate::ipvs::model::Snapshot::apply`]); returns every
-/// map write in order and the timeouts of the last `--set`. A refused line refuses all.
-pub fn plan_restore(
-    snap: &crate::ipvs::model::Snapshot,
-    cmds: &[(usize, IpvsCommand)],
-    resolve: &mut real::Resolver<'_>,
-) -> Result<(Vec<Op>, Vec<[u32; 3]>), CtlError> {
-    let mut snap = snap.clone();
-    let (mut all, mut sets) = (Vec::new(), Vec::new());
-    for (line, cmd) in cmds {
-        let ops = match cmd {
-            IpvsCommand::AddService(s) => service::add(&snap, s),
-            IpvsCommand::EditService(s) => service::edit(&snap, s),
-            IpvsCommand::DelService(a) => service::delete(&snap, a),
-            IpvsCommand::AddReal(r) => real::add(&snap, r, &mut *resolve),
-            IpvsCommand::EditReal(r) => real::edit(&snap, r, &mut *resolve),
-            IpvsCommand::DelReal(r) => real::delete(&snap, r),
-            IpvsCommand::Clear => Ok(service::clear(&snap)),
-            IpvsCommand::Zero(a) => service::zero(&snap, a.as_ref()),
-            IpvsCommand::SetTimeout(t) => {
-                sets.push(*t);
-                Ok(Vec::new())
-            }
-            _ => Ok(Vec::new()),
-        }
-        .map_err(|e| CtlError::Restore {
-            line: *line,
-            source: Box::new(e.into()),
-        })?;
-        snap.apply(&ops);
-        all.extend(ops);
-    }
-    Ok((all, sets))
-}
-
-/// `-R`: reads ipvsadm commands from `text` and applies them all, or none when a line is
-/// refused (the error names the line).
-pub fn restore(dir: &Path, text: &str, names: &dyn Names) -> Result<(), CtlError> {
-    let cmds = restore_commands(text, names)?;
-    let mut maps = Maps::open(dir)?;
-    let _lock =
-        crate::maps::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
-    let snap = maps.snapshot()?;
-    let mut resolve = nexthop::resolve;
-    let (ops, sets) = plan_restore(&snap, &cmds, &mut resolve)?;
-    maps.apply(&ops)?;
-    if !sets.is_empty() {
-        let mut s = maps::read_settings(dir)?;
-        for t in sets {
-            set_timeouts(&mut s, t);
-        }
-        maps::write_settings(dir, &s)?;
-    }
-    Ok(())
-}
-
 /// `--set TCP TCPFIN UDP` on the settings: as IPVS, a 0 leaves that timeout unchanged.
-fn set_timeouts(s: &mut Settings, [tcp, fin, udp]: [u32; 3]) {
+pub(crate) fn set_timeouts(s: &mut Settings, [tcp, fin, udp]: [u32; 3]) {
     for (slot, v) in [
         (&mut s.timeouts.tcp_s, tcp),
         (&mut s.timeouts.tcpfin_s, fin),

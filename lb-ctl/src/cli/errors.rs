@@ -7,8 +7,9 @@
 //! refuses prints libipvs's `ipvs_strerror` text and also ends with 255. lb prints the
 //! same text, then its own detail after `: ` on the same line.
 
-use crate::cli::ctl::{CtlError, RestoreLineError};
+use crate::cli::ctl::CtlError;
 use crate::cli::ipvsadm::{IpvsCommand, ParseError};
+use crate::cli::restore::RestoreLineError;
 use crate::ipvs::model::ModelError;
 
 /// Exit status of a command line ipvsadm's checks refuse (`fail(2, ...)`).

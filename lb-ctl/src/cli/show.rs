@@ -382,6 +382,114 @@ TCP  198.18.2.1:80                      12      345        0  123456K    2000G
         assert!(out.contains("TCP  198.18.2.1:80                      12      345        0 123456789 2000000000000\n"), "{out}");
     }
 
+    /// A names table for tests: nothing system-wide, no network.
+    struct Named;
+
+    impl Names for Named {
+        fn host(&self, ip: IpAddr) -> Option<String> {
+            match ip.to_string().as_str() {
+                "198.18.2.1" => Some("vip.example.test".into()),
+                "198.18.1.11" => Some("a-rather-long-real-server-name.example.test".into()),
+                "2001:db8::11" => Some("real6.example.test".into()),
+                _ => None,
+            }
+        }
+        fn service(&self, port: u16, proto: Proto) -> Option<String> {
+            match (port, proto) {
+                (80, Proto::Tcp) => Some("http".into()),
+                (53, Proto::Udp) => Some("domain".into()),
+                _ => None,
+            }
+        }
+        fn addr_of(&self, _: &str) -> Option<std::net::Ipv4Addr> {
+            None
+        }
+        fn port_of(&self, _: &str, _: Proto) -> Option<u16> {
+            None
+        }
+    }
+
+    /// Without -n: `addrport_to_anyname` names host and port ("%s:%s", IPv6 in brackets);
+    /// `print_service_entry` cuts an IPv4 service at 33 characters and an IPv4 real at 28
+    /// (`svc_name[33]`, `dname[28]`), never an IPv6 one; "  -> %-28s %-7s %-6d %-10u %-10u".
+    #[test]
+    fn list_names_hosts_and_ports_without_numeric() {
+        let out = super::list(&sample(), ListOptions::default(), &Named);
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  vip.example.test:http mh (mh-port)
+  -> a-rather-long-real-server-na Route   1      0          0         
+  -> 198.18.1.12:http             Route   1      3          0         
+UDP  vip.example.test:domain mh
+  -> a-rather-long-real-server-na Masq    0      0          0         
+TCP  [2001:db8::1]:http mh
+  -> [real6.example.test]:http    Tunnel  2      7          0         
+";
+        assert_eq!(out, want);
+    }
+
+    /// `print_conn`: "%-3s %-6s %-11s %-18s %-18s %s", each address through
+    /// `addrport_to_anyname`.
+    #[test]
+    fn conns_named_and_numeric() {
+        let c = ListedConn {
+            proto: "TCP",
+            expire_s: 61,
+            state: "ESTABLISHED",
+            source: ep("198.18.0.1", 40000),
+            virt: ep("198.18.2.1", 80),
+            dest: ep("198.18.1.12", 80),
+            mode: ForwardMode::Dr,
+        };
+        let head = "IPVS connection entries\npro expire state       source             virtual            destination\n";
+        assert_eq!(
+            conns(std::slice::from_ref(&c), false, &Numeric),
+            format!(
+                "{head}TCP 01:01  ESTABLISHED 198.18.0.1:40000   198.18.2.1:80      198.18.1.12:80\n"
+            )
+        );
+        assert_eq!(
+            conns(&[c], false, &Named),
+            format!(
+                "{head}TCP 01:01  ESTABLISHED 198.18.0.1:40000   vip.example.test:http 198.18.1.12:http\n"
+            )
+        );
+    }
+
+    /// A 33-character IPv4 service name is cut; an IPv6 one is not (ipvsadm's
+    /// `if (se->af != AF_INET6) svc_name[33] = '\0'`).
+    #[test]
+    fn cuts_apply_to_ipv4_only() {
+        let named = |ip: &str, port| {
+            svc_name(
+                &ServiceAddr {
+                    proto: Proto::Tcp,
+                    vip: ep(ip, port),
+                },
+                &Named,
+            )
+        };
+        assert_eq!(
+            named("198.18.1.11", 8080),
+            "TCP  a-rather-long-real-server-na"
+        );
+        assert_eq!(named("198.18.1.11", 8080).len(), 33);
+        assert_eq!(
+            named("2001:db8::11", 65535),
+            "TCP  [real6.example.test]:65535"
+        );
+        assert_eq!(
+            real_name(
+                &ep("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 65535),
+                Proto::Tcp,
+                &Numeric
+            ),
+            "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            "not cut at 28"
+        );
+    }
+
     #[test]
     fn empty_list_still_has_titles() {
         let out = list(
