@@ -1332,6 +1332,12 @@ fn save_clear_restore_as_ipvsadm() {
     assert_eq!(status, 0, "{err}");
     assert_eq!(lab.ok("-S -n"), saved);
 
+    // A stream that starts with -C replaces the table in one go.
+    let (status, _, err) = lab.run_as(ctl, "-R", &format!("-C\n{saved}"));
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(lab.ok("-S -n"), saved);
+    assert_eq!(groups(lab.pin.path()), groups_before);
+
     // -L --daemon: no sync daemon runs; bare ipvsadm: the listing.
     assert_eq!(lab.run_as(&ipvsadm, "-L --daemon", "").1, "");
     let (status, out, _) = lab.run_as(&ipvsadm, "", "");

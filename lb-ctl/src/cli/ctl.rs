@@ -34,14 +34,8 @@ pub enum CtlError {
     #[error("cannot read the commands from stdin")]
     Stdin(#[source] std::io::Error),
     /// A line of a `-R` stream was refused; nothing was written.
-    #[error("line {line}: {source}")]
-    Restore {
-        /// 1-based line number in the stream.
-        line: usize,
-        /// Why.
-        #[source]
-        source: Box<restore::RestoreLineError>,
-    },
+    #[error(transparent)]
+    Restore(#[from] Box<restore::RestoreError>),
 }
 
 /// `names` for a listing: numbers with `-n`, the system's names without.
@@ -85,16 +79,20 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -E|--edit-service (same options; those given replace the old ones)
   -D|--delete-service -t|-u VIP:PORT                      delete it and its reals
   -a|--add-server  -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
+                   [--tun-type ipip]
   -e|--edit-server -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
   -d|--delete-server -t|-u VIP:PORT -r RIP[:PORT]
-  -L|-l|--list [-n] [--stats|--thresholds|--persistent-conn] [--exact] [--nosort]
+  -L|-l|--list [-n] [--stats|--thresholds|--persistent-conn] [--exact] [--nosort|--sort]
                [-t|-u VIP:PORT] [--json]
-  -L -c [--persistent-conn] [--json]                      connections and templates
-  -L --timeout                                            Timeout (tcp tcpfin udp)
+  -L -c [-n] [--persistent-conn] [--json]                 connections and templates
+  -L --timeout [--json]                                   Timeout (tcp tcpfin udp)
+  -L --daemon                                             sync daemons (none with lb)
+  -S|--save [-n]                                          the table as ipvsadm commands
+  -R|--restore                                            commands from stdin, all or none
   --set TCP TCPFIN UDP                                    timeouts in seconds (0 = keep)
   -C|--clear                                              delete every service
   -Z|--zero [-t|-u VIP:PORT]                              zero the traffic counters
-  -h|--help
+  -h|--help   -v|--version
 
   -s {SCHEDULERS} (default wlc, as ipvsadm)
   -b {FLAGS}
@@ -106,11 +104,23 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -g gatewaying (direct routing, the default)  -i ipip (tunnel)  -m masquerading (NAT)
   -w weight 0..65535 (default 1; 0 = quiescent: no new flows)
   -x/-y upper/lower connection thresholds (0 = none; overloaded from -x until below -y)
+  -n numeric: without it addresses and ports print as host and service names, as
+  ipvsadm; names are also accepted on input (www.example.com:http, IPv4 hosts).
   IPv6 addresses in brackets: [2001:db8::1]:80. A VIP without a port is an all-port
   service; a NAT real without a port uses the service's port. -L sorts reals as ipvsadm
   does; --nosort shows IPVS's list order (newest first), which schedulers follow.
+  -R reads ipvsadm commands, one per line (as -S writes them; `#` lines and blank lines
+  skipped), checks every line against the state the lines before it leave, and changes
+  nothing if one is refused (the message names the line).
   Connections expire only while `lb-ctl sweep` runs (IPVS's timers); settings:
   `lb-ctl sysctl expire_nodest_conn|expire_quiescent_template 0|1`.
+  Refused, in one line, with what to use instead: -f/-6 firewall marks (XDP runs before
+  netfilter; use --persist-group), --start-daemon/--stop-daemon/--syncid/--mcast-*
+  (connection sync belongs to the director daemon), --pe, --tun-type gue|gre and the
+  --tun-port/--tun-*csum options (lb's tunnels are IPIP).
+  Invoked as `ipvsadm`, errors are ipvsadm's texts (lb's detail after them) and exit
+  statuses: 2 for a refused command line, 255 for an unknown option or a change IPVS
+  would refuse (\"Service already exists\", \"No such destination\", ...).
 
 Examples:
   lb-ctl -A -t 198.18.2.1:80 -s mh -b mh-port
@@ -121,6 +131,8 @@ Examples:
   lb-ctl -L -n
   lb-ctl -L -n -c
   lb-ctl --set 900 60 300
+  lb-ctl -S -n > /etc/lb/rules          # save
+  lb-ctl -C && lb-ctl -R < /etc/lb/rules # restore
   lb-ctl -d -t 198.18.2.1:80 -r 198.18.1.11
   lb-ctl -C
 ";
@@ -187,11 +199,15 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
                 .map_err(CtlError::Stdin)?;
-            restore::run(dir, &text, &System)?;
+            restore(dir, &text, &System)?;
         }
-        IpvsCommand::ListTimeout => {
+        IpvsCommand::ListTimeout { json } => {
             let t = effective_timeouts(&maps::read_settings(dir)?.timeouts);
-            return Ok(show::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s));
+            return Ok(if *json {
+                json::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s)
+            } else {
+                show::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s)
+            });
         }
         IpvsCommand::SetTimeout([tcp, fin, udp]) => {
             let _lock = crate::maps::sys::lock_dir(dir)
@@ -283,8 +299,29 @@ pub fn save_rules(dir: &Path, names: &dyn Names) -> Result<String, CtlError> {
     Ok(save::rules(&listed, names))
 }
 
+/// `-R`: reads ipvsadm commands from `text` and applies them all, or none when a line is
+/// refused (the error names the line).
+pub fn restore(dir: &Path, text: &str, names: &dyn Names) -> Result<(), CtlError> {
+    let cmds = restore::commands(text, names).map_err(Box::new)?;
+    let mut maps = Maps::open(dir)?;
+    let _lock =
+        crate::maps::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+    let snap = maps.snapshot()?;
+    let mut resolve = nexthop::resolve;
+    let (ops, sets) = restore::plan(&snap, &cmds, &mut resolve).map_err(Box::new)?;
+    maps.apply(&ops)?;
+    if !sets.is_empty() {
+        let mut s = maps::read_settings(dir)?;
+        for t in sets {
+            set_timeouts(&mut s, t);
+        }
+        maps::write_settings(dir, &s)?;
+    }
+    Ok(())
+}
+
 /// `--set TCP TCPFIN UDP` on the settings: as IPVS, a 0 leaves that timeout unchanged.
-pub(crate) fn set_timeouts(s: &mut Settings, [tcp, fin, udp]: [u32; 3]) {
+fn set_timeouts(s: &mut Settings, [tcp, fin, udp]: [u32; 3]) {
     for (slot, v) in [
         (&mut s.timeouts.tcp_s, tcp),
         (&mut s.timeouts.tcpfin_s, fin),

@@ -52,12 +52,18 @@ fn strerror(cmd: &IpvsCommand, e: &ModelError) -> Option<&'static str> {
 /// (lb's detail after ipvsadm's text).
 pub fn failure(cmd: &IpvsCommand, e: &CtlError) -> (String, u8) {
     let detail = e.to_string();
+    // A listing that fails exits 1 (ipvsadm.c `list_service`: `exit(1)`).
+    let refused = if matches!(cmd, IpvsCommand::List { .. }) {
+        1
+    } else {
+        EXIT_REFUSED
+    };
     match e {
         CtlError::Model(m) => match strerror(cmd, m) {
-            Some(text) => (with_detail(text, &detail), EXIT_REFUSED),
-            None => (detail, EXIT_REFUSED),
+            Some(text) => (with_detail(text, &detail), refused),
+            None => (detail, refused),
         },
-        CtlError::Restore { source, .. } => match &**source {
+        CtlError::Restore(r) => match &r.source {
             RestoreLineError::Parse(p) => (detail, parse_status(p)),
             _ => (detail, EXIT_REFUSED),
         },

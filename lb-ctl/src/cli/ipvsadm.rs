@@ -67,7 +67,10 @@ pub enum IpvsCommand {
         numeric: bool,
     },
     /// `-L --timeout`.
-    ListTimeout,
+    ListTimeout {
+        /// lb's `--json`: the three timeouts as JSON (docs/json.md).
+        json: bool,
+    },
     /// `-L --daemon`: the connection-sync daemons running (lb has none).
     ListDaemon,
     /// `-S [-n]`: the table as ipvsadm commands.
@@ -1152,15 +1155,14 @@ pub fn parse_with<S: AsRef<str>>(args: &[S], names: &dyn Names) -> Result<IpvsCo
                 port,
             })
         }
-        Cmd::List
-            if raw.seen.contains(&Opt::Json)
-                && (raw.seen.contains(&Opt::ShowTimeout) || raw.seen.contains(&Opt::Daemon)) =>
-        {
+        Cmd::List if raw.seen.contains(&Opt::Json) && raw.seen.contains(&Opt::Daemon) => {
             return Err(usage(
-                "--json lists services (-L) and connections (-L -c) only; --timeout and --daemon print one line",
+                "--json with --daemon: lb runs no sync daemon, there is nothing to list",
             ));
         }
-        Cmd::List if raw.seen.contains(&Opt::ShowTimeout) => IpvsCommand::ListTimeout,
+        Cmd::List if raw.seen.contains(&Opt::ShowTimeout) => IpvsCommand::ListTimeout {
+            json: raw.seen.contains(&Opt::Json),
+        },
         Cmd::List if raw.seen.contains(&Opt::Daemon) => IpvsCommand::ListDaemon,
         Cmd::List if raw.seen.contains(&Opt::Connection) => IpvsCommand::ListConns {
             persistent_conn: raw.seen.contains(&Opt::PersistentConn),
@@ -1629,7 +1631,10 @@ mod tests {
             p("--set 900 60 300").unwrap(),
             IpvsCommand::SetTimeout([900, 60, 300])
         );
-        assert_eq!(p("-L --timeout").unwrap(), IpvsCommand::ListTimeout);
+        assert_eq!(
+            p("-L --timeout").unwrap(),
+            IpvsCommand::ListTimeout { json: false }
+        );
         assert_eq!(
             p("-L -n -c --persistent-conn").unwrap(),
             IpvsCommand::ListConns {
@@ -1665,8 +1670,16 @@ mod tests {
             }
         );
         assert_eq!(
-            p("-L --timeout --json").unwrap_err().to_string(),
-            "--json lists services (-L) and connections (-L -c) only; --timeout and --daemon print one line"
+            p("-L --timeout --json").unwrap(),
+            IpvsCommand::ListTimeout { json: true }
+        );
+        assert_eq!(
+            p("-L --daemon --json").unwrap_err().to_string(),
+            "--json with --daemon: lb runs no sync daemon, there is nothing to list"
+        );
+        assert_eq!(
+            p("-S --json").unwrap_err().to_string(),
+            "Illegal 'json' option with the 'save' command"
         );
         assert!(p("-A -t 198.18.2.1:80 --json").is_err(), "listing only");
     }

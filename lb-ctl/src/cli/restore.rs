@@ -3,17 +3,24 @@
 //! ipvsadm's `restore_table` runs each line as it reads it, so a refused line leaves the
 //! lines before it applied. lb parses every line first (a bad line names its number and
 //! nothing is applied), then plans each change against the state the lines before it
-//! leave, in memory ([`crate::ipvs::model::Snapshot::apply`]), and writes the maps only
-//! when every line is accepted.
+//! leave, in memory ([`crate::ipvs::model::Snapshot::apply`]); [`crate::cli::ctl`] writes
+//! the maps only when every line is accepted. Pure: no map, no clock.
 
-use crate::cli::ctl::{self, CtlError};
 use crate::cli::ipvsadm::IpvsCommand;
 use crate::cli::names::Names;
 use crate::ipvs::model::{ModelError, Op, Snapshot};
 use crate::ipvs::{real, service};
-use crate::maps::{self, Maps};
-use crate::nexthop;
-use std::path::Path;
+
+/// A refused line of a `-R` stream; nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {source}")]
+pub struct RestoreError {
+    /// 1-based line number in the stream.
+    pub line: usize,
+    /// Why.
+    #[source]
+    pub source: RestoreLineError,
+}
 
 /// Why one `-R` line is refused.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +40,7 @@ pub enum RestoreLineError {
 /// ipvsadm's `config_stream_read` splits them (words between blanks, the word `ipvsadm`
 /// dropped), blank lines and lines starting with `#` skipped. Every line is parsed before
 /// anything is planned.
-pub fn commands(text: &str, names: &dyn Names) -> Result<Vec<(usize, IpvsCommand)>, CtlError> {
+pub fn commands(text: &str, names: &dyn Names) -> Result<Vec<(usize, IpvsCommand)>, RestoreError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let words: Vec<&str> = line
@@ -43,9 +50,9 @@ pub fn commands(text: &str, names: &dyn Names) -> Result<Vec<(usize, IpvsCommand
         if words.is_empty() || words[0].starts_with('#') {
             continue;
         }
-        let refused = |e: RestoreLineError| CtlError::Restore {
+        let refused = |e: RestoreLineError| RestoreError {
             line: i + 1,
-            source: Box::new(e),
+            source: e,
         };
         let cmd = crate::cli::ipvsadm::parse_with(&words, names).map_err(|e| refused(e.into()))?;
         match cmd {
@@ -71,7 +78,7 @@ pub fn plan(
     snap: &Snapshot,
     cmds: &[(usize, IpvsCommand)],
     resolve: &mut real::Resolver<'_>,
-) -> Result<(Vec<Op>, Vec<[u32; 3]>), CtlError> {
+) -> Result<(Vec<Op>, Vec<[u32; 3]>), RestoreError> {
     let mut snap = snap.clone();
     let (mut all, mut sets) = (Vec::new(), Vec::new());
     for (line, cmd) in cmds {
@@ -90,35 +97,14 @@ pub fn plan(
             }
             _ => Ok(Vec::new()),
         }
-        .map_err(|e| CtlError::Restore {
+        .map_err(|e| RestoreError {
             line: *line,
-            source: Box::new(e.into()),
+            source: e.into(),
         })?;
         snap.apply(&ops);
         all.extend(ops);
     }
     Ok((all, sets))
-}
-
-/// `-R`: reads ipvsadm commands from `text` and applies them all, or none when a line is
-/// refused (the error names the line).
-pub fn run(dir: &Path, text: &str, names: &dyn Names) -> Result<(), CtlError> {
-    let cmds = commands(text, names)?;
-    let mut maps = Maps::open(dir)?;
-    let _lock =
-        crate::maps::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
-    let snap = maps.snapshot()?;
-    let mut resolve = nexthop::resolve;
-    let (ops, sets) = plan(&snap, &cmds, &mut resolve)?;
-    maps.apply(&ops)?;
-    if !sets.is_empty() {
-        let mut s = maps::read_settings(dir)?;
-        for t in sets {
-            ctl::set_timeouts(&mut s, t);
-        }
-        maps::write_settings(dir, &s)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
