@@ -346,6 +346,100 @@ TCP  [2001:db8::1]:80 mh
         assert_eq!(out, want);
     }
 
+    /// `--thresholds` and `--persistent-conn`: print_title's "%-33s %-10s %-10s %-10s
+    /// %-10s" / "%-33s %-9s %-11s %-10s %-10s" and the real rows "  -> %-28s %-10u %-10u
+    /// %-10u %-10u" / "  -> %-28s %-9u %-11u %-10u %-10u"; the service line "%s %s" with
+    /// " persistent %u" and " mask %s" (IPv4 `inet_ntoa`) or " mask %i" (IPv6 prefix).
+    #[test]
+    fn thresholds_persistent_conn_and_masks_match_ipvsadm() {
+        let mut v = sample();
+        v[0].persistent = Some(crate::status::Persistence {
+            timeout_s: 600,
+            netmask: "255.255.255.0".parse().unwrap(),
+        });
+        v[0].reals[0].u_threshold = 1000;
+        v[0].reals[0].l_threshold = 800;
+        v[0].reals[0].persistent = 4;
+        v[2].persistent = Some(crate::status::Persistence {
+            timeout_s: 300,
+            netmask: "ffff:ffff:ffff:ffff::".parse().unwrap(),
+        });
+        let out = list(
+            &v,
+            ListOptions {
+                format: ListFormat::Thresholds,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  198.18.2.1:80 mh (mh-port) persistent 600 mask 255.255.255.0
+  -> 198.18.1.11:80               1000       800        0          0         
+  -> 198.18.1.12:80               0          0          3          0         
+UDP  198.18.2.1:53 mh
+  -> 198.18.1.11:5353             0          0          0          0         
+TCP  [2001:db8::1]:80 mh persistent 300 mask 64
+  -> [2001:db8::11]:80            0          0          7          0         
+";
+        assert_eq!(out, want);
+        let out = list(
+            &v[..1],
+            ListOptions {
+                format: ListFormat::PersistentConn,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  198.18.2.1:80 mh (mh-port) persistent 600 mask 255.255.255.0
+  -> 198.18.1.11:80               1         4           0          0         
+  -> 198.18.1.12:80               1         0           3          0         
+";
+        assert_eq!(out, want);
+    }
+
+    /// print_largenum: "%9llu" under 10^8, then "%8lluK" (÷10^3) under 10^9, "%8lluM"
+    /// (÷10^6) under 10^11, "%8lluG" (÷10^9) under 10^14, else "%8lluT" (÷10^12); with
+    /// --exact "%*llu", width 9, or the digits + 1 past 8 digits.
+    #[test]
+    fn largenum_suffixes_and_exact() {
+        let cases: [(u64, &str, &str); 8] = [
+            (99_999_999, " 99999999", " 99999999"),
+            (100_000_000, "  100000K", " 100000000"),
+            (999_999_999, "  999999K", " 999999999"),
+            (1_000_000_000, "    1000M", " 1000000000"),
+            (99_999_999_999, "   99999M", " 99999999999"),
+            (123_456_789_012, "     123G", " 123456789012"),
+            (100_000_000_000_000, "     100T", " 100000000000000"),
+            (u64::MAX, "18446744T", " 18446744073709551615"),
+        ];
+        for (n, scaled, exact) in cases {
+            let mut out = String::new();
+            largenum(&mut out, n, false);
+            assert_eq!(out, scaled, "{n}");
+            let mut out = String::new();
+            largenum(&mut out, n, true);
+            assert_eq!(out, exact, "{n} exact");
+        }
+    }
+
+    /// `-L -c --persistent-conn`: ipvsadm 1.31's title adds "%-18s %-16s %s" for
+    /// destination, "pe name" and "pe_data"; without a persistence engine the row is the
+    /// plain one.
+    #[test]
+    fn conns_titles_with_and_without_persistent_conn() {
+        assert_eq!(
+            conns(&[], false, &Numeric),
+            "IPVS connection entries\npro expire state       source             virtual            destination\n"
+        );
+        assert_eq!(
+            conns(&[], true, &Numeric),
+            "IPVS connection entries\npro expire state       source             virtual            destination        pe name          pe_data\n"
+        );
+    }
+
     #[test]
     fn stats_matches_ipvsadm() {
         let mut s = sample();
