@@ -927,6 +927,12 @@ fn service_spec(
         }
     }
     spec.one_packet = raw.seen.contains(&Opt::OnePacket);
+    if spec.one_packet && addr.proto != Proto::Udp {
+        // ipvsadm.c process_options.
+        return Err(usage(
+            "One-Packet Scheduling is only for UDP virtual services",
+        ));
+    }
     if let Some(g) = &raw.persist_group {
         let (ip, port) = parse_endpoint(g, addr.proto, names, "virtual server")?;
         spec.persist_with = Some(ServiceAddr {
@@ -1427,6 +1433,10 @@ mod tests {
             "multiple 'forwarding-method' options specified"
         );
         assert_eq!(e("-L extra"), "unexpected argument extra");
+        assert_eq!(
+            e("-A -t 198.18.2.1:80 -o"),
+            "One-Packet Scheduling is only for UDP virtual services"
+        );
         // commands_v_options' '1' column of the list command, and process_options'
         // "options conflicts in the list command".
         assert_eq!(
