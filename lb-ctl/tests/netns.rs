@@ -1338,6 +1338,17 @@ fn save_clear_restore_as_ipvsadm() {
     assert_eq!(lab.ok("-S -n"), saved);
     assert_eq!(groups(lab.pin.path()), groups_before);
 
+    // ipvsadm 1.31's --tun-info column.
+    let tun = lab.ok("-L -n --tun-info");
+    assert!(
+        tun.contains("  -> [2001:db8:100::2]:80         Tunnel  ipip          4      "),
+        "{tun}"
+    );
+    assert!(
+        tun.contains("  -> 198.18.100.2:80              Route   n/a           2      "),
+        "{tun}"
+    );
+
     // -L --daemon: no sync daemon runs; bare ipvsadm: the listing.
     assert_eq!(lab.run_as(&ipvsadm, "-L --daemon", "").1, "");
     let (status, out, _) = lab.run_as(&ipvsadm, "", "");

@@ -82,7 +82,7 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
                    [--tun-type ipip]
   -e|--edit-server -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
   -d|--delete-server -t|-u VIP:PORT -r RIP[:PORT]
-  -L|-l|--list [-n] [--stats|--thresholds|--persistent-conn] [--exact] [--nosort|--sort]
+  -L|-l|--list [-n] [--stats|--thresholds|--persistent-conn|--tun-info] [--exact] [--nosort|--sort]
                [-t|-u VIP:PORT] [--json]
   -L -c [-n] [--persistent-conn] [--json]                 connections and templates
   -L --timeout [--json]                                   Timeout (tcp tcpfin udp)

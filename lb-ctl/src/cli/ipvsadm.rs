@@ -102,6 +102,8 @@ pub enum ListFormat {
     Thresholds,
     /// `--persistent-conn`: Weight, PersistConn, ActiveConn, InActConn.
     PersistentConn,
+    /// `--tun-info` (ipvsadm 1.31): Forward, TunnelInfo, Weight, ActiveConn, InActConn.
+    TunInfo,
 }
 
 /// Why an ipvsadm command line is refused.
@@ -189,6 +191,7 @@ enum Opt {
     Json,
     Daemon,
     TunType,
+    TunInfo,
 }
 
 impl Opt {
@@ -219,6 +222,7 @@ impl Opt {
             Opt::Json => "json",
             Opt::Daemon => "daemon",
             Opt::TunType => "tun-type",
+            Opt::TunInfo => "tun-info",
         }
     }
 }
@@ -259,6 +263,7 @@ fn allowed(cmd: Cmd) -> (&'static [Opt], &'static [Opt]) {
                 NoSort,
                 Json,
                 Daemon,
+                TunInfo,
             ],
         ),
         Cmd::Timeout | Cmd::Restore => (&[], &[]),
@@ -732,6 +737,7 @@ impl Raw {
             "save" => self.command(Cmd::Save)?,
             "restore" => self.command(Cmd::Restore)?,
             "daemon" => self.option(Opt::Daemon)?,
+            "tun-info" => self.option(Opt::TunInfo)?,
             "tun-type" => {
                 self.option(Opt::TunType)?;
                 match arg_or(arg)?.as_str() {
@@ -1183,6 +1189,8 @@ pub fn parse_with<S: AsRef<str>>(args: &[S], names: &dyn Names) -> Result<IpvsCo
                 ListFormat::Thresholds
             } else if raw.seen.contains(&Opt::PersistentConn) {
                 ListFormat::PersistentConn
+            } else if raw.seen.contains(&Opt::TunInfo) {
+                ListFormat::TunInfo
             } else {
                 ListFormat::Plain
             },
@@ -1660,6 +1668,16 @@ mod tests {
                 json: false,
                 numeric: true,
             }
+        );
+        let IpvsCommand::List { format, .. } = p("-L -n --tun-info").unwrap() else {
+            panic!()
+        };
+        assert_eq!(format, ListFormat::TunInfo);
+        assert_eq!(
+            p("-a -t 198.18.2.1:80 -r 198.18.1.11 -i --tun-info")
+                .unwrap_err()
+                .to_string(),
+            "Illegal 'tun-info' option with the 'add-server' command"
         );
         let IpvsCommand::List { format, nosort, .. } = p("-L -n --thresholds --nosort").unwrap()
         else {

@@ -122,6 +122,11 @@ pub fn list(services: &[ListedService], opts: ListOptions, names: &dyn Names) ->
             "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
             "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
         );
+    } else if opts.format == ListFormat::TunInfo {
+        out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+        out.push_str(
+            "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n",
+        );
     } else {
         out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
         out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
@@ -166,6 +171,22 @@ pub fn list(services: &[ListedService], opts: ListOptions, names: &dyn Names) ->
                         real_name(&r.ep, s.addr.proto, names),
                         r.weight,
                         r.persistent,
+                        r.active,
+                        r.inactive
+                    ),
+                    // ipvsadm 1.31 `fwd_tun_info`: the tunnel type of a tunnel real
+                    // (lb's are IPIP), "n/a" for the others.
+                    ListFormat::TunInfo => writeln!(
+                        out,
+                        "  -> {:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                        real_name(&r.ep, s.addr.proto, names),
+                        r.mode.ipvsadm_name(),
+                        if r.mode == lb_common::ForwardMode::Tun {
+                            "ipip"
+                        } else {
+                            "n/a"
+                        },
+                        r.weight,
                         r.active,
                         r.inactive
                     ),
@@ -396,6 +417,31 @@ Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn
 TCP  198.18.2.1:80 mh (mh-port) persistent 600 mask 255.255.255.0
   -> 198.18.1.11:80               1         4           0          0         
   -> 198.18.1.12:80               1         0           3          0         
+";
+        assert_eq!(out, want);
+    }
+
+    /// ipvsadm 1.31 `--tun-info`: print_title's "Forward TunnelInfo    Weight ..." and the
+    /// row "  -> %-28s %-7s %-13s %-6d %-10u %-10u" with `fwd_tun_info` ("ipip", or "n/a").
+    #[test]
+    fn tun_info_matches_ipvsadm() {
+        let out = list(
+            &sample(),
+            ListOptions {
+                format: ListFormat::TunInfo,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn
+TCP  198.18.2.1:80 mh (mh-port)
+  -> 198.18.1.11:80               Route   n/a           1      0          0         
+  -> 198.18.1.12:80               Route   n/a           1      3          0         
+UDP  198.18.2.1:53 mh
+  -> 198.18.1.11:5353             Masq    n/a           0      0          0         
+TCP  [2001:db8::1]:80 mh
+  -> [2001:db8::11]:80            Tunnel  ipip          2      7          0         
 ";
         assert_eq!(out, want);
     }
