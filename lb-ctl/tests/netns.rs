@@ -1225,6 +1225,9 @@ fn save_clear_restore_as_ipvsadm() {
         v
     };
     let groups_before = groups(lab.pin.path());
+    // Everything a snapshot of the maps holds (services, reals, lists, trash).
+    let maps_now = |pin: &Path| format!("{:?}", Maps::open(pin).unwrap().snapshot().unwrap());
+    let maps_before = maps_now(lab.pin.path());
 
     // As ipvsadm: refused commands print ipvsadm's text first, exit as ipvsadm does, and
     // change nothing.
@@ -1277,6 +1280,31 @@ fn save_clear_restore_as_ipvsadm() {
             2,
         ),
         (
+            "-A -t [2001:db8:2::7]:80 -p -M 129",
+            "illegal ipv6 netmask specified",
+            2,
+        ),
+        (
+            "-E -t 198.18.2.1:80 -p -M 255.0.255.0",
+            "illegal netmask",
+            255,
+        ),
+        (
+            "-A -t nosuchhost.invalid:80",
+            "illegal virtual server address[:port] specified",
+            2,
+        ),
+        (
+            "-A -t 198.18.2.7:80 -o",
+            "One-Packet Scheduling is only for UDP virtual services",
+            2,
+        ),
+        (
+            "-a -t 198.18.2.1:80 -r [2001:db8:100::2]",
+            "address family mismatch",
+            255,
+        ),
+        (
             "-A -t 198.18.2.7:80 -w 1",
             "Illegal 'weight' option with the 'add-service' command",
             2,
@@ -1304,6 +1332,11 @@ fn save_clear_restore_as_ipvsadm() {
         assert!(err.starts_with(starts), "ipvsadm {args}: {err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
         assert_eq!(lab.ok("-S -n"), saved, "ipvsadm {args} changed nothing");
+        assert_eq!(
+            maps_now(lab.pin.path()),
+            maps_before,
+            "ipvsadm {args}: maps as they were"
+        );
     }
 
     // A restore stream with a refused line applies nothing, and names the line.
@@ -1312,6 +1345,11 @@ fn save_clear_restore_as_ipvsadm() {
     assert_ne!(status, 0);
     assert!(err.contains("line 12: Destination already exists"), "{err}");
     assert_eq!(lab.ok("-S -n"), saved, "all or nothing");
+    assert_eq!(
+        maps_now(lab.pin.path()),
+        maps_before,
+        "all or nothing: maps as they were"
+    );
 
     // -S | -C | -R: the same table back.
     lab.ok("-C");
