@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use lb_ctl::cli::{ctl, ipvsadm};
+use lb_ctl::cli::{ctl, errors, ipvsadm};
 use lb_ctl::loader;
 use lb_ctl::maps::sweep;
 use std::path::PathBuf;
@@ -247,6 +247,8 @@ enum Outcome {
     Ok(String),
     Usage(String),
     Failed(anyhow::Error),
+    /// Invoked as `ipvsadm`: ipvsadm's message (lb's detail after it) and exit status.
+    Ipvsadm(String, u8),
 }
 
 fn run(args: Vec<String>) -> Outcome {
@@ -257,6 +259,7 @@ fn run(args: Vec<String>) -> Outcome {
         .unwrap_or_default();
     let rest = &args[1.min(args.len())..];
     if is_ipvsadm(&prog, rest) {
+        let as_ipvsadm = prog == "ipvsadm";
         // ipvsadm with no arguments lists, as ipvsadm does.
         let cmd = if rest.is_empty() {
             Ok(ipvsadm::IpvsCommand::List {
@@ -266,11 +269,20 @@ fn run(args: Vec<String>) -> Outcome {
                 format: Default::default(),
                 nosort: false,
                 json: false,
+                numeric: false,
             })
         } else {
             ipvsadm::parse(rest)
         };
         return match cmd {
+            Err(e) if as_ipvsadm => {
+                let mut msg = e.to_string();
+                if msg.starts_with("no command given") {
+                    // ipvsadm's `tryhelp_exit`: its line, lb's reason after it.
+                    msg = format!("{} ({msg})", errors::TRY_HELP);
+                }
+                Outcome::Ipvsadm(msg, errors::parse_status(&e))
+            }
             Err(e) => Outcome::Usage(e.to_string()),
             Ok(cmd) => match ctl::run_ipvsadm(&loader::pin_dir(), &cmd) {
                 Ok(out) => {
@@ -280,6 +292,10 @@ fn run(args: Vec<String>) -> Outcome {
                         }
                     }
                     Outcome::Ok(out)
+                }
+                Err(e) if as_ipvsadm => {
+                    let (msg, code) = errors::failure(&cmd, &e);
+                    Outcome::Ipvsadm(msg, code)
                 }
                 Err(e) => Outcome::Failed(e.into()),
             },
@@ -340,6 +356,10 @@ fn main() -> ExitCode {
         Outcome::Failed(e) => {
             eprintln!("lb-ctl: {}", one_line(&e));
             ExitCode::from(1)
+        }
+        Outcome::Ipvsadm(msg, code) => {
+            eprintln!("{msg}");
+            ExitCode::from(code)
         }
     }
 }
@@ -415,7 +435,22 @@ mod tests {
         let Outcome::Usage(m) = run(args("lb-ctl -A -t 198.18.2.1:80 -w 3")) else {
             panic!()
         };
-        assert_eq!(m, "illegal '-w' option with the 'add-service' command");
+        assert_eq!(m, "Illegal 'weight' option with the 'add-service' command");
+        // Invoked as ipvsadm: its text alone, its exit statuses (ipvsadm.c fail(2, ...);
+        // popt's refusals and tryhelp_exit end with -1 from process_options: 255).
+        let Outcome::Ipvsadm(m, 2) = run(args("/usr/sbin/ipvsadm -A -t 198.18.2.1:80 -w 3")) else {
+            panic!()
+        };
+        assert_eq!(m, "Illegal 'weight' option with the 'add-service' command");
+        let Outcome::Ipvsadm(m, 255) = run(args("ipvsadm -Q")) else {
+            panic!()
+        };
+        assert_eq!(m, "-Q: unknown option");
+        let Outcome::Ipvsadm(m, 255) = run(args("ipvsadm -n")) else {
+            panic!()
+        };
+        assert!(m.starts_with(errors::TRY_HELP), "{m}");
+        assert!(!m.contains('\n'), "{m}");
         let Outcome::Ok(help) = run(args("lb-ctl --help")) else {
             panic!()
         };

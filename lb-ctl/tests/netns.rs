@@ -83,6 +83,34 @@ impl Lab {
         err
     }
 
+    /// Runs `prog` (lb-ctl, or a link to it named `ipvsadm`) in the director namespace
+    /// with `input` on stdin; returns (exit status, stdout, stderr).
+    fn run_as(&self, prog: &Path, args: &str, input: &str) -> (i32, String, String) {
+        use std::io::Write as _;
+        let mut child = self
+            .dir_ns
+            .cmd(prog)
+            .args(args.split_whitespace())
+            .env("LB_PIN_DIR", self.pin.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run lb-ctl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn link(&self, ns: &Netns, dev: &str) -> serde_json::Value {
         let out = ns
             .ip(&format!("-j link show dev {dev}"))
@@ -120,8 +148,12 @@ fn cannot_run() -> Option<Result<String, String>> {
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let why_not = cannot_run();
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         ("load_configure_list_unload", load_configure_list_unload),
+        (
+            "save_clear_restore_as_ipvsadm",
+            save_clear_restore_as_ipvsadm,
+        ),
         (
             "schedulers_persistence_timeouts_sweep",
             schedulers_persistence_timeouts_sweep,
@@ -288,12 +320,12 @@ UDP  [2001:db8::1]:53 wlc
         ),
         (
             "-a -t 198.18.2.1:80 -r 198.18.100.3 -w 70000",
-            "out of range",
+            "illegal weight specified",
         ),
         ("-a -t 198.18.2.1:80 -r 198.18.100.1", "local address"),
         ("-a -t 198.18.2.1:80 -r 198.18.200.1", "no route"),
         ("-d -t 198.18.2.1:80 -r 198.18.100.9", "No such destination"),
-        ("-A -t 198.18.2.1:80 -w 1", "illegal '-w' option"),
+        ("-A -t 198.18.2.1:80 -w 1", "Illegal 'weight' option"),
     ] {
         let err = lab.fails(args);
         assert!(err.contains(why), "{args}: {err}");
@@ -340,11 +372,11 @@ UDP  [2001:db8::1]:53 wlc
         .unwrap();
     let _ = std::fs::remove_dir_all(link.parent().unwrap());
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        lab.ok("-L -n"),
-        "bare ipvsadm lists"
-    );
+    // ipvsadm's list_all(FMT_NONE): names, not numbers (/etc/services: http, domain).
+    let bare = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(bare, lab.ok("-L"), "bare ipvsadm lists");
+    assert!(bare.contains("TCP  198.18.2.1:http mh"), "{bare}");
+    assert!(bare.contains("UDP  [2001:db8::1]:domain wlc"), "{bare}");
     lab.ok("-D -u [2001:db8::1]:53");
     let counters = lab.ok("counters");
     assert!(counters.starts_with("rx "), "{counters}");
@@ -1131,4 +1163,257 @@ fn live_syns_are_counted_and_expire() {
         row(&lab.ok("-L -n -t 198.18.4.1:80"), "198.18.100.2:80")[4..],
         ["0", "0"]
     );
+}
+
+/// `-S | -C | -R` restores the same table, and ipvsadm's own words and exit statuses when
+/// invoked as `ipvsadm` (a link named so): a refused command or restore stream changes
+/// nothing.
+fn save_clear_restore_as_ipvsadm() {
+    let lab = Lab::new("s");
+    lab.ok("load --iface d0 --skb --max-flows 4096");
+    let links = tempdir_named("ipvsadm-link");
+    let ipvsadm = links.join("ipvsadm");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_lb-ctl"), &ipvsadm).unwrap();
+    let ctl = Path::new(env!("CARGO_BIN_EXE_lb-ctl"));
+
+    for cmd in [
+        "-A -t 198.18.2.1:80 -s wlc -p 600 -M 255.255.255.0",
+        "-a -t 198.18.2.1:80 -r 198.18.100.2 -g -w 2",
+        "-a -t 198.18.2.1:80 -r 198.18.101.5:8080 -m -w 3 -x 100 -y 50",
+        // A service name on input (/etc/services: http = 80/tcp).
+        "-A -t 198.18.2.1:https -s mh -b mh-port -p 600 --persist-group 198.18.2.1:http",
+        "-a -t 198.18.2.1:443 -r 198.18.100.2 -g",
+        "-E -t 198.18.2.1:443 -s mh -b mh-port -p 600 --mh-size 251",
+        "-A -u 198.18.2.3:53 -s rr -o",
+        "-a -u 198.18.2.3:53 -r 198.18.101.6:5353 -m -w 0",
+        "-A -t [2001:db8:2::1]:80 -s sh -b sh-fallback -p 60 -M 64",
+        "-a -t [2001:db8:2::1]:80 -r [2001:db8:100::2] -i --tun-type ipip -w 4",
+    ] {
+        lab.ok(cmd);
+    }
+    let saved = lab.ok("-S -n");
+    // ipvsadm's FMT_RULE lines (print_service_entry, print_tunnel_rule), sorted as
+    // list_all sorts; lb's extras (-x/-y, --persist-group, --mh-size) after them.
+    let want = "\
+-A -t 198.18.2.1:80 -s wlc -p 600 -M 255.255.255.0
+-a -t 198.18.2.1:80 -r 198.18.100.2:80 -g -w 2
+-a -t 198.18.2.1:80 -r 198.18.101.5:8080 -m -w 3 -x 100 -y 50
+-A -t 198.18.2.1:443 -s mh -b mh-port -p 600 --persist-group 198.18.2.1:80
+-a -t 198.18.2.1:443 -r 198.18.100.2:443 -g -w 1
+-E -t 198.18.2.1:443 -s mh -b mh-port -p 600 --persist-group 198.18.2.1:80 --mh-size 251
+-A -u 198.18.2.3:53 -s rr -o
+-a -u 198.18.2.3:53 -r 198.18.101.6:5353 -m -w 0
+-A -t [2001:db8:2::1]:80 -s sh -b sh-fallback -p 60 -M 64
+-a -t [2001:db8:2::1]:80 -r [2001:db8:100::2]:80 -i -w 4 --tun-type ipip
+";
+    assert_eq!(saved, want);
+    let listing = lab.ok("-L -n --thresholds");
+    let groups = |pin: &Path| -> Vec<(u16, bool)> {
+        let snap = Maps::open(pin).unwrap().snapshot().unwrap();
+        let mut v: Vec<(u16, bool)> = snap
+            .services
+            .iter()
+            .map(|(k, s)| {
+                let shared = snap
+                    .services
+                    .iter()
+                    .any(|(k2, o)| k2 != k && o.persist_group == s.persist_group);
+                (k.port.to_host(), shared)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let groups_before = groups(lab.pin.path());
+    // Everything a snapshot of the maps holds (services, reals, lists, trash).
+    let maps_now = |pin: &Path| format!("{:?}", Maps::open(pin).unwrap().snapshot().unwrap());
+    let maps_before = maps_now(lab.pin.path());
+
+    // As ipvsadm: refused commands print ipvsadm's text first, exit as ipvsadm does, and
+    // change nothing.
+    for (args, starts, code) in [
+        ("-A -t 198.18.2.1:80", "Service already exists", 255),
+        (
+            "-a -t 198.18.2.9:80 -r 198.18.100.2",
+            "Service not defined",
+            255,
+        ),
+        ("-D -t 198.18.2.9:80", "No such service", 255),
+        (
+            "-a -t 198.18.2.1:80 -r 198.18.100.2",
+            "Destination already exists",
+            255,
+        ),
+        (
+            "-d -t 198.18.2.1:80 -r 198.18.100.9",
+            "No such destination",
+            255,
+        ),
+        (
+            "-e -t 198.18.2.1:80 -r 198.18.100.9 -w 1",
+            "No such destination",
+            255,
+        ),
+        (
+            "-A -t 198.18.2.7:80 -s nosuch",
+            "Scheduler or persistence engine not found",
+            255,
+        ),
+        (
+            "-a -t 198.18.2.1:80 -r 198.18.100.3 -w 65536",
+            "illegal weight specified",
+            2,
+        ),
+        (
+            "-A -t 198.18.2.7:99999",
+            "illegal virtual server address[:port] specified",
+            2,
+        ),
+        (
+            "-a -t 198.18.2.1:80 -r 198.18.100.3:x -m",
+            "illegal real server address[:port] specified",
+            2,
+        ),
+        (
+            "-A -t 198.18.2.7:80 -p -M 255.255.0.x",
+            "illegal virtual server persistent mask specified",
+            2,
+        ),
+        (
+            "-A -t [2001:db8:2::7]:80 -p -M 129",
+            "illegal ipv6 netmask specified",
+            2,
+        ),
+        (
+            "-E -t 198.18.2.1:80 -p -M 255.0.255.0",
+            "illegal netmask",
+            255,
+        ),
+        (
+            "-A -t nosuchhost.invalid:80",
+            "illegal virtual server address[:port] specified",
+            2,
+        ),
+        (
+            "-A -t 198.18.2.7:80 -o",
+            "One-Packet Scheduling is only for UDP virtual services",
+            2,
+        ),
+        (
+            "-a -t 198.18.2.1:80 -r [2001:db8:100::2]",
+            "address family mismatch",
+            255,
+        ),
+        (
+            "-A -t 198.18.2.7:80 -w 1",
+            "Illegal 'weight' option with the 'add-service' command",
+            2,
+        ),
+        ("-L -c --stats", "options conflicts in the list command", 2),
+        (
+            "-A -f 1 -s rr",
+            "firewall-mark services (-f) are not available in lb",
+            2,
+        ),
+        (
+            "--start-daemon master",
+            "--start-daemon: lb has no IPVS sync daemon",
+            2,
+        ),
+        ("-Q", "-Q: unknown option", 255),
+        (
+            "-n",
+            "Try `ipvsadm -h' or 'ipvsadm --help' for more information.",
+            255,
+        ),
+    ] {
+        let (status, _, err) = lab.run_as(&ipvsadm, args, "");
+        assert_eq!(status, code, "ipvsadm {args}: {err}");
+        assert!(err.starts_with(starts), "ipvsadm {args}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert_eq!(lab.ok("-S -n"), saved, "ipvsadm {args} changed nothing");
+        assert_eq!(
+            maps_now(lab.pin.path()),
+            maps_before,
+            "ipvsadm {args}: maps as they were"
+        );
+    }
+
+    // A restore stream with a refused line applies nothing, and names the line.
+    let bad = format!("-C\n{saved}-a -t 198.18.2.1:80 -r 198.18.100.2 -g\n");
+    let (status, _, err) = lab.run_as(ctl, "-R", &bad);
+    assert_ne!(status, 0);
+    assert!(err.contains("line 12: Destination already exists"), "{err}");
+    assert_eq!(lab.ok("-S -n"), saved, "all or nothing");
+    assert_eq!(
+        maps_now(lab.pin.path()),
+        maps_before,
+        "all or nothing: maps as they were"
+    );
+
+    // -S | -C | -R: the same table back.
+    lab.ok("-C");
+    assert_eq!(lab.ok("-S -n"), "");
+    let (status, out, err) = lab.run_as(&ipvsadm, "-R", &saved);
+    assert_eq!((status, out.as_str()), (0, ""), "{err}");
+    assert_eq!(lab.ok("-S -n"), saved);
+    assert_eq!(lab.ok("-L -n --thresholds"), listing);
+    assert_eq!(
+        groups(lab.pin.path()),
+        groups_before,
+        "the :80/:443 group again"
+    );
+    // As ipvsadm -R reads ipvsadm-save's output: comments and the word ipvsadm.
+    lab.ok("-C");
+    let script: String = saved.lines().map(|l| format!("ipvsadm {l}\n")).collect();
+    let (status, _, err) = lab.run_as(ctl, "--restore", &format!("# lb\n\n{script}"));
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(lab.ok("-S -n"), saved);
+
+    // A stream that starts with -C replaces the table in one go.
+    let (status, _, err) = lab.run_as(ctl, "-R", &format!("-C\n{saved}"));
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(lab.ok("-S -n"), saved);
+    assert_eq!(groups(lab.pin.path()), groups_before);
+
+    // ipvsadm 1.31's --tun-info column.
+    let tun = lab.ok("-L -n --tun-info");
+    assert!(
+        tun.contains("  -> [2001:db8:100::2]:80         Tunnel  ipip          4      "),
+        "{tun}"
+    );
+    assert!(
+        tun.contains("  -> 198.18.100.2:80              Route   n/a           2      "),
+        "{tun}"
+    );
+
+    // -L --daemon: no sync daemon runs; bare ipvsadm: the listing.
+    assert_eq!(lab.run_as(&ipvsadm, "-L --daemon", "").1, "");
+    let (status, out, _) = lab.run_as(&ipvsadm, "", "");
+    assert_eq!(status, 0);
+    assert!(out.starts_with("IP Virtual Server version"), "{out}");
+    lab.ok("unload");
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir_named(tag: &str) -> TempDir {
+    let d = std::env::temp_dir().join(format!("{PREFIX}-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    TempDir(d)
 }

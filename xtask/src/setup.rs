@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     // bench: the kernel-path peer of the end-to-end run (nftables DNAT).
     "nftables",
     "build-essential",
+    // /etc/services: ipvsadm's service names (`http`, `domain`) in lb-ctl's name tests.
+    "netbase",
 ];
 /// bpf-linker release that builds against the nightly sysroot's LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -3,7 +3,9 @@
 
 use crate::cli::ipvsadm::{IpvsCommand, ListFormat};
 use crate::cli::json;
+use crate::cli::names::{Names, Numeric, System};
 use crate::cli::show::{self, ListOptions};
+use crate::cli::{restore, save};
 use crate::ipvs::model::{ModelError, Op, SCHED_FLAGS, ServiceAddr, sched_names};
 use crate::ipvs::{real, service};
 use crate::maps::{self, Maps, MapsError};
@@ -28,6 +30,17 @@ pub enum CtlError {
     /// The pin directory could not be locked.
     #[error("cannot lock {0}")]
     Lock(std::path::PathBuf, #[source] std::io::Error),
+    /// `-R` could not read its standard input.
+    #[error("cannot read the commands from stdin")]
+    Stdin(#[source] std::io::Error),
+    /// A line of a `-R` stream was refused; nothing was written.
+    #[error(transparent)]
+    Restore(#[from] Box<restore::RestoreError>),
+}
+
+/// `names` for a listing: numbers with `-n`, the system's names without.
+fn names_for(numeric: bool) -> &'static dyn Names {
+    if numeric { &Numeric } else { &System }
 }
 
 /// Help text of the ipvsadm-style commands (printed by `-h` and `lb-ctl --help`):
@@ -66,16 +79,20 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -E|--edit-service (same options; those given replace the old ones)
   -D|--delete-service -t|-u VIP:PORT                      delete it and its reals
   -a|--add-server  -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
+                   [--tun-type ipip]
   -e|--edit-server -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m] [-w WEIGHT] [-x UTHR] [-y LTHR]
   -d|--delete-server -t|-u VIP:PORT -r RIP[:PORT]
-  -L|-l|--list [-n] [--stats|--rate|--thresholds|--persistent-conn] [--exact] [--nosort]
+  -L|-l|--list [-n] [--stats|--rate|--thresholds|--persistent-conn|--tun-info] [--exact] [--nosort|--sort]
                [-t|-u VIP:PORT] [--json]
-  -L -c [--persistent-conn] [--json]                      connections and templates
-  -L --timeout                                            Timeout (tcp tcpfin udp)
+  -L -c [-n] [--persistent-conn] [--json]                 connections and templates
+  -L --timeout [--json]                                   Timeout (tcp tcpfin udp)
+  -L --daemon                                             sync daemons (none with lb)
+  -S|--save [-n]                                          the table as ipvsadm commands
+  -R|--restore                                            commands from stdin, all or none
   --set TCP TCPFIN UDP                                    timeouts in seconds (0 = keep)
   -C|--clear                                              delete every service
   -Z|--zero [-t|-u VIP:PORT]                              zero the traffic counters
-  -h|--help
+  -h|--help   -v|--version
 
   -s {SCHEDULERS} (default wlc, as ipvsadm)
   -b {FLAGS}
@@ -87,12 +104,24 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -g gatewaying (direct routing, the default)  -i ipip (tunnel)  -m masquerading (NAT)
   -w weight 0..65535 (default 1; 0 = quiescent: no new flows)
   -x/-y upper/lower connection thresholds (0 = none; overloaded from -x until below -y)
+  -n numeric: without it addresses and ports print as host and service names, as
+  ipvsadm; names are also accepted on input (www.example.com:http, IPv4 hosts).
   IPv6 addresses in brackets: [2001:db8::1]:80. A VIP without a port is an all-port
   service; a NAT real without a port uses the service's port. -L sorts reals as ipvsadm
   does; --nosort shows IPVS's list order (newest first), which schedulers follow.
+  -R reads ipvsadm commands, one per line (as -S writes them; `#` lines and blank lines
+  skipped), checks every line against the state the lines before it leave, and changes
+  nothing if one is refused (the message names the line).
   Connections expire, and --rate is estimated (every 2 s), only while `lb-ctl sweep`
   runs (IPVS's timers); settings:
   `lb-ctl sysctl expire_nodest_conn|expire_quiescent_template 0|1`.
+  Refused, in one line, with what to use instead: -f/-6 firewall marks (XDP runs before
+  netfilter; use --persist-group), --start-daemon/--stop-daemon/--syncid/--mcast-*
+  (connection sync belongs to the director daemon), --pe, --tun-type gue|gre and the
+  --tun-port/--tun-*csum options (lb's tunnels are IPIP).
+  Invoked as `ipvsadm`, errors are ipvsadm's texts (lb's detail after them) and exit
+  statuses: 2 for a refused command line, 255 for an unknown option or a change IPVS
+  would refuse (\"Service already exists\", \"No such destination\", ...).
 
 Examples:
   lb-ctl -A -t 198.18.2.1:80 -s mh -b mh-port
@@ -103,6 +132,8 @@ Examples:
   lb-ctl -L -n
   lb-ctl -L -n -c
   lb-ctl --set 900 60 300
+  lb-ctl -S -n > /etc/lb/rules          # save
+  lb-ctl -C && lb-ctl -R < /etc/lb/rules # restore
   lb-ctl -d -t 198.18.2.1:80 -r 198.18.1.11
   lb-ctl -C
 ";
@@ -146,6 +177,7 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
             format,
             nosort,
             json,
+            numeric,
         } => {
             let opts = ListOptions {
                 stats: *stats,
@@ -154,30 +186,35 @@ pub fn run_ipvsadm(dir: &Path, cmd: &IpvsCommand) -> Result<String, CtlError> {
                 format: *format,
                 nosort: *nosort,
             };
-            return list(dir, service.as_ref(), opts, *json);
+            return list(dir, service.as_ref(), opts, *json, names_for(*numeric));
         }
         IpvsCommand::ListConns {
             persistent_conn,
             json,
-        } => return list_conns(dir, *persistent_conn, *json),
-        IpvsCommand::ListTimeout => {
+            numeric,
+        } => return list_conns(dir, *persistent_conn, *json, names_for(*numeric)),
+        // No sync daemon runs with lb: ipvsadm's `list_daemon` prints nothing then.
+        IpvsCommand::ListDaemon => return Ok(String::new()),
+        IpvsCommand::Save { numeric } => return save_rules(dir, names_for(*numeric)),
+        IpvsCommand::Restore => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(CtlError::Stdin)?;
+            restore(dir, &text, &System)?;
+        }
+        IpvsCommand::ListTimeout { json } => {
             let t = effective_timeouts(&maps::read_settings(dir)?.timeouts);
-            return Ok(show::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s));
+            return Ok(if *json {
+                json::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s)
+            } else {
+                show::timeouts(t.tcp_s, t.tcpfin_s, t.udp_s)
+            });
         }
         IpvsCommand::SetTimeout([tcp, fin, udp]) => {
             let _lock = crate::maps::sys::lock_dir(dir)
                 .map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
             let mut s = maps::read_settings(dir)?;
-            // As IPVS: a 0 leaves that timeout unchanged.
-            for (slot, v) in [
-                (&mut s.timeouts.tcp_s, tcp),
-                (&mut s.timeouts.tcpfin_s, fin),
-                (&mut s.timeouts.udp_s, udp),
-            ] {
-                if *v != 0 {
-                    *slot = *v;
-                }
-            }
+            set_timeouts(&mut s, [*tcp, *fin, *udp]);
             maps::write_settings(dir, &s)?;
         }
         IpvsCommand::Help => return Ok(ipvsadm_help()),
@@ -204,6 +241,7 @@ pub fn list(
     only: Option<&ServiceAddr>,
     opts: ListOptions,
     json: bool,
+    names: &dyn Names,
 ) -> Result<String, CtlError> {
     let maps = Maps::open(dir)?;
     let snap = maps.snapshot()?;
@@ -230,21 +268,75 @@ pub fn list(
     Ok(if json {
         json::services(&listed, &status::gather::tables(dir)?)
     } else {
-        show::list(&listed, opts)
+        show::list(&listed, opts, names)
     })
 }
 
 /// `-L -c [--json]`: flows and persistence templates with the seconds they have left, by
 /// CLOCK.
-pub fn list_conns(dir: &Path, persistent_conn: bool, json: bool) -> Result<String, CtlError> {
+pub fn list_conns(
+    dir: &Path,
+    persistent_conn: bool,
+    json: bool,
+    names: &dyn Names,
+) -> Result<String, CtlError> {
     let maps = Maps::open(dir)?;
     let snap = maps.snapshot()?;
     let list = status::conns(&maps, &snap, dir)?;
     Ok(if json {
         json::conns(&list)
     } else {
-        show::conns(&list, persistent_conn)
+        show::conns(&list, persistent_conn, names)
     })
+}
+
+/// `-S [-n]`: every service and real as the ipvsadm commands that make them, sorted as
+/// ipvsadm sorts them.
+pub fn save_rules(dir: &Path, names: &dyn Names) -> Result<String, CtlError> {
+    let maps = Maps::open(dir)?;
+    let snap = maps.snapshot()?;
+    let what = Gather {
+        stats: false,
+        rates: false,
+        conns: false,
+    };
+    let mut listed = status::services(&maps, &snap, None, what)?;
+    status::sort(&mut listed, true);
+    Ok(save::rules(&listed, names))
+}
+
+/// `-R`: reads ipvsadm commands from `text` and applies them all, or none when a line is
+/// refused (the error names the line).
+pub fn restore(dir: &Path, text: &str, names: &dyn Names) -> Result<(), CtlError> {
+    let cmds = restore::commands(text, names).map_err(Box::new)?;
+    let mut maps = Maps::open(dir)?;
+    let _lock =
+        crate::maps::sys::lock_dir(dir).map_err(|e| CtlError::Lock(dir.to_path_buf(), e))?;
+    let snap = maps.snapshot()?;
+    let mut resolve = nexthop::resolve;
+    let (ops, sets) = restore::plan(&snap, &cmds, &mut resolve).map_err(Box::new)?;
+    maps.apply(&ops)?;
+    if !sets.is_empty() {
+        let mut s = maps::read_settings(dir)?;
+        for t in sets {
+            set_timeouts(&mut s, t);
+        }
+        maps::write_settings(dir, &s)?;
+    }
+    Ok(())
+}
+
+/// `--set TCP TCPFIN UDP` on the settings: as IPVS, a 0 leaves that timeout unchanged.
+fn set_timeouts(s: &mut Settings, [tcp, fin, udp]: [u32; 3]) {
+    for (slot, v) in [
+        (&mut s.timeouts.tcp_s, tcp),
+        (&mut s.timeouts.tcpfin_s, fin),
+        (&mut s.timeouts.udp_s, udp),
+    ] {
+        if v != 0 {
+            *slot = v;
+        }
+    }
 }
 
 /// Where a setting lives in [`Settings`].

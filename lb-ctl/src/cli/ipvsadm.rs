@@ -1,13 +1,19 @@
 //! ipvsadm's command line, word for word where lb supports the feature: getopt-style short
 //! options (clusters such as `-Ln`, attached arguments such as `-t198.18.0.1:80`), long
 //! options (`--tcp-service X`, `--tcp-service=X`), one command per invocation, and the
-//! same command/option compatibility checks. Features lb does not have yet are refused
-//! with "... is not supported yet" rather than ignored, so a script never half-works.
+//! same command/option compatibility checks, refused with ipvsadm's own message texts
+//! (ipvsadm.c `parse_options`, `generic_opt_check`, `set_command`, `set_option`).
+//! Features lb cannot have (firewall marks, the sync daemon, persistence engines, GUE/GRE
+//! tunnels) are refused in one line saying what to use instead, never ignored, so a script
+//! never half-works. Host and service names are looked up as ipvsadm does ([`names`]).
 //!
 //! Deviations: a service without a port is an all-port service (ipvsadm wants `-p` for
 //! that); lb adds `--persist-group VIP:PORT` (share another service's persistence, as an
 //! IPVS firewall-mark service spanning ports does) and `--mh-size PRIME` (Maglev table size).
+//!
+//! [`names`]: crate::cli::names
 
+use crate::cli::names::{Names, System};
 use crate::ipvs::model::{
     Endpoint, Proto, RealRef, RealSpec, SCHED_FLAGS, ServiceAddr, ServiceSpec,
 };
@@ -48,6 +54,8 @@ pub enum IpvsCommand {
         nosort: bool,
         /// lb's `--json`: every field as JSON (docs/json.md) instead of ipvsadm's text.
         json: bool,
+        /// `-n`: addresses and ports as numbers, not names.
+        numeric: bool,
     },
     /// `-L -c`: the connection (and template) entries.
     ListConns {
@@ -55,9 +63,23 @@ pub enum IpvsCommand {
         persistent_conn: bool,
         /// lb's `--json`: the entries as JSON (docs/json.md).
         json: bool,
+        /// `-n`: addresses and ports as numbers, not names.
+        numeric: bool,
     },
     /// `-L --timeout`.
-    ListTimeout,
+    ListTimeout {
+        /// lb's `--json`: the three timeouts as JSON (docs/json.md).
+        json: bool,
+    },
+    /// `-L --daemon`: the connection-sync daemons running (lb has none).
+    ListDaemon,
+    /// `-S [-n]`: the table as ipvsadm commands.
+    Save {
+        /// `-n`: addresses and ports as numbers, not names.
+        numeric: bool,
+    },
+    /// `-R`: ipvsadm commands from stdin, applied all or nothing.
+    Restore,
     /// `--set TCP TCPFIN UDP` (0 keeps a value).
     SetTimeout([u32; 3]),
     /// `-C`.
@@ -82,14 +104,20 @@ pub enum ListFormat {
     PersistentConn,
     /// `--rate`: CPS, InPPS, OutPPS, InBPS, OutBPS (the estimator's rates).
     Rate,
+    /// `--tun-info` (ipvsadm 1.31): Forward, TunnelInfo, Weight, ActiveConn, InActConn.
+    TunInfo,
 }
 
 /// Why an ipvsadm command line is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
-    /// Malformed command line.
+    /// Malformed command line: ipvsadm's `fail(2, ...)` text (exit status 2).
     #[error("{0}")]
     Usage(String),
+    /// What ipvsadm's option parser (popt) rejects before any check: an unknown option,
+    /// a missing argument, or no command first (ipvsadm prints it and exits 255).
+    #[error("{0}")]
+    BadOption(String),
     /// A valid ipvsadm feature lb does not have yet.
     #[error("{0} is not supported yet")]
     Unsupported(String),
@@ -113,6 +141,8 @@ enum Cmd {
     Help,
     Version,
     Timeout,
+    Save,
+    Restore,
 }
 
 impl Cmd {
@@ -125,11 +155,13 @@ impl Cmd {
             Cmd::EditReal => "edit-server",
             Cmd::DelReal => "delete-server",
             Cmd::List => "list",
-            Cmd::Clear => "clear",
+            Cmd::Clear => "flush",
             Cmd::Zero => "zero",
             Cmd::Help => "help",
             Cmd::Version => "version",
             Cmd::Timeout => "set",
+            Cmd::Save => "save",
+            Cmd::Restore => "restore",
         }
     }
 }
@@ -160,34 +192,41 @@ enum Opt {
     PersistGroup,
     MhSize,
     Json,
+    Daemon,
+    TunType,
+    TunInfo,
 }
 
 impl Opt {
     fn name(self) -> &'static str {
         match self {
-            Opt::Service => "-t/-u",
-            Opt::Sched => "-s",
-            Opt::SchedFlags => "-b",
-            Opt::Real => "-r",
-            Opt::Fwd => "-g/-i/-m",
-            Opt::Weight => "-w",
-            Opt::Numeric => "-n",
-            Opt::Stats => "--stats",
-            Opt::Rate => "--rate",
-            Opt::Exact => "--exact",
-            Opt::Persistent => "-p",
-            Opt::Netmask => "-M",
-            Opt::OnePacket => "-o",
-            Opt::UThreshold => "-x",
-            Opt::LThreshold => "-y",
-            Opt::Connection => "-c",
-            Opt::ShowTimeout => "--timeout",
-            Opt::Thresholds => "--thresholds",
-            Opt::PersistentConn => "--persistent-conn",
-            Opt::NoSort => "--nosort",
-            Opt::PersistGroup => "--persist-group",
-            Opt::MhSize => "--mh-size",
-            Opt::Json => "--json",
+            // ipvsadm.c `optnames`, which its messages quote.
+            Opt::Service => "service-address",
+            Opt::Sched => "scheduler",
+            Opt::SchedFlags => "sched-flags",
+            Opt::Real => "real-server",
+            Opt::Fwd => "forwarding-method",
+            Opt::Weight => "weight",
+            Opt::Numeric => "numeric",
+            Opt::Stats => "stats",
+            Opt::Rate => "rate",
+            Opt::Exact => "exact",
+            Opt::Persistent => "persistent",
+            Opt::Netmask => "netmask",
+            Opt::OnePacket => "ops",
+            Opt::UThreshold => "u-threshold",
+            Opt::LThreshold => "l-threshold",
+            Opt::Connection => "connection",
+            Opt::ShowTimeout => "timeout",
+            Opt::Thresholds => "thresholds",
+            Opt::PersistentConn => "persistent-conn",
+            Opt::NoSort => "nosort",
+            Opt::PersistGroup => "persist-group",
+            Opt::MhSize => "mh-size",
+            Opt::Json => "json",
+            Opt::Daemon => "daemon",
+            Opt::TunType => "tun-type",
+            Opt::TunInfo => "tun-info",
         }
     }
 }
@@ -209,7 +248,10 @@ fn allowed(cmd: Cmd) -> (&'static [Opt], &'static [Opt]) {
             ],
         ),
         Cmd::DelService => (&[Service], &[]),
-        Cmd::AddReal | Cmd::EditReal => (&[Service, Real], &[Fwd, Weight, UThreshold, LThreshold]),
+        Cmd::AddReal | Cmd::EditReal => (
+            &[Service, Real],
+            &[Fwd, Weight, UThreshold, LThreshold, TunType],
+        ),
         Cmd::DelReal => (&[Service, Real], &[]),
         Cmd::List => (
             &[],
@@ -225,11 +267,16 @@ fn allowed(cmd: Cmd) -> (&'static [Opt], &'static [Opt]) {
                 PersistentConn,
                 NoSort,
                 Json,
+                Daemon,
+                TunInfo,
             ],
         ),
-        Cmd::Timeout => (&[], &[]),
+        Cmd::Timeout | Cmd::Restore => (&[], &[]),
+        Cmd::Save => (&[], &[Numeric]),
         Cmd::Zero => (&[], &[Service]),
-        Cmd::Clear | Cmd::Help | Cmd::Version => (&[], &[Numeric]),
+        // ipvsadm.c: -C takes no option; -h and -v print and exit before any check.
+        Cmd::Clear => (&[], &[]),
+        Cmd::Help | Cmd::Version => (&[], &[Numeric]),
     }
 }
 
@@ -252,6 +299,7 @@ struct Raw {
     timeouts: Vec<String>,
     persist_group: Option<String>,
     mh_size: Option<String>,
+    numeric: bool,
 }
 
 /// One option of the table: long name, short letter, whether it takes an argument.
@@ -507,6 +555,56 @@ const SPECS: &[Spec] = &[
         short: None,
         arg: false,
     },
+    Spec {
+        long: "ipv6",
+        short: Some('6'),
+        arg: false,
+    },
+    Spec {
+        long: "tun-port",
+        short: None,
+        arg: true,
+    },
+    Spec {
+        long: "tun-nocsum",
+        short: None,
+        arg: false,
+    },
+    Spec {
+        long: "tun-csum",
+        short: None,
+        arg: false,
+    },
+    Spec {
+        long: "tun-remcsum",
+        short: None,
+        arg: false,
+    },
+    Spec {
+        long: "tun-info",
+        short: None,
+        arg: false,
+    },
+    Spec {
+        long: "mcast-group",
+        short: None,
+        arg: true,
+    },
+    Spec {
+        long: "mcast-port",
+        short: None,
+        arg: true,
+    },
+    Spec {
+        long: "mcast-ttl",
+        short: None,
+        arg: true,
+    },
+    Spec {
+        long: "sync-maxlen",
+        short: None,
+        arg: true,
+    },
     // lb's own: `--persist-group -t VIP:PORT` (or `-u`), `--mh-size PRIME`.
     Spec {
         long: "persist-group",
@@ -524,7 +622,7 @@ impl Raw {
     fn command(&mut self, c: Cmd) -> Result<(), ParseError> {
         match self.cmd {
             Some(old) if old != c => Err(usage(format!(
-                "more than one command given (--{} and --{})",
+                "multiple commands specified (--{} and --{})",
                 old.name(),
                 c.name()
             ))),
@@ -537,15 +635,16 @@ impl Raw {
 
     fn option(&mut self, o: Opt) -> Result<(), ParseError> {
         if self.seen.contains(&o) && o != Opt::Numeric {
-            return Err(usage(format!("option {} given more than once", o.name())));
+            return Err(usage(format!("multiple '{}' options specified", o.name())));
         }
         self.seen.push(o);
         Ok(())
     }
 
     fn set(&mut self, long: &str, arg: Option<String>) -> Result<(), ParseError> {
-        let arg_or =
-            |a: Option<String>| a.ok_or_else(|| usage(format!("--{long} needs an argument")));
+        let arg_or = |a: Option<String>| {
+            a.ok_or_else(|| ParseError::BadOption(format!("--{long}: missing argument")))
+        };
         match long {
             "add-service" => self.command(Cmd::AddService)?,
             "edit-service" => self.command(Cmd::EditService)?,
@@ -591,7 +690,10 @@ impl Raw {
                 self.option(Opt::Weight)?;
                 self.weight = Some(arg_or(arg)?);
             }
-            "numeric" => self.option(Opt::Numeric)?,
+            "numeric" => {
+                self.option(Opt::Numeric)?;
+                self.numeric = true;
+            }
             "stats" => {
                 self.option(Opt::Stats)?;
                 self.stats = true;
@@ -636,13 +738,52 @@ impl Raw {
                 self.option(Opt::MhSize)?;
                 self.mh_size = Some(arg_or(arg)?);
             }
-            // Accepted by ipvsadm, meaningless here: listing is always sorted.
+            // ipvsadm: "does nothing, for backwards compatibility" (sorting is the default).
             "sort" => {}
-            "restore" => return Err(ParseError::Unsupported("--restore (-R)".into())),
-            "save" => return Err(ParseError::Unsupported("--save (-S)".into())),
+            "save" => self.command(Cmd::Save)?,
+            "restore" => self.command(Cmd::Restore)?,
+            "daemon" => self.option(Opt::Daemon)?,
+            "tun-info" => self.option(Opt::TunInfo)?,
+            "tun-type" => {
+                self.option(Opt::TunType)?;
+                match arg_or(arg)?.as_str() {
+                    // lb's -i is IPIP (IP6IP6 for IPv6): the default tunnel type.
+                    "ipip" => {}
+                    t @ ("gue" | "gre") => {
+                        return Err(usage(format!(
+                            "tunnel type {t} is not available in lb: its -i real servers are reached by IPIP (--tun-type ipip)"
+                        )));
+                    }
+                    _ => return Err(usage("illegal tunnel type specified")),
+                }
+            }
+            // ipvsadm.c `tunnel_types_v_options`: none of these goes with ipip, the only
+            // type lb has.
+            "tun-port" | "tun-nocsum" | "tun-csum" | "tun-remcsum" => {
+                return Err(usage(format!(
+                    "Illegal '{long}' option with the 'ipip' tunnel type (lb's tunnels are IPIP only)"
+                )));
+            }
+            "ipv6" => {
+                // ipvsadm: -6 only qualifies a -f firewall-mark service.
+                return Err(usage(
+                    "-6 used before -f (and lb has no firewall-mark services)",
+                ));
+            }
             "fwmark-service" => {
-                return Err(ParseError::Unsupported(
-                    "firewall-mark services (-f)".into(),
+                return Err(usage(
+                    "firewall-mark services (-f) are not available in lb: XDP runs before netfilter, so there is no mark to match; for one persistence across ports use --persist-group VIP:PORT (or the daemon's virtual_server_group)",
+                ));
+            }
+            "start-daemon" | "stop-daemon" | "syncid" | "mcast-interface" | "mcast-group"
+            | "mcast-port" | "mcast-ttl" | "sync-maxlen" => {
+                return Err(usage(format!(
+                    "--{long}: lb has no IPVS sync daemon; connection sync comes with the director daemon (the connection-sync daemon), not ipvsadm"
+                )));
+            }
+            "pe" => {
+                return Err(usage(
+                    "--pe: lb has no persistence engines (sip); persistence is by client address (-p, -M)",
                 ));
             }
             other => return Err(ParseError::Unsupported(format!("--{other}"))),
@@ -659,42 +800,70 @@ fn find_short(c: char) -> Option<&'static Spec> {
     SPECS.iter().find(|s| s.short == Some(c))
 }
 
-/// Parses `ADDR[:PORT]` / `[V6ADDR][:PORT]` / bare IPv6 (no port). Host and service
-/// names are not looked up.
-pub fn parse_endpoint(s: &str) -> Result<(IpAddr, Option<u16>), ParseError> {
-    let bad = || {
+/// Parses `HOST[:PORT]` / `[V6ADDR][:PORT]` / bare IPv6 (no port) as ipvsadm's
+/// `parse_service` does: the host an IPv4 or IPv6 literal or an IPv4 host name, the port
+/// a number or a service name of `proto`. `what` is "virtual server" or "real server",
+/// for ipvsadm's message.
+pub fn parse_endpoint(
+    s: &str,
+    proto: Proto,
+    names: &dyn Names,
+    what: &str,
+) -> Result<(IpAddr, Option<u16>), ParseError> {
+    let bad = |why: &str| {
         usage(format!(
-            "illegal address {s} (use IP[:PORT] or [IPv6][:PORT]; names are not resolved)"
+            "illegal {what} address[:port] specified ({s}: {why})"
         ))
     };
     let port = |p: &str| -> Result<u16, ParseError> {
-        p.parse::<u16>()
-            .map_err(|_| usage(format!("illegal port number in {s}")))
+        match p.parse::<u16>() {
+            Ok(n) => Ok(n),
+            Err(_) => names
+                .port_of(p, proto)
+                .ok_or_else(|| bad("port is neither a number 0-65535 nor a service name")),
+        }
     };
     if let Some(rest) = s.strip_prefix('[') {
-        let (addr, tail) = rest.split_once(']').ok_or_else(bad)?;
-        let ip: Ipv6Addr = addr.parse().map_err(|_| bad())?;
+        let (addr, tail) = rest.split_once(']').ok_or_else(|| bad("no closing ]"))?;
+        let ip: Ipv6Addr = addr
+            .parse()
+            .map_err(|_| bad("not an IPv6 address in [ ]"))?;
         return match tail {
             "" => Ok((IpAddr::V6(ip), None)),
             t => Ok((
                 IpAddr::V6(ip),
-                Some(port(t.strip_prefix(':').ok_or_else(bad)?)?),
+                Some(port(
+                    t.strip_prefix(':')
+                        .ok_or_else(|| bad("':' expected after ]"))?,
+                )?),
             )),
         };
     }
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok((ip, None));
     }
-    let (addr, p) = s.rsplit_once(':').ok_or_else(bad)?;
-    let ip: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
-    Ok((IpAddr::V4(ip), Some(port(p)?)))
+    // ipvsadm refuses an all-digit word (`str_is_digit`): it is not a host.
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("a number is not an address"));
+    }
+    let (host, p) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(port(p)?)),
+        None => (s, None),
+    };
+    let ip = match host.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => ip,
+        Err(_) => names
+            .addr_of(host)
+            .ok_or_else(|| bad("unknown host (IPv6 goes in brackets)"))?,
+    };
+    Ok((IpAddr::V4(ip), p))
 }
 
-fn service_addr(raw: &Raw) -> Result<Option<ServiceAddr>, ParseError> {
+fn service_addr(raw: &Raw, names: &dyn Names) -> Result<Option<ServiceAddr>, ParseError> {
     raw.service
         .as_ref()
         .map(|(proto, s)| {
-            let (ip, port) = parse_endpoint(s)?;
+            let (ip, port) = parse_endpoint(s, *proto, names, "virtual server")?;
             Ok(ServiceAddr {
                 proto: *proto,
                 vip: Endpoint {
@@ -729,7 +898,11 @@ fn sched_flags(sched: &str, flags: &str) -> Result<u32, ParseError> {
     Ok(bits)
 }
 
-fn service_spec(raw: &Raw, addr: ServiceAddr) -> Result<ServiceArgs, ParseError> {
+fn service_spec(
+    raw: &Raw,
+    addr: ServiceAddr,
+    names: &dyn Names,
+) -> Result<ServiceArgs, ParseError> {
     let sched = raw.sched.clone();
     let mut spec = ServiceSpec::with_sched(addr, sched.unwrap_or_else(|| "wlc".into()));
     if let Some(f) = &raw.flags {
@@ -738,35 +911,42 @@ fn service_spec(raw: &Raw, addr: ServiceAddr) -> Result<ServiceArgs, ParseError>
     spec.persistent = match &raw.persistent {
         None => None,
         Some(None) => Some(DEFAULT_PERSIST_TIMEOUT_S),
-        Some(Some(t)) => Some(
-            t.parse::<u32>()
-                .ok()
-                .filter(|&t| t >= 1)
-                .ok_or_else(|| usage(format!("illegal timeout for persistent service: {t}")))?,
-        ),
+        Some(Some(t)) => Some(timeout(t, 1)?),
     };
     if let Some(m) = &raw.netmask {
-        if spec.persistent.is_none() {
-            return Err(usage("netmask (-M) needs a persistent service (-p)"));
-        }
-        spec.netmask = Some(match addr.vip.ip {
+        let mask = match addr.vip.ip {
             IpAddr::V4(_) => m
                 .parse::<std::net::Ipv4Addr>()
                 .map(IpAddr::V4)
-                .map_err(|_| usage(format!("illegal virtual server netmask: {m}")))?,
+                .map_err(|_| {
+                    usage(format!(
+                        "illegal virtual server persistent mask specified: {m}"
+                    ))
+                })?,
             IpAddr::V6(_) => {
                 let plen = m
                     .parse::<u32>()
                     .ok()
                     .filter(|&p| (1..=128).contains(&p))
-                    .ok_or_else(|| usage(format!("illegal virtual server netmask: {m}")))?;
+                    .ok_or_else(|| usage(format!("illegal ipv6 netmask specified: {m}")))?;
                 IpAddr::V6(Ipv6Addr::from(u128::MAX << (128 - plen)))
             }
-        });
+        };
+        // ipvsadm takes -M without -p; IPVS uses the mask for persistence only, so
+        // without -p it has no effect and is not kept.
+        if spec.persistent.is_some() {
+            spec.netmask = Some(mask);
+        }
     }
     spec.one_packet = raw.seen.contains(&Opt::OnePacket);
+    if spec.one_packet && addr.proto != Proto::Udp {
+        // ipvsadm.c process_options.
+        return Err(usage(
+            "One-Packet Scheduling is only for UDP virtual services",
+        ));
+    }
     if let Some(g) = &raw.persist_group {
-        let (ip, port) = parse_endpoint(g)?;
+        let (ip, port) = parse_endpoint(g, addr.proto, names, "virtual server")?;
         spec.persist_with = Some(ServiceAddr {
             proto: addr.proto,
             vip: Endpoint {
@@ -784,13 +964,26 @@ fn service_spec(raw: &Raw, addr: ServiceAddr) -> Result<ServiceArgs, ParseError>
     Ok(spec)
 }
 
+/// ipvsadm's `-w`: `string_to_number(optarg, 0, 65535)`.
 fn weight(raw: &Raw) -> Result<i64, ParseError> {
     match &raw.weight {
         None => Ok(1),
         Some(w) => w
-            .parse::<i64>()
-            .map_err(|_| usage(format!("illegal weight specified: {w}"))),
+            .parse::<u16>()
+            .map(i64::from)
+            .map_err(|_| usage(format!("illegal weight specified: {w} (0-65535)"))),
     }
+}
+
+/// Longest timeout ipvsadm takes (`MAX_TIMEOUT`, 31 days).
+const MAX_TIMEOUT_S: u32 = 86400 * 31;
+
+/// ipvsadm's `parse_timeout(buf, min, MAX_TIMEOUT)`.
+fn timeout(t: &str, min: u32) -> Result<u32, ParseError> {
+    t.parse::<u32>()
+        .ok()
+        .filter(|v| (min..=MAX_TIMEOUT_S).contains(v))
+        .ok_or_else(|| usage(format!("invalid timeout value `{t}' specified")))
 }
 
 /// The next word as an optional option argument (popt's `POPT_ARGFLAG_OPTIONAL`): taken
@@ -815,8 +1008,14 @@ fn number(v: &Option<String>, what: &str) -> Result<u32, ParseError> {
     }
 }
 
-/// Parses an ipvsadm command line (without the program name).
+/// Parses an ipvsadm command line (without the program name), names looked up by the
+/// system's resolver.
 pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
+    parse_with(args, &System)
+}
+
+/// [`parse`] with host and service names looked up in `names`.
+pub fn parse_with<S: AsRef<str>>(args: &[S], names: &dyn Names) -> Result<IpvsCommand, ParseError> {
     let mut raw = Raw::default();
     let mut i = 0;
     while i < args.len() {
@@ -827,7 +1026,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (long, None),
             };
-            let spec = find_long(name).ok_or_else(|| usage(format!("unknown option --{name}")))?;
+            let spec = find_long(name)
+                .ok_or_else(|| ParseError::BadOption(format!("--{name}: unknown option")))?;
             let arg = if spec.arg && inline.is_none() {
                 let v = args.get(i).map(|s| s.as_ref().to_string());
                 i += 1;
@@ -848,7 +1048,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
             }
         } else if let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) {
             for (pos, c) in cluster.char_indices() {
-                let spec = find_short(c).ok_or_else(|| usage(format!("unknown option -{c}")))?;
+                let spec = find_short(c)
+                    .ok_or_else(|| ParseError::BadOption(format!("-{c}: unknown option")))?;
                 if spec.arg {
                     let rest = &cluster[pos + c.len_utf8()..];
                     let arg = if rest.is_empty() {
@@ -880,14 +1081,17 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
         }
     }
 
-    let cmd = raw
-        .cmd
-        .ok_or_else(|| usage("no command given (one of -A -E -D -a -e -d -L -C -Z -h)"))?;
+    // ipvsadm.c `tryhelp_exit`: no command at all.
+    let cmd = raw.cmd.ok_or_else(|| {
+        ParseError::BadOption(
+            "no command given (one of -A -E -D -a -e -d -L -C -Z -S -R --set -h -v)".into(),
+        )
+    })?;
     let (required, optional) = allowed(cmd);
     for o in required {
         if !raw.seen.contains(o) {
             return Err(usage(format!(
-                "option {} is required with the '{}' command",
+                "You need to supply the '{}' option for the '{}' command",
                 o.name(),
                 cmd.name()
             )));
@@ -896,18 +1100,53 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
     for o in &raw.seen {
         if !required.contains(o) && !optional.contains(o) {
             return Err(usage(format!(
-                "illegal '{}' option with the '{}' command",
+                "Illegal '{}' option with the '{}' command",
                 o.name(),
                 cmd.name()
             )));
         }
     }
+    // ipvsadm.c `commands_v_options`: -c, a service, --timeout and --daemon are
+    // exclusive in a listing ('1').
+    if cmd == Cmd::List {
+        let ones = [Opt::Connection, Opt::Service, Opt::ShowTimeout, Opt::Daemon];
+        let given: Vec<Opt> = ones.into_iter().filter(|o| raw.seen.contains(o)).collect();
+        if let [first, second, ..] = given[..] {
+            return Err(usage(format!(
+                "The option '{}' conflicts with the '{}' option in the 'list' command",
+                second.name(),
+                first.name()
+            )));
+        }
+        // process_options: listings without service columns take no column option (but
+        // -c takes --persistent-conn, for its persistence-engine columns).
+        let has = |o: &Opt| raw.seen.contains(o);
+        let (conns, single) = (
+            has(&Opt::Connection),
+            has(&Opt::ShowTimeout) || has(&Opt::Daemon),
+        );
+        let columns = has(&Opt::Stats) || has(&Opt::Rate) || has(&Opt::Thresholds);
+        if ((conns || single) && columns) || (single && has(&Opt::PersistentConn)) {
+            return Err(usage("options conflicts in the list command"));
+        }
+    }
+    if raw.seen.contains(&Opt::TunType) && raw.fwd != Some(ForwardMode::Tun) {
+        // ipvsadm.c process_options: tunnel options need -i.
+        return Err(usage("Tunnel options conflict with forward method"));
+    }
 
-    let svc = service_addr(&raw)?;
-    let real = raw.real.as_deref().map(parse_endpoint).transpose()?;
+    let svc = service_addr(&raw, names)?;
+    let real = match (&raw.real, &raw.service) {
+        (Some(r), Some((proto, _))) => Some(parse_endpoint(r, *proto, names, "real server")?),
+        _ => None,
+    };
     Ok(match cmd {
-        Cmd::AddService => IpvsCommand::AddService(service_spec(&raw, svc.expect("required"))?),
-        Cmd::EditService => IpvsCommand::EditService(service_spec(&raw, svc.expect("required"))?),
+        Cmd::AddService => {
+            IpvsCommand::AddService(service_spec(&raw, svc.expect("required"), names)?)
+        }
+        Cmd::EditService => {
+            IpvsCommand::EditService(service_spec(&raw, svc.expect("required"), names)?)
+        }
         Cmd::DelService => IpvsCommand::DelService(svc.expect("required")),
         Cmd::AddReal | Cmd::EditReal => {
             let (addr, port) = real.expect("required");
@@ -934,13 +1173,19 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                 port,
             })
         }
-        Cmd::List if raw.seen.contains(&Opt::Json) && raw.seen.contains(&Opt::ShowTimeout) => {
-            return Err(ParseError::Unsupported("--json with --timeout".into()));
+        Cmd::List if raw.seen.contains(&Opt::Json) && raw.seen.contains(&Opt::Daemon) => {
+            return Err(usage(
+                "--json with --daemon: lb runs no sync daemon, there is nothing to list",
+            ));
         }
-        Cmd::List if raw.seen.contains(&Opt::ShowTimeout) => IpvsCommand::ListTimeout,
+        Cmd::List if raw.seen.contains(&Opt::ShowTimeout) => IpvsCommand::ListTimeout {
+            json: raw.seen.contains(&Opt::Json),
+        },
+        Cmd::List if raw.seen.contains(&Opt::Daemon) => IpvsCommand::ListDaemon,
         Cmd::List if raw.seen.contains(&Opt::Connection) => IpvsCommand::ListConns {
             persistent_conn: raw.seen.contains(&Opt::PersistentConn),
             json: raw.seen.contains(&Opt::Json),
+            numeric: raw.numeric,
         },
         Cmd::List => IpvsCommand::List {
             service: svc,
@@ -954,26 +1199,31 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
                 ListFormat::Thresholds
             } else if raw.seen.contains(&Opt::PersistentConn) {
                 ListFormat::PersistentConn
+            } else if raw.seen.contains(&Opt::TunInfo) {
+                ListFormat::TunInfo
             } else {
                 ListFormat::Plain
             },
             nosort: raw.seen.contains(&Opt::NoSort),
             json: raw.seen.contains(&Opt::Json),
+            numeric: raw.numeric,
         },
         Cmd::Timeout => {
             let mut t = [0u32; 3];
             if raw.timeouts.len() != 3 {
-                return Err(usage("--set needs three values: TCP TCPFIN UDP"));
+                return Err(usage(
+                    "--set option requires 3 timeout values (TCP TCPFIN UDP)",
+                ));
             }
             for (slot, v) in t.iter_mut().zip(&raw.timeouts) {
-                *slot = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| n <= i32::MAX as u32)
-                    .ok_or_else(|| usage(format!("illegal timeout value: {v}")))?;
+                *slot = timeout(v, 0)?;
             }
             IpvsCommand::SetTimeout(t)
         }
+        Cmd::Save => IpvsCommand::Save {
+            numeric: raw.numeric,
+        },
+        Cmd::Restore => IpvsCommand::Restore,
         Cmd::Clear => IpvsCommand::Clear,
         Cmd::Zero => IpvsCommand::Zero(svc),
         Cmd::Help => IpvsCommand::Help,
@@ -984,10 +1234,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<IpvsCommand, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::names::Numeric;
     use lb_common::VipFlags;
 
     fn p(s: &str) -> Result<IpvsCommand, ParseError> {
-        parse(&s.split_whitespace().collect::<Vec<_>>())
+        parse_with(&s.split_whitespace().collect::<Vec<_>>(), &Numeric)
     }
 
     fn sa(proto: Proto, ip: &str, port: u16) -> ServiceAddr {
@@ -1051,11 +1302,6 @@ mod tests {
             panic!()
         };
         assert_eq!((r.mode, r.weight), (ForwardMode::Tun, 0));
-        let IpvsCommand::EditReal(r) = p("-e -t 198.18.2.1:80 -r 198.18.1.11 -w -1").unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(r.weight, -1, "range is checked by the model");
         assert_eq!(
             p("-d -t 198.18.2.1:80 -r 198.18.1.11:80").unwrap(),
             IpvsCommand::DelReal(RealRef {
@@ -1075,11 +1321,15 @@ mod tests {
             format: ListFormat::Plain,
             nosort: false,
             json: false,
+            numeric: true,
         };
         assert_eq!(p("-L -n").unwrap(), all);
         assert_eq!(p("-Ln").unwrap(), all);
-        assert_eq!(p("-l").unwrap(), all);
         assert_eq!(p("--list --numeric").unwrap(), all);
+        let IpvsCommand::List { numeric, .. } = p("-l --sort").unwrap() else {
+            panic!()
+        };
+        assert!(!numeric, "names without -n");
         assert_eq!(
             p("-L -n --stats --exact -t 198.18.2.1:80").unwrap(),
             IpvsCommand::List {
@@ -1089,6 +1339,7 @@ mod tests {
                 format: ListFormat::Plain,
                 nosort: false,
                 json: false,
+                numeric: true,
             }
         );
         assert_eq!(p("-C").unwrap(), IpvsCommand::Clear);
@@ -1098,26 +1349,33 @@ mod tests {
 
     #[test]
     fn refusals() {
+        // Texts from ipvsadm.c: generic_opt_check ("You need to supply ...", "Illegal ..."),
+        // set_command ("multiple commands specified"), set_option ("multiple '%s' options
+        // specified"), parse_options' fail(2, ...) calls; lb's detail follows in ( ).
         let e = |s: &str| p(s).unwrap_err().to_string();
         assert_eq!(
             e("-A -s mh"),
-            "option -t/-u is required with the 'add-service' command"
+            "You need to supply the 'service-address' option for the 'add-service' command"
         );
         assert_eq!(
             e("-A -t 198.18.2.1:80 -w 2"),
-            "illegal '-w' option with the 'add-service' command"
+            "Illegal 'weight' option with the 'add-service' command"
         );
         assert_eq!(
             e("-a -t 198.18.2.1:80"),
-            "option -r is required with the 'add-server' command"
+            "You need to supply the 'real-server' option for the 'add-server' command"
+        );
+        assert_eq!(
+            e("-C -n"),
+            "Illegal 'numeric' option with the 'flush' command"
         );
         assert_eq!(
             e("-A -a -t 198.18.2.1:80"),
-            "more than one command given (--add-service and --add-server)"
+            "multiple commands specified (--add-service and --add-server)"
         );
         assert_eq!(
             e("-n"),
-            "no command given (one of -A -E -D -a -e -d -L -C -Z -h)"
+            "no command given (one of -A -E -D -a -e -d -L -C -Z -S -R --set -h -v)"
         );
         assert_eq!(
             e("-A -t 198.18.2.1:80 -b mh-fallback"),
@@ -1128,34 +1386,235 @@ mod tests {
             "invalid scheduler flag `bogus'"
         );
         assert_eq!(
-            e("-A -t 198.18.2.1:80 -M 255.255.255.0"),
-            "netmask (-M) needs a persistent service (-p)"
+            e("-A -t 198.18.2.1:80 -p 0"),
+            "invalid timeout value `0' specified"
         );
         assert_eq!(
-            e("-A -t 198.18.2.1:80 -p 0"),
-            "illegal timeout for persistent service: 0"
+            e("-A -t 198.18.2.1:80 -p 2678401"),
+            "invalid timeout value `2678401' specified"
+        );
+        assert_eq!(
+            e("-A -t 198.18.2.1:80 -p -M 255.255.0.x"),
+            "illegal virtual server persistent mask specified: 255.255.0.x"
+        );
+        assert_eq!(
+            e("-A -t [2001:db8::1]:80 -p -M 129"),
+            "illegal ipv6 netmask specified: 129"
         );
         assert_eq!(
             e("-a -t 198.18.2.1:80 -r 198.18.1.1 -x -3"),
             "illegal u_threshold specified: -3"
         );
-        assert_eq!(e("--set 1 2"), "--set needs three values: TCP TCPFIN UDP");
+        assert_eq!(
+            e("--set 1 2"),
+            "--set option requires 3 timeout values (TCP TCPFIN UDP)"
+        );
+        assert_eq!(e("--set 1 2 x"), "invalid timeout value `x' specified");
         assert_eq!(
             e("-a -t 198.18.2.1:80 -r 198.18.1.11 -w x"),
-            "illegal weight specified: x"
+            "illegal weight specified: x (0-65535)"
         );
-        assert_eq!(e("-Q"), "unknown option -Q");
         assert_eq!(
-            e("-A -t 198.18.2.1:99999"),
-            "illegal port number in 198.18.2.1:99999"
+            e("-a -t 198.18.2.1:80 -r 198.18.1.11 -w 65536"),
+            "illegal weight specified: 65536 (0-65535)"
         );
-        assert!(e("-A -t www.example.com:80").starts_with("illegal address"));
-        assert!(e("-A -t [2001:db8::1:80").starts_with("illegal address"));
+        assert_eq!(
+            e("-e -t 198.18.2.1:80 -r 198.18.1.11 -w -1"),
+            "illegal weight specified: -1 (0-65535)"
+        );
+        // popt's own refusals: "%s: %s" of the option and poptStrerror.
+        assert_eq!(e("-Q"), "-Q: unknown option");
+        assert_eq!(e("--bogus"), "--bogus: unknown option");
+        assert_eq!(
+            p("-Q").unwrap_err(),
+            ParseError::BadOption("-Q: unknown option".into())
+        );
+        assert!(
+            e("-A -t 198.18.2.1:99999")
+                .starts_with("illegal virtual server address[:port] specified (198.18.2.1:99999: ")
+        );
+        assert!(
+            e("-A -t www.example.com:80")
+                .starts_with("illegal virtual server address[:port] specified")
+        );
+        assert!(
+            e("-A -t [2001:db8::1:80")
+                .starts_with("illegal virtual server address[:port] specified")
+        );
+        assert!(
+            e("-a -t 198.18.2.1:80 -r 1234")
+                .starts_with("illegal real server address[:port] specified")
+        );
         assert_eq!(
             e("-a -t 198.18.2.1:80 -r 198.18.1.11 -g -m"),
-            "option -g/-i/-m given more than once"
+            "multiple 'forwarding-method' options specified"
         );
         assert_eq!(e("-L extra"), "unexpected argument extra");
+        assert_eq!(
+            e("-A -t 198.18.2.1:80 -o"),
+            "One-Packet Scheduling is only for UDP virtual services"
+        );
+        // commands_v_options' '1' column of the list command, and process_options'
+        // "options conflicts in the list command".
+        assert_eq!(
+            e("-L -c --timeout"),
+            "The option 'timeout' conflicts with the 'connection' option in the 'list' command"
+        );
+        assert_eq!(e("-L -c --stats"), "options conflicts in the list command");
+        assert_eq!(
+            e("-L --timeout --persistent-conn"),
+            "options conflicts in the list command"
+        );
+        // ipvsadm 1.31's tunnel checks (process_options, tunnel_opt_check).
+        assert_eq!(
+            e("-a -t 198.18.2.1:80 -r 198.18.1.11 -g --tun-type ipip"),
+            "Tunnel options conflict with forward method"
+        );
+        assert_eq!(
+            e("-a -t 198.18.2.1:80 -r 198.18.1.11 -i --tun-type vxlan"),
+            "illegal tunnel type specified"
+        );
+    }
+
+    #[test]
+    fn what_lb_cannot_do_is_refused_in_one_line() {
+        let e = |s: &str| p(s).unwrap_err();
+        for (cmd, starts) in [
+            (
+                "-A -f 1 -s rr",
+                "firewall-mark services (-f) are not available in lb",
+            ),
+            ("-A -t 198.18.2.1:80 -6", "-6 used before -f"),
+            (
+                "--start-daemon master",
+                "--start-daemon: lb has no IPVS sync daemon",
+            ),
+            (
+                "--stop-daemon backup",
+                "--stop-daemon: lb has no IPVS sync daemon",
+            ),
+            (
+                "--start-daemon master --syncid 3",
+                "--start-daemon: lb has no IPVS sync daemon",
+            ),
+            (
+                "-A -t 198.18.2.1:80 -p --pe sip",
+                "--pe: lb has no persistence engines",
+            ),
+            (
+                "-a -t 198.18.2.1:80 -r 198.18.1.11 -i --tun-type gue --tun-port 6080",
+                "tunnel type gue is not available in lb",
+            ),
+            (
+                "-a -t 198.18.2.1:80 -r 198.18.1.11 -i --tun-type gre",
+                "tunnel type gre is not available in lb",
+            ),
+            (
+                "-a -t 198.18.2.1:80 -r 198.18.1.11 -i --tun-csum",
+                "Illegal 'tun-csum' option with the 'ipip' tunnel type",
+            ),
+        ] {
+            let err = e(cmd);
+            let text = err.to_string();
+            assert!(text.starts_with(starts), "{cmd}: {text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+            assert!(
+                matches!(err, ParseError::Usage(_)),
+                "{cmd}: exit 2 as ipvsadm's fail(2, ...)"
+            );
+        }
+        assert!(
+            e("-A -f 1").to_string().contains("--persist-group"),
+            "says what to use"
+        );
+        assert!(
+            e("--start-daemon master")
+                .to_string()
+                .contains("connection-sync daemon")
+        );
+    }
+
+    #[test]
+    fn remaining_verbs_and_options() {
+        assert_eq!(p("-S").unwrap(), IpvsCommand::Save { numeric: false });
+        assert_eq!(p("--save -n").unwrap(), IpvsCommand::Save { numeric: true });
+        assert_eq!(p("-R").unwrap(), IpvsCommand::Restore);
+        assert_eq!(p("--restore").unwrap(), IpvsCommand::Restore);
+        assert_eq!(p("-L --daemon").unwrap(), IpvsCommand::ListDaemon);
+        assert_eq!(p("-v").unwrap(), IpvsCommand::Version);
+        assert_eq!(p("--version").unwrap(), IpvsCommand::Version);
+        assert_eq!(
+            p("-Z -t 198.18.2.1:80").unwrap(),
+            IpvsCommand::Zero(Some(sa(Proto::Tcp, "198.18.2.1", 80)))
+        );
+        assert_eq!(
+            p("-S -t 198.18.2.1:80").unwrap_err().to_string(),
+            "Illegal 'service-address' option with the 'save' command"
+        );
+        assert_eq!(
+            p("-R -n").unwrap_err().to_string(),
+            "Illegal 'numeric' option with the 'restore' command"
+        );
+        let IpvsCommand::AddReal(r) =
+            p("-a -t 198.18.2.1:80 -r 198.18.1.11 -i --tun-type ipip -w 2").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((r.mode, r.weight), (ForwardMode::Tun, 2), "ipip is -i");
+        // -M without -p: ipvsadm takes it; IPVS uses the mask for persistence only.
+        let IpvsCommand::AddService(s) = p("-A -t 198.18.2.1:80 -M 255.255.255.0").unwrap() else {
+            panic!()
+        };
+        assert_eq!((s.persistent, s.netmask), (None, None));
+        let IpvsCommand::AddService(s) = p("-A -t 198.18.2.1:80 -p 2678400").unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.persistent, Some(2_678_400), "MAX_TIMEOUT, 31 days");
+    }
+
+    /// Names as a test table: nothing system-wide, no network.
+    struct Table;
+
+    impl Names for Table {
+        fn host(&self, ip: IpAddr) -> Option<String> {
+            (ip == "198.18.2.1".parse::<IpAddr>().unwrap()).then(|| "www.example.test".into())
+        }
+        fn service(&self, port: u16, proto: Proto) -> Option<String> {
+            match (port, proto) {
+                (80, Proto::Tcp) => Some("http".into()),
+                (53, Proto::Udp) => Some("domain".into()),
+                _ => None,
+            }
+        }
+        fn addr_of(&self, name: &str) -> Option<std::net::Ipv4Addr> {
+            (name == "www.example.test").then(|| "198.18.2.1".parse().unwrap())
+        }
+        fn port_of(&self, name: &str, proto: Proto) -> Option<u16> {
+            match (name, proto) {
+                ("http", Proto::Tcp) => Some(80),
+                ("domain", Proto::Udp) => Some(53),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn host_and_service_names_on_input() {
+        let q = |s: &str| parse_with(&s.split_whitespace().collect::<Vec<_>>(), &Table);
+        let IpvsCommand::AddReal(r) =
+            q("-a -t www.example.test:http -r 198.18.1.11:http -m").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.service, sa(Proto::Tcp, "198.18.2.1", 80));
+        assert_eq!(r.port, Some(80));
+        let IpvsCommand::AddService(s) = q("-A -u 198.18.2.1:domain").unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.addr, sa(Proto::Udp, "198.18.2.1", 53));
+        // A service name is looked up for the service's protocol (domain is udp here).
+        assert!(q("-A -t 198.18.2.1:domain").is_err());
+        assert!(q("-A -t unknown.example.test:80").is_err());
     }
 
     #[test]
@@ -1199,20 +1658,35 @@ mod tests {
             p("--set 900 60 300").unwrap(),
             IpvsCommand::SetTimeout([900, 60, 300])
         );
-        assert_eq!(p("-L --timeout").unwrap(), IpvsCommand::ListTimeout);
+        assert_eq!(
+            p("-L --timeout").unwrap(),
+            IpvsCommand::ListTimeout { json: false }
+        );
         assert_eq!(
             p("-L -n -c --persistent-conn").unwrap(),
             IpvsCommand::ListConns {
                 persistent_conn: true,
-                json: false
+                json: false,
+                numeric: true,
             }
         );
         assert_eq!(
             p("-Lnc").unwrap(),
             IpvsCommand::ListConns {
                 persistent_conn: false,
-                json: false
+                json: false,
+                numeric: true,
             }
+        );
+        let IpvsCommand::List { format, .. } = p("-L -n --tun-info").unwrap() else {
+            panic!()
+        };
+        assert_eq!(format, ListFormat::TunInfo);
+        assert_eq!(
+            p("-a -t 198.18.2.1:80 -r 198.18.1.11 -i --tun-info")
+                .unwrap_err()
+                .to_string(),
+            "Illegal 'tun-info' option with the 'add-server' command"
         );
         let IpvsCommand::List { format, nosort, .. } = p("-L -n --thresholds --nosort").unwrap()
         else {
@@ -1228,12 +1702,21 @@ mod tests {
             p("-L -c --json").unwrap(),
             IpvsCommand::ListConns {
                 persistent_conn: false,
-                json: true
+                json: true,
+                numeric: false,
             }
         );
         assert_eq!(
-            p("-L --timeout --json").unwrap_err().to_string(),
-            "--json with --timeout is not supported yet"
+            p("-L --timeout --json").unwrap(),
+            IpvsCommand::ListTimeout { json: true }
+        );
+        assert_eq!(
+            p("-L --daemon --json").unwrap_err().to_string(),
+            "--json with --daemon: lb runs no sync daemon, there is nothing to list"
+        );
+        assert_eq!(
+            p("-S --json").unwrap_err().to_string(),
+            "Illegal 'json' option with the 'save' command"
         );
         assert!(p("-A -t 198.18.2.1:80 --json").is_err(), "listing only");
     }
@@ -1242,26 +1725,26 @@ mod tests {
     fn endpoints() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            parse_endpoint("198.18.0.1:80").unwrap(),
+            parse_endpoint("198.18.0.1:80", Proto::Tcp, &Numeric, "real server").unwrap(),
             (ip("198.18.0.1"), Some(80))
         );
         assert_eq!(
-            parse_endpoint("198.18.0.1").unwrap(),
+            parse_endpoint("198.18.0.1", Proto::Tcp, &Numeric, "real server").unwrap(),
             (ip("198.18.0.1"), None)
         );
         assert_eq!(
-            parse_endpoint("[2001:db8::1]:443").unwrap(),
+            parse_endpoint("[2001:db8::1]:443", Proto::Tcp, &Numeric, "real server").unwrap(),
             (ip("2001:db8::1"), Some(443))
         );
         assert_eq!(
-            parse_endpoint("[2001:db8::1]").unwrap(),
+            parse_endpoint("[2001:db8::1]", Proto::Tcp, &Numeric, "real server").unwrap(),
             (ip("2001:db8::1"), None)
         );
         assert_eq!(
-            parse_endpoint("2001:db8::1").unwrap(),
+            parse_endpoint("2001:db8::1", Proto::Tcp, &Numeric, "real server").unwrap(),
             (ip("2001:db8::1"), None)
         );
-        assert!(parse_endpoint("[198.18.0.1]:80").is_err());
+        assert!(parse_endpoint("[198.18.0.1]:80", Proto::Tcp, &Numeric, "real server").is_err());
     }
 
     /// `--rate` as ipvsadm's option table has it (ipvsadm.c `commands_v_options`, the
@@ -1275,8 +1758,10 @@ mod tests {
             format,
             nosort: false,
             json: false,
+            numeric: exact,
         };
         assert_eq!(p("-L --rate").unwrap(), list(None, false, ListFormat::Rate));
+        // (`-n` given exactly where `--exact` is.)
         assert_eq!(
             p("-L -n --rate --exact -t 198.18.2.1:80").unwrap(),
             list(
@@ -1299,19 +1784,19 @@ mod tests {
                 ..
             }
         ));
-        // -c lists connections whatever the columns.
-        assert!(matches!(
-            p("-L -c --rate").unwrap(),
-            IpvsCommand::ListConns { .. }
-        ));
         let e = |s: &str| p(s).unwrap_err().to_string();
+        // process_options: --rate has no place in a listing of connections, timeouts or
+        // the sync daemon.
+        for conflict in ["-L -c --rate", "-L --timeout --rate", "-L --daemon --rate"] {
+            assert_eq!(e(conflict), "options conflicts in the list command");
+        }
         assert_eq!(
             e("-Z --rate"),
-            "illegal '--rate' option with the 'zero' command"
+            "Illegal 'rate' option with the 'zero' command"
         );
         assert_eq!(
             e("-A -t 198.18.2.1:80 --rate"),
-            "illegal '--rate' option with the 'add-service' command"
+            "Illegal 'rate' option with the 'add-service' command"
         );
     }
 }

@@ -1,5 +1,5 @@
 //! The JSON renderings of the status values (`lb-ctl -L -n --json`, `lb-ctl -L -c
-//! --json`, `lb-ctl counters --json`): an interface scripts parse, documented in docs/json.md. The field names are
+//! --json`, `lb-ctl -L --timeout --json`, `lb-ctl counters --json`): an interface scripts parse, documented in docs/json.md. The field names are
 //! the status types' serde names ([`crate::status`]); this file only wraps them in their
 //! top-level object and prints them, pretty, with a final newline.
 
@@ -48,6 +48,28 @@ pub fn conns(list: &[ListedConn]) -> String {
         connections: &'a [ListedConn],
     }
     render(&Top { connections: list })
+}
+
+/// `{"timeouts": {"tcp_s": 900, "tcpfin_s": 120, "udp_s": 300}}`: `-L --timeout`'s three
+/// values, in seconds.
+pub fn timeouts(tcp_s: u32, tcpfin_s: u32, udp_s: u32) -> String {
+    #[derive(Serialize)]
+    struct Timeouts {
+        tcp_s: u32,
+        tcpfin_s: u32,
+        udp_s: u32,
+    }
+    #[derive(Serialize)]
+    struct Top {
+        timeouts: Timeouts,
+    }
+    render(&Top {
+        timeouts: Timeouts {
+            tcp_s,
+            tcpfin_s,
+            udp_s,
+        },
+    })
 }
 
 /// `{"counters": {"rx": 5, ...}}`, counters in listing order.
@@ -118,6 +140,8 @@ mod tests {
                     out_bps: 0,
                 },
             }],
+            persist_group: 0,
+            mh_size: None,
         }]
     }
 
@@ -199,6 +223,15 @@ mod tests {
                 "destination": {"address": "198.18.1.11", "port": 80},
                 "forward": "masq"
             }]})
+        );
+    }
+
+    #[test]
+    fn timeouts_shape_is_the_documented_one() {
+        let v: Value = serde_json::from_str(&timeouts(900, 120, 300)).unwrap();
+        assert_eq!(
+            v,
+            json!({"timeouts": {"tcp_s": 900, "tcpfin_s": 120, "udp_s": 300}})
         );
     }
 

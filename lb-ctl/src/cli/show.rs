@@ -3,7 +3,8 @@
 //! (`print_title`, `print_service_entry` and `print_largenum` in ipvsadm.c).
 
 use crate::cli::ipvsadm::ListFormat;
-use crate::ipvs::model::{Endpoint, ServiceAddr};
+use crate::cli::names::{Names, addrport};
+use crate::ipvs::model::{Endpoint, Proto, ServiceAddr};
 use crate::status::{Counters, ListedConn, ListedService, Rates, Stats};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -46,22 +47,30 @@ fn largenum(out: &mut String, i: u64, exact: bool) {
     };
 }
 
-/// ipvsadm's service column: "TCP  VIP:PORT", cut at 33 characters for IPv4.
-fn svc_name(a: &ServiceAddr) -> String {
-    let mut s = format!("{}  {}", a.proto.name(), a.vip);
+/// ipvsadm's service column: "TCP  VIP:PORT", cut at 33 characters for IPv4
+/// (`svc_name[33] = '\0'`; an IPv6 one is never cut).
+fn svc_name(a: &ServiceAddr, names: &dyn Names) -> String {
+    let mut s = format!("{}  {}", a.proto.name(), addrport(&a.vip, a.proto, names));
     if a.vip.ip.is_ipv4() {
-        s.truncate(33);
+        truncate_chars(&mut s, 33);
     }
     s
 }
 
-/// ipvsadm's real column, cut at 28 characters for IPv4.
-fn real_name(e: &Endpoint) -> String {
-    let mut s = e.to_string();
+/// ipvsadm's real column, cut at 28 characters for IPv4 (`dname[28] = '\0'`).
+fn real_name(e: &Endpoint, proto: Proto, names: &dyn Names) -> String {
+    let mut s = addrport(e, proto, names);
     if e.ip.is_ipv4() {
-        s.truncate(28);
+        truncate_chars(&mut s, 28);
     }
     s
+}
+
+/// Cuts at `n` characters (host names may be non-ASCII; a byte cut could split one).
+fn truncate_chars(s: &mut String, n: usize) {
+    if let Some((at, _)) = s.char_indices().nth(n) {
+        s.truncate(at);
+    }
 }
 
 fn traffic(out: &mut String, t: &Stats, exact: bool) {
@@ -108,8 +117,9 @@ fn mask_text(mask: IpAddr) -> Option<String> {
     }
 }
 
-/// `-L -n` / `-L -n --stats` / `-L -n --rate` output.
-pub fn list(services: &[ListedService], opts: ListOptions) -> String {
+/// `-L` / `-L --stats` / `-L --rate` output; addresses and ports named by `names`
+/// ([`crate::cli::names::Numeric`] for `-n`).
+pub fn list(services: &[ListedService], opts: ListOptions, names: &dyn Names) -> String {
     let mut out = String::new();
     if opts.header {
         out.push_str(HEADER);
@@ -139,27 +149,32 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
             "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
             "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
         );
+    } else if opts.format == ListFormat::TunInfo {
+        out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+        out.push_str(
+            "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n",
+        );
     } else {
         out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
         out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
     }
     for s in services {
         if opts.stats {
-            let _ = write!(out, "{:<33}", svc_name(&s.addr));
+            let _ = write!(out, "{:<33}", svc_name(&s.addr, names));
             traffic(&mut out, &s.stats, opts.exact);
             for r in &s.reals {
-                let _ = write!(out, "  -> {:<28}", real_name(&r.ep));
+                let _ = write!(out, "  -> {:<28}", real_name(&r.ep, s.addr.proto, names));
                 traffic(&mut out, &r.stats, opts.exact);
             }
         } else if opts.format == ListFormat::Rate {
-            let _ = write!(out, "{:<33}", svc_name(&s.addr));
+            let _ = write!(out, "{:<33}", svc_name(&s.addr, names));
             svc_rates(&mut out, &s.rates, opts.exact);
             for r in &s.reals {
-                let _ = write!(out, "  -> {:<28}", real_name(&r.ep));
+                let _ = write!(out, "  -> {:<28}", real_name(&r.ep, s.addr.proto, names));
                 real_rates(&mut out, &r.rates, opts.exact);
             }
         } else {
-            let _ = write!(out, "{} {}", svc_name(&s.addr), s.sched);
+            let _ = write!(out, "{} {}", svc_name(&s.addr, names), s.sched);
             if !s.sched_flags.is_empty() {
                 let _ = write!(out, " ({})", s.sched_flags.join(","));
             }
@@ -178,7 +193,7 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
                     ListFormat::Thresholds => writeln!(
                         out,
                         "  -> {:<28} {:<10} {:<10} {:<10} {:<10}",
-                        real_name(&r.ep),
+                        real_name(&r.ep, s.addr.proto, names),
                         r.u_threshold,
                         r.l_threshold,
                         r.active,
@@ -187,9 +202,25 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
                     ListFormat::PersistentConn => writeln!(
                         out,
                         "  -> {:<28} {:<9} {:<11} {:<10} {:<10}",
-                        real_name(&r.ep),
+                        real_name(&r.ep, s.addr.proto, names),
                         r.weight,
                         r.persistent,
+                        r.active,
+                        r.inactive
+                    ),
+                    // ipvsadm 1.31 `fwd_tun_info`: the tunnel type of a tunnel real
+                    // (lb's are IPIP), "n/a" for the others.
+                    ListFormat::TunInfo => writeln!(
+                        out,
+                        "  -> {:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                        real_name(&r.ep, s.addr.proto, names),
+                        r.mode.ipvsadm_name(),
+                        if r.mode == lb_common::ForwardMode::Tun {
+                            "ipip"
+                        } else {
+                            "n/a"
+                        },
+                        r.weight,
                         r.active,
                         r.inactive
                     ),
@@ -197,7 +228,7 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
                     ListFormat::Plain | ListFormat::Rate => writeln!(
                         out,
                         "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
-                        real_name(&r.ep),
+                        real_name(&r.ep, s.addr.proto, names),
                         r.mode.ipvsadm_name(),
                         r.weight,
                         r.active,
@@ -214,7 +245,7 @@ pub fn list(services: &[ListedService], opts: ListOptions) -> String {
 /// destination`, expire as MM:SS. With `--persistent-conn` the header gains ipvsadm's
 /// "pe name" and "pe_data" columns, empty here (no persistence engine, as IPVS without
 /// `--pe`).
-pub fn conns(list: &[ListedConn], persistent_conn: bool) -> String {
+pub fn conns(list: &[ListedConn], persistent_conn: bool, names: &dyn Names) -> String {
     let mut out = String::from("IPVS connection entries\n");
     if persistent_conn {
         let _ = writeln!(
@@ -231,10 +262,20 @@ pub fn conns(list: &[ListedConn], persistent_conn: bool) -> String {
     }
     for c in list {
         let expire = format!("{:02}:{:02}", c.expire_s / 60, c.expire_s % 60);
+        let proto = if c.proto == "UDP" {
+            Proto::Udp
+        } else {
+            Proto::Tcp
+        };
         let _ = writeln!(
             out,
             "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
-            c.proto, expire, c.state, c.source, c.virt, c.dest
+            c.proto,
+            expire,
+            c.state,
+            addrport(&c.source, proto, names),
+            addrport(&c.virt, proto, names),
+            addrport(&c.dest, proto, names)
         );
     }
     out
@@ -257,9 +298,15 @@ pub fn counters(c: &Counters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::names::Numeric;
     use crate::ipvs::model::Proto;
     use crate::status::{ListedReal, sort};
     use lb_common::{Counter, Drop, ForwardMode, Pass};
+
+    /// `-n` listings.
+    fn list(s: &[ListedService], o: ListOptions) -> String {
+        super::list(s, o, &Numeric)
+    }
 
     fn ep(s: &str, port: u16) -> Endpoint {
         Endpoint {
@@ -294,6 +341,8 @@ mod tests {
                 stats: Stats::default(),
                 rates: Rates::default(),
                 reals: vec![real("198.18.1.11", 5353, ForwardMode::Nat, 0, 0)],
+                persist_group: 0,
+                mh_size: None,
             },
             ListedService {
                 addr: ServiceAddr {
@@ -307,6 +356,8 @@ mod tests {
                 stats: Stats::default(),
                 rates: Rates::default(),
                 reals: vec![real("2001:db8::11", 80, ForwardMode::Tun, 2, 7)],
+                persist_group: 0,
+                mh_size: None,
             },
             ListedService {
                 addr: ServiceAddr {
@@ -323,6 +374,8 @@ mod tests {
                     real("198.18.1.12", 80, ForwardMode::Dr, 1, 3),
                     real("198.18.1.11", 80, ForwardMode::Dr, 1, 0),
                 ],
+                persist_group: 0,
+                mh_size: None,
             },
         ];
         sort(&mut v, true);
@@ -351,6 +404,125 @@ TCP  [2001:db8::1]:80 mh
   -> [2001:db8::11]:80            Tunnel  2      7          0         
 ";
         assert_eq!(out, want);
+    }
+
+    /// `--thresholds` and `--persistent-conn`: print_title's "%-33s %-10s %-10s %-10s
+    /// %-10s" / "%-33s %-9s %-11s %-10s %-10s" and the real rows "  -> %-28s %-10u %-10u
+    /// %-10u %-10u" / "  -> %-28s %-9u %-11u %-10u %-10u"; the service line "%s %s" with
+    /// " persistent %u" and " mask %s" (IPv4 `inet_ntoa`) or " mask %i" (IPv6 prefix).
+    #[test]
+    fn thresholds_persistent_conn_and_masks_match_ipvsadm() {
+        let mut v = sample();
+        v[0].persistent = Some(crate::status::Persistence {
+            timeout_s: 600,
+            netmask: "255.255.255.0".parse().unwrap(),
+        });
+        v[0].reals[0].u_threshold = 1000;
+        v[0].reals[0].l_threshold = 800;
+        v[0].reals[0].persistent = 4;
+        v[2].persistent = Some(crate::status::Persistence {
+            timeout_s: 300,
+            netmask: "ffff:ffff:ffff:ffff::".parse().unwrap(),
+        });
+        let out = list(
+            &v,
+            ListOptions {
+                format: ListFormat::Thresholds,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  198.18.2.1:80 mh (mh-port) persistent 600 mask 255.255.255.0
+  -> 198.18.1.11:80               1000       800        0          0         
+  -> 198.18.1.12:80               0          0          3          0         
+UDP  198.18.2.1:53 mh
+  -> 198.18.1.11:5353             0          0          0          0         
+TCP  [2001:db8::1]:80 mh persistent 300 mask 64
+  -> [2001:db8::11]:80            0          0          7          0         
+";
+        assert_eq!(out, want);
+        let out = list(
+            &v[..1],
+            ListOptions {
+                format: ListFormat::PersistentConn,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  198.18.2.1:80 mh (mh-port) persistent 600 mask 255.255.255.0
+  -> 198.18.1.11:80               1         4           0          0         
+  -> 198.18.1.12:80               1         0           3          0         
+";
+        assert_eq!(out, want);
+    }
+
+    /// ipvsadm 1.31 `--tun-info`: print_title's "Forward TunnelInfo    Weight ..." and the
+    /// row "  -> %-28s %-7s %-13s %-6d %-10u %-10u" with `fwd_tun_info` ("ipip", or "n/a").
+    #[test]
+    fn tun_info_matches_ipvsadm() {
+        let out = list(
+            &sample(),
+            ListOptions {
+                format: ListFormat::TunInfo,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn
+TCP  198.18.2.1:80 mh (mh-port)
+  -> 198.18.1.11:80               Route   n/a           1      0          0         
+  -> 198.18.1.12:80               Route   n/a           1      3          0         
+UDP  198.18.2.1:53 mh
+  -> 198.18.1.11:5353             Masq    n/a           0      0          0         
+TCP  [2001:db8::1]:80 mh
+  -> [2001:db8::11]:80            Tunnel  ipip          2      7          0         
+";
+        assert_eq!(out, want);
+    }
+
+    /// print_largenum: "%9llu" under 10^8, then "%8lluK" (÷10^3) under 10^9, "%8lluM"
+    /// (÷10^6) under 10^11, "%8lluG" (÷10^9) under 10^14, else "%8lluT" (÷10^12); with
+    /// --exact "%*llu", width 9, or the digits + 1 past 8 digits.
+    #[test]
+    fn largenum_suffixes_and_exact() {
+        let cases: [(u64, &str, &str); 8] = [
+            (99_999_999, " 99999999", " 99999999"),
+            (100_000_000, "  100000K", " 100000000"),
+            (999_999_999, "  999999K", " 999999999"),
+            (1_000_000_000, "    1000M", " 1000000000"),
+            (99_999_999_999, "   99999M", " 99999999999"),
+            (123_456_789_012, "     123G", " 123456789012"),
+            (100_000_000_000_000, "     100T", " 100000000000000"),
+            (u64::MAX, "18446744T", " 18446744073709551615"),
+        ];
+        for (n, scaled, exact) in cases {
+            let mut out = String::new();
+            largenum(&mut out, n, false);
+            assert_eq!(out, scaled, "{n}");
+            let mut out = String::new();
+            largenum(&mut out, n, true);
+            assert_eq!(out, exact, "{n} exact");
+        }
+    }
+
+    /// `-L -c --persistent-conn`: ipvsadm 1.31's title adds "%-18s %-16s %s" for
+    /// destination, "pe name" and "pe_data"; without a persistence engine the row is the
+    /// plain one.
+    #[test]
+    fn conns_titles_with_and_without_persistent_conn() {
+        assert_eq!(
+            conns(&[], false, &Numeric),
+            "IPVS connection entries\npro expire state       source             virtual            destination\n"
+        );
+        assert_eq!(
+            conns(&[], true, &Numeric),
+            "IPVS connection entries\npro expire state       source             virtual            destination        pe name          pe_data\n"
+        );
     }
 
     #[test]
@@ -459,6 +631,114 @@ TCP  198.18.2.1:80                      12      345        0 123456789 200000000
         assert!(
             both.starts_with("Prot LocalAddress:Port               Conns"),
             "{both}"
+        );
+    }
+
+    /// A names table for tests: nothing system-wide, no network.
+    struct Named;
+
+    impl Names for Named {
+        fn host(&self, ip: IpAddr) -> Option<String> {
+            match ip.to_string().as_str() {
+                "198.18.2.1" => Some("vip.example.test".into()),
+                "198.18.1.11" => Some("a-rather-long-real-server-name.example.test".into()),
+                "2001:db8::11" => Some("real6.example.test".into()),
+                _ => None,
+            }
+        }
+        fn service(&self, port: u16, proto: Proto) -> Option<String> {
+            match (port, proto) {
+                (80, Proto::Tcp) => Some("http".into()),
+                (53, Proto::Udp) => Some("domain".into()),
+                _ => None,
+            }
+        }
+        fn addr_of(&self, _: &str) -> Option<std::net::Ipv4Addr> {
+            None
+        }
+        fn port_of(&self, _: &str, _: Proto) -> Option<u16> {
+            None
+        }
+    }
+
+    /// Without -n: `addrport_to_anyname` names host and port ("%s:%s", IPv6 in brackets);
+    /// `print_service_entry` cuts an IPv4 service at 33 characters and an IPv4 real at 28
+    /// (`svc_name[33]`, `dname[28]`), never an IPv6 one; "  -> %-28s %-7s %-6d %-10u %-10u".
+    #[test]
+    fn list_names_hosts_and_ports_without_numeric() {
+        let out = super::list(&sample(), ListOptions::default(), &Named);
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  vip.example.test:http mh (mh-port)
+  -> a-rather-long-real-server-na Route   1      0          0         
+  -> 198.18.1.12:http             Route   1      3          0         
+UDP  vip.example.test:domain mh
+  -> a-rather-long-real-server-na Masq    0      0          0         
+TCP  [2001:db8::1]:http mh
+  -> [real6.example.test]:http    Tunnel  2      7          0         
+";
+        assert_eq!(out, want);
+    }
+
+    /// `print_conn`: "%-3s %-6s %-11s %-18s %-18s %s", each address through
+    /// `addrport_to_anyname`.
+    #[test]
+    fn conns_named_and_numeric() {
+        let c = ListedConn {
+            proto: "TCP",
+            expire_s: 61,
+            state: "ESTABLISHED",
+            source: ep("198.18.0.1", 40000),
+            virt: ep("198.18.2.1", 80),
+            dest: ep("198.18.1.12", 80),
+            mode: ForwardMode::Dr,
+        };
+        let head = "IPVS connection entries\npro expire state       source             virtual            destination\n";
+        assert_eq!(
+            conns(std::slice::from_ref(&c), false, &Numeric),
+            format!(
+                "{head}TCP 01:01  ESTABLISHED 198.18.0.1:40000   198.18.2.1:80      198.18.1.12:80\n"
+            )
+        );
+        assert_eq!(
+            conns(&[c], false, &Named),
+            format!(
+                "{head}TCP 01:01  ESTABLISHED 198.18.0.1:40000   vip.example.test:http 198.18.1.12:http\n"
+            )
+        );
+    }
+
+    /// A 33-character IPv4 service name is cut; an IPv6 one is not (ipvsadm's
+    /// `if (se->af != AF_INET6) svc_name[33] = '\0'`).
+    #[test]
+    fn cuts_apply_to_ipv4_only() {
+        let named = |ip: &str, port| {
+            svc_name(
+                &ServiceAddr {
+                    proto: Proto::Tcp,
+                    vip: ep(ip, port),
+                },
+                &Named,
+            )
+        };
+        assert_eq!(
+            named("198.18.1.11", 8080),
+            "TCP  a-rather-long-real-server-na"
+        );
+        assert_eq!(named("198.18.1.11", 8080).len(), 33);
+        assert_eq!(
+            named("2001:db8::11", 65535),
+            "TCP  [real6.example.test]:65535"
+        );
+        assert_eq!(
+            real_name(
+                &ep("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 65535),
+                Proto::Tcp,
+                &Numeric
+            ),
+            "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            "not cut at 28"
         );
     }
 

@@ -9,7 +9,7 @@ use crate::maps::{self, Maps, MapsError};
 use aya::maps::{Array, MapData};
 use lb_common::addr::{convert, family};
 use lb_common::conn::{ConnCounts, state_name, state_timeout_s};
-use lb_common::consts::MAP_TABLE_FILL;
+use lb_common::consts::{DEFAULT_MAGLEV_SIZE, MAP_TABLE_FILL};
 use lb_common::tables::Table;
 use lb_common::{ForwardMode, SchedKind, Service, ServiceKey, VipFlags};
 use std::collections::BTreeMap;
@@ -91,6 +91,9 @@ pub fn services(
                 Rates::default()
             },
             reals,
+            persist_group: s.persist_group,
+            mh_size: Some(crate::ipvs::service::mh_size_of(s))
+                .filter(|&n| kind == Some(SchedKind::Maglev) && n != DEFAULT_MAGLEV_SIZE),
         });
     }
     Ok(listed)

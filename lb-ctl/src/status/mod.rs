@@ -112,6 +112,14 @@ pub struct ListedService {
     pub rates: Rates,
     /// Its reals.
     pub reals: Vec<ListedReal>,
+    /// Its persistence group: the service id that names it (its own id unless
+    /// `--persist-group` joined another's). For `-S`, not in the JSON.
+    #[serde(skip)]
+    pub persist_group: u32,
+    /// `--mh-size` when it differs from the default (an mh service with a table). For
+    /// `-S`, not in the JSON.
+    #[serde(skip)]
+    pub mh_size: Option<u32>,
 }
 
 /// What to read besides the configuration.
