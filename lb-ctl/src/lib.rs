@@ -19,7 +19,10 @@
 //! - [`cli`]: ipvsadm's command line ([`cli::ipvsadm`]), output ([`cli::show`]), JSON
 //!   ([`cli::json`], docs/json.md) and running a command ([`cli::ctl`]).
 //! - [`loader`]: load, pin, attach, detach.
-//! - [`nexthop`]: a real's egress interface and MACs, via `ip -j`.
+//! - [`nexthop`]: a real's egress interface and MACs (routes and links via `ip -j`,
+//!   neighbours via rtnetlink).
+//! - [`neigh`]: neighbour following: the resident process keeps each real's next-hop MAC
+//!   current (pure decisions in [`neigh::plan`], rtnetlink in [`neigh::netlink`]).
 //!
 //! Room to grow, one folder each: `config/` (config files into the typed model),
 //! `check/` (health checkers), `vrrp/`, `metrics/` (an exporter over [`status`]),
@@ -30,6 +33,7 @@ pub mod cli;
 pub mod ipvs;
 pub mod loader;
 pub mod maps;
+pub mod neigh;
 pub mod nexthop;
 pub mod status;
 pub mod sweep;

@@ -2,10 +2,17 @@
 //! the real (the outer source of tunnel packets), the egress MAC and the next hop's MAC.
 //!
 //! The data path does no FIB or neighbour lookup per packet (docs/design.md §3): lb-ctl resolves
-//! them once, when a real is added or edited, and stores them in its `Real`. Everything is
-//! asked of the kernel of the *current network namespace* through `ip -j` (route get,
-//! link, neigh), never /sys/class/net, because lb-ctl runs under `nsenter --net=...`, where
-//! /sys still shows the host's namespace (docs/design.md §2).
+//! them when a real is added or edited and stores them in its `Real`; the resident process's
+//! neighbour follower ([`crate::neigh`]) keeps the MAC current afterwards. Routes and links are
+//! asked of the kernel of the *current network namespace* through `ip -j` (route get, link),
+//! neighbours through rtnetlink ([`crate::neigh::netlink`]), never /sys/class/net, because
+//! lb-ctl runs under `nsenter --net=...`, where /sys still shows the host's namespace
+//! (docs/design.md §2).
+//!
+//! A real whose next hop does not answer at once is not refused (ipvsadm accepts a real that
+//! is down; the kernel resolves its neighbour when traffic comes): [`resolve`] waits at most
+//! [`NEIGH_WAIT`] and returns the next hop without a MAC, and the real is stored
+//! `NO_NEIGHBOUR`. A real with no route at all yet is accepted the same way, unrouted.
 
 use serde::Deserialize;
 use std::io;
@@ -13,13 +20,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// How long to wait for the neighbour table to learn the next hop's MAC.
-const NEIGH_WAIT: Duration = Duration::from_secs(2);
+/// How long `-a` / `-e` wait for the neighbour table to learn the next hop's MAC: a live
+/// host on the segment answers ARP / neighbour solicitation in well under a millisecond, so
+/// this only bounds the wait for a next hop that is down (the follower takes over then).
+pub const NEIGH_WAIT: Duration = Duration::from_millis(100);
 /// Poll interval of the neighbour table while waiting.
-const NEIGH_POLL: Duration = Duration::from_millis(50);
-/// A new probe datagram is sent this often while waiting (ARP/ND retransmit themselves too,
-/// but an entry that went FAILED needs a fresh packet to be retried).
-const NEIGH_REPROBE: Duration = Duration::from_millis(500);
+const NEIGH_POLL: Duration = Duration::from_millis(5);
 /// The discard port (RFC 863): the probe datagram only makes the kernel resolve the MAC.
 const DISCARD_PORT: u16 = 9;
 
@@ -35,10 +41,35 @@ pub struct NextHop {
     pub local_addr: Option<IpAddr>,
     /// The egress interface's MAC.
     pub src_mac: [u8; 6],
-    /// The next hop's MAC: the real itself on a shared segment, else the gateway.
-    pub dst_mac: [u8; 6],
+    /// The next hop's MAC: the real itself on a shared segment, else the gateway (`None`:
+    /// not known yet).
+    pub dst_mac: Option<[u8; 6]>,
     /// The gateway, when the real is not on-link.
     pub gateway: Option<IpAddr>,
+}
+
+impl NextHop {
+    /// A real with no route yet: no interface, no MACs (ifindex 0 is no interface).
+    pub fn unrouted() -> NextHop {
+        NextHop {
+            ifindex: 0,
+            ifname: String::new(),
+            local_addr: None,
+            src_mac: [0; 6],
+            dst_mac: None,
+            gateway: None,
+        }
+    }
+
+    /// Whether a route was found.
+    pub fn routed(&self) -> bool {
+        self.ifindex != 0
+    }
+
+    /// The neighbour whose MAC packets to `real` go to: the gateway, else the real.
+    pub fn neighbour_of(&self, real: IpAddr) -> IpAddr {
+        self.gateway.unwrap_or(real)
+    }
 }
 
 /// Why a real's next hop cannot be resolved.
@@ -87,33 +118,39 @@ pub enum NextHopError {
     /// The egress interface has no Ethernet address.
     #[error("interface {0} has no Ethernet address (XDP forwarding needs an Ethernet device)")]
     NoLinkMac(String),
-    /// The next hop's MAC did not appear in the neighbour table.
-    #[error("cannot resolve the MAC address of {nexthop} on {dev} within {secs} s (is it up?)")]
-    Unresolved {
-        /// The next hop (real or gateway).
-        nexthop: IpAddr,
-        /// Egress interface.
-        dev: String,
-        /// How long we waited.
-        secs: u64,
-    },
+    /// The neighbour table could not be read over rtnetlink.
+    #[error("cannot read the neighbour table")]
+    Neighbours(#[source] io::Error),
 }
 
 /// Resolves the next hop toward `addr` in the current network namespace, triggering
-/// neighbour resolution (a datagram to the next hop's discard port) when needed.
+/// neighbour resolution (a datagram to the next hop's discard port) when its MAC is not
+/// known and waiting for it at most [`NEIGH_WAIT`]. No route yet: [`NextHop::unrouted`].
 pub fn resolve(addr: IpAddr) -> Result<NextHop, NextHopError> {
-    let route = route_get(addr)?;
+    let Some(mut nh) = route(addr)? else {
+        return Ok(NextHop::unrouted());
+    };
+    nh.dst_mac = neighbour(nh.neighbour_of(addr), nh.ifindex)?;
+    Ok(nh)
+}
+
+/// The route toward `addr` as a next hop without its MAC (`None`: no route yet). A local
+/// address, an odd route type or a non-Ethernet device is an error.
+pub fn route(addr: IpAddr) -> Result<Option<NextHop>, NextHopError> {
+    let route = match route_get(addr) {
+        Ok(r) => r,
+        Err(NextHopError::NoRoute { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let (ifindex, src_mac) = link_show(&route.dev)?;
-    let nexthop = route.gateway.unwrap_or(addr);
-    let dst_mac = neighbour(nexthop, &route.dev, ifindex)?;
-    Ok(NextHop {
+    Ok(Some(NextHop {
         ifindex,
         ifname: route.dev,
         local_addr: route.prefsrc,
         src_mac,
-        dst_mac,
+        dst_mac: None,
         gateway: route.gateway,
-    })
+    }))
 }
 
 /// The route toward one address, as `ip -j route get` shows it.
@@ -147,13 +184,6 @@ struct LinkJson {
     ifindex: u32,
     address: Option<String>,
     link_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NeighJson {
-    lladdr: Option<String>,
-    #[serde(default)]
-    state: Vec<String>,
 }
 
 fn ip(args: &[&str]) -> Result<Result<String, String>, NextHopError> {
@@ -264,33 +294,9 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
-/// Parses `ip -j neigh show to ADDR dev DEV`: the MAC if the entry is usable (not
-/// INCOMPLETE or FAILED).
-pub(crate) fn parse_neigh(text: &str) -> Option<[u8; 6]> {
-    let v: Vec<NeighJson> = serde_json::from_str(text).ok()?;
-    v.into_iter().find_map(|n| {
-        let bad = n.state.iter().any(|s| s == "INCOMPLETE" || s == "FAILED");
-        if bad {
-            None
-        } else {
-            n.lladdr.as_deref().and_then(parse_mac)
-        }
-    })
-}
-
-fn neigh_lookup(nexthop: IpAddr, dev: &str) -> Result<Option<[u8; 6]>, NextHopError> {
-    let a = nexthop.to_string();
-    let args = ["-j", "neigh", "show", "to", a.as_str(), "dev", dev];
-    let text = ip(&args)?.map_err(|msg| NextHopError::Ip {
-        args: args.join(" "),
-        msg,
-    })?;
-    Ok(parse_neigh(&text))
-}
-
 /// Sends one empty datagram to the discard port of `nexthop`, which makes the kernel
 /// resolve its MAC (ARP / neighbour discovery). Errors are ignored: the poll decides.
-fn probe(nexthop: IpAddr, ifindex: u32) {
+pub fn probe(nexthop: IpAddr, ifindex: u32) {
     let (bind, to): (SocketAddr, SocketAddr) = match nexthop {
         IpAddr::V4(a) => ((Ipv4Addr::UNSPECIFIED, 0).into(), (a, DISCARD_PORT).into()),
         IpAddr::V6(a) => {
@@ -311,27 +317,26 @@ fn probe(nexthop: IpAddr, ifindex: u32) {
     }
 }
 
-fn neighbour(nexthop: IpAddr, dev: &str, ifindex: u32) -> Result<[u8; 6], NextHopError> {
-    if let Some(mac) = neigh_lookup(nexthop, dev)? {
-        return Ok(mac);
+/// The MAC of `nexthop` on `ifindex`: from the neighbour table if usable, else after one
+/// probe and a poll of at most [`NEIGH_WAIT`] (`None`: not known yet).
+fn neighbour(nexthop: IpAddr, ifindex: u32) -> Result<Option<[u8; 6]>, NextHopError> {
+    let lookup = || {
+        crate::neigh::netlink::lookup(nexthop, ifindex)
+            .map(|n| n.and_then(|n| n.usable_mac()))
+            .map_err(NextHopError::Neighbours)
+    };
+    if let Some(mac) = lookup()? {
+        return Ok(Some(mac));
     }
+    probe(nexthop, ifindex);
     let start = Instant::now();
-    let mut last_probe: Option<Instant> = None;
     while start.elapsed() < NEIGH_WAIT {
-        if last_probe.is_none_or(|t| t.elapsed() >= NEIGH_REPROBE) {
-            probe(nexthop, ifindex);
-            last_probe = Some(Instant::now());
-        }
         std::thread::sleep(NEIGH_POLL);
-        if let Some(mac) = neigh_lookup(nexthop, dev)? {
-            return Ok(mac);
+        if let Some(mac) = lookup()? {
+            return Ok(Some(mac));
         }
     }
-    Err(NextHopError::Unresolved {
-        nexthop,
-        dev: dev.to_string(),
-        secs: NEIGH_WAIT.as_secs(),
-    })
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -388,20 +393,5 @@ mod tests {
         ));
         assert_eq!(parse_mac("01:02:03:04:05"), None);
         assert_eq!(parse_mac("01:02:03:04:05:06:07"), None);
-    }
-
-    #[test]
-    fn neighbour_states() {
-        let ok =
-            r#"[{"dst":"198.18.0.2","dev":"d0","lladdr":"02:00:00:00:00:02","state":["STALE"]}]"#;
-        assert_eq!(parse_neigh(ok), Some([2, 0, 0, 0, 0, 2]));
-        let perm = r#"[{"dst":"198.18.0.2","dev":"d0","lladdr":"02:00:00:00:00:02","state":["PERMANENT"]}]"#;
-        assert!(parse_neigh(perm).is_some());
-        let bad = r#"[{"dst":"198.18.0.2","dev":"d0","state":["INCOMPLETE"]}]"#;
-        assert_eq!(parse_neigh(bad), None);
-        let failed =
-            r#"[{"dst":"198.18.0.2","dev":"d0","lladdr":"02:00:00:00:00:02","state":["FAILED"]}]"#;
-        assert_eq!(parse_neigh(failed), None);
-        assert_eq!(parse_neigh("[]"), None);
     }
 }

@@ -127,6 +127,9 @@ pub enum SweeperError {
     /// The lock could not be taken.
     #[error("cannot take the sweeper lock under {0}")]
     Lock(std::path::PathBuf, #[source] io::Error),
+    /// The neighbour follower's thread could not be started.
+    #[error("cannot start the neighbour follower")]
+    Follower(#[source] io::Error),
 }
 
 /// Why [`run`] returned.
@@ -173,6 +176,8 @@ pub fn run(
         held.ok_or_else(|| SweeperError::AlreadyRunning(dir.to_path_buf()))?
     };
     let prog = pinned_prog_id(dir);
+    // Neighbour following runs beside expiry, for the life of this process.
+    crate::neigh::follow::spawn(dir).map_err(SweeperError::Follower)?;
     loop {
         if !dir.join(MAP_CLOCK).exists() {
             return Ok(Ended::Unloaded);

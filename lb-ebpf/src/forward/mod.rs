@@ -9,7 +9,7 @@ pub mod nat;
 pub mod tun;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{Counter, Drop, ForwardMode, NatReverse, Real};
+use lb_common::{Counter, Drop, ForwardMode, NatReverse, Real, RealFlags};
 
 use crate::maps::{REALS, TX_PORTS};
 use crate::parse::Packet;
@@ -58,9 +58,14 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit
 
 /// Step 11: the rewrite for the flow's forwarding method (recorded when the flow was
 /// created, IPVS's `ip_vs_bind_xmit`; 0, from an older lb: the real's mode) with the real's
-/// current addresses and MACs; its forwarding counter.
+/// current addresses and MACs; its forwarding counter. A real whose next hop's MAC is not
+/// known yet is not sent to (one flag test, failing as a rewrite fails: a new flow is still
+/// counted by the caller).
 #[inline(always)]
 fn rewrite(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<Counter, Exit> {
+    if real.flags.has(RealFlags::NO_NEIGHBOUR) {
+        return Err(Exit::Drop(Drop::NoNeighbour));
+    }
     Ok(match ForwardMode::from_u8(ForwardMode::of_flow(dest.fwd, real.mode)) {
         Some(ForwardMode::Dr) => {
             dr::forward_dr(ctx, real)?;
