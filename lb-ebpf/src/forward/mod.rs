@@ -40,7 +40,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit
         count(Counter::ICMP_TO_REAL);
     }
     count_in(dest.svc_id, dest.real_id, pkt.l3_len, dest.new_flow);
-    let out = match send(ctx, real.ifindex) {
+    let out = match send_to_real(ctx, real) {
         Ok(out) => out,
         Err(d) => {
             if dest.new_flow {
@@ -58,14 +58,9 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit
 
 /// Step 11: the rewrite for the flow's forwarding method (recorded when the flow was
 /// created, IPVS's `ip_vs_bind_xmit`; 0, from an older lb: the real's mode) with the real's
-/// current addresses and MACs; its forwarding counter. A real whose next hop's MAC is not
-/// known yet is not sent to (one flag test, failing as a rewrite fails: a new flow is still
-/// counted by the caller).
+/// current addresses and MACs; its forwarding counter.
 #[inline(always)]
 fn rewrite(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<Counter, Exit> {
-    if real.flags.has(RealFlags::NO_NEIGHBOUR) {
-        return Err(Exit::Drop(Drop::NoNeighbour));
-    }
     Ok(match ForwardMode::from_u8(ForwardMode::of_flow(dest.fwd, real.mode)) {
         Some(ForwardMode::Dr) => {
             dr::forward_dr(ctx, real)?;
@@ -82,6 +77,18 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<C
         // A mode byte this program does not know (the flow's, or the real's): unusable.
         None => return Err(Exit::Drop(Drop::NoReal)),
     })
+}
+
+/// Step 12 for a real: not sent while its next hop's MAC is not known (`NO_NEIGHBOUR`; one
+/// flag test, failing as a redirect fails). After the rewrite and the counting, as IPVS's
+/// `ip_vs_in` counts the packet and its connection (created, with a NAT flow's reverse
+/// entry recorded by the rewrite) before its transmitter fails.
+#[inline(always)]
+fn send_to_real(ctx: &XdpContext, real: &Real) -> Result<Out, Drop> {
+    if real.flags.has(RealFlags::NO_NEIGHBOUR) {
+        return Err(Drop::NoNeighbour);
+    }
+    send(ctx, real.ifindex)
 }
 
 /// Step 12: same interface → XDP_TX, else redirect (a failed redirect: the interface is
