@@ -213,11 +213,13 @@ pub fn list(
         Gather {
             stats: true,
             conns: true,
+            next_hops: true,
         }
     } else {
         Gather {
             stats: opts.stats,
             conns: !opts.stats,
+            next_hops: false,
         }
     };
     let mut listed = status::services(&maps, &snap, only, what)?;

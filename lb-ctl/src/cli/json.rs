@@ -63,7 +63,7 @@ pub fn counters(c: &Counters) -> String {
 mod tests {
     use super::*;
     use crate::ipvs::model::{Endpoint, Proto, ServiceAddr};
-    use crate::status::{ListedReal, Persistence, Stats};
+    use crate::status::{ListedNeighbour, ListedReal, Persistence, Stats};
     use lb_common::{Counter, Drop, ForwardMode};
     use serde_json::{Value, json};
 
@@ -103,6 +103,13 @@ mod tests {
                 u_threshold: 10,
                 l_threshold: 5,
                 stats: Stats::default(),
+                neighbour: ListedNeighbour {
+                    resolved: true,
+                    next_hop: Some("2001:db8::1".parse().unwrap()),
+                    mac: Some("02:00:00:00:00:02".into()),
+                    interface: Some("eth1".into()),
+                    ifindex: 3,
+                },
             }],
         }]
     }
@@ -142,7 +149,10 @@ mod tests {
                     "u_threshold": 10,
                     "l_threshold": 5,
                     "stats": {"conns": 0, "in_packets": 0, "out_packets": 0,
-                              "in_bytes": 0, "out_bytes": 0}
+                              "in_bytes": 0, "out_bytes": 0},
+                    "neighbour": {"resolved": true, "next_hop": "2001:db8::1",
+                                  "mac": "02:00:00:00:00:02", "interface": "eth1",
+                                  "ifindex": 3}
                 }]
             }],
             "tables": [{"table": "flows4", "entries": 812, "capacity": 1_048_576}]
@@ -152,6 +162,15 @@ mod tests {
         none[0].persistent = None;
         let v: Value = serde_json::from_str(&services(&none, &[])).unwrap();
         assert_eq!(v["services"][0]["persistent"], Value::Null);
+        // A real whose next hop has not answered yet: no MAC, and no route either.
+        let mut down = sample();
+        down[0].reals[0].neighbour = ListedNeighbour::default();
+        let v: Value = serde_json::from_str(&services(&down, &[])).unwrap();
+        assert_eq!(
+            v["services"][0]["reals"][0]["neighbour"],
+            json!({"resolved": false, "next_hop": null, "mac": null, "interface": null,
+                   "ifindex": 0})
+        );
         let v: Value = serde_json::from_str(&services(&[], &[])).unwrap();
         assert_eq!(v, json!({"services": [], "tables": []}));
     }

@@ -224,7 +224,7 @@ pub fn counters(c: &Counters) -> String {
 mod tests {
     use super::*;
     use crate::ipvs::model::Proto;
-    use crate::status::{ListedReal, sort};
+    use crate::status::{ListedNeighbour, ListedReal, sort};
     use lb_common::{Counter, Drop, ForwardMode, Pass};
 
     fn ep(s: &str, port: u16) -> Endpoint {
@@ -245,6 +245,8 @@ mod tests {
             u_threshold: 0,
             l_threshold: 0,
             stats: Stats::default(),
+            // Unresolved: ipvsadm's columns show nothing of it.
+            neighbour: ListedNeighbour::default(),
         };
         let mut v = vec![
             ListedService {
