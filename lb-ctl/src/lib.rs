@@ -15,7 +15,8 @@
 //! - [`status`]: what lb is doing, as typed values gathered once from the maps (listings,
 //!   connections, counters) for every renderer: ipvsadm text, JSON, a metrics exporter.
 //! - [`sweep`]: the expiry decisions of IPVS's connection timers. Pure, time passed in.
-//! - [`sweeper`]: the resident process that runs the expiry passes while lb is loaded.
+//! - [`sweeper`]: the resident process that runs the expiry passes, and the neighbour
+//!   follower, while lb is loaded.
 //! - [`cli`]: ipvsadm's command line ([`cli::ipvsadm`]), output ([`cli::show`]), JSON
 //!   ([`cli::json`], docs/json.md) and running a command ([`cli::ctl`]).
 //! - [`loader`]: load, pin, attach, detach.

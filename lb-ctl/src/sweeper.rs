@@ -1,5 +1,6 @@
 //! The resident sweeper: the one process per pin directory that runs expiry passes
-//! (IPVS's connection timers) for as long as lb is loaded. `lb-ctl load` starts it
+//! (IPVS's connection timers), and on a thread of its own the neighbour follower
+//! ([`crate::neigh::follow`]), for as long as lb is loaded. `lb-ctl load` starts it
 //! ([`ensure`]); it ends by itself when lb is unloaded (the pin directory's CLOCK is gone)
 //! or upgraded (another lb_xdp pinned; `lb-ctl upgrade` then starts its own).
 //! Which process is the sweeper is told by a lock, not a pid file (bpffs holds only pins
