@@ -20,10 +20,10 @@
 //! - [`cli`]: ipvsadm's command line ([`cli::ipvsadm`]), output ([`cli::show`]), JSON
 //!   ([`cli::json`], docs/json.md) and running a command ([`cli::ctl`]).
 //! - [`loader`]: load, pin, attach, detach.
-//! - [`nexthop`]: a real's egress interface and MACs (routes and links via `ip -j`,
-//!   neighbours via rtnetlink).
+//! - [`nexthop`]: a real's egress interface and MACs, by [`rtnl`].
+//! - [`rtnl`]: rtnetlink requests (route get, link get, neighbour dump and events).
 //! - [`neigh`]: neighbour following: the resident process keeps each real's next-hop MAC
-//!   current (pure decisions in [`neigh::plan`], rtnetlink in [`neigh::netlink`]).
+//!   current (pure decisions in [`neigh::plan`], the thread in [`neigh::follow`]).
 //!
 //! Room to grow, one folder each: `config/` (config files into the typed model),
 //! `check/` (health checkers), `vrrp/`, `metrics/` (an exporter over [`status`]),
@@ -36,6 +36,7 @@ pub mod loader;
 pub mod maps;
 pub mod neigh;
 pub mod nexthop;
+pub mod rtnl;
 pub mod status;
 pub mod sweep;
 pub mod sweeper;

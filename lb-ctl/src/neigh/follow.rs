@@ -7,10 +7,10 @@
 //! only if it is still the same real ([`Followed::is`]), and only its next-hop fields
 //! ([`plan::rewrite`]), so a concurrent `-e` or `-d` is never undone.
 
-use super::netlink::{self, Events, Subscription};
 use super::plan::{self, Followed, Neighbour};
 use crate::maps::{Maps, MapsError};
 use crate::nexthop::{self, NextHop, NextHopError};
+use crate::rtnl::{self, Events, Subscription};
 use lb_common::Real;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -93,7 +93,7 @@ impl Follower {
         self.refresh()?;
         if self.lost || self.ticks.is_multiple_of(DUMP_EVERY) {
             self.lost = false;
-            for n in netlink::dump().map_err(FollowError::Netlink)? {
+            for n in rtnl::neighbours().map_err(FollowError::Netlink)? {
                 self.on_neighbour(&n)?;
             }
         }

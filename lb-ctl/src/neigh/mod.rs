@@ -3,8 +3,7 @@
 //! next hop answers, and one whose MAC changes keeps taking it. The resident process runs the
 //! follower ([`follow`]) beside its expiry loop (`crate::sweeper::run`). The decisions
 //! (which reals a neighbour entry touches, what to write) are pure, in [`plan`]; the
-//! rtnetlink I/O is in [`netlink`].
+//! rtnetlink I/O is [`crate::rtnl`]'s.
 
 pub mod follow;
-pub mod netlink;
 pub mod plan;
