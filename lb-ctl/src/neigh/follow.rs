@@ -122,14 +122,20 @@ impl Follower {
         Ok(self.maps.as_ref().expect("opened above"))
     }
 
-    /// Reads the configured reals again; routes those without a route; probes the next
-    /// hop of those still unresolved.
+    /// Reads the configured reals again; routes those without a route (every real, every
+    /// [`DUMP_EVERY`] ticks, so a changed route is followed too); probes the next hop of
+    /// those still unresolved. A real whose way out someone else changed (`-e`) is routed
+    /// afresh: what the follower knew of it is stale.
     fn refresh(&mut self) -> Result<(), FollowError> {
         let reals = self.maps()?.active_reals()?;
+        let reroute_all = self.ticks.is_multiple_of(DUMP_EVERY);
         let mut next = Vec::with_capacity(reals.len());
         for (id, r) in reals {
             let known = self.followed.iter().find(|(f, _)| f.id == id && f.is(&r));
-            let f = known.map_or_else(|| Followed::of(id, &r), |(f, _)| f.clone());
+            let f = match known {
+                Some((f, seen)) if plan::same_way_out(seen, &r) && !reroute_all => f.clone(),
+                _ => Followed::of(id, &r),
+            };
             next.push((f, r));
         }
         self.followed = next;
@@ -168,13 +174,15 @@ impl Follower {
         Ok(())
     }
 
-    /// Writes followed real `i` toward `nh`, under the lock, if it is still the same real.
+    /// Writes followed real `i` toward `nh`, under the lock, if it is still the same real
+    /// and its way out is still as the follower last read it (else someone changed it
+    /// since, and the next tick reads and routes it afresh).
     fn write(&mut self, i: usize, nh: &NextHop) -> Result<(), FollowError> {
         let _lock = crate::maps::sys::lock_dir(&self.dir).map_err(FollowError::Lock)?;
-        let f = self.followed[i].0.clone();
+        let (f, seen) = self.followed[i].clone();
         let maps = self.maps.as_mut().expect("opened by refresh");
         let now = maps.real(f.id)?;
-        if !f.is(&now) {
+        if !f.is(&now) || !plan::same_way_out(&seen, &now) {
             return Ok(());
         }
         if let Some(w) = plan::rewrite(&now, nh) {

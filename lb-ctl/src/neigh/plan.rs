@@ -120,6 +120,16 @@ pub fn rewrite(r: &Real, nh: &NextHop) -> Option<Real> {
     (w != *r).then_some(w)
 }
 
+/// Whether two reads of a real have the same way out (interface, MACs, resolved or not):
+/// the follower writes only over what it read, so a concurrent `-e` is never undone.
+pub fn same_way_out(a: &Real, b: &Real) -> bool {
+    a.ifindex == b.ifindex
+        && a.dst_mac == b.dst_mac
+        && a.src_mac == b.src_mac
+        && unresolved(a) == unresolved(b)
+        && a.local_addr == b.local_addr
+}
+
 /// Whether the stored real still waits for its next hop's MAC.
 pub fn unresolved(r: &Real) -> bool {
     r.flags.has(RealFlags::NO_NEIGHBOUR)
@@ -255,6 +265,25 @@ mod tests {
         let mut r6 = real("2001:db8::2", 1, RealFlags::NO_NEIGHBOUR, [0; 6]);
         r6.ifindex = 0;
         assert_eq!(rewrite(&r6, &nh(None)).unwrap().local_addr, r6.local_addr);
+    }
+
+    #[test]
+    fn a_way_out_changed_by_another_is_not_the_same() {
+        let r = real("198.18.0.2", 1, 0, MAC_A);
+        assert!(
+            same_way_out(&r, &Real { weight: 9, ..r }),
+            "weight is not the way out"
+        );
+        assert!(!same_way_out(
+            &r,
+            &Real {
+                dst_mac: MAC_B,
+                ..r
+            }
+        ));
+        assert!(!same_way_out(&r, &Real { ifindex: 3, ..r }));
+        let flagged = real("198.18.0.2", 1, RealFlags::NO_NEIGHBOUR, MAC_A);
+        assert!(!same_way_out(&r, &flagged));
     }
 
     #[test]
