@@ -5,7 +5,6 @@
 //! [`crate::nexthop`]'s and [`crate::neigh::plan`]'s. Netlink answers for the namespace of
 //! the socket, so this stays right under `nsenter --net=...`, where /sys does not.
 
-use crate::neigh::plan::Neighbour;
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
@@ -56,6 +55,36 @@ pub struct LinkReply {
     pub link_type: u16,
     /// Its hardware address, when 6 bytes long.
     pub mac: Option<[u8; 6]>,
+}
+
+/// The kernel's neighbour states (`NUD_*`, include/uapi/linux/neighbour.h) whose link-layer
+/// address may be used: confirmed, or not yet re-confirmed but still the best known
+/// (REACHABLE, STALE, DELAY, PROBE), set by hand (PERMANENT) or needing no resolution
+/// (NOARP). INCOMPLETE has no address yet; FAILED's is given up on.
+const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
+
+/// One neighbour table entry, as an rtnetlink RTM_NEWNEIGH message carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    /// The interface it is on.
+    pub ifindex: u32,
+    /// Its IP address.
+    pub addr: IpAddr,
+    /// Its link-layer address, when the message has a 6-byte one.
+    pub mac: Option<[u8; 6]>,
+    /// `NUD_*` state bits.
+    pub state: u16,
+}
+
+impl Neighbour {
+    /// The MAC to send to, if the entry has one in a usable state.
+    pub fn usable_mac(&self) -> Option<[u8; 6]> {
+        if self.state & NUD_USABLE != 0 {
+            self.mac
+        } else {
+            None
+        }
+    }
 }
 
 /// What one receive on the event socket gave.
@@ -348,6 +377,34 @@ mod tests {
                 .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
         }
         m
+    }
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+
+    fn nb(mac: Option<[u8; 6]>, state: u16) -> Neighbour {
+        Neighbour {
+            ifindex: 2,
+            addr: "198.18.0.2".parse().unwrap(),
+            mac,
+            state,
+        }
+    }
+
+    #[test]
+    fn usable_states_follow_the_kernel_nud_bits() {
+        // REACHABLE, STALE, DELAY, PROBE, NOARP, PERMANENT: usable with an address.
+        for state in [0x02, 0x04, 0x08, 0x10, 0x40, 0x80] {
+            assert_eq!(
+                nb(Some(MAC), state).usable_mac(),
+                Some(MAC),
+                "state {state:#x}"
+            );
+        }
+        // INCOMPLETE, FAILED, NONE: not, even with an address left in the message.
+        for state in [0x01, 0x20, 0x00] {
+            assert_eq!(nb(Some(MAC), state).usable_mac(), None, "state {state:#x}");
+        }
+        assert_eq!(nb(None, 0x02).usable_mac(), None);
     }
 
     #[test]

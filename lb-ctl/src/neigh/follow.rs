@@ -7,10 +7,10 @@
 //! only if it is still the same real ([`Followed::is`]), and only its next-hop fields
 //! ([`plan::rewrite`]), so a concurrent `-e` or `-d` is never undone.
 
-use super::plan::{self, Followed, Neighbour};
+use super::plan::{self, Followed};
 use crate::maps::{Maps, MapsError};
 use crate::nexthop::{self, NextHop, NextHopError};
-use crate::rtnl::{self, Events, Subscription};
+use crate::rtnl::{self, Events, Neighbour, Subscription};
 use lb_common::Real;
 use std::io;
 use std::path::{Path, PathBuf};

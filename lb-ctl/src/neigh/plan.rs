@@ -1,41 +1,12 @@
-//! The neighbour follower's decisions, pure: whether a neighbour entry has a MAC worth
-//! sending to, which followed reals it is the next hop of, and how a stored real changes
-//! for a next hop. No I/O, no clock: [`super::follow`] feeds it what netlink and the maps say.
+//! The neighbour follower's decisions, pure: which followed reals a neighbour entry is the
+//! next hop of, and how a stored real changes for a next hop (whether an entry's MAC is
+//! usable at all is [`Neighbour::usable_mac`]). No I/O, no clock: [`super::follow`] feeds it what netlink and the maps say.
 
 use crate::ipvs::model::real_ip;
 use crate::nexthop::NextHop;
+use crate::rtnl::Neighbour;
 use lb_common::{Real, RealFlags};
 use std::net::IpAddr;
-
-/// The kernel's neighbour states (`NUD_*`, include/uapi/linux/neighbour.h) whose link-layer
-/// address may be used: confirmed, or not yet re-confirmed but still the best known
-/// (REACHABLE, STALE, DELAY, PROBE), set by hand (PERMANENT) or needing no resolution
-/// (NOARP). INCOMPLETE has no address yet; FAILED's is given up on.
-const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
-
-/// One neighbour table entry, as an rtnetlink RTM_NEWNEIGH message carries it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Neighbour {
-    /// The interface it is on.
-    pub ifindex: u32,
-    /// Its IP address.
-    pub addr: IpAddr,
-    /// Its link-layer address, when the message has a 6-byte one.
-    pub mac: Option<[u8; 6]>,
-    /// `NUD_*` state bits.
-    pub state: u16,
-}
-
-impl Neighbour {
-    /// The MAC to send to, if the entry has one in a usable state.
-    pub fn usable_mac(&self) -> Option<[u8; 6]> {
-        if self.state & NUD_USABLE != 0 {
-            self.mac
-        } else {
-            None
-        }
-    }
-}
 
 /// A real the follower watches: which real it is (slot, generation, address) and its route
 /// as last resolved (`None`: no route yet, resolved again at each tick).
@@ -186,27 +157,6 @@ mod tests {
             mac,
             state,
         }
-    }
-
-    #[test]
-    fn usable_states_follow_the_kernel_nud_bits() {
-        // REACHABLE, STALE, DELAY, PROBE, NOARP, PERMANENT: usable with an address.
-        for state in [0x02, 0x04, 0x08, 0x10, 0x40, 0x80] {
-            assert_eq!(
-                neigh(2, "198.18.0.2", Some(MAC_A), state).usable_mac(),
-                Some(MAC_A),
-                "state {state:#x}"
-            );
-        }
-        // INCOMPLETE, FAILED, NONE: not, even with an address left in the message.
-        for state in [0x01, 0x20, 0x00] {
-            assert_eq!(
-                neigh(2, "198.18.0.2", Some(MAC_A), state).usable_mac(),
-                None,
-                "state {state:#x}"
-            );
-        }
-        assert_eq!(neigh(2, "198.18.0.2", None, 0x02).usable_mac(), None);
     }
 
     #[test]
