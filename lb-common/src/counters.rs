@@ -57,11 +57,15 @@ pub enum Drop {
     /// A packet of a flow whose real server was deleted, while `expire_nodest_conn` is 0
     /// (IPVS drops these until the connection expires).
     RealGone = 9,
+    /// A packet for a real whose next hop's MAC is not known yet (`RealFlags::NO_NEIGHBOUR`):
+    /// not sent; a new flow is still recorded and counted, so the connection's next
+    /// packets go through once the MAC is learnt.
+    NoNeighbour = 10,
 }
 
 impl Drop {
     /// All reasons, for listing.
-    pub const ALL: [Drop; 10] = [
+    pub const ALL: [Drop; 11] = [
         Drop::Truncated,
         Drop::BadHeader,
         Drop::Fragment,
@@ -72,6 +76,7 @@ impl Drop {
         Drop::AdjustHead,
         Drop::IcmpQuote,
         Drop::RealGone,
+        Drop::NoNeighbour,
     ];
     /// The counter slot of this reason.
     pub const fn counter(self) -> Counter {
@@ -90,6 +95,7 @@ impl Drop {
             Drop::AdjustHead => "drop_adjust_head",
             Drop::IcmpQuote => "drop_icmp_quote",
             Drop::RealGone => "drop_real_gone",
+            Drop::NoNeighbour => "drop_no_neighbour",
         }
     }
 }

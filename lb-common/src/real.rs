@@ -58,6 +58,12 @@ impl RealFlags {
     /// until its id goes to another real). Also set by `-a` reviving a deleted NAT real as
     /// DR or TUN. Read by lb-ctl only.
     pub const WAS_NAT: u16 = 1 << 1;
+    /// The next hop's MAC is not known yet (`dst_mac` is stale or zero): the data path sends
+    /// nothing to this real and drops its packets (`Drop::NoNeighbour`), new flows still
+    /// recorded, as IPVS creates the connection before transmission fails. Set by lb-ctl
+    /// `-a` / `-e` when neighbour resolution did not answer in its short wait; cleared by
+    /// the resident process's neighbour follower once the kernel learns the MAC.
+    pub const NO_NEIGHBOUR: u16 = 1 << 2;
     /// True when `bit` is set.
     pub const fn has(self, bit: u16) -> bool {
         self.0 & bit != 0

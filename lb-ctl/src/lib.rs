@@ -17,11 +17,15 @@
 //! - [`sweep`]: the expiry decisions of IPVS's connection timers. Pure, time passed in.
 //! - [`rate`]: IPVS's rate estimator (`-L --rate`): its arithmetic, pure, and the thread
 //!   of the resident process that ticks it.
-//! - [`sweeper`]: the resident process that runs the expiry passes while lb is loaded.
+//! - [`sweeper`]: the resident process that runs the expiry passes, and the neighbour
+//!   follower, while lb is loaded.
 //! - [`cli`]: ipvsadm's command line ([`cli::ipvsadm`]), output ([`cli::show`]), JSON
 //!   ([`cli::json`], docs/json.md) and running a command ([`cli::ctl`]).
 //! - [`loader`]: load, pin, attach, detach.
-//! - [`nexthop`]: a real's egress interface and MACs, via `ip -j`.
+//! - [`nexthop`]: a real's egress interface and MACs, by [`rtnl`].
+//! - [`rtnl`]: rtnetlink requests (route get, link get, neighbour dump and events).
+//! - [`neigh`]: neighbour following: the resident process keeps each real's next-hop MAC
+//!   current (pure decisions in [`neigh::plan`], the thread in [`neigh::follow`]).
 //! - [`install`]: `lb-ctl install` / `uninstall`: the executable, the `ipvsadm` link,
 //!   manual pages and completions under a prefix.
 //!
@@ -35,8 +39,10 @@ pub mod install;
 pub mod ipvs;
 pub mod loader;
 pub mod maps;
+pub mod neigh;
 pub mod nexthop;
 pub mod rate;
+pub mod rtnl;
 pub mod status;
 pub mod sweep;
 pub mod sweeper;

@@ -72,8 +72,9 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
-    /// Expire idle connections and persistence templates (IPVS's timers). `lb-ctl load`
-    /// starts one in the background; it runs until lb is unloaded. With --once, one pass.
+    /// Expire idle connections and persistence templates (IPVS's timers) and follow the
+    /// neighbour table (each real's next-hop MAC). `lb-ctl load` starts one in the
+    /// background; it runs until lb is unloaded. With --once, one expiry pass only.
     Sweep {
         /// One pass, then exit (prints what it expired).
         #[arg(long)]

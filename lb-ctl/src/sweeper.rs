@@ -1,6 +1,7 @@
 //! The resident sweeper: the one process per pin directory that runs expiry passes
-//! (IPVS's connection timers) and ticks the rate estimator (IPVS's estimation timer, on a
-//! thread of its own: [`crate::rate::ticker`]) for as long as lb is loaded. `lb-ctl load` starts it
+//! (IPVS's connection timers), and on threads of their own ticks the rate estimator (IPVS's
+//! estimation timer, [`crate::rate::ticker`]) and follows the neighbour table
+//! ([`crate::neigh::follow`]), for as long as lb is loaded. `lb-ctl load` starts it
 //! ([`ensure`]); it ends by itself when lb is unloaded (the pin directory's CLOCK is gone)
 //! or upgraded (another lb_xdp pinned; `lb-ctl upgrade` then starts its own).
 //! Which process is the sweeper is told by a lock, not a pid file (bpffs holds only pins
@@ -132,6 +133,9 @@ pub enum SweeperError {
     /// The rate estimator's thread could not be started.
     #[error("cannot start the rate estimator's thread for {0}")]
     Thread(std::path::PathBuf, #[source] io::Error),
+    /// The neighbour follower's thread could not be started.
+    #[error("cannot start the neighbour follower")]
+    Follower(#[source] io::Error),
 }
 
 /// Why [`run`] returned.
@@ -184,6 +188,8 @@ pub fn run(
     // it stops when this returns.
     let rates = Ticker::start(dir.to_path_buf(), rate::TICK, maps::rate::tick)
         .map_err(|e| SweeperError::Thread(dir.to_path_buf(), e))?;
+    // Neighbour following runs beside expiry, for the life of this process.
+    crate::neigh::follow::spawn(dir).map_err(SweeperError::Follower)?;
     loop {
         rates.errors().iter().for_each(&mut log);
         if !dir.join(MAP_CLOCK).exists() {

@@ -323,7 +323,6 @@ UDP  [2001:db8::1]:53 wlc
             "illegal weight specified",
         ),
         ("-a -t 198.18.2.1:80 -r 198.18.100.1", "local address"),
-        ("-a -t 198.18.2.1:80 -r 198.18.200.1", "no route"),
         ("-d -t 198.18.2.1:80 -r 198.18.100.9", "No such destination"),
         ("-A -t 198.18.2.1:80 -w 1", "Illegal 'weight' option"),
     ] {
@@ -378,6 +377,20 @@ UDP  [2001:db8::1]:53 wlc
     assert!(bare.contains("TCP  198.18.2.1:http mh"), "{bare}");
     assert!(bare.contains("UDP  [2001:db8::1]:domain wlc"), "{bare}");
     lab.ok("-D -u [2001:db8::1]:53");
+    // A real with no route yet is accepted, as ipvsadm accepts any address: nothing
+    // printed, stored unresolved with no interface (the neighbour follower routes it
+    // later), listed like any other real.
+    assert_eq!(lab.ok("-a -t 198.18.2.1:80 -r 198.18.200.1"), "");
+    {
+        let snap = Maps::open(pin).unwrap().snapshot().unwrap();
+        let (_, r) = snap
+            .active_reals()
+            .find(|(_, r)| r.addr == raw("198.18.200.1"))
+            .expect("the unrouted real is stored");
+        assert!(r.flags.has(lb_common::RealFlags::NO_NEIGHBOUR));
+        assert_eq!((r.ifindex, r.dst_mac), (0, [0; 6]));
+    }
+    assert!(lab.ok("-L -n").contains("  -> 198.18.200.1:80"));
     let counters = lab.ok("counters");
     assert!(counters.starts_with("rx "), "{counters}");
     assert!(counters.contains("\ndrop_no_real "));

@@ -22,6 +22,7 @@ mod mode_edit;
 mod nat;
 mod nat_expiry;
 mod nat_return;
+mod neighbour;
 mod passthrough;
 mod real_gen;
 mod sched;
@@ -49,6 +50,7 @@ pub fn all() -> Vec<Sequence> {
         sched::cases(),
         full::cases(),
         real_gen::cases(),
+        neighbour::cases(),
     ]
     .into_iter()
     .flatten()

@@ -78,6 +78,67 @@ fn counter_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, 
     at(after).saturating_sub(at(before))
 }
 
+/// A director script run while its real is down exits 0 and prints nothing (as with
+/// ipvsadm); the real coming up, and later changing its MAC, needs no further command for
+/// traffic through the VIP to reach it. Its own lab ([`lab::neigh`]), dropped at the end.
+fn real_down_at_config() -> Result<(), String> {
+    use lab::neigh::{NeighLab, REAL_MAC_2};
+    let lab = NeighLab::new().map_err(|e| format!("building the lab: {e}"))?;
+    let out = lab
+        .run_script()
+        .map_err(|e| format!("the director script failed while the real is down: {e}"))?;
+    if !out.is_empty() {
+        return Err(format!(
+            "the director script printed {out:?}; ipvsadm prints nothing"
+        ));
+    }
+    let n = lab.neighbour()?;
+    if n["resolved"] != false {
+        return Err(format!("the real is down, yet listed resolved: {n}"));
+    }
+    // Traffic while it is down: not sent, counted under its drop reason.
+    let drops = |l: &NeighLab| -> Result<u64, String> {
+        let text = l.ctl(&["counters"]).map_err(|e| e.to_string())?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("drop_no_neighbour"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or(format!("no drop_no_neighbour in `lb-ctl counters`: {text}"))
+    };
+    let before = drops(&lab)?;
+    if let Ok(name) = lab.get_vip() {
+        return Err(format!(
+            "the real is down, yet {name} answered through the VIP"
+        ));
+    }
+    let after = drops(&lab)?;
+    if after <= before {
+        return Err(format!(
+            "a request while the real is down left drop_no_neighbour at {after}"
+        ));
+    }
+    lab.real_up().map_err(|e| e.to_string())?;
+    let up = lab.wait_for("traffic to the VIP after the real came up", |l| {
+        l.get_vip()
+            .and_then(|name| (name == "real1").then_some(()).ok_or(name))
+    })?;
+    eprintln!("real up → traffic through the VIP: {up:?}");
+    let n = lab.neighbour()?;
+    if n["resolved"] != true || n["interface"] != "in0" || n["next_hop"] != lab::neigh::REAL {
+        return Err(format!("after the real came up: {n}"));
+    }
+    lab.real_mac_changes().map_err(|e| e.to_string())?;
+    lab.wait_for("the listing to show the real's new MAC", |l| {
+        let n = l.neighbour()?;
+        (n["mac"] == REAL_MAC_2).then_some(()).ok_or(n.to_string())
+    })?;
+    let moved = lab.wait_for("traffic to the VIP after the real's MAC changed", |l| {
+        l.get_vip()
+            .and_then(|name| (name == "real1").then_some(()).ok_or(name))
+    })?;
+    eprintln!("MAC changed → traffic through the VIP: {moved:?}");
+    Ok(())
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     // One trial at a time: they share one lab and its cumulative counters, and each reads
@@ -157,6 +218,11 @@ fn main() {
             ));
         }
     }
+
+    trials.push(skip(
+        "dr_real_down_at_config_v4".into(),
+        Box::new(|| real_down_at_config().map_err(Failed::from)),
+    ));
 
     let conclusion = libtest_mimic::run(&args, trials);
     shared.teardown();

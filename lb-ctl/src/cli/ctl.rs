@@ -253,6 +253,7 @@ pub fn list(
             stats: true,
             rates: true,
             conns: true,
+            next_hops: true,
         }
     } else {
         // --stats wins over --rate, as in ipvsadm's `print_title`.
@@ -261,6 +262,7 @@ pub fn list(
             stats: opts.stats,
             rates,
             conns: !opts.stats && !rates,
+            next_hops: false,
         }
     };
     let mut listed = status::services(&maps, &snap, only, what)?;
@@ -299,6 +301,7 @@ pub fn save_rules(dir: &Path, names: &dyn Names) -> Result<String, CtlError> {
         stats: false,
         rates: false,
         conns: false,
+        next_hops: false,
     };
     let mut listed = status::services(&maps, &snap, None, what)?;
     status::sort(&mut listed, true);

@@ -85,7 +85,7 @@ pub fn counters(c: &Counters) -> String {
 mod tests {
     use super::*;
     use crate::ipvs::model::{Endpoint, Proto, ServiceAddr};
-    use crate::status::{ListedReal, Persistence, Rates, Stats};
+    use crate::status::{ListedNeighbour, ListedReal, Persistence, Rates, Stats};
     use lb_common::{Counter, Drop, ForwardMode};
     use serde_json::{Value, json};
 
@@ -139,6 +139,13 @@ mod tests {
                     in_bps: 1000,
                     out_bps: 0,
                 },
+                neighbour: ListedNeighbour {
+                    resolved: true,
+                    next_hop: Some("2001:db8::1".parse().unwrap()),
+                    mac: Some("02:00:00:00:00:02".into()),
+                    interface: Some("eth1".into()),
+                    ifindex: 3,
+                },
             }],
             persist_group: 0,
             mh_size: None,
@@ -182,7 +189,10 @@ mod tests {
                     "l_threshold": 5,
                     "stats": {"conns": 0, "in_packets": 0, "out_packets": 0,
                               "in_bytes": 0, "out_bytes": 0},
-                    "rates": {"cps": 1, "in_pps": 10, "out_pps": 0, "in_bps": 1000, "out_bps": 0}
+                    "rates": {"cps": 1, "in_pps": 10, "out_pps": 0, "in_bps": 1000, "out_bps": 0},
+                    "neighbour": {"resolved": true, "next_hop": "2001:db8::1",
+                                  "mac": "02:00:00:00:00:02", "interface": "eth1",
+                                  "ifindex": 3}
                 }]
             }],
             "tables": [{"table": "flows4", "entries": 812, "capacity": 1_048_576}]
@@ -192,6 +202,15 @@ mod tests {
         none[0].persistent = None;
         let v: Value = serde_json::from_str(&services(&none, &[])).unwrap();
         assert_eq!(v["services"][0]["persistent"], Value::Null);
+        // A real whose next hop has not answered yet: no MAC, and no route either.
+        let mut down = sample();
+        down[0].reals[0].neighbour = ListedNeighbour::default();
+        let v: Value = serde_json::from_str(&services(&down, &[])).unwrap();
+        assert_eq!(
+            v["services"][0]["reals"][0]["neighbour"],
+            json!({"resolved": false, "next_hop": null, "mac": null, "interface": null,
+                   "ifindex": 0})
+        );
         let v: Value = serde_json::from_str(&services(&[], &[])).unwrap();
         assert_eq!(v, json!({"services": [], "tables": []}));
     }

@@ -300,7 +300,7 @@ mod tests {
     use super::*;
     use crate::cli::names::Numeric;
     use crate::ipvs::model::Proto;
-    use crate::status::{ListedReal, sort};
+    use crate::status::{ListedNeighbour, ListedReal, sort};
     use lb_common::{Counter, Drop, ForwardMode, Pass};
 
     /// `-n` listings.
@@ -327,6 +327,8 @@ mod tests {
             l_threshold: 0,
             stats: Stats::default(),
             rates: Rates::default(),
+            // Unresolved: ipvsadm's columns show nothing of it.
+            neighbour: ListedNeighbour::default(),
         };
         let mut v = vec![
             ListedService {

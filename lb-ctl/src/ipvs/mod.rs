@@ -89,7 +89,7 @@ mod tests {
             ifname: "d0".into(),
             local_addr: Some("198.18.0.1".parse().unwrap()),
             src_mac: [2, 0, 0, 0, 0, 1],
-            dst_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: Some([2, 0, 0, 0, 0, 2]),
             gateway: None,
         })
     }

@@ -94,22 +94,29 @@ fn make_real(
 ) -> Result<Real, ModelError> {
     let (addr, family) = convert::to_raw(spec.addr);
     let local = nh.local_addr.filter(|a| a.is_ipv4() == spec.addr.is_ipv4());
-    if spec.mode == ForwardMode::Tun && local.is_none() {
+    // An unrouted real gets its source with its route, from the neighbour follower.
+    if spec.mode == ForwardMode::Tun && local.is_none() && nh.routed() {
         return Err(ModelError::NoTunnelSource(spec.addr));
     }
+    // A next hop that did not answer yet: stored, not sent to until the follower learns
+    // its MAC (ipvsadm accepts a real that is down).
+    let flags = match nh.dst_mac {
+        Some(_) => RealFlags::ACTIVE,
+        None => RealFlags::ACTIVE | RealFlags::NO_NEIGHBOUR,
+    };
     Ok(Real {
         addr,
         local_addr: local.map(|a| convert::to_raw(a).0).unwrap_or_default(),
         port: Be16::from_host(port),
         mode: spec.mode as u8,
         family,
-        flags: RealFlags(RealFlags::ACTIVE),
+        flags: RealFlags(flags),
         // The caller's to set: the slot's, moved on or kept (`generation_for`).
         generation: 0,
         svc_id,
         weight,
         ifindex: nh.ifindex,
-        dst_mac: nh.dst_mac,
+        dst_mac: nh.dst_mac.unwrap_or_default(),
         src_mac: nh.src_mac,
         u_threshold: spec.u_threshold,
         l_threshold: spec.l_threshold,
@@ -214,7 +221,9 @@ pub fn add(
     if revived.is_none() && old_slot.is_some() {
         ops.push(Op::SettleConns(id));
     }
-    ops.push(Op::AddTxPort(nh.ifindex));
+    if nh.routed() {
+        ops.push(Op::AddTxPort(nh.ifindex));
+    }
     ops.extend(publish_ops);
     // A deleted real's id given to another real: the old real's NAT_FILTER bit goes
     // unless another slot (or the new real) still needs it, and the VIP bit its trash
@@ -262,8 +271,18 @@ pub fn edit(
     let nh = resolve(spec.addr)?;
     let mut real = make_real(spec, svc.id, port, weight, &nh)?;
     real.generation = old.generation;
+    // A next hop that stopped answering (FAILED) keeps its last MAC, as the neighbour
+    // follower keeps it: IPVS also goes on sending to such a dest.
+    if nh.dst_mac.is_none() && !old.flags.has(RealFlags::NO_NEIGHBOUR) && old.ifindex == nh.ifindex
+    {
+        real.dst_mac = old.dst_mac;
+        real.flags = RealFlags(real.flags.0 & !RealFlags::NO_NEIGHBOUR);
+    }
 
-    let mut ops = vec![Op::AddTxPort(nh.ifindex)];
+    let mut ops = Vec::new();
+    if nh.routed() {
+        ops.push(Op::AddTxPort(nh.ifindex));
+    }
     let was_nat = old.mode == ForwardMode::Nat as u8;
     let is_nat = spec.mode == ForwardMode::Nat;
     if !is_nat && in_nat_filter(&old) {
@@ -352,7 +371,7 @@ mod tests {
             ifname: "d0".into(),
             local_addr: Some(local),
             src_mac: [2, 0, 0, 0, 0, 1],
-            dst_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: Some([2, 0, 0, 0, 0, 2]),
             gateway: None,
         })
     }
@@ -1566,5 +1585,67 @@ mod tests {
             r.local_addr,
             convert::to_raw("198.18.0.1".parse().unwrap()).0
         );
+    }
+
+    fn no_mac(a: IpAddr) -> Result<NextHop, NextHopError> {
+        Ok(NextHop {
+            dst_mac: None,
+            ..nh(a)?
+        })
+    }
+
+    #[test]
+    fn a_real_whose_next_hop_is_down_is_added_unresolved() {
+        let snap = with_service("198.18.2.1");
+        let spec = rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1);
+        let ops = add(&snap, &spec, &mut no_mac).unwrap();
+        let r = ops
+            .iter()
+            .find_map(|o| match o {
+                Op::PutReal(_, r) => Some(*r),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(r.flags.0, RealFlags::ACTIVE | RealFlags::NO_NEIGHBOUR);
+        assert_eq!(r.ifindex, 2);
+        assert!(ops.contains(&Op::AddTxPort(2)));
+        // No route at all: accepted too, with no interface to add to TX_PORTS, even as a
+        // tunnel (its source comes with the route).
+        let tun = rspec("198.18.2.1", "198.18.1.12", None, ForwardMode::Tun, 1);
+        let ops = add(&snap, &tun, &mut |_| Ok(NextHop::unrouted())).unwrap();
+        assert!(!ops.iter().any(|o| matches!(o, Op::AddTxPort(_))));
+        assert!(ops.iter().any(|o| matches!(
+            o,
+            Op::PutReal(_, r) if r.flags.has(RealFlags::NO_NEIGHBOUR) && r.ifindex == 0
+        )));
+    }
+
+    #[test]
+    fn edit_keeps_the_last_mac_of_a_next_hop_that_stopped_answering() {
+        let mut snap = with_service("198.18.2.1");
+        let spec = rspec("198.18.2.1", "198.18.1.11", None, ForwardMode::Dr, 1);
+        added(&mut snap, &spec);
+        let e = RealSpec { weight: 4, ..spec };
+        let put = |ops: Vec<Op>| {
+            ops.into_iter()
+                .find_map(|o| match o {
+                    Op::PutReal(_, r) => Some(r),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let r = put(edit(&snap, &e, &mut no_mac).unwrap());
+        assert_eq!(r.dst_mac, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(r.flags.0, RealFlags::ACTIVE);
+        assert_eq!(r.weight, 4);
+        // Another interface now: the old MAC means nothing there.
+        let mut moved = |a: IpAddr| {
+            Ok(NextHop {
+                ifindex: 3,
+                ..no_mac(a)?
+            })
+        };
+        let r = put(edit(&snap, &e, &mut moved).unwrap());
+        assert!(r.flags.has(RealFlags::NO_NEIGHBOUR));
     }
 }

@@ -33,8 +33,8 @@ use lb_common::consts::{
     MAP_SERVICES, MAP_SETTINGS, MAP_SVC_STATS, MAP_TX_PORTS, MAP_VIP_FILTER, MAP_VIPS,
 };
 use lb_common::{
-    CounterBlock, FlowKey, FlowValue, PersistKey, PersistValue, Real, Service, ServiceKey, Traffic,
-    TrashRecord, VipKey,
+    CounterBlock, FlowKey, FlowValue, PersistKey, PersistValue, Real, RealFlags, Service,
+    ServiceKey, Traffic, TrashRecord, VipKey,
 };
 use std::collections::{BTreeMap, HashMap as StdHashMap};
 use std::io;
@@ -305,6 +305,19 @@ impl Maps {
             rates: rate::RateMaps::open(dir)?,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Every configured real (ACTIVE REALS slots), by id.
+    pub fn active_reals(&self) -> Result<Vec<(u32, Real)>, MapsError> {
+        Ok(read_array(&self.reals, MAP_REALS)?
+            .into_iter()
+            .filter(|(_, r)| r.flags.has(RealFlags::ACTIVE))
+            .collect())
+    }
+
+    /// One REALS slot as it is now.
+    pub fn real(&self, id: u32) -> Result<Real, MapsError> {
+        self.reals.get(&id, 0).map_err(err(MAP_REALS))
     }
 
     /// Reads services and every REALS slot ever written.

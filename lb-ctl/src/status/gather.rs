@@ -2,7 +2,8 @@
 //! listing needs. No formatting here.
 
 use super::{
-    Counters, Gather, ListedConn, ListedReal, ListedService, Persistence, Rates, Stats, TableFill,
+    Counters, Gather, ListedConn, ListedNeighbour, ListedReal, ListedService, Persistence, Rates,
+    Stats, TableFill,
 };
 use crate::ipvs::model::{Endpoint, Proto, ServiceAddr, Snapshot, real_endpoint, sched_flag_names};
 use crate::maps::{self, Maps, MapsError};
@@ -11,7 +12,7 @@ use lb_common::addr::{convert, family};
 use lb_common::conn::{ConnCounts, state_name, state_timeout_s};
 use lb_common::consts::{DEFAULT_MAGLEV_SIZE, MAP_TABLE_FILL};
 use lb_common::tables::Table;
-use lb_common::{ForwardMode, SchedKind, Service, ServiceKey, VipFlags};
+use lb_common::{ForwardMode, Real, RealFlags, SchedKind, Service, ServiceKey, VipFlags};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -21,6 +22,44 @@ fn persistence(s: &Service, v6: bool) -> Option<Persistence> {
         timeout_s: s.persist_timeout_s,
         netmask: convert::from_raw(&s.persist_mask, if v6 { family::V6 } else { family::V4 }),
     })
+}
+
+/// A real's next hop as listed; the kernel asked for the route when `next_hop`.
+fn neighbour_of(r: &Real, next_hop: bool) -> ListedNeighbour {
+    let resolved = !r.flags.has(RealFlags::NO_NEIGHBOUR);
+    let ip = crate::ipvs::model::real_ip(r);
+    let m = r.dst_mac;
+    ListedNeighbour {
+        resolved,
+        next_hop: next_hop
+            .then(|| crate::nexthop::route(ip).ok().flatten())
+            .flatten()
+            .map(|nh| nh.neighbour_of(ip)),
+        mac: resolved.then(|| {
+            format!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            )
+        }),
+        interface: interface_name(r.ifindex),
+        ifindex: r.ifindex,
+    }
+}
+
+/// The name of interface `ifindex` in the current network namespace (if_indextoname asks
+/// the kernel through a socket of this namespace, unlike /sys under `nsenter --net`).
+fn interface_name(ifindex: u32) -> Option<String> {
+    if ifindex == 0 {
+        return None;
+    }
+    let mut buf = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: buf holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
 /// Every service of `snap` (or only `only`), with its reals in IPVS list order (unsorted:
@@ -71,6 +110,7 @@ pub fn services(
                 } else {
                     Rates::default()
                 },
+                neighbour: neighbour_of(&r, what.next_hops),
             });
         }
         let kind = SchedKind::from_u8(s.sched);

@@ -79,6 +79,26 @@ pub struct ListedReal {
     pub stats: Stats,
     /// Rates, from the estimator (zero unless gathered, see [`Gather`]).
     pub rates: Rates,
+    /// Where its packets go next (JSON only: ipvsadm's listing has no such column).
+    pub neighbour: ListedNeighbour,
+}
+
+/// A real's next hop as lb sends to it: what the data path holds (interface, MAC, whether
+/// the MAC is known), and the next hop the kernel's route names now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ListedNeighbour {
+    /// The next hop's MAC is known and packets are sent (`false`: the real is
+    /// `NO_NEIGHBOUR`, its packets dropped `drop_no_neighbour` until the MAC is learnt).
+    pub resolved: bool,
+    /// The next hop: the real itself on-link, else the gateway (from the kernel's route at
+    /// listing time; `None` when not gathered or when there is no route).
+    pub next_hop: Option<IpAddr>,
+    /// The next hop's MAC the data path writes (`None` while unresolved).
+    pub mac: Option<String>,
+    /// Egress interface name (`None`: no route yet, or the index names no interface).
+    pub interface: Option<String>,
+    /// Egress interface index (0: no route yet).
+    pub ifindex: u32,
 }
 
 /// A service's persistence (`-p`, `-M`).
@@ -132,6 +152,8 @@ pub struct Gather {
     /// Connection counts (free from the data path's counters; an older object without
     /// them needs a walk of the flow tables).
     pub conns: bool,
+    /// Each real's next hop by the kernel's route now (one route lookup per real).
+    pub next_hops: bool,
 }
 
 /// Sorts services and their reals in ipvsadm's order (family, protocol, address, port;

@@ -9,7 +9,7 @@ pub mod nat;
 pub mod tun;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{Counter, Drop, ForwardMode, NatReverse, Real};
+use lb_common::{Counter, Drop, ForwardMode, NatReverse, Real, RealFlags};
 
 use crate::maps::{REALS, TX_PORTS};
 use crate::parse::Packet;
@@ -40,7 +40,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet, dest: &Dest) -> Result<Sent, Exit
         count(Counter::ICMP_TO_REAL);
     }
     count_in(dest.svc_id, dest.real_id, pkt.l3_len, dest.new_flow);
-    let out = match send(ctx, real.ifindex) {
+    let out = match send_to_real(ctx, real) {
         Ok(out) => out,
         Err(d) => {
             if dest.new_flow {
@@ -77,6 +77,18 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, dest: &Dest, real: &Real) -> Result<C
         // A mode byte this program does not know (the flow's, or the real's): unusable.
         None => return Err(Exit::Drop(Drop::NoReal)),
     })
+}
+
+/// Step 12 for a real: not sent while its next hop's MAC is not known (`NO_NEIGHBOUR`; one
+/// flag test, failing as a redirect fails). After the rewrite and the counting, as IPVS's
+/// `ip_vs_in` counts the packet and its connection (created, with a NAT flow's reverse
+/// entry recorded by the rewrite) before its transmitter fails.
+#[inline(always)]
+fn send_to_real(ctx: &XdpContext, real: &Real) -> Result<Out, Drop> {
+    if real.flags.has(RealFlags::NO_NEIGHBOUR) {
+        return Err(Drop::NoNeighbour);
+    }
+    send(ctx, real.ifindex)
 }
 
 /// Step 12: same interface → XDP_TX, else redirect (a failed redirect: the interface is

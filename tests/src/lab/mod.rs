@@ -22,6 +22,7 @@
 //! Addresses: only 198.18.0.0/15 and 2001:db8::/32, only inside these namespaces.
 
 pub mod http;
+pub mod neigh;
 
 pub use http::HttpServer;
 

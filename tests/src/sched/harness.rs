@@ -297,14 +297,14 @@ pub fn next_hop(id: u32) -> impl FnMut(IpAddr) -> Result<NextHop, NextHopError> 
             ifname: "lo".into(),
             local_addr: Some(addr),
             src_mac: [0x02, 0, 0, 0, 0, 0x04],
-            dst_mac: [
+            dst_mac: Some([
                 MAC_PREFIX[0],
                 MAC_PREFIX[1],
                 MAC_PREFIX[2],
                 MAC_PREFIX[3],
                 (id >> 8) as u8,
                 id as u8,
-            ],
+            ]),
             gateway: None,
         })
     }

@@ -190,7 +190,7 @@ fn fake_resolver(_: IpAddr) -> Result<NextHop, lb_ctl::nexthop::NextHopError> {
         ifname: "lo".into(),
         local_addr: Some(v4("198.18.255.254")),
         src_mac: [2, 0, 0, 0, 0, 2],
-        dst_mac: [2, 0, 0, 0, 1, 1],
+        dst_mac: Some([2, 0, 0, 0, 1, 1]),
         gateway: None,
     })
 }
