@@ -124,7 +124,7 @@ mod tests {
                 "2001:db8::1".parse().unwrap()
             }),
             src_mac: [2, 0, 0, 0, 0, 1],
-            dst_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: Some([2, 0, 0, 0, 0, 2]),
             gateway: None,
         })
     }

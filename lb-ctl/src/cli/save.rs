@@ -103,7 +103,7 @@ mod tests {
     use super::*;
     use crate::cli::names::Numeric;
     use crate::ipvs::model::{Endpoint, Proto, ServiceAddr};
-    use crate::status::{ListedReal, Persistence, Rates, Stats};
+    use crate::status::{ListedNeighbour, ListedReal, Persistence, Rates, Stats};
 
     fn ep(ip: &str, port: u16) -> Endpoint {
         Endpoint {
@@ -124,6 +124,7 @@ mod tests {
             l_threshold: 0,
             stats: Stats::default(),
             rates: Rates::default(),
+            neighbour: ListedNeighbour::default(),
         }
     }
 
