@@ -588,18 +588,11 @@ fn check_flows_size(dir: &Path, n: u32, notes: &mut Vec<String>) -> Result<(), L
     Ok(())
 }
 
-/// XDP program id attached to `iface` in this network namespace, from `ip -j link`.
-fn iface_prog_id(iface: &str) -> Option<u32> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "link", "show", "dev", iface])
-        .output()
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let xdp = v.get(0)?.get("xdp")?;
-    let id = |p: &serde_json::Value| p.get("prog")?.get("id")?.as_u64();
-    id(xdp)
-        .or_else(|| xdp.get("attached")?.as_array()?.iter().find_map(id))
-        .map(|i| i as u32)
+/// Whether XDP program `prog_id` is attached to `iface` in this network namespace (asked
+/// by rtnetlink, which answers for the caller's namespace).
+fn iface_has_prog(iface: &str, prog_id: u32) -> bool {
+    let ifindex = sys::if_index(iface);
+    ifindex != 0 && crate::rtnl::link_get(ifindex).is_ok_and(|l| l.xdp_progs.contains(&prog_id))
 }
 
 /// Attaches `prog` to `iface` with a link pinned as `<dir>/link_<iface>`, unless it already
@@ -626,13 +619,13 @@ fn attach(
         if info.ifindex == 0 {
             // The interface went away and took the attachment with it: a stale pin.
             std::fs::remove_file(&link_pin).map_err(|e| LoadError::Remove(link_pin.clone(), e))?;
-        } else if info.ifindex == ifindex && iface_prog_id(iface) == Some(info.prog_id) {
+        } else if info.ifindex == ifindex && iface_has_prog(iface, info.prog_id) {
             return Ok(format!("{} already attached to {iface}", kind.name()));
         } else {
             return Err(LoadError::ForeignLink(link_pin, info.ifindex));
         }
     }
-    if iface_prog_id(iface) == Some(prog_id) {
+    if iface_has_prog(iface, prog_id) {
         return Ok(format!("{} already attached to {iface}", kind.name()));
     }
     let what = format!(
@@ -857,7 +850,7 @@ fn detach(what: &str, iface: &str, pin: &Path) -> Result<String, LoadError> {
         return Ok(format!("{what} detached from {iface}"));
     };
     let deadline = std::time::Instant::now() + DETACH_WAIT;
-    while iface_prog_id(iface) == Some(prog_id) {
+    while iface_has_prog(iface, prog_id) {
         if std::time::Instant::now() >= deadline {
             return Ok(format!(
                 "{what} unpinned from {iface}; the kernel still runs it there after {} s \

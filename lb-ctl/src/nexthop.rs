@@ -264,6 +264,7 @@ mod tests {
             name: "d0".into(),
             link_type,
             mac,
+            xdp_progs: vec![],
         };
         let mac = [0xe2, 0xf9, 0xb2, 0x66, 0x92, 0x9f];
         assert_eq!(check_link(&link(ARPHRD_ETHER, Some(mac)), a).unwrap(), mac);

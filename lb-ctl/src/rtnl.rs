@@ -8,7 +8,7 @@
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkXdp};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -55,6 +55,8 @@ pub struct LinkReply {
     pub link_type: u16,
     /// Its hardware address, when 6 bytes long.
     pub mac: Option<[u8; 6]>,
+    /// Ids of the XDP programs attached to it (IFLA_XDP: one per attach mode).
+    pub xdp_progs: Vec<u32>,
 }
 
 /// The kernel's neighbour states (`NUD_*`, include/uapi/linux/neighbour.h) whose link-layer
@@ -131,11 +133,25 @@ pub fn decode_link(m: &LinkMessage) -> LinkReply {
         name: String::new(),
         link_type: m.header.link_layer_type.into(),
         mac: None,
+        xdp_progs: Vec::new(),
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Address(b) => l.mac = <[u8; 6]>::try_from(&b[..]).ok(),
+            LinkAttribute::Xdp(xdp) => {
+                for x in xdp {
+                    if let LinkXdp::ProgId(id)
+                    | LinkXdp::DrvProgId(id)
+                    | LinkXdp::SkbProgId(id)
+                    | LinkXdp::HwProgId(id) = x
+                        && *id != 0
+                        && !l.xdp_progs.contains(id)
+                    {
+                        l.xdp_progs.push(*id);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -487,6 +503,13 @@ mod tests {
         l.attributes.push(LinkAttribute::IfName("eth1".into()));
         l.attributes
             .push(LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]));
+        // An skb-mode and a native program (each mode's id, and the id of the only one
+        // again as IFLA_XDP_PROG_ID when there is one).
+        l.attributes.push(LinkAttribute::Xdp(vec![
+            LinkXdp::SkbProgId(41),
+            LinkXdp::DrvProgId(42),
+            LinkXdp::ProgId(42),
+        ]));
         assert_eq!(
             decode_link(&l),
             LinkReply {
@@ -494,6 +517,7 @@ mod tests {
                 name: "eth1".into(),
                 link_type: ARPHRD_ETHER,
                 mac: Some([2, 0, 0, 0, 0, 1]),
+                xdp_progs: vec![41, 42],
             }
         );
     }

@@ -112,8 +112,11 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
   -R reads ipvsadm commands, one per line (as -S writes them; `#` lines and blank lines
   skipped), checks every line against the state the lines before it leave, and changes
   nothing if one is refused (the message names the line).
-  Connections expire, and --rate is estimated (every 2 s), only while `lb-ctl sweep`
-  runs (IPVS's timers); settings:
+  A real may be added while it is down: lb asks the kernel to resolve its next hop and
+  sends to it once the MAC is known (until then its packets are dropped and counted
+  drop_no_neighbour). Connections expire, --rate is estimated (every 2 s) and next hops
+  are followed only while `lb-ctl sweep` runs (IPVS's timers; `lb-ctl load` starts it);
+  settings:
   `lb-ctl sysctl expire_nodest_conn|expire_quiescent_template 0|1`.
   Refused, in one line, with what to use instead: -f/-6 firewall marks (XDP runs before
   netfilter; use --persist-group), --start-daemon/--stop-daemon/--syncid/--mcast-*
