@@ -111,11 +111,6 @@ impl ServiceAddr {
             },
         })
     }
-    /// ipvsadm's sort order for services: family, protocol, address, port.
-    pub fn sort_key(&self) -> (u8, u8, IpAddr, u16) {
-        let fam = if self.vip.ip.is_ipv4() { 0 } else { 1 };
-        (fam, self.proto.number(), self.vip.ip, self.vip.port)
-    }
 }
 
 impl fmt::Display for ServiceAddr {

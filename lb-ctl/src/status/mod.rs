@@ -6,6 +6,7 @@
 //! JSON is an interface scripts parse, so a rename here is a breaking change there.
 
 pub mod gather;
+pub mod order;
 
 pub use gather::{conns, counters, services};
 
@@ -157,14 +158,15 @@ pub struct Gather {
 }
 
 /// Sorts services and their reals in ipvsadm's order (family, protocol, address, port;
-/// reals by address and port). Without `reals_too` reals keep IPVS's list order.
-pub fn sort(services: &mut [ListedService], reals_too: bool) {
-    services.sort_by_key(|s| s.addr.sort_key());
+/// reals by address and port, compared as libipvs compares them: [`order`]). Without
+/// `reals_too` reals keep IPVS's list order.
+pub fn sort(services: &mut Vec<ListedService>, reals_too: bool) {
+    order::merge_sort_by(services, |a, b| order::cmp_services(&a.addr, &b.addr));
     if !reals_too {
         return;
     }
     for s in services.iter_mut() {
-        s.reals.sort_by_key(|r| (r.ep.ip, r.ep.port));
+        order::merge_sort_by(&mut s.reals, |a, b| order::cmp_reals(&a.ep, &b.ep));
     }
 }
 
