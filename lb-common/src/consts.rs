@@ -151,8 +151,10 @@ pub const FLOWLESS_REPLY_S: u32 = 10;
 pub const MAX_PERSIST: u32 = 1 << 18;
 /// Most reals a load-driven scheduler scans per new flow (bounded loop in the kernel).
 pub const MAX_REALS_PER_SERVICE: u32 = 256;
-/// Default persistence timeout, seconds (ipvsadm -p without a value).
-pub const DEFAULT_PERSIST_TIMEOUT_S: u32 = 300;
+/// Default persistence timeout, seconds (ipvsadm -p without a value): libipvs.h's
+/// `IPVS_SVC_PERSISTENT_TIMEOUT (6*60)`, which ipvsadm's `parse_timeout(NULL)` returns
+/// (its manual page says 300; the code, and so every listing, says 360).
+pub const DEFAULT_PERSIST_TIMEOUT_S: u32 = 6 * 60;
 /// One [`crate::conn::Settings`] (array of 1): timeouts and sysctl-like settings. Written
 /// by lb-ctl; read by the data path only on rare paths (a flow whose real is gone).
 pub const MAP_SETTINGS: &str = "SETTINGS";

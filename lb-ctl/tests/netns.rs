@@ -316,6 +316,10 @@ UDP  [2001:db8::1]:53 wlc
         ("-a -t 198.18.2.9:80 -r 198.18.100.2", "No such service"),
         (
             "-a -t 198.18.2.1:80 -r [2001:db8:100::2]",
+            "Different address family is allowed only for tunneling servers",
+        ),
+        (
+            "-a -t 198.18.2.1:80 -r [2001:db8:100::2] -i",
             "address family mismatch",
         ),
         (
@@ -1211,12 +1215,12 @@ fn save_clear_restore_as_ipvsadm() {
 -A -t 198.18.2.1:80 -s wlc -p 600 -M 255.255.255.0
 -a -t 198.18.2.1:80 -r 198.18.100.2:80 -g -w 2
 -a -t 198.18.2.1:80 -r 198.18.101.5:8080 -m -w 3 -x 100 -y 50
--A -t 198.18.2.1:443 -s mh -b mh-port -p 600 --persist-group 198.18.2.1:80
+-A -t 198.18.2.1:443 -s mh -p 600 -b mh-port --persist-group 198.18.2.1:80
 -a -t 198.18.2.1:443 -r 198.18.100.2:443 -g -w 1
--E -t 198.18.2.1:443 -s mh -b mh-port -p 600 --persist-group 198.18.2.1:80 --mh-size 251
+-E -t 198.18.2.1:443 -s mh -p 600 -b mh-port --persist-group 198.18.2.1:80 --mh-size 251
 -A -u 198.18.2.3:53 -s rr -o
 -a -u 198.18.2.3:53 -r 198.18.101.6:5353 -m -w 0
--A -t [2001:db8:2::1]:80 -s sh -b sh-fallback -p 60 -M 64
+-A -t [2001:db8:2::1]:80 -s sh -p 60 -M 64 -b sh-fallback
 -a -t [2001:db8:2::1]:80 -r [2001:db8:100::2]:80 -i -w 4 --tun-type ipip
 ";
     assert_eq!(saved, want);
@@ -1314,8 +1318,19 @@ fn save_clear_restore_as_ipvsadm() {
         ),
         (
             "-a -t 198.18.2.1:80 -r [2001:db8:100::2]",
+            "Different address family is allowed only for tunneling servers",
+            2,
+        ),
+        (
+            "-a -t 198.18.2.1:80 -r [2001:db8:100::2] -i",
             "address family mismatch",
             255,
+        ),
+        ("-L -Z", "invalid option `-Z'", 2),
+        (
+            "-L -n --stats -X -X",
+            "multiple 'exact' options specified",
+            2,
         ),
         (
             "-A -t 198.18.2.7:80 -w 1",

@@ -96,7 +96,7 @@ ipvsadm-compatible commands (lb-ctl -A ..., or invoked as `ipvsadm`):
 
   -s {SCHEDULERS} (default wlc, as ipvsadm)
   -b {FLAGS}
-  -p persistence, TIMEOUT seconds (default 300); -M client netmask (IPv6: prefix length)
+  -p persistence, TIMEOUT seconds (default 360); -M client netmask (IPv6: prefix length)
   -o one-packet scheduling (UDP: every datagram scheduled on its own)
   --persist-group VIP:PORT  share that service's persistence templates (as one IPVS
       firewall-mark service for several ports, e.g. http + https); same protocol

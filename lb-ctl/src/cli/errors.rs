@@ -65,6 +65,18 @@ pub fn failure(cmd: &IpvsCommand, e: &CtlError) -> (String, u8) {
         },
         CtlError::Restore(r) => match &r.source {
             RestoreLineError::Parse(p) => (detail, parse_status(p)),
+            // As ipvsadm words the refusal of that line run on its own.
+            RestoreLineError::Model { cmd, refusal } => match strerror(cmd, refusal) {
+                Some(text) => (
+                    format!(
+                        "line {}: {}",
+                        r.line,
+                        with_detail(text, &refusal.to_string())
+                    ),
+                    EXIT_REFUSED,
+                ),
+                None => (detail, EXIT_REFUSED),
+            },
             _ => (detail, EXIT_REFUSED),
         },
         _ => (detail, 1),
@@ -124,5 +136,21 @@ mod tests {
             255
         );
         assert_eq!(parse_status(&ParseError::Usage("x".into())), 2);
+    }
+
+    /// A refused `-R` line is worded as ipvsadm words that command run on its own, after
+    /// the line number.
+    #[test]
+    fn restore_lines_use_the_same_texts() {
+        let cmds = crate::cli::restore::commands(
+            "-A -t 198.18.2.1:80 -s rr\n-a -t 198.18.2.2:80 -r 198.18.1.11 -g\n",
+            &crate::cli::names::Numeric,
+        )
+        .unwrap();
+        let mut resolve = |_| unreachable!("the service check comes first");
+        let err = crate::cli::restore::plan(&Default::default(), &cmds, &mut resolve).unwrap_err();
+        let (m, code) = failure(&IpvsCommand::Restore, &CtlError::Restore(Box::new(err)));
+        assert_eq!(code, 255);
+        assert!(m.starts_with("line 2: Service not defined: "), "{m}");
     }
 }

@@ -282,6 +282,8 @@ fn allowed(cmd: Cmd) -> (&'static [Opt], &'static [Opt]) {
 
 #[derive(Default)]
 struct Raw {
+    /// The option word being read, as typed (`-Z`, `--zero`), for popt's messages.
+    typed: String,
     cmd: Option<Cmd>,
     seen: Vec<Opt>,
     service: Option<(Proto, String)>,
@@ -517,7 +519,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         long: "exact",
-        short: None,
+        short: Some('X'),
         arg: false,
     },
     Spec {
@@ -620,21 +622,17 @@ const SPECS: &[Spec] = &[
 
 impl Raw {
     fn command(&mut self, c: Cmd) -> Result<(), ParseError> {
-        match self.cmd {
-            Some(old) if old != c => Err(usage(format!(
-                "multiple commands specified (--{} and --{})",
-                old.name(),
-                c.name()
-            ))),
-            _ => {
-                self.cmd = Some(c);
-                Ok(())
-            }
+        // ipvsadm's parse_options reads the command from the first option only; a command
+        // option after it falls to the option switch's `default:`, "invalid option".
+        if self.cmd.is_some() {
+            return Err(usage(format!("invalid option `{}'", self.typed)));
         }
+        self.cmd = Some(c);
+        Ok(())
     }
 
     fn option(&mut self, o: Opt) -> Result<(), ParseError> {
-        if self.seen.contains(&o) && o != Opt::Numeric {
+        if self.seen.contains(&o) {
             return Err(usage(format!("multiple '{}' options specified", o.name())));
         }
         self.seen.push(o);
@@ -642,8 +640,9 @@ impl Raw {
     }
 
     fn set(&mut self, long: &str, arg: Option<String>) -> Result<(), ParseError> {
+        let typed = self.typed.clone();
         let arg_or = |a: Option<String>| {
-            a.ok_or_else(|| ParseError::BadOption(format!("--{long}: missing argument")))
+            a.ok_or_else(|| ParseError::BadOption(format!("{typed}: missing argument")))
         };
         match long {
             "add-service" => self.command(Cmd::AddService)?,
@@ -1028,6 +1027,7 @@ pub fn parse_with<S: AsRef<str>>(args: &[S], names: &dyn Names) -> Result<IpvsCo
             };
             let spec = find_long(name)
                 .ok_or_else(|| ParseError::BadOption(format!("--{name}: unknown option")))?;
+            raw.typed = format!("--{name}");
             let arg = if spec.arg && inline.is_none() {
                 let v = args.get(i).map(|s| s.as_ref().to_string());
                 i += 1;
@@ -1041,15 +1041,16 @@ pub fn parse_with<S: AsRef<str>>(args: &[S], names: &dyn Names) -> Result<IpvsCo
             if spec.long == "set" {
                 // `--set TCP TCPFIN UDP`: three values.
                 for _ in 0..2 {
-                    let v = args.get(i).map(|s| s.as_ref().to_string());
+                    raw.timeouts
+                        .extend(args.get(i).map(|s| s.as_ref().to_string()));
                     i += 1;
-                    raw.set("set", v)?;
                 }
             }
         } else if let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) {
             for (pos, c) in cluster.char_indices() {
                 let spec = find_short(c)
                     .ok_or_else(|| ParseError::BadOption(format!("-{c}: unknown option")))?;
+                raw.typed = format!("-{c}");
                 if spec.arg {
                     let rest = &cluster[pos + c.len_utf8()..];
                     let arg = if rest.is_empty() {
@@ -1150,8 +1151,16 @@ pub fn parse_with<S: AsRef<str>>(args: &[S], names: &dyn Names) -> Result<IpvsCo
         Cmd::DelService => IpvsCommand::DelService(svc.expect("required")),
         Cmd::AddReal | Cmd::EditReal => {
             let (addr, port) = real.expect("required");
+            let service = svc.expect("required");
+            // ipvsadm.c process_options: only a tunnel may cross families (which lb's
+            // model then refuses, with its own reason).
+            if addr.is_ipv4() != service.vip.ip.is_ipv4() && raw.fwd != Some(ForwardMode::Tun) {
+                return Err(usage(
+                    "Different address family is allowed only for tunneling servers",
+                ));
+            }
             let spec = RealSpec {
-                service: svc.expect("required"),
+                service,
                 addr,
                 port,
                 mode: raw.fwd.unwrap_or(ForwardMode::Dr),
@@ -1350,8 +1359,8 @@ mod tests {
     #[test]
     fn refusals() {
         // Texts from ipvsadm.c: generic_opt_check ("You need to supply ...", "Illegal ..."),
-        // set_command ("multiple commands specified"), set_option ("multiple '%s' options
-        // specified"), parse_options' fail(2, ...) calls; lb's detail follows in ( ).
+        // set_option ("multiple '%s' options specified"), parse_options' fail(2, ...)
+        // calls (a second command is its "invalid option"); lb's detail follows in ( ).
         let e = |s: &str| p(s).unwrap_err().to_string();
         assert_eq!(
             e("-A -s mh"),
@@ -1369,10 +1378,32 @@ mod tests {
             e("-C -n"),
             "Illegal 'numeric' option with the 'flush' command"
         );
+        assert_eq!(e("-A -a -t 198.18.2.1:80"), "invalid option `-a'");
+        assert_eq!(e("-L --zero"), "invalid option `--zero'");
+        assert_eq!(e("-L -L"), "invalid option `-L'");
+        assert_eq!(e("-L -n -n"), "multiple 'numeric' options specified");
+        // process_options: families cross only on a tunnel (lb's model refuses that
+        // later, in its own words).
         assert_eq!(
-            e("-A -a -t 198.18.2.1:80"),
-            "multiple commands specified (--add-service and --add-server)"
+            e("-a -t 198.18.2.1:80 -r [2001:db8::11]:80 -g"),
+            "Different address family is allowed only for tunneling servers"
         );
+        assert_eq!(
+            e("-e -t [2001:db8::1]:80 -r 198.18.1.11 -m"),
+            "Different address family is allowed only for tunneling servers"
+        );
+        assert!(p("-a -t 198.18.2.1:80 -r [2001:db8::11] -i").is_ok());
+        // popt names the option as typed.
+        assert_eq!(e("-a -t 198.18.2.1:80 -r"), "-r: missing argument");
+        assert_eq!(
+            e("-a -t 198.18.2.1:80 --real-server"),
+            "--real-server: missing argument"
+        );
+        // -X is --exact's short form.
+        assert!(matches!(
+            p("-L -n --stats -X").unwrap(),
+            IpvsCommand::List { exact: true, .. }
+        ));
         assert_eq!(
             e("-n"),
             "no command given (one of -A -E -D -a -e -d -L -C -Z -S -R --set -h -v)"

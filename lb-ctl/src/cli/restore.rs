@@ -31,9 +31,15 @@ pub enum RestoreLineError {
     /// A command that changes nothing (a listing, `-S`, `-R`, `-h`).
     #[error("{0} is not a change; a restore stream holds -A -E -D -a -e -d -C -Z --set")]
     NotAChange(String),
-    /// Refused by the planner against the state the lines before it leave.
-    #[error(transparent)]
-    Model(#[from] ModelError),
+    /// Refused by the planner against the state the lines before it leave (with the
+    /// line's command, which picks ipvsadm's words for the refusal).
+    #[error("{refusal}")]
+    Model {
+        /// The line's command.
+        cmd: Box<IpvsCommand>,
+        /// The refusal.
+        refusal: ModelError,
+    },
 }
 
 /// The commands of a `-R` stream with their line numbers: one command per line, as
@@ -99,7 +105,10 @@ pub fn plan(
         }
         .map_err(|e| RestoreError {
             line: *line,
-            source: e.into(),
+            source: RestoreLineError::Model {
+                cmd: Box::new(cmd.clone()),
+                refusal: e,
+            },
         })?;
         snap.apply(&ops);
         all.extend(ops);

@@ -1,8 +1,8 @@
 //! `-S` / `--save`: the table as ipvsadm commands, one per line, that `-R` reads back.
 //!
 //! The words and their order are ipvsadm's (ipvsadm.c `print_service_entry` with
-//! `FMT_RULE`, and `print_tunnel_rule` of 1.31): `-A -t|-u VIP:PORT -s SCHED [-b FLAGS]
-//! [-p TIMEOUT [-M MASK]] [-o]`, then per real `-a -t|-u VIP:PORT -r RIP:PORT -g|-i|-m -w
+//! `FMT_RULE`, and `print_tunnel_rule` of 1.31): `-A -t|-u VIP:PORT -s SCHED
+//! [-p TIMEOUT [-M MASK]] [-o] [-b FLAGS]`, then per real `-a -t|-u VIP:PORT -r RIP:PORT -g|-i|-m -w
 //! WEIGHT`, with `--tun-type ipip` after a tunnel real's weight. Where ipvsadm would lose
 //! something lb keeps, lb appends it in the same syntax so `-S | -R` round-trips: `-x`/`-y`
 //! on a real with thresholds, `--persist-group` on a service, and a Maglev table size as
@@ -48,9 +48,6 @@ pub fn rules(services: &[ListedService], names: &dyn Names) -> String {
             addrport(&s.addr.vip, s.addr.proto, names)
         );
         let mut line = format!("{svc} -s {}", s.sched);
-        if !s.sched_flags.is_empty() {
-            let _ = write!(line, " -b {}", s.sched_flags.join(","));
-        }
         if let Some(p) = &s.persistent {
             let _ = write!(line, " -p {}", p.timeout_s);
             if let Some(m) = mask_word(p.netmask) {
@@ -59,6 +56,10 @@ pub fn rules(services: &[ListedService], names: &dyn Names) -> String {
         }
         if s.one_packet {
             line.push_str(" -o");
+        }
+        // ipvsadm writes the scheduler flags last (after -p, -M, --pe and -o).
+        if !s.sched_flags.is_empty() {
+            let _ = write!(line, " -b {}", s.sched_flags.join(","));
         }
         // lb's own: the first service of the same group written before this one names it.
         if let Some(first) = services[..i]
@@ -148,8 +149,8 @@ mod tests {
 
     /// Each golden line is ipvsadm.c `print_service_entry`'s FMT_RULE output, built from
     /// its format strings: the service "-A %s -s %s" (svc_name "%s %s": "-t"/"-u" and
-    /// `addrport_to_anyname`), " -b " and the flags, " -p %u", " -M %s" (`inet_ntoa`) or
-    /// " -M %i" (IPv6 prefix); each real "-a %s -r %s %s -w %d" (`fwd_switch`), a tunnel
+    /// `addrport_to_anyname`), " -p %u", " -M %s" (`inet_ntoa`) or " -M %i" (IPv6 prefix),
+    /// " -o", then " -b " and the flags (1.31 l.2001-2015); each real "-a %s -r %s %s -w %d" (`fwd_switch`), a tunnel
     /// real through 1.31's `print_tunnel_rule` ("... -w %d --tun-type %s").
     #[test]
     fn rules_are_ipvsadms_save_lines() {
@@ -188,11 +189,11 @@ mod tests {
 -A -t 198.18.2.1:80 -s wlc
 -a -t 198.18.2.1:80 -r 198.18.1.11:80 -g -w 1
 -a -t 198.18.2.1:80 -r 198.18.1.12:80 -g -w 3
--A -t 198.18.2.1:443 -s sh -b sh-fallback,sh-port -p 600 -M 255.255.255.0
+-A -t 198.18.2.1:443 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port
 -a -t 198.18.2.1:443 -r 198.18.1.11:443 -i -w 0 --tun-type ipip
 -A -u 198.18.2.3:53 -s rr -o
 -a -u 198.18.2.3:53 -r 198.18.1.13:5353 -m -w 65535
--A -t [2001:db8:2::1]:80 -s mh -b mh-port -p 300 -M 64
+-A -t [2001:db8:2::1]:80 -s mh -p 300 -M 64 -b mh-port
 -a -t [2001:db8:2::1]:80 -r [2001:db8:1::11]:80 -g -w 1
 -a -t [2001:db8:2::1]:80 -r [2001:db8:1::12]:80 -i -w 2 --tun-type ipip
 -A -u [2001:db8:2::2]:0 -s wrr -p 60
