@@ -280,7 +280,8 @@ fn run(args: Vec<String>) -> Outcome {
                 let mut msg = e.to_string();
                 if msg.starts_with("no command given") {
                     // ipvsadm's `tryhelp_exit`: its line, lb's reason after it.
-                    msg = format!("{} ({msg})", errors::TRY_HELP);
+                    let argv0 = args.first().map(String::as_str).unwrap_or("ipvsadm");
+                    msg = format!("{} ({msg})", errors::try_help(argv0));
                 }
                 Outcome::Ipvsadm(msg, errors::parse_status(&e))
             }
@@ -450,7 +451,17 @@ mod tests {
         let Outcome::Ipvsadm(m, 255) = run(args("ipvsadm -n")) else {
             panic!()
         };
-        assert!(m.starts_with(errors::TRY_HELP), "{m}");
+        assert!(
+            m.starts_with("Try `ipvsadm -h' or 'ipvsadm --help' for more information."),
+            "{m}"
+        );
+        let Outcome::Ipvsadm(m, 255) = run(args("/usr/local/sbin/ipvsadm -n")) else {
+            panic!()
+        };
+        assert!(
+            m.starts_with("Try `/usr/local/sbin/ipvsadm -h' or '/usr/local/sbin/ipvsadm --help'"),
+            "{m}"
+        );
         assert!(!m.contains('\n'), "{m}");
         let Outcome::Ok(help) = run(args("lb-ctl --help")) else {
             panic!()

@@ -1349,9 +1349,13 @@ fn save_clear_restore_as_ipvsadm() {
             2,
         ),
         ("-Q", "-Q: unknown option", 255),
+        // tryhelp_exit names the program as invoked: here the link's whole path.
         (
             "-n",
-            "Try `ipvsadm -h' or 'ipvsadm --help' for more information.",
+            &*format!(
+                "Try `{0} -h' or '{0} --help' for more information.",
+                ipvsadm.display()
+            ),
             255,
         ),
     ] {

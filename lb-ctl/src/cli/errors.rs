@@ -18,8 +18,11 @@ pub const EXIT_USAGE: u8 = 2;
 /// `process_options`, returned by `main`).
 pub const EXIT_REFUSED: u8 = 255;
 
-/// ipvsadm's `tryhelp_exit` line.
-pub const TRY_HELP: &str = "Try `ipvsadm -h' or 'ipvsadm --help' for more information.";
+/// ipvsadm's `tryhelp_exit` line, which names the program as it was invoked (`argv[0]`:
+/// `ipvsadm` from the PATH, the whole path when run by one).
+pub fn try_help(argv0: &str) -> String {
+    format!("Try `{argv0} -h' or '{argv0} --help' for more information.")
+}
 
 /// The exit status ipvsadm gives a command line refused with `e`.
 pub fn parse_status(e: &ParseError) -> u8 {
